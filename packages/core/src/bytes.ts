@@ -1,0 +1,142 @@
+/** Byte helpers shared by every module. Inputs are always Uint8Array (Buffer is a subclass). */
+
+const encoder = new TextEncoder();
+const strictDecoder = new TextDecoder("utf-8", { fatal: true });
+
+export function utf8(s: string): Uint8Array {
+  return encoder.encode(s);
+}
+
+/** Decodes UTF-8, throwing on invalid sequences (usernames must be valid UTF-8). */
+export function fromUtf8(b: Uint8Array): string {
+  return strictDecoder.decode(b);
+}
+
+export function concat(...parts: Uint8Array[]): Uint8Array {
+  let len = 0;
+  for (const p of parts) len += p.length;
+  const out = new Uint8Array(len);
+  let off = 0;
+  for (const p of parts) {
+    out.set(p, off);
+    off += p.length;
+  }
+  return out;
+}
+
+export function toHex(b: Uint8Array): string {
+  let s = "";
+  for (const x of b) s += x.toString(16).padStart(2, "0");
+  return s;
+}
+
+export function fromHex(hex: string): Uint8Array {
+  if (hex.length % 2 !== 0 || !/^[0-9a-fA-F]*$/.test(hex)) throw new TypeError(`invalid hex string`);
+  const out = new Uint8Array(hex.length / 2);
+  for (let i = 0; i < out.length; i++) out[i] = parseInt(hex.slice(2 * i, 2 * i + 2), 16);
+  return out;
+}
+
+export function writeU16BE(out: Uint8Array, offset: number, v: number): void {
+  out[offset] = (v >>> 8) & 0xff;
+  out[offset + 1] = v & 0xff;
+}
+
+export function readU16BE(b: Uint8Array, offset: number): number {
+  return ((b[offset]! << 8) | b[offset + 1]!) >>> 0;
+}
+
+export function writeU32BE(out: Uint8Array, offset: number, v: number): void {
+  out[offset] = (v >>> 24) & 0xff;
+  out[offset + 1] = (v >>> 16) & 0xff;
+  out[offset + 2] = (v >>> 8) & 0xff;
+  out[offset + 3] = v & 0xff;
+}
+
+export function readU32BE(b: Uint8Array, offset: number): number {
+  return ((b[offset]! << 24) | (b[offset + 1]! << 16) | (b[offset + 2]! << 8) | b[offset + 3]!) >>> 0;
+}
+
+/** True when `b` starts with `prefix` (not constant time: only for public values such as nonces). */
+export function startsWith(b: Uint8Array, prefix: Uint8Array, at = 0): boolean {
+  if (b.length - at < prefix.length) return false;
+  for (let i = 0; i < prefix.length; i++) if (b[at + i] !== prefix[i]) return false;
+  return true;
+}
+
+/** First index >= from where `needle` occurs in `hay`, or -1. */
+export function indexOf(hay: Uint8Array, needle: Uint8Array, from: number): number {
+  const first = needle[0];
+  const last = hay.length - needle.length;
+  for (let i = from; i <= last; i++) {
+    if (hay[i] !== first) continue;
+    let j = 1;
+    while (j < needle.length && hay[i + j] === needle[j]) j++;
+    if (j === needle.length) return i;
+  }
+  return -1;
+}
+
+/**
+ * An append-only byte buffer with a hard capacity: the capacity is checked before bytes are copied,
+ * so a peer can never make it grow past the bound.
+ */
+export class ByteQueue {
+  private buf: Uint8Array;
+  private start = 0;
+  private end = 0;
+  readonly capacity: number;
+
+  constructor(capacity: number, initial = 4096) {
+    this.capacity = capacity;
+    this.buf = new Uint8Array(Math.min(initial, capacity));
+  }
+
+  get length(): number {
+    return this.end - this.start;
+  }
+
+  /** Appends bytes; returns false (appending nothing) if that would exceed the capacity. */
+  push(chunk: Uint8Array): boolean {
+    const len = this.length;
+    if (len + chunk.length > this.capacity) return false;
+    if (this.end + chunk.length > this.buf.length) {
+      if (len + chunk.length <= this.buf.length) {
+        this.buf.copyWithin(0, this.start, this.end);
+      } else {
+        let size = this.buf.length;
+        while (size < len + chunk.length) size *= 2;
+        const next = new Uint8Array(Math.min(size, this.capacity));
+        next.set(this.buf.subarray(this.start, this.end));
+        this.buf = next;
+      }
+      this.start = 0;
+      this.end = len;
+    }
+    this.buf.set(chunk, this.end);
+    this.end += chunk.length;
+    return true;
+  }
+
+  /** A view of the buffered bytes; valid until the next push or consume. */
+  view(): Uint8Array {
+    return this.buf.subarray(this.start, this.end);
+  }
+
+  /** Removes and returns a copy of the first n bytes. */
+  take(n: number): Uint8Array {
+    if (n > this.length) throw new RangeError("take past end");
+    const out = this.buf.slice(this.start, this.start + n);
+    this.consume(n);
+    return out;
+  }
+
+  consume(n: number): void {
+    this.start += n;
+    if (this.start === this.end) this.start = this.end = 0;
+  }
+
+  clear(): void {
+    this.start = this.end = 0;
+  }
+}

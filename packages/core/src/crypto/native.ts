@@ -1,0 +1,106 @@
+/** Backend on node:crypto, which Bun implements natively (BoringSSL) and Node on OpenSSL. */
+import * as nodeCrypto from "node:crypto";
+import { promisify } from "node:util";
+import {
+  type CryptoBackend,
+  GCM_TAG_SIZE,
+  checkAeadArgs,
+  checkX25519Args,
+  isAllZero,
+} from "./backend.ts";
+
+const pbkdf2 = promisify(nodeCrypto.pbkdf2);
+
+// RFC 8410 DER prefixes: wrapping raw X25519 keys lets node:crypto import them without JWK parsing.
+const X25519_PKCS8_PREFIX = Buffer.from("302e020100300506032b656e04220420", "hex");
+const X25519_SPKI_PREFIX = Buffer.from("302a300506032b656e032100", "hex");
+
+function x25519PrivateKey(raw: Uint8Array): nodeCrypto.KeyObject {
+  return nodeCrypto.createPrivateKey({
+    key: Buffer.concat([X25519_PKCS8_PREFIX, raw]),
+    format: "der",
+    type: "pkcs8",
+  });
+}
+
+function view(b: Uint8Array): Buffer {
+  return Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+}
+
+export const nativeBackend: CryptoBackend = {
+  name: "native",
+
+  randomBytes(length) {
+    return new Uint8Array(nodeCrypto.randomBytes(length));
+  },
+
+  sha256(data) {
+    return new Uint8Array(nodeCrypto.createHash("sha256").update(data).digest());
+  },
+
+  hmacSha256(key, data) {
+    return new Uint8Array(nodeCrypto.createHmac("sha256", key).update(data).digest());
+  },
+
+  async pbkdf2Sha256(password, salt, iterations, length) {
+    return new Uint8Array(await pbkdf2(password, salt, iterations, length, "sha256"));
+  },
+
+  aesGcmSeal(key, nonce, plaintext, aad) {
+    checkAeadArgs(key, nonce);
+    const cipher = nodeCrypto.createCipheriv("aes-256-gcm", key, nonce, { authTagLength: GCM_TAG_SIZE });
+    if (aad && aad.length) cipher.setAAD(aad);
+    const out = new Uint8Array(plaintext.length + GCM_TAG_SIZE);
+    const body = cipher.update(plaintext);
+    out.set(body, 0);
+    const fin = cipher.final();
+    out.set(fin, body.length);
+    out.set(cipher.getAuthTag(), body.length + fin.length);
+    return out;
+  },
+
+  aesGcmOpen(key, nonce, sealed, aad) {
+    checkAeadArgs(key, nonce);
+    if (sealed.length < GCM_TAG_SIZE) return null;
+    const ctLen = sealed.length - GCM_TAG_SIZE;
+    const decipher = nodeCrypto.createDecipheriv("aes-256-gcm", key, nonce, { authTagLength: GCM_TAG_SIZE });
+    decipher.setAuthTag(sealed.subarray(ctLen));
+    if (aad && aad.length) decipher.setAAD(aad);
+    const body = decipher.update(sealed.subarray(0, ctLen));
+    try {
+      // final() checks the tag; until it returns, `body` is unauthenticated and never escapes.
+      const fin = decipher.final();
+      if (fin.length === 0) return new Uint8Array(body.buffer, body.byteOffset, body.byteLength);
+      const out = new Uint8Array(body.length + fin.length);
+      out.set(body, 0);
+      out.set(fin, body.length);
+      return out;
+    } catch {
+      body.fill(0);
+      return null;
+    }
+  },
+
+  timingSafeEqual(a, b) {
+    if (a.length !== b.length) return false;
+    return nodeCrypto.timingSafeEqual(view(a), view(b));
+  },
+
+  x25519PublicKey(privateKey) {
+    checkX25519Args(privateKey);
+    const pub = nodeCrypto.createPublicKey(x25519PrivateKey(privateKey)).export({ format: "der", type: "spki" });
+    return new Uint8Array(pub.subarray(X25519_SPKI_PREFIX.length));
+  },
+
+  x25519(privateKey, publicKey) {
+    checkX25519Args(privateKey, publicKey);
+    const pub = nodeCrypto.createPublicKey({
+      key: Buffer.concat([X25519_SPKI_PREFIX, publicKey]),
+      format: "der",
+      type: "spki",
+    });
+    const shared = new Uint8Array(nodeCrypto.diffieHellman({ privateKey: x25519PrivateKey(privateKey), publicKey: pub }));
+    if (isAllZero(shared)) throw new RangeError("X25519 produced the all-zero shared secret");
+    return shared;
+  },
+};

@@ -1,0 +1,7 @@
+export * from "./errors.ts";
+export * from "./bytes.ts";
+export * from "./events.ts";
+export * from "./runtime.ts";
+export * from "./crypto/index.ts";
+export * as legacy from "./legacy/index.ts";
+

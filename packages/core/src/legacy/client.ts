@@ -1,0 +1,184 @@
+/**
+ * Client side of the reference protocol as a sans-IO state machine.
+ *
+ *   start --hello sent--> helloSent --session nonce--> proofSent --server proof--> established
+ *
+ * The client holds its PSK before it starts (the driver derives or looks it up), so no step waits.
+ * Hardening over the reference, with no byte changed on the wire: a reply whose nonce starts with the
+ * session nonce is our own record reflected back; a reply with no request outstanding, a reply nonce
+ * seen recently in this session, or a tag failure is a protocol error that closes the session.
+ */
+import { GCM_NONCE_SIZE } from "../crypto/backend.ts";
+import type { CryptoBackend } from "../crypto/backend.ts";
+import { AuthError, DecryptError, NstpError, ProtocolError, TooLargeError } from "../errors.ts";
+import type { Output, Random } from "../events.ts";
+import { ByteQueue, concat, startsWith, toHex, utf8 } from "../bytes.ts";
+import { clientProof, serverProof, sessionKey } from "./keys.ts";
+import {
+  CLIENT_NONCE_SIZE,
+  MAX_COUNTER,
+  MAX_REPLY_BODY,
+  PROOF_SIZE,
+  REPLY_LENGTH_SIZE,
+  SESSION_NONCE_SIZE,
+  TAG_SIZE,
+  checkUsernameBytes,
+  encodeClientHello,
+  recordNonce,
+  replyBodyLength,
+} from "./wire.ts";
+
+/** How many recent reply nonces are remembered to detect a replayed reply (memory per session is bounded). */
+export const REPLY_NONCE_MEMORY = 1024;
+
+export interface LegacyClientOptions {
+  crypto: CryptoBackend;
+  username: string;
+  psk: Uint8Array;
+  /** Largest reply plaintext accepted (default: the wire maximum, 65507 bytes). */
+  maxReplySize?: number;
+  random?: Random;
+}
+
+type ClientState =
+  | { kind: "start" }
+  | { kind: "helloSent"; clientNonce: Uint8Array }
+  | { kind: "proofSent"; clientNonce: Uint8Array; sessionNonce: Uint8Array; key: Uint8Array }
+  | { kind: "established"; sessionNonce: Uint8Array; key: Uint8Array; nextCounter: number; outstanding: number }
+  | { kind: "failed" };
+
+export class LegacyClient {
+  private state: ClientState = { kind: "start" };
+  private readonly crypto: CryptoBackend;
+  private readonly random: Random;
+  private readonly usernameBytes: Uint8Array;
+  private readonly psk: Uint8Array;
+  private readonly maxBody: number;
+  private readonly inbox: ByteQueue;
+  private readonly recentNonces = new Set<string>();
+  private readonly recentOrder: string[] = [];
+  readonly username: string;
+
+  constructor(opts: LegacyClientOptions) {
+    this.crypto = opts.crypto;
+    this.random = opts.random ?? ((n) => opts.crypto.randomBytes(n));
+    this.username = opts.username;
+    this.usernameBytes = utf8(opts.username);
+    checkUsernameBytes(this.usernameBytes);
+    this.psk = opts.psk;
+    const maxReply = opts.maxReplySize ?? MAX_REPLY_BODY;
+    this.maxBody = Math.min(MAX_REPLY_BODY, maxReply + GCM_NONCE_SIZE + TAG_SIZE);
+    this.inbox = new ByteQueue(REPLY_LENGTH_SIZE + this.maxBody);
+  }
+
+  get stateName(): ClientState["kind"] {
+    return this.state.kind;
+  }
+
+  /** Requests sent whose reply has not arrived. */
+  get outstanding(): number {
+    return this.state.kind === "established" ? this.state.outstanding : 0;
+  }
+
+  /** Emits the client hello. */
+  start(): Output[] {
+    if (this.state.kind !== "start") throw new ProtocolError(`start in state ${this.state.kind}`);
+    const clientNonce = this.random(CLIENT_NONCE_SIZE);
+    this.state = { kind: "helloSent", clientNonce };
+    return [{ type: "send", data: encodeClientHello(this.usernameBytes, clientNonce) }];
+  }
+
+  receive(chunk: Uint8Array): Output[] {
+    const out: Output[] = [];
+    try {
+      let rest = chunk;
+      while (rest.length > 0) {
+        if (this.state.kind === "failed") throw new ProtocolError("data after failure");
+        const room = this.inbox.capacity - this.inbox.length;
+        const piece = rest.subarray(0, room);
+        rest = rest.subarray(piece.length);
+        this.inbox.push(piece);
+        this.process(out);
+      }
+      return out;
+    } catch (e) {
+      this.fail();
+      throw e;
+    }
+  }
+
+  /** Seals one message; the caller writes the returned record. */
+  sealMessage(plaintext: Uint8Array): Uint8Array {
+    const s = this.state;
+    if (s.kind !== "established") throw new ProtocolError(`message in state ${s.kind}`);
+    if (s.nextCounter > MAX_COUNTER) throw new NstpError("ERR_EXHAUSTED", "message counter exhausted: reconnect");
+    const nonce = recordNonce(s.sessionNonce, s.nextCounter);
+    const record = concat(nonce, this.crypto.aesGcmSeal(s.key, nonce, plaintext));
+    s.nextCounter++;
+    s.outstanding++;
+    return record;
+  }
+
+  private fail(): void {
+    this.state = { kind: "failed" };
+    this.inbox.clear();
+  }
+
+  private process(out: Output[]): void {
+    for (;;) {
+      const s = this.state;
+      if (s.kind === "helloSent") {
+        if (this.inbox.length < SESSION_NONCE_SIZE) return;
+        const sessionNonce = this.inbox.take(SESSION_NONCE_SIZE);
+        const key = sessionKey(this.crypto, this.psk, s.clientNonce, sessionNonce);
+        const proof = clientProof(this.crypto, key, s.clientNonce, sessionNonce, this.usernameBytes);
+        this.state = { kind: "proofSent", clientNonce: s.clientNonce, sessionNonce, key };
+        out.push({ type: "send", data: proof });
+      } else if (s.kind === "proofSent") {
+        if (this.inbox.length < PROOF_SIZE) return;
+        const proof = this.inbox.take(PROOF_SIZE);
+        const expected = serverProof(this.crypto, s.key, s.clientNonce, s.sessionNonce, this.usernameBytes);
+        if (!this.crypto.timingSafeEqual(expected, proof)) throw new AuthError("server proof did not verify");
+        this.state = { kind: "established", sessionNonce: s.sessionNonce, key: s.key, nextCounter: 0, outstanding: 0 };
+        out.push({ type: "established", username: this.username });
+      } else if (s.kind === "established") {
+        if (!this.consumeReply(s, out)) return;
+      } else if (s.kind === "start") {
+        if (this.inbox.length > 0) throw new ProtocolError("data before the client hello");
+        return;
+      } else {
+        return;
+      }
+    }
+  }
+
+  private consumeReply(s: Extract<ClientState, { kind: "established" }>, out: Output[]): boolean {
+    const buf = this.inbox.view();
+    if (buf.length === 0) return false;
+    if (s.outstanding === 0) throw new ProtocolError("reply with no request outstanding");
+    let bodyLen: number | undefined;
+    try {
+      bodyLen = replyBodyLength(buf, this.maxBody);
+    } catch (e) {
+      throw e instanceof TooLargeError ? e : new ProtocolError("malformed reply record", { cause: e });
+    }
+    if (bodyLen === undefined || buf.length < REPLY_LENGTH_SIZE + bodyLen) return false;
+    const nonce = buf.slice(REPLY_LENGTH_SIZE, REPLY_LENGTH_SIZE + GCM_NONCE_SIZE);
+    if (startsWith(nonce, s.sessionNonce)) throw new DecryptError("reply is a reflected client record");
+    const nonceId = toHex(nonce);
+    if (this.recentNonces.has(nonceId)) throw new DecryptError("replayed reply");
+    const plaintext = this.crypto.aesGcmOpen(s.key, nonce, buf.subarray(REPLY_LENGTH_SIZE + GCM_NONCE_SIZE, REPLY_LENGTH_SIZE + bodyLen));
+    if (!plaintext) throw new DecryptError();
+    this.remember(nonceId);
+    this.inbox.consume(REPLY_LENGTH_SIZE + bodyLen);
+    s.outstanding--;
+    out.push({ type: "message", data: plaintext });
+    return true;
+  }
+
+  private remember(nonceId: string): void {
+    this.recentNonces.add(nonceId);
+    this.recentOrder.push(nonceId);
+    if (this.recentOrder.length > REPLY_NONCE_MEMORY) this.recentNonces.delete(this.recentOrder.shift()!);
+  }
+}

@@ -1,0 +1,243 @@
+/**
+ * Server side of the reference protocol as a sans-IO state machine.
+ *
+ * States are named after what has happened:
+ *   start --client hello--> helloConsumed --key + proof--> established
+ * with "failed" absorbing every error. The session nonce is sent as soon as the hello is parsed, so
+ * the (possibly slow) key lookup overlaps the client's round trip.
+ *
+ * Hardening over the reference, with no byte changed on the wire:
+ * - a client record is accepted only if its nonce starts with this session's nonce and its counter
+ *   is greater than the last accepted one; anything else closes the connection;
+ * - client records carry no length, so boundaries are recovered by trial: a record ends where the
+ *   next record's nonce begins, or at the end of what has arrived; a candidate whose tag fails may be
+ *   incomplete and is retried when more bytes arrive, within a bounded buffer and work budget;
+ * - reply nonces are random but never start with the session nonce, so a reply can never collide
+ *   with a client record nonce under the shared key.
+ */
+import type { CryptoBackend } from "../crypto/backend.ts";
+import { AuthError, DecryptError, ProtocolError, TooLargeError } from "../errors.ts";
+import type { Output, Random } from "../events.ts";
+import { ByteQueue, indexOf, readU32BE, startsWith } from "../bytes.ts";
+import { clientProof, serverProof, sessionKey } from "./keys.ts";
+import {
+  type ClientHello,
+  MIN_CLIENT_RECORD,
+  PROOF_SIZE,
+  RECORD_NONCE_SIZE,
+  SESSION_NONCE_SIZE,
+  TAG_SIZE,
+  clientHelloLength,
+  encodeReplyRecord,
+  parseClientHello,
+} from "./wire.ts";
+import { GCM_NONCE_SIZE } from "../crypto/backend.ts";
+
+export const DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024;
+/**
+ * Trial decryption costs one AES-GCM pass over the buffered bytes per arrival that does not complete
+ * a record. The budget (in bytes decrypted per record, as a multiple of the largest record) bounds a
+ * peer that dribbles a large record a byte at a time; honest segmentation stays far below it.
+ */
+export const TRIAL_BUDGET_FACTOR = 64;
+
+export interface LegacyServerOptions {
+  crypto: CryptoBackend;
+  /** Largest plaintext accepted in one client message (default 64 KiB). */
+  maxMessageSize?: number;
+  random?: Random;
+}
+
+type ServerState =
+  | { kind: "start" }
+  | {
+      kind: "helloConsumed";
+      hello: ClientHello;
+      sessionNonce: Uint8Array;
+      /** Set once the driver resolved the user's key. */
+      key?: Uint8Array;
+      /** Set once the 32-byte proof arrived. */
+      proof?: Uint8Array;
+    }
+  | { kind: "established"; hello: ClientHello; sessionNonce: Uint8Array; key: Uint8Array; lastCounter: number }
+  | { kind: "failed" };
+
+export class LegacyServer {
+  private state: ServerState = { kind: "start" };
+  private readonly inbox: ByteQueue;
+  private readonly crypto: CryptoBackend;
+  private readonly random: Random;
+  readonly maxMessageSize: number;
+  private readonly maxRecord: number;
+  /** Where the next search for a record boundary starts (earlier positions were tried). */
+  private searchFrom = MIN_CLIENT_RECORD;
+  /** Bytes trial-decrypted for the record at the head of the inbox. */
+  private trialWork = 0;
+
+  constructor(opts: LegacyServerOptions) {
+    this.crypto = opts.crypto;
+    this.random = opts.random ?? ((n) => opts.crypto.randomBytes(n));
+    this.maxMessageSize = opts.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE;
+    this.maxRecord = RECORD_NONCE_SIZE + this.maxMessageSize + TAG_SIZE;
+    // A full record plus the start of the next one's nonce fits; more is never needed.
+    this.inbox = new ByteQueue(this.maxRecord + RECORD_NONCE_SIZE);
+  }
+
+  get stateName(): ServerState["kind"] {
+    return this.state.kind;
+  }
+
+  get username(): string | undefined {
+    return this.state.kind === "helloConsumed" || this.state.kind === "established" ? this.state.hello.username : undefined;
+  }
+
+  /** True while part of a record is buffered: the driver runs the partial-message deadline then. */
+  get hasPartialInput(): boolean {
+    return this.inbox.length > 0;
+  }
+
+  /** Feeds bytes from the peer. Throws an NstpError when the connection must close. */
+  receive(chunk: Uint8Array): Output[] {
+    const out: Output[] = [];
+    try {
+      let rest = chunk;
+      while (rest.length > 0) {
+        if (this.state.kind === "failed") throw new ProtocolError("data after failure");
+        // Feed no more than fits: the bound is enforced before buffering.
+        const room = this.inbox.capacity - this.inbox.length;
+        if (room === 0) throw new TooLargeError(`client message exceeds ${this.maxMessageSize} bytes`);
+        const piece = rest.subarray(0, room);
+        rest = rest.subarray(piece.length);
+        this.inbox.push(piece);
+        this.process(out);
+      }
+      return out;
+    } catch (e) {
+      this.fail();
+      throw e;
+    }
+  }
+
+  /** The driver's answer to "need-key": the user's PSK, or a dummy key for an unknown user. */
+  provideKey(psk: Uint8Array): Output[] {
+    const s = this.state;
+    if (s.kind !== "helloConsumed" || s.key) throw new ProtocolError(`key provided in state ${s.kind}`);
+    s.key = sessionKey(this.crypto, psk, s.hello.clientNonce, s.sessionNonce);
+    const out: Output[] = [];
+    try {
+      this.process(out);
+    } catch (e) {
+      this.fail();
+      throw e;
+    }
+    return out;
+  }
+
+  /** Seals one reply record for the established session. */
+  sealReply(plaintext: Uint8Array): Uint8Array {
+    const s = this.state;
+    if (s.kind !== "established") throw new ProtocolError(`reply in state ${s.kind}`);
+    let nonce = this.random(GCM_NONCE_SIZE);
+    // A reply nonce that began with the session nonce could repeat a client record nonce under the
+    // same key (probability 2^-64 per reply, but the check is free) and would look reflected.
+    while (startsWith(nonce, s.sessionNonce)) nonce = this.random(GCM_NONCE_SIZE);
+    return encodeReplyRecord(nonce, this.crypto.aesGcmSeal(s.key, nonce, plaintext));
+  }
+
+  private fail(): void {
+    this.state = { kind: "failed" };
+    this.inbox.clear();
+  }
+
+  private process(out: Output[]): void {
+    for (;;) {
+      const s = this.state;
+      if (s.kind === "start") {
+        if (!this.consumeHello(out)) return;
+      } else if (s.kind === "helloConsumed") {
+        if (!s.proof) {
+          if (this.inbox.length < PROOF_SIZE) return;
+          s.proof = this.inbox.take(PROOF_SIZE);
+        }
+        if (!s.key) return;
+        this.verifyProof(s.hello, s.sessionNonce, s.key, s.proof, out);
+      } else if (s.kind === "established") {
+        if (!this.consumeRecord(s, out)) return;
+      } else {
+        return;
+      }
+    }
+  }
+
+  private consumeHello(out: Output[]): boolean {
+    const buf = this.inbox.view();
+    if (buf.length === 0) return false;
+    if (buf[0] === 0) throw new ProtocolError("empty username");
+    const len = clientHelloLength(buf[0]!);
+    if (buf.length < len) return false;
+    const hello = parseClientHello(this.inbox.take(len));
+    const sessionNonce = this.random(SESSION_NONCE_SIZE);
+    this.state = { kind: "helloConsumed", hello, sessionNonce };
+    out.push({ type: "send", data: sessionNonce }, { type: "need-key", username: hello.username });
+    return true;
+  }
+
+  private verifyProof(hello: ClientHello, sessionNonce: Uint8Array, key: Uint8Array, proof: Uint8Array, out: Output[]): void {
+    const expected = clientProof(this.crypto, key, hello.clientNonce, sessionNonce, hello.usernameBytes);
+    // Compute, verify, then commit: the state changes only after the proof checks out.
+    if (!this.crypto.timingSafeEqual(expected, proof)) throw new AuthError();
+    const mine = serverProof(this.crypto, key, hello.clientNonce, sessionNonce, hello.usernameBytes);
+    this.state = { kind: "established", hello, sessionNonce, key, lastCounter: -1 };
+    out.push({ type: "send", data: mine }, { type: "established", username: hello.username });
+  }
+
+  /** Extracts at most one record from the inbox; returns true if one was consumed. */
+  private consumeRecord(s: Extract<ServerState, { kind: "established" }>, out: Output[]): boolean {
+    const buf = this.inbox.view();
+    if (buf.length === 0) return false;
+    // Check as much of the session nonce as has arrived: a stranger's nonce closes at once.
+    const have = Math.min(buf.length, SESSION_NONCE_SIZE);
+    if (!startsWith(s.sessionNonce.subarray(0, have), buf.subarray(0, have))) {
+      throw new DecryptError("record nonce is not of this session");
+    }
+    if (buf.length < RECORD_NONCE_SIZE) return false;
+    const counter = readU32BE(buf, SESSION_NONCE_SIZE);
+    if (counter <= s.lastCounter) throw new DecryptError("replayed or reordered record");
+    if (buf.length < MIN_CLIENT_RECORD) return false;
+
+    const nonce = buf.subarray(0, RECORD_NONCE_SIZE);
+    // Candidate ends: every later occurrence of the session nonce (the next record's start), then the
+    // end of the buffered bytes. Positions before searchFrom were tried on an earlier arrival.
+    let from = Math.max(this.searchFrom, MIN_CLIENT_RECORD);
+    for (;;) {
+      const at = indexOf(buf, s.sessionNonce, from);
+      const end = at < 0 ? buf.length : at;
+      const plaintext = this.tryOpen(s.key, nonce, buf.subarray(RECORD_NONCE_SIZE, end));
+      if (plaintext) {
+        s.lastCounter = counter;
+        this.inbox.consume(end);
+        this.searchFrom = MIN_CLIENT_RECORD;
+        this.trialWork = 0;
+        out.push({ type: "message", data: plaintext });
+        return true;
+      }
+      if (at < 0) break;
+      from = at + 1;
+    }
+    // Nothing verified: the record may be incomplete. Search only new positions next time (an
+    // occurrence may straddle the end, so back off by the nonce size).
+    this.searchFrom = Math.max(MIN_CLIENT_RECORD, buf.length - SESSION_NONCE_SIZE + 1);
+    if (buf.length >= this.maxRecord) throw new TooLargeError(`client message exceeds ${this.maxMessageSize} bytes`);
+    if (this.trialWork > TRIAL_BUDGET_FACTOR * this.maxRecord) {
+      throw new ProtocolError("record boundary not found within the work budget");
+    }
+    return false;
+  }
+
+  private tryOpen(key: Uint8Array, nonce: Uint8Array, sealed: Uint8Array): Uint8Array | null {
+    if (sealed.length - TAG_SIZE > this.maxMessageSize) return null;
+    this.trialWork += sealed.length;
+    // Both backends return the plaintext in a fresh buffer, so it outlives the inbox view.
+    return this.crypto.aesGcmOpen(key, nonce, sealed);
+  }
+}
