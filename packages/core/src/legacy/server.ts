@@ -222,6 +222,12 @@ export class LegacyServer {
         return true;
       }
       if (at < 0) break;
+      // The next record's nonce (session nonce || counter + 1) ends this one: if the bytes before it
+      // do not verify, this record was forged or corrupted, not incomplete (a chance occurrence inside
+      // the ciphertext has probability 2^-96 per position).
+      if (at + RECORD_NONCE_SIZE <= buf.length && readU32BE(buf, at + SESSION_NONCE_SIZE) === counter + 1) {
+        throw new DecryptError();
+      }
       from = at + 1;
     }
     // Nothing verified: the record may be incomplete. Search only new positions next time (an
