@@ -5,3 +5,5 @@ export * from "./runtime.ts";
 export * from "./crypto/index.ts";
 export * as legacy from "./legacy/index.ts";
 
+export * from "./transport/index.ts";
+export * from "./log.ts";

@@ -1,0 +1,72 @@
+#!/usr/bin/env bun
+/**
+ * nstp client CLI: bun run client -- --port N --host H --user U --password P [--legacy] [message ...]
+ * With no messages it sends the reference's five and prints each reply. The password may also come
+ * from NSTP_PASSWORD or a prompt without echo. Exits non-zero with a one-line reason on failure.
+ */
+import { parseArgs } from "node:util";
+import { NstpError, fromHex, getBackend, legacy, toHex } from "@nstp/core";
+import { connect } from "./connect.ts";
+import { readPassword } from "./prompt.ts";
+
+const USAGE = `usage: client [--port N] [--host H] [--user U] [--password P] [--device-salt HEX] [--legacy]
+              [--crypto native|noble] [message ...]
+Without --user, uses the reference demo user alice. The password comes from --password, NSTP_PASSWORD,
+or a prompt. Without messages, sends "Hello server! Message #0" .. "#4".`;
+
+async function main(): Promise<number> {
+  const { values, positionals } = parseArgs({
+    options: {
+      port: { type: "string", default: String(legacy.DEMO_PORT) },
+      host: { type: "string", default: "127.0.0.1" },
+      user: { type: "string" },
+      password: { type: "string" },
+      "device-salt": { type: "string", default: toHex(legacy.DEMO_DEVICE_SALT) },
+      legacy: { type: "boolean", default: false },
+      crypto: { type: "string", default: "native" },
+      help: { type: "boolean", short: "h" },
+    },
+    allowPositionals: true,
+    strict: true,
+  });
+  if (values.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  let username = values.user;
+  let password = values.password ?? process.env.NSTP_PASSWORD;
+  if (username === undefined && password === undefined) {
+    username = legacy.DEMO_USERNAME;
+    password = legacy.DEMO_PASSWORD;
+    console.error("warning: using the reference demo credentials (alice); pass --user and a password for real use");
+  }
+  username ??= legacy.DEMO_USERNAME;
+  password ??= await readPassword(`password for ${username}: `);
+
+  const messages = positionals.length ? positionals : Array.from({ length: 5 }, (_, i) => `Hello server! Message #${i}`);
+  const session = await connect({
+    host: values.host!,
+    port: Number(values.port),
+    username,
+    password,
+    deviceSalt: fromHex(values["device-salt"]!),
+    protocol: "legacy",
+    crypto: getBackend(values.crypto!),
+  });
+  const decoder = new TextDecoder();
+  for (const m of messages) {
+    const reply = await session.request(m);
+    console.log(decoder.decode(reply));
+  }
+  await session.close();
+  return 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (e: unknown) => {
+    const reason = e instanceof NstpError ? `${e.code}: ${e.message}` : e instanceof Error ? e.message : String(e);
+    console.error(`client: ${reason}`);
+    process.exit(e instanceof NstpError && e.code === "ERR_AUTH" ? 3 : 1);
+  },
+);

@@ -1,0 +1,181 @@
+/**
+ * Bun.listen / Bun.connect adapter (the Bun build). Bun's socket.write may accept only part of the
+ * bytes; the rest waits here, bounded by the driver's backpressure, and goes out on "drain".
+ */
+import type { Socket } from "bun";
+import { NstpError } from "../errors.ts";
+import type { DialOptions, ListenOptions, Listener, Transport, Wire, WireEvents } from "./wire.ts";
+
+interface Slot {
+  wire?: BunWire;
+  events?: WireEvents;
+}
+
+class BunWire implements Wire {
+  private queue: Uint8Array[] = [];
+  private queued = 0;
+  private ending = false;
+  closed = false;
+  readonly remoteAddress: string;
+  private readonly socket: Socket<Slot>;
+  constructor(socket: Socket<Slot>) {
+    this.socket = socket;
+    this.remoteAddress = socket.remoteAddress;
+  }
+
+  get bufferedAmount(): number {
+    return this.queued;
+  }
+
+  write(data: Uint8Array): void {
+    if (this.closed || this.ending) return;
+    if (this.queued > 0) {
+      this.queue.push(data);
+      this.queued += data.length;
+      return;
+    }
+    const n = this.socket.write(data);
+    if (n < 0) return;
+    if (n < data.length) {
+      const rest = data.subarray(n);
+      this.queue.push(rest);
+      this.queued += rest.length;
+    }
+  }
+
+  /** Writes what is queued; returns true when the queue is empty. */
+  flush(): boolean {
+    while (this.queue.length > 0 && !this.closed) {
+      const head = this.queue[0]!;
+      const n = this.socket.write(head);
+      if (n < 0) return false;
+      this.queued -= Math.max(0, n);
+      if (n < head.length) {
+        this.queue[0] = head.subarray(n);
+        return false;
+      }
+      this.queue.shift();
+    }
+    if (this.ending && this.queued === 0 && !this.closed) this.socket.end();
+    return this.queued === 0;
+  }
+
+  end(): void {
+    if (this.closed) return;
+    this.ending = true;
+    if (this.queued === 0) this.socket.end();
+  }
+
+  destroy(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.queue = [];
+    this.queued = 0;
+    this.socket.terminate();
+  }
+
+  pause(): void {
+    this.socket.pause();
+  }
+
+  resume(): void {
+    this.socket.resume();
+  }
+}
+
+function handlers(onOpen: (socket: Socket<Slot>) => void) {
+  return {
+    open: onOpen,
+    data(socket: Socket<Slot>, data: Uint8Array) {
+      socket.data?.events?.data(data);
+    },
+    drain(socket: Socket<Slot>) {
+      const { wire, events } = socket.data ?? {};
+      if (wire?.flush()) events?.drain();
+    },
+    close(socket: Socket<Slot>, error?: Error) {
+      if (!socket.data) return;
+      const { wire, events } = socket.data;
+      if (wire) wire.closed = true;
+      socket.data.events = undefined;
+      events?.close(error);
+    },
+    error(socket: Socket<Slot>, error: Error) {
+      if (!socket.data) return;
+      const { wire, events } = socket.data;
+      if (wire) wire.closed = true;
+      socket.data.events = undefined;
+      events?.close(error);
+    },
+  };
+}
+
+export const bunTransport: Transport = {
+  name: "bun",
+
+  async listen(opts: ListenOptions, accept): Promise<Listener> {
+    let open = 0;
+    const h = handlers((socket) => {
+      if (open >= opts.maxConnections) {
+        socket.terminate();
+        return;
+      }
+      open++;
+      const wire = new BunWire(socket);
+      // A fresh slot per connection: Bun would otherwise share one initial data object.
+      socket.data = { wire };
+      socket.data.events = accept(wire);
+    });
+    const base = h.close;
+    const listener = Bun.listen<Slot>({
+      hostname: opts.host,
+      port: opts.port,
+      socket: {
+        ...h,
+        close(socket: Socket<Slot>, error?: Error) {
+          if (socket.data?.wire) open--;
+          base(socket, error);
+        },
+      },
+    });
+    return {
+      host: listener.hostname,
+      port: listener.port,
+      get connections() {
+        return open;
+      },
+      async close() {
+        listener.stop(false);
+      },
+    };
+  },
+
+  async dial(opts: DialOptions, attach): Promise<Wire> {
+    const slot: Slot = {};
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new NstpError("ERR_CONNECT", `connect to ${opts.host}:${opts.port} timed out`)), opts.timeoutMs);
+    });
+    try {
+      const socket = await Promise.race([
+        Bun.connect<Slot>({
+          hostname: opts.host,
+          port: opts.port,
+          data: slot,
+          socket: handlers(() => {}),
+        }),
+        timeout,
+      ]);
+      const wire = new BunWire(socket);
+      slot.wire = wire;
+      slot.events = attach(wire);
+      return wire;
+    } catch (e) {
+      if (e instanceof NstpError) throw e;
+      const code = (e as { code?: string }).code;
+      throw new NstpError("ERR_CONNECT", `cannot connect to ${opts.host}:${opts.port}: ${code ?? String(e)}`, { cause: e });
+    } finally {
+      clearTimeout(timer);
+    }
+  },
+};

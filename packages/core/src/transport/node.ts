@@ -1,0 +1,87 @@
+/** node:net adapter (the Node build; also works under Bun's node:net). */
+import * as net from "node:net";
+import { NstpError } from "../errors.ts";
+import type { DialOptions, ListenOptions, Listener, Transport, Wire, WireEvents } from "./wire.ts";
+
+function wrap(socket: net.Socket): Wire {
+  return {
+    write(data) {
+      if (!socket.destroyed && socket.writable) socket.write(data);
+    },
+    end() {
+      socket.end();
+    },
+    destroy() {
+      socket.destroy();
+    },
+    pause() {
+      socket.pause();
+    },
+    resume() {
+      socket.resume();
+    },
+    get bufferedAmount() {
+      return socket.writableLength;
+    },
+    remoteAddress: socket.remoteAddress ?? "unknown",
+  };
+}
+
+function bind(socket: net.Socket, events: WireEvents): void {
+  let failure: Error | undefined;
+  socket.on("data", (chunk: Buffer) => events.data(chunk));
+  socket.on("drain", () => events.drain());
+  socket.on("error", (e) => (failure = e));
+  socket.on("close", () => events.close(failure));
+}
+
+export const nodeTransport: Transport = {
+  name: "node",
+
+  listen(opts: ListenOptions, accept): Promise<Listener> {
+    const server = net.createServer({ noDelay: true, pauseOnConnect: false });
+    server.maxConnections = opts.maxConnections;
+    let open = 0;
+    server.on("connection", (socket) => {
+      open++;
+      socket.once("close", () => open--);
+      bind(socket, accept(wrap(socket)));
+    });
+    return new Promise((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(opts.port, opts.host, () => {
+        server.off("error", reject);
+        const addr = server.address() as net.AddressInfo;
+        resolve({
+          host: addr.address,
+          port: addr.port,
+          get connections() {
+            return open;
+          },
+          close: () => new Promise<void>((res) => server.close(() => res())),
+        });
+      });
+    });
+  },
+
+  dial(opts: DialOptions, attach): Promise<Wire> {
+    return new Promise((resolve, reject) => {
+      const socket = net.connect({ host: opts.host, port: opts.port, noDelay: true });
+      const timer = setTimeout(() => {
+        socket.destroy();
+        reject(new NstpError("ERR_CONNECT", `connect to ${opts.host}:${opts.port} timed out`));
+      }, opts.timeoutMs);
+      socket.once("error", (e) => {
+        clearTimeout(timer);
+        reject(new NstpError("ERR_CONNECT", `cannot connect to ${opts.host}:${opts.port}: ${(e as NodeJS.ErrnoException).code ?? e.message}`, { cause: e }));
+      });
+      socket.once("connect", () => {
+        clearTimeout(timer);
+        socket.removeAllListeners("error");
+        const wire = wrap(socket);
+        bind(socket, attach(wire));
+        resolve(wire);
+      });
+    });
+  },
+};

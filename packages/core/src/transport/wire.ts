@@ -1,0 +1,54 @@
+/**
+ * The byte-stream interface every transport adapter provides. Protocol drivers see only this, so the
+ * Bun build (Bun.listen / Bun.connect) and the Node build (node:net) run the same logic.
+ */
+export interface Wire {
+  /** Queues bytes for the peer; never writes partially, never throws after close. */
+  write(data: Uint8Array): void;
+  /** Flushes what is queued, then closes the write side and the connection. */
+  end(): void;
+  /** Closes at once, dropping anything queued. */
+  destroy(): void;
+  /** Stops reading (the peer sees TCP backpressure) until resume(). */
+  pause(): void;
+  resume(): void;
+  /** Bytes accepted by write() but not yet handed to the kernel. */
+  readonly bufferedAmount: number;
+  readonly remoteAddress: string;
+}
+
+export interface WireEvents {
+  data(chunk: Uint8Array): void;
+  /** Everything queued has been handed to the kernel. */
+  drain(): void;
+  /** The connection is gone; `error` says why when it was not a clean close. */
+  close(error?: Error): void;
+}
+
+export interface ListenOptions {
+  host: string;
+  port: number;
+  /** Connections beyond this are closed as soon as they are accepted. */
+  maxConnections: number;
+}
+
+export interface Listener {
+  readonly host: string;
+  readonly port: number;
+  /** Open connections. */
+  readonly connections: number;
+  /** Stops accepting; existing connections are left to their owners. */
+  close(): Promise<void>;
+}
+
+export interface DialOptions {
+  host: string;
+  port: number;
+  timeoutMs: number;
+}
+
+export interface Transport {
+  readonly name: "bun" | "node";
+  listen(opts: ListenOptions, accept: (wire: Wire) => WireEvents): Promise<Listener>;
+  dial(opts: DialOptions, attach: (wire: Wire) => WireEvents): Promise<Wire>;
+}

@@ -1,0 +1,85 @@
+#!/usr/bin/env bun
+/**
+ * nstp server CLI: bun run server -- --port N --host H --device-salt HEX --users FILE
+ * (the Node build: bun run server:node -- with the same flags).
+ */
+import { parseArgs } from "node:util";
+import { type LogFormat, type LogLevel, createLogger, fromHex, getBackend, legacy, runtimeVersion, toHex } from "@nstp/core";
+import { type KeyStore, demoKeyStore, loadUsersFile } from "./credentials.ts";
+import { startServer } from "./server.ts";
+
+const USAGE = `usage: server [--port N] [--host H] [--device-salt HEX] [--users FILE] [--crypto native|noble]
+              [--max-message-size BYTES] [--handshake-timeout SECONDS] [--log-level L] [--log-format json|pretty]
+Listens on 127.0.0.1:8080 by default. Without --users, serves the reference demo user (alice).`;
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      port: { type: "string", default: String(legacy.DEMO_PORT) },
+      host: { type: "string", default: "127.0.0.1" },
+      "device-salt": { type: "string", default: toHex(legacy.DEMO_DEVICE_SALT) },
+      users: { type: "string" },
+      crypto: { type: "string", default: "native" },
+      "max-message-size": { type: "string", default: String(legacy.DEFAULT_MAX_MESSAGE_SIZE) },
+      "handshake-timeout": { type: "string", default: "10" },
+      "log-level": { type: "string", default: "info" },
+      "log-format": { type: "string", default: "pretty" },
+      help: { type: "boolean", short: "h" },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    console.log(USAGE);
+    return;
+  }
+  const log = createLogger({ level: values["log-level"] as LogLevel, format: values["log-format"] as LogFormat });
+  const crypto = getBackend(values.crypto!);
+  const deviceSalt = fromHex(values["device-salt"]!);
+  const port = parseIntArg("--port", values.port!, 0, 65535);
+  let keys: KeyStore;
+  if (values.users) {
+    const store = loadUsersFile(values.users, deviceSalt);
+    log.info("users loaded", { file: values.users, users: store.size });
+    keys = store;
+  } else {
+    keys = await demoKeyStore(crypto, deviceSalt);
+    log.warn("serving the reference demo user alice/userpassword: anyone who read the reference can log in; pass --users FILE");
+  }
+  if (toHex(deviceSalt) === toHex(legacy.DEMO_DEVICE_SALT)) log.warn("using the reference demo device salt 0102030405060708");
+
+  const server = await startServer({
+    keys,
+    host: values.host!,
+    port,
+    crypto,
+    logger: log,
+    limits: {
+      maxMessageSize: parseIntArg("--max-message-size", values["max-message-size"]!, 0, 16 << 20),
+      handshakeTimeoutMs: parseIntArg("--handshake-timeout", values["handshake-timeout"]!, 1, 3600) * 1000,
+    },
+  });
+  log.info("listening", { address: `${server.host}:${server.port}`, runtime: runtimeVersion(), transport: server.transport, crypto: crypto.name });
+  // Machine-readable line for scripts (the demo reads the port from it).
+  console.log(`listening on ${server.host}:${server.port}`);
+
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info("shutting down", { signal });
+    void server.close().then(() => process.exit(0));
+  };
+  process.on("SIGINT", () => stop("SIGINT"));
+  process.on("SIGTERM", () => stop("SIGTERM"));
+}
+
+function parseIntArg(name: string, v: string, min: number, max: number): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min || n > max) throw new Error(`${name} must be an integer in ${min}..${max}`);
+  return n;
+}
+
+main().catch((e: unknown) => {
+  console.error(`server: ${e instanceof Error ? e.message : String(e)}`);
+  process.exit(1);
+});

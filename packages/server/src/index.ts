@@ -1,0 +1,4 @@
+export { startServer, referenceHandler, DEFAULT_HOST, DEFAULT_LIMITS, type ServerOptions, type RunningServer } from "./server.ts";
+export type { MessageHandler, SessionInfo, ConnectionLimits } from "./connection.ts";
+export * from "./credentials.ts";
+export { ServerStats } from "./stats.ts";

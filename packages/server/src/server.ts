@@ -1,0 +1,93 @@
+/** The server as a library: credentials and a message handler in, a listening server out. */
+import {
+  type CryptoBackend,
+  type Logger,
+  type Transport,
+  defaultTransport,
+  legacy,
+  nativeBackend,
+  silentLogger,
+} from "@nstp/core";
+import { type ConnectionLimits, type MessageHandler, ServerConnection } from "./connection.ts";
+import { type KeyStore, dummyKeyFactory } from "./credentials.ts";
+import { ServerStats } from "./stats.ts";
+
+export const DEFAULT_HOST = "127.0.0.1";
+
+export interface ServerOptions {
+  /** Where user keys come from (a users file, a table, or your own lookup). */
+  keys: KeyStore;
+  /** Decides each reply; default: the reference's "Server received: " + message. */
+  handler?: MessageHandler;
+  /** Default 127.0.0.1: listening elsewhere is an explicit choice. */
+  host?: string;
+  /** Default 8080 (the reference's); 0 picks a free port. */
+  port?: number;
+  crypto?: CryptoBackend;
+  transport?: Transport;
+  logger?: Logger;
+  /** Open connections at most (default 10,000). */
+  maxConnections?: number;
+  limits?: Partial<ConnectionLimits>;
+}
+
+export const DEFAULT_LIMITS: ConnectionLimits = {
+  maxMessageSize: legacy.DEFAULT_MAX_MESSAGE_SIZE,
+  handshakeTimeoutMs: 10_000,
+  recordTimeoutMs: 10_000,
+  maxPendingMessages: 64,
+  writeHighWaterMark: 1 << 20,
+};
+
+export const referenceHandler: MessageHandler = (message) => {
+  const prefix = new TextEncoder().encode(legacy.REFERENCE_REPLY_PREFIX);
+  const out = new Uint8Array(prefix.length + message.length);
+  out.set(prefix, 0);
+  out.set(message, prefix.length);
+  return out;
+};
+
+export interface RunningServer {
+  readonly host: string;
+  readonly port: number;
+  readonly stats: ServerStats;
+  readonly transport: string;
+  /** Stops accepting and closes every connection. */
+  close(): Promise<void>;
+}
+
+export async function startServer(opts: ServerOptions): Promise<RunningServer> {
+  const crypto = opts.crypto ?? nativeBackend;
+  const transport = opts.transport ?? (await defaultTransport());
+  const log = opts.logger ?? silentLogger;
+  const stats = new ServerStats();
+  const live = new Set<ServerConnection>();
+  const ctx = {
+    crypto,
+    keys: opts.keys,
+    dummyKey: dummyKeyFactory(crypto),
+    handler: opts.handler ?? referenceHandler,
+    limits: { ...DEFAULT_LIMITS, ...opts.limits },
+    log,
+    stats,
+    onClosed: (c: ServerConnection) => live.delete(c),
+  };
+  const listener = await transport.listen(
+    { host: opts.host ?? DEFAULT_HOST, port: opts.port ?? legacy.DEMO_PORT, maxConnections: opts.maxConnections ?? 10_000 },
+    (wire) => {
+      const conn = new ServerConnection(wire, ctx);
+      live.add(conn);
+      return conn;
+    },
+  );
+  return {
+    host: listener.host,
+    port: listener.port,
+    stats,
+    transport: transport.name,
+    async close() {
+      await listener.close();
+      for (const c of [...live]) c.shutdown();
+    },
+  };
+}

@@ -1,0 +1,45 @@
+/** Counters the server keeps about itself (sessions, handshakes by outcome, messages and bytes). */
+export class ServerStats {
+  connections = 0;
+  connectionsTotal = 0;
+  handshakesOk = 0;
+  handshakesFailed: Record<string, number> = {};
+  sessionsFailed: Record<string, number> = {};
+  messagesIn = 0;
+  messagesOut = 0;
+  payloadIn = 0;
+  payloadOut = 0;
+  wireIn = 0;
+  wireOut = 0;
+
+  connectionOpened(): void {
+    this.connections++;
+    this.connectionsTotal++;
+  }
+  connectionClosed(): void {
+    this.connections--;
+  }
+  handshakeSucceeded(): void {
+    this.handshakesOk++;
+  }
+  handshakeFailed(code: string): void {
+    this.handshakesFailed[code] = (this.handshakesFailed[code] ?? 0) + 1;
+  }
+  sessionFailed(code: string): void {
+    this.sessionsFailed[code] = (this.sessionsFailed[code] ?? 0) + 1;
+  }
+  messageIn(bytes: number): void {
+    this.messagesIn++;
+    this.payloadIn += bytes;
+  }
+  messageOut(bytes: number): void {
+    this.messagesOut++;
+    this.payloadOut += bytes;
+  }
+  bytesIn(n: number): void {
+    this.wireIn += n;
+  }
+  bytesOut(n: number): void {
+    this.wireOut += n;
+  }
+}
