@@ -1,0 +1,101 @@
+// The CLIs as a user runs them, across runtimes: Bun and Node servers, Bun and Node clients, and the
+// reference-layout peers on both sides. Runs under Bun only (it spawns both runtimes itself).
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { type ChildProcess, spawn } from "node:child_process";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { detectRuntime, legacy } from "@nstp/core";
+import { byteByByte, referenceHandshake, referencePsk, referenceServer } from "../../server/src/testing/reference-peer.ts";
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
+const RUNTIMES = { bun: join(root, "node_modules", ".bin", "bun"), node: join(root, "node_modules", ".bin", "node") };
+const SERVER = join(root, "packages", "server", "src", "cli.ts");
+const CLIENT = join(root, "packages", "client", "src", "cli.ts");
+const FIVE = Array.from({ length: 5 }, (_, i) => `Server received: Hello server! Message #${i}`);
+const onBun = detectRuntime() === "bun";
+
+function run(runtime: keyof typeof RUNTIMES, args: string[], timeoutMs = 20_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((res) => {
+    const child = spawn(RUNTIMES[runtime], [CLIENT, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "", stderr = "";
+    child.stdout.on("data", (d) => (stdout += d));
+    child.stderr.on("data", (d) => (stderr += d));
+    const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+    child.on("close", (code) => (clearTimeout(timer), res({ code, stdout, stderr })));
+  });
+}
+
+function startServerProcess(runtime: keyof typeof RUNTIMES): Promise<{ port: number; child: ChildProcess }> {
+  return new Promise((res, rej) => {
+    const child = spawn(RUNTIMES[runtime], [SERVER, "--port", "0", "--log-level", "warn"], { stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    const timer = setTimeout(() => (child.kill("SIGKILL"), rej(new Error(`server did not start: ${out}`))), 20_000);
+    child.stdout!.on("data", (d) => {
+      out += d;
+      const m = /listening on [^:]+:(\d+)/.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        res({ port: Number(m[1]), child });
+      }
+    });
+    child.on("exit", (code) => rej(new Error(`server exited with ${code}: ${out}`)));
+  });
+}
+
+for (const serverRuntime of ["bun", "node"] as const) {
+  describe(`${serverRuntime} server process`, { skip: !onBun && "spawned from the Bun run" }, () => {
+    let srv: { port: number; child: ChildProcess };
+    before(async () => (srv = await startServerProcess(serverRuntime)));
+    after(() => srv.child.kill("SIGTERM"));
+
+    for (const clientRuntime of ["bun", "node"] as const) {
+      test(`${clientRuntime} client CLI --legacy prints the five replies`, async () => {
+        const r = await run(clientRuntime, ["--port", String(srv.port), "--legacy"]);
+        assert.equal(r.code, 0, r.stderr);
+        assert.deepEqual(r.stdout.trim().split("\n"), FIVE);
+      });
+    }
+
+    test("client CLI: wrong password exits 3 with one line", async () => {
+      const r = await run("bun", ["--port", String(srv.port), "--user", "alice", "--password", "wrong"]);
+      assert.equal(r.code, 3);
+      assert.match(r.stderr.trim().split("\n").at(-1)!, /^client: ERR_AUTH: /);
+    });
+
+    for (const mode of ["spaced", "one write", "byte by byte"] as const) {
+      test(`a reference-layout peer gets five replies (${mode})`, async () => {
+        const psk = referencePsk(legacy.DEMO_PASSWORD, Buffer.from(legacy.DEMO_DEVICE_SALT), legacy.DEMO_USERNAME);
+        const s = await referenceHandshake(srv.port, { username: "alice", psk, write: mode === "byte by byte" ? byteByByte : undefined });
+        const records = Array.from({ length: 5 }, (_, i) => s.record(i, Buffer.from(`Hello server! Message #${i}`)));
+        const got: string[] = [];
+        if (mode === "one write") s.socket.write(Buffer.concat(records));
+        for (const r of records) {
+          if (mode === "spaced") s.socket.write(r);
+          if (mode === "byte by byte") await byteByByte(s.socket, r);
+          got.push((await s.readReply()).toString());
+        }
+        s.socket.destroy();
+        assert.deepEqual(got, FIVE);
+      });
+    }
+  });
+}
+
+describe("client CLIs against a reference-style server", { skip: !onBun && "spawned from the Bun run" }, () => {
+  let ref: { port: number; close(): void };
+  before(async () => (ref = await referenceServer({ deviceSalt: Buffer.from(legacy.DEMO_DEVICE_SALT), users: { alice: "userpassword" } })));
+  after(() => ref.close());
+  for (const clientRuntime of ["bun", "node"] as const) {
+    test(`${clientRuntime} client CLI --legacy completes`, async () => {
+      const r = await run(clientRuntime, ["--port", String(ref.port), "--legacy"]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual(r.stdout.trim().split("\n"), FIVE);
+    });
+  }
+  test("connection refused exits 1 with one line", async () => {
+    const r = await run("node", ["--port", "1", "--legacy"]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr.trim().split("\n").at(-1)!, /^client: ERR_CONNECT: /);
+  });
+});
