@@ -5,9 +5,8 @@
  * from NSTP_PASSWORD or a prompt without echo. Exits non-zero with a one-line reason on failure.
  */
 import { parseArgs } from "node:util";
-import { NstpError, fromHex, getBackend, legacy, toHex } from "@nstp/core";
+import { NstpError, fromHex, getBackend, legacy, readPassword, toHex } from "@nstp/core";
 import { connect } from "./connect.ts";
-import { readPassword } from "./prompt.ts";
 
 const USAGE = `usage: client [--port N] [--host H] [--user U] [--password P] [--device-salt HEX] [--legacy]
               [--crypto native|noble] [message ...]

@@ -68,9 +68,9 @@ describe("client against misbehaving servers", () => {
     assert.equal(await codeOf(connect({ ...opts, port })), "ERR_CONNECT");
   });
 
-  test("a server that closes at once is ERR_CLOSED; one that stalls is ERR_TIMEOUT", async () => {
+  test("a server that closes before the session nonce is ERR_BUSY; one that stalls is ERR_TIMEOUT", async () => {
     const closer = await scriptedServer((s) => s.destroy());
-    assert.equal(await codeOf(connect({ ...opts, port: closer.port })), "ERR_CLOSED");
+    assert.equal(await codeOf(connect({ ...opts, port: closer.port })), "ERR_BUSY");
     closer.close();
     const staller = await scriptedServer(() => {});
     assert.equal(await codeOf(connect({ ...opts, port: staller.port })), "ERR_TIMEOUT");

@@ -98,7 +98,10 @@ export class ClientSession {
   private onClose(error?: Error): void {
     if (this.failure) return;
     const state = this.machine.stateName;
-    if (state === "proofSent") {
+    if (state === "helloSent") {
+      // Our server refuses before sending the session nonce when it is at capacity.
+      this.fail(new NstpError("ERR_BUSY", "server busy: it closed the connection before the handshake", error ? { cause: error } : undefined));
+    } else if (state === "proofSent") {
       // The reference server closes without a word when our proof fails: wrong password or unknown user.
       this.fail(new AuthError("server closed the connection after our proof: wrong password or unknown user"));
     } else {

@@ -7,3 +7,5 @@ export * as legacy from "./legacy/index.ts";
 
 export * from "./transport/index.ts";
 export * from "./log.ts";
+export * from "./pool/index.ts";
+export { readPassword } from "./cli/prompt.ts";

@@ -5,12 +5,14 @@
  */
 import { parseArgs } from "node:util";
 import { type LogFormat, type LogLevel, createLogger, fromHex, getBackend, legacy, runtimeVersion, toHex } from "@nstp/core";
-import { type KeyStore, demoKeyStore, loadUsersFile } from "./credentials.ts";
+import { type KeyStore, demoKeyStore, loadUsersFile, parseUsersFile } from "./credentials.ts";
+import { readFileSync } from "node:fs";
 import { startServer } from "./server.ts";
 
 const USAGE = `usage: server [--port N] [--host H] [--device-salt HEX] [--users FILE] [--crypto native|noble]
-              [--max-message-size BYTES] [--handshake-timeout SECONDS] [--log-level L] [--log-format json|pretty]
-Listens on 127.0.0.1:8080 by default. Without --users, serves the reference demo user (alice).`;
+              [--max-message-size BYTES] [--handshake-timeout SECONDS] [--threads N] [--log-level L] [--log-format json|pretty]
+Listens on 127.0.0.1:8080 by default. Without --users, serves the reference demo user (alice).
+SIGHUP reloads --users FILE without dropping sessions.`;
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -22,6 +24,7 @@ async function main(): Promise<void> {
       crypto: { type: "string", default: "native" },
       "max-message-size": { type: "string", default: String(legacy.DEFAULT_MAX_MESSAGE_SIZE) },
       "handshake-timeout": { type: "string", default: "10" },
+      threads: { type: "string" },
       "log-level": { type: "string", default: "info" },
       "log-format": { type: "string", default: "pretty" },
       help: { type: "boolean", short: "h" },
@@ -38,9 +41,19 @@ async function main(): Promise<void> {
   const port = parseIntArg("--port", values.port!, 0, 65535);
   let keys: KeyStore;
   if (values.users) {
-    const store = loadUsersFile(values.users, deviceSalt);
-    log.info("users loaded", { file: values.users, users: store.size });
+    const file = values.users;
+    const store = loadUsersFile(file, deviceSalt);
+    log.info("users loaded", { file, users: store.size });
     keys = store;
+    // Reload on SIGHUP: new handshakes see the new table; established sessions are untouched.
+    process.on("SIGHUP", () => {
+      try {
+        store.replace(parseUsersFile(readFileSync(file, "utf8"), deviceSalt));
+        log.info("users reloaded", { file, users: store.size });
+      } catch (e) {
+        log.error("users reload failed; keeping the previous table", { file, reason: (e as Error).message });
+      }
+    });
   } else {
     keys = await demoKeyStore(crypto, deviceSalt);
     log.warn("serving the reference demo user alice/userpassword: anyone who read the reference can log in; pass --users FILE");

@@ -37,6 +37,8 @@ export interface ConnectionContext {
   log: Logger;
   stats: ServerStats;
   onClosed(conn: ServerConnection): void;
+  /** Told of every failed authentication, by source address. */
+  onAuthFailed(remoteAddress: string): void;
 }
 
 export class ServerConnection implements WireEvents {
@@ -50,6 +52,8 @@ export class ServerConnection implements WireEvents {
   private pending = 0;
   private paused = false;
   private done = false;
+  /** Aborts the key derivation this connection waits for, when it goes away. */
+  private readonly abort = new AbortController();
 
   constructor(wire: Wire, ctx: ConnectionContext) {
     this.wire = wire;
@@ -57,6 +61,7 @@ export class ServerConnection implements WireEvents {
     this.machine = new legacy.LegacyServer({ crypto: ctx.crypto, maxMessageSize: ctx.limits.maxMessageSize });
     this.handshakeTimer = setTimeout(() => this.fail(new NstpError("ERR_TIMEOUT", "handshake deadline passed")), ctx.limits.handshakeTimeoutMs);
     ctx.stats.connectionOpened();
+    ctx.stats.handshaking++;
   }
 
   get established(): boolean {
@@ -94,6 +99,7 @@ export class ServerConnection implements WireEvents {
 
   private apply(outputs: Output[]): void {
     for (const o of outputs) {
+      if (this.done) return;
       switch (o.type) {
         case "send":
           this.write(o.data);
@@ -105,6 +111,7 @@ export class ServerConnection implements WireEvents {
           clearTimeout(this.handshakeTimer);
           this.handshakeTimer = undefined;
           this.session = { username: o.username, remoteAddress: this.wire.remoteAddress, protocol: "legacy" };
+          this.ctx.stats.handshaking--;
           this.ctx.stats.handshakeSucceeded();
           this.ctx.log.debug("session established", { user: o.username, remote: this.wire.remoteAddress });
           break;
@@ -118,7 +125,9 @@ export class ServerConnection implements WireEvents {
   private async resolveKey(username: string): Promise<void> {
     let psk: Uint8Array | undefined;
     try {
-      psk = await this.ctx.keys.lookup(username);
+      // lookup() runs synchronously up to its first await: a synchronous ERR_BUSY lands in the catch
+      // below before apply() writes the session nonce, so the client sees "busy", not a failed proof.
+      psk = await this.ctx.keys.lookup(username, this.abort.signal);
     } catch (e) {
       this.fail(toNstpError(e, "ERR_AUTH", "key lookup failed"));
       return;
@@ -191,6 +200,7 @@ export class ServerConnection implements WireEvents {
   private fail(e: unknown): void {
     if (this.done) return;
     const err = toNstpError(e, "ERR_PROTOCOL", "connection failed");
+    if (err.code === "ERR_AUTH") this.ctx.onAuthFailed(this.wire.remoteAddress);
     if (!this.session) this.ctx.stats.handshakeFailed(err.code);
     else this.ctx.stats.sessionFailed(err.code);
     this.finish("connection closed", { code: err.code, reason: err.message });
@@ -200,6 +210,8 @@ export class ServerConnection implements WireEvents {
 
   private finish(msg: string, fields: Record<string, string>): void {
     this.done = true;
+    this.abort.abort();
+    if (!this.session) this.ctx.stats.handshaking--;
     clearTimeout(this.handshakeTimer);
     clearTimeout(this.recordTimer);
     this.ctx.stats.connectionClosed();

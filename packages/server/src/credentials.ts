@@ -3,11 +3,14 @@
  * the password) with the salt and iteration count it was derived with.
  */
 import { readFileSync } from "node:fs";
-import { type CryptoBackend, concat, fromHex, legacy, toHex, utf8 } from "@nstp/core";
+import { type CryptoBackend, type CryptoPool, NstpError, concat, fromHex, legacy, toHex, utf8 } from "@nstp/core";
 
 export interface KeyStore {
-  /** The user's PSK, or undefined for an unknown user. */
-  lookup(username: string): Promise<Uint8Array | undefined> | Uint8Array | undefined;
+  /**
+   * The user's PSK, or undefined for an unknown user. May throw ERR_BUSY synchronously to refuse the
+   * handshake before anything is sent. `signal` aborts when the connection that asked has gone.
+   */
+  lookup(username: string, signal?: AbortSignal): Promise<Uint8Array | undefined> | Uint8Array | undefined;
 }
 
 export const USERS_FILE_FORMAT = "nstp-users/1";
@@ -25,10 +28,13 @@ export interface UsersFile {
   users: Record<string, UserRecord>;
 }
 
-/** A fixed table of derived keys. */
+/** A table of derived keys (from a users file); replace() swaps it whole, as on SIGHUP. */
 export class StaticKeyStore implements KeyStore {
-  private readonly keys: Map<string, Uint8Array>;
+  private keys: Map<string, Uint8Array>;
   constructor(keys: Map<string, Uint8Array>) {
+    this.keys = keys;
+  }
+  replace(keys: Map<string, Uint8Array>): void {
     this.keys = keys;
   }
   lookup(username: string): Uint8Array | undefined {
@@ -87,4 +93,90 @@ export async function demoKeyStore(crypto: CryptoBackend, deviceSalt: Uint8Array
  */
 export function dummyKeyFactory(crypto: CryptoBackend, secret: Uint8Array = crypto.randomBytes(32)): (username: string) => Uint8Array {
   return (username) => crypto.hmacSha256(secret, concat(utf8("nstp dummy psk\0"), utf8(username)));
+}
+
+/** The application's password lookup, as the reference effectively had. */
+export type PasswordLookup = (username: string) => string | undefined | Promise<string | undefined>;
+
+export interface PasswordKeyStoreOptions {
+  lookup: PasswordLookup;
+  deviceSalt: Uint8Array;
+  crypto: CryptoBackend;
+  /** Where derivations run; without one they run on the backend directly (native PBKDF2 is async). */
+  pool?: CryptoPool;
+  /** Derived keys kept (least recently used evicted). Default 10,000. */
+  maxCached?: number;
+}
+
+interface Derivation {
+  promise: Promise<Uint8Array | undefined>;
+  controller: AbortController;
+  waiters: number;
+}
+
+/**
+ * Keys derived on first use from a password lookup: once per user however many connect at the same
+ * moment (single flight), cached in a bounded LRU, and run in the pool. No PBKDF2 runs for a username
+ * the lookup does not know. A derivation every waiter has abandoned is cancelled.
+ */
+export class PasswordKeyStore implements KeyStore {
+  private readonly opts: PasswordKeyStoreOptions;
+  private readonly cache = new Map<string, Uint8Array>();
+  private readonly inflight = new Map<string, Derivation>();
+  private readonly maxCached: number;
+  derivations = 0;
+
+  constructor(opts: PasswordKeyStoreOptions) {
+    this.opts = opts;
+    this.maxCached = opts.maxCached ?? 10_000;
+  }
+
+  lookup(username: string, signal?: AbortSignal): Uint8Array | Promise<Uint8Array | undefined> {
+    const hit = this.cache.get(username);
+    if (hit) {
+      this.cache.delete(username);
+      this.cache.set(username, hit);
+      return hit;
+    }
+    let d = this.inflight.get(username);
+    if (!d) {
+      // Refuse synchronously, before the server has sent anything, when the pool cannot take more.
+      if (this.opts.pool?.saturated) throw new NstpError("ERR_BUSY", "key derivation queue is full");
+      d = this.start(username);
+    }
+    const entry = d;
+    entry.waiters++;
+    signal?.addEventListener("abort", () => {
+      if (--entry.waiters === 0) entry.controller.abort();
+    }, { once: true });
+    return entry.promise;
+  }
+
+  get cached(): number {
+    return this.cache.size;
+  }
+
+  private start(username: string): Derivation {
+    const controller = new AbortController();
+    const d: Derivation = { controller, waiters: 0, promise: Promise.resolve(undefined) };
+    d.promise = (async () => {
+      try {
+        const password = await this.opts.lookup(username);
+        if (password === undefined || controller.signal.aborted) return undefined;
+        this.derivations++;
+        const salt = legacy.pskSalt(this.opts.deviceSalt, utf8(username));
+        const pw = utf8(password);
+        const key = this.opts.pool
+          ? await this.opts.pool.pbkdf2(pw, salt, legacy.PBKDF2_ITERATIONS, legacy.PSK_SIZE, controller.signal)
+          : await this.opts.crypto.pbkdf2Sha256(pw, salt, legacy.PBKDF2_ITERATIONS, legacy.PSK_SIZE);
+        this.cache.set(username, key);
+        if (this.cache.size > this.maxCached) this.cache.delete(this.cache.keys().next().value!);
+        return key;
+      } finally {
+        this.inflight.delete(username);
+      }
+    })();
+    this.inflight.set(username, d);
+    return d;
+  }
 }

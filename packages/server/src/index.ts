@@ -2,3 +2,4 @@ export { startServer, referenceHandler, DEFAULT_HOST, DEFAULT_LIMITS, type Serve
 export type { MessageHandler, SessionInfo, ConnectionLimits } from "./connection.ts";
 export * from "./credentials.ts";
 export { ServerStats } from "./stats.ts";
+export { FailureLimiter, type FailureLimiterOptions } from "./limiter.ts";

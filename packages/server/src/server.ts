@@ -10,6 +10,7 @@ import {
 } from "@nstp/core";
 import { type ConnectionLimits, type MessageHandler, ServerConnection } from "./connection.ts";
 import { type KeyStore, dummyKeyFactory } from "./credentials.ts";
+import { FailureLimiter, type FailureLimiterOptions } from "./limiter.ts";
 import { ServerStats } from "./stats.ts";
 
 export const DEFAULT_HOST = "127.0.0.1";
@@ -28,6 +29,10 @@ export interface ServerOptions {
   logger?: Logger;
   /** Open connections at most (default 10,000). */
   maxConnections?: number;
+  /** Connections still in the handshake at most; more are refused at once (default 512). */
+  maxHandshaking?: number;
+  /** Token bucket per source address on failed authentications (default: burst 20, 1 per second). */
+  failureLimit?: Partial<FailureLimiterOptions>;
   limits?: Partial<ConnectionLimits>;
 }
 
@@ -62,6 +67,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const log = opts.logger ?? silentLogger;
   const stats = new ServerStats();
   const live = new Set<ServerConnection>();
+  const limiter = new FailureLimiter({ burst: 20, refillPerSecond: 1, maxSources: 65_536, ...opts.failureLimit });
+  const maxHandshaking = opts.maxHandshaking ?? 512;
   const ctx = {
     crypto,
     keys: opts.keys,
@@ -71,10 +78,17 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     log,
     stats,
     onClosed: (c: ServerConnection) => live.delete(c),
+    onAuthFailed: (source: string) => limiter.failed(source),
   };
   const listener = await transport.listen(
     { host: opts.host ?? DEFAULT_HOST, port: opts.port ?? legacy.DEMO_PORT, maxConnections: opts.maxConnections ?? 10_000 },
     (wire) => {
+      // Refused before any work: the client sees a close before the session nonce, i.e. "busy".
+      if (stats.handshaking >= maxHandshaking || !limiter.allows(wire.remoteAddress)) {
+        stats.refused++;
+        wire.destroy();
+        return { data() {}, drain() {}, close() {} };
+      }
       const conn = new ServerConnection(wire, ctx);
       live.add(conn);
       return conn;

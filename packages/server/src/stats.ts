@@ -1,6 +1,10 @@
 /** Counters the server keeps about itself (sessions, handshakes by outcome, messages and bytes). */
 export class ServerStats {
   connections = 0;
+  /** Connections accepted whose handshake has not completed. */
+  handshaking = 0;
+  /** Connections refused at accept (handshake cap, failure limiter). */
+  refused = 0;
   connectionsTotal = 0;
   handshakesOk = 0;
   handshakesFailed: Record<string, number> = {};

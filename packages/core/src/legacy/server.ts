@@ -178,7 +178,8 @@ export class LegacyServer {
     const hello = parseClientHello(this.inbox.take(len));
     const sessionNonce = this.random(SESSION_NONCE_SIZE);
     this.state = { kind: "helloConsumed", hello, sessionNonce };
-    out.push({ type: "send", data: sessionNonce }, { type: "need-key", username: hello.username });
+    // need-key first: a driver that must refuse (server busy) can close before the nonce is sent.
+    out.push({ type: "need-key", username: hello.username }, { type: "send", data: sessionNonce });
     return true;
   }
 

@@ -1,0 +1,99 @@
+/**
+ * A piscina worker pool that runs the CryptoBackend interface off the event loop. PBKDF2 with 600,000
+ * iterations holds a thread for 60-100 ms; run inline, it freezes every other connection for that long.
+ *
+ * The queue is bounded: when it is full, work is refused at once (ERR_BUSY) rather than queued without
+ * limit, and callers check `saturated` synchronously so a server can refuse a handshake before it has
+ * sent anything. Queued tasks whose caller has gone are cancelled through an AbortSignal.
+ */
+import { availableParallelism } from "node:os";
+import { Piscina } from "piscina";
+import type { CryptoBackend } from "../crypto/backend.ts";
+import { NstpError } from "../errors.ts";
+import type { PoolTask } from "./worker.ts";
+
+export interface CryptoPoolOptions {
+  /** Backend the workers run (by name: functions do not cross threads). Default native. */
+  backend?: CryptoBackend;
+  /** Worker threads; default: the machine's available parallelism. */
+  threads?: number;
+  /** Tasks waiting for a thread before new ones are refused; default 64 per thread. */
+  maxQueue?: number;
+}
+
+export interface AeadItem {
+  nonce: Uint8Array;
+  data: Uint8Array;
+  aad?: Uint8Array;
+}
+
+export class CryptoPool {
+  private readonly piscina: Piscina;
+  readonly backendName: string;
+  readonly threads: number;
+  readonly maxQueue: number;
+
+  constructor(opts: CryptoPoolOptions = {}) {
+    this.backendName = opts.backend?.name ?? "native";
+    this.threads = Math.max(1, opts.threads ?? availableParallelism());
+    this.maxQueue = opts.maxQueue ?? 64 * this.threads;
+    this.piscina = new Piscina({
+      filename: new URL("./worker.ts", import.meta.url).href,
+      minThreads: this.threads,
+      maxThreads: this.threads,
+      maxQueue: this.maxQueue,
+      // Threads start once and stay: a derivation should not pay for a thread start.
+      idleTimeout: 2 ** 31 - 1,
+    });
+  }
+
+  /** Tasks waiting for a thread. */
+  get queued(): number {
+    return this.piscina.queueSize;
+  }
+
+  /** True when a new task would be refused. */
+  /** Tasks finished since the pool started. */
+  get completed(): number {
+    return this.piscina.completed;
+  }
+
+  get saturated(): boolean {
+    return this.piscina.queueSize >= this.maxQueue;
+  }
+
+  pbkdf2(password: Uint8Array, salt: Uint8Array, iterations: number, length: number, signal?: AbortSignal): Promise<Uint8Array> {
+    return this.run({ op: "pbkdf2", backend: this.backendName, password, salt, iterations, length }, signal) as Promise<Uint8Array>;
+  }
+
+  /** Seals a batch of records under one key in one hand-over. */
+  seal(key: Uint8Array, items: AeadItem[], signal?: AbortSignal): Promise<Uint8Array[]> {
+    return this.run({ op: "seal", backend: this.backendName, key, items }, signal) as Promise<Uint8Array[]>;
+  }
+
+  /** Opens a batch of records; null where a tag fails. */
+  open(key: Uint8Array, items: AeadItem[], signal?: AbortSignal): Promise<(Uint8Array | null)[]> {
+    return this.run({ op: "open", backend: this.backendName, key, items }, signal) as Promise<(Uint8Array | null)[]>;
+  }
+
+  /** Finishes running tasks, refuses queued ones, and stops the threads. */
+  async destroy(): Promise<void> {
+    await this.piscina.destroy();
+  }
+
+  private run(task: PoolTask, signal?: AbortSignal): Promise<unknown> {
+    if (this.saturated) return Promise.reject(new NstpError("ERR_BUSY", "crypto pool queue is full"));
+    return this.piscina.run(task, signal ? { signal } : {}).catch((e: unknown) => {
+      if ((e as Error)?.name === "AbortError") throw new NstpError("ERR_CLOSED", "cancelled: the caller went away", { cause: e });
+      throw new NstpError("ERR_BUSY", "crypto pool refused the task", { cause: e });
+    });
+  }
+}
+
+/**
+ * The CryptoBackend interface with PBKDF2 running in the pool and the cheap primitives inline: what
+ * the server and client use when given a pool.
+ */
+export function pooledBackend(base: CryptoBackend, pool: CryptoPool): CryptoBackend {
+  return { ...base, pbkdf2Sha256: (password, salt, iterations, length) => pool.pbkdf2(password, salt, iterations, length) };
+}

@@ -1,0 +1,22 @@
+/**
+ * The pool's worker: runs the CryptoBackend interface in another thread. Each task names the backend
+ * and the operation, so the pool is a way of running that interface, not a second implementation.
+ */
+import { getBackend } from "../crypto/index.ts";
+
+export type PoolTask =
+  | { op: "pbkdf2"; backend: string; password: Uint8Array; salt: Uint8Array; iterations: number; length: number }
+  | { op: "seal"; backend: string; key: Uint8Array; items: { nonce: Uint8Array; data: Uint8Array; aad?: Uint8Array }[] }
+  | { op: "open"; backend: string; key: Uint8Array; items: { nonce: Uint8Array; data: Uint8Array; aad?: Uint8Array }[] };
+
+export default async function run(task: PoolTask): Promise<Uint8Array | (Uint8Array | null)[]> {
+  const backend = getBackend(task.backend);
+  switch (task.op) {
+    case "pbkdf2":
+      return backend.pbkdf2Sha256(task.password, task.salt, task.iterations, task.length);
+    case "seal":
+      return task.items.map((i) => backend.aesGcmSeal(task.key, i.nonce, i.data, i.aad));
+    case "open":
+      return task.items.map((i) => backend.aesGcmOpen(task.key, i.nonce, i.data, i.aad));
+  }
+}

@@ -1,0 +1,75 @@
+#!/usr/bin/env bun
+/**
+ * bun run users -- add NAME --file FILE [--device-salt HEX]   (password from a prompt, or stdin)
+ * bun run users -- remove NAME --file FILE
+ * bun run users -- list --file FILE
+ * The file holds per user the derived key, salt and iterations, never a password; it is written with
+ * mode 0600 and replaced atomically (write a temporary file beside it, then rename).
+ */
+import { existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { parseArgs } from "node:util";
+import { CryptoPool, fromHex, legacy, readPassword, toHex, utf8 } from "@nstp/core";
+import { USERS_FILE_FORMAT, type UsersFile, parseUsersFile, userRecord } from "./credentials.ts";
+
+const USAGE = "usage: users add NAME --file FILE [--device-salt HEX] | users remove NAME --file FILE | users list --file FILE";
+
+function readFile(path: string, deviceSalt: Uint8Array): UsersFile {
+  if (!existsSync(path)) return { format: USERS_FILE_FORMAT, users: {} };
+  const text = readFileSync(path, "utf8");
+  parseUsersFile(text, deviceSalt); // validates every record before we touch the file
+  return JSON.parse(text) as UsersFile;
+}
+
+function writeAtomic(path: string, doc: UsersFile): void {
+  const tmp = `${path}.${process.pid}.tmp`;
+  writeFileSync(tmp, JSON.stringify(doc, null, 2) + "\n", { mode: 0o600 });
+  renameSync(tmp, path);
+}
+
+async function main(): Promise<void> {
+  const { values, positionals } = parseArgs({
+    options: {
+      file: { type: "string" },
+      "device-salt": { type: "string", default: toHex(legacy.DEMO_DEVICE_SALT) },
+      help: { type: "boolean", short: "h" },
+    },
+    allowPositionals: true,
+  });
+  const [command, name] = positionals;
+  if (values.help || !command || !values.file) {
+    console.log(USAGE);
+    process.exit(values.help ? 0 : 2);
+  }
+  const deviceSalt = fromHex(values["device-salt"]!);
+  const doc = readFile(values.file, deviceSalt);
+  if (command === "list") {
+    for (const user of Object.keys(doc.users).sort()) console.log(user);
+    return;
+  }
+  if (!name) throw new Error(`${command} needs a user name`);
+  if (command === "remove") {
+    if (!(name in doc.users)) throw new Error(`no user "${name}" in ${values.file}`);
+    delete doc.users[name];
+    writeAtomic(values.file, doc);
+    console.error(`removed ${name}`);
+    return;
+  }
+  if (command !== "add") throw new Error(USAGE);
+  legacy.checkUsernameBytes(utf8(name));
+  const password = await readPassword(`password for ${name}: `);
+  if (!password) throw new Error("empty password");
+  const pool = new CryptoPool({ threads: 1 });
+  try {
+    const key = await pool.pbkdf2(utf8(password), legacy.pskSalt(deviceSalt, utf8(name)), legacy.PBKDF2_ITERATIONS, legacy.PSK_SIZE);
+    doc.users[name] = userRecord(deviceSalt, name, key);
+  } finally {
+    await pool.destroy();
+  }
+  writeAtomic(values.file, doc);
+  console.error(`${name} saved to ${values.file}`);
+}
+
+main().catch((e: unknown) => {
+  console.error(`users: ${e instanceof Error ? e.message : String(e)}`);
+  process.exit(1);
+});
