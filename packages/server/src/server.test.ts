@@ -139,3 +139,10 @@ for (const transport of transports) {
     });
   });
 }
+
+test("close() ends live sessions and returns (node:net waits for connections)", async () => {
+  const server = await startServer({ keys: new StaticKeyStore(new Map([["alice", new Uint8Array(psk)]])), port: 0, transport: nodeTransport });
+  const s = await referenceHandshake(server.port, { username: "alice", psk });
+  await server.close();
+  assert.equal((await s.reader.closedWithin(3000)).closed, true);
+});

@@ -100,8 +100,11 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     stats,
     transport: transport.name,
     async close() {
-      await listener.close();
+      // Stop accepting first, then end the live connections: node:net's close() resolves only once
+      // every connection is gone, so awaiting it before the shutdowns would wait forever.
+      const stopped = listener.close();
       for (const c of [...live]) c.shutdown();
+      await stopped;
     },
   };
 }

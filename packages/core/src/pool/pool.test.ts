@@ -1,0 +1,50 @@
+// The worker pool: it runs the crypto interface (same results as inline), refuses work when its queue
+// is full, cancels queued work whose caller has gone, and shuts down without leaving threads behind.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { nativeBackend } from "../crypto/index.ts";
+import { NstpError } from "../errors.ts";
+import { CryptoPool, pooledBackend } from "./index.ts";
+
+const enc = new TextEncoder();
+
+test("PBKDF2 and AES-GCM batches in the pool match the inline backend", async () => {
+  const pool = new CryptoPool({ threads: 2 });
+  try {
+    const salt = nativeBackend.randomBytes(16);
+    assert.deepEqual(await pool.pbkdf2(enc.encode("pw"), salt, 1000, 32), await nativeBackend.pbkdf2Sha256(enc.encode("pw"), salt, 1000, 32));
+    const key = nativeBackend.randomBytes(32);
+    const items = Array.from({ length: 8 }, (_, i) => ({ nonce: nativeBackend.randomBytes(12), data: nativeBackend.randomBytes(i * 100) }));
+    const sealed = await pool.seal(key, items);
+    sealed.forEach((s, i) => assert.deepEqual(s, nativeBackend.aesGcmSeal(key, items[i]!.nonce, items[i]!.data)));
+    const forged = sealed.map((s, i) => (i === 3 ? Uint8Array.from(s, (b, j) => (j === 0 ? b ^ 1 : b)) : s));
+    const opened = await pool.open(key, items.map((it, i) => ({ nonce: it.nonce, data: forged[i]! })));
+    opened.forEach((o, i) => (i === 3 ? assert.equal(o, null) : assert.deepEqual(o, items[i]!.data)));
+    const before = pool.completed;
+    const backend = pooledBackend(nativeBackend, pool);
+    await backend.pbkdf2Sha256(enc.encode("x"), salt, 10, 32);
+    assert.equal(pool.completed, before + 1, "the pooled backend's PBKDF2 ran in the pool");
+  } finally {
+    await pool.destroy();
+  }
+});
+
+test("a full queue refuses at once with ERR_BUSY; cancelled work is dropped", async () => {
+  const pool = new CryptoPool({ threads: 1, maxQueue: 2 });
+  try {
+    await pool.pbkdf2(enc.encode("warm"), new Uint8Array(8), 1, 32); // the thread is up
+    const slow = () => pool.pbkdf2(enc.encode("pw"), new Uint8Array(8), 200_000, 32);
+    const running = slow();
+    await new Promise((r) => setTimeout(r, 20)); // let the first task reach the thread
+    const controller = new AbortController();
+    const queued = [pool.pbkdf2(enc.encode("pw"), new Uint8Array(8), 200_000, 32, controller.signal), slow()];
+    assert.equal(pool.saturated, true);
+    await assert.rejects(slow(), (e: unknown) => e instanceof NstpError && e.code === "ERR_BUSY");
+    controller.abort();
+    await assert.rejects(queued[0]!, (e: unknown) => e instanceof NstpError && e.code === "ERR_CLOSED");
+    assert.equal(pool.saturated, false);
+    await Promise.all([running, queued[1]]);
+  } finally {
+    await pool.destroy();
+  }
+});

@@ -1,0 +1,140 @@
+// Handshakes strangers cannot exhaust: busy refusal the client reports as ERR_BUSY, the cap on
+// connections in the handshake, the per-source failure limiter, derivations in the pool for many
+// users at once, and SIGHUP reload of the users file.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { CryptoPool, NstpError, detectRuntime, legacy, nativeBackend } from "@nstp/core";
+import { connect } from "../../client/src/index.ts";
+import { PasswordKeyStore, StaticKeyStore, USERS_FILE_FORMAT, startServer, userRecord } from "./index.ts";
+import { dial, Reader, referencePsk } from "./testing/reference-peer.ts";
+
+const deviceSalt = legacy.DEMO_DEVICE_SALT;
+const alicePsk = new Uint8Array(referencePsk("userpassword", Buffer.from(deviceSalt), "alice"));
+
+async function codeOf(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+  } catch (e) {
+    assert.ok(e instanceof NstpError, String(e));
+    return e.code;
+  }
+  return "no error";
+}
+
+test("16 users whose keys the server derives, at once: all served, one derivation each, in the pool", async () => {
+  const pool = new CryptoPool({ threads: 2 });
+  const keys = new PasswordKeyStore({ deviceSalt, crypto: nativeBackend, pool, lookup: (u) => `pw-${u}` });
+  const server = await startServer({ keys, port: 0 });
+  try {
+    const users = Array.from({ length: 16 }, (_, i) => `user${i}`);
+    const psks = await Promise.all(users.map((u) => legacy.derivePsk(nativeBackend, { username: u, password: `pw-${u}`, deviceSalt })));
+    const before = pool.completed;
+    const replies = await Promise.all(users.map(async (u, i) => {
+      const s = await connect({ port: server.port, username: u, psk: psks[i]! });
+      const r = new TextDecoder().decode(await s.request("hi"));
+      await s.close();
+      return r;
+    }));
+    assert.ok(replies.every((r) => r === "Server received: hi"));
+    assert.equal(keys.derivations, 16);
+    assert.equal(pool.completed - before, 16, "every derivation ran in the pool");
+  } finally {
+    await server.close();
+    await pool.destroy();
+  }
+});
+
+test("a full derivation queue refuses the handshake before the nonce: the client reports ERR_BUSY", async () => {
+  const pool = new CryptoPool({ threads: 1, maxQueue: 1 });
+  await pool.pbkdf2(new Uint8Array(1), new Uint8Array(1), 1, 32);
+  const keys = new PasswordKeyStore({ deviceSalt, crypto: nativeBackend, pool, lookup: (u) => `pw-${u}` });
+  const server = await startServer({ keys, port: 0 });
+  try {
+    // Fill the thread and the queue with two slow derivations.
+    const psk = await legacy.derivePsk(nativeBackend, { username: "newcomer", password: "pw-newcomer", deviceSalt });
+    const hog = [pool.pbkdf2(new Uint8Array(1), new Uint8Array(1), 3_000_000, 32)];
+    await new Promise((r) => setTimeout(r, 20));
+    hog.push(pool.pbkdf2(new Uint8Array(1), new Uint8Array(1), 10, 32));
+    assert.ok(pool.saturated);
+    assert.equal(await codeOf(connect({ port: server.port, username: "newcomer", psk })), "ERR_BUSY");
+    await Promise.all(hog);
+    const s = await connect({ port: server.port, username: "newcomer", psk });
+    await s.close();
+  } finally {
+    await server.close();
+    await pool.destroy();
+  }
+});
+
+test("the cap on connections in the handshake refuses newcomers; a failing source is limited", async () => {
+  const server = await startServer({
+    keys: new StaticKeyStore(new Map([["alice", alicePsk]])),
+    port: 0,
+    maxHandshaking: 3,
+    failureLimit: { burst: 2, refillPerSecond: 0.001 },
+    limits: { handshakeTimeoutMs: 2000 },
+  });
+  try {
+    const idle = await Promise.all([dial(server.port), dial(server.port), dial(server.port)]);
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(server.stats.handshaking, 3);
+    assert.equal(await codeOf(connect({ port: server.port, username: "alice", psk: alicePsk })), "ERR_BUSY");
+    idle.forEach((s) => s.destroy());
+    await new Promise((r) => setTimeout(r, 50));
+    for (let i = 0; i < 2; i++) assert.equal(await codeOf(connect({ port: server.port, username: "alice", psk: new Uint8Array(32) })), "ERR_AUTH");
+    // 127.0.0.1 has used its burst: even the right key is refused until tokens come back.
+    assert.equal(await codeOf(connect({ port: server.port, username: "alice", psk: alicePsk })), "ERR_BUSY");
+    assert.ok(server.stats.refused >= 2);
+  } finally {
+    await server.close();
+  }
+});
+
+test("SIGHUP reloads the users file without dropping sessions", { skip: detectRuntime() !== "bun" && "spawned from the Bun run" }, async () => {
+  const root = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
+  const dir = mkdtempSync(join(tmpdir(), "nstp-users-"));
+  const file = join(dir, "users.json");
+  const bob = await legacy.derivePsk(nativeBackend, { username: "bob", password: "b", deviceSalt });
+  const carol = await legacy.derivePsk(nativeBackend, { username: "carol", password: "c", deviceSalt });
+  const write = (users: Record<string, Uint8Array>) => writeFileSync(file, JSON.stringify({
+    format: USERS_FILE_FORMAT,
+    users: Object.fromEntries(Object.entries(users).map(([n, k]) => [n, userRecord(deviceSalt, n, k)])),
+  }), { mode: 0o600 });
+  write({ bob });
+  for (const runtime of ["bun", "node"]) {
+    const child = spawn(join(root, "node_modules", ".bin", runtime), [join(root, "packages/server/src/cli.ts"), "--port", "0", "--users", file, "--log-level", "warn"], { stdio: ["ignore", "pipe", "inherit"] });
+    try {
+      const port = await new Promise<number>((res, rej) => {
+        let out = "";
+        const t = setTimeout(() => rej(new Error("no listening line")), 20_000);
+        child.stdout!.on("data", (d) => {
+          out += d;
+          const m = /listening on [^:]+:(\d+)/.exec(out);
+          if (m) (clearTimeout(t), res(Number(m[1])));
+        });
+      });
+      assert.equal(await codeOf(connect({ port, username: "alice", psk: alicePsk })), "ERR_AUTH", "no demo user when a file is given");
+      const session = await connect({ port, username: "bob", psk: bob });
+      assert.equal(await codeOf(connect({ port, username: "carol", psk: carol })), "ERR_AUTH");
+      write({ carol });
+      child.kill("SIGHUP");
+      let ok = false;
+      for (let i = 0; i < 50 && !ok; i++) {
+        await new Promise((r) => setTimeout(r, 50));
+        ok = (await codeOf(connect({ port, username: "carol", psk: carol }).then((s) => s.close()))) === "no error";
+      }
+      assert.ok(ok, `${runtime}: carol admitted after SIGHUP`);
+      assert.equal(new TextDecoder().decode(await session.request("still here")), "Server received: still here", "bob's session survived");
+      await session.close();
+    } finally {
+      child.kill("SIGTERM");
+      write({ bob });
+    }
+  }
+  void Reader;
+});

@@ -1,0 +1,103 @@
+// Credentials: the users file, the password-lookup key store (single flight, no PBKDF2 for unknown
+// users, bounded cache, busy refusal), and the failure limiter.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { CryptoPool, NstpError, legacy, nativeBackend, toHex, utf8 } from "@nstp/core";
+import { FailureLimiter } from "./limiter.ts";
+import { PasswordKeyStore, USERS_FILE_FORMAT, parseUsersFile, userRecord } from "./credentials.ts";
+
+const salt = legacy.DEMO_DEVICE_SALT;
+
+test("users file: records are checked against the device salt and the protocol's iterations", () => {
+  const key = nativeBackend.randomBytes(32);
+  const good = JSON.stringify({ format: USERS_FILE_FORMAT, users: { bob: userRecord(salt, "bob", key) } });
+  assert.deepEqual(parseUsersFile(good, salt).get("bob"), key);
+  assert.throws(() => parseUsersFile(good, Uint8Array.of(9)), /salt does not match/);
+  const fewer = JSON.stringify({ format: USERS_FILE_FORMAT, users: { bob: { ...userRecord(salt, "bob", key), iterations: 1000 } } });
+  assert.throws(() => parseUsersFile(fewer, salt), /iterations/);
+  assert.throws(() => parseUsersFile("{}", salt), /format/);
+});
+
+test("password lookup: one derivation per user however many ask at once, none for unknown users, cached", async () => {
+  const pool = new CryptoPool({ threads: 2 });
+  try {
+    let lookups = 0;
+    const store = new PasswordKeyStore({
+      deviceSalt: salt,
+      crypto: nativeBackend,
+      pool,
+      lookup: async (u) => (lookups++, u === "alice" ? "userpassword" : undefined),
+      maxCached: 2,
+    });
+    const keys = await Promise.all(Array.from({ length: 10 }, () => store.lookup("alice")));
+    assert.equal(store.derivations, 1);
+    assert.equal(lookups, 1);
+    const expected = "4fa5e3dbcc1c2d279d731ab0276fce54060546c6be232e5f124d3a1eca423636"; // legacy-dart-reference.json
+    for (const k of keys) assert.equal(toHex(k!), expected);
+    assert.equal(toHex((await store.lookup("alice"))!), expected);
+    assert.equal(store.derivations, 1, "served from the cache");
+    assert.equal(await store.lookup("mallory"), undefined);
+    assert.equal(store.derivations, 1, "no PBKDF2 for an unknown user");
+  } finally {
+    await pool.destroy();
+  }
+});
+
+test("password lookup: refuses synchronously with ERR_BUSY when the pool queue is full", async () => {
+  const pool = new CryptoPool({ threads: 1, maxQueue: 1 });
+  try {
+    await pool.pbkdf2(utf8("warm"), salt, 1, 32); // the thread is up
+    const store = new PasswordKeyStore({ deviceSalt: salt, crypto: nativeBackend, pool, lookup: (u) => "pw-" + u });
+    const a = store.lookup("a"); // runs
+    await new Promise((r) => setTimeout(r, 30));
+    const b = store.lookup("b"); // queued: the queue is now full
+    await new Promise((r) => setTimeout(r, 10));
+    assert.ok(pool.saturated);
+    assert.throws(() => store.lookup("c"), (e: unknown) => e instanceof NstpError && e.code === "ERR_BUSY");
+    await Promise.all([a, b]);
+  } finally {
+    await pool.destroy();
+  }
+});
+
+test("password lookup: a derivation every waiter abandoned is cancelled", async () => {
+  const pool = new CryptoPool({ threads: 1 });
+  try {
+    await pool.pbkdf2(utf8("warm"), salt, 1, 32);
+    const store = new PasswordKeyStore({ deviceSalt: salt, crypto: nativeBackend, pool, lookup: (u) => "pw-" + u });
+    const first = store.lookup("busy1"); // occupies the only thread
+    await new Promise((r) => setTimeout(r, 20));
+    const c1 = new AbortController(), c2 = new AbortController();
+    const w1 = Promise.resolve(store.lookup("queued", c1.signal)).catch((e: NstpError) => e.code);
+    const w2 = Promise.resolve(store.lookup("queued", c2.signal)).catch((e: NstpError) => e.code);
+    await new Promise((r) => setTimeout(r, 10)); // "queued" now waits in the pool queue
+    assert.equal(pool.queued, 1);
+    c1.abort();
+    assert.equal(pool.queued, 1, "one waiter left: still queued");
+    c2.abort();
+    assert.equal(await w1, "ERR_CLOSED");
+    assert.equal(await w2, "ERR_CLOSED");
+    assert.equal(pool.queued, 0);
+    await first;
+    assert.equal(store.cached, 1, "only the first user was derived and cached");
+  } finally {
+    await pool.destroy();
+  }
+});
+
+test("failure limiter: a source that used its burst is refused until tokens come back", () => {
+  let now = 0;
+  const l = new FailureLimiter({ burst: 3, refillPerSecond: 1, maxSources: 2, now: () => now });
+  for (let i = 0; i < 3; i++) {
+    assert.equal(l.allows("10.0.0.1"), true);
+    l.failed("10.0.0.1");
+  }
+  assert.equal(l.allows("10.0.0.1"), false);
+  assert.equal(l.allows("10.0.0.2"), true, "other sources unaffected");
+  now += 1000;
+  assert.equal(l.allows("10.0.0.1"), true, "a token came back");
+  l.failed("a");
+  l.failed("b");
+  assert.equal(l.size, 2, "the table is bounded");
+  void utf8;
+});
