@@ -140,3 +140,19 @@ export class ByteQueue {
     this.start = this.end = 0;
   }
 }
+
+/**
+ * Feeds a chunk into a bounded inbox no faster than `drain` empties it: each piece is sized to fit
+ * before it is copied, and a full inbox that `drain` cannot shrink is an error (`full()`), never growth.
+ */
+export function feedBounded(inbox: ByteQueue, chunk: Uint8Array, drain: () => void, full: () => Error): void {
+  let rest = chunk;
+  while (rest.length > 0) {
+    const room = inbox.capacity - inbox.length;
+    if (room === 0) throw full();
+    const piece = rest.subarray(0, room);
+    rest = rest.subarray(piece.length);
+    inbox.push(piece);
+    drain();
+  }
+}

@@ -10,7 +10,7 @@ import { readFileSync } from "node:fs";
 import { startServer } from "./server.ts";
 
 const USAGE = `usage: server [--port N] [--host H] [--device-salt HEX] [--users FILE] [--crypto native|noble]
-              [--max-message-size BYTES] [--handshake-timeout SECONDS] [--threads N] [--log-level L] [--log-format json|pretty]
+              [--max-message-size BYTES] [--handshake-timeout SECONDS] [--log-level L] [--log-format json|pretty]
 Listens on 127.0.0.1:8080 by default. Without --users, serves the reference demo user (alice).
 SIGHUP reloads --users FILE without dropping sessions.`;
 
@@ -24,7 +24,6 @@ async function main(): Promise<void> {
       crypto: { type: "string", default: "native" },
       "max-message-size": { type: "string", default: String(legacy.DEFAULT_MAX_MESSAGE_SIZE) },
       "handshake-timeout": { type: "string", default: "10" },
-      threads: { type: "string" },
       "log-level": { type: "string", default: "info" },
       "log-format": { type: "string", default: "pretty" },
       help: { type: "boolean", short: "h" },

@@ -12,7 +12,7 @@ import { GCM_NONCE_SIZE } from "../crypto/backend.ts";
 import type { CryptoBackend } from "../crypto/backend.ts";
 import { AuthError, DecryptError, NstpError, ProtocolError, TooLargeError } from "../errors.ts";
 import type { Output, Random } from "../events.ts";
-import { ByteQueue, concat, startsWith, toHex, utf8 } from "../bytes.ts";
+import { ByteQueue, feedBounded, concat, startsWith, toHex, utf8 } from "../bytes.ts";
 import { clientProof, serverProof, sessionKey } from "./keys.ts";
 import {
   CLIENT_NONCE_SIZE,
@@ -91,15 +91,8 @@ export class LegacyClient {
   receive(chunk: Uint8Array): Output[] {
     const out: Output[] = [];
     try {
-      let rest = chunk;
-      while (rest.length > 0) {
-        if (this.state.kind === "failed") throw new ProtocolError("data after failure");
-        const room = this.inbox.capacity - this.inbox.length;
-        const piece = rest.subarray(0, room);
-        rest = rest.subarray(piece.length);
-        this.inbox.push(piece);
-        this.process(out);
-      }
+      if (this.state.kind === "failed") throw new ProtocolError("data after failure");
+      feedBounded(this.inbox, chunk, () => this.process(out), () => new TooLargeError("reply exceeds the maximum record size"));
       return out;
     } catch (e) {
       this.fail();

@@ -18,7 +18,7 @@
 import type { CryptoBackend } from "../crypto/backend.ts";
 import { AuthError, DecryptError, ProtocolError, TooLargeError } from "../errors.ts";
 import type { Output, Random } from "../events.ts";
-import { ByteQueue, indexOf, readU32BE, startsWith } from "../bytes.ts";
+import { ByteQueue, feedBounded, indexOf, readU32BE, startsWith } from "../bytes.ts";
 import { clientProof, serverProof, sessionKey } from "./keys.ts";
 import {
   type ClientHello,
@@ -100,17 +100,8 @@ export class LegacyServer {
   receive(chunk: Uint8Array): Output[] {
     const out: Output[] = [];
     try {
-      let rest = chunk;
-      while (rest.length > 0) {
-        if (this.state.kind === "failed") throw new ProtocolError("data after failure");
-        // Feed no more than fits: the bound is enforced before buffering.
-        const room = this.inbox.capacity - this.inbox.length;
-        if (room === 0) throw new TooLargeError(`client message exceeds ${this.maxMessageSize} bytes`);
-        const piece = rest.subarray(0, room);
-        rest = rest.subarray(piece.length);
-        this.inbox.push(piece);
-        this.process(out);
-      }
+      if (this.state.kind === "failed") throw new ProtocolError("data after failure");
+      feedBounded(this.inbox, chunk, () => this.process(out), () => new TooLargeError(`client message exceeds ${this.maxMessageSize} bytes`));
       return out;
     } catch (e) {
       this.fail();
