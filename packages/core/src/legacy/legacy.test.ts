@@ -116,6 +116,26 @@ describe("legacy segmentation", () => {
     }
   });
 
+  test("server: an honest 60 KiB record in 536-byte segments stays within the trial budget", () => {
+    const client = new LegacyClient({ crypto, username: v.username, psk, random: scripted([fromHex(v.client_nonce)]) });
+    client.start();
+    client.receive(concat(fromHex(v.server_hello), fromHex(v.server_proof)));
+    const big = crypto.randomBytes(60 * 1024);
+    const stream = concat(fromHex(v.client_hello), fromHex(v.client_proof), client.sealMessage(big));
+    const parts: Uint8Array[] = [];
+    for (let i = 0; i < stream.length; i += 536) parts.push(stream.subarray(i, i + 536));
+    const server = serverFor();
+    const got: Uint8Array[] = [];
+    for (const p of parts) {
+      for (const o of server.receive(p)) {
+        if (o.type === "need-key") server.provideKey(psk);
+        if (o.type === "message") got.push(o.data);
+      }
+    }
+    assert.equal(got.length, 1);
+    assert.deepEqual(got[0], big);
+  });
+
   function clientFor(): LegacyClient {
     return new LegacyClient({ crypto, username: v.username, psk, random: scripted([fromHex(v.client_nonce)]) });
   }
