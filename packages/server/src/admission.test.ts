@@ -11,7 +11,7 @@ import { fileURLToPath } from "node:url";
 import { CryptoPool, NstpError, detectRuntime, legacy, nativeBackend } from "@nstp/core";
 import { connect } from "../../client/src/index.ts";
 import { PasswordKeyStore, StaticKeyStore, USERS_FILE_FORMAT, startServer, userRecord } from "./index.ts";
-import { dial, Reader, referencePsk } from "./testing/reference-peer.ts";
+import { dial, referencePsk } from "./testing/reference-peer.ts";
 
 const deviceSalt = legacy.DEMO_DEVICE_SALT;
 const alicePsk = new Uint8Array(referencePsk("userpassword", Buffer.from(deviceSalt), "alice"));
@@ -136,5 +136,4 @@ test("SIGHUP reloads the users file without dropping sessions", { skip: detectRu
       write({ bob });
     }
   }
-  void Reader;
 });

@@ -99,5 +99,4 @@ test("failure limiter: a source that used its burst is refused until tokens come
   l.failed("a");
   l.failed("b");
   assert.equal(l.size, 2, "the table is bounded");
-  void utf8;
 });

@@ -3,6 +3,7 @@ import {
   type CryptoBackend,
   type Logger,
   type Transport,
+  concat,
   defaultTransport,
   legacy,
   nativeBackend,
@@ -44,13 +45,9 @@ export const DEFAULT_LIMITS: ConnectionLimits = {
   writeHighWaterMark: 1 << 20,
 };
 
-export const referenceHandler: MessageHandler = (message) => {
-  const prefix = new TextEncoder().encode(legacy.REFERENCE_REPLY_PREFIX);
-  const out = new Uint8Array(prefix.length + message.length);
-  out.set(prefix, 0);
-  out.set(message, prefix.length);
-  return out;
-};
+const REFERENCE_PREFIX_BYTES = new TextEncoder().encode(legacy.REFERENCE_REPLY_PREFIX);
+
+export const referenceHandler: MessageHandler = (message) => concat(REFERENCE_PREFIX_BYTES, message);
 
 export interface RunningServer {
   readonly host: string;
