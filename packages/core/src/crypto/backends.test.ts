@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { BACKENDS, type CryptoBackend } from "./index.ts";
 import { fromHex, toHex } from "../bytes.ts";
 import { loadVectors } from "../testing/vectors.ts";
+import { hkdfSha256 } from "./hkdf.ts";
 
 interface Group<T> { tests: T[]; [k: string]: unknown }
 interface Suite<T> { testGroups: Group<T>[] }
@@ -13,6 +14,7 @@ type Result = "valid" | "invalid" | "acceptable";
 const aesGcm = loadVectors<Suite<{ tcId: number; key: string; iv: string; aad: string; msg: string; ct: string; tag: string; result: Result }>>("wycheproof-aes_gcm.json");
 const hmac = loadVectors<Suite<{ tcId: number; key: string; msg: string; tag: string; result: Result }>>("wycheproof-hmac_sha256.json");
 const pbkdf2 = loadVectors<Suite<{ tcId: number; password: string; salt: string; iterationCount: number; dkLen: number; dk: string; result: Result }>>("wycheproof-pbkdf2_hmacsha256.json");
+const hkdf = loadVectors<Suite<{ tcId: number; ikm: string; salt: string; info: string; size: number; okm: string; result: Result }>>("wycheproof-hkdf_sha256.json");
 const x25519 = loadVectors<Suite<{ tcId: number; public: string; private: string; shared: string; result: Result; flags: string[] }>>("wycheproof-x25519.json");
 
 for (const backend of Object.values(BACKENDS) as CryptoBackend[]) {
@@ -50,6 +52,19 @@ for (const backend of Object.values(BACKENDS) as CryptoBackend[]) {
         }
       }
       assert.ok(run > 50);
+    });
+
+    test("Wycheproof HKDF-SHA256 (the KDF inside Noise)", () => {
+      let run = 0;
+      for (const g of hkdf.testGroups) {
+        for (const t of g.tests) {
+          const args = [backend, fromHex(t.salt), fromHex(t.ikm), fromHex(t.info), t.size] as const;
+          if (t.result === "valid") assert.equal(toHex(hkdfSha256(...args)), t.okm, `tcId ${t.tcId}`);
+          else assert.throws(() => hkdfSha256(...args), RangeError, `tcId ${t.tcId}`);
+          run++;
+        }
+      }
+      assert.ok(run > 50, `ran ${run} HKDF cases`);
     });
 
     test("Wycheproof PBKDF2-HMAC-SHA256", async () => {

@@ -5,6 +5,7 @@ import { nobleBackend } from "./noble.ts";
 export * from "./backend.ts";
 export { nativeBackend } from "./native.ts";
 export { nobleBackend } from "./noble.ts";
+export { hkdfSha256 } from "./hkdf.ts";
 
 export const BACKENDS: Record<BackendName, CryptoBackend> = { native: nativeBackend, noble: nobleBackend };
 

@@ -1,0 +1,85 @@
+/**
+ * Noise CipherState (Noise spec rev. 34, §5.1) for AESGCM (§12.3): key k, counter n, and the nonce
+ * laid out as 32 zero bits followed by n big-endian. Rekey() is §4.2's default.
+ *
+ * n is a JS number: the counter limit is 2^53 - 1, stricter than the spec's 2^64 - 1 (reserved) and
+ * out of reach in practice (285 years at a million frames a second). Reaching it is ERR_EXHAUSTED.
+ */
+import type { CryptoBackend } from "../crypto/backend.ts";
+import { AES_KEY_SIZE, GCM_NONCE_SIZE } from "../crypto/backend.ts";
+import { DecryptError, NstpError } from "../errors.ts";
+import { writeU32BE } from "../bytes.ts";
+
+export const NONCE_LIMIT = Number.MAX_SAFE_INTEGER;
+const EMPTY = new Uint8Array(0);
+const ZERO_KEY = new Uint8Array(AES_KEY_SIZE);
+/** §4.2: REKEY(k) = ENCRYPT(k, maxnonce, zerolen, zeros)[0:32], with maxnonce = 2^64 - 1. */
+const MAX_NONCE = new Uint8Array([0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+
+export function aesGcmNonce(n: number, out = new Uint8Array(GCM_NONCE_SIZE)): Uint8Array {
+  // §12.3: 32 bits of zeros, then the 64-bit counter big-endian.
+  writeU32BE(out, 4, Math.floor(n / 0x1_0000_0000));
+  writeU32BE(out, 8, n >>> 0);
+  return out;
+}
+
+export class CipherState {
+  private k: Uint8Array | null;
+  private counter = 0;
+  private readonly crypto: CryptoBackend;
+  private readonly limit: number;
+  private readonly nonce = new Uint8Array(GCM_NONCE_SIZE);
+
+  constructor(crypto: CryptoBackend, key: Uint8Array | null = null, limit = NONCE_LIMIT) {
+    this.crypto = crypto;
+    this.k = key;
+    this.limit = limit;
+  }
+
+  /** The next nonce to be used (frames carried so far in this direction). */
+  get n(): number {
+    return this.counter;
+  }
+
+  hasKey(): boolean {
+    return this.k !== null;
+  }
+
+  initializeKey(key: Uint8Array): void {
+    this.k = key;
+    this.counter = 0;
+  }
+
+  encryptWithAd(ad: Uint8Array, plaintext: Uint8Array): Uint8Array {
+    if (!this.k) return plaintext;
+    this.checkLimit();
+    const out = this.crypto.aesGcmSeal(this.k, aesGcmNonce(this.counter, this.nonce), plaintext, ad);
+    this.counter++;
+    return out;
+  }
+
+  /** Throws DecryptError on a failed tag; n advances only on success (§5.1). */
+  decryptWithAd(ad: Uint8Array, ciphertext: Uint8Array): Uint8Array {
+    if (!this.k) return ciphertext;
+    this.checkLimit();
+    const out = this.crypto.aesGcmOpen(this.k, aesGcmNonce(this.counter, this.nonce), ciphertext, ad);
+    if (!out) throw new DecryptError();
+    this.counter++;
+    return out;
+  }
+
+  rekey(): void {
+    if (!this.k) throw new NstpError("ERR_PROTOCOL", "rekey without a key");
+    this.k = this.crypto.aesGcmSeal(this.k, MAX_NONCE, ZERO_KEY, EMPTY).subarray(0, AES_KEY_SIZE);
+  }
+
+  clone(): CipherState {
+    const c = new CipherState(this.crypto, this.k, this.limit);
+    c.counter = this.counter;
+    return c;
+  }
+
+  private checkLimit(): void {
+    if (this.counter >= this.limit) throw new NstpError("ERR_EXHAUSTED", "nonce counter exhausted: the session must be re-established");
+  }
+}
