@@ -10,6 +10,8 @@ export type Output =
   /** Both sides proved knowledge of the key; application messages may flow. */
   | { type: "established"; username: string }
   /** An authenticated application message (server: a request; client: a reply). */
-  | { type: "message"; data: Uint8Array };
+  | { type: "message"; data: Uint8Array }
+  /** The peer ended the session cleanly (v2 close chunk): nothing was truncated. */
+  | { type: "closed" };
 
 export type Random = (length: number) => Uint8Array;

@@ -4,6 +4,9 @@ export * from "./events.ts";
 export * from "./runtime.ts";
 export * from "./crypto/index.ts";
 export * as legacy from "./legacy/index.ts";
+export * as v2 from "./v2/index.ts";
+export * as noise from "./noise/index.ts";
+export * from "./dispatch.ts";
 
 export * from "./transport/index.ts";
 export * from "./log.ts";

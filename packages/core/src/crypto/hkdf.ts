@@ -13,7 +13,7 @@ export function hkdfSha256(crypto: CryptoBackend, salt: Uint8Array, ikm: Uint8Ar
   const prk = crypto.hmacSha256(salt, ikm);
   const out = new Uint8Array(length);
   const block = new Uint8Array(SHA256_SIZE + info.length + 1);
-  let prev = new Uint8Array(0);
+  let prev: Uint8Array = new Uint8Array(0);
   for (let i = 1, off = 0; off < length; i++) {
     // T(i) = HMAC(PRK, T(i-1) || info || i)
     const input = block.subarray(SHA256_SIZE - prev.length);

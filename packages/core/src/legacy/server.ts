@@ -18,7 +18,7 @@
 import type { CryptoBackend } from "../crypto/backend.ts";
 import { AuthError, DecryptError, ProtocolError, TooLargeError } from "../errors.ts";
 import type { Output, Random } from "../events.ts";
-import { ByteQueue, feedBounded, indexOf, readU32BE, startsWith } from "../bytes.ts";
+import { ByteQueue, concat, feedBounded, indexOf, readU32BE, startsWith } from "../bytes.ts";
 import { clientProof, serverProof, sessionKey } from "./keys.ts";
 import {
   type ClientHello,
@@ -64,6 +64,7 @@ type ServerState =
   | { kind: "failed" };
 
 export class LegacyServer {
+  readonly protocol = "legacy" as const;
   private state: ServerState = { kind: "start" };
   private readonly inbox: ByteQueue;
   private readonly crypto: CryptoBackend;
@@ -134,6 +135,12 @@ export class LegacyServer {
     // same key (probability 2^-64 per reply, but the check is free) and would look reflected.
     while (startsWith(nonce, s.sessionNonce)) nonce = this.random(GCM_NONCE_SIZE);
     return encodeReplyRecord(nonce, this.crypto.aesGcmSeal(s.key, nonce, plaintext));
+  }
+
+  /** Seals replies, one record each (the reference has no packing and no close message). */
+  seal(messages: readonly Uint8Array[]): Uint8Array {
+    if (messages.length === 1) return this.sealReply(messages[0]!);
+    return concat(...messages.map((m) => this.sealReply(m)));
   }
 
   private fail(): void {

@@ -1,0 +1,28 @@
+/** The established v2 session, the same for both roles: one writer and one reader over Split's keys. */
+import type { TransportKeys } from "../noise/handshake-state.ts";
+import type { Output } from "../events.ts";
+import { FrameReader, FrameWriter } from "./framing.ts";
+import { REKEY_INTERVAL } from "./wire.ts";
+
+export interface ChannelOptions {
+  maxMessageSize: number;
+  /** Frames per direction between Rekey() calls; only tests change it. */
+  rekeyInterval?: number;
+}
+
+export class Channel {
+  readonly writer: FrameWriter;
+  readonly reader: FrameReader;
+  readonly handshakeHash: Uint8Array;
+
+  constructor(keys: TransportKeys, opts: ChannelOptions) {
+    const interval = opts.rekeyInterval ?? REKEY_INTERVAL;
+    this.writer = new FrameWriter(keys.send, interval);
+    this.reader = new FrameReader(keys.receive, opts.maxMessageSize, interval);
+    this.handshakeHash = keys.handshakeHash;
+  }
+
+  receive(chunk: Uint8Array, out: Output[]): void {
+    this.reader.receive(chunk, out);
+  }
+}

@@ -1,0 +1,133 @@
+/**
+ * Client (Noise initiator) side of protocol v2 as a sans-IO state machine:
+ *   start --preamble + message 1--> initiationSent --message 2--> established
+ * with "failed" absorbing every error. The preamble and message 1 leave in one write.
+ */
+import type { CryptoBackend } from "../crypto/backend.ts";
+import { ByteQueue, concat, utf8 } from "../bytes.ts";
+import { AuthError, DecryptError, NstpError, ProtocolError } from "../errors.ts";
+import type { Output } from "../events.ts";
+import { HandshakeState, PSK_SIZE } from "../noise/handshake-state.ts";
+import { Channel } from "./channel.ts";
+import {
+  DEFAULT_MAX_MESSAGE_SIZE,
+  HANDSHAKE_MESSAGE_SIZE,
+  LENGTH_SIZE,
+  PROTOCOL_NAME,
+  encodeFramed,
+  encodePreamble,
+  framedLength,
+} from "./wire.ts";
+
+export interface V2ClientOptions {
+  crypto: CryptoBackend;
+  username: string;
+  /** The PBKDF2-derived key, the same as the reference protocol's PSK. */
+  psk: Uint8Array;
+  maxMessageSize?: number;
+  /** Only tests inject these. */
+  ephemeral?: Uint8Array;
+  rekeyInterval?: number;
+}
+
+type ClientState =
+  | { kind: "start" }
+  | { kind: "initiationSent"; handshake: HandshakeState; inbox: ByteQueue }
+  | { kind: "established"; channel: Channel }
+  | { kind: "failed" };
+
+const EMPTY = new Uint8Array(0);
+
+export class V2Client {
+  readonly protocol = "v2" as const;
+  readonly username: string;
+  private state: ClientState = { kind: "start" };
+  private readonly opts: V2ClientOptions;
+  private readonly preamble: Uint8Array;
+
+  constructor(opts: V2ClientOptions) {
+    if (opts.psk.length !== PSK_SIZE) throw new RangeError(`PSK must be ${PSK_SIZE} bytes`);
+    this.opts = opts;
+    this.username = opts.username;
+    this.preamble = encodePreamble(utf8(opts.username));
+  }
+
+  get stateName(): ClientState["kind"] {
+    return this.state.kind;
+  }
+
+  get hasPartialInput(): boolean {
+    return this.state.kind === "established" && this.state.channel.reader.hasPartialInput;
+  }
+
+  /** The Noise handshake hash once established (channel binding). */
+  get handshakeHash(): Uint8Array | undefined {
+    return this.state.kind === "established" ? this.state.channel.handshakeHash : undefined;
+  }
+
+  start(): Output[] {
+    if (this.state.kind !== "start") throw new ProtocolError(`start in state ${this.state.kind}`);
+    const handshake = new HandshakeState({
+      crypto: this.opts.crypto,
+      protocolName: PROTOCOL_NAME,
+      initiator: true,
+      prologue: this.preamble,
+      psks: [this.opts.psk],
+      e: this.opts.ephemeral,
+    });
+    const message1 = handshake.writeMessage(EMPTY);
+    this.state = { kind: "initiationSent", handshake, inbox: new ByteQueue(LENGTH_SIZE + HANDSHAKE_MESSAGE_SIZE) };
+    return [{ type: "send", data: concat(this.preamble, encodeFramed(message1)) }];
+  }
+
+  receive(chunk: Uint8Array): Output[] {
+    const out: Output[] = [];
+    try {
+      const s = this.state;
+      if (s.kind === "initiationSent") {
+        const used = this.consumeResponse(s, chunk, out);
+        if (used < chunk.length) this.receiveEstablished(chunk.subarray(used), out);
+      } else {
+        this.receiveEstablished(chunk, out);
+      }
+      return out;
+    } catch (e) {
+      this.state = { kind: "failed" };
+      throw e;
+    }
+  }
+
+  /** Packs messages (and a close chunk if asked) into frames. */
+  seal(messages: readonly Uint8Array[], close = false): Uint8Array {
+    if (this.state.kind !== "established") throw new ProtocolError(`send in state ${this.state.kind}`);
+    return this.state.channel.writer.seal(messages, close);
+  }
+
+  private receiveEstablished(chunk: Uint8Array, out: Output[]): void {
+    const s = this.state;
+    if (s.kind !== "established") throw new ProtocolError(`data in state ${s.kind}`);
+    s.channel.receive(chunk, out);
+  }
+
+  /** Takes message 2 from the front of `chunk`; returns how many bytes it used. */
+  private consumeResponse(s: Extract<ClientState, { kind: "initiationSent" }>, chunk: Uint8Array, out: Output[]): number {
+    const want = LENGTH_SIZE + HANDSHAKE_MESSAGE_SIZE;
+    const take = Math.min(want - s.inbox.length, chunk.length);
+    s.inbox.push(chunk.subarray(0, take));
+    const buf = s.inbox.view();
+    const len = framedLength(buf);
+    if (len === 0) throw new NstpError("ERR_BUSY", "server busy: it refused the handshake");
+    if (len !== undefined && len !== HANDSHAKE_MESSAGE_SIZE) throw new ProtocolError(`handshake message of ${len} bytes`);
+    if (buf.length < want) return take;
+    try {
+      s.handshake.readMessage(buf.subarray(LENGTH_SIZE));
+    } catch (e) {
+      if (e instanceof DecryptError) throw new AuthError("the server did not prove knowledge of the password", { cause: e });
+      throw e;
+    }
+    const channel = new Channel(s.handshake.split(), { maxMessageSize: this.opts.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE, rekeyInterval: this.opts.rekeyInterval });
+    this.state = { kind: "established", channel };
+    out.push({ type: "established", username: this.username });
+    return take;
+  }
+}

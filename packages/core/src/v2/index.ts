@@ -1,0 +1,5 @@
+export * from "./wire.ts";
+export * from "./framing.ts";
+export * from "./channel.ts";
+export * from "./client.ts";
+export * from "./server.ts";

@@ -1,0 +1,159 @@
+/**
+ * Server (Noise responder) side of protocol v2 as a sans-IO state machine:
+ *   start --preamble--> preambleConsumed --key + message 1--> established
+ * with "failed" absorbing every error. The driver is asked for the user's key ("need-key") as soon as
+ * the preamble names the user, so the lookup overlaps the arrival of message 1.
+ */
+import type { CryptoBackend } from "../crypto/backend.ts";
+import { ByteQueue } from "../bytes.ts";
+import { AuthError, DecryptError, ProtocolError } from "../errors.ts";
+import type { Output } from "../events.ts";
+import { HandshakeState } from "../noise/handshake-state.ts";
+import { Channel } from "./channel.ts";
+import {
+  DEFAULT_MAX_MESSAGE_SIZE,
+  HANDSHAKE_MESSAGE_SIZE,
+  LENGTH_SIZE,
+  MAX_USERNAME_SIZE,
+  PREAMBLE_MAGIC,
+  PROTOCOL_NAME,
+  type Preamble,
+  encodeFramed,
+  framedLength,
+  parsePreamble,
+} from "./wire.ts";
+
+export interface V2ServerOptions {
+  crypto: CryptoBackend;
+  maxMessageSize?: number;
+  /** Only tests inject these. */
+  ephemeral?: Uint8Array;
+  rekeyInterval?: number;
+}
+
+type ServerState =
+  | { kind: "start" }
+  | { kind: "preambleConsumed"; preamble: Preamble; key?: Uint8Array; message1?: Uint8Array }
+  | { kind: "established"; username: string; channel: Channel }
+  | { kind: "failed" };
+
+const EMPTY = new Uint8Array(0);
+const MESSAGE1_SIZE = LENGTH_SIZE + HANDSHAKE_MESSAGE_SIZE;
+
+export class V2Server {
+  readonly protocol = "v2" as const;
+  private state: ServerState = { kind: "start" };
+  private readonly opts: V2ServerOptions;
+  /** Holds the preamble and message 1 only: the client cannot send more before message 2. */
+  private readonly inbox = new ByteQueue(PREAMBLE_MAGIC.length + 1 + MAX_USERNAME_SIZE + MESSAGE1_SIZE, 64);
+
+  constructor(opts: V2ServerOptions) {
+    this.opts = opts;
+  }
+
+  get stateName(): ServerState["kind"] {
+    return this.state.kind;
+  }
+
+  get username(): string | undefined {
+    const s = this.state;
+    return s.kind === "preambleConsumed" ? s.preamble.username : s.kind === "established" ? s.username : undefined;
+  }
+
+  get hasPartialInput(): boolean {
+    return this.state.kind === "established" && this.state.channel.reader.hasPartialInput;
+  }
+
+  get handshakeHash(): Uint8Array | undefined {
+    return this.state.kind === "established" ? this.state.channel.handshakeHash : undefined;
+  }
+
+  receive(chunk: Uint8Array): Output[] {
+    const out: Output[] = [];
+    try {
+      if (this.state.kind === "established") this.state.channel.receive(chunk, out);
+      else if (this.state.kind === "failed") throw new ProtocolError("data after failure");
+      else {
+        if (!this.inbox.push(chunk)) throw new ProtocolError("data before the handshake completed");
+        this.process(out);
+      }
+      return out;
+    } catch (e) {
+      this.fail();
+      throw e;
+    }
+  }
+
+  /** The driver's answer to "need-key": the user's PSK, or a dummy key for an unknown user. */
+  provideKey(psk: Uint8Array): Output[] {
+    const s = this.state;
+    if (s.kind !== "preambleConsumed" || s.key) throw new ProtocolError(`key provided in state ${s.kind}`);
+    s.key = psk;
+    const out: Output[] = [];
+    try {
+      this.process(out);
+    } catch (e) {
+      this.fail();
+      throw e;
+    }
+    return out;
+  }
+
+  seal(messages: readonly Uint8Array[], close = false): Uint8Array {
+    if (this.state.kind !== "established") throw new ProtocolError(`send in state ${this.state.kind}`);
+    return this.state.channel.writer.seal(messages, close);
+  }
+
+  private fail(): void {
+    this.state = { kind: "failed" };
+    this.inbox.clear();
+  }
+
+  private process(out: Output[]): void {
+    const s = this.state;
+    if (s.kind === "start") {
+      const preamble = parsePreamble(this.inbox.view());
+      if (!preamble) return;
+      this.inbox.consume(preamble.bytes.length);
+      this.state = { kind: "preambleConsumed", preamble };
+      out.push({ type: "need-key", username: preamble.username });
+      this.process(out);
+      return;
+    }
+    if (s.kind !== "preambleConsumed") return;
+    if (!s.message1) {
+      const buf = this.inbox.view();
+      const len = framedLength(buf);
+      if (len === undefined) return;
+      if (len !== HANDSHAKE_MESSAGE_SIZE) throw new ProtocolError(`handshake message of ${len} bytes`);
+      if (buf.length > MESSAGE1_SIZE) throw new ProtocolError("data before the handshake completed");
+      if (buf.length < MESSAGE1_SIZE) return;
+      s.message1 = this.inbox.take(MESSAGE1_SIZE).subarray(LENGTH_SIZE);
+    } else if (this.inbox.length > 0) {
+      throw new ProtocolError("data before the handshake completed");
+    }
+    if (s.key) this.respond(s.preamble, s.key, s.message1, out);
+  }
+
+  private respond(preamble: Preamble, key: Uint8Array, message1: Uint8Array, out: Output[]): void {
+    const handshake = new HandshakeState({
+      crypto: this.opts.crypto,
+      protocolName: PROTOCOL_NAME,
+      initiator: false,
+      prologue: preamble.bytes,
+      psks: [key],
+      e: this.opts.ephemeral,
+    });
+    try {
+      handshake.readMessage(message1);
+    } catch (e) {
+      // A wrong password and an unknown user (dummy key) fail here alike.
+      if (e instanceof DecryptError) throw new AuthError("message 1 did not authenticate", { cause: e });
+      throw e;
+    }
+    const message2 = handshake.writeMessage(EMPTY);
+    const channel = new Channel(handshake.split(), { maxMessageSize: this.opts.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE, rekeyInterval: this.opts.rekeyInterval });
+    this.state = { kind: "established", username: preamble.username, channel };
+    out.push({ type: "send", data: encodeFramed(message2) }, { type: "established", username: preamble.username });
+  }
+}

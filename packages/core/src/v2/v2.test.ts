@@ -1,0 +1,245 @@
+// Protocol v2 machines in memory: handshake, framing, packing, rekey, close, and every way a peer can
+// get it wrong. Socket-level tests (both builds, an independent peer) live in packages/server.
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { BACKENDS, type CryptoBackend } from "../crypto/index.ts";
+import { concat, readU16BE, utf8 } from "../bytes.ts";
+import type { Output } from "../events.ts";
+import { CipherState } from "../noise/cipher-state.ts";
+import { ServerDispatch } from "../dispatch.ts";
+import { FrameReader, FrameWriter } from "./framing.ts";
+import { V2Client } from "./client.ts";
+import { V2Server } from "./server.ts";
+import { BUSY_SIGNAL, CHUNK_HEADER_SIZE, LENGTH_SIZE, MAX_CHUNK_BODY, TAG_SIZE } from "./wire.ts";
+
+const messages = (outs: Output[]) => outs.flatMap((o) => (o.type === "message" ? [o.data] : []));
+const sends = (outs: Output[]) => concat(...outs.flatMap((o) => (o.type === "send" ? [o.data] : [])));
+
+function handshake(crypto: CryptoBackend, opts: { serverKey?: Uint8Array; rekeyInterval?: number; maxMessageSize?: number } = {}) {
+  const psk = crypto.sha256(utf8("psk"));
+  const client = new V2Client({ crypto, username: "alice", psk, rekeyInterval: opts.rekeyInterval, maxMessageSize: opts.maxMessageSize });
+  const server = new V2Server({ crypto, rekeyInterval: opts.rekeyInterval, maxMessageSize: opts.maxMessageSize });
+  const hello = sends(client.start());
+  const s1 = server.receive(hello);
+  assert.deepEqual(s1[0], { type: "need-key", username: "alice" });
+  const s2 = server.provideKey(opts.serverKey ?? psk);
+  assert.deepEqual(s2.map((o) => o.type), ["send", "established"]);
+  const c = client.receive(sends(s2));
+  assert.deepEqual(c, [{ type: "established", username: "alice" }]);
+  return { client, server, hello, psk };
+}
+
+for (const crypto of Object.values(BACKENDS)) {
+  describe(`v2 on the ${crypto.name} backend`, () => {
+    test("handshake, then messages both ways; both sides share the handshake hash", () => {
+      const { client, server } = handshake(crypto);
+      assert.deepEqual(client.handshakeHash, server.handshakeHash);
+      const got = messages(server.receive(client.seal([utf8("hi"), new Uint8Array(0), utf8("there")])));
+      assert.deepEqual(got, [utf8("hi"), new Uint8Array(0), utf8("there")]);
+      assert.deepEqual(messages(client.receive(server.seal([utf8("pushed")]))), [utf8("pushed")]);
+    });
+
+    test("a 200 KiB message crosses in chunks and arrives whole", () => {
+      const { client, server } = handshake(crypto);
+      const big = crypto.randomBytes(200 * 1024);
+      assert.deepEqual(messages(server.receive(client.seal([big]))), [big]);
+    });
+  });
+}
+
+describe("v2 handshake", () => {
+  const crypto = BACKENDS.native;
+
+  test("the preamble is 00 'NSTP' 02, the username length and the username, then message 1 of 48 bytes", () => {
+    const { hello } = handshake(crypto);
+    assert.deepEqual([...hello.subarray(0, 12)], [0, 0x4e, 0x53, 0x54, 0x50, 2, 5, ...utf8("alice")]);
+    assert.equal(readU16BE(hello, 12), 48);
+    assert.equal(hello.length, 12 + 2 + 48);
+  });
+
+  test("every segmentation of the client's first flight gives the same handshake", () => {
+    const { hello, psk } = handshake(crypto);
+    for (let cut = 0; cut <= hello.length; cut++) {
+      const server = new V2Server({ crypto });
+      const outs = [...server.receive(hello.subarray(0, cut)), ...server.receive(hello.subarray(cut))];
+      assert.ok(outs.some((o) => o.type === "need-key"), `cut ${cut}`);
+      assert.equal(server.provideKey(psk).at(-1)?.type, "established");
+    }
+    // One byte at a time, with the key arriving before message 1.
+    const server = new V2Server({ crypto });
+    let keyed = false;
+    for (const b of hello) {
+      for (const o of server.receive(new Uint8Array([b]))) if (o.type === "need-key") (server.provideKey(psk), (keyed = true));
+    }
+    assert.ok(keyed);
+    assert.equal(server.stateName, "established");
+  });
+
+  test("a wrong key fails message 1 as ERR_AUTH (an unknown user's dummy key fails the same way)", () => {
+    assert.throws(() => handshake(crypto, { serverKey: new Uint8Array(32) }), { code: "ERR_AUTH" });
+  });
+
+  test("a changed username fails: the preamble is the Noise prologue", () => {
+    const { hello, psk } = handshake(crypto);
+    const forged = hello.slice();
+    forged[7] = "A".charCodeAt(0);
+    const server = new V2Server({ crypto });
+    server.receive(forged);
+    assert.throws(() => server.provideKey(psk), { code: "ERR_AUTH" });
+  });
+
+  test("junk after the marker, an empty or non-UTF-8 username, odd lengths and early data close the connection", () => {
+    const bad = [
+      new Uint8Array([0, 0x4e, 0x53, 0x54, 0x50, 3]),
+      new Uint8Array([0, 0x41]),
+      new Uint8Array([0, 0x4e, 0x53, 0x54, 0x50, 2, 0]),
+      new Uint8Array([0, 0x4e, 0x53, 0x54, 0x50, 2, 2, 0xc3, 0x28]),
+      concat(new Uint8Array([0, 0x4e, 0x53, 0x54, 0x50, 2, 1, 0x61]), new Uint8Array([0, 47])),
+      concat(new Uint8Array([0, 0x4e, 0x53, 0x54, 0x50, 2, 1, 0x61]), new Uint8Array([0, 48]), new Uint8Array(49)),
+    ];
+    for (const b of bad) assert.throws(() => new V2Server({ crypto }).receive(b), { code: "ERR_PROTOCOL" }, [...b].join(","));
+  });
+
+  test("a server's busy signal is reported as ERR_BUSY, any other length as a protocol error", () => {
+    const c = new V2Client({ crypto, username: "a", psk: new Uint8Array(32) });
+    c.start();
+    assert.throws(() => c.receive(BUSY_SIGNAL), { code: "ERR_BUSY" });
+    const d = new V2Client({ crypto, username: "a", psk: new Uint8Array(32) });
+    d.start();
+    assert.throws(() => d.receive(new Uint8Array([0, 49])), { code: "ERR_PROTOCOL" });
+  });
+
+  test("a forged message 2 is ERR_AUTH on the client", () => {
+    const { hello, psk } = handshake(crypto);
+    const server = new V2Server({ crypto });
+    server.receive(hello);
+    const reply = sends(server.provideKey(psk));
+    const c = new V2Client({ crypto, username: "alice", psk: new Uint8Array(32).fill(1) });
+    c.start();
+    assert.throws(() => c.receive(reply), { code: "ERR_AUTH" });
+  });
+
+  test("dispatch: first byte 0 is v2, anything else the reference, which can be switched off", () => {
+    const d = new ServerDispatch({ crypto });
+    d.receive(new Uint8Array([0]));
+    assert.equal(d.protocol, "v2");
+    const l = new ServerDispatch({ crypto });
+    l.receive(new Uint8Array([5]));
+    assert.equal(l.protocol, "legacy");
+    assert.throws(() => new ServerDispatch({ crypto, legacy: false }).receive(new Uint8Array([5])), { code: "ERR_PROTOCOL" });
+  });
+});
+
+describe("v2 framing", () => {
+  const crypto = BACKENDS.native;
+  const pair = (rekeyInterval?: number, maxMessageSize = 1 << 24, readerRekeyInterval = rekeyInterval) => {
+    const k = crypto.randomBytes(32);
+    return {
+      writer: new FrameWriter(new CipherState(crypto, k), rekeyInterval),
+      reader: new FrameReader(new CipherState(crypto, k), maxMessageSize, readerRekeyInterval),
+    };
+  };
+  const read = (reader: FrameReader, bytes: Uint8Array) => {
+    const out: Output[] = [];
+    reader.receive(bytes, out);
+    return out;
+  };
+  const frameCount = (bytes: Uint8Array) => {
+    let n = 0;
+    for (let off = 0; off < bytes.length; n++) off += LENGTH_SIZE + readU16BE(bytes, off);
+    return n;
+  };
+
+  test("messages queued together share frames: 1,000 x 64 B is one frame, one AEAD", () => {
+    const { writer, reader } = pair();
+    const batch = Array.from({ length: 1000 }, (_, i) => new Uint8Array(64).fill(i & 0xff));
+    const bytes = writer.seal(batch);
+    assert.equal(frameCount(bytes), 2); // 1000 * 67 = 67,000 > 65,519: two frames
+    assert.equal(writer.frames, 2);
+    assert.deepEqual(messages(read(reader, bytes)), batch);
+  });
+
+  test("chunk boundaries: sizes around the largest chunk body", () => {
+    const { writer, reader } = pair();
+    for (const size of [0, 1, MAX_CHUNK_BODY - 1, MAX_CHUNK_BODY, MAX_CHUNK_BODY + 1, 3 * MAX_CHUNK_BODY + 7]) {
+      const m = crypto.randomBytes(size);
+      const bytes = writer.seal([m]);
+      assert.equal(frameCount(bytes), Math.max(1, Math.ceil(size / MAX_CHUNK_BODY)), `size ${size}`);
+      assert.deepEqual(messages(read(reader, bytes)), [m]);
+    }
+  });
+
+  test("the reader accepts any packing and any segmentation", () => {
+    const { writer, reader } = pair();
+    const ms = [utf8("one"), crypto.randomBytes(70_000), utf8("three")];
+    const bytes = concat(writer.seal([ms[0]!]), writer.seal([ms[1]!, ms[2]!]));
+    const got: Uint8Array[] = [];
+    for (let off = 0; off < bytes.length; off += 997) got.push(...messages(read(reader, bytes.subarray(off, off + 997))));
+    assert.deepEqual(got, ms);
+    assert.equal(reader.hasPartialInput, false);
+  });
+
+  test("a message larger than the maximum is refused while it arrives", () => {
+    const { writer, reader } = pair(undefined, 100_000);
+    const bytes = writer.seal([new Uint8Array(150_000)]);
+    // The first frame (65,516 bytes) is accepted; the second pushes past 100,000.
+    const first = LENGTH_SIZE + readU16BE(bytes, 0);
+    assert.deepEqual(read(reader, bytes.subarray(0, first)), []);
+    const secondEnd = first + LENGTH_SIZE + readU16BE(bytes, first);
+    assert.throws(() => read(reader, bytes.subarray(first, secondEnd)), { code: "ERR_TOO_LARGE" });
+  });
+
+  test("tampered, replayed, reordered and truncated frames are refused; nothing is released early", () => {
+    for (let i = LENGTH_SIZE; i < LENGTH_SIZE + 3 + 1 + TAG_SIZE; i++) {
+      const { writer, reader } = pair();
+      const bad = writer.seal([utf8("a")]);
+      bad[i]! ^= 0x80;
+      assert.throws(() => read(reader, bad), { code: "ERR_DECRYPT" }, `byte ${i}`);
+    }
+    const other = pair();
+    assert.throws(() => read(pair().reader, other.writer.seal([utf8("a")])), { code: "ERR_DECRYPT" }, "another session's key");
+
+    const reordered = pair();
+    reordered.writer.seal([utf8("x")]);
+    assert.throws(() => read(reordered.reader, reordered.writer.seal([utf8("y")])), { code: "ERR_DECRYPT" }, "frame 1 before frame 0");
+
+    const replayed = pair();
+    const a = replayed.writer.seal([utf8("a")]);
+    assert.deepEqual(messages(read(replayed.reader, a)), [utf8("a")]);
+    assert.throws(() => read(replayed.reader, a), { code: "ERR_DECRYPT" }, "frame 0 twice");
+
+    const whole = pair().writer.seal([utf8("truncated")]);
+    for (let cut = 1; cut < whole.length; cut++) {
+      const { writer, reader } = pair();
+      assert.deepEqual(read(reader, writer.seal([utf8("truncated")]).subarray(0, cut)), [], `cut ${cut}`);
+      assert.equal(reader.hasPartialInput, true);
+    }
+  });
+
+  test("a frame length shorter than one chunk is refused before anything is buffered", () => {
+    const { reader } = pair();
+    assert.throws(() => read(reader, new Uint8Array([0, CHUNK_HEADER_SIZE + TAG_SIZE - 1])), { code: "ERR_PROTOCOL" });
+    const r2 = pair().reader;
+    assert.deepEqual(read(r2, new Uint8Array([0])), []);
+    assert.throws(() => read(r2, new Uint8Array([0])), { code: "ERR_PROTOCOL" });
+  });
+
+  test("close: the close chunk is reported, and nothing may follow it", () => {
+    const { writer, reader } = pair();
+    const bytes = writer.seal([utf8("last words")], true);
+    assert.deepEqual(read(reader, bytes).map((o) => o.type), ["message", "closed"]);
+    assert.throws(() => writer.seal([utf8("more")]), { code: "ERR_CLOSED" });
+    const p = pair();
+    const closing = p.writer.seal([], true);
+    read(p.reader, closing);
+    assert.throws(() => read(p.reader, new Uint8Array(21)), { code: "ERR_PROTOCOL" });
+  });
+
+  test("each direction rekeys after every interval of frames, and a peer that does not cannot follow", () => {
+    const { writer, reader } = pair(3);
+    for (let i = 0; i < 10; i++) assert.deepEqual(messages(read(reader, writer.seal([utf8(`m${i}`)]))), [utf8(`m${i}`)]);
+    const lagging = pair(3, 1 << 24, 2 ** 20);
+    for (let i = 0; i < 3; i++) read(lagging.reader, lagging.writer.seal([utf8(`m${i}`)]));
+    assert.throws(() => read(lagging.reader, lagging.writer.seal([utf8("m3")])), { code: "ERR_DECRYPT" });
+  });
+});

@@ -1,0 +1,90 @@
+/**
+ * Protocol v2 wire format: every size, offset and parser, in one place. docs/PROTOCOL.md §v2 is the
+ * prose version of this file.
+ *
+ *   preamble   00 'N' 'S' 'T' 'P' 02 | ulen (1..255) | username (UTF-8)     = the Noise prologue
+ *   message 1  u16be length (48) | Noise NNpsk0 "-> psk, e" (32-byte e, 16-byte tag of empty payload)
+ *   message 2  u16be length (48) | Noise NNpsk0 "<- e, ee"
+ *   frames     u16be length | AES-256-GCM ciphertext of one or more chunks, empty AAD
+ *   chunk      type (0 last, 1 more, 2 close) | u16be body length | body
+ */
+import { fromUtf8, readU16BE, startsWith } from "../bytes.ts";
+import { ProtocolError } from "../errors.ts";
+
+export const PROTOCOL_NAME = "Noise_NNpsk0_25519_AESGCM_SHA256";
+/** First byte 0: the reference never sends it (its usernames are 1..255 bytes), so one port serves both. */
+export const V2_MARKER = 0x00;
+export const PREAMBLE_MAGIC = new Uint8Array([0x00, 0x4e, 0x53, 0x54, 0x50, 0x02]);
+export const MAX_USERNAME_SIZE = 255;
+export const LENGTH_SIZE = 2;
+export const TAG_SIZE = 16;
+/** Both handshake messages: a 32-byte ephemeral key and the tag of the empty payload. */
+export const HANDSHAKE_MESSAGE_SIZE = 32 + TAG_SIZE;
+/**
+ * What a server that refuses for load sends in place of message 2, then closes: a zero length, which
+ * no Noise message can have, so a peer that does not know it fails the handshake as it should.
+ */
+export const BUSY_SIGNAL = new Uint8Array([0, 0]);
+export const MAX_FRAME_CIPHERTEXT = 0xffff;
+export const MAX_FRAME_PLAINTEXT = MAX_FRAME_CIPHERTEXT - TAG_SIZE;
+export const CHUNK_HEADER_SIZE = 3;
+export const MAX_CHUNK_BODY = MAX_FRAME_PLAINTEXT - CHUNK_HEADER_SIZE;
+/** The smallest frame: the tag of one chunk header (a close or an empty message). */
+export const MIN_FRAME_CIPHERTEXT = CHUNK_HEADER_SIZE + TAG_SIZE;
+export const CHUNK_LAST = 0;
+export const CHUNK_MORE = 1;
+export const CHUNK_CLOSE = 2;
+export const DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024;
+/** Each direction calls Noise Rekey() after every 2^20 frames it has carried. */
+export const REKEY_INTERVAL = 2 ** 20;
+
+export interface Preamble {
+  username: string;
+  /** The preamble exactly as sent: the Noise prologue. */
+  bytes: Uint8Array;
+}
+
+export function encodePreamble(usernameBytes: Uint8Array): Uint8Array {
+  if (usernameBytes.length < 1 || usernameBytes.length > MAX_USERNAME_SIZE) throw new RangeError("username must be 1..255 bytes of UTF-8");
+  const out = new Uint8Array(PREAMBLE_MAGIC.length + 1 + usernameBytes.length);
+  out.set(PREAMBLE_MAGIC, 0);
+  out[PREAMBLE_MAGIC.length] = usernameBytes.length;
+  out.set(usernameBytes, PREAMBLE_MAGIC.length + 1);
+  return out;
+}
+
+/**
+ * Parses the preamble at the start of `buf`: undefined while incomplete, a ProtocolError as soon as a
+ * byte that has arrived is wrong (a marker followed by junk closes at once).
+ */
+export function parsePreamble(buf: Uint8Array): Preamble | undefined {
+  const have = Math.min(buf.length, PREAMBLE_MAGIC.length);
+  if (!startsWith(PREAMBLE_MAGIC.subarray(0, have), buf.subarray(0, have))) throw new ProtocolError("bad v2 preamble");
+  if (buf.length <= PREAMBLE_MAGIC.length) return undefined;
+  const ulen = buf[PREAMBLE_MAGIC.length]!;
+  if (ulen === 0) throw new ProtocolError("empty username");
+  const total = PREAMBLE_MAGIC.length + 1 + ulen;
+  if (buf.length < total) return undefined;
+  const bytes = buf.slice(0, total);
+  let username: string;
+  try {
+    username = fromUtf8(bytes.subarray(PREAMBLE_MAGIC.length + 1));
+  } catch (e) {
+    throw new ProtocolError("username is not valid UTF-8", { cause: e });
+  }
+  return { username, bytes };
+}
+
+/** Length of the u16-prefixed unit at the start of `buf`, or undefined if the prefix is incomplete. */
+export function framedLength(buf: Uint8Array, at = 0): number | undefined {
+  return buf.length - at < LENGTH_SIZE ? undefined : readU16BE(buf, at);
+}
+
+export function encodeFramed(body: Uint8Array): Uint8Array {
+  if (body.length > MAX_FRAME_CIPHERTEXT) throw new RangeError("frame too large");
+  const out = new Uint8Array(LENGTH_SIZE + body.length);
+  out[0] = body.length >>> 8;
+  out[1] = body.length & 0xff;
+  out.set(body, LENGTH_SIZE);
+  return out;
+}
