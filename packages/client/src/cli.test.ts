@@ -7,6 +7,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { detectRuntime, legacy } from "@nstp/core";
 import { byteByByte, referenceHandshake, referencePsk, referenceServer } from "../../server/src/testing/reference-peer.ts";
+import { v2Handshake } from "../../server/src/testing/v2-peer.ts";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
 const RUNTIMES = { bun: join(root, "node_modules", ".bin", "bun"), node: join(root, "node_modules", ".bin", "node") };
@@ -26,9 +27,9 @@ function run(runtime: keyof typeof RUNTIMES, args: string[], timeoutMs = 20_000)
   });
 }
 
-function startServerProcess(runtime: keyof typeof RUNTIMES): Promise<{ port: number; child: ChildProcess }> {
+function startServerProcess(runtime: keyof typeof RUNTIMES, extra: string[] = []): Promise<{ port: number; child: ChildProcess }> {
   return new Promise((res, rej) => {
-    const child = spawn(RUNTIMES[runtime], [SERVER, "--port", "0", "--log-level", "warn"], { stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(RUNTIMES[runtime], [SERVER, "--port", "0", "--log-level", "warn", ...extra], { stdio: ["ignore", "pipe", "pipe"] });
     let out = "";
     const timer = setTimeout(() => (child.kill("SIGKILL"), rej(new Error(`server did not start: ${out}`))), 20_000);
     child.stdout!.on("data", (d) => {
@@ -54,6 +55,28 @@ for (const serverRuntime of ["bun", "node"] as const) {
         const r = await run(clientRuntime, ["--port", String(srv.port), "--legacy"]);
         assert.equal(r.code, 0, r.stderr);
         assert.deepEqual(r.stdout.trim().split("\n"), FIVE);
+      });
+      test(`${clientRuntime} client CLI (v2, the default) prints the five replies`, async () => {
+        const r = await run(clientRuntime, ["--port", String(srv.port)]);
+        assert.equal(r.code, 0, r.stderr);
+        assert.deepEqual(r.stdout.trim().split("\n"), FIVE);
+      });
+    }
+
+    for (const splitPreamble of [false, true]) {
+      test(`an independent v2 peer: handshake${splitPreamble ? " (preamble in its own write)" : ""} and a pipelined echo with a 200 KiB message`, async () => {
+        const psk = referencePsk(legacy.DEMO_PASSWORD, Buffer.from(legacy.DEMO_DEVICE_SALT), legacy.DEMO_USERNAME);
+        const peer = await v2Handshake(srv.port, { username: "alice", psk, splitPreamble });
+        const big = Buffer.alloc(200 * 1024);
+        for (let i = 0; i < big.length; i++) big[i] = (i * 7) & 0xff;
+        const sent = [Buffer.from("one"), Buffer.from("two"), big, Buffer.alloc(0), Buffer.from("five")];
+        peer.send(sent);
+        for (const m of sent) assert.deepEqual(await peer.receive(), Buffer.concat([Buffer.from("Server received: "), m]));
+        peer.close();
+        // The server answers a close with its own close chunk, then ends the connection.
+        await assert.rejects(peer.receive(), /server closed the session/);
+        assert.equal(peer.closedByServer, true);
+        assert.equal((await peer.reader.closedWithin(2000)).closed, true);
       });
     }
 
@@ -81,6 +104,20 @@ for (const serverRuntime of ["bun", "node"] as const) {
     }
   });
 }
+
+describe("server process with --legacy off", { skip: !onBun && "spawned from the Bun run" }, () => {
+  let srv: { port: number; child: ChildProcess };
+  before(async () => (srv = await startServerProcess("bun", ["--legacy", "off"])));
+  after(() => srv.child.kill("SIGTERM"));
+  test("refuses the reference protocol and still serves v2", async () => {
+    const refused = await run("bun", ["--port", String(srv.port), "--legacy"]);
+    assert.notEqual(refused.code, 0);
+    assert.match(refused.stderr.trim().split("\n").at(-1)!, /^client: ERR_/);
+    const ok = await run("bun", ["--port", String(srv.port)]);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.deepEqual(ok.stdout.trim().split("\n"), FIVE);
+  });
+});
 
 describe("client CLIs against a reference-style server", { skip: !onBun && "spawned from the Bun run" }, () => {
   let ref: { port: number; close(): void };

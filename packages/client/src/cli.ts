@@ -10,6 +10,7 @@ import { connect } from "./connect.ts";
 
 const USAGE = `usage: client [--port N] [--host H] [--user U] [--password P] [--device-salt HEX] [--legacy]
               [--crypto native|noble] [message ...]
+Speaks protocol v2 (Noise NNpsk0) unless --legacy asks for the Dart reference protocol.
 Without --user, uses the reference demo user alice. The password comes from --password, NSTP_PASSWORD,
 or a prompt. Without messages, sends "Hello server! Message #0" .. "#4".`;
 
@@ -49,7 +50,7 @@ async function main(): Promise<number> {
     username,
     password,
     deviceSalt: fromHex(values["device-salt"]!),
-    protocol: "legacy",
+    protocol: values.legacy ? "legacy" : "v2",
     crypto: getBackend(values.crypto!),
   });
   const decoder = new TextDecoder();

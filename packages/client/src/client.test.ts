@@ -31,7 +31,7 @@ describe("client against a reference-style server", () => {
   after(() => ref.close());
 
   test("five messages in lockstep", async () => {
-    const session = await connect({ port: ref.port, username: "alice", password: "userpassword", deviceSalt });
+    const session = await connect({ protocol: "legacy", port: ref.port, username: "alice", password: "userpassword", deviceSalt });
     const replies = await Promise.all(Array.from({ length: 5 }, (_, i) => session.request(`Hello server! Message #${i}`)));
     assert.deepEqual(replies.map((r) => new TextDecoder().decode(r)), Array.from({ length: 5 }, (_, i) => `Server received: Hello server! Message #${i}`));
     await session.close();
@@ -40,8 +40,8 @@ describe("client against a reference-style server", () => {
   });
 
   test("wrong password is ERR_AUTH; unknown user too", async () => {
-    assert.equal(await codeOf(connect({ port: ref.port, username: "alice", password: "nope", deviceSalt })), "ERR_AUTH");
-    assert.equal(await codeOf(connect({ port: ref.port, username: "mallory", password: "x", deviceSalt })), "ERR_AUTH");
+    assert.equal(await codeOf(connect({ protocol: "legacy", port: ref.port, username: "alice", password: "nope", deviceSalt })), "ERR_AUTH");
+    assert.equal(await codeOf(connect({ protocol: "legacy", port: ref.port, username: "mallory", password: "x", deviceSalt })), "ERR_AUTH");
   });
 
   test("the derived key is cached per (user, salt, password): a reconnect runs no PBKDF2", async () => {
@@ -49,7 +49,7 @@ describe("client against a reference-style server", () => {
     let derivations = 0;
     const counting: CryptoBackend = { ...nativeBackend, pbkdf2Sha256: (...a) => (derivations++, nativeBackend.pbkdf2Sha256(...a)) };
     for (let i = 0; i < 3; i++) {
-      const s = await connect({ port: ref.port, username: "alice", password: "userpassword", deviceSalt, crypto: counting });
+      const s = await connect({ protocol: "legacy", port: ref.port, username: "alice", password: "userpassword", deviceSalt, crypto: counting });
       await s.request("x");
       await s.close();
     }
@@ -58,7 +58,7 @@ describe("client against a reference-style server", () => {
 });
 
 describe("client against misbehaving servers", () => {
-  const opts = { username: "alice", password: "userpassword", deviceSalt, limits: { handshakeTimeoutMs: 500 } };
+  const opts = { protocol: "legacy" as const, username: "alice", password: "userpassword", deviceSalt, limits: { handshakeTimeoutMs: 500 } };
 
   test("connection refused is ERR_CONNECT", async () => {
     const probe = net.createServer();

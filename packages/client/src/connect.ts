@@ -1,5 +1,5 @@
 /** connect(): derive (or reuse) the key, dial, run the handshake, hand back a session. */
-import { type CryptoBackend, type Transport, NstpError, defaultTransport, legacy, nativeBackend } from "@nstp/core";
+import { type CryptoBackend, type Transport, NstpError, defaultTransport, legacy, nativeBackend, v2 } from "@nstp/core";
 import { cachedPsk } from "./key-cache.ts";
 import { ClientSession, type SessionLimits } from "./session.ts";
 
@@ -12,8 +12,8 @@ export interface ConnectOptions {
   deviceSalt?: Uint8Array;
   host?: string;
   port?: number;
-  /** "legacy" is the Dart reference protocol (the only one until v2 lands). */
-  protocol?: "legacy";
+  /** "v2" (default): Noise NNpsk0. "legacy": the Dart reference protocol, for servers that speak only it. */
+  protocol?: "v2" | "legacy";
   crypto?: CryptoBackend;
   transport?: Transport;
   connectTimeoutMs?: number;
@@ -22,9 +22,14 @@ export interface ConnectOptions {
 
 export interface Session {
   readonly username: string;
-  /** Sends one message and resolves with the server's reply to it. */
+  readonly protocol: "v2" | "legacy";
+  /** Sends one message and resolves with the next message from the server (its reply). */
   request(message: Uint8Array | string): Promise<Uint8Array>;
-  /** Waits for replies still due, then closes. */
+  /** v2: sends a message expecting no reply; resolves when the socket can take more. */
+  send(message: Uint8Array | string): Promise<void>;
+  /** v2: messages from the server that no request() was waiting for. */
+  messages(): AsyncIterableIterator<Uint8Array>;
+  /** Waits for replies still due, then closes (v2: with a close chunk). */
   close(): Promise<void>;
   readonly closed: boolean;
 }
@@ -33,8 +38,13 @@ export const DEFAULT_SESSION_LIMITS: SessionLimits = {
   handshakeTimeoutMs: 10_000,
   replyTimeoutMs: 30_000,
   window: 1,
-  maxQueued: 4096,
+  maxQueued: 65_536,
+  maxBuffered: 1024,
+  writeHighWaterMark: 1 << 20,
 };
+
+/** v2 pipelines: its server answers in order and frames carry their own boundaries. */
+export const V2_WINDOW = 4096;
 
 export async function connect(opts: ConnectOptions): Promise<Session> {
   const crypto = opts.crypto ?? nativeBackend;
@@ -44,13 +54,17 @@ export async function connect(opts: ConnectOptions): Promise<Session> {
     if (opts.password === undefined) throw new NstpError("ERR_INVALID_ARG", "connect needs a password or a psk");
     psk = await cachedPsk(crypto, { username: opts.username, password: opts.password, deviceSalt });
   }
-  let machine: legacy.LegacyClient;
+  const protocol = opts.protocol ?? "v2";
+  let machine: legacy.LegacyClient | v2.V2Client;
   try {
-    machine = new legacy.LegacyClient({ crypto, username: opts.username, psk });
+    machine = protocol === "v2"
+      ? new v2.V2Client({ crypto, username: opts.username, psk })
+      : new legacy.LegacyClient({ crypto, username: opts.username, psk });
   } catch (e) {
     throw new NstpError("ERR_INVALID_ARG", (e as Error).message, { cause: e });
   }
-  const session = new ClientSession(machine, { ...DEFAULT_SESSION_LIMITS, ...opts.limits });
+  const window = protocol === "v2" ? V2_WINDOW : DEFAULT_SESSION_LIMITS.window;
+  const session = new ClientSession(machine, { ...DEFAULT_SESSION_LIMITS, window, ...opts.limits });
   const transport = opts.transport ?? (await defaultTransport());
   const wire = await transport.dial(
     { host: opts.host ?? "127.0.0.1", port: opts.port ?? legacy.DEMO_PORT, timeoutMs: opts.connectTimeoutMs ?? 10_000 },

@@ -1,3 +1,3 @@
-export { connect, DEFAULT_SESSION_LIMITS, type ConnectOptions, type Session } from "./connect.ts";
+export { connect, DEFAULT_SESSION_LIMITS, V2_WINDOW, type ConnectOptions, type Session } from "./connect.ts";
 export { cachedPsk, clearKeyCache } from "./key-cache.ts";
 export type { SessionLimits } from "./session.ts";

@@ -1,8 +1,12 @@
 /**
- * Drives one client connection: the handshake, then request/reply over the protocol machine. It sees
+ * Drives one client connection over either protocol machine: the handshake, then messages. It sees
  * the socket only as a Wire, so the Bun and Node builds run exactly this code.
+ *
+ * Incoming messages answer the oldest outstanding request(); any other message (a v2 server may send
+ * unasked) goes to the messages() iterator. Both queues are bounded: a full one pauses reading, so a
+ * slow consumer slows the server down through TCP instead of growing memory.
  */
-import { AuthError, type Output, NstpError, type Wire, type WireEvents, legacy, toNstpError, utf8 } from "@nstp/core";
+import { AuthError, type Output, NstpError, concat, type Wire, type WireEvents, legacy, toNstpError, utf8, v2 } from "@nstp/core";
 
 interface Request {
   data: Uint8Array;
@@ -13,30 +17,51 @@ interface Request {
 export interface SessionLimits {
   handshakeTimeoutMs: number;
   replyTimeoutMs: number;
-  /** Requests sent before their replies arrive. The reference server needs 1 (lockstep). */
+  /**
+   * Requests sent before their replies arrive. A Dart reference server needs 1 (lockstep); our server
+   * takes a pipeline. Default: 1 for the reference protocol, 4096 for v2.
+   */
   window: number;
   /** Requests queued locally before request() refuses more. */
   maxQueued: number;
+  /** Unrequested messages held for messages() before reading pauses. */
+  maxBuffered: number;
+  /** Bytes queued on the socket above which send() waits. */
+  writeHighWaterMark: number;
 }
 
+type Machine = legacy.LegacyClient | v2.V2Client;
+
 export class ClientSession {
-  private readonly machine: legacy.LegacyClient;
+  private readonly machine: Machine;
   private wire: Wire | undefined;
   private readonly limits: SessionLimits;
   private readonly queue: Request[] = [];
   private readonly inflight: Request[] = [];
-  private readonly unsettled = new Set<Promise<unknown>>();
+  /** Unrequested messages (v2), waiting for messages(). */
+  private readonly incoming: Uint8Array[] = [];
+  private readonly readers: { resolve(r: IteratorResult<Uint8Array>): void; reject(e: NstpError): void }[] = [];
+  /** v2 messages given to send(), sealed together at the end of the tick. */
+  private outbox: Uint8Array[] = [];
+  private flushQueued = false;
+  private readonly drainWaiters: { resolve(): void; reject(e: NstpError): void }[] = [];
+  /** close() waiting for the last reply. */
+  private readonly idleWaiters: (() => void)[] = [];
   private timer: ReturnType<typeof setTimeout> | undefined;
+  private paused = false;
   private failure: NstpError | undefined;
+  private endedCleanly = false;
   private readyResolve!: () => void;
   private readyReject!: (e: NstpError) => void;
   /** Settles when the handshake completes or fails. */
   readonly ready: Promise<void>;
   readonly username: string;
+  readonly protocol: "legacy" | "v2";
 
-  constructor(machine: legacy.LegacyClient, limits: SessionLimits) {
+  constructor(machine: Machine, limits: SessionLimits) {
     this.machine = machine;
     this.username = machine.username;
+    this.protocol = machine.protocol;
     this.limits = limits;
     this.ready = new Promise((res, rej) => {
       this.readyResolve = res;
@@ -62,18 +87,59 @@ export class ClientSession {
       return Promise.reject(new NstpError("ERR_BUSY", `more than ${this.limits.maxQueued} requests queued`));
     }
     const data = typeof message === "string" ? utf8(message) : message;
-    const p = new Promise<Uint8Array>((resolve, reject) => {
+    return new Promise<Uint8Array>((resolve, reject) => {
       this.queue.push({ data, resolve, reject });
-      this.pump();
+      this.schedulePump();
     });
-    const tracked = p.then(() => {}, () => {}).finally(() => this.unsettled.delete(tracked));
-    this.unsettled.add(tracked);
-    return p;
   }
 
-  /** Waits for the replies still due (each bounded by the reply deadline), then closes. */
+  /** v2: sends a message that expects no reply. Resolves when the socket's queue is below its mark. */
+  send(message: Uint8Array | string): Promise<void> {
+    if (this.failure) return Promise.reject(this.failure);
+    if (this.machine.protocol !== "v2") return Promise.reject(new NstpError("ERR_PROTOCOL", "the reference protocol pairs every message with a reply: use request()"));
+    this.outbox.push(typeof message === "string" ? utf8(message) : message);
+    this.schedulePump();
+    if ((this.wire?.bufferedAmount ?? 0) < this.limits.writeHighWaterMark) return Promise.resolve();
+    return new Promise((resolve, reject) => this.drainWaiters.push({ resolve, reject }));
+  }
+
+  /** Messages the server sent that no request() was waiting for; ends when the session ends. */
+  messages(): AsyncIterableIterator<Uint8Array> {
+    const next = (): Promise<IteratorResult<Uint8Array>> => {
+      const m = this.incoming.shift();
+      if (m) {
+        this.updateFlow();
+        return Promise.resolve({ value: m, done: false });
+      }
+      if (this.failure) {
+        return this.endedCleanly || this.failure.code === "ERR_CLOSED"
+          ? Promise.resolve({ value: undefined, done: true })
+          : Promise.reject(this.failure);
+      }
+      return new Promise((resolve, reject) => this.readers.push({ resolve, reject }));
+    };
+    const it: AsyncIterableIterator<Uint8Array> = {
+      next,
+      return: () => Promise.resolve({ value: undefined, done: true }),
+      [Symbol.asyncIterator]: () => it,
+    };
+    return it;
+  }
+
+  /**
+   * Waits for the replies still due (each bounded by the reply deadline), then closes: v2 sends its
+   * close chunk first, so the server can tell a clean end from a cut connection.
+   */
   async close(): Promise<void> {
-    while (!this.failure && this.unsettled.size) await Promise.all(this.unsettled);
+    if (!this.failure && (this.queue.length || this.inflight.length)) await new Promise<void>((res) => this.idleWaiters.push(res));
+    if (!this.failure && this.machine instanceof v2.V2Client && this.machine.stateName === "established") {
+      try {
+        this.wire?.write(this.machine.seal(this.takeOutbox(), true));
+      } catch {
+        // Closing regardless.
+      }
+    }
+    this.endedCleanly = true;
     this.fail(new NstpError("ERR_CLOSED", "session closed"), false);
   }
 
@@ -81,7 +147,7 @@ export class ClientSession {
   events(): WireEvents {
     return {
       data: (chunk) => this.onData(chunk),
-      drain: () => this.pump(),
+      drain: () => this.onDrain(),
       close: (error) => this.onClose(error),
     };
   }
@@ -95,14 +161,20 @@ export class ClientSession {
     }
   }
 
+  private onDrain(): void {
+    if (this.failure) return;
+    if ((this.wire?.bufferedAmount ?? 0) < this.limits.writeHighWaterMark) for (const w of this.drainWaiters.splice(0)) w.resolve();
+    this.pump();
+  }
+
   private onClose(error?: Error): void {
     if (this.failure) return;
     const state = this.machine.stateName;
     if (state === "helloSent") {
       // Our server refuses before sending the session nonce when it is at capacity.
       this.fail(new NstpError("ERR_BUSY", "server busy: it closed the connection before the handshake", error ? { cause: error } : undefined));
-    } else if (state === "proofSent") {
-      // The reference server closes without a word when our proof fails: wrong password or unknown user.
+    } else if (state === "proofSent" || state === "initiationSent") {
+      // Both protocols close without a word when our proof fails: wrong password or unknown user.
       this.fail(new AuthError("server closed the connection after our proof: wrong password or unknown user"));
     } else {
       const during = state === "established" ? "" : " during the handshake";
@@ -112,6 +184,7 @@ export class ClientSession {
 
   private apply(outputs: Output[]): void {
     for (const o of outputs) {
+      if (this.failure) return;
       if (o.type === "send") this.wire!.write(o.data);
       else if (o.type === "established") {
         clearTimeout(this.timer);
@@ -119,30 +192,80 @@ export class ClientSession {
         this.readyResolve();
         this.pump();
       } else if (o.type === "message") {
-        const req = this.inflight.shift()!;
-        req.resolve(o.data);
-        this.rearm();
-        this.pump();
+        this.deliver(o.data);
+      } else if (o.type === "closed") {
+        // The server ended the session cleanly (v2 close chunk): nothing was cut off.
+        this.endedCleanly = true;
+        this.fail(new NstpError("ERR_CLOSED", "the server closed the session"), false);
       }
     }
+    if (this.inflight.length || this.queue.length) this.pump();
+  }
+
+  private deliver(data: Uint8Array): void {
+    const req = this.inflight.shift();
+    if (req) {
+      req.resolve(data);
+      this.rearm();
+      if (!this.inflight.length && !this.queue.length) for (const w of this.idleWaiters.splice(0)) w();
+      return;
+    }
+    const reader = this.readers.shift();
+    if (reader) reader.resolve({ value: data, done: false });
+    else {
+      this.incoming.push(data);
+      this.updateFlow();
+    }
+  }
+
+  private schedulePump(): void {
+    if (this.flushQueued) return;
+    this.flushQueued = true;
+    // Everything requested or sent in this tick is sealed together (v2 packs it into shared frames).
+    queueMicrotask(() => {
+      this.flushQueued = false;
+      this.pump();
+    });
+  }
+
+  private takeOutbox(): Uint8Array[] {
+    const batch = this.outbox;
+    this.outbox = [];
+    return batch;
   }
 
   private pump(): void {
     if (this.failure || this.machine.stateName !== "established" || !this.wire) return;
+    const batch = this.takeOutbox();
     while (this.queue.length && this.inflight.length < this.limits.window) {
       const req = this.queue.shift()!;
-      let record: Uint8Array;
+      this.inflight.push(req);
+      batch.push(req.data);
+    }
+    if (batch.length) {
+      let bytes: Uint8Array;
       try {
-        record = this.machine.sealMessage(req.data);
+        bytes = this.machine instanceof v2.V2Client ? this.machine.seal(batch) : sealEach(this.machine, batch);
       } catch (e) {
-        this.queue.unshift(req);
         this.fail(e);
         return;
       }
-      this.inflight.push(req);
-      this.wire.write(record);
+      this.wire.write(bytes);
     }
     this.rearm();
+  }
+
+  /** Reading pauses while unrequested messages pile up unread. */
+  private updateFlow(): void {
+    if (!this.wire) return;
+    const full = this.incoming.length >= this.limits.maxBuffered;
+    if (full && !this.paused) {
+      this.paused = true;
+      this.wire.pause();
+    } else if (!full && this.paused) {
+      this.paused = false;
+      this.wire.resume();
+    }
   }
 
   /** One deadline covers the oldest request in flight. */
@@ -162,7 +285,17 @@ export class ClientSession {
     this.readyReject(err);
     for (const r of this.inflight.splice(0)) r.reject(err);
     for (const r of this.queue.splice(0)) r.reject(err);
+    for (const w of this.drainWaiters.splice(0)) w.reject(err);
+    for (const w of this.idleWaiters.splice(0)) w();
+    for (const r of this.readers.splice(0)) {
+      if (this.endedCleanly || err.code === "ERR_CLOSED") r.resolve({ value: undefined, done: true });
+      else r.reject(err);
+    }
     if (abort) this.wire?.destroy();
     else this.wire?.end();
   }
+}
+
+function sealEach(machine: legacy.LegacyClient, batch: Uint8Array[]): Uint8Array {
+  return batch.length === 1 ? machine.sealMessage(batch[0]!) : concat(...batch.map((m) => machine.sealMessage(m)));
 }

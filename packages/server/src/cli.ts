@@ -4,13 +4,15 @@
  * (the Node build: bun run server:node -- with the same flags).
  */
 import { parseArgs } from "node:util";
-import { type LogFormat, type LogLevel, createLogger, fromHex, getBackend, legacy, runtimeVersion, toHex } from "@nstp/core";
+import { type LogFormat, type LogLevel, createLogger, fromHex, getBackend, legacy, runtimeVersion, toHex, v2 } from "@nstp/core";
 import { type KeyStore, demoKeyStore, loadUsersFile, parseUsersFile } from "./credentials.ts";
 import { readFileSync } from "node:fs";
 import { startServer } from "./server.ts";
 
 const USAGE = `usage: server [--port N] [--host H] [--device-salt HEX] [--users FILE] [--crypto native|noble]
-              [--max-message-size BYTES] [--handshake-timeout SECONDS] [--log-level L] [--log-format json|pretty]
+              [--legacy on|off] [--max-message-size BYTES] [--max-message-size-v2 BYTES]
+              [--handshake-timeout SECONDS] [--log-level L] [--log-format json|pretty]
+Serves protocol v2 and, unless --legacy off, the Dart reference protocol on the same port.
 Listens on 127.0.0.1:8080 by default. Without --users, serves the reference demo user (alice).
 SIGHUP reloads --users FILE without dropping sessions.`;
 
@@ -22,7 +24,9 @@ async function main(): Promise<void> {
       "device-salt": { type: "string", default: toHex(legacy.DEMO_DEVICE_SALT) },
       users: { type: "string" },
       crypto: { type: "string", default: "native" },
+      legacy: { type: "string", default: "on" },
       "max-message-size": { type: "string", default: String(legacy.DEFAULT_MAX_MESSAGE_SIZE) },
+      "max-message-size-v2": { type: "string", default: String(v2.DEFAULT_MAX_MESSAGE_SIZE) },
       "handshake-timeout": { type: "string", default: "10" },
       "log-level": { type: "string", default: "info" },
       "log-format": { type: "string", default: "pretty" },
@@ -38,6 +42,7 @@ async function main(): Promise<void> {
   const crypto = getBackend(values.crypto!);
   const deviceSalt = fromHex(values["device-salt"]!);
   const port = parseIntArg("--port", values.port!, 0, 65535);
+  if (values.legacy !== "on" && values.legacy !== "off") throw new Error("--legacy must be on or off");
   let keys: KeyStore;
   if (values.users) {
     const file = values.users;
@@ -65,12 +70,21 @@ async function main(): Promise<void> {
     port,
     crypto,
     logger: log,
+    legacy: values.legacy === "on",
     limits: {
+      // The reference's records carry no length: its maximum also bounds trial decryption work.
       maxMessageSize: parseIntArg("--max-message-size", values["max-message-size"]!, 0, 16 << 20),
+      maxMessageSizeV2: parseIntArg("--max-message-size-v2", values["max-message-size-v2"]!, 0, 1 << 30),
       handshakeTimeoutMs: parseIntArg("--handshake-timeout", values["handshake-timeout"]!, 1, 3600) * 1000,
     },
   });
-  log.info("listening", { address: `${server.host}:${server.port}`, runtime: runtimeVersion(), transport: server.transport, crypto: crypto.name });
+  log.info("listening", {
+    address: `${server.host}:${server.port}`,
+    protocols: values.legacy === "on" ? "v2,legacy" : "v2",
+    runtime: runtimeVersion(),
+    transport: server.transport,
+    crypto: crypto.name,
+  });
   // Machine-readable line for scripts (the demo reads the port from it).
   console.log(`listening on ${server.host}:${server.port}`);
 

@@ -3,21 +3,47 @@
  * lookups, writes), runs the application's handler, and owns the connection's timers. It sees the
  * socket only as a Wire, so the Bun and Node builds run exactly this code.
  */
-import { type CryptoBackend, type Logger, type Output, type Wire, type WireEvents, NstpError, legacy, toNstpError, utf8 } from "@nstp/core";
+import {
+  type CryptoBackend,
+  type Logger,
+  type Output,
+  type ProtocolName,
+  type Wire,
+  type WireEvents,
+  NstpError,
+  ServerDispatch,
+  toNstpError,
+  utf8,
+} from "@nstp/core";
 import type { KeyStore } from "./credentials.ts";
 import type { ServerStats } from "./stats.ts";
 
 export interface SessionInfo {
   readonly username: string;
   readonly remoteAddress: string;
-  readonly protocol: "legacy";
+  readonly protocol: ProtocolName;
+  /**
+   * v2 only: sends a message the client did not ask for (the reference protocol has no such thing
+   * and throws ERR_PROTOCOL). Resolves once the connection's write buffer is below its high-water
+   * mark, so a pushing application slows down with a slow reader.
+   */
+  send(message: Uint8Array | string): Promise<void>;
 }
 
-/** The application's answer to one message; exactly one reply per message, in order. */
-export type MessageHandler = (message: Uint8Array, session: SessionInfo) => Uint8Array | string | Promise<Uint8Array | string>;
+/**
+ * The application's answer to one message: a reply (sent in order, packed with the replies of the
+ * same tick), or undefined for none (v2 only: the reference client waits for one reply per message).
+ */
+export type MessageHandler = (
+  message: Uint8Array,
+  session: SessionInfo,
+) => Uint8Array | string | undefined | Promise<Uint8Array | string | undefined>;
 
 export interface ConnectionLimits {
+  /** Largest message of the reference protocol (default 64 KiB). */
   maxMessageSize: number;
+  /** Largest v2 message, enforced while it arrives (default 16 MiB). */
+  maxMessageSizeV2: number;
   /** Time from accept to an authenticated session. */
   handshakeTimeoutMs: number;
   /** Time a partly received record may wait for its remaining bytes. */
@@ -34,6 +60,8 @@ export interface ConnectionContext {
   dummyKey(username: string): Uint8Array;
   handler: MessageHandler;
   limits: ConnectionLimits;
+  /** Serve the reference protocol as well as v2. */
+  legacy: boolean;
   log: Logger;
   stats: ServerStats;
   onClosed(conn: ServerConnection): void;
@@ -41,15 +69,30 @@ export interface ConnectionContext {
   onAuthFailed(remoteAddress: string): void;
 }
 
+type Reply = Uint8Array | string | undefined;
+
+function isThenable<T>(x: T | PromiseLike<T>): x is PromiseLike<T> {
+  return typeof (x as PromiseLike<T> | undefined)?.then === "function";
+}
+
 export class ServerConnection implements WireEvents {
-  private readonly machine: legacy.LegacyServer;
+  private readonly machine: ServerDispatch;
   private readonly wire: Wire;
   private readonly ctx: ConnectionContext;
   private handshakeTimer: ReturnType<typeof setTimeout> | undefined;
   private recordTimer: ReturnType<typeof setTimeout> | undefined;
   private session: SessionInfo | undefined;
+  /** Replies still being computed by an async handler; later replies wait behind them. */
   private replies: Promise<void> = Promise.resolve();
+  private asyncReplies = 0;
+  /** Messages received and not yet answered. */
   private pending = 0;
+  /** Plaintext replies and pushes gathered in this tick, sealed together by flush(). */
+  private outbox: Uint8Array[] = [];
+  private outboxBytes = 0;
+  private flushScheduled = false;
+  private inData = false;
+  private readonly drainWaiters: (() => void)[] = [];
   private paused = false;
   private done = false;
   /** Aborts the key derivation this connection waits for, when it goes away. */
@@ -58,7 +101,11 @@ export class ServerConnection implements WireEvents {
   constructor(wire: Wire, ctx: ConnectionContext) {
     this.wire = wire;
     this.ctx = ctx;
-    this.machine = new legacy.LegacyServer({ crypto: ctx.crypto, maxMessageSize: ctx.limits.maxMessageSize });
+    this.machine = new ServerDispatch({
+      crypto: ctx.crypto,
+      legacy: ctx.legacy,
+      maxMessageSize: { legacy: ctx.limits.maxMessageSize, v2: ctx.limits.maxMessageSizeV2 },
+    });
     this.handshakeTimer = setTimeout(() => this.fail(new NstpError("ERR_TIMEOUT", "handshake deadline passed")), ctx.limits.handshakeTimeoutMs);
     ctx.stats.connectionOpened();
     ctx.stats.handshaking++;
@@ -71,12 +118,17 @@ export class ServerConnection implements WireEvents {
   data(chunk: Uint8Array): void {
     if (this.done) return;
     this.ctx.stats.bytesIn(chunk.length);
+    this.inData = true;
     try {
       this.apply(this.machine.receive(chunk));
     } catch (e) {
       this.fail(e);
       return;
+    } finally {
+      this.inData = false;
     }
+    // Replies computed synchronously while handling this read leave together, in as few frames as fit.
+    this.flush();
     this.armRecordTimer();
   }
 
@@ -90,9 +142,17 @@ export class ServerConnection implements WireEvents {
     }
   }
 
-  /** Closes the connection from our side (server shutdown). */
+  /**
+   * Closes the connection from our side (server shutdown): replies already computed leave first, and
+   * a v2 session ends with a close chunk so the client can tell a clean end from a cut.
+   */
   shutdown(): void {
     if (this.done) return;
+    try {
+      if (this.session) this.flush(this.session.protocol === "v2");
+    } catch {
+      // The session is ending either way.
+    }
     this.finish("server shutting down", {});
     this.wire.end();
   }
@@ -105,33 +165,65 @@ export class ServerConnection implements WireEvents {
           this.write(o.data);
           break;
         case "need-key":
-          void this.resolveKey(o.username);
+          this.resolveKey(o.username);
           break;
         case "established":
-          clearTimeout(this.handshakeTimer);
-          this.handshakeTimer = undefined;
-          this.session = { username: o.username, remoteAddress: this.wire.remoteAddress, protocol: "legacy" };
-          this.ctx.stats.handshaking--;
-          this.ctx.stats.handshakeSucceeded();
-          this.ctx.log.debug("session established", { user: o.username, remote: this.wire.remoteAddress });
+          this.onEstablished(o.username);
           break;
         case "message":
-          this.enqueue(o.data);
+          this.onMessage(o.data);
           break;
+        case "closed":
+          // The client ended the session cleanly: answer what it sent, then close our side too.
+          this.flush(true);
+          this.finish("peer closed the session", {});
+          this.wire.end();
+          return;
       }
     }
   }
 
-  private async resolveKey(username: string): Promise<void> {
-    let psk: Uint8Array | undefined;
+  private onEstablished(username: string): void {
+    clearTimeout(this.handshakeTimer);
+    this.handshakeTimer = undefined;
+    const protocol = this.machine.protocol!;
+    this.session = {
+      username,
+      remoteAddress: this.wire.remoteAddress,
+      protocol,
+      send: (message) => this.push(message),
+    };
+    this.ctx.stats.handshaking--;
+    this.ctx.stats.handshakeSucceeded(protocol);
+    this.ctx.log.debug("session established", { user: username, remote: this.wire.remoteAddress, protocol });
+  }
+
+  private resolveKey(username: string): void {
+    let lookup: ReturnType<KeyStore["lookup"]>;
     try {
-      // lookup() runs synchronously up to its first await: a synchronous ERR_BUSY lands in the catch
-      // below before apply() writes the session nonce, so the client sees "busy", not a failed proof.
-      psk = await this.ctx.keys.lookup(username, this.abort.signal);
+      // A synchronous ERR_BUSY lands here before anything was sent: the reference client sees a close
+      // before the session nonce, a v2 client the busy signal in place of message 2.
+      lookup = this.ctx.keys.lookup(username, this.abort.signal);
     } catch (e) {
-      this.fail(toNstpError(e, "ERR_AUTH", "key lookup failed"));
+      const err = toNstpError(e, "ERR_AUTH", "key lookup failed");
+      if (err.code === "ERR_BUSY") {
+        const signal = this.machine.busySignal();
+        if (signal) this.write(signal);
+      }
+      this.fail(err);
       return;
     }
+    if (isThenable(lookup)) {
+      lookup.then(
+        (psk) => this.keyResolved(username, psk),
+        (e: unknown) => this.fail(toNstpError(e, "ERR_AUTH", "key lookup failed")),
+      );
+    } else {
+      this.keyResolved(username, lookup);
+    }
+  }
+
+  private keyResolved(username: string, psk: Uint8Array | undefined): void {
     if (this.done) return;
     try {
       // An unknown user proceeds with a dummy key and fails at the proof, exactly like a wrong password.
@@ -141,27 +233,92 @@ export class ServerConnection implements WireEvents {
     }
   }
 
-  private enqueue(message: Uint8Array): void {
+  private onMessage(message: Uint8Array): void {
     const session = this.session!;
     this.pending++;
     this.ctx.stats.messageIn(message.length);
-    this.updateFlow();
-    // Replies are chained so that they leave in the order the messages arrived.
-    this.replies = this.replies.then(async () => {
-      if (this.done) return;
+    if (this.asyncReplies === 0) {
+      // Fast path: a synchronous handler answers at once, in order, with no promise per message.
+      let reply: Reply | PromiseLike<Reply>;
       try {
-        const reply = await this.ctx.handler(message, session);
-        if (this.done) return;
-        const bytes = typeof reply === "string" ? utf8(reply) : reply;
-        this.write(this.machine.sealReply(bytes));
-        this.ctx.stats.messageOut(bytes.length);
+        reply = this.ctx.handler(message, session);
       } catch (e) {
         this.fail(toNstpError(e, "ERR_PROTOCOL", "message handler failed"));
         return;
       }
-      this.pending--;
-      this.updateFlow();
+      if (!isThenable(reply)) {
+        this.answered(reply);
+        return;
+      }
+      this.chain(() => reply);
+    } else {
+      this.chain(() => this.ctx.handler(message, session));
+    }
+    this.updateFlow();
+  }
+
+  /** Queues an asynchronous reply behind the ones before it, so replies leave in message order. */
+  private chain(compute: () => Reply | PromiseLike<Reply>): void {
+    this.asyncReplies++;
+    this.replies = this.replies.then(async () => {
+      if (this.done) return;
+      try {
+        const reply = await compute();
+        if (this.done) return;
+        this.asyncReplies--;
+        this.answered(reply);
+        this.scheduleFlush();
+      } catch (e) {
+        this.fail(toNstpError(e, "ERR_PROTOCOL", "message handler failed"));
+      }
     });
+  }
+
+  private answered(reply: Reply): void {
+    this.pending--;
+    if (reply !== undefined) this.queue(typeof reply === "string" ? utf8(reply) : reply);
+    else if (this.session!.protocol === "legacy") this.fail(new NstpError("ERR_PROTOCOL", "the reference protocol needs a reply to every message"));
+  }
+
+  private queue(bytes: Uint8Array): void {
+    this.outbox.push(bytes);
+    this.outboxBytes += bytes.length;
+    this.ctx.stats.messageOut(bytes.length);
+    // Bound what one tick can gather: a large burst is sealed as it grows.
+    if (this.outboxBytes >= this.ctx.limits.writeHighWaterMark) this.flush();
+  }
+
+  private push(message: Uint8Array | string): Promise<void> {
+    if (this.done) return Promise.reject(new NstpError("ERR_CLOSED", "session closed"));
+    if (this.session?.protocol !== "v2") return Promise.reject(new NstpError("ERR_PROTOCOL", "the reference protocol cannot send unasked"));
+    this.queue(typeof message === "string" ? utf8(message) : message);
+    this.scheduleFlush();
+    if (this.wire.bufferedAmount + this.outboxBytes < this.ctx.limits.writeHighWaterMark) return Promise.resolve();
+    return new Promise((resolve) => this.drainWaiters.push(resolve));
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled || this.inData) return;
+    this.flushScheduled = true;
+    setImmediate(() => {
+      this.flushScheduled = false;
+      this.flush();
+    });
+  }
+
+  /** Seals everything gathered into as few frames as fit, and writes it in one call. */
+  private flush(close = false): void {
+    if (this.done || (!this.outbox.length && !close)) return;
+    const batch = this.outbox;
+    this.outbox = [];
+    this.outboxBytes = 0;
+    try {
+      this.write(this.machine.seal(batch, close));
+    } catch (e) {
+      this.fail(e);
+      return;
+    }
+    this.updateFlow();
   }
 
   private write(data: Uint8Array): void {
@@ -173,7 +330,8 @@ export class ServerConnection implements WireEvents {
   private updateFlow(): void {
     if (this.done) return;
     const { maxPendingMessages, writeHighWaterMark } = this.ctx.limits;
-    const congested = this.pending >= maxPendingMessages || this.wire.bufferedAmount >= writeHighWaterMark;
+    const buffered = this.wire.bufferedAmount;
+    const congested = this.pending >= maxPendingMessages || buffered >= writeHighWaterMark;
     if (congested && !this.paused) {
       this.paused = true;
       this.wire.pause();
@@ -181,6 +339,7 @@ export class ServerConnection implements WireEvents {
       this.paused = false;
       this.wire.resume();
     }
+    if (buffered < writeHighWaterMark) for (const w of this.drainWaiters.splice(0)) w();
   }
 
   /** A partly received record must complete within recordTimeoutMs, however slowly it dribbles. */
@@ -214,6 +373,8 @@ export class ServerConnection implements WireEvents {
     if (!this.session) this.ctx.stats.handshaking--;
     clearTimeout(this.handshakeTimer);
     clearTimeout(this.recordTimer);
+    this.outbox = [];
+    for (const w of this.drainWaiters.splice(0)) w();
     this.ctx.stats.connectionClosed();
     this.ctx.log.debug(msg, { user: this.session?.username, remote: this.wire.remoteAddress, ...fields });
     this.ctx.onClosed(this);

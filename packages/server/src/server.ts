@@ -7,6 +7,7 @@ import {
   defaultTransport,
   legacy,
   nativeBackend,
+  v2,
   silentLogger,
 } from "@nstp/core";
 import { type ConnectionLimits, type MessageHandler, ServerConnection } from "./connection.ts";
@@ -35,10 +36,13 @@ export interface ServerOptions {
   /** Token bucket per source address on failed authentications (default: burst 20, 1 per second). */
   failureLimit?: Partial<FailureLimiterOptions>;
   limits?: Partial<ConnectionLimits>;
+  /** Serve the reference protocol too (default true); v2 is always served. */
+  legacy?: boolean;
 }
 
 export const DEFAULT_LIMITS: ConnectionLimits = {
   maxMessageSize: legacy.DEFAULT_MAX_MESSAGE_SIZE,
+  maxMessageSizeV2: v2.DEFAULT_MAX_MESSAGE_SIZE,
   handshakeTimeoutMs: 10_000,
   recordTimeoutMs: 10_000,
   maxPendingMessages: 64,
@@ -72,6 +76,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     dummyKey: dummyKeyFactory(crypto),
     handler: opts.handler ?? referenceHandler,
     limits: { ...DEFAULT_LIMITS, ...opts.limits },
+    legacy: opts.legacy ?? true,
     log,
     stats,
     onClosed: (c: ServerConnection) => live.delete(c),
@@ -80,10 +85,12 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const listener = await transport.listen(
     { host: opts.host ?? DEFAULT_HOST, port: opts.port ?? legacy.DEMO_PORT, maxConnections: opts.maxConnections ?? 10_000 },
     (wire) => {
-      // Refused before any work: the client sees a close before the session nonce, i.e. "busy".
+      // Refused before any work. Two zero bytes then a close read as "busy" in both protocols: v2's
+      // busy signal in place of message 2, and a close before the reference's 8-byte session nonce.
       if (stats.handshaking >= maxHandshaking || !limiter.allows(wire.remoteAddress)) {
         stats.refused++;
-        wire.destroy();
+        wire.write(v2.BUSY_SIGNAL);
+        wire.end();
         return { data() {}, drain() {}, close() {} };
       }
       const conn = new ServerConnection(wire, ctx);

@@ -7,6 +7,7 @@ export class ServerStats {
   refused = 0;
   connectionsTotal = 0;
   handshakesOk = 0;
+  handshakesByProtocol: Record<string, number> = {};
   handshakesFailed: Record<string, number> = {};
   sessionsFailed: Record<string, number> = {};
   messagesIn = 0;
@@ -23,8 +24,9 @@ export class ServerStats {
   connectionClosed(): void {
     this.connections--;
   }
-  handshakeSucceeded(): void {
+  handshakeSucceeded(protocol: string): void {
     this.handshakesOk++;
+    this.handshakesByProtocol[protocol] = (this.handshakesByProtocol[protocol] ?? 0) + 1;
   }
   handshakeFailed(code: string): void {
     this.handshakesFailed[code] = (this.handshakesFailed[code] ?? 0) + 1;

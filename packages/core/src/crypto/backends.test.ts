@@ -99,6 +99,14 @@ for (const backend of Object.values(BACKENDS) as CryptoBackend[]) {
       assert.ok(run > 400);
     });
 
+    test("randomBytes: any length, WebCrypto's 64 KiB per-call limit included", () => {
+      for (const n of [0, 1, 65_536, 65_537, 200_000]) {
+        const r = backend.randomBytes(n);
+        assert.equal(r.length, n);
+        if (n >= 65_537) assert.ok(r.subarray(65_536).some((x) => x !== 0), "the tail is filled too");
+      }
+    });
+
     test("timingSafeEqual", () => {
       assert.equal(backend.timingSafeEqual(fromHex("00ff"), fromHex("00ff")), true);
       assert.equal(backend.timingSafeEqual(fromHex("00ff"), fromHex("00fe")), false);

@@ -7,11 +7,16 @@ import { sha256 } from "@noble/hashes/sha2.js";
 import { x25519 } from "@noble/curves/ed25519.js";
 import { type CryptoBackend, checkAeadArgs, checkX25519Args, isAllZero } from "./backend.ts";
 
+const MAX_RANDOM_PER_CALL = 65_536;
+
 export const nobleBackend: CryptoBackend = {
   name: "noble",
 
   randomBytes(length) {
-    return globalThis.crypto.getRandomValues(new Uint8Array(length));
+    const out = new Uint8Array(length);
+    // WebCrypto fills at most 65,536 bytes per call (Node throws QuotaExceededError beyond it).
+    for (let off = 0; off < length; off += MAX_RANDOM_PER_CALL) globalThis.crypto.getRandomValues(out.subarray(off, off + MAX_RANDOM_PER_CALL));
+    return out;
   },
 
   sha256(data) {

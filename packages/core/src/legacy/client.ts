@@ -48,6 +48,7 @@ type ClientState =
   | { kind: "failed" };
 
 export class LegacyClient {
+  readonly protocol = "legacy" as const;
   private state: ClientState = { kind: "start" };
   private readonly crypto: CryptoBackend;
   private readonly random: Random;
