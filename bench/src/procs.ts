@@ -1,0 +1,93 @@
+/** Spawning the bench's server and load-generator processes, each bounded in time. */
+import { type ChildProcess, spawn } from "node:child_process";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { createInterface } from "node:readline";
+
+export type Runtime = "bun" | "node";
+export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
+export const BIN: Record<Runtime, string> = { bun: join(ROOT, "node_modules", ".bin", "bun"), node: join(ROOT, "node_modules", ".bin", "node") };
+const SRC = dirname(fileURLToPath(import.meta.url));
+
+/**
+ * Node's AES-GCM on 64 KiB buffers loses about two thirds of its speed to glibc returning each large
+ * buffer to the kernel and faulting it back in; these keep such buffers in the heap (Bun is not
+ * affected). The README recommends the same for production Node servers.
+ */
+export const NODE_MALLOC_ENV = { MALLOC_MMAP_THRESHOLD_: "4194304", MALLOC_TRIM_THRESHOLD_: "67108864" };
+
+function env(runtime: Runtime): NodeJS.ProcessEnv {
+  return runtime === "node" ? { ...process.env, ...NODE_MALLOC_ENV } : { ...process.env };
+}
+
+export interface ServerProc {
+  port: number;
+  command(line: string): Promise<Record<string, number>>;
+  stop(): Promise<void>;
+}
+
+export function startServer(runtime: Runtime, args: string[]): Promise<ServerProc> {
+  const child = spawn(BIN[runtime], [join(SRC, "server.ts"), ...args], { stdio: ["pipe", "pipe", "pipe"], env: env(runtime) });
+  let stderr = "";
+  child.stderr!.on("data", (d) => (stderr += d));
+  const lines = createInterface({ input: child.stdout! });
+  const waiting: ((line: string) => void)[] = [];
+  lines.on("line", (l) => waiting.shift()?.(l));
+  const nextLine = (timeoutMs: number) =>
+    new Promise<string>((res, rej) => {
+      const t = setTimeout(() => rej(new Error(`bench server (${runtime}) did not answer: ${stderr.slice(-500)}`)), timeoutMs);
+      waiting.push((l) => (clearTimeout(t), res(l)));
+    });
+  return nextLine(30_000).then((first) => {
+    const m = /listening on [^:]+:(\d+)/.exec(first);
+    if (!m) throw new Error(`bench server said ${first}`);
+    return {
+      port: Number(m[1]),
+      async command(line) {
+        const p = nextLine(10_000);
+        child.stdin!.write(line + "\n");
+        return JSON.parse(await p) as Record<string, number>;
+      },
+      stop: () => stopChild(child),
+    };
+  });
+}
+
+function stopChild(child: ChildProcess): Promise<void> {
+  return new Promise((res) => {
+    if (child.exitCode !== null) return res();
+    const t = setTimeout(() => child.kill("SIGKILL"), 5000);
+    child.on("exit", () => (clearTimeout(t), res()));
+    child.stdin?.end();
+  });
+}
+
+/** Runs one load-generator scenario; resolves with its JSON result. */
+export function runLoad(runtime: Runtime, args: string[], timeoutMs: number): Promise<Record<string, unknown>> {
+  return new Promise((res, rej) => {
+    const child = spawn(BIN[runtime], [join(SRC, "load.ts"), ...args], { stdio: ["ignore", "pipe", "pipe"], env: env(runtime) });
+    let out = "", err = "";
+    child.stdout.on("data", (d) => (out += d));
+    child.stderr.on("data", (d) => (err += d));
+    const t = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+    child.on("close", (code) => {
+      clearTimeout(t);
+      const last = out.trim().split("\n").at(-1) ?? "";
+      if (code !== 0) return rej(new Error(`load ${args.join(" ")} (${runtime}) exited ${code}: ${err.slice(-800)}`));
+      try {
+        res(JSON.parse(last) as Record<string, unknown>);
+      } catch {
+        rej(new Error(`load ${args.join(" ")} printed ${last.slice(0, 200)}`));
+      }
+    });
+  });
+}
+
+export function version(runtime: Runtime): Promise<string> {
+  return new Promise((res) => {
+    const c = spawn(BIN[runtime], ["--version"], { stdio: ["ignore", "pipe", "ignore"] });
+    let out = "";
+    c.stdout.on("data", (d) => (out += d));
+    c.on("close", () => res(out.trim()));
+  });
+}

@@ -1,0 +1,136 @@
+/**
+ * The bench's server process: our server (both protocols), or a raw TCP or node:tls TLS 1.3 echo
+ * baseline, on loopback. Prints "listening on HOST:PORT", then answers commands on stdin, one per
+ * line: "reset" (restart the event-loop delay histogram) and "report" (print one JSON line).
+ *
+ * Every server echoes: our server's handler returns the message itself, so the secure protocols and
+ * the baselines move the same bytes.
+ */
+import { pbkdf2Sync } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { monitorEventLoopDelay } from "node:perf_hooks";
+import * as tls from "node:tls";
+import { createInterface } from "node:readline";
+import { parseArgs } from "node:util";
+import { CryptoPool, type CryptoBackend, type Wire, defaultTransport, getBackend, legacy, runtimeVersion, utf8 } from "@nstp/core";
+import { type KeyStore, PasswordKeyStore, StaticKeyStore, startServer } from "@nstp/server";
+import { Deframer, frame } from "./framing.ts";
+import { BENCH_PASSWORD, BENCH_USER, coldPassword } from "./users.ts";
+
+const { values } = parseArgs({
+  options: {
+    protocol: { type: "string", default: "nstp" },
+    crypto: { type: "string", default: "native" },
+    /** Where the server derives keys of cold users: in the worker pool, or inline on the event loop. */
+    kdf: { type: "string", default: "pool" },
+    threads: { type: "string" },
+  },
+  strict: true,
+});
+
+const FIXTURES = new URL("../fixtures/", import.meta.url);
+const eld = monitorEventLoopDelay({ resolution: 1 });
+eld.enable();
+let pool: CryptoPool | undefined;
+let store: PasswordKeyStore | undefined;
+
+async function main(): Promise<{ host: string; port: number; close(): Promise<void> }> {
+  const protocol = values.protocol!;
+  if (protocol === "tls") return tlsEcho();
+  if (protocol === "tcp") return tcpEcho();
+  const crypto = getBackend(values.crypto!);
+  const deviceSalt = legacy.DEMO_DEVICE_SALT;
+  const warmKey = await crypto.pbkdf2Sha256(utf8(BENCH_PASSWORD), legacy.pskSalt(deviceSalt, utf8(BENCH_USER)), legacy.PBKDF2_ITERATIONS, 32);
+  const warm = new StaticKeyStore(new Map([[BENCH_USER, warmKey]]));
+  if (values.kdf === "pool") pool = new CryptoPool({ backend: crypto, threads: values.threads ? Number(values.threads) : undefined });
+  // Cold users (cold-*) are derived on first use, from a password lookup, in the pool or inline.
+  store = new PasswordKeyStore({
+    lookup: (name) => (name.startsWith("cold-") ? coldPassword(name) : undefined),
+    deviceSalt,
+    crypto: values.kdf === "inline" ? inlineKdf(crypto) : crypto,
+    pool,
+  });
+  const keys: KeyStore = {
+    lookup: (name, signal) => (name === BENCH_USER ? warm.lookup(name) : store!.lookup(name, signal)),
+  };
+  const server = await startServer({
+    keys,
+    port: 0,
+    crypto,
+    handler: (m) => m,
+    maxHandshaking: 4096,
+    // The bench opens thousands of connections from one address; the limiter is tested elsewhere.
+    failureLimit: { burst: 1e9, refillPerSecond: 1e9 },
+    limits: { maxPendingMessages: 1 << 16, writeHighWaterMark: 4 << 20 },
+  });
+  return { host: server.host, port: server.port, close: () => server.close() };
+}
+
+/** PBKDF2 synchronously on the event loop: what "no pool" costs a server. */
+function inlineKdf(crypto: CryptoBackend): CryptoBackend {
+  return { ...crypto, pbkdf2Sha256: async (pw, salt, it, len) => new Uint8Array(pbkdf2Sync(pw, salt, it, len, "sha256")) };
+}
+
+async function tcpEcho() {
+  const transport = await defaultTransport();
+  const listener = await transport.listen({ host: "127.0.0.1", port: 0, maxConnections: 100_000 }, (wire: Wire) => {
+    const deframer = new Deframer();
+    return {
+      data(chunk) {
+        // One write per read, like the secure servers: everything answered in this read leaves together.
+        const replies: Uint8Array[] = [];
+        deframer.push(chunk, (m) => replies.push(m));
+        if (replies.length) wire.write(frame(replies));
+      },
+      drain() {},
+      close() {},
+    };
+  });
+  return { host: listener.host, port: listener.port, close: () => listener.close() };
+}
+
+async function tlsEcho() {
+  const server = tls.createServer({
+    key: readFileSync(new URL("tls-key.pem", FIXTURES)),
+    cert: readFileSync(new URL("tls-cert.pem", FIXTURES)),
+    minVersion: "TLSv1.3",
+    // TLS 1.3 suites are set with ciphersuites; AES-256-GCM only, like ours.
+    ciphersuites: "TLS_AES_256_GCM_SHA384",
+  } as tls.TlsOptions);
+  server.on("secureConnection", (socket) => {
+    const deframer = new Deframer();
+    socket.on("data", (chunk: Buffer) => {
+      const replies: Uint8Array[] = [];
+      deframer.push(chunk, (m) => replies.push(m));
+      if (replies.length) socket.write(frame(replies));
+    });
+    socket.on("error", () => socket.destroy());
+  });
+  server.on("tlsClientError", () => {});
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+  const port = (server.address() as { port: number }).port;
+  return { host: "127.0.0.1", port, close: () => new Promise<void>((r) => server.close(() => r())) };
+}
+
+const running = await main();
+console.log(`listening on ${running.host}:${running.port} (${runtimeVersion()})`);
+const rl = createInterface({ input: process.stdin });
+rl.on("line", (line) => {
+  if (line === "reset") {
+    eld.reset();
+    console.log(JSON.stringify({ ok: true }));
+  } else if (line === "report") {
+    console.log(JSON.stringify({
+      eldP99Ms: eld.percentile(99) / 1e6,
+      eldMaxMs: eld.max / 1e6,
+      rssMB: process.memoryUsage().rss / 1e6,
+      derivations: store?.derivations ?? 0,
+      poolCompleted: pool?.completed ?? 0,
+    }));
+  }
+});
+rl.on("close", async () => {
+  await running.close();
+  await pool?.destroy();
+  process.exit(0);
+});
