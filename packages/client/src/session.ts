@@ -6,10 +6,12 @@
  * unasked) goes to the messages() iterator. Both queues are bounded: a full one pauses reading, so a
  * slow consumer slows the server down through TCP instead of growing memory.
  */
-import { AuthError, type Output, NstpError, concat, type Wire, type WireEvents, legacy, toNstpError, utf8, v2 } from "@nstp/core";
+import { AuthError, Fifo, type Output, NstpError, concat, type Wire, type WireEvents, legacy, toNstpError, utf8, v2 } from "@nstp/core";
 
 interface Request {
   data: Uint8Array;
+  /** When it was written (Date.now()), for the reply deadline. */
+  sentAt: number;
   resolve(reply: Uint8Array): void;
   reject(e: NstpError): void;
 }
@@ -36,8 +38,8 @@ export class ClientSession {
   private readonly machine: Machine;
   private wire: Wire | undefined;
   private readonly limits: SessionLimits;
-  private readonly queue: Request[] = [];
-  private readonly inflight: Request[] = [];
+  private readonly queue = new Fifo<Request>();
+  private readonly inflight = new Fifo<Request>();
   /** Unrequested messages (v2), waiting for messages(). */
   private readonly incoming: Uint8Array[] = [];
   private readonly readers: { resolve(r: IteratorResult<Uint8Array>): void; reject(e: NstpError): void }[] = [];
@@ -88,7 +90,7 @@ export class ClientSession {
     }
     const data = typeof message === "string" ? utf8(message) : message;
     return new Promise<Uint8Array>((resolve, reject) => {
-      this.queue.push({ data, resolve, reject });
+      this.queue.push({ data, sentAt: 0, resolve, reject });
       this.schedulePump();
     });
   }
@@ -237,8 +239,10 @@ export class ClientSession {
   private pump(): void {
     if (this.failure || this.machine.stateName !== "established" || !this.wire) return;
     const batch = this.takeOutbox();
+    const sentAt = Date.now();
     while (this.queue.length && this.inflight.length < this.limits.window) {
       const req = this.queue.shift()!;
+      req.sentAt = sentAt;
       this.inflight.push(req);
       batch.push(req.data);
     }
@@ -268,13 +272,21 @@ export class ClientSession {
     }
   }
 
-  /** One deadline covers the oldest request in flight. */
+  /**
+   * One timer covers the oldest request in flight. It is not moved per message (a pipelined session
+   * answers hundreds of thousands a second): when it fires it checks the oldest request's age and
+   * either fails the session or sleeps for the time that request has left.
+   */
   private rearm(): void {
-    if (this.machine.stateName !== "established") return;
-    clearTimeout(this.timer);
-    this.timer = this.inflight.length
-      ? setTimeout(() => this.fail(new NstpError("ERR_TIMEOUT", "no reply within the deadline")), this.limits.replyTimeoutMs)
-      : undefined;
+    if (this.machine.stateName !== "established" || this.timer || !this.inflight.length) return;
+    const due = this.inflight.peek()!.sentAt + this.limits.replyTimeoutMs;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      const oldest = this.inflight.peek();
+      if (!oldest || this.failure) return;
+      if (Date.now() - oldest.sentAt >= this.limits.replyTimeoutMs) this.fail(new NstpError("ERR_TIMEOUT", "no reply within the deadline"));
+      else this.rearm();
+    }, Math.max(1, due - Date.now()));
   }
 
   private fail(e: unknown, abort = true): void {
@@ -283,8 +295,8 @@ export class ClientSession {
     this.failure = err;
     clearTimeout(this.timer);
     this.readyReject(err);
-    for (const r of this.inflight.splice(0)) r.reject(err);
-    for (const r of this.queue.splice(0)) r.reject(err);
+    for (const r of this.inflight.drain()) r.reject(err);
+    for (const r of this.queue.drain()) r.reject(err);
     for (const w of this.drainWaiters.splice(0)) w.reject(err);
     for (const w of this.idleWaiters.splice(0)) w();
     for (const r of this.readers.splice(0)) {

@@ -12,3 +12,4 @@ export * from "./transport/index.ts";
 export * from "./log.ts";
 export * from "./pool/index.ts";
 export { readPassword } from "./cli/prompt.ts";
+export { Fifo } from "./fifo.ts";

@@ -15,6 +15,12 @@ export interface CryptoBackend {
   /** AES-256-GCM encryption: returns ciphertext || 16-byte tag. */
   aesGcmSeal(key: Uint8Array, nonce: Uint8Array, plaintext: Uint8Array, aad?: Uint8Array): Uint8Array;
   /**
+   * AES-256-GCM encryption of the concatenation of `parts`, empty AAD, written as ciphertext || tag
+   * into `out` at `offset`; returns the bytes written. Lets a framer seal a frame gathered from many
+   * buffers straight into its output, without first joining them.
+   */
+  aesGcmSealInto(key: Uint8Array, nonce: Uint8Array, parts: readonly Uint8Array[], out: Uint8Array, offset: number): number;
+  /**
    * AES-256-GCM decryption of ciphertext || tag. Returns null when the tag does not verify; no
    * plaintext is ever returned for a forged record.
    */

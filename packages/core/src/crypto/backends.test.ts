@@ -107,6 +107,18 @@ for (const backend of Object.values(BACKENDS) as CryptoBackend[]) {
       }
     });
 
+    test("aesGcmSealInto equals aesGcmSeal of the joined parts, at any offset", () => {
+      const key = backend.randomBytes(32), nonce = backend.randomBytes(12);
+      const parts = [backend.randomBytes(3), backend.randomBytes(0), backend.randomBytes(5000), backend.randomBytes(17)];
+      const out = new Uint8Array(7 + 5020 + 16 + 5).fill(0xee);
+      assert.equal(backend.aesGcmSealInto(key, nonce, parts, out, 7), 5020 + 16);
+      const joined = new Uint8Array(5020);
+      let off = 0;
+      for (const p of parts) (joined.set(p, off), (off += p.length));
+      assert.deepEqual(out.subarray(7, 7 + 5036), backend.aesGcmSeal(key, nonce, joined));
+      assert.ok(out.subarray(0, 7).every((x) => x === 0xee) && out.subarray(7 + 5036).every((x) => x === 0xee), "nothing written outside");
+    });
+
     test("timingSafeEqual", () => {
       assert.equal(backend.timingSafeEqual(fromHex("00ff"), fromHex("00ff")), true);
       assert.equal(backend.timingSafeEqual(fromHex("00ff"), fromHex("00fe")), false);

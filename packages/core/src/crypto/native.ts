@@ -23,6 +23,21 @@ function x25519PrivateKey(raw: Uint8Array): nodeCrypto.KeyObject {
   });
 }
 
+/**
+ * node:crypto turns a raw key into a KeyObject on every createCipheriv call (a measurable share of
+ * small-frame sealing); a session's keys are long-lived Uint8Arrays, so the KeyObject is kept beside
+ * each one. Keys are never mutated in place (a rekey makes a new array), so the cache cannot go stale.
+ */
+const keyObjects = new WeakMap<Uint8Array, nodeCrypto.KeyObject>();
+function secretKey(key: Uint8Array): nodeCrypto.KeyObject {
+  let k = keyObjects.get(key);
+  if (!k) {
+    k = nodeCrypto.createSecretKey(key);
+    keyObjects.set(key, k);
+  }
+  return k;
+}
+
 function view(b: Uint8Array): Buffer {
   return Buffer.from(b.buffer, b.byteOffset, b.byteLength);
 }
@@ -48,7 +63,7 @@ export const nativeBackend: CryptoBackend = {
 
   aesGcmSeal(key, nonce, plaintext, aad) {
     checkAeadArgs(key, nonce);
-    const cipher = nodeCrypto.createCipheriv("aes-256-gcm", key, nonce, { authTagLength: GCM_TAG_SIZE });
+    const cipher = nodeCrypto.createCipheriv("aes-256-gcm", secretKey(key), nonce, { authTagLength: GCM_TAG_SIZE });
     if (aad && aad.length) cipher.setAAD(aad);
     const out = new Uint8Array(plaintext.length + GCM_TAG_SIZE);
     const body = cipher.update(plaintext);
@@ -59,11 +74,27 @@ export const nativeBackend: CryptoBackend = {
     return out;
   },
 
+  aesGcmSealInto(key, nonce, parts, out, offset) {
+    checkAeadArgs(key, nonce);
+    const cipher = nodeCrypto.createCipheriv("aes-256-gcm", secretKey(key), nonce, { authTagLength: GCM_TAG_SIZE });
+    let off = offset;
+    for (const p of parts) {
+      const c = cipher.update(p);
+      out.set(c, off);
+      off += c.length;
+    }
+    const fin = cipher.final();
+    out.set(fin, off);
+    off += fin.length;
+    out.set(cipher.getAuthTag(), off);
+    return off + GCM_TAG_SIZE - offset;
+  },
+
   aesGcmOpen(key, nonce, sealed, aad) {
     checkAeadArgs(key, nonce);
     if (sealed.length < GCM_TAG_SIZE) return null;
     const ctLen = sealed.length - GCM_TAG_SIZE;
-    const decipher = nodeCrypto.createDecipheriv("aes-256-gcm", key, nonce, { authTagLength: GCM_TAG_SIZE });
+    const decipher = nodeCrypto.createDecipheriv("aes-256-gcm", secretKey(key), nonce, { authTagLength: GCM_TAG_SIZE });
     decipher.setAuthTag(sealed.subarray(ctLen));
     if (aad && aad.length) decipher.setAAD(aad);
     const body = decipher.update(sealed.subarray(0, ctLen));

@@ -6,6 +6,7 @@ import { pbkdf2Async } from "@noble/hashes/pbkdf2.js";
 import { sha256 } from "@noble/hashes/sha2.js";
 import { x25519 } from "@noble/curves/ed25519.js";
 import { type CryptoBackend, checkAeadArgs, checkX25519Args, isAllZero } from "./backend.ts";
+import { concat } from "../bytes.ts";
 
 const MAX_RANDOM_PER_CALL = 65_536;
 
@@ -35,6 +36,13 @@ export const nobleBackend: CryptoBackend = {
   aesGcmSeal(key, nonce, plaintext, aad) {
     checkAeadArgs(key, nonce);
     return gcm(key, nonce, aad && aad.length ? aad : undefined).encrypt(plaintext);
+  },
+
+  aesGcmSealInto(key, nonce, parts, out, offset) {
+    checkAeadArgs(key, nonce);
+    const ct = gcm(key, nonce).encrypt(parts.length === 1 ? parts[0]! : concat(...parts));
+    out.set(ct, offset);
+    return ct.length;
   },
 
   aesGcmOpen(key, nonce, sealed, aad) {

@@ -58,6 +58,15 @@ export class CipherState {
     return out;
   }
 
+  /** EncryptWithAd with empty AD of the concatenation of `parts`, into `out` at `offset`. */
+  encryptInto(parts: readonly Uint8Array[], out: Uint8Array, offset: number): number {
+    if (!this.k) throw new NstpError("ERR_PROTOCOL", "transport encryption without a key");
+    this.checkLimit();
+    const n = this.crypto.aesGcmSealInto(this.k, aesGcmNonce(this.counter, this.nonce), parts, out, offset);
+    this.counter++;
+    return n;
+  }
+
   /** Throws DecryptError on a failed tag; n advances only on success (§5.1). */
   decryptWithAd(ad: Uint8Array, ciphertext: Uint8Array): Uint8Array {
     if (!this.k) return ciphertext;

@@ -6,7 +6,7 @@
  * write. The reader accepts any packing, checks each frame's tag before it looks at a single chunk,
  * and bounds what it buffers: one frame of ciphertext and one message of plaintext.
  */
-import { ByteQueue, readU16BE } from "../bytes.ts";
+import { ByteQueue, concat, readU16BE } from "../bytes.ts";
 import { NstpError, ProtocolError, TooLargeError } from "../errors.ts";
 import type { Output } from "../events.ts";
 import type { CipherState } from "../noise/cipher-state.ts";
@@ -17,6 +17,7 @@ import {
   CHUNK_MORE,
   LENGTH_SIZE,
   MAX_FRAME_CIPHERTEXT,
+  TAG_SIZE,
   MAX_FRAME_PLAINTEXT,
   MIN_FRAME_CIPHERTEXT,
   REKEY_INTERVAL,
@@ -24,10 +25,14 @@ import {
 
 const EMPTY = new Uint8Array(0);
 
+/** Chunk bodies at least this long are sealed from where they lie; shorter ones are copied together. */
+const DIRECT_BODY = 1024;
+
 export class FrameWriter {
   private readonly cipher: CipherState;
   private readonly rekeyInterval: number;
-  private readonly scratch = new Uint8Array(MAX_FRAME_PLAINTEXT);
+  /** Where chunk headers and short bodies of the frame being sealed are gathered. */
+  private readonly staging = new Uint8Array(MAX_FRAME_PLAINTEXT);
   private closed = false;
 
   constructor(cipher: CipherState, rekeyInterval = REKEY_INTERVAL) {
@@ -40,66 +45,92 @@ export class FrameWriter {
     return this.cipher.n;
   }
 
-  /** Seals `messages` (then a close chunk if asked) into frames; returns the bytes to send. */
+  /**
+   * Seals `messages` (then a close chunk if asked) into as few frames as fit, in one output buffer:
+   * a first pass sizes the frames, a second seals each straight into place.
+   */
   seal(messages: readonly Uint8Array[], close = false): Uint8Array {
     if (this.closed) throw new NstpError("ERR_CLOSED", "session closed");
-    const frames: Uint8Array[] = [];
-    let fill = 0;
-    const flush = () => {
-      frames.push(this.sealFrame(this.scratch.subarray(0, fill)));
-      fill = 0;
+    let total = 0;
+    layout(messages, close, () => {}, (plaintext) => (total += LENGTH_SIZE + plaintext + TAG_SIZE));
+    const out = new Uint8Array(total);
+    let pos = 0;
+    let parts: Uint8Array[] = [];
+    let staged = 0;
+    let runStart = 0;
+    const endRun = () => {
+      if (staged > runStart) parts.push(this.staging.subarray(runStart, staged));
+      runStart = staged;
     };
-    for (const m of messages) {
-      let off = 0;
-      do {
-        let room = MAX_FRAME_PLAINTEXT - fill - CHUNK_HEADER_SIZE;
-        // Never start a chunk that cannot carry a byte of a non-empty remainder.
-        if (room < 0 || (room === 0 && off < m.length)) {
-          flush();
-          room = MAX_FRAME_PLAINTEXT - CHUNK_HEADER_SIZE;
+    layout(
+      messages,
+      close,
+      (type, body) => {
+        const h = this.staging;
+        h[staged] = type;
+        h[staged + 1] = body.length >>> 8;
+        h[staged + 2] = body.length & 0xff;
+        staged += CHUNK_HEADER_SIZE;
+        if (body.length >= DIRECT_BODY) {
+          endRun();
+          parts.push(body);
+        } else {
+          h.set(body, staged);
+          staged += body.length;
         }
-        const take = Math.min(m.length - off, room);
-        const last = off + take === m.length;
-        this.scratch[fill] = last ? CHUNK_LAST : CHUNK_MORE;
-        this.scratch[fill + 1] = take >>> 8;
-        this.scratch[fill + 2] = take & 0xff;
-        this.scratch.set(m.subarray(off, off + take), fill + CHUNK_HEADER_SIZE);
-        fill += CHUNK_HEADER_SIZE + take;
-        off += take;
-      } while (off < m.length);
-    }
-    if (close) {
-      if (MAX_FRAME_PLAINTEXT - fill < CHUNK_HEADER_SIZE) flush();
-      this.scratch.fill(0, fill, fill + CHUNK_HEADER_SIZE);
-      this.scratch[fill] = CHUNK_CLOSE;
-      fill += CHUNK_HEADER_SIZE;
-      this.closed = true;
-    }
-    if (fill > 0) flush();
-    return frames.length === 1 ? frames[0]! : joinFrames(frames);
-  }
-
-  private sealFrame(plaintext: Uint8Array): Uint8Array {
-    const ct = this.cipher.encryptWithAd(EMPTY, plaintext);
-    if (this.cipher.n % this.rekeyInterval === 0) this.cipher.rekey();
-    const out = new Uint8Array(LENGTH_SIZE + ct.length);
-    out[0] = ct.length >>> 8;
-    out[1] = ct.length & 0xff;
-    out.set(ct, LENGTH_SIZE);
+      },
+      (plaintext) => {
+        endRun();
+        out[pos] = (plaintext + TAG_SIZE) >>> 8;
+        out[pos + 1] = (plaintext + TAG_SIZE) & 0xff;
+        pos += LENGTH_SIZE + this.cipher.encryptInto(parts, out, pos + LENGTH_SIZE);
+        if (this.cipher.n % this.rekeyInterval === 0) this.cipher.rekey();
+        parts = [];
+        staged = runStart = 0;
+      },
+    );
+    if (close) this.closed = true;
     return out;
   }
 }
 
-function joinFrames(frames: Uint8Array[]): Uint8Array {
-  let len = 0;
-  for (const f of frames) len += f.length;
-  const out = new Uint8Array(len);
-  let off = 0;
-  for (const f of frames) {
-    out.set(f, off);
-    off += f.length;
+const CLOSE_BODY = new Uint8Array(0);
+
+/**
+ * The packing rule, shared by both passes: chunks fill each frame greedily; a message continues in
+ * the next frame when it does not fit; a chunk is never started without room for a byte of it.
+ */
+function layout(
+  messages: readonly Uint8Array[],
+  close: boolean,
+  onChunk: (type: number, body: Uint8Array) => void,
+  onFrame: (plaintextLength: number) => void,
+): void {
+  let fill = 0;
+  for (const m of messages) {
+    let off = 0;
+    do {
+      let room = MAX_FRAME_PLAINTEXT - fill - CHUNK_HEADER_SIZE;
+      if (room < 0 || (room === 0 && off < m.length)) {
+        onFrame(fill);
+        fill = 0;
+        room = MAX_FRAME_PLAINTEXT - CHUNK_HEADER_SIZE;
+      }
+      const take = Math.min(m.length - off, room);
+      onChunk(off + take === m.length ? CHUNK_LAST : CHUNK_MORE, m.subarray(off, off + take));
+      fill += CHUNK_HEADER_SIZE + take;
+      off += take;
+    } while (off < m.length);
   }
-  return out;
+  if (close) {
+    if (MAX_FRAME_PLAINTEXT - fill < CHUNK_HEADER_SIZE) {
+      onFrame(fill);
+      fill = 0;
+    }
+    onChunk(CHUNK_CLOSE, CLOSE_BODY);
+    fill += CHUNK_HEADER_SIZE;
+  }
+  if (fill > 0) onFrame(fill);
 }
 
 export class FrameReader {
@@ -197,7 +228,7 @@ export class FrameReader {
         out.push({ type: "message", data: body });
       } else {
         this.parts.push(body);
-        out.push({ type: "message", data: joinFrames(this.parts) });
+        out.push({ type: "message", data: concat(...this.parts) });
         this.parts = [];
         this.partBytes = 0;
       }

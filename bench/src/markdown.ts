@@ -1,0 +1,155 @@
+/** The bench's Markdown summary: the targets first, then every table the report holds. */
+import type { Protocol, Report, ResultRow } from "./report-types.ts";
+
+const SIZE_NAMES: Record<number, string> = { 64: "64 B", 1024: "1 KiB", 16384: "16 KiB", 61440: "60 KiB" };
+const sizeName = (s: number) => SIZE_NAMES[s] ?? `${s} B`;
+const fmt = (x: number | undefined, digits = 1) =>
+  x === undefined || !Number.isFinite(x) ? "–" : x >= 1000 ? Math.round(x).toLocaleString("en-US") : x.toFixed(digits);
+const ratio = (a: number | undefined, b: number | undefined) => (a !== undefined && b ? a / b : undefined);
+const rt = (x: number | undefined) => (x === undefined ? "–" : `${x.toFixed(2)}×`);
+
+export class Lookup {
+  private readonly rows: ResultRow[];
+  constructor(report: Report) {
+    this.rows = report.results;
+  }
+  get(q: Partial<ResultRow>): number | undefined {
+    return this.rows.find((r) => Object.entries(q).every(([k, v]) => r[k as keyof ResultRow] === v))?.value;
+  }
+}
+
+export function renderMarkdown(report: Report, svgName: string): string {
+  const L = new Lookup(report);
+  const runtimes = Object.keys(report.env.runtimes) as ("bun" | "node")[];
+  const sizes = ((report.env.options.sizes as number[]) ?? []).slice();
+  const coldUsers = report.env.options.coldUsers as number;
+  const floodConns = report.env.options.floodConns as number;
+  const mbps = (runtime: string, protocol: Protocol, size: number, scenario = "echo-pipelined") =>
+    L.get({ scenario, runtime: runtime as "bun", protocol, size, unit: "MB/s" });
+  const msgs = (runtime: string, protocol: Protocol, size: number, scenario = "echo-pipelined") =>
+    L.get({ scenario, runtime: runtime as "bun", protocol, size, unit: "msg/s" });
+  const out: string[] = [];
+  const e = report.env;
+  out.push(`# nstp bench${e.options.quick ? " (quick)" : ""}`, "");
+  out.push(`${e.cpu}, ${e.cores} cores; ${runtimes.map((r) => `${r} ${e.runtimes[r]}`).join(", ")}; commit ${e.commit}; ${e.date}.`);
+  out.push(`TLS baseline cipher: ${Object.entries(e.tlsCipher).map(([r, c]) => `${r} ${c}`).join(", ") || "–"}. Reproduce: \`bun run bench${e.options.quick ? " -- --quick" : ""}\`.`, "");
+
+  out.push("## Targets", "", "| target | build | measured | met |", "|---|---|---|---|");
+  const target = (name: string, build: string, measured: string, met: boolean | undefined) =>
+    out.push(`| ${name} | ${build} | ${measured} | ${met === undefined ? "–" : met ? "yes" : "**no**"} |`);
+  for (const r of runtimes) {
+    for (const size of [16384, 61440]) {
+      const x = ratio(mbps(r, "v2", size), mbps(r, "tcp", size));
+      target(`v2 echo ${sizeName(size)} ≥ 0.8× raw TCP`, r, rt(x), x === undefined ? undefined : x >= 0.8);
+    }
+    for (const size of sizes) {
+      const x = ratio(mbps(r, "v2", size), mbps(r, "tls", size));
+      target(`v2 echo ${sizeName(size)} ≥ 1.0× TLS 1.3`, r, rt(x), x === undefined ? undefined : x >= 1);
+    }
+    const tls16 = L.get({ scenario: "handshake-rate-c16", runtime: r, protocol: "tls", metric: "handshakes/s" });
+    for (const [p, want] of [["v2", 1.5], ["legacy", 2]] as const) {
+      const x = ratio(L.get({ scenario: "handshake-rate-c16", runtime: r, protocol: p, metric: "handshakes/s" }), tls16);
+      target(`warm handshakes/s at 16 concurrent, ${p} ≥ ${want}× TLS 1.3`, r, rt(x), x === undefined ? undefined : x >= want);
+    }
+    const pool = L.get({ scenario: "pbkdf2-pool", runtime: r, metric: "derivations/s" });
+    for (const p of ["v2", "legacy"] as const) {
+      const x = ratio(L.get({ scenario: `handshake-cold-${coldUsers}-pool`, runtime: r, protocol: p, metric: "handshakes/s" }), pool);
+      target(`cold handshakes/s (${coldUsers} users, ${p}) ≥ 0.9× pool PBKDF2 rate`, r, rt(x), x === undefined ? undefined : x >= 0.9);
+    }
+    const p99 = L.get({ scenario: `handshake-cold-${coldUsers}-pool`, runtime: r, protocol: "v2", metric: "server eld p99" });
+    const max = L.get({ scenario: `handshake-cold-${coldUsers}-pool`, runtime: r, protocol: "v2", metric: "server eld max" });
+    target(`server event-loop delay, ${coldUsers} cold handshakes: p99 < 10 ms, max < 50 ms`, r, `${fmt(p99, 2)} / ${fmt(max, 2)} ms`, p99 === undefined || max === undefined ? undefined : p99 < 10 && max < 50);
+  }
+  if (runtimes.includes("bun") && runtimes.includes("node")) {
+    const figures = report.results.filter((x) => x.runtime === "bun" && x.metric === "throughput" && x.unit === "MB/s" && x.scenario.startsWith("echo"));
+    const losses = figures.filter((b) => {
+      const n = L.get({ scenario: b.scenario, runtime: "node", protocol: b.protocol, size: b.size, unit: "MB/s", metric: b.metric });
+      return n !== undefined && b.value < n;
+    });
+    target("Bun build ≥ Node build on every throughput figure", "both", `${figures.length - losses.length} of ${figures.length}${losses.length ? ` (behind: ${losses.map((l) => `${l.scenario} ${l.protocol} ${sizeName(l.size!)}`).join(", ")})` : ""}`, figures.length ? losses.length === 0 : undefined);
+  }
+  out.push("");
+
+  out.push("## Echo throughput (MB/s of payload, window of messages in flight)", "", `![throughput by message size](${svgName})`, "");
+  for (const r of runtimes) {
+    out.push(`### ${r}`, "", "| size | v2 | legacy pipelined | legacy lockstep | raw TCP | TLS 1.3 | v2 / TCP | v2 / TLS | legacy / TCP | legacy / TLS |", "|---|---|---|---|---|---|---|---|---|---|");
+    for (const s of sizes) {
+      const v = mbps(r, "v2", s), l = mbps(r, "legacy", s), ls = mbps(r, "legacy", s, "echo-lockstep"), t = mbps(r, "tcp", s), x = mbps(r, "tls", s);
+      out.push(`| ${sizeName(s)} | ${fmt(v)} | ${fmt(l)} | ${fmt(ls)} | ${fmt(t)} | ${fmt(x)} | ${rt(ratio(v, t))} | ${rt(ratio(v, x))} | ${rt(ratio(l, t))} | ${rt(ratio(l, x))} |`);
+    }
+    out.push("", "| size | v2 msg/s | legacy pipelined msg/s | raw TCP msg/s | TLS 1.3 msg/s |", "|---|---|---|---|---|");
+    for (const s of sizes) out.push(`| ${sizeName(s)} | ${fmt(msgs(r, "v2", s))} | ${fmt(msgs(r, "legacy", s))} | ${fmt(msgs(r, "tcp", s))} | ${fmt(msgs(r, "tls", s))} |`);
+    out.push("");
+  }
+
+  out.push("## Round trips at window 1 (ms, p50 / p99)", "", `| build | size | v2 | legacy | raw TCP | TLS 1.3 |`, "|---|---|---|---|---|---|");
+  for (const r of runtimes) {
+    for (const s of sizes) {
+      const cell = (p: Protocol) => {
+        const a = L.get({ scenario: "echo-lockstep", runtime: r, protocol: p, size: s, metric: "rtt p50" });
+        const b = L.get({ scenario: "echo-lockstep", runtime: r, protocol: p, size: s, metric: "rtt p99" });
+        return a === undefined ? "–" : `${fmt(a, 3)} / ${fmt(b, 3)}`;
+      };
+      if (["v2", "legacy", "tcp", "tls"].some((p) => L.get({ scenario: "echo-lockstep", runtime: r, protocol: p as Protocol, size: s, metric: "rtt p50" }) !== undefined)) {
+        out.push(`| ${r} | ${sizeName(s)} | ${cell("v2")} | ${cell("legacy")} | ${cell("tcp")} | ${cell("tls")} |`);
+      }
+    }
+  }
+  out.push("");
+
+  out.push("## Handshakes", "", "| build | protocol | latency warm p50 / p99 (ms) | latency cold p50 (ms) | rate c16 (/s) | rate c64 (/s) | server eld p99 at c64 (ms) |", "|---|---|---|---|---|---|---|");
+  for (const r of runtimes) {
+    for (const p of ["v2", "legacy", "tls", "tcp"] as Protocol[]) {
+      const g = (q: Partial<ResultRow>) => L.get({ runtime: r, protocol: p, ...q });
+      out.push(`| ${r} | ${p === "tcp" ? "raw TCP (connect)" : p} | ${fmt(g({ scenario: "handshake-latency-warm", metric: "p50" }), 2)} / ${fmt(g({ scenario: "handshake-latency-warm", metric: "p99" }), 2)} | ${fmt(g({ scenario: "handshake-latency-cold", metric: "p50" }))} | ${fmt(g({ scenario: "handshake-rate-c16", metric: "handshakes/s" }))} | ${fmt(g({ scenario: "handshake-rate-c64", metric: "handshakes/s" }))} | ${fmt(g({ scenario: "handshake-rate-c64", metric: "server eld p99" }), 2)} |`);
+    }
+  }
+  out.push("", `Cold latency includes the client's own PBKDF2 (600,000 iterations); the server holds warm keys.`, "");
+
+  out.push(`## ${coldUsers} users the server has never seen, at once (server-side PBKDF2)`, "", "| build | protocol | derivation | handshakes/s | pool PBKDF2 rate (/s) | server eld p99 (ms) | server eld max (ms) |", "|---|---|---|---|---|---|---|");
+  for (const r of runtimes) {
+    for (const kdf of ["pool", "inline"]) {
+      for (const p of ["v2", "legacy"] as const) {
+        const sc = `handshake-cold-${coldUsers}-${kdf}`;
+        out.push(`| ${r} | ${p} | ${kdf === "pool" ? "worker pool" : "inline (event loop)"} | ${fmt(L.get({ scenario: sc, runtime: r, protocol: p, metric: "handshakes/s" }))} | ${fmt(L.get({ scenario: "pbkdf2-pool", runtime: r, metric: "derivations/s" }))} | ${fmt(L.get({ scenario: sc, runtime: r, protocol: p, metric: "server eld p99" }), 2)} | ${fmt(L.get({ scenario: sc, runtime: r, protocol: p, metric: "server eld max" }), 2)} |`);
+      }
+    }
+  }
+  out.push("");
+
+  out.push(`## One client pinging every 100 ms while ${floodConns} unauthenticated connections arrive`, "", "| build | ping rtt p99 (ms) | ping rtt max (ms) | server eld p99 (ms) | server rss after (MB) | target p99 < 50 ms |", "|---|---|---|---|---|---|");
+  for (const r of runtimes) {
+    const sc = `flood-${floodConns}-unauthenticated`;
+    const p99 = L.get({ scenario: sc, runtime: r, metric: "ping rtt p99" });
+    out.push(`| ${r} | ${fmt(p99, 2)} | ${fmt(L.get({ scenario: sc, runtime: r, metric: "ping rtt max" }), 2)} | ${fmt(L.get({ scenario: sc, runtime: r, metric: "server eld p99" }), 2)} | ${fmt(L.get({ scenario: sc, runtime: r, metric: "server rss" }))} | ${p99 === undefined ? "–" : p99 < 50 ? "yes" : "**no**"} |`);
+  }
+  out.push("");
+
+  const nobleSizes = (report.env.options.nobleSizes as number[]) ?? [];
+  out.push("## Crypto backends and AEAD placement", "", "v2 echo with the @noble/ciphers backend on both ends (MB/s):", "", "| build | " + nobleSizes.map(sizeName).join(" | ") + " |", "|---|" + nobleSizes.map(() => "---|").join(""));
+  for (const r of runtimes) out.push(`| ${r} | ${nobleSizes.map((s) => fmt(mbps(r, "v2", s, "echo-pipelined-noble"))).join(" | ")} |`);
+  out.push("", "AES-256-GCM seal + open of one frame, inline on the event loop vs in the worker pool (batches of about 256 KiB per task):", "", "| build | backend | size | inline MB/s | event-loop time per frame (µs) | pool MB/s | pool hand-over round trip (µs) | faster |", "|---|---|---|---|---|---|---|---|");
+  for (const r of runtimes) {
+    for (const b of ["native", "noble"]) {
+      for (const s of sizes) {
+        const i = L.get({ scenario: `aead-${b}-inline`, runtime: r, size: s, unit: "MB/s" });
+        const us = L.get({ scenario: `aead-${b}-inline`, runtime: r, size: s, unit: "us" });
+        const p = L.get({ scenario: `aead-${b}-pool`, runtime: r, size: s, unit: "MB/s" });
+        const h = L.get({ scenario: `aead-${b}-pool`, runtime: r, size: s, unit: "us" });
+        if (i !== undefined) out.push(`| ${r} | ${b} | ${sizeName(s)} | ${fmt(i)} | ${fmt(us, 1)} | ${fmt(p)} | ${fmt(h, 0)} | ${p !== undefined && p > i ? "pool" : "inline"} |`);
+      }
+    }
+  }
+  out.push("");
+
+  out.push("## Whole process (hyperfine): client CLI connect, v2 handshake with its PBKDF2, five messages", "");
+  const hf = runtimes.map((r) => [r, L.get({ scenario: "cli-connect-5-messages", runtime: r })] as const).filter(([, v]) => v !== undefined);
+  if (hf.length) {
+    out.push("| build | median wall time (ms) |", "|---|---|");
+    for (const [r, v] of hf) out.push(`| ${r} | ${fmt(v, 0)} |`);
+  } else {
+    out.push(e.hyperfine);
+  }
+  out.push("");
+  return out.join("\n");
+}

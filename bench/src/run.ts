@@ -1,0 +1,267 @@
+/**
+ * The bench: turbo run bench (or bun run bench) [-- --quick] [--runtimes bun,node] [--out DIR]
+ *
+ * Each scenario runs for the Bun build and the Node build, server and load generator in separate
+ * processes on loopback, next to raw TCP and node:tls TLS 1.3 baselines in the same runtime. Writes
+ * a JSON report, a Markdown summary and an SVG chart to bench/results/, and prints the summary.
+ */
+import { execSync } from "node:child_process";
+import { cpus } from "node:os";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { ROOT, type Runtime, type ServerProc, runLoad, startServer, version } from "./procs.ts";
+import { type Report, type ResultRow, type Protocol } from "./report-types.ts";
+import { median, percentile, sortNumbers, spread } from "./stats.ts";
+import { renderMarkdown } from "./markdown.ts";
+import { renderSvg } from "./svg.ts";
+import { hyperfine } from "./hyperfine.ts";
+
+const { values } = parseArgs({
+  options: {
+    quick: { type: "boolean", default: false },
+    runtimes: { type: "string", default: "bun,node" },
+    out: { type: "string", default: join(ROOT, "bench", "results") },
+    /** Comma-separated groups to run (latency,rate,echo,flood,noble,cold,placement,hyperfine); default all. */
+    only: { type: "string" },
+  },
+  strict: true,
+});
+
+const QUICK = values.quick!;
+const P = QUICK
+  ? { duration: 0.25, warmup: 0.1, reps: 1, latencySamples: 10, coldSamples: 2, coldUsers: 16, sizes: [64, 1024, 16384, 61440], rttSizes: [64], floodSeconds: 1.5, floodConns: 2000, nobleSizes: [1024] }
+  : { duration: 2, warmup: 0.5, reps: 3, latencySamples: 60, coldSamples: 8, coldUsers: 64, sizes: [64, 1024, 16384, 61440], rttSizes: [64, 1024, 16384, 61440], floodSeconds: 5, floodConns: 2000, nobleSizes: [64, 1024, 16384, 61440] };
+const LOAD_TIMEOUT = 120_000;
+const runtimes = values.runtimes!.split(",") as Runtime[];
+const only = values.only?.split(",");
+const wants = (group: string) => !only || only.includes(group);
+/** Messages in flight: about 256 KiB of payload, at least 16, the same for every protocol. */
+const windowFor = (size: number) => Math.min(4096, Math.max(16, Math.ceil((256 * 1024) / size)));
+const results: ResultRow[] = [];
+const started = Date.now();
+
+function progress(msg: string): void {
+  process.stderr.write(`[${((Date.now() - started) / 1000).toFixed(0).padStart(3)}s] ${msg}\n`);
+}
+
+function add(row: Omit<ResultRow, "value"> & { value?: number }): void {
+  const value = row.value ?? median(row.samples);
+  results.push({ ...row, value });
+}
+
+const load = (runtime: Runtime, args: (string | number)[]) => runLoad(runtime, args.map(String), LOAD_TIMEOUT);
+const common = () => ["--duration", P.duration, "--warmup", P.warmup, "--reps", P.reps];
+
+async function withServer<T>(runtime: Runtime, args: string[], fn: (s: ServerProc) => Promise<T>): Promise<T> {
+  const s = await startServer(runtime, args);
+  try {
+    return await fn(s);
+  } finally {
+    await s.stop();
+  }
+}
+
+async function latencyScenarios(runtime: Runtime, ports: Record<Protocol, number>) {
+  for (const protocol of ["v2", "legacy", "tls", "tcp"] as Protocol[]) {
+    for (const cold of protocol === "v2" || protocol === "legacy" ? [false, true] : [false]) {
+      const n = cold ? P.coldSamples : P.latencySamples;
+      const r = await load(runtime, ["--scenario", "latency", "--protocol", protocol, "--port", ports[protocol], "--samples", n, ...(cold ? ["--cold"] : [])]);
+      const s = sortNumbers(r.samples as number[]);
+      const scenario = cold ? "handshake-latency-cold" : "handshake-latency-warm";
+      for (const [metric, p] of [["p50", 50], ["p95", 95], ["p99", 99]] as const) {
+        add({ scenario, runtime, protocol, metric, value: percentile(s, p), unit: "ms", samples: s });
+      }
+      progress(`${runtime} ${scenario} ${protocol}: p50 ${percentile(s, 50).toFixed(2)} ms`);
+    }
+  }
+}
+
+async function rateScenarios(runtime: Runtime, ports: Record<Protocol, number>, server: ServerProc) {
+  for (const c of [16, 64]) {
+    for (const protocol of ["v2", "legacy", "tls"] as Protocol[]) {
+      if (protocol !== "tls") await server.command("reset");
+      const r = await load(runtime, ["--scenario", "rate", "--protocol", protocol, "--port", ports[protocol], "--concurrency", c, ...common()]);
+      add({ scenario: `handshake-rate-c${c}`, runtime, protocol, metric: "handshakes/s", unit: "1/s", samples: r.samples as number[] });
+      if (protocol !== "tls") {
+        const e = await server.command("report");
+        add({ scenario: `handshake-rate-c${c}`, runtime, protocol, metric: "server eld p99", unit: "ms", samples: [e.eldP99Ms!] });
+        add({ scenario: `handshake-rate-c${c}`, runtime, protocol, metric: "server eld max", unit: "ms", samples: [e.eldMaxMs!] });
+      }
+      progress(`${runtime} handshake rate c${c} ${protocol}: ${median(r.samples as number[]).toFixed(0)}/s`);
+    }
+  }
+}
+
+async function coldScenarios(runtime: Runtime) {
+  const rate = await load(runtime, ["--scenario", "pbkdf2-rate", "--users", P.coldUsers]);
+  add({ scenario: "pbkdf2-pool", runtime, protocol: "v2", metric: "derivations/s", unit: "1/s", samples: rate.samples as number[] });
+  progress(`${runtime} pool PBKDF2: ${median(rate.samples as number[]).toFixed(1)}/s`);
+  for (const kdf of ["pool", "inline"]) {
+    await withServer(runtime, ["--kdf", kdf], async (server) => {
+      for (const protocol of ["v2", "legacy"] as Protocol[]) {
+        await server.command("reset");
+        const r = await load(runtime, ["--scenario", "cold", "--protocol", protocol, "--port", server.port, "--users", P.coldUsers, "--run-id", `${protocol}${Date.now()}`]);
+        const e = await server.command("report");
+        const scenario = `handshake-cold-${P.coldUsers}-${kdf}`;
+        add({ scenario, runtime, protocol, metric: "handshakes/s", unit: "1/s", samples: r.samples as number[] });
+        add({ scenario, runtime, protocol, metric: "server eld p99", unit: "ms", samples: [e.eldP99Ms!] });
+        add({ scenario, runtime, protocol, metric: "server eld max", unit: "ms", samples: [e.eldMaxMs!] });
+        progress(`${runtime} cold ${P.coldUsers} users, ${kdf} derivation, ${protocol}: ${median(r.samples as number[]).toFixed(1)}/s, eld p99 ${e.eldP99Ms!.toFixed(1)} ms max ${e.eldMaxMs!.toFixed(1)} ms`);
+      }
+    });
+  }
+}
+
+async function throughputScenarios(runtime: Runtime, ports: Record<Protocol, number>, crypto = "native") {
+  const sizes = crypto === "native" ? P.sizes : P.nobleSizes;
+  for (const size of sizes) {
+    const runs: { protocol: Protocol; window: number; scenario: string }[] = crypto === "native"
+      ? [
+          { protocol: "v2", window: windowFor(size), scenario: "echo-pipelined" },
+          { protocol: "legacy", window: windowFor(size), scenario: "echo-pipelined" },
+          { protocol: "legacy", window: 1, scenario: "echo-lockstep" },
+          { protocol: "tcp", window: windowFor(size), scenario: "echo-pipelined" },
+          { protocol: "tls", window: windowFor(size), scenario: "echo-pipelined" },
+          ...(P.rttSizes.includes(size)
+            ? (["v2", "tcp", "tls"] as Protocol[]).map((protocol) => ({ protocol, window: 1, scenario: "echo-lockstep" }))
+            : []),
+        ]
+      : [{ protocol: "v2", window: windowFor(size), scenario: "echo-pipelined-noble" }];
+    for (const run of runs) {
+      const r = await load(runtime, ["--scenario", "throughput", "--protocol", run.protocol, "--port", ports[run.protocol], "--size", size, "--window", run.window, "--crypto", crypto, ...common()]);
+      const msgs = r.samples as number[];
+      add({ scenario: run.scenario, runtime, protocol: run.protocol, size, metric: "throughput", unit: "msg/s", samples: msgs });
+      add({ scenario: run.scenario, runtime, protocol: run.protocol, size, metric: "throughput", unit: "MB/s", samples: msgs.map((m) => (m * size) / 1e6) });
+      const rtt = r.rtts as { p50: number; p99: number; n: number } | undefined;
+      if (rtt) {
+        add({ scenario: run.scenario, runtime, protocol: run.protocol, size, metric: "rtt p50", unit: "ms", value: rtt.p50, samples: [rtt.p50] });
+        add({ scenario: run.scenario, runtime, protocol: run.protocol, size, metric: "rtt p99", unit: "ms", value: rtt.p99, samples: [rtt.p99] });
+      }
+      if (r.cipher) tlsCipher[runtime] = String(r.cipher);
+      progress(`${runtime} ${run.scenario} ${run.protocol} w${run.window} ${size} B: ${((median(msgs) * size) / 1e6).toFixed(1)} MB/s, ${median(msgs).toFixed(0)} msg/s`);
+    }
+  }
+}
+
+async function floodScenario(runtime: Runtime, server: ServerProc) {
+  await server.command("reset");
+  const [ping, flood] = await Promise.all([
+    load(runtime, ["--scenario", "ping", "--protocol", "v2", "--port", server.port, "--duration", P.floodSeconds]),
+    load(runtime, ["--scenario", "flood", "--port", server.port, "--concurrency", P.floodConns, "--duration", P.floodSeconds]),
+  ]);
+  const e = await server.command("report");
+  const s = sortNumbers(ping.samples as number[]);
+  const scenario = `flood-${P.floodConns}-unauthenticated`;
+  add({ scenario, runtime, protocol: "v2", metric: "ping rtt p99", unit: "ms", value: percentile(s, 99), samples: s });
+  add({ scenario, runtime, protocol: "v2", metric: "ping rtt max", unit: "ms", value: s[s.length - 1]!, samples: s });
+  add({ scenario, runtime, protocol: "v2", metric: "server eld p99", unit: "ms", samples: [e.eldP99Ms!] });
+  add({ scenario, runtime, protocol: "v2", metric: "server rss", unit: "MB", samples: [e.rssMB!] });
+  progress(`${runtime} flood of ${P.floodConns} (opened in ${(flood.samples as number[])[0]!.toFixed(0)} ms): ping p99 ${percentile(s, 99).toFixed(2)} ms over ${s.length} pings`);
+}
+
+async function placementScenario(runtime: Runtime) {
+  const r = await runLoadScript(runtime);
+  for (const x of r) {
+    add({ scenario: `aead-${x.backend}-inline`, runtime, protocol: "v2", size: x.size, metric: "seal+open", unit: "MB/s", samples: [x.inlineMBps] });
+    add({ scenario: `aead-${x.backend}-inline`, runtime, protocol: "v2", size: x.size, metric: "event-loop time per frame", unit: "us", samples: [x.inlineUsPerFrame] });
+    add({ scenario: `aead-${x.backend}-pool`, runtime, protocol: "v2", size: x.size, metric: "seal+open", unit: "MB/s", samples: [x.poolMBps] });
+    add({ scenario: `aead-${x.backend}-pool`, runtime, protocol: "v2", size: x.size, metric: "hand-over round trip", unit: "us", samples: [x.poolHandoverUs] });
+  }
+  progress(`${runtime} AEAD placement measured (${r.length} points)`);
+}
+
+async function runLoadScript(runtime: Runtime) {
+  const { spawnSync } = await import("node:child_process");
+  const { BIN, NODE_MALLOC_ENV } = await import("./procs.ts");
+  const r = spawnSync(BIN[runtime], [join(ROOT, "bench", "src", "placement.ts"), "--ms", QUICK ? "100" : "400"], {
+    encoding: "utf8",
+    timeout: LOAD_TIMEOUT,
+    env: runtime === "node" ? { ...process.env, ...NODE_MALLOC_ENV } : process.env,
+  });
+  if (r.status !== 0) throw new Error(`placement (${runtime}) failed: ${r.stderr}`);
+  return (JSON.parse(r.stdout.trim().split("\n").at(-1)!) as { results: { backend: string; size: number; inlineMBps: number; inlineUsPerFrame: number; poolMBps: number; poolHandoverUs: number }[] }).results;
+}
+
+const tlsCipher: Partial<Record<Runtime, string>> = {};
+
+async function benchRuntime(runtime: Runtime) {
+  progress(`${runtime}: starting servers`);
+  const nstp = await startServer(runtime, ["--kdf", "pool"]);
+  const tcp = await startServer(runtime, ["--protocol", "tcp"]);
+  const tls = await startServer(runtime, ["--protocol", "tls"]);
+  const ports: Record<Protocol, number> = { v2: nstp.port, legacy: nstp.port, tcp: tcp.port, tls: tls.port };
+  try {
+    if (wants("latency")) await latencyScenarios(runtime, ports);
+    if (wants("rate")) await rateScenarios(runtime, ports, nstp);
+    if (wants("echo")) await throughputScenarios(runtime, ports);
+    if (wants("flood")) await floodScenario(runtime, nstp);
+  } finally {
+    await Promise.all([nstp.stop(), tcp.stop(), tls.stop()]);
+  }
+  if (wants("noble")) await withServer(runtime, ["--crypto", "noble", "--kdf", "pool"], (noble) => throughputScenarios(runtime, { ...ports, v2: noble.port, legacy: noble.port }, "noble"));
+  if (wants("cold")) await coldScenarios(runtime);
+  if (wants("placement")) await placementScenario(runtime);
+}
+
+const commit = (() => {
+  try {
+    return execSync("git rev-parse --short HEAD", { cwd: ROOT, encoding: "utf8" }).trim() + (execSync("git status --porcelain", { cwd: ROOT, encoding: "utf8" }).trim() ? "+dirty" : "");
+  } catch {
+    return "unknown";
+  }
+})();
+
+for (const runtime of runtimes) await benchRuntime(runtime);
+const hf = wants("hyperfine") ? await hyperfine(runtimes, QUICK, progress) : { rows: [], note: "skipped (--only)" };
+results.push(...hf.rows);
+
+const report: Report = {
+  env: {
+    runtimes: Object.fromEntries(await Promise.all(runtimes.map(async (r) => [r, await version(r)] as const))),
+    cpu: cpus()[0]?.model ?? "unknown",
+    cores: cpus().length,
+    commit,
+    date: new Date().toISOString(),
+    options: { quick: QUICK, ...P },
+    tlsCipher,
+    hyperfine: hf.note,
+    durationSeconds: Math.round((Date.now() - started) / 1000),
+  },
+  results,
+};
+
+const problems = only ? [] : checkComplete(report);
+mkdirSync(values.out!, { recursive: true });
+const stamp = `${report.env.date.replace(/[:.]/g, "-")}${QUICK ? "-quick" : ""}`;
+const base = join(values.out!, `bench-${stamp}`);
+writeFileSync(`${base}.json`, JSON.stringify(report, null, 2) + "\n");
+const md = renderMarkdown(report, `${base.split("/").at(-1)}.svg`);
+writeFileSync(`${base}.md`, md);
+writeFileSync(`${base}.svg`, renderSvg(report));
+process.stdout.write(md + "\n");
+const repeated = results.filter((r) => r.unit === "MB/s" || r.unit === "1/s");
+progress(`report: ${base}.json (.md, .svg); largest spread across repetitions ${(Math.max(0, ...repeated.map((r) => spread(r.samples))) * 100).toFixed(0)}%`);
+if (problems.length) {
+  console.error(`bench incomplete:\n  ${problems.join("\n  ")}`);
+  process.exit(1);
+}
+
+/** Every scenario present for every runtime, every value finite: what CI checks. */
+function checkComplete(r: Report): string[] {
+  const out: string[] = [];
+  for (const runtime of runtimes) {
+    for (const scenario of ["handshake-latency-warm", "handshake-latency-cold", "handshake-rate-c16", "handshake-rate-c64", "echo-pipelined", "echo-lockstep", "echo-pipelined-noble", `flood-${P.floodConns}-unauthenticated`, "pbkdf2-pool", `handshake-cold-${P.coldUsers}-pool`, `handshake-cold-${P.coldUsers}-inline`, "aead-native-inline", "aead-noble-pool"]) {
+      if (!r.results.some((x) => x.runtime === runtime && x.scenario === scenario)) out.push(`${runtime}: ${scenario} missing`);
+    }
+    for (const protocol of ["v2", "legacy", "tcp", "tls"]) {
+      for (const size of P.sizes) {
+        if (!r.results.some((x) => x.runtime === runtime && x.scenario === "echo-pipelined" && x.protocol === protocol && x.size === size && x.unit === "MB/s")) {
+          out.push(`${runtime}: echo ${protocol} ${size} B missing`);
+        }
+      }
+    }
+  }
+  for (const x of r.results) if (!Number.isFinite(x.value)) out.push(`${x.runtime} ${x.scenario} ${x.protocol} ${x.metric}: ${x.value}`);
+  return out;
+}
