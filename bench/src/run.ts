@@ -30,7 +30,7 @@ const { values } = parseArgs({
 
 const QUICK = values.quick!;
 const P = QUICK
-  ? { duration: 0.25, warmup: 0.1, reps: 1, latencySamples: 10, coldSamples: 2, coldUsers: 16, sizes: [64, 1024, 16384, 61440], rttSizes: [64], floodSeconds: 1.5, floodConns: 2000, nobleSizes: [1024] }
+  ? { duration: 0.2, warmup: 0.1, reps: 1, latencySamples: 10, coldSamples: 2, coldUsers: 8, sizes: [64, 1024, 16384, 61440], rttSizes: [64], floodSeconds: 1, floodConns: 2000, nobleSizes: [1024] }
   : { duration: 2, warmup: 0.5, reps: 3, latencySamples: 60, coldSamples: 8, coldUsers: 64, sizes: [64, 1024, 16384, 61440], rttSizes: [64, 1024, 16384, 61440], floodSeconds: 5, floodConns: 2000, nobleSizes: [64, 1024, 16384, 61440] };
 const LOAD_TIMEOUT = 120_000;
 const runtimes = values.runtimes!.split(",") as Runtime[];
