@@ -1,9 +1,12 @@
 /**
  * The project's test command: every *.test.ts under Bun (`bun test`), then the same files under the
- * project's Node 24 (`node --test`), then one closing line "N passed, N failed".
- * Exits non-zero if anything failed or if either runner ran no test.
+ * project's Node 24 (`node --test`), then the bench in --quick mode through turbo (it checks every
+ * scenario ran and every reply was right; never speed), then one closing line "N passed, N failed".
+ * Exits non-zero if anything failed or if either runner ran no test. `--no-bench` skips the bench.
  */
 import { spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 
 const root = resolve(import.meta.dir, "..");
@@ -32,9 +35,19 @@ const nodeOut = run("Node", bin("node"), ["--test", "--test-reporter=spec", file
 const nodePass = count(nodeOut, /^ℹ pass (\d+)$/gm);
 const nodeFail = count(nodeOut, /^ℹ fail (\d+)$/gm) + count(nodeOut, /^ℹ cancelled (\d+)$/gm);
 
-const passed = bunPass + nodePass;
-let failed = bunFail + nodeFail;
-console.log(`\nBun: ${bunPass} passed, ${bunFail} failed; Node: ${nodePass} passed, ${nodeFail} failed`);
+let benchPass = 0, benchFail = 0;
+if (!process.argv.includes("--no-bench")) {
+  const out = mkdtempSync(join(tmpdir(), "nstp-bench-"));
+  const r = spawnSync(bin("turbo"), ["run", "bench", "--", "--quick", "--out", out], { cwd: root, stdio: "inherit", timeout: 10 * 60_000 });
+  rmSync(out, { recursive: true, force: true });
+  if (r.status === 0) benchPass = 1;
+  else benchFail = 1;
+  console.log(`bench --quick: ${r.status === 0 ? "complete" : `failed (${r.error?.message ?? `exit ${r.status}`})`}`);
+}
+
+const passed = bunPass + nodePass + benchPass;
+let failed = bunFail + nodeFail + benchFail;
+console.log(`\nBun: ${bunPass} passed, ${bunFail} failed; Node: ${nodePass} passed, ${nodeFail} failed; bench: ${benchPass} passed, ${benchFail} failed`);
 if (bunPass === 0 || nodePass === 0) {
   console.log("a runner ran no test: counted as a failure");
   failed++;

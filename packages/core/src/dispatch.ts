@@ -22,6 +22,8 @@ export interface ServerMachine {
   /** Bytes to send before closing when refusing for load (nothing for the reference). */
   busySignal(): Uint8Array | undefined;
   readonly hasPartialInput: boolean;
+  /** Records or frames completed so far; a partial-input deadline checks that it advances. */
+  readonly inputProgress: number;
 }
 
 export interface ServerDispatchOptions {
@@ -47,6 +49,10 @@ export class ServerDispatch implements ServerMachine {
 
   get hasPartialInput(): boolean {
     return this.machine?.hasPartialInput ?? false;
+  }
+
+  get inputProgress(): number {
+    return this.machine?.inputProgress ?? 0;
   }
 
   receive(chunk: Uint8Array): Output[] {

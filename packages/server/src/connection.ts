@@ -342,18 +342,22 @@ export class ServerConnection implements WireEvents {
     if (buffered < writeHighWaterMark) for (const w of this.drainWaiters.splice(0)) w();
   }
 
-  /** A partly received record must complete within recordTimeoutMs, however slowly it dribbles. */
+  /**
+   * A partly received record or frame must complete within recordTimeoutMs, however slowly it
+   * dribbles. One timer, not moved per read: when it fires, input that is still partial and has not
+   * completed a single record or frame since the timer was armed fails the connection; otherwise it
+   * re-arms. A sender streaming large frames back to back (every read ending mid-frame) keeps
+   * completing frames, so it is never cut off.
+   */
   private armRecordTimer(): void {
-    if (this.done || !this.established) return;
-    if (this.machine.hasPartialInput) {
-      this.recordTimer ??= setTimeout(
-        () => this.fail(new NstpError("ERR_TIMEOUT", "record incomplete or forged at the deadline")),
-        this.ctx.limits.recordTimeoutMs,
-      );
-    } else if (this.recordTimer) {
-      clearTimeout(this.recordTimer);
+    if (this.done || !this.established || this.recordTimer || !this.machine.hasPartialInput) return;
+    const progress = this.machine.inputProgress;
+    this.recordTimer = setTimeout(() => {
       this.recordTimer = undefined;
-    }
+      if (this.done || !this.machine.hasPartialInput) return;
+      if (this.machine.inputProgress === progress) this.fail(new NstpError("ERR_TIMEOUT", "record incomplete or forged at the deadline"));
+      else this.armRecordTimer();
+    }, this.ctx.limits.recordTimeoutMs);
   }
 
   private fail(e: unknown): void {

@@ -98,6 +98,33 @@ for (const transport of transports) {
   });
 }
 
+describe("v2 partial-frame deadline", () => {
+  test("a stalled frame is cut off; frames dribbled in halves for longer than the deadline are not", async () => {
+    const server = await startServer({ keys: keys(), port: 0, limits: { recordTimeoutMs: 300 } });
+    try {
+      const steady = await v2Handshake(server.port, { username: "alice", psk });
+      const frames = Array.from({ length: 8 }, (_, i) => steady.encode([Buffer.alloc(1000, i)]));
+      // Every read ends mid-frame for 1.6 s, but a frame completes every 200 ms.
+      for (const f of frames) {
+        steady.reader.socket.write(f.subarray(0, 500));
+        await new Promise((r) => setTimeout(r, 100));
+        steady.reader.socket.write(f.subarray(500));
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      for (let i = 0; i < 8; i++) assert.equal((await steady.receive()).length, "Server received: ".length + 1000);
+
+      const stalled = await v2Handshake(server.port, { username: "alice", psk });
+      stalled.reader.socket.write(stalled.encode([Buffer.alloc(1000)]).subarray(0, 500));
+      const t = Date.now();
+      assert.equal((await stalled.reader.closedWithin(3000)).closed, true);
+      assert.ok(Date.now() - t < 2500);
+      steady.destroy();
+    } finally {
+      await server.close();
+    }
+  });
+});
+
 describe("v2 admission", () => {
   test("a server at its handshake cap refuses v2 and reference clients as busy", async () => {
     const server = await startServer({ keys: keys(), port: 0, maxHandshaking: 0 });

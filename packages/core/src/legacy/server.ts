@@ -93,6 +93,11 @@ export class LegacyServer {
     return this.state.kind === "helloConsumed" || this.state.kind === "established" ? this.state.hello.username : undefined;
   }
 
+  /** Records accepted so far: advances whenever a partial record completes. */
+  get inputProgress(): number {
+    return this.state.kind === "established" ? this.state.lastCounter + 1 : 0;
+  }
+
   /** True while part of a record is buffered: the driver runs the partial-message deadline then. */
   get hasPartialInput(): boolean {
     return this.inbox.length > 0;

@@ -163,6 +163,11 @@ export class FrameReader {
     return this.closedByPeer;
   }
 
+  /** Frames opened so far: the driver's partial-input deadline watches it advance. */
+  get frames(): number {
+    return this.cipher.n;
+  }
+
   /** Reads frames from `chunk`; complete frames are decrypted straight from it, without a copy. */
   receive(chunk: Uint8Array, out: Output[]): void {
     let off = 0;

@@ -64,6 +64,11 @@ export class V2Server {
     return this.state.kind === "established" && this.state.channel.reader.hasPartialInput;
   }
 
+  /** Units of input completed (frames): advances whenever a partial frame completes. */
+  get inputProgress(): number {
+    return this.state.kind === "established" ? this.state.channel.reader.frames : 0;
+  }
+
   get handshakeHash(): Uint8Array | undefined {
     return this.state.kind === "established" ? this.state.channel.handshakeHash : undefined;
   }

@@ -69,6 +69,8 @@ class Direction {
 export interface V2PeerSession {
   /** Sends messages, each in its own chunks (max 65,516-byte bodies), all frames in one write. */
   send(messages: Buffer[]): void;
+  /** The frames send() would write, to write them some other way. */
+  encode(messages: Buffer[]): Buffer;
   /** Reads the next whole message (reassembling chunks). */
   receive(timeoutMs?: number): Promise<Buffer>;
   /** Sends the close chunk. */
@@ -128,23 +130,27 @@ export async function v2Handshake(port: number, opts: { username: string; psk: B
     const ct = tx.seal(chunks);
     return Buffer.concat([u16(ct.length), ct]);
   };
+  const encode = (messages: Buffer[]): Buffer => {
+    const frames: Buffer[] = [];
+    for (const m of messages) {
+      let off = 0;
+      do {
+        const body = m.subarray(off, off + 65_516);
+        off += body.length;
+        frames.push(frame(Buffer.concat([Buffer.from([off === m.length ? 0 : 1]), u16(body.length), body])));
+      } while (off < m.length);
+    }
+    return Buffer.concat(frames);
+  };
   return {
     reader,
     get closedByServer() {
       return closedByServer;
     },
     send(messages) {
-      const frames: Buffer[] = [];
-      for (const m of messages) {
-        let off = 0;
-        do {
-          const body = m.subarray(off, off + 65_516);
-          off += body.length;
-          frames.push(frame(Buffer.concat([Buffer.from([off === m.length ? 0 : 1]), u16(body.length), body])));
-        } while (off < m.length);
-      }
-      socket.write(Buffer.concat(frames));
+      socket.write(encode(messages));
     },
+    encode,
     async receive(timeoutMs = 5000) {
       while (!inbox.length) {
         const n = (await reader.read(2, timeoutMs)).readUInt16BE(0);
