@@ -30,6 +30,8 @@ export interface OpenOptions {
   password?: string;
   psk?: Uint8Array;
   crypto?: import("@nstp/core").CryptoBackend;
+  /** Where the client's v2 AES-GCM runs when the placement says so (noble). */
+  pool?: import("@nstp/core").CryptoPool;
 }
 
 export async function open(protocol: BenchProtocol, opts: OpenOptions): Promise<Exchanger> {
@@ -47,6 +49,7 @@ async function openNstp(protocol: "legacy" | "v2", opts: OpenOptions): Promise<E
     psk: opts.psk,
     deviceSalt: legacy.DEMO_DEVICE_SALT,
     crypto: opts.crypto,
+    pool: opts.pool,
     limits: { window: opts.window ?? (protocol === "legacy" ? 1 : 4096), handshakeTimeoutMs: 60_000 },
   });
   return { request: (m) => session.request(m), close: () => session.close() };

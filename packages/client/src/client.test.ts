@@ -3,7 +3,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import * as net from "node:net";
-import { type CryptoBackend, NstpError, legacy, nativeBackend } from "@nstp/core";
+import { CryptoPool, type CryptoBackend, NstpError, legacy, nativeBackend } from "@nstp/core";
 import { referenceServer } from "../../server/src/testing/reference-peer.ts";
 import { clearKeyCache, connect } from "./index.ts";
 
@@ -54,6 +54,20 @@ describe("client against a reference-style server", () => {
       await s.close();
     }
     assert.equal(derivations, 1);
+  });
+
+  test("given a pool, the client's PBKDF2 runs in it, not on the event loop", async () => {
+    clearKeyCache();
+    const pool = new CryptoPool({ threads: 1 });
+    try {
+      const s = await connect({ protocol: "legacy", port: ref.port, username: "alice", password: "userpassword", deviceSalt, pool });
+      assert.equal(new TextDecoder().decode(await s.request("x")), "Server received: x");
+      await s.close();
+      assert.equal(pool.completed, 1);
+    } finally {
+      await pool.destroy();
+      clearKeyCache();
+    }
   });
 });
 

@@ -1,5 +1,5 @@
 /** connect(): derive (or reuse) the key, dial, run the handshake, hand back a session. */
-import { type CryptoBackend, type Transport, NstpError, defaultTransport, legacy, nativeBackend, v2 } from "@nstp/core";
+import { type CryptoBackend, type CryptoPool, OrderedAead, type Transport, NstpError, defaultTransport, legacy, nativeBackend, pooledBackend, v2 } from "@nstp/core";
 import { cachedPsk } from "./key-cache.ts";
 import { ClientSession, type SessionLimits } from "./session.ts";
 
@@ -15,6 +15,12 @@ export interface ConnectOptions {
   /** "v2" (default): Noise NNpsk0. "legacy": the Dart reference protocol, for servers that speak only it. */
   protocol?: "v2" | "legacy";
   crypto?: CryptoBackend;
+  /**
+   * A worker pool for the key derivation: PBKDF2 (60-100 ms) then runs off the event loop, which
+   * matters to an application that keeps other connections or a UI busy while it connects. v2's
+   * AES-GCM also runs in it where the measured placement says so (the noble backend).
+   */
+  pool?: CryptoPool;
   transport?: Transport;
   connectTimeoutMs?: number;
   limits?: Partial<SessionLimits>;
@@ -52,7 +58,8 @@ export async function connect(opts: ConnectOptions): Promise<Session> {
   let psk = opts.psk;
   if (!psk) {
     if (opts.password === undefined) throw new NstpError("ERR_INVALID_ARG", "connect needs a password or a psk");
-    psk = await cachedPsk(crypto, { username: opts.username, password: opts.password, deviceSalt });
+    const kdf = opts.pool ? pooledBackend(crypto, opts.pool) : crypto;
+    psk = await cachedPsk(kdf, { username: opts.username, password: opts.password, deviceSalt });
   }
   const protocol = opts.protocol ?? "v2";
   let machine: legacy.LegacyClient | v2.V2Client;
@@ -64,7 +71,8 @@ export async function connect(opts: ConnectOptions): Promise<Session> {
     throw new NstpError("ERR_INVALID_ARG", (e as Error).message, { cause: e });
   }
   const window = protocol === "v2" ? V2_WINDOW : DEFAULT_SESSION_LIMITS.window;
-  const session = new ClientSession(machine, { ...DEFAULT_SESSION_LIMITS, window, ...opts.limits });
+  const aead = opts.pool && protocol === "v2" ? new OrderedAead(opts.pool, crypto) : undefined;
+  const session = new ClientSession(machine, { ...DEFAULT_SESSION_LIMITS, window, ...opts.limits }, aead);
   const transport = opts.transport ?? (await defaultTransport());
   const wire = await transport.dial(
     { host: opts.host ?? "127.0.0.1", port: opts.port ?? legacy.DEMO_PORT, timeoutMs: opts.connectTimeoutMs ?? 10_000 },

@@ -6,7 +6,7 @@
  * unasked) goes to the messages() iterator. Both queues are bounded: a full one pauses reading, so a
  * slow consumer slows the server down through TCP instead of growing memory.
  */
-import { AuthError, Fifo, type Output, NstpError, concat, type Wire, type WireEvents, legacy, toNstpError, utf8, v2 } from "@nstp/core";
+import { AuthError, Fifo, OrderedAead, type Output, NstpError, concat, type Wire, type WireEvents, legacy, toNstpError, utf8, v2 } from "@nstp/core";
 
 interface Request {
   data: Uint8Array;
@@ -60,8 +60,12 @@ export class ClientSession {
   readonly username: string;
   readonly protocol: "legacy" | "v2";
 
-  constructor(machine: Machine, limits: SessionLimits) {
+  /** v2 AEAD in the worker pool, where the measured placement says so. */
+  private readonly aead: OrderedAead | undefined;
+
+  constructor(machine: Machine, limits: SessionLimits, aead?: OrderedAead) {
     this.machine = machine;
+    this.aead = aead;
     this.username = machine.username;
     this.protocol = machine.protocol;
     this.limits = limits;
@@ -135,11 +139,8 @@ export class ClientSession {
   async close(): Promise<void> {
     if (!this.failure && (this.queue.length || this.inflight.length)) await new Promise<void>((res) => this.idleWaiters.push(res));
     if (!this.failure && this.machine instanceof v2.V2Client && this.machine.stateName === "established") {
-      try {
-        this.wire?.write(this.machine.seal(this.takeOutbox(), true));
-      } catch {
-        // Closing regardless.
-      }
+      this.sealAndWrite(this.takeOutbox(), true);
+      if (this.aead?.pendingOut) await this.aead.writesDone();
     }
     this.endedCleanly = true;
     this.fail(new NstpError("ERR_CLOSED", "session closed"), false);
@@ -156,6 +157,27 @@ export class ClientSession {
 
   private onData(chunk: Uint8Array): void {
     if (this.failure) return;
+    const m = this.machine;
+    if (m instanceof v2.V2Client && m.stateName === "established" && this.aead?.wantsIn(chunk.length)) {
+      let jobs;
+      try {
+        jobs = m.splitFrames(chunk);
+      } catch (e) {
+        this.fail(e);
+        return;
+      }
+      if (jobs.length) {
+        this.aead.open(jobs, chunk.length, (pts) => {
+          if (this.failure) return;
+          try {
+            this.apply(m.acceptFrames(pts));
+          } catch (e) {
+            this.fail(e);
+          }
+        }, (e) => this.fail(e));
+      }
+      return;
+    }
     try {
       this.apply(this.machine.receive(chunk));
     } catch (e) {
@@ -246,17 +268,22 @@ export class ClientSession {
       this.inflight.push(req);
       batch.push(req.data);
     }
-    if (batch.length) {
-      let bytes: Uint8Array;
-      try {
-        bytes = this.machine instanceof v2.V2Client ? this.machine.seal(batch) : sealEach(this.machine, batch);
-      } catch (e) {
-        this.fail(e);
-        return;
-      }
-      this.wire.write(bytes);
-    }
+    if (batch.length) this.sealAndWrite(batch, false);
     this.rearm();
+  }
+
+  /** Seals a batch inline, or in the pool where the placement says so (writes stay in order). */
+  private sealAndWrite(batch: Uint8Array[], close: boolean): void {
+    const m = this.machine;
+    try {
+      if (m instanceof v2.V2Client && this.aead?.wantsOut(batch.reduce((n, b) => n + b.length, 0))) {
+        this.aead.seal(m.prepare(batch, close), (bytes) => this.wire?.write(bytes), (e) => this.fail(e));
+      } else {
+        this.wire!.write(m instanceof v2.V2Client ? m.seal(batch, close) : sealEach(m, batch));
+      }
+    } catch (e) {
+      this.fail(e);
+    }
   }
 
   /** Reading pauses while unrequested messages pile up unread. */

@@ -24,6 +24,8 @@ export interface ServerMachine {
   readonly hasPartialInput: boolean;
   /** Records or frames completed so far; a partial-input deadline checks that it advances. */
   readonly inputProgress: number;
+  /** A v2 session, established: its AEAD may run elsewhere (prepare, splitFrames, acceptFrames). */
+  readonly deferrable: V2Server | undefined;
 }
 
 export interface ServerDispatchOptions {
@@ -49,6 +51,10 @@ export class ServerDispatch implements ServerMachine {
 
   get hasPartialInput(): boolean {
     return this.machine?.hasPartialInput ?? false;
+  }
+
+  get deferrable(): V2Server | undefined {
+    return this.machine instanceof V2Server && this.machine.stateName === "established" ? this.machine : undefined;
   }
 
   get inputProgress(): number {

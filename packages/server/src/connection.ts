@@ -5,7 +5,9 @@
  */
 import {
   type CryptoBackend,
+  type CryptoPool,
   type Logger,
+  OrderedAead,
   type Output,
   type ProtocolName,
   type Wire,
@@ -14,6 +16,7 @@ import {
   ServerDispatch,
   toNstpError,
   utf8,
+  type v2,
 } from "@nstp/core";
 import type { KeyStore } from "./credentials.ts";
 import type { ServerStats } from "./stats.ts";
@@ -56,6 +59,8 @@ export interface ConnectionLimits {
 
 export interface ConnectionContext {
   crypto: CryptoBackend;
+  /** Where v2 AEAD runs when the measured placement says so (crypto/placement.ts). */
+  aeadPool?: CryptoPool;
   keys: KeyStore;
   dummyKey(username: string): Uint8Array;
   handler: MessageHandler;
@@ -95,6 +100,9 @@ export class ServerConnection implements WireEvents {
   private readonly drainWaiters: (() => void)[] = [];
   private paused = false;
   private done = false;
+  /** Failed or closed by the peer: queued writes are dropped (a graceful shutdown still sends them). */
+  private dead = false;
+  private readonly aead: OrderedAead | undefined;
   /** Aborts the key derivation this connection waits for, when it goes away. */
   private readonly abort = new AbortController();
 
@@ -106,6 +114,7 @@ export class ServerConnection implements WireEvents {
       legacy: ctx.legacy,
       maxMessageSize: { legacy: ctx.limits.maxMessageSize, v2: ctx.limits.maxMessageSizeV2 },
     });
+    this.aead = ctx.aeadPool ? new OrderedAead(ctx.aeadPool, ctx.crypto) : undefined;
     this.handshakeTimer = setTimeout(() => this.fail(new NstpError("ERR_TIMEOUT", "handshake deadline passed")), ctx.limits.handshakeTimeoutMs);
     ctx.stats.connectionOpened();
     ctx.stats.handshaking++;
@@ -118,6 +127,11 @@ export class ServerConnection implements WireEvents {
   data(chunk: Uint8Array): void {
     if (this.done) return;
     this.ctx.stats.bytesIn(chunk.length);
+    const deferrable = this.machine.deferrable;
+    if (deferrable && this.aead?.wantsIn(chunk.length)) {
+      this.receiveDeferred(deferrable, chunk);
+      return;
+    }
     this.inData = true;
     try {
       this.apply(this.machine.receive(chunk));
@@ -132,11 +146,45 @@ export class ServerConnection implements WireEvents {
     this.armRecordTimer();
   }
 
+  /** v2 frames opened in the worker pool, delivered in order (the placement says so for this backend). */
+  private receiveDeferred(machine: v2.V2Server, chunk: Uint8Array): void {
+    let jobs;
+    try {
+      jobs = machine.splitFrames(chunk);
+    } catch (e) {
+      this.fail(e);
+      return;
+    }
+    this.armRecordTimer();
+    if (!jobs.length) return;
+    this.aead!.open(
+      jobs,
+      chunk.length,
+      (plaintexts) => {
+        if (this.done) return;
+        this.inData = true;
+        try {
+          this.apply(machine.acceptFrames(plaintexts));
+        } catch (e) {
+          this.fail(e);
+          return;
+        } finally {
+          this.inData = false;
+        }
+        this.flush();
+        this.updateFlow();
+      },
+      (e) => this.fail(e),
+    );
+    this.updateFlow();
+  }
+
   drain(): void {
     this.updateFlow();
   }
 
   close(error?: Error): void {
+    this.dead = true;
     if (!this.done) {
       this.finish(this.session ? "peer closed" : "peer closed during handshake", error ? { cause: error.message } : {});
     }
@@ -154,7 +202,13 @@ export class ServerConnection implements WireEvents {
       // The session is ending either way.
     }
     this.finish("server shutting down", {});
-    this.wire.end();
+    this.endWire();
+  }
+
+  /** Ends the connection once every queued write (sealed in the pool, perhaps) has gone out. */
+  private endWire(): void {
+    if (this.aead?.pendingOut) void this.aead.writesDone().then(() => this.wire.end());
+    else this.wire.end();
   }
 
   private apply(outputs: Output[]): void {
@@ -177,7 +231,7 @@ export class ServerConnection implements WireEvents {
           // The client ended the session cleanly: answer what it sent, then close our side too.
           this.flush(true);
           this.finish("peer closed the session", {});
-          this.wire.end();
+          this.endWire();
           return;
       }
     }
@@ -310,8 +364,29 @@ export class ServerConnection implements WireEvents {
   private flush(close = false): void {
     if (this.done || (!this.outbox.length && !close)) return;
     const batch = this.outbox;
+    const bytes = this.outboxBytes;
     this.outbox = [];
     this.outboxBytes = 0;
+    const deferrable = this.machine.deferrable;
+    if (deferrable && this.aead?.wantsOut(bytes)) {
+      let prepared;
+      try {
+        prepared = deferrable.prepare(batch, close);
+      } catch (e) {
+        this.fail(e);
+        return;
+      }
+      this.aead.seal(
+        prepared,
+        (wire) => {
+          if (this.dead) return;
+          this.write(wire);
+          this.updateFlow();
+        },
+        (e) => this.fail(e),
+      );
+      return;
+    }
     try {
       this.write(this.machine.seal(batch, close));
     } catch (e) {
@@ -331,7 +406,8 @@ export class ServerConnection implements WireEvents {
     if (this.done) return;
     const { maxPendingMessages, writeHighWaterMark } = this.ctx.limits;
     const buffered = this.wire.bufferedAmount;
-    const congested = this.pending >= maxPendingMessages || buffered >= writeHighWaterMark;
+    const congested =
+      this.pending >= maxPendingMessages || buffered >= writeHighWaterMark || (this.aead?.pendingInBytes ?? 0) >= writeHighWaterMark;
     if (congested && !this.paused) {
       this.paused = true;
       this.wire.pause();
@@ -366,6 +442,7 @@ export class ServerConnection implements WireEvents {
     if (err.code === "ERR_AUTH") this.ctx.onAuthFailed(this.wire.remoteAddress);
     if (!this.session) this.ctx.stats.handshakeFailed(err.code);
     else this.ctx.stats.sessionFailed(err.code);
+    this.dead = true;
     this.finish("connection closed", { code: err.code, reason: err.message });
     // Every failure looks the same to the peer: no error message, just the close.
     this.wire.end();

@@ -100,3 +100,20 @@ test("failure limiter: a source that used its burst is refused until tokens come
   l.failed("b");
   assert.equal(l.size, 2, "the table is bounded");
 });
+
+test("password lookup: a first-seen unknown user waits like a cold derivation (cancellable); a repeat answers at once", async () => {
+  const store = new PasswordKeyStore({ deviceSalt: salt, crypto: nativeBackend, lookup: () => undefined, unknownDelayMs: 60_000 });
+  const controller = new AbortController();
+  let settled = false;
+  const first = Promise.resolve(store.lookup("ghost", controller.signal)).then((k) => ((settled = true), k));
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal(settled, false, "still waiting, as a derivation would");
+  controller.abort();
+  assert.equal(await first, undefined, "the wait ends with the connection");
+  // Seen once: now answered like a cached key, with no wait.
+  let second = false;
+  void Promise.resolve(store.lookup("ghost")).then(() => (second = true));
+  await new Promise((r) => setTimeout(r, 20));
+  assert.equal(second, true);
+  assert.equal(store.derivations, 0, "no PBKDF2 for an unknown user");
+});

@@ -106,6 +106,13 @@ export interface PasswordKeyStoreOptions {
   pool?: CryptoPool;
   /** Derived keys kept (least recently used evicted). Default 10,000. */
   maxCached?: number;
+  /**
+   * How long a first-seen unknown user is kept waiting before the handshake goes on with its dummy
+   * key: by default the running median of real derivations (starting at 100 ms), so that whether a
+   * name exists does not show in the timing. Cached known users answer at once, and so does an
+   * unknown name seen recently (remembered in an LRU as large as the key cache).
+   */
+  unknownDelayMs?: number;
 }
 
 interface Derivation {
@@ -124,6 +131,10 @@ export class PasswordKeyStore implements KeyStore {
   private readonly cache = new Map<string, Uint8Array>();
   private readonly inflight = new Map<string, Derivation>();
   private readonly maxCached: number;
+  /** Unknown names already kept waiting once: like a cached known user, they now answer at once. */
+  private readonly unknownSeen = new Map<string, true>();
+  /** Recent derivation times (ms), for the delay an unknown first-seen user is given. */
+  private readonly recentDerivations: number[] = [];
   derivations = 0;
 
   constructor(opts: PasswordKeyStoreOptions) {
@@ -156,19 +167,64 @@ export class PasswordKeyStore implements KeyStore {
     return this.cache.size;
   }
 
+  /** What a first-seen unknown user waits: the configured delay, or the median recent derivation. */
+  get unknownDelayMs(): number {
+    if (this.opts.unknownDelayMs !== undefined) return this.opts.unknownDelayMs;
+    if (!this.recentDerivations.length) return 100;
+    const sorted = [...this.recentDerivations].sort((a, b) => a - b);
+    return sorted[Math.floor(sorted.length / 2)]!;
+  }
+
+  private recordDerivation(ms: number): void {
+    this.recentDerivations.push(ms);
+    if (this.recentDerivations.length > 32) this.recentDerivations.shift();
+  }
+
+  /**
+   * A cold known user costs a derivation; an unknown one costs none (no PBKDF2 for strangers), so the
+   * first attempt on an unknown name is made to wait as long as a derivation would, on a timer that
+   * uses no CPU and is cancelled with the connection. Later attempts answer at once, like a cached key.
+   */
+  private async unknownDelay(username: string, signal: AbortSignal): Promise<void> {
+    if (this.unknownSeen.has(username)) {
+      this.unknownSeen.delete(username);
+      this.unknownSeen.set(username, true);
+      return;
+    }
+    this.unknownSeen.set(username, true);
+    if (this.unknownSeen.size > this.maxCached) this.unknownSeen.delete(this.unknownSeen.keys().next().value!);
+    const ms = this.unknownDelayMs;
+    if (ms <= 0 || signal.aborted) return;
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(done, ms);
+      function done() {
+        clearTimeout(t);
+        signal.removeEventListener("abort", done);
+        resolve();
+      }
+      signal.addEventListener("abort", done, { once: true });
+    });
+  }
+
   private start(username: string): Derivation {
     const controller = new AbortController();
     const d: Derivation = { controller, waiters: 0, promise: Promise.resolve(undefined) };
     d.promise = (async () => {
       try {
         const password = await this.opts.lookup(username);
-        if (password === undefined || controller.signal.aborted) return undefined;
+        if (controller.signal.aborted) return undefined;
+        if (password === undefined) {
+          await this.unknownDelay(username, controller.signal);
+          return undefined;
+        }
         this.derivations++;
+        const started = Date.now();
         const salt = legacy.pskSalt(this.opts.deviceSalt, utf8(username));
         const pw = utf8(password);
         const key = this.opts.pool
           ? await this.opts.pool.pbkdf2(pw, salt, legacy.PBKDF2_ITERATIONS, legacy.PSK_SIZE, controller.signal)
           : await this.opts.crypto.pbkdf2Sha256(pw, salt, legacy.PBKDF2_ITERATIONS, legacy.PSK_SIZE);
+        this.recordDerivation(Date.now() - started);
         this.cache.set(username, key);
         if (this.cache.size > this.maxCached) this.cache.delete(this.cache.keys().next().value!);
         return key;

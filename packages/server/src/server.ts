@@ -1,6 +1,7 @@
 /** The server as a library: credentials and a message handler in, a listening server out. */
 import {
   type CryptoBackend,
+  type CryptoPool,
   type Logger,
   type Transport,
   concat,
@@ -36,6 +37,12 @@ export interface ServerOptions {
   /** Token bucket per source address on failed authentications (default: burst 20, 1 per second). */
   failureLimit?: Partial<FailureLimiterOptions>;
   limits?: Partial<ConnectionLimits>;
+  /**
+   * A worker pool: v2 AES-GCM runs in it where the measured placement says so (the noble backend on
+   * batches of 1 KiB and more; never for native, which is faster inline). Give the same pool as the
+   * key store's.
+   */
+  pool?: CryptoPool;
   /** Serve the reference protocol too (default true); v2 is always served. */
   legacy?: boolean;
 }
@@ -77,6 +84,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     handler: opts.handler ?? referenceHandler,
     limits: { ...DEFAULT_LIMITS, ...opts.limits },
     legacy: opts.legacy ?? true,
+    aeadPool: opts.pool,
     log,
     stats,
     onClosed: (c: ServerConnection) => live.delete(c),

@@ -2,7 +2,7 @@
 // independent peer, the client library both ways, busy refusal, --legacy off, and backpressure.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { type Transport, detectRuntime, legacy, nodeTransport, transportByName } from "@nstp/core";
+import { CryptoPool, type Transport, detectRuntime, legacy, nobleBackend, nodeTransport, transportByName } from "@nstp/core";
 import { connect } from "../../client/src/index.ts";
 import { type MessageHandler, type RunningServer, StaticKeyStore, referenceHandler, startServer } from "./index.ts";
 import { referenceHandshake, referencePsk } from "./testing/reference-peer.ts";
@@ -97,6 +97,25 @@ for (const transport of transports) {
     });
   });
 }
+
+describe("v2 on the noble backend, AES-GCM in the worker pool", () => {
+  test("both ends seal and open in the pool, as the measured placement says; replies intact and in order", async () => {
+    const pool = new CryptoPool({ backend: nobleBackend, threads: 2 });
+    const server = await startServer({ keys: keys(), port: 0, crypto: nobleBackend, pool });
+    try {
+      const session = await connect({ port: server.port, username: "alice", psk: new Uint8Array(psk), crypto: nobleBackend, pool });
+      const before = pool.completed;
+      const sent = Array.from({ length: 40 }, (_, i) => Buffer.alloc(3000 + i, i));
+      const replies = await Promise.all(sent.map((m) => session.request(m)));
+      for (const [i, m] of sent.entries()) assert.deepEqual(Buffer.from(replies[i]!), Buffer.concat([Buffer.from("Server received: "), m]), `reply ${i}`);
+      assert.ok(pool.completed - before >= 4, `AEAD tasks in the pool: ${pool.completed - before}`);
+      await session.close();
+    } finally {
+      await server.close();
+      await pool.destroy();
+    }
+  });
+});
 
 describe("v2 partial-frame deadline", () => {
   test("a stalled frame is cut off; frames dribbled in halves for longer than the deadline are not", async () => {

@@ -67,6 +67,16 @@ export class CipherState {
     return n;
   }
 
+  /**
+   * Takes the key and nonce for the next message without encrypting, for AEAD run elsewhere (the
+   * worker pool). The counter advances now; a frame that then fails its tag ends the session anyway.
+   */
+  reserve(): { key: Uint8Array; nonce: Uint8Array } {
+    if (!this.k) throw new NstpError("ERR_PROTOCOL", "transport encryption without a key");
+    this.checkLimit();
+    return { key: this.k, nonce: aesGcmNonce(this.counter++) };
+  }
+
   /** Throws DecryptError on a failed tag; n advances only on success (§5.1). */
   decryptWithAd(ad: Uint8Array, ciphertext: Uint8Array): Uint8Array {
     if (!this.k) return ciphertext;

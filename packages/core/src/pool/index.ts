@@ -97,3 +97,5 @@ export class CryptoPool {
 export function pooledBackend(base: CryptoBackend, pool: CryptoPool): CryptoBackend {
   return { ...base, pbkdf2Sha256: (password, salt, iterations, length) => pool.pbkdf2(password, salt, iterations, length) };
 }
+
+export { OrderedAead } from "./ordered-aead.ts";

@@ -9,6 +9,7 @@ import { AuthError, DecryptError, NstpError, ProtocolError } from "../errors.ts"
 import type { Output } from "../events.ts";
 import { HandshakeState, PSK_SIZE } from "../noise/handshake-state.ts";
 import { Channel } from "./channel.ts";
+import type { AeadJob, PreparedFrames } from "./framing.ts";
 import {
   DEFAULT_MAX_MESSAGE_SIZE,
   HANDSHAKE_MESSAGE_SIZE,
@@ -98,6 +99,38 @@ export class V2Client {
   }
 
   /** Packs messages (and a close chunk if asked) into frames. */
+  /** Established only: frames laid out with their nonces taken, to seal in the worker pool. */
+  prepare(messages: readonly Uint8Array[], close = false): PreparedFrames {
+    return this.established("send").writer.prepare(messages, close);
+  }
+
+  /** Established only: the frames `chunk` completes, to open in the worker pool; then acceptFrames(). */
+  splitFrames(chunk: Uint8Array): AeadJob[] {
+    try {
+      return this.established("data").reader.split(chunk);
+    } catch (e) {
+      this.state = { kind: "failed" };
+      throw e;
+    }
+  }
+
+  /** The opened frames from splitFrames(), in order: outputs as receive() would give them. */
+  acceptFrames(plaintexts: readonly (Uint8Array | null)[]): Output[] {
+    const out: Output[] = [];
+    try {
+      this.established("data").reader.accept(plaintexts, out);
+    } catch (e) {
+      this.state = { kind: "failed" };
+      throw e;
+    }
+    return out;
+  }
+
+  private established(what: string): Channel {
+    if (this.state.kind !== "established") throw new ProtocolError(`${what} in state ${this.state.kind}`);
+    return this.state.channel;
+  }
+
   seal(messages: readonly Uint8Array[], close = false): Uint8Array {
     if (this.state.kind !== "established") throw new ProtocolError(`send in state ${this.state.kind}`);
     return this.state.channel.writer.seal(messages, close);

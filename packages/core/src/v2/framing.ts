@@ -7,7 +7,7 @@
  * and bounds what it buffers: one frame of ciphertext and one message of plaintext.
  */
 import { ByteQueue, concat, readU16BE } from "../bytes.ts";
-import { NstpError, ProtocolError, TooLargeError } from "../errors.ts";
+import { DecryptError, NstpError, ProtocolError, TooLargeError } from "../errors.ts";
 import type { Output } from "../events.ts";
 import type { CipherState } from "../noise/cipher-state.ts";
 import {
@@ -96,6 +96,73 @@ export class FrameWriter {
     if (close) this.closed = true;
     return out;
   }
+
+  /**
+   * The same frames as seal(), with their nonces taken in order now, for sealing elsewhere. Frames
+   * prepared later get later nonces: the caller writes assembled batches in preparation order.
+   */
+  prepare(messages: readonly Uint8Array[], close = false): PreparedFrames {
+    if (this.closed) throw new NstpError("ERR_CLOSED", "session closed");
+    const sizes: number[] = [];
+    layout(messages, close, () => {}, (plaintext) => sizes.push(plaintext));
+    const items: AeadJob[] = [];
+    let frame = new Uint8Array(sizes[0] ?? 0);
+    let fill = 0;
+    let bytes = 0;
+    layout(
+      messages,
+      close,
+      (type, body) => {
+        frame[fill] = type;
+        frame[fill + 1] = body.length >>> 8;
+        frame[fill + 2] = body.length & 0xff;
+        frame.set(body, fill + CHUNK_HEADER_SIZE);
+        fill += CHUNK_HEADER_SIZE + body.length;
+      },
+      () => {
+        const { key, nonce } = this.cipher.reserve();
+        if (this.cipher.n % this.rekeyInterval === 0) this.cipher.rekey();
+        items.push({ key, nonce, data: frame });
+        bytes += frame.length;
+        frame = new Uint8Array(sizes[items.length] ?? 0);
+        fill = 0;
+      },
+    );
+    if (close) this.closed = true;
+    return {
+      items,
+      bytes,
+      assemble(sealed) {
+        let total = 0;
+        for (const c of sealed) total += LENGTH_SIZE + c.length;
+        const out = new Uint8Array(total);
+        let pos = 0;
+        for (const c of sealed) {
+          out[pos] = c.length >>> 8;
+          out[pos + 1] = c.length & 0xff;
+          out.set(c, pos + LENGTH_SIZE);
+          pos += LENGTH_SIZE + c.length;
+        }
+        return out;
+      },
+    };
+  }
+}
+
+/** One AEAD operation to run elsewhere (the worker pool): key, nonce and the bytes to seal or open. */
+export interface AeadJob {
+  key: Uint8Array;
+  nonce: Uint8Array;
+  data: Uint8Array;
+}
+
+/** Frames whose plaintexts are laid out and whose nonces are taken, waiting to be sealed. */
+export interface PreparedFrames {
+  items: AeadJob[];
+  /** Plaintext bytes of all frames. */
+  bytes: number;
+  /** The wire bytes, from the sealed frames in the same order as `items`. */
+  assemble(sealed: readonly Uint8Array[]): Uint8Array;
 }
 
 const CLOSE_BODY = new Uint8Array(0);
@@ -170,26 +237,53 @@ export class FrameReader {
 
   /** Reads frames from `chunk`; complete frames are decrypted straight from it, without a copy. */
   receive(chunk: Uint8Array, out: Output[]): void {
+    this.forEachFrame(chunk, (ct) => this.openFrame(ct, out));
+  }
+
+  /**
+   * The frames completed by `chunk`, with their nonces taken in order, for opening elsewhere (the
+   * worker pool); hand the results to accept() in the same order. Nothing is released until then.
+   */
+  split(chunk: Uint8Array): AeadJob[] {
+    const jobs: AeadJob[] = [];
+    this.forEachFrame(chunk, (ct) => {
+      const { key, nonce } = this.cipher.reserve();
+      if (this.cipher.n % this.rekeyInterval === 0) this.cipher.rekey();
+      // A copy: the socket's buffer may be reused before the pool is done with it.
+      jobs.push({ key, nonce, data: ct.slice() });
+    });
+    return jobs;
+  }
+
+  /** Opened frames from split(), in order; null (a failed tag) ends the session. */
+  accept(plaintexts: readonly (Uint8Array | null)[], out: Output[]): void {
+    for (const pt of plaintexts) {
+      if (!pt) throw new DecryptError();
+      this.consumePlaintext(pt, out);
+    }
+  }
+
+  private forEachFrame(chunk: Uint8Array, onFrame: (ciphertext: Uint8Array) => void): void {
     let off = 0;
     while (off < chunk.length) {
       if (this.closedByPeer) throw new ProtocolError("data after close");
       if (this.partial.length > 0 || chunk.length - off < LENGTH_SIZE) {
-        off += this.fillPartial(chunk, off, out);
+        off += this.fillPartial(chunk, off, onFrame);
         continue;
       }
       const len = readU16BE(chunk, off);
       checkFrameLength(len);
       if (chunk.length - off < LENGTH_SIZE + len) {
-        off += this.fillPartial(chunk, off, out);
+        off += this.fillPartial(chunk, off, onFrame);
         continue;
       }
-      this.openFrame(chunk.subarray(off + LENGTH_SIZE, off + LENGTH_SIZE + len), out);
+      onFrame(chunk.subarray(off + LENGTH_SIZE, off + LENGTH_SIZE + len));
       off += LENGTH_SIZE + len;
     }
   }
 
   /** Copies what the partial frame still needs (and no more); returns the bytes taken. */
-  private fillPartial(chunk: Uint8Array, off: number, out: Output[]): number {
+  private fillPartial(chunk: Uint8Array, off: number, onFrame: (ciphertext: Uint8Array) => void): number {
     const have = this.partial.length;
     if (have < LENGTH_SIZE) {
       const take = Math.min(LENGTH_SIZE - have, chunk.length - off);
@@ -202,7 +296,7 @@ export class FrameReader {
     const take = Math.min(total - have, chunk.length - off);
     this.partial.push(chunk.subarray(off, off + take));
     if (this.partial.length === total) {
-      this.openFrame(this.partial.view().subarray(LENGTH_SIZE), out);
+      onFrame(this.partial.view().subarray(LENGTH_SIZE));
       this.partial.clear();
     }
     return take;
@@ -212,6 +306,10 @@ export class FrameReader {
     // Tag first: no chunk of a frame is looked at before the whole frame authenticated.
     const pt = this.cipher.decryptWithAd(EMPTY, ciphertext);
     if (this.cipher.n % this.rekeyInterval === 0) this.cipher.rekey();
+    this.consumePlaintext(pt, out);
+  }
+
+  private consumePlaintext(pt: Uint8Array, out: Output[]): void {
     let off = 0;
     while (off < pt.length) {
       if (this.closedByPeer) throw new ProtocolError("chunk after close");

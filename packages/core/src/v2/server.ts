@@ -10,6 +10,7 @@ import { AuthError, DecryptError, ProtocolError } from "../errors.ts";
 import type { Output } from "../events.ts";
 import { HandshakeState } from "../noise/handshake-state.ts";
 import { Channel } from "./channel.ts";
+import type { AeadJob, PreparedFrames } from "./framing.ts";
 import {
   DEFAULT_MAX_MESSAGE_SIZE,
   HANDSHAKE_MESSAGE_SIZE,
@@ -102,6 +103,38 @@ export class V2Server {
       throw e;
     }
     return out;
+  }
+
+  /** Established only: frames laid out with their nonces taken, to seal in the worker pool. */
+  prepare(messages: readonly Uint8Array[], close = false): PreparedFrames {
+    return this.established("send").writer.prepare(messages, close);
+  }
+
+  /** Established only: the frames `chunk` completes, to open in the worker pool; then acceptFrames(). */
+  splitFrames(chunk: Uint8Array): AeadJob[] {
+    try {
+      return this.established("data").reader.split(chunk);
+    } catch (e) {
+      this.fail();
+      throw e;
+    }
+  }
+
+  /** The opened frames from splitFrames(), in order: outputs as receive() would give them. */
+  acceptFrames(plaintexts: readonly (Uint8Array | null)[]): Output[] {
+    const out: Output[] = [];
+    try {
+      this.established("data").reader.accept(plaintexts, out);
+    } catch (e) {
+      this.fail();
+      throw e;
+    }
+    return out;
+  }
+
+  private established(what: string): Channel {
+    if (this.state.kind !== "established") throw new ProtocolError(`${what} in state ${this.state.kind}`);
+    return this.state.channel;
   }
 
   seal(messages: readonly Uint8Array[], close = false): Uint8Array {

@@ -235,6 +235,33 @@ describe("v2 framing", () => {
     assert.throws(() => read(p.reader, new Uint8Array(21)), { code: "ERR_PROTOCOL" });
   });
 
+  test("prepare/split/accept (AEAD run elsewhere) give the same bytes and messages as seal/receive", () => {
+    const k = crypto.randomBytes(32);
+    const inline = new FrameWriter(new CipherState(crypto, k), 3);
+    const deferred = new FrameWriter(new CipherState(crypto, k), 3);
+    const reader = new FrameReader(new CipherState(crypto, k), 1 << 24, 3);
+    const batches = [[utf8("a"), crypto.randomBytes(70_000)], [utf8("b")], Array.from({ length: 300 }, (_, i) => utf8(`m${i}`))];
+    for (const [i, batch] of batches.entries()) {
+      const close = i === batches.length - 1;
+      const expected = inline.seal(batch, close);
+      const prepared = deferred.prepare(batch, close);
+      // What the pool does with each job: seal under its key and nonce.
+      const wire = prepared.assemble(prepared.items.map((j) => crypto.aesGcmSeal(j.key, j.nonce, j.data)));
+      assert.deepEqual(wire, expected, `batch ${i}`);
+      const jobs = reader.split(wire);
+      const out: Output[] = [];
+      reader.accept(jobs.map((j) => crypto.aesGcmOpen(j.key, j.nonce, j.data)), out);
+      assert.deepEqual(messages(out), batch);
+      if (close) assert.equal(out.at(-1)?.type, "closed");
+    }
+    // A frame that fails its tag in the pool (null) ends the session; nothing of it is released.
+    const p = pair();
+    const jobs = p.reader.split(p.writer.seal([utf8("x")]));
+    const out: Output[] = [];
+    assert.throws(() => p.reader.accept(jobs.map(() => null), out), { code: "ERR_DECRYPT" });
+    assert.deepEqual(out, []);
+  });
+
   test("each direction rekeys after every interval of frames, and a peer that does not cannot follow", () => {
     const { writer, reader } = pair(3);
     for (let i = 0; i < 10; i++) assert.deepEqual(messages(read(reader, writer.seal([utf8(`m${i}`)]))), [utf8(`m${i}`)]);

@@ -1,0 +1,101 @@
+/**
+ * A connection's AEAD run in the worker pool without losing order. Nonces are taken synchronously,
+ * in wire order, when frames are split or prepared; the pool may finish tasks in any order; this
+ * releases results strictly in the order they were queued, one chain per direction. Where the
+ * measured placement (crypto/placement.ts) says inline, or the pool's queue is full, the same chain
+ * runs the AEAD inline, so order holds either way.
+ */
+import type { CryptoBackend } from "../crypto/backend.ts";
+import { aeadInPool } from "../crypto/placement.ts";
+import { NstpError } from "../errors.ts";
+import type { AeadJob, PreparedFrames } from "../v2/framing.ts";
+import type { CryptoPool } from "./index.ts";
+
+export class OrderedAead {
+  private readonly pool: CryptoPool;
+  private readonly crypto: CryptoBackend;
+  private inChain: Promise<void> = Promise.resolve();
+  private outChain: Promise<void> = Promise.resolve();
+  /** Batches queued and not yet released, per direction. */
+  pendingIn = 0;
+  pendingOut = 0;
+  /** Bytes of those batches, for the driver's flow control. */
+  pendingInBytes = 0;
+
+  constructor(pool: CryptoPool, crypto: CryptoBackend) {
+    this.pool = pool;
+    this.crypto = crypto;
+  }
+
+  /** Whether a batch of `bytes` takes this path: by measurement, or because earlier ones did. */
+  wantsIn(bytes: number): boolean {
+    return this.pendingIn > 0 || aeadInPool(this.crypto.name, bytes);
+  }
+
+  wantsOut(bytes: number): boolean {
+    return this.pendingOut > 0 || aeadInPool(this.crypto.name, bytes);
+  }
+
+  /** Opens `jobs`, then calls `deliver` after every batch queued before it was delivered. */
+  open(jobs: AeadJob[], bytes: number, deliver: (plaintexts: (Uint8Array | null)[]) => void, fail: (e: unknown) => void): void {
+    this.pendingIn++;
+    this.pendingInBytes += bytes;
+    const work = this.run(jobs, "open");
+    this.inChain = this.inChain.then(async () => {
+      try {
+        const pts = await work;
+        this.pendingIn--;
+        this.pendingInBytes -= bytes;
+        deliver(pts);
+      } catch (e) {
+        fail(e);
+      }
+    });
+  }
+
+  /** Seals prepared frames, then calls `write` with the wire bytes, in preparation order. */
+  seal(prepared: PreparedFrames, write: (bytes: Uint8Array) => void, fail: (e: unknown) => void): void {
+    this.pendingOut++;
+    const work = this.run(prepared.items, "seal");
+    this.outChain = this.outChain.then(async () => {
+      try {
+        const sealed = (await work) as Uint8Array[];
+        this.pendingOut--;
+        write(prepared.assemble(sealed));
+      } catch (e) {
+        fail(e);
+      }
+    });
+  }
+
+  /** Resolves when every queued write has been handed over. */
+  writesDone(): Promise<void> {
+    return this.outChain;
+  }
+
+  /** Runs jobs grouped by key (a rekey changes it mid-batch), all groups at once, results in order. */
+  private async run(jobs: AeadJob[], op: "seal" | "open"): Promise<(Uint8Array | null)[]> {
+    const groups: AeadJob[][] = [];
+    for (const j of jobs) {
+      const last = groups.at(-1);
+      if (last && last[0]!.key === j.key) last.push(j);
+      else groups.push([j]);
+    }
+    const results = await Promise.all(groups.map((g) => this.runGroup(g, op)));
+    return results.flat();
+  }
+
+  private async runGroup(group: AeadJob[], op: "seal" | "open"): Promise<(Uint8Array | null)[]> {
+    const key = group[0]!.key;
+    const items = group.map((j) => ({ nonce: j.nonce, data: j.data }));
+    if (aeadInPool(this.crypto.name, group.reduce((n, j) => n + j.data.length, 0)) && !this.pool.saturated) {
+      try {
+        return op === "seal" ? await this.pool.seal(key, items) : await this.pool.open(key, items);
+      } catch (e) {
+        // A full queue is not a failure of the connection: do the work here instead.
+        if (!(e instanceof NstpError && e.code === "ERR_BUSY")) throw e;
+      }
+    }
+    return items.map((i) => (op === "seal" ? this.crypto.aesGcmSeal(key, i.nonce, i.data) : this.crypto.aesGcmOpen(key, i.nonce, i.data)));
+  }
+}
