@@ -116,16 +116,21 @@ async function tlsEcho() {
 
 const running = await main();
 console.log(`listening on ${running.host}:${running.port} (${runtimeVersion()})`);
+// Peak resident memory since the last reset, sampled (the same way on both runtimes).
+let peakRss = 0;
+setInterval(() => (peakRss = Math.max(peakRss, process.memoryUsage().rss)), 50).unref();
 const rl = createInterface({ input: process.stdin });
 rl.on("line", (line) => {
   if (line === "reset") {
     eld.reset();
+    peakRss = process.memoryUsage().rss;
     console.log(JSON.stringify({ ok: true }));
   } else if (line === "report") {
     console.log(JSON.stringify({
       eldP99Ms: eld.percentile(99) / 1e6,
       eldMaxMs: eld.max / 1e6,
       rssMB: process.memoryUsage().rss / 1e6,
+      peakRssMB: Math.max(peakRss, process.memoryUsage().rss) / 1e6,
       derivations: store?.derivations ?? 0,
       poolCompleted: pool?.completed ?? 0,
     }));

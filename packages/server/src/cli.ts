@@ -8,13 +8,18 @@ import { type LogFormat, type LogLevel, createLogger, fromHex, getBackend, legac
 import { type KeyStore, demoKeyStore, loadUsersFile, parseUsersFile } from "./credentials.ts";
 import { readFileSync } from "node:fs";
 import { startServer } from "./server.ts";
+import { startMetrics, summaryFields } from "./metrics.ts";
+import { monitorEventLoopDelay } from "node:perf_hooks";
 
 const USAGE = `usage: server [--port N] [--host H] [--device-salt HEX] [--users FILE] [--crypto native|noble]
               [--legacy on|off] [--max-message-size BYTES] [--max-message-size-v2 BYTES]
-              [--handshake-timeout SECONDS] [--log-level L] [--log-format json|pretty]
+              [--handshake-timeout SECONDS] [--record-timeout SECONDS] [--log-level L] [--log-format json|pretty]
+              [--metrics HOST:PORT] [--summary-interval SECONDS] [--shutdown-grace SECONDS]
 Serves protocol v2 and, unless --legacy off, the Dart reference protocol on the same port.
 Listens on 127.0.0.1:8080 by default. Without --users, serves the reference demo user (alice).
-SIGHUP reloads --users FILE without dropping sessions.`;
+SIGHUP reloads --users FILE without dropping sessions. SIGTERM and SIGINT stop accepting, let
+sessions finish the replies due (v2 ends each with a close chunk) and exit within --shutdown-grace.
+--metrics serves Prometheus text at http://HOST:PORT/metrics (off unless given).`;
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -28,8 +33,12 @@ async function main(): Promise<void> {
       "max-message-size": { type: "string", default: String(legacy.DEFAULT_MAX_MESSAGE_SIZE) },
       "max-message-size-v2": { type: "string", default: String(v2.DEFAULT_MAX_MESSAGE_SIZE) },
       "handshake-timeout": { type: "string", default: "10" },
+      "record-timeout": { type: "string", default: "10" },
       "log-level": { type: "string", default: "info" },
       "log-format": { type: "string", default: "pretty" },
+      metrics: { type: "string" },
+      "summary-interval": { type: "string", default: "60" },
+      "shutdown-grace": { type: "string", default: "5" },
       help: { type: "boolean", short: "h" },
     },
     strict: true,
@@ -76,6 +85,8 @@ async function main(): Promise<void> {
       maxMessageSize: parseIntArg("--max-message-size", values["max-message-size"]!, 0, 16 << 20),
       maxMessageSizeV2: parseIntArg("--max-message-size-v2", values["max-message-size-v2"]!, 0, 1 << 30),
       handshakeTimeoutMs: parseIntArg("--handshake-timeout", values["handshake-timeout"]!, 1, 3600) * 1000,
+      // A partly received record or frame must complete within this (a slow drip cannot hold memory).
+      recordTimeoutMs: parseIntArg("--record-timeout", values["record-timeout"]!, 1, 3600) * 1000,
     },
   });
   log.info("listening", {
@@ -88,12 +99,35 @@ async function main(): Promise<void> {
   // Machine-readable line for scripts (the demo reads the port from it).
   console.log(`listening on ${server.host}:${server.port}`);
 
+  const eventLoop = monitorEventLoopDelay({ resolution: 10 });
+  eventLoop.enable();
+  const metrics = values.metrics ? await startMetrics(values.metrics, { stats: server.stats, eventLoop }) : undefined;
+  if (metrics) {
+    log.info("metrics", { address: `http://${metrics.host}:${metrics.port}/metrics` });
+    console.log(`metrics on ${metrics.host}:${metrics.port}`);
+  }
+  const summaryEvery = parseIntArg("--summary-interval", values["summary-interval"]!, 0, 86_400);
+  const summary = summaryEvery > 0
+    ? setInterval(() => {
+        log.info("summary", summaryFields({ stats: server.stats, eventLoop }));
+        if (!metrics) eventLoop.reset();
+      }, summaryEvery * 1000)
+    : undefined;
+  summary?.unref();
+  const graceMs = parseIntArg("--shutdown-grace", values["shutdown-grace"]!, 0, 3600) * 1000;
+
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
     stopping = true;
-    log.info("shutting down", { signal });
-    void server.close().then(() => process.exit(0));
+    log.info("shutting down", { signal, graceMs });
+    clearInterval(summary);
+    // A second deadline guards the exit itself: whatever happens, the process ends.
+    setTimeout(() => process.exit(1), graceMs + 2000).unref();
+    void Promise.all([server.close({ graceMs }), metrics?.close()]).then(() => {
+      log.info("stopped", summaryFields({ stats: server.stats, eventLoop }));
+      process.exit(0);
+    });
   };
   process.on("SIGINT", () => stop("SIGINT"));
   process.on("SIGTERM", () => stop("SIGTERM"));

@@ -205,6 +205,30 @@ export class ServerConnection implements WireEvents {
     this.endWire();
   }
 
+  /**
+   * Graceful end: stop reading, let the replies to messages already received be computed and sent,
+   * then close (v2 with its close chunk). A connection still in the handshake just closes.
+   */
+  async drainAndClose(): Promise<void> {
+    if (this.done) return;
+    if (!this.session) {
+      this.shutdown();
+      return;
+    }
+    this.paused = true;
+    this.wire.pause();
+    await this.replies;
+    this.shutdown();
+  }
+
+  /** Closes at once, dropping anything queued (the graceful deadline passed). */
+  destroy(): void {
+    if (this.done) return;
+    this.dead = true;
+    this.finish("closed at the shutdown deadline", {});
+    this.wire.destroy();
+  }
+
   /** Ends the connection once every queued write (sealed in the pool, perhaps) has gone out. */
   private endWire(): void {
     if (this.aead?.pendingOut) void this.aead.writesDone().then(() => this.wire.end());

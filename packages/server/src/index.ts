@@ -3,3 +3,4 @@ export type { MessageHandler, SessionInfo, ConnectionLimits } from "./connection
 export * from "./credentials.ts";
 export { ServerStats } from "./stats.ts";
 export { FailureLimiter, type FailureLimiterOptions } from "./limiter.ts";
+export { startMetrics, renderPrometheus, summaryFields, parseAddress, type MetricsEndpoint, type MetricsSources } from "./metrics.ts";

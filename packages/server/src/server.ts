@@ -65,8 +65,11 @@ export interface RunningServer {
   readonly port: number;
   readonly stats: ServerStats;
   readonly transport: string;
-  /** Stops accepting and closes every connection. */
-  close(): Promise<void>;
+  /**
+   * Stops accepting, lets each session finish the replies already due (v2 sessions end with a close
+   * chunk), and closes everything still open after `graceMs` (default 5,000; 0 closes at once).
+   */
+  close(opts?: { graceMs?: number }): Promise<void>;
 }
 
 export async function startServer(opts: ServerOptions): Promise<RunningServer> {
@@ -111,11 +114,20 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     port: listener.port,
     stats,
     transport: transport.name,
-    async close() {
+    async close(closeOpts) {
       // Stop accepting first, then end the live connections: node:net's close() resolves only once
       // every connection is gone, so awaiting it before the shutdowns would wait forever.
       const stopped = listener.close();
-      for (const c of [...live]) c.shutdown();
+      const graceMs = closeOpts?.graceMs ?? 5000;
+      if (graceMs <= 0) {
+        for (const c of [...live]) c.shutdown();
+      } else {
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const deadline = new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)));
+        await Promise.race([Promise.all([...live].map((c) => c.drainAndClose())), deadline]);
+        clearTimeout(timer);
+        for (const c of [...live]) c.destroy();
+      }
       await stopped;
     },
   };

@@ -9,7 +9,9 @@ function wrap(socket: net.Socket): Wire {
       if (!socket.destroyed && socket.writable) socket.write(data);
     },
     end() {
-      socket.end();
+      // Flush, send FIN, then close without waiting for the peer's FIN: a hostile peer that never
+      // closes its side must not keep the socket (and its memory) open.
+      socket.end(() => socket.destroy());
     },
     destroy() {
       socket.destroy();
@@ -49,7 +51,9 @@ export const nodeTransport: Transport = {
     });
     return new Promise((resolve, reject) => {
       server.once("error", reject);
-      server.listen(opts.port, opts.host, () => {
+      // A deep accept queue: with Node's default of 511, a burst of connections overflows it and the
+      // kernel leaves the excess half-accepted for seconds (capped by net.core.somaxconn).
+      server.listen({ port: opts.port, host: opts.host, backlog: 4096 }, () => {
         server.off("error", reject);
         const addr = server.address() as net.AddressInfo;
         resolve({

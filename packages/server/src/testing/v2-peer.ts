@@ -153,6 +153,7 @@ export async function v2Handshake(port: number, opts: { username: string; psk: B
     encode,
     async receive(timeoutMs = 5000) {
       while (!inbox.length) {
+        if (closedByServer) throw new Error("server closed the session");
         const n = (await reader.read(2, timeoutMs)).readUInt16BE(0);
         const pt = rx.open(await reader.read(n, timeoutMs));
         for (let off = 0; off < pt.length; ) {

@@ -1,0 +1,282 @@
+// Hostile peers against real server processes (the Bun build and the Node build), both protocols.
+// For each attack: the connection ends within its deadline with the documented error (read from the
+// server's own metrics, since the peer is told nothing), and a well-behaved client connected
+// throughout keeps getting its replies. Afterwards the server's connections and memory return near
+// their baseline. Spawns both runtimes itself, so it runs under Bun only.
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { type ChildProcess, spawn } from "node:child_process";
+import * as crypto from "node:crypto";
+import type * as net from "node:net";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { detectRuntime, legacy } from "@nstp/core";
+import { type Session, connect } from "../../client/src/index.ts";
+import { Reader, dial, referenceHandshake, referencePsk } from "./testing/reference-peer.ts";
+import { v2Handshake } from "./testing/v2-peer.ts";
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
+const BIN = { bun: join(root, "node_modules", ".bin", "bun"), node: join(root, "node_modules", ".bin", "node") };
+const SERVER = join(root, "packages", "server", "src", "cli.ts");
+const onBun = detectRuntime() === "bun";
+const psk = referencePsk(legacy.DEMO_PASSWORD, Buffer.from(legacy.DEMO_DEVICE_SALT), legacy.DEMO_USERNAME);
+const user = Buffer.from(legacy.DEMO_USERNAME);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** Deadlines the server runs with here: a second each, so attacks end quickly. */
+const DEADLINE_MS = 1000;
+const SLACK_MS = 2500;
+const V2_MAX = 1 << 20;
+
+interface ServerProcess {
+  child: ChildProcess;
+  port: number;
+  metricsPort: number;
+}
+
+function startServerProcess(runtime: "bun" | "node"): Promise<ServerProcess> {
+  return new Promise((res, rej) => {
+    const child = spawn(BIN[runtime], [
+      SERVER, "--port", "0", "--log-level", "error", "--handshake-timeout", "1", "--record-timeout", "1",
+      "--max-message-size-v2", String(V2_MAX), "--metrics", "127.0.0.1:0", "--summary-interval", "0",
+    ], { stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    const timer = setTimeout(() => (child.kill("SIGKILL"), rej(new Error(`server did not start: ${out}`))), 20_000);
+    child.stdout!.on("data", (d) => {
+      out += d;
+      const port = /listening on [^:]+:(\d+)/.exec(out)?.[1];
+      const metricsPort = /metrics on [^:]+:(\d+)/.exec(out)?.[1];
+      if (port && metricsPort) {
+        clearTimeout(timer);
+        res({ child, port: Number(port), metricsPort: Number(metricsPort) });
+      }
+    });
+    child.on("exit", (code) => rej(new Error(`server exited with ${code}: ${out}`)));
+  });
+}
+
+async function metrics(port: number): Promise<Map<string, number>> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  const m = new Map<string, number>();
+  for (const l of text.split("\n")) {
+    const [k, v] = l.split(" ");
+    if (k && v && !k.startsWith("#")) m.set(k, Number(v));
+  }
+  return m;
+}
+
+/** Handshake and session failures with this error code, as the server counted them. */
+function failures(m: Map<string, number>, code: string): number {
+  return (m.get(`nstp_handshakes_failed_total{reason="${code}"}`) ?? 0) + (m.get(`nstp_sessions_failed_total{reason="${code}"}`) ?? 0);
+}
+
+function v2Preamble(name: Buffer = user): Buffer {
+  return Buffer.concat([Buffer.from([0, 0x4e, 0x53, 0x54, 0x50, 2, name.length]), name]);
+}
+
+function flip(b: Buffer, at: number): Buffer {
+  const c = Buffer.from(b);
+  c[at]! ^= 0x01;
+  return c;
+}
+
+for (const runtime of ["bun", "node"] as const) {
+  describe(`hostile peers against the ${runtime} server process`, { skip: !onBun && "spawned from the Bun run" }, () => {
+    let srv: ServerProcess;
+    let good: Session;
+    let goodReplies = 0;
+    let baselineRss = 0;
+
+    before(async () => {
+      srv = await startServerProcess(runtime);
+      good = await connect({ port: srv.port, username: "alice", psk: new Uint8Array(psk), deviceSalt: legacy.DEMO_DEVICE_SALT });
+      await good.request("warm-up");
+      baselineRss = (await metrics(srv.metricsPort)).get("nstp_resident_memory_bytes")!;
+    });
+
+    after(async () => {
+      // Every attacker is gone: only the well-behaved client is left, and memory is near where it was.
+      let m = await metrics(srv.metricsPort);
+      for (let i = 0; i < 50 && m.get("nstp_connections") !== 1; i++) {
+        await sleep(100);
+        m = await metrics(srv.metricsPort);
+      }
+      assert.equal(m.get("nstp_connections"), 1, "connections back to the well-behaved client alone");
+      assert.equal(m.get("nstp_handshaking"), 0);
+      const grown = (m.get("nstp_resident_memory_bytes")! - baselineRss) / 1e6;
+      assert.ok(grown < 96, `resident memory grew ${grown.toFixed(0)} MB over the suite`);
+      await good.close();
+      srv.child.kill("SIGTERM");
+    });
+
+    /** Runs an attack, then checks the close, the deadline, the counted error and the good client. */
+    async function attack(code: string | string[], run: () => Promise<Reader>, withinMs = SLACK_MS): Promise<void> {
+      const codes = Array.isArray(code) ? code : [code];
+      const before = await metrics(srv.metricsPort);
+      const reader = await run();
+      const t = Date.now();
+      const { closed } = await reader.closedWithin(withinMs);
+      assert.ok(closed, `closed within ${withinMs} ms`);
+      assert.ok(Date.now() - t <= withinMs + 200);
+      let after = await metrics(srv.metricsPort);
+      for (let i = 0; i < 20 && codes.every((c) => failures(after, c) === failures(before, c)); i++) {
+        await sleep(50);
+        after = await metrics(srv.metricsPort);
+      }
+      assert.ok(codes.some((c) => failures(after, c) > failures(before, c)), `counted as ${codes.join(" or ")}`);
+      reader.socket.destroy();
+      assert.equal(new TextDecoder().decode(await good.request(`ping ${goodReplies}`)), `Server received: ping ${goodReplies}`);
+      goodReplies++;
+    }
+
+    /** A raw connection on which `write` misbehaves. */
+    const raw = (write: (s: net.Socket, r: Reader) => Promise<void> | void) => async () => {
+      const s = await dial(srv.port);
+      s.on("error", () => {});
+      const r = new Reader(s);
+      await write(s, r);
+      return r;
+    };
+
+    test("random bytes", async () => {
+      for (const first of [0, 7, 200]) {
+        const junk = Buffer.concat([Buffer.from([first]), crypto.randomBytes(4096)]);
+        await attack(["ERR_PROTOCOL", "ERR_AUTH"], raw((s) => void s.write(junk)));
+      }
+    });
+
+    test("a v2 marker followed by junk", () => attack("ERR_PROTOCOL", raw((s) => void s.write(Buffer.from([0, 0x4e, 0x53, 0x54, 0x50, 7, 3, 0x41, 0x42, 0x43, 0xff, 0xff])))));
+
+    test("invalid UTF-8 usernames, both protocols", async () => {
+      const bad = Buffer.from([0xc3, 0x28]);
+      await attack("ERR_PROTOCOL", raw((s) => void s.write(v2Preamble(bad))));
+      await attack("ERR_PROTOCOL", raw((s) => void s.write(Buffer.concat([Buffer.of(bad.length), bad, crypto.randomBytes(16)]))));
+    });
+
+    test("truncation at every byte of the handshake, then silence: closed at the handshake deadline", async () => {
+      const v2Flight = Buffer.concat([v2Preamble(), Buffer.from([0, 48]), crypto.randomBytes(48)]);
+      const legacyFlight = Buffer.concat([Buffer.of(user.length), user, crypto.randomBytes(16)]);
+      const before = await metrics(srv.metricsPort);
+      const cuts = [...Array.from({ length: v2Flight.length - 1 }, (_, i) => v2Flight.subarray(0, i + 1)), ...Array.from({ length: legacyFlight.length - 1 }, (_, i) => legacyFlight.subarray(0, i + 1))];
+      const sockets = await Promise.all(cuts.map(async (cut) => {
+        const s = await dial(srv.port);
+        s.on("error", () => {});
+        s.write(cut);
+        return new Reader(s);
+      }));
+      const results = await Promise.all(sockets.map((r) => r.closedWithin(DEADLINE_MS + SLACK_MS)));
+      assert.ok(results.every((r) => r.closed), `${results.filter((r) => !r.closed).length} of ${results.length} still open`);
+      const after = await metrics(srv.metricsPort);
+      assert.ok(failures(after, "ERR_TIMEOUT") - failures(before, "ERR_TIMEOUT") >= cuts.length, "each ended by the deadline");
+      for (const r of sockets) r.socket.destroy();
+      assert.equal(new TextDecoder().decode(await good.request("after truncations")), "Server received: after truncations");
+    });
+
+    test("a client that sends nothing, and one that sends a byte a second, end at the deadline", async () => {
+      await attack("ERR_TIMEOUT", raw(() => {}), DEADLINE_MS + SLACK_MS);
+      await attack("ERR_TIMEOUT", raw(async (s, r) => {
+        const flight = v2Preamble();
+        for (let i = 0; i < flight.length && !r.ended; i++) {
+          s.write(flight.subarray(i, i + 1));
+          await sleep(300);
+        }
+      }), DEADLINE_MS + SLACK_MS);
+    });
+
+    test("wrong proof (legacy) and wrong tag (v2) are ERR_AUTH; so is an unknown user", async () => {
+      await attack("ERR_AUTH", raw(async (s, r) => {
+        s.write(Buffer.concat([Buffer.of(user.length), user, crypto.randomBytes(16)]));
+        await r.read(8);
+        s.write(crypto.randomBytes(32));
+      }));
+      for (const [name, key] of [["alice", crypto.randomBytes(32)], ["mallory", psk]] as const) {
+        const before = failures(await metrics(srv.metricsPort), "ERR_AUTH");
+        await assert.rejects(v2Handshake(srv.port, { username: name, psk: key }));
+        await sleep(100);
+        assert.ok(failures(await metrics(srv.metricsPort), "ERR_AUTH") > before, `${name}: ERR_AUTH`);
+      }
+    });
+
+    describe("after a good legacy handshake", () => {
+      const session = () => referenceHandshake(srv.port, { username: "alice", psk });
+      const check = (code: string | string[], run: (s: Awaited<ReturnType<typeof session>>) => void) =>
+        attack(code, async () => {
+          const s = await session();
+          run(s);
+          return s.reader;
+        });
+      test("tampered, replayed, reordered, reflected, duplicated and bit-flipped records are ERR_DECRYPT", async () => {
+        // The reference's records carry no length: a forged record with nothing after it cannot be told
+        // from an incomplete one until the record deadline (docs/PROTOCOL.md); followed by the next
+        // record, it is refused at once.
+        await check(["ERR_TIMEOUT", "ERR_DECRYPT"], (s) => void s.socket.write(flip(s.record(0, Buffer.from("x")), 20)));
+        await check("ERR_DECRYPT", (s) => void s.socket.write(Buffer.concat([flip(s.record(0, Buffer.from("x")), 20), s.record(1, Buffer.from("y"))])));
+        await check("ERR_DECRYPT", (s) => void s.socket.write(Buffer.concat([s.record(0, Buffer.from("a")), s.record(0, Buffer.from("a"))])));
+        await check("ERR_DECRYPT", (s) => void s.socket.write(Buffer.concat([s.record(1, Buffer.from("b")), s.record(0, Buffer.from("a"))])));
+        await check("ERR_DECRYPT", (s) => {
+          // The server's own reply record sent back to it.
+          s.socket.write(s.record(0, Buffer.from("ask")));
+          void s.reader.read(2).then((len) => s.reader.read(len.readUInt16BE(0))).then((body) => s.socket.write(body));
+        });
+      });
+      test("a record over the maximum is ERR_TOO_LARGE; 10 MiB of junk is refused at its first bytes", async () => {
+        await check("ERR_TOO_LARGE", (s) => void s.socket.write(s.record(0, crypto.randomBytes(legacy.DEFAULT_MAX_MESSAGE_SIZE + 1))));
+        await check("ERR_DECRYPT", (s) => void s.socket.write(crypto.randomBytes(10 << 20)));
+      });
+    });
+
+    describe("after a good v2 handshake", () => {
+      const check = (code: string | string[], run: (p: Awaited<ReturnType<typeof v2Handshake>>) => Promise<void> | void) =>
+        attack(code, async () => {
+          const p = await v2Handshake(srv.port, { username: "alice", psk });
+          await run(p);
+          return p.reader;
+        });
+      test("bit-flipped, duplicated, reordered and reflected frames are ERR_DECRYPT", async () => {
+        await check("ERR_DECRYPT", (p) => void p.reader.socket.write(flip(p.encode([Buffer.from("x")]), 5)));
+        await check("ERR_DECRYPT", (p) => {
+          const f = p.encode([Buffer.from("once")]);
+          p.reader.socket.write(Buffer.concat([f, f]));
+        });
+        await check("ERR_DECRYPT", (p) => {
+          const a = p.encode([Buffer.from("first")]);
+          const b = p.encode([Buffer.from("second")]);
+          p.reader.socket.write(Buffer.concat([b, a]));
+        });
+        await check("ERR_DECRYPT", async (p) => {
+          p.send([Buffer.from("reflect me")]);
+          const len = await p.reader.read(2);
+          p.reader.socket.write(Buffer.concat([len, await p.reader.read(len.readUInt16BE(0))]));
+        });
+      });
+      test("a message over the maximum is ERR_TOO_LARGE while it arrives; 10 MiB of junk is refused at its first frame", async () => {
+        await check("ERR_TOO_LARGE", (p) => void p.reader.socket.write(p.encode([crypto.randomBytes(V2_MAX + 70_000)])));
+        await check(["ERR_DECRYPT", "ERR_PROTOCOL"], (p) => void p.reader.socket.write(crypto.randomBytes(10 << 20)));
+      });
+    });
+
+    test("2,000 connections that never authenticate, opened as fast as possible", async () => {
+      const sockets: net.Socket[] = [];
+      const flights = [Buffer.alloc(0), v2Preamble(), Buffer.concat([Buffer.of(user.length), user])];
+      const opened = await Promise.all(Array.from({ length: 2000 }, async (_, i) => {
+        try {
+          const s = await dial(srv.port);
+          s.on("error", () => {});
+          sockets.push(s);
+          const f = flights[i % flights.length]!;
+          if (f.length) s.write(f);
+          return new Reader(s);
+        } catch {
+          return undefined; // refused at accept: also an outcome
+        }
+      }));
+      // The well-behaved client is served while they wait.
+      assert.equal(new TextDecoder().decode(await good.request("during the flood")), "Server received: during the flood");
+      const readers = opened.filter((r): r is Reader => r !== undefined);
+      const t = Date.now();
+      const results = await Promise.all(readers.map((r) => r.closedWithin(DEADLINE_MS + 4 * SLACK_MS)));
+      const open = results.filter((r) => !r.closed).length;
+      assert.equal(open, 0, `every one closed by the deadline or refused: ${open} of ${readers.length} open after ${Date.now() - t} ms`);
+      for (const s of sockets) s.destroy();
+    });
+  });
+}
