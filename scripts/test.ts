@@ -1,7 +1,8 @@
 /**
  * The project's test command: every *.test.ts under Bun (`bun test`), then the same files under the
  * project's Node 24 (`node --test`), then the bench in --quick mode through turbo (it checks every
- * scenario ran and every reply was right; never speed), then one closing line "N passed, N failed".
+ * scenario ran and every reply was right; never speed), then the soak with 100 sessions against a
+ * Bun and a Node server, then one closing line "N passed, N failed".
  * Exits non-zero if anything failed or if either runner ran no test. `--no-bench` skips the bench.
  */
 import { spawnSync } from "node:child_process";
@@ -45,9 +46,17 @@ if (!process.argv.includes("--no-bench")) {
   console.log(`bench --quick: ${r.status === 0 ? "complete" : `failed (${r.error?.message ?? `exit ${r.status}`})`}`);
 }
 
-const passed = bunPass + nodePass + benchPass;
-let failed = bunFail + nodeFail + benchFail;
-console.log(`\nBun: ${bunPass} passed, ${bunFail} failed; Node: ${nodePass} passed, ${nodeFail} failed; bench: ${benchPass} passed, ${benchFail} failed`);
+// The soak at CI size: 100 concurrent sessions, every reply checked once, in order, intact.
+let soakPass = 0, soakFail = 0;
+for (const server of ["bun", "node"]) {
+  const r = spawnSync(bin("bun"), ["bench/src/soak.ts", "--sessions", "100", "--messages", "100", "--server", server], { cwd: root, stdio: "inherit", timeout: 5 * 60_000 });
+  if (r.status === 0) soakPass++;
+  else soakFail++;
+}
+
+const passed = bunPass + nodePass + benchPass + soakPass;
+let failed = bunFail + nodeFail + benchFail + soakFail;
+console.log(`\nBun: ${bunPass} passed, ${bunFail} failed; Node: ${nodePass} passed, ${nodeFail} failed; bench: ${benchPass} passed, ${benchFail} failed; soak: ${soakPass} passed, ${soakFail} failed`);
 if (bunPass === 0 || nodePass === 0) {
   console.log("a runner ran no test: counted as a failure");
   failed++;
