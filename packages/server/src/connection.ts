@@ -132,18 +132,26 @@ export class ServerConnection implements WireEvents {
       this.receiveDeferred(deferrable, chunk);
       return;
     }
+    if (!this.received(() => this.machine.receive(chunk))) return;
+    this.armRecordTimer();
+  }
+
+  /**
+   * Applies what the machine made of received bytes; then the replies computed synchronously while
+   * handling them leave together, in as few frames as fit. False if the connection failed.
+   */
+  private received(outputs: () => Output[]): boolean {
     this.inData = true;
     try {
-      this.apply(this.machine.receive(chunk));
+      this.apply(outputs());
     } catch (e) {
       this.fail(e);
-      return;
+      return false;
     } finally {
       this.inData = false;
     }
-    // Replies computed synchronously while handling this read leave together, in as few frames as fit.
     this.flush();
-    this.armRecordTimer();
+    return true;
   }
 
   /** v2 frames opened in the worker pool, delivered in order (the placement says so for this backend). */
@@ -161,18 +169,7 @@ export class ServerConnection implements WireEvents {
       jobs,
       chunk.length,
       (plaintexts) => {
-        if (this.done) return;
-        this.inData = true;
-        try {
-          this.apply(machine.acceptFrames(plaintexts));
-        } catch (e) {
-          this.fail(e);
-          return;
-        } finally {
-          this.inData = false;
-        }
-        this.flush();
-        this.updateFlow();
+        if (!this.done && this.received(() => machine.acceptFrames(plaintexts))) this.updateFlow();
       },
       (e) => this.fail(e),
     );

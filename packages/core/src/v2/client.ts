@@ -9,7 +9,7 @@ import { AuthError, DecryptError, NstpError, ProtocolError } from "../errors.ts"
 import type { Output } from "../events.ts";
 import { HandshakeState, PSK_SIZE } from "../noise/handshake-state.ts";
 import { Channel } from "./channel.ts";
-import type { AeadJob, PreparedFrames } from "./framing.ts";
+import { V2Endpoint } from "./endpoint.ts";
 import {
   DEFAULT_MAX_MESSAGE_SIZE,
   HANDSHAKE_MESSAGE_SIZE,
@@ -39,7 +39,7 @@ type ClientState =
 
 const EMPTY = new Uint8Array(0);
 
-export class V2Client {
+export class V2Client extends V2Endpoint {
   readonly protocol = "v2" as const;
   readonly username: string;
   private state: ClientState = { kind: "start" };
@@ -47,23 +47,23 @@ export class V2Client {
   private readonly preamble: Uint8Array;
 
   constructor(opts: V2ClientOptions) {
+    super();
     if (opts.psk.length !== PSK_SIZE) throw new RangeError(`PSK must be ${PSK_SIZE} bytes`);
     this.opts = opts;
     this.username = opts.username;
     this.preamble = encodePreamble(utf8(opts.username));
   }
 
+  protected channel(): Channel | undefined {
+    return this.state.kind === "established" ? this.state.channel : undefined;
+  }
+
+  protected markFailed(): void {
+    this.state = { kind: "failed" };
+  }
+
   get stateName(): ClientState["kind"] {
     return this.state.kind;
-  }
-
-  get hasPartialInput(): boolean {
-    return this.state.kind === "established" && this.state.channel.reader.hasPartialInput;
-  }
-
-  /** The Noise handshake hash once established (channel binding). */
-  get handshakeHash(): Uint8Array | undefined {
-    return this.state.kind === "established" ? this.state.channel.handshakeHash : undefined;
   }
 
   start(): Output[] {
@@ -82,8 +82,8 @@ export class V2Client {
   }
 
   receive(chunk: Uint8Array): Output[] {
-    const out: Output[] = [];
-    try {
+    return this.guard(() => {
+      const out: Output[] = [];
       const s = this.state;
       if (s.kind === "initiationSent") {
         const used = this.consumeResponse(s, chunk, out);
@@ -92,48 +92,7 @@ export class V2Client {
         this.receiveEstablished(chunk, out);
       }
       return out;
-    } catch (e) {
-      this.state = { kind: "failed" };
-      throw e;
-    }
-  }
-
-  /** Packs messages (and a close chunk if asked) into frames. */
-  /** Established only: frames laid out with their nonces taken, to seal in the worker pool. */
-  prepare(messages: readonly Uint8Array[], close = false): PreparedFrames {
-    return this.established("send").writer.prepare(messages, close);
-  }
-
-  /** Established only: the frames `chunk` completes, to open in the worker pool; then acceptFrames(). */
-  splitFrames(chunk: Uint8Array): AeadJob[] {
-    try {
-      return this.established("data").reader.split(chunk);
-    } catch (e) {
-      this.state = { kind: "failed" };
-      throw e;
-    }
-  }
-
-  /** The opened frames from splitFrames(), in order: outputs as receive() would give them. */
-  acceptFrames(plaintexts: readonly (Uint8Array | null)[]): Output[] {
-    const out: Output[] = [];
-    try {
-      this.established("data").reader.accept(plaintexts, out);
-    } catch (e) {
-      this.state = { kind: "failed" };
-      throw e;
-    }
-    return out;
-  }
-
-  private established(what: string): Channel {
-    if (this.state.kind !== "established") throw new ProtocolError(`${what} in state ${this.state.kind}`);
-    return this.state.channel;
-  }
-
-  seal(messages: readonly Uint8Array[], close = false): Uint8Array {
-    if (this.state.kind !== "established") throw new ProtocolError(`send in state ${this.state.kind}`);
-    return this.state.channel.writer.seal(messages, close);
+    });
   }
 
   private receiveEstablished(chunk: Uint8Array, out: Output[]): void {

@@ -10,7 +10,7 @@ import { AuthError, DecryptError, ProtocolError } from "../errors.ts";
 import type { Output } from "../events.ts";
 import { HandshakeState } from "../noise/handshake-state.ts";
 import { Channel } from "./channel.ts";
-import type { AeadJob, PreparedFrames } from "./framing.ts";
+import { V2Endpoint } from "./endpoint.ts";
 import {
   DEFAULT_MAX_MESSAGE_SIZE,
   HANDSHAKE_MESSAGE_SIZE,
@@ -41,7 +41,7 @@ type ServerState =
 const EMPTY = new Uint8Array(0);
 const MESSAGE1_SIZE = LENGTH_SIZE + HANDSHAKE_MESSAGE_SIZE;
 
-export class V2Server {
+export class V2Server extends V2Endpoint {
   readonly protocol = "v2" as const;
   private state: ServerState = { kind: "start" };
   private readonly opts: V2ServerOptions;
@@ -49,7 +49,16 @@ export class V2Server {
   private readonly inbox = new ByteQueue(PREAMBLE_MAGIC.length + 1 + MAX_USERNAME_SIZE + MESSAGE1_SIZE, 64);
 
   constructor(opts: V2ServerOptions) {
+    super();
     this.opts = opts;
+  }
+
+  protected channel(): Channel | undefined {
+    return this.state.kind === "established" ? this.state.channel : undefined;
+  }
+
+  protected markFailed(): void {
+    this.fail();
   }
 
   get stateName(): ServerState["kind"] {
@@ -61,22 +70,9 @@ export class V2Server {
     return s.kind === "preambleConsumed" ? s.preamble.username : s.kind === "established" ? s.username : undefined;
   }
 
-  get hasPartialInput(): boolean {
-    return this.state.kind === "established" && this.state.channel.reader.hasPartialInput;
-  }
-
-  /** Units of input completed (frames): advances whenever a partial frame completes. */
-  get inputProgress(): number {
-    return this.state.kind === "established" ? this.state.channel.reader.frames : 0;
-  }
-
-  get handshakeHash(): Uint8Array | undefined {
-    return this.state.kind === "established" ? this.state.channel.handshakeHash : undefined;
-  }
-
   receive(chunk: Uint8Array): Output[] {
-    const out: Output[] = [];
-    try {
+    return this.guard(() => {
+      const out: Output[] = [];
       if (this.state.kind === "established") this.state.channel.receive(chunk, out);
       else if (this.state.kind === "failed") throw new ProtocolError("data after failure");
       else {
@@ -84,10 +80,7 @@ export class V2Server {
         this.process(out);
       }
       return out;
-    } catch (e) {
-      this.fail();
-      throw e;
-    }
+    });
   }
 
   /** The driver's answer to "need-key": the user's PSK, or a dummy key for an unknown user. */
@@ -95,51 +88,11 @@ export class V2Server {
     const s = this.state;
     if (s.kind !== "preambleConsumed" || s.key) throw new ProtocolError(`key provided in state ${s.kind}`);
     s.key = psk;
-    const out: Output[] = [];
-    try {
+    return this.guard(() => {
+      const out: Output[] = [];
       this.process(out);
-    } catch (e) {
-      this.fail();
-      throw e;
-    }
-    return out;
-  }
-
-  /** Established only: frames laid out with their nonces taken, to seal in the worker pool. */
-  prepare(messages: readonly Uint8Array[], close = false): PreparedFrames {
-    return this.established("send").writer.prepare(messages, close);
-  }
-
-  /** Established only: the frames `chunk` completes, to open in the worker pool; then acceptFrames(). */
-  splitFrames(chunk: Uint8Array): AeadJob[] {
-    try {
-      return this.established("data").reader.split(chunk);
-    } catch (e) {
-      this.fail();
-      throw e;
-    }
-  }
-
-  /** The opened frames from splitFrames(), in order: outputs as receive() would give them. */
-  acceptFrames(plaintexts: readonly (Uint8Array | null)[]): Output[] {
-    const out: Output[] = [];
-    try {
-      this.established("data").reader.accept(plaintexts, out);
-    } catch (e) {
-      this.fail();
-      throw e;
-    }
-    return out;
-  }
-
-  private established(what: string): Channel {
-    if (this.state.kind !== "established") throw new ProtocolError(`${what} in state ${this.state.kind}`);
-    return this.state.channel;
-  }
-
-  seal(messages: readonly Uint8Array[], close = false): Uint8Array {
-    if (this.state.kind !== "established") throw new ProtocolError(`send in state ${this.state.kind}`);
-    return this.state.channel.writer.seal(messages, close);
+      return out;
+    });
   }
 
   private fail(): void {

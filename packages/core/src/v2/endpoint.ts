@@ -1,0 +1,69 @@
+/**
+ * What both v2 roles do once established, in one place: seal, and the split/accept and prepare pair
+ * that lets the driver run the AEAD in the worker pool. Any error marks the machine failed.
+ */
+import { ProtocolError } from "../errors.ts";
+import type { Output } from "../events.ts";
+import type { Channel } from "./channel.ts";
+import type { AeadJob, PreparedFrames } from "./framing.ts";
+
+export abstract class V2Endpoint {
+  abstract readonly stateName: string;
+  /** The established channel, or undefined before (and after failure). */
+  protected abstract channel(): Channel | undefined;
+  protected abstract markFailed(): void;
+
+  get hasPartialInput(): boolean {
+    return this.channel()?.reader.hasPartialInput ?? false;
+  }
+
+  /** Records or frames completed so far (the driver's partial-input deadline watches it). */
+  get inputProgress(): number {
+    return this.channel()?.reader.frames ?? 0;
+  }
+
+  /** The Noise handshake hash once established (channel binding). */
+  get handshakeHash(): Uint8Array | undefined {
+    return this.channel()?.handshakeHash;
+  }
+
+  /** Packs messages (and a close chunk if asked) into as few frames as fit. */
+  seal(messages: readonly Uint8Array[], close = false): Uint8Array {
+    return this.established("send").writer.seal(messages, close);
+  }
+
+  /** Frames laid out with their nonces taken, to seal in the worker pool. */
+  prepare(messages: readonly Uint8Array[], close = false): PreparedFrames {
+    return this.established("send").writer.prepare(messages, close);
+  }
+
+  /** The frames `chunk` completes, to open in the worker pool; then acceptFrames(). */
+  splitFrames(chunk: Uint8Array): AeadJob[] {
+    return this.guard(() => this.established("data").reader.split(chunk));
+  }
+
+  /** The opened frames from splitFrames(), in order: outputs as receive() would give them. */
+  acceptFrames(plaintexts: readonly (Uint8Array | null)[]): Output[] {
+    return this.guard(() => {
+      const out: Output[] = [];
+      this.established("data").reader.accept(plaintexts, out);
+      return out;
+    });
+  }
+
+  /** Runs `f`; a thrown error fails the machine before it propagates. */
+  protected guard<T>(f: () => T): T {
+    try {
+      return f();
+    } catch (e) {
+      this.markFailed();
+      throw e;
+    }
+  }
+
+  private established(what: string): Channel {
+    const c = this.channel();
+    if (!c) throw new ProtocolError(`${what} in state ${this.stateName}`);
+    return c;
+  }
+}
