@@ -25,6 +25,7 @@ const { values } = parseArgs({
     users: { type: "string", default: "64" },
     "run-id": { type: "string", default: String(Date.now()) },
     crypto: { type: "string", default: "native" },
+    aead: { type: "string", default: "auto" },
   },
   strict: true,
 });
@@ -121,7 +122,7 @@ async function throughput() {
     return p;
   });
   // The pure-JS backend seals and opens in a worker pool, as the measured placement says.
-  const pool = crypto.name === "noble" ? new CryptoPool({ backend: crypto }) : undefined;
+  const pool = crypto.name === "noble" && values.aead !== "inline" ? new CryptoPool({ backend: crypto }) : undefined;
   const ex = await open(protocol, { port, window, crypto, pool });
   const info = { cipher: ex.cipher };
   const run = async (seconds: number) => {

@@ -24,6 +24,8 @@ const { values } = parseArgs({
     out: { type: "string", default: join(ROOT, "bench", "results") },
     /** Comma-separated groups to run (latency,rate,echo,flood,noble,cold,placement,hyperfine); default all. */
     only: { type: "string" },
+    /** Backends to run the echo scenarios with: native, noble, or both (default). */
+    crypto: { type: "string", default: "native,noble" },
   },
   strict: true,
 });
@@ -36,6 +38,7 @@ const LOAD_TIMEOUT = 120_000;
 const runtimes = values.runtimes!.split(",") as Runtime[];
 const only = values.only?.split(",");
 const wants = (group: string) => !only || only.includes(group);
+const backends = values.crypto!.split(",");
 /** Messages in flight: about 256 KiB of payload, at least 16, the same for every protocol. */
 const windowFor = (size: number) => Math.min(4096, Math.max(16, Math.ceil((256 * 1024) / size)));
 const results: ResultRow[] = [];
@@ -113,7 +116,7 @@ async function coldScenarios(runtime: Runtime) {
   }
 }
 
-async function throughputScenarios(runtime: Runtime, ports: Record<Protocol, number>, crypto = "native") {
+async function throughputScenarios(runtime: Runtime, ports: Record<Protocol, number>, crypto = "native", aead = "auto") {
   const sizes = crypto === "native" ? P.sizes : P.nobleSizes;
   for (const size of sizes) {
     const runs: { protocol: Protocol; window: number; scenario: string }[] = crypto === "native"
@@ -127,9 +130,9 @@ async function throughputScenarios(runtime: Runtime, ports: Record<Protocol, num
             ? (["v2", "tcp", "tls"] as Protocol[]).map((protocol) => ({ protocol, window: 1, scenario: "echo-lockstep" }))
             : []),
         ]
-      : [{ protocol: "v2", window: windowFor(size), scenario: "echo-pipelined-noble" }];
+      : [{ protocol: "v2", window: windowFor(size), scenario: aead === "inline" ? "echo-pipelined-noble-inline" : "echo-pipelined-noble" }];
     for (const run of runs) {
-      const r = await load(runtime, ["--scenario", "throughput", "--protocol", run.protocol, "--port", ports[run.protocol], "--size", size, "--window", run.window, "--crypto", crypto, ...common()]);
+      const r = await load(runtime, ["--scenario", "throughput", "--protocol", run.protocol, "--port", ports[run.protocol], "--size", size, "--window", run.window, "--crypto", crypto, "--aead", aead, ...common()]);
       const msgs = r.samples as number[];
       add({ scenario: run.scenario, runtime, protocol: run.protocol, size, metric: "throughput", unit: "msg/s", samples: msgs });
       add({ scenario: run.scenario, runtime, protocol: run.protocol, size, metric: "throughput", unit: "MB/s", samples: msgs.map((m) => (m * size) / 1e6) });
@@ -194,12 +197,17 @@ async function benchRuntime(runtime: Runtime) {
   try {
     if (wants("latency")) await latencyScenarios(runtime, ports);
     if (wants("rate")) await rateScenarios(runtime, ports, nstp);
-    if (wants("echo")) await throughputScenarios(runtime, ports);
+    if (wants("echo") && backends.includes("native")) await throughputScenarios(runtime, ports);
     if (wants("flood")) await floodScenario(runtime, nstp);
   } finally {
     await Promise.all([nstp.stop(), tcp.stop(), tls.stop()]);
   }
-  if (wants("noble")) await withServer(runtime, ["--crypto", "noble", "--kdf", "pool"], (noble) => throughputScenarios(runtime, { ...ports, v2: noble.port, legacy: noble.port }, "noble"));
+  if (wants("noble") && backends.includes("noble")) {
+    for (const aead of ["auto", "inline"]) {
+      await withServer(runtime, ["--crypto", "noble", "--kdf", "pool", "--aead", aead], (noble) =>
+        throughputScenarios(runtime, { ...ports, v2: noble.port, legacy: noble.port }, "noble", aead));
+    }
+  }
   if (wants("cold")) await coldScenarios(runtime);
   if (wants("placement")) await placementScenario(runtime);
 }
@@ -231,7 +239,7 @@ const report: Report = {
   results,
 };
 
-const problems = only ? [] : checkComplete(report);
+const problems = only || backends.length < 2 ? [] : checkComplete(report);
 mkdirSync(values.out!, { recursive: true });
 const stamp = `${report.env.date.replace(/[:.]/g, "-")}${QUICK ? "-quick" : ""}`;
 const base = join(values.out!, `bench-${stamp}`);
@@ -251,7 +259,7 @@ if (problems.length) {
 function checkComplete(r: Report): string[] {
   const out: string[] = [];
   for (const runtime of runtimes) {
-    for (const scenario of ["handshake-latency-warm", "handshake-latency-cold", "handshake-rate-c16", "handshake-rate-c64", "echo-pipelined", "echo-lockstep", "echo-pipelined-noble", `flood-${P.floodConns}-unauthenticated`, "pbkdf2-pool", `handshake-cold-${P.coldUsers}-pool`, `handshake-cold-${P.coldUsers}-inline`, "aead-native-inline", "aead-noble-pool"]) {
+    for (const scenario of ["handshake-latency-warm", "handshake-latency-cold", "handshake-rate-c16", "handshake-rate-c64", "echo-pipelined", "echo-lockstep", "echo-pipelined-noble", "echo-pipelined-noble-inline", `flood-${P.floodConns}-unauthenticated`, "pbkdf2-pool", `handshake-cold-${P.coldUsers}-pool`, `handshake-cold-${P.coldUsers}-inline`, "aead-native-inline", "aead-noble-pool"]) {
       if (!r.results.some((x) => x.runtime === runtime && x.scenario === scenario)) out.push(`${runtime}: ${scenario} missing`);
     }
     for (const protocol of ["v2", "legacy", "tcp", "tls"]) {

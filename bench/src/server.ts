@@ -24,6 +24,8 @@ const { values } = parseArgs({
     /** Where the server derives keys of cold users: in the worker pool, or inline on the event loop. */
     kdf: { type: "string", default: "pool" },
     threads: { type: "string" },
+    /** v2 AES-GCM placement: "auto" (the measured placement, with the pool) or "inline" (no pool). */
+    aead: { type: "string", default: "auto" },
   },
   strict: true,
 });
@@ -59,7 +61,7 @@ async function main(): Promise<{ host: string; port: number; close(): Promise<vo
     crypto,
     handler: (m) => m,
     // v2 AES-GCM goes to the pool where the measured placement says so (noble; never native).
-    pool,
+    pool: values.aead === "inline" ? undefined : pool,
     maxHandshaking: 4096,
     // The bench opens thousands of connections from one address; the limiter is tested elsewhere.
     failureLimit: { burst: 1e9, refillPerSecond: 1e9 },
