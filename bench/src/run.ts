@@ -214,7 +214,7 @@ async function benchRuntime(runtime: Runtime) {
 
 const commit = (() => {
   try {
-    return execSync("git rev-parse --short HEAD", { cwd: ROOT, encoding: "utf8" }).trim() + (execSync("git status --porcelain", { cwd: ROOT, encoding: "utf8" }).trim() ? "+dirty" : "");
+    return execSync("git rev-parse --short HEAD", { cwd: ROOT, encoding: "utf8" }).trim() + (execSync("git status --porcelain -- . :!bench/results", { cwd: ROOT, encoding: "utf8" }).trim() ? "+dirty" : "");
   } catch {
     return "unknown";
   }

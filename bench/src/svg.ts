@@ -22,8 +22,8 @@ export function renderSvg(report: Report): string {
     }
   }
   const all = series.flatMap((s) => s.points.map((p) => p[1]));
-  const lo = Math.floor(Math.log10(Math.min(...all, 1)));
-  const hi = Math.ceil(Math.log10(Math.max(...all, 10)));
+  const lo = Math.floor(Math.log10(Math.min(...all)));
+  const hi = Math.max(lo + 1, Math.ceil(Math.log10(Math.max(...all))));
   const pw = W - M.left - M.right, ph = H - M.top - M.bottom;
   const x = (i: number) => M.left + (sizes.length > 1 ? (i / (sizes.length - 1)) * pw : pw / 2);
   const y = (v: number) => M.top + ph - ((Math.log10(v) - lo) / (hi - lo || 1)) * ph;
