@@ -74,6 +74,19 @@ describe("client against a reference-style server", () => {
 describe("client against misbehaving servers", () => {
   const opts = { protocol: "legacy" as const, username: "alice", password: "userpassword", deviceSalt, limits: { handshakeTimeoutMs: 500 } };
 
+  test("speaking v2 to a reference-only server fails with a hint to use the reference protocol", async () => {
+    // A Dart reference server answers any hello with its 8-byte session nonce, then waits for a proof.
+    const dart = await scriptedServer((s) => s.write(Buffer.from("0102030405060708", "hex")));
+    try {
+      await assert.rejects(
+        connect({ port: dart.port, username: "alice", password: "userpassword", deviceSalt }),
+        (e: NstpError) => e.code === "ERR_PROTOCOL" && /--legacy/.test(e.message),
+      );
+    } finally {
+      dart.close();
+    }
+  });
+
   test("connection refused is ERR_CONNECT", async () => {
     const probe = net.createServer();
     await new Promise<void>((r) => probe.listen(0, "127.0.0.1", () => r()));

@@ -197,9 +197,12 @@ export class ClientSession {
     if (state === "helloSent") {
       // Our server refuses before sending the session nonce when it is at capacity.
       this.fail(new NstpError("ERR_BUSY", "server busy: it closed the connection before the handshake", error ? { cause: error } : undefined));
-    } else if (state === "proofSent" || state === "initiationSent") {
+    } else if (state === "proofSent") {
       // Both protocols close without a word when our proof fails: wrong password or unknown user.
       this.fail(new AuthError("server closed the connection after our proof: wrong password or unknown user"));
+    } else if (state === "initiationSent") {
+      // A server that only speaks the reference protocol also just closes (or stalls) at a v2 hello.
+      this.fail(new AuthError("server closed the connection after our first message: wrong password, unknown user, or a server that does not speak v2 (try --legacy)"));
     } else {
       const during = state === "established" ? "" : " during the handshake";
       this.fail(new NstpError("ERR_CLOSED", `server closed the connection${during}`, error ? { cause: error } : undefined));

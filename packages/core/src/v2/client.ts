@@ -109,7 +109,9 @@ export class V2Client extends V2Endpoint {
     const buf = s.inbox.view();
     const len = framedLength(buf);
     if (len === 0) throw new NstpError("ERR_BUSY", "server busy: it refused the handshake");
-    if (len !== undefined && len !== HANDSHAKE_MESSAGE_SIZE) throw new ProtocolError(`handshake message of ${len} bytes`);
+    if (len !== undefined && len !== HANDSHAKE_MESSAGE_SIZE) {
+      throw new ProtocolError(`handshake message of ${len} bytes: not a v2 server? (a Dart reference server needs --legacy)`);
+    }
     if (buf.length < want) return take;
     try {
       s.handshake.readMessage(buf.subarray(LENGTH_SIZE));
