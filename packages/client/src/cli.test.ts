@@ -3,22 +3,17 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
 import { detectRuntime, legacy } from "@nstp/core";
 import { byteByByte, referenceHandshake, referencePsk, referenceServer } from "../../server/src/testing/reference-peer.ts";
 import { v2Handshake } from "../../server/src/testing/v2-peer.ts";
+import { BIN, CLIENT_CLI, type Runtime, startServerProcess as spawnServer } from "../../server/src/testing/processes.ts";
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
-const RUNTIMES = { bun: join(root, "node_modules", ".bin", "bun"), node: join(root, "node_modules", ".bin", "node") };
-const SERVER = join(root, "packages", "server", "src", "cli.ts");
-const CLIENT = join(root, "packages", "client", "src", "cli.ts");
 const FIVE = Array.from({ length: 5 }, (_, i) => `Server received: Hello server! Message #${i}`);
 const onBun = detectRuntime() === "bun";
 
-function run(runtime: keyof typeof RUNTIMES, args: string[], timeoutMs = 20_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function run(runtime: Runtime, args: string[], timeoutMs = 20_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((res) => {
-    const child = spawn(RUNTIMES[runtime], [CLIENT, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(BIN[runtime], [CLIENT_CLI, ...args], { stdio: ["ignore", "pipe", "pipe"] });
     let stdout = "", stderr = "";
     child.stdout.on("data", (d) => (stdout += d));
     child.stderr.on("data", (d) => (stderr += d));
@@ -27,22 +22,7 @@ function run(runtime: keyof typeof RUNTIMES, args: string[], timeoutMs = 20_000)
   });
 }
 
-function startServerProcess(runtime: keyof typeof RUNTIMES, extra: string[] = []): Promise<{ port: number; child: ChildProcess }> {
-  return new Promise((res, rej) => {
-    const child = spawn(RUNTIMES[runtime], [SERVER, "--port", "0", "--log-level", "warn", ...extra], { stdio: ["ignore", "pipe", "pipe"] });
-    let out = "";
-    const timer = setTimeout(() => (child.kill("SIGKILL"), rej(new Error(`server did not start: ${out}`))), 20_000);
-    child.stdout!.on("data", (d) => {
-      out += d;
-      const m = /listening on [^:]+:(\d+)/.exec(out);
-      if (m) {
-        clearTimeout(timer);
-        res({ port: Number(m[1]), child });
-      }
-    });
-    child.on("exit", (code) => rej(new Error(`server exited with ${code}: ${out}`)));
-  });
-}
+const startServerProcess = (runtime: Runtime, extra: string[] = []) => spawnServer(runtime, ["--port", "0", "--log-level", "warn", ...extra]);
 
 for (const serverRuntime of ["bun", "node"] as const) {
   describe(`${serverRuntime} server process`, { skip: !onBun && "spawned from the Bun run" }, () => {

@@ -158,28 +158,21 @@ export class ClientSession {
   private onData(chunk: Uint8Array): void {
     if (this.failure) return;
     const m = this.machine;
-    if (m instanceof v2.V2Client && m.stateName === "established" && this.aead?.wantsIn(chunk.length)) {
-      let jobs;
-      try {
-        jobs = m.splitFrames(chunk);
-      } catch (e) {
-        this.fail(e);
-        return;
-      }
-      if (jobs.length) {
-        this.aead.open(jobs, chunk.length, (pts) => {
-          if (this.failure) return;
-          try {
-            this.apply(m.acceptFrames(pts));
-          } catch (e) {
-            this.fail(e);
-          }
-        }, (e) => this.fail(e));
-      }
-      return;
-    }
     try {
-      this.apply(this.machine.receive(chunk));
+      if (m instanceof v2.V2Client && m.stateName === "established" && this.aead?.wantsIn(chunk.length)) {
+        this.aead.receive(m, chunk, (outputs) => this.applyOrFail(outputs), (e) => this.fail(e));
+      } else {
+        this.apply(m.receive(chunk));
+      }
+    } catch (e) {
+      this.fail(e);
+    }
+  }
+
+  private applyOrFail(outputs: Output[]): void {
+    if (this.failure) return;
+    try {
+      this.apply(outputs);
     } catch (e) {
       this.fail(e);
     }
@@ -280,7 +273,7 @@ export class ClientSession {
     const m = this.machine;
     try {
       if (m instanceof v2.V2Client && this.aead?.wantsOut(batch.reduce((n, b) => n + b.length, 0))) {
-        this.aead.seal(m.prepare(batch, close), (bytes) => this.wire?.write(bytes), (e) => this.fail(e));
+        this.aead.send(m, batch, close, (bytes) => this.wire?.write(bytes), (e) => this.fail(e));
       } else {
         this.wire!.write(m instanceof v2.V2Client ? m.seal(batch, close) : sealEach(m, batch));
       }

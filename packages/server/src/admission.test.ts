@@ -3,15 +3,14 @@
 // users at once, and SIGHUP reload of the users file.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { CryptoPool, NstpError, detectRuntime, legacy, nativeBackend } from "@nstp/core";
 import { connect } from "../../client/src/index.ts";
 import { PasswordKeyStore, StaticKeyStore, USERS_FILE_FORMAT, startServer, userRecord } from "./index.ts";
 import { dial, referencePsk } from "./testing/reference-peer.ts";
+import { startServerProcess } from "./testing/processes.ts";
 
 const deviceSalt = legacy.DEMO_DEVICE_SALT;
 const alicePsk = new Uint8Array(referencePsk("userpassword", Buffer.from(deviceSalt), "alice"));
@@ -96,7 +95,6 @@ test("the cap on connections in the handshake refuses newcomers; a failing sourc
 });
 
 test("SIGHUP reloads the users file without dropping sessions", { skip: detectRuntime() !== "bun" && "spawned from the Bun run" }, async () => {
-  const root = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
   const dir = mkdtempSync(join(tmpdir(), "nstp-users-"));
   const file = join(dir, "users.json");
   const bob = await legacy.derivePsk(nativeBackend, { username: "bob", password: "b", deviceSalt });
@@ -106,18 +104,9 @@ test("SIGHUP reloads the users file without dropping sessions", { skip: detectRu
     users: Object.fromEntries(Object.entries(users).map(([n, k]) => [n, userRecord(deviceSalt, n, k)])),
   }), { mode: 0o600 });
   write({ bob });
-  for (const runtime of ["bun", "node"]) {
-    const child = spawn(join(root, "node_modules", ".bin", runtime), [join(root, "packages/server/src/cli.ts"), "--port", "0", "--users", file, "--log-level", "warn"], { stdio: ["ignore", "pipe", "inherit"] });
+  for (const runtime of ["bun", "node"] as const) {
+    const { child, port } = await startServerProcess(runtime, ["--port", "0", "--users", file, "--log-level", "warn"]);
     try {
-      const port = await new Promise<number>((res, rej) => {
-        let out = "";
-        const t = setTimeout(() => rej(new Error("no listening line")), 20_000);
-        child.stdout!.on("data", (d) => {
-          out += d;
-          const m = /listening on [^:]+:(\d+)/.exec(out);
-          if (m) (clearTimeout(t), res(Number(m[1])));
-        });
-      });
       assert.equal(await codeOf(connect({ port, username: "alice", psk: alicePsk })), "ERR_AUTH", "no demo user when a file is given");
       const session = await connect({ port, username: "bob", psk: bob });
       assert.equal(await codeOf(connect({ port, username: "carol", psk: carol })), "ERR_AUTH");

@@ -159,23 +159,20 @@ export class ServerConnection implements WireEvents {
 
   /** v2 frames opened in the worker pool, delivered in order (the placement says so for this backend). */
   private receiveDeferred(machine: v2.V2Server, chunk: Uint8Array): void {
-    let jobs;
     try {
-      jobs = machine.splitFrames(chunk);
+      this.aead!.receive(
+        machine,
+        chunk,
+        (outputs) => {
+          if (!this.done && this.received(() => outputs)) this.updateFlow();
+        },
+        (e) => this.fail(e),
+      );
     } catch (e) {
       this.fail(e);
       return;
     }
     this.armRecordTimer();
-    if (!jobs.length) return;
-    this.aead!.open(
-      jobs,
-      chunk.length,
-      (plaintexts) => {
-        if (!this.done && this.received(() => machine.acceptFrames(plaintexts))) this.updateFlow();
-      },
-      (e) => this.fail(e),
-    );
     this.updateFlow();
   }
 
@@ -393,22 +390,21 @@ export class ServerConnection implements WireEvents {
     this.outboxBytes = 0;
     const deferrable = this.machine.deferrable;
     if (deferrable && this.aead?.wantsOut(bytes)) {
-      let prepared;
       try {
-        prepared = deferrable.prepare(batch, close);
+        this.aead.send(
+          deferrable,
+          batch,
+          close,
+          (wire) => {
+            if (this.dead) return;
+            this.write(wire);
+            this.updateFlow();
+          },
+          (e) => this.fail(e),
+        );
       } catch (e) {
         this.fail(e);
-        return;
       }
-      this.aead.seal(
-        prepared,
-        (wire) => {
-          if (this.dead) return;
-          this.write(wire);
-          this.updateFlow();
-        },
-        (e) => this.fail(e),
-      );
       return;
     }
     try {

@@ -3,61 +3,31 @@
 // graceful SIGTERM. Spawns both runtimes itself, so it runs under Bun only.
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import type { ChildProcess } from "node:child_process";
+import { join } from "node:path";
 import { detectRuntime, legacy } from "@nstp/core";
 import { connect, connectWithBackoff } from "../../client/src/index.ts";
+import { BIN, ROOT, exited, scrapeMetrics, spawnUntil, startServerProcess } from "./testing/processes.ts";
 import { referencePsk } from "./testing/reference-peer.ts";
 import { v2Handshake } from "./testing/v2-peer.ts";
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
-const BIN = { bun: join(root, "node_modules", ".bin", "bun"), node: join(root, "node_modules", ".bin", "node") };
-const SERVER = join(root, "packages", "server", "src", "cli.ts");
-const DOOMED = join(root, "packages", "server", "src", "testing", "doomed-client.ts");
+const DOOMED = join(ROOT, "packages", "server", "src", "testing", "doomed-client.ts");
 const onBun = detectRuntime() === "bun";
 const psk = referencePsk(legacy.DEMO_PASSWORD, Buffer.from(legacy.DEMO_DEVICE_SALT), legacy.DEMO_USERNAME);
 const login = { username: "alice", psk: new Uint8Array(psk), deviceSalt: legacy.DEMO_DEVICE_SALT };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function spawnUntil(cmd: string, args: string[], pattern: RegExp): Promise<{ child: ChildProcess; match: RegExpExecArray }> {
-  return new Promise((res, rej) => {
-    const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"] });
-    let out = "";
-    const timer = setTimeout(() => (child.kill("SIGKILL"), rej(new Error(`no ${pattern} in: ${out}`))), 20_000);
-    child.stdout!.on("data", (d) => {
-      out += d;
-      const m = pattern.exec(out);
-      if (m) {
-        clearTimeout(timer);
-        res({ child, match: m });
-      }
-    });
-    child.on("exit", (code) => rej(new Error(`exited with ${code}: ${out}`)));
-  });
-}
-
 const startServer = (runtime: "bun" | "node", port = 0) =>
-  spawnUntil(BIN[runtime], [SERVER, "--port", String(port), "--log-level", "error", "--metrics", "127.0.0.1:0", "--summary-interval", "0", "--shutdown-grace", "2"], /listening on [^:]+:(\d+)\n[\s\S]*metrics on [^:]+:(\d+)/);
-
-function exited(child: ChildProcess, withinMs: number): Promise<number | null> {
-  return new Promise((res) => {
-    if (child.exitCode !== null) return res(child.exitCode);
-    const t = setTimeout(() => res(null), withinMs);
-    child.on("exit", (code) => (clearTimeout(t), res(code)));
-  });
-}
+  startServerProcess(runtime, ["--port", String(port), "--log-level", "error", "--metrics", "127.0.0.1:0", "--summary-interval", "0", "--shutdown-grace", "2"]);
 
 async function connections(metricsPort: number): Promise<number> {
-  const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
-  return Number(/^nstp_connections (\d+)/m.exec(text)?.[1]);
+  return (await scrapeMetrics(metricsPort)).get("nstp_connections")!;
 }
 
 for (const runtime of ["bun", "node"] as const) {
   describe(`faults with the ${runtime} server process`, { skip: !onBun && "spawned from the Bun run" }, () => {
     test("clients killed mid-handshake, mid-message and mid-reply leave nothing behind; others are served", async () => {
-      const { child: server, match } = await startServer(runtime);
-      const [port, metricsPort] = [Number(match[1]), Number(match[2])];
+      const { child: server, port, metricsPort } = await startServer(runtime);
       try {
         const good = await connect({ port, ...login });
         for (const mode of ["mid-handshake", "mid-message", "mid-reply"]) {
@@ -67,10 +37,10 @@ for (const runtime of ["bun", "node"] as const) {
           await exited(child, 5000);
           assert.equal(new TextDecoder().decode(await good.request(mode)), `Server received: ${mode}`);
         }
-        let open = await connections(metricsPort);
+        let open = await connections(metricsPort!);
         for (let i = 0; i < 50 && open !== 1; i++) {
           await sleep(100);
-          open = await connections(metricsPort);
+          open = await connections(metricsPort!);
         }
         assert.equal(open, 1, "only the well-behaved client is left");
         await good.close();
@@ -81,7 +51,7 @@ for (const runtime of ["bun", "node"] as const) {
 
     test("a server killed under connected clients: a clear error, then reconnect with backoff to its restart", async () => {
       const first = await startServer(runtime);
-      const port = Number(first.match[1]);
+      const port = first.port;
       const session = await connect({ port, ...login, limits: { replyTimeoutMs: 10_000 } });
       assert.equal(new TextDecoder().decode(await session.request("before")), "Server received: before");
       first.child.kill("SIGKILL");
@@ -108,8 +78,8 @@ for (const runtime of ["bun", "node"] as const) {
     });
 
     test("SIGTERM: replies due are sent, v2 sessions get a close chunk, the process exits 0 within the deadline", async () => {
-      const { child, match } = await startServer(runtime);
-      const peer = await v2Handshake(Number(match[1]), { username: "alice", psk });
+      const { child, port } = await startServer(runtime);
+      const peer = await v2Handshake(port, { username: "alice", psk });
       peer.send([Buffer.from("last")]);
       assert.equal((await peer.receive()).toString(), "Server received: last");
       const t = Date.now();

@@ -5,19 +5,14 @@
 // their baseline. Spawns both runtimes itself, so it runs under Bun only.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
 import * as crypto from "node:crypto";
 import type * as net from "node:net";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
 import { detectRuntime, legacy } from "@nstp/core";
 import { type Session, connect } from "../../client/src/index.ts";
 import { Reader, dial, referenceHandshake, referencePsk } from "./testing/reference-peer.ts";
 import { v2Handshake } from "./testing/v2-peer.ts";
+import { type ServerProcess, scrapeMetrics as metrics, startServerProcess } from "./testing/processes.ts";
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
-const BIN = { bun: join(root, "node_modules", ".bin", "bun"), node: join(root, "node_modules", ".bin", "node") };
-const SERVER = join(root, "packages", "server", "src", "cli.ts");
 const onBun = detectRuntime() === "bun";
 const psk = referencePsk(legacy.DEMO_PASSWORD, Buffer.from(legacy.DEMO_DEVICE_SALT), legacy.DEMO_USERNAME);
 const user = Buffer.from(legacy.DEMO_USERNAME);
@@ -27,41 +22,13 @@ const DEADLINE_MS = 1000;
 const SLACK_MS = 2500;
 const V2_MAX = 1 << 20;
 
-interface ServerProcess {
-  child: ChildProcess;
-  port: number;
-  metricsPort: number;
-}
-
-function startServerProcess(runtime: "bun" | "node"): Promise<ServerProcess> {
-  return new Promise((res, rej) => {
-    const child = spawn(BIN[runtime], [
-      SERVER, "--port", "0", "--log-level", "error", "--handshake-timeout", "1", "--record-timeout", "1",
-      "--max-message-size-v2", String(V2_MAX), "--metrics", "127.0.0.1:0", "--summary-interval", "0",
-    ], { stdio: ["ignore", "pipe", "pipe"] });
-    let out = "";
-    const timer = setTimeout(() => (child.kill("SIGKILL"), rej(new Error(`server did not start: ${out}`))), 20_000);
-    child.stdout!.on("data", (d) => {
-      out += d;
-      const port = /listening on [^:]+:(\d+)/.exec(out)?.[1];
-      const metricsPort = /metrics on [^:]+:(\d+)/.exec(out)?.[1];
-      if (port && metricsPort) {
-        clearTimeout(timer);
-        res({ child, port: Number(port), metricsPort: Number(metricsPort) });
-      }
-    });
-    child.on("exit", (code) => rej(new Error(`server exited with ${code}: ${out}`)));
-  });
-}
-
-async function metrics(port: number): Promise<Map<string, number>> {
-  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-  const m = new Map<string, number>();
-  for (const l of text.split("\n")) {
-    const [k, v] = l.split(" ");
-    if (k && v && !k.startsWith("#")) m.set(k, Number(v));
-  }
-  return m;
+/** A server process with deadlines of a second each, a 1 MiB v2 maximum and metrics. */
+async function startServer(runtime: "bun" | "node"): Promise<ServerProcess & { metricsPort: number }> {
+  const p = await startServerProcess(runtime, [
+    "--port", "0", "--log-level", "error", "--handshake-timeout", "1", "--record-timeout", "1",
+    "--max-message-size-v2", String(V2_MAX), "--metrics", "127.0.0.1:0", "--summary-interval", "0",
+  ]);
+  return { ...p, metricsPort: p.metricsPort! };
 }
 
 /** Handshake and session failures with this error code, as the server counted them. */
@@ -81,13 +48,13 @@ function flip(b: Buffer, at: number): Buffer {
 
 for (const runtime of ["bun", "node"] as const) {
   describe(`hostile peers against the ${runtime} server process`, { skip: !onBun && "spawned from the Bun run" }, () => {
-    let srv: ServerProcess;
+    let srv: ServerProcess & { metricsPort: number };
     let good: Session;
     let goodReplies = 0;
     let baselineRss = 0;
 
     before(async () => {
-      srv = await startServerProcess(runtime);
+      srv = await startServer(runtime);
       good = await connect({ port: srv.port, username: "alice", psk: new Uint8Array(psk), deviceSalt: legacy.DEMO_DEVICE_SALT });
       await good.request("warm-up");
       baselineRss = (await metrics(srv.metricsPort)).get("nstp_resident_memory_bytes")!;

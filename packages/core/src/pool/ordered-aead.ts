@@ -8,6 +8,8 @@
 import type { CryptoBackend } from "../crypto/backend.ts";
 import { aeadInPool } from "../crypto/placement.ts";
 import { NstpError } from "../errors.ts";
+import type { Output } from "../events.ts";
+import type { V2Endpoint } from "../v2/endpoint.ts";
 import type { AeadJob, PreparedFrames } from "../v2/framing.ts";
 import type { CryptoPool } from "./index.ts";
 
@@ -36,8 +38,33 @@ export class OrderedAead {
     return this.pendingOut > 0 || aeadInPool(this.crypto.name, bytes);
   }
 
+  /**
+   * Takes the frames `chunk` completes (their nonces now, in wire order), opens them, and hands the
+   * machine's outputs to `deliver` after every earlier batch. Malformed bytes throw at once; a frame
+   * that fails its tag reaches `fail`, with nothing of it delivered.
+   */
+  receive(endpoint: V2Endpoint, chunk: Uint8Array, deliver: (outputs: Output[]) => void, fail: (e: unknown) => void): void {
+    const jobs = endpoint.splitFrames(chunk);
+    if (!jobs.length) return;
+    this.open(jobs, chunk.length, (plaintexts) => {
+      let outputs: Output[];
+      try {
+        outputs = endpoint.acceptFrames(plaintexts);
+      } catch (e) {
+        fail(e);
+        return;
+      }
+      deliver(outputs);
+    }, fail);
+  }
+
+  /** Lays out `messages` (nonces taken now), seals them, and calls `write` after every earlier batch. */
+  send(endpoint: V2Endpoint, messages: readonly Uint8Array[], close: boolean, write: (bytes: Uint8Array) => void, fail: (e: unknown) => void): void {
+    this.seal(endpoint.prepare(messages, close), write, fail);
+  }
+
   /** Opens `jobs`, then calls `deliver` after every batch queued before it was delivered. */
-  open(jobs: AeadJob[], bytes: number, deliver: (plaintexts: (Uint8Array | null)[]) => void, fail: (e: unknown) => void): void {
+  private open(jobs: AeadJob[], bytes: number, deliver: (plaintexts: (Uint8Array | null)[]) => void, fail: (e: unknown) => void): void {
     this.pendingIn++;
     this.pendingInBytes += bytes;
     const work = this.run(jobs, "open");
@@ -54,7 +81,7 @@ export class OrderedAead {
   }
 
   /** Seals prepared frames, then calls `write` with the wire bytes, in preparation order. */
-  seal(prepared: PreparedFrames, write: (bytes: Uint8Array) => void, fail: (e: unknown) => void): void {
+  private seal(prepared: PreparedFrames, write: (bytes: Uint8Array) => void, fail: (e: unknown) => void): void {
     this.pendingOut++;
     const work = this.run(prepared.items, "seal");
     this.outChain = this.outChain.then(async () => {

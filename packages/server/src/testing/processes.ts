@@ -1,0 +1,66 @@
+/**
+ * Test support for spawning the project's CLIs as real processes, with the project's own Bun and
+ * Node 24 binaries, and reading a server's metrics. Every wait is bounded.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..", "..", "..");
+export const BIN = { bun: join(ROOT, "node_modules", ".bin", "bun"), node: join(ROOT, "node_modules", ".bin", "node") };
+export const SERVER_CLI = join(ROOT, "packages", "server", "src", "cli.ts");
+export const CLIENT_CLI = join(ROOT, "packages", "client", "src", "cli.ts");
+export type Runtime = keyof typeof BIN;
+
+/** Spawns `cmd` and resolves once its stdout matches `pattern`; kills it if that takes too long. */
+export function spawnUntil(cmd: string, args: string[], pattern: RegExp, timeoutMs = 20_000): Promise<{ child: ChildProcess; match: RegExpExecArray }> {
+  return new Promise((res, rej) => {
+    const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    const timer = setTimeout(() => (child.kill("SIGKILL"), rej(new Error(`no ${pattern} in: ${out}`))), timeoutMs);
+    child.stdout!.on("data", (d) => {
+      out += d;
+      const m = pattern.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        res({ child, match: m });
+      }
+    });
+    child.on("exit", (code) => (clearTimeout(timer), rej(new Error(`exited with ${code}: ${out}`))));
+  });
+}
+
+export interface ServerProcess {
+  child: ChildProcess;
+  port: number;
+  /** Set when `--metrics` was among the arguments. */
+  metricsPort?: number;
+}
+
+/** Starts the server CLI on `runtime` with `args`; resolves once it listens (and serves metrics, if asked). */
+export async function startServerProcess(runtime: Runtime, args: string[]): Promise<ServerProcess> {
+  const withMetrics = args.includes("--metrics");
+  const pattern = withMetrics ? /listening on [^:]+:(\d+)\n[\s\S]*metrics on [^:]+:(\d+)/ : /listening on [^:]+:(\d+)/;
+  const { child, match } = await spawnUntil(BIN[runtime], [SERVER_CLI, ...args], pattern);
+  return { child, port: Number(match[1]), metricsPort: withMetrics ? Number(match[2]) : undefined };
+}
+
+/** Resolves with the exit code, or null if the process is still running after `withinMs`. */
+export function exited(child: ChildProcess, withinMs: number): Promise<number | null> {
+  return new Promise((res) => {
+    if (child.exitCode !== null) return res(child.exitCode);
+    const t = setTimeout(() => res(null), withinMs);
+    child.on("exit", (code) => (clearTimeout(t), res(code)));
+  });
+}
+
+/** The server's Prometheus metrics as a map from series (name and labels) to value. */
+export async function scrapeMetrics(port: number): Promise<Map<string, number>> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  const m = new Map<string, number>();
+  for (const l of text.split("\n")) {
+    const [k, v] = l.split(" ");
+    if (k && v && !k.startsWith("#")) m.set(k, Number(v));
+  }
+  return m;
+}
