@@ -12,7 +12,8 @@ import type { ResultRow } from "./report-types.ts";
 import { BENCH_PASSWORD, BENCH_USER } from "./users.ts";
 
 export async function hyperfine(runtimes: Runtime[], quick: boolean, progress: (m: string) => void): Promise<{ rows: ResultRow[]; note: string }> {
-  if (spawnSync("hyperfine", ["--version"]).status !== 0) {
+  const found = spawnSync("hyperfine", ["--version"], { encoding: "utf8" });
+  if (found.status !== 0) {
     const note = "hyperfine not found: install it with `sudo apt-get install -y hyperfine` (Debian package); the whole-process timing was skipped";
     progress(note);
     return { rows: [], note };
@@ -37,7 +38,7 @@ export async function hyperfine(runtimes: Runtime[], quick: boolean, progress: (
       samples: x.times.map((t) => t * 1000),
     }));
     for (const row of rows) progress(`hyperfine ${row.runtime} client CLI: ${row.value.toFixed(0)} ms`);
-    return { rows, note: `hyperfine ${spawnSync("hyperfine", ["--version"], { encoding: "utf8" }).stdout.trim()}` };
+    return { rows, note: found.stdout.trim() };
   } finally {
     rmSync(dir, { recursive: true, force: true });
     await server.stop();

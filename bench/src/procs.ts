@@ -64,8 +64,13 @@ function stopChild(child: ChildProcess): Promise<void> {
 
 /** Runs one load-generator scenario; resolves with its JSON result. */
 export function runLoad(runtime: Runtime, args: string[], timeoutMs: number): Promise<Record<string, unknown>> {
+  return runScript(runtime, "load.ts", args, timeoutMs);
+}
+
+/** Runs a bench script that prints one JSON line last; resolves with it. */
+export function runScript(runtime: Runtime, script: string, args: string[], timeoutMs: number): Promise<Record<string, unknown>> {
   return new Promise((res, rej) => {
-    const child = spawn(BIN[runtime], [join(SRC, "load.ts"), ...args], { stdio: ["ignore", "pipe", "pipe"], env: env(runtime) });
+    const child = spawn(BIN[runtime], [join(SRC, script), ...args], { stdio: ["ignore", "pipe", "pipe"], env: env(runtime) });
     let out = "", err = "";
     child.stdout.on("data", (d) => (out += d));
     child.stderr.on("data", (d) => (err += d));
@@ -73,11 +78,11 @@ export function runLoad(runtime: Runtime, args: string[], timeoutMs: number): Pr
     child.on("close", (code) => {
       clearTimeout(t);
       const last = out.trim().split("\n").at(-1) ?? "";
-      if (code !== 0) return rej(new Error(`load ${args.join(" ")} (${runtime}) exited ${code}: ${err.slice(-800)}`));
+      if (code !== 0) return rej(new Error(`${script} ${args.join(" ")} (${runtime}) exited ${code}: ${err.slice(-800)}`));
       try {
         res(JSON.parse(last) as Record<string, unknown>);
       } catch {
-        rej(new Error(`load ${args.join(" ")} printed ${last.slice(0, 200)}`));
+        rej(new Error(`${script} ${args.join(" ")} printed ${last.slice(0, 200)}`));
       }
     });
   });

@@ -10,7 +10,7 @@ import { cpus } from "node:os";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { ROOT, type Runtime, type ServerProc, runLoad, startServer, version } from "./procs.ts";
+import { ROOT, type Runtime, type ServerProc, runLoad, runScript, startServer, version } from "./procs.ts";
 import { type Report, type ResultRow, type Protocol } from "./report-types.ts";
 import { median, percentile, sortNumbers, spread } from "./stats.ts";
 import { renderMarkdown } from "./markdown.ts";
@@ -164,7 +164,7 @@ async function floodScenario(runtime: Runtime, server: ServerProc) {
 }
 
 async function placementScenario(runtime: Runtime) {
-  const r = await runLoadScript(runtime);
+  const r = await runPlacement(runtime);
   for (const x of r) {
     add({ scenario: `aead-${x.backend}-inline`, runtime, protocol: "v2", size: x.size, metric: "seal+open", unit: "MB/s", samples: [x.inlineMBps] });
     add({ scenario: `aead-${x.backend}-inline`, runtime, protocol: "v2", size: x.size, metric: "event-loop time per frame", unit: "us", samples: [x.inlineUsPerFrame] });
@@ -174,16 +174,9 @@ async function placementScenario(runtime: Runtime) {
   progress(`${runtime} AEAD placement measured (${r.length} points)`);
 }
 
-async function runLoadScript(runtime: Runtime) {
-  const { spawnSync } = await import("node:child_process");
-  const { BIN, NODE_MALLOC_ENV } = await import("./procs.ts");
-  const r = spawnSync(BIN[runtime], [join(ROOT, "bench", "src", "placement.ts"), "--ms", QUICK ? "100" : "400"], {
-    encoding: "utf8",
-    timeout: LOAD_TIMEOUT,
-    env: runtime === "node" ? { ...process.env, ...NODE_MALLOC_ENV } : process.env,
-  });
-  if (r.status !== 0) throw new Error(`placement (${runtime}) failed: ${r.stderr}`);
-  return (JSON.parse(r.stdout.trim().split("\n").at(-1)!) as { results: { backend: string; size: number; inlineMBps: number; inlineUsPerFrame: number; poolMBps: number; poolHandoverUs: number }[] }).results;
+async function runPlacement(runtime: Runtime) {
+  const r = await runScript(runtime, "placement.ts", ["--ms", QUICK ? "100" : "400"], LOAD_TIMEOUT);
+  return (r as { results: { backend: string; size: number; inlineMBps: number; inlineUsPerFrame: number; poolMBps: number; poolHandoverUs: number }[] }).results;
 }
 
 const tlsCipher: Partial<Record<Runtime, string>> = {};

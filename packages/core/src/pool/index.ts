@@ -52,12 +52,12 @@ export class CryptoPool {
     return this.piscina.queueSize;
   }
 
-  /** True when a new task would be refused. */
   /** Tasks finished since the pool started. */
   get completed(): number {
     return this.piscina.completed;
   }
 
+  /** True when a new task would be refused. */
   get saturated(): boolean {
     return this.piscina.queueSize >= this.maxQueue;
   }
