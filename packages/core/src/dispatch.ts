@@ -24,6 +24,10 @@ export interface ServerMachine {
   readonly hasPartialInput: boolean;
   /** Records or frames completed so far; a partial-input deadline checks that it advances. */
   readonly inputProgress: number;
+  /** Handshake steps taken so far (0 before the protocol's first message parses). */
+  readonly handshakeStep: number;
+  /** The client's proof (legacy) or message 1 (v2) is here and only the key is missing. */
+  readonly judgeable: boolean;
   /** A v2 session, established: its AEAD may run elsewhere (prepare, splitFrames, acceptFrames). */
   readonly deferrable: V2Server | undefined;
 }
@@ -55,6 +59,14 @@ export class ServerDispatch implements ServerMachine {
 
   get deferrable(): V2Server | undefined {
     return this.machine instanceof V2Server && this.machine.stateName === "established" ? this.machine : undefined;
+  }
+
+  get handshakeStep(): number {
+    return this.machine?.handshakeStep ?? 0;
+  }
+
+  get judgeable(): boolean {
+    return this.machine?.judgeable ?? false;
   }
 
   get inputProgress(): number {

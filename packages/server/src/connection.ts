@@ -12,12 +12,15 @@ import {
   type ProtocolName,
   type Wire,
   type WireEvents,
+  AuthError,
   NstpError,
   ServerDispatch,
   toNstpError,
   utf8,
   type v2,
 } from "@nstp/core";
+import type { HandshakeAdmission } from "./admission.ts";
+import type { GuessBudget, Ticket } from "./budget.ts";
 import type { KeyStore } from "./credentials.ts";
 import type { ServerStats } from "./stats.ts";
 
@@ -70,8 +73,10 @@ export interface ConnectionContext {
   log: Logger;
   stats: ServerStats;
   onClosed(conn: ServerConnection): void;
-  /** Told of every failed authentication, by source address. */
-  onAuthFailed(remoteAddress: string): void;
+  /** Told of every handshake step, stall and exit (admission.ts). */
+  admission: HandshakeAdmission;
+  /** Reserved from before each password is judged (budget.ts). */
+  budget: GuessBudget;
 }
 
 type Reply = Uint8Array | string | undefined;
@@ -108,6 +113,12 @@ export class ServerConnection implements WireEvents {
   private readonly aead: OrderedAead | undefined;
   /** Aborts the key derivation this connection waits for, when it goes away. */
   private readonly abort = new AbortController();
+  /** The handshake step last reported to admission. */
+  private step = 0;
+  /** The user's key, held until the proof is here and the guessing budget lets it be judged. */
+  private key: { username: string; psk: Uint8Array } | undefined;
+  private ticket: Ticket | undefined;
+  private judgeTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(wire: Wire, ctx: ConnectionContext) {
     this.wire = wire;
@@ -125,6 +136,15 @@ export class ServerConnection implements WireEvents {
 
   get established(): boolean {
     return this.session !== undefined;
+  }
+
+  get remoteAddress(): string {
+    return this.wire.remoteAddress;
+  }
+
+  /** Closed to make room for a newcomer (admission.ts): silently, like any failure. */
+  evict(): void {
+    this.fail(new NstpError("ERR_BUSY", "evicted: the handshake stalled longest when the cap was reached"));
   }
 
   data(chunk: Uint8Array): void {
@@ -147,6 +167,7 @@ export class ServerConnection implements WireEvents {
     this.inData = true;
     try {
       this.apply(outputs());
+      this.handshakeMoved();
     } catch (e) {
       this.fail(e);
       return false;
@@ -269,6 +290,9 @@ export class ServerConnection implements WireEvents {
       send: (message) => this.push(message),
     };
     this.ctx.stats.handshaking--;
+    // The peer proved its key: the guess it was charged is refunded, and it leaves the handshake cap.
+    if (this.ticket) this.ctx.budget.settle(this.ticket, true);
+    this.ctx.admission.left(this);
     this.ctx.stats.handshakeSucceeded(protocol);
     this.ctx.log.debug("session established", { user: username, remote: this.wire.remoteAddress, protocol });
   }
@@ -300,12 +324,41 @@ export class ServerConnection implements WireEvents {
 
   private keyResolved(username: string, psk: Uint8Array | undefined): void {
     if (this.done) return;
+    // An unknown user proceeds with a dummy key and fails at the proof, exactly like a wrong password.
+    this.key = { username, psk: psk ?? this.ctx.dummyKey(username) };
     try {
-      // An unknown user proceeds with a dummy key and fails at the proof, exactly like a wrong password.
-      this.apply(this.machine.provideKey(psk ?? this.ctx.dummyKey(username)));
+      this.handshakeMoved();
     } catch (e) {
       this.fail(e);
     }
+  }
+
+  /**
+   * After input or a key: tells admission of a new handshake step, and once the proof (legacy) or
+   * message 1 (v2) is here with the key, reserves a guess from the budget before judging it: at once,
+   * after the user's backoff, or not at all (over budget: the same failure as a wrong password).
+   */
+  private handshakeMoved(): void {
+    if (this.done || this.session) return;
+    const step = this.machine.handshakeStep;
+    if (step !== this.step) {
+      this.step = step;
+      this.ctx.admission.stepped(this);
+    }
+    if (!this.key || this.ticket || !this.machine.judgeable) return;
+    const verdict = this.ctx.budget.reserve(this.wire.remoteAddress, this.key.username);
+    if (verdict.kind === "over") throw new AuthError("over the guessing budget", { cause: verdict.scope });
+    this.ticket = verdict.ticket;
+    if (verdict.delayMs <= 0) this.judge();
+    else this.judgeTimer = setTimeout(() => this.received(() => (this.judge(), [])), verdict.delayMs);
+  }
+
+  /** Provides the key: the machine judges the proof now. */
+  private judge(): void {
+    this.judgeTimer = undefined;
+    const { psk } = this.key!;
+    this.key = undefined;
+    this.apply(this.machine.provideKey(psk));
   }
 
   private onMessage(message: Uint8Array): void {
@@ -459,7 +512,7 @@ export class ServerConnection implements WireEvents {
   private fail(e: unknown): void {
     if (this.done) return;
     const err = toNstpError(e, "ERR_PROTOCOL", "connection failed");
-    if (err.code === "ERR_AUTH") this.ctx.onAuthFailed(this.wire.remoteAddress);
+    if (!this.session && err.code === "ERR_TIMEOUT") this.ctx.admission.stalled(this.wire.remoteAddress);
     if (!this.session) this.ctx.stats.handshakeFailed(err.code);
     else this.ctx.stats.sessionFailed(err.code);
     this.dead = true;
@@ -471,7 +524,15 @@ export class ServerConnection implements WireEvents {
   private finish(msg: string, fields: Record<string, string>): void {
     this.done = true;
     this.abort.abort();
-    if (!this.session) this.ctx.stats.handshaking--;
+    if (!this.session) {
+      this.ctx.stats.handshaking--;
+      this.ctx.admission.left(this);
+      // Closed while waiting for its judgement: nothing was judged, nothing is charged. Judged and
+      // not verified (a wrong password, or a key never confirmed): the guess stays spent.
+      if (this.ticket && this.judgeTimer) this.ctx.budget.cancel(this.ticket);
+      else if (this.ticket) this.ctx.budget.settle(this.ticket, false);
+    }
+    clearTimeout(this.judgeTimer);
     clearTimeout(this.handshakeTimer);
     clearTimeout(this.recordTimer);
     this.outbox = [];

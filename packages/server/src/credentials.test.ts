@@ -3,7 +3,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { CryptoPool, NstpError, legacy, nativeBackend, toHex, utf8 } from "@nstp/core";
-import { FailureLimiter } from "./limiter.ts";
+import { LeakyBuckets } from "./limiter.ts";
 import { PasswordKeyStore, USERS_FILE_FORMAT, parseUsersFile, userRecord } from "./credentials.ts";
 
 const salt = legacy.DEMO_DEVICE_SALT;
@@ -85,20 +85,22 @@ test("password lookup: a derivation every waiter abandoned is cancelled", async 
   }
 });
 
-test("failure limiter: a source that used its burst is refused until tokens come back", () => {
+test("leaky buckets: levels drain at their rate, never below 0 nor above the maximum; the table is bounded", () => {
   let now = 0;
-  const l = new FailureLimiter({ burst: 3, refillPerSecond: 1, maxSources: 2, now: () => now });
-  for (let i = 0; i < 3; i++) {
-    assert.equal(l.allows("10.0.0.1"), true);
-    l.failed("10.0.0.1");
-  }
-  assert.equal(l.allows("10.0.0.1"), false);
-  assert.equal(l.allows("10.0.0.2"), true, "other sources unaffected");
+  const l = new LeakyBuckets({ leakPerSecond: 1, maxKeys: 2, maxLevel: 5, now: () => now });
+  for (let i = 0; i < 3; i++) l.add("10.0.0.1", 1);
+  assert.equal(l.level("10.0.0.1"), 3);
+  assert.equal(l.level("10.0.0.2"), 0, "other keys unaffected");
   now += 1000;
-  assert.equal(l.allows("10.0.0.1"), true, "a token came back");
-  l.failed("a");
-  l.failed("b");
+  assert.equal(l.level("10.0.0.1"), 2, "one drained in a second");
+  assert.equal(l.add("10.0.0.1", 10), 5, "capped at maxLevel");
+  assert.equal(l.add("10.0.0.1", -9), 0, "never below 0");
+  assert.equal(l.size, 0, "a key at 0 is dropped");
+  l.add("a", 1);
+  l.add("b", 1);
+  l.add("c", 1);
   assert.equal(l.size, 2, "the table is bounded");
+  assert.equal(l.level("a"), 0, "the least recently touched key went");
 });
 
 test("password lookup: a first-seen unknown user waits like a cold derivation (cancellable); a repeat answers at once", async () => {

@@ -1,49 +1,59 @@
 /**
- * A token bucket per source address on failed authentications: each failure takes a token, tokens
- * come back at `refillPerSecond`, and a source with no token left is refused at once (before any
- * handshake work) until one comes back. The table is bounded; the least recently touched entry goes.
+ * Leaky buckets by key (source address, username): each key has a level that events raise and that
+ * drains at `leakPerSecond`, never below 0 nor above `maxLevel`. A token bucket of burst B is the
+ * same thing seen from the other side (tokens = B - level). The table is bounded: touching a key
+ * makes it the most recent, and past `maxKeys` the least recently touched key is forgotten.
  */
-export interface FailureLimiterOptions {
-  burst: number;
-  refillPerSecond: number;
-  maxSources: number;
+export interface LeakyBucketsOptions {
+  leakPerSecond: number;
+  maxKeys: number;
+  /** Highest level a key may hold (default: unbounded). */
+  maxLevel?: number;
   now?: () => number;
 }
 
-export class FailureLimiter {
-  private readonly buckets = new Map<string, { tokens: number; at: number }>();
-  private readonly opts: FailureLimiterOptions;
+interface Bucket {
+  level: number;
+  at: number;
+}
+
+export class LeakyBuckets {
+  private readonly buckets = new Map<string, Bucket>();
+  private readonly opts: LeakyBucketsOptions;
   private readonly now: () => number;
 
-  constructor(opts: FailureLimiterOptions) {
+  constructor(opts: LeakyBucketsOptions) {
     this.opts = opts;
     this.now = opts.now ?? (() => performance.now());
   }
 
-  /** True if this source may start a handshake. */
-  allows(source: string): boolean {
-    const b = this.buckets.get(source);
-    return !b || this.refill(b) >= 1;
+  /** The key's level now (0 for a key never seen or forgotten). Does not touch the key. */
+  level(key: string): number {
+    const b = this.buckets.get(key);
+    return b ? this.leak(b) : 0;
   }
 
-  /** Records one failed authentication from this source. */
-  failed(source: string): void {
-    const b = this.buckets.get(source) ?? { tokens: this.opts.burst, at: this.now() };
-    this.refill(b);
-    b.tokens = Math.max(0, b.tokens - 1);
-    this.buckets.delete(source);
-    this.buckets.set(source, b);
-    if (this.buckets.size > this.opts.maxSources) this.buckets.delete(this.buckets.keys().next().value!);
+  /** Raises (or, with n < 0, lowers) the key's level; returns the new level. */
+  add(key: string, n: number): number {
+    const b = this.buckets.get(key) ?? { level: 0, at: this.now() };
+    this.leak(b);
+    b.level = Math.min(this.opts.maxLevel ?? Infinity, Math.max(0, b.level + n));
+    this.buckets.delete(key);
+    if (b.level > 0) {
+      this.buckets.set(key, b);
+      if (this.buckets.size > this.opts.maxKeys) this.buckets.delete(this.buckets.keys().next().value!);
+    }
+    return b.level;
   }
 
   get size(): number {
     return this.buckets.size;
   }
 
-  private refill(b: { tokens: number; at: number }): number {
+  private leak(b: Bucket): number {
     const t = this.now();
-    b.tokens = Math.min(this.opts.burst, b.tokens + ((t - b.at) / 1000) * this.opts.refillPerSecond);
+    b.level = Math.max(0, b.level - ((t - b.at) / 1000) * this.opts.leakPerSecond);
     b.at = t;
-    return b.tokens;
+    return b.level;
   }
 }

@@ -6,6 +6,7 @@ import { createServer, type Server } from "node:http";
 import { type ELDHistogram, monitorEventLoopDelay } from "node:perf_hooks";
 import type { CryptoPool } from "@nstp/core";
 import type { ServerStats } from "./stats.ts";
+import { defenceSeries } from "./defence-metrics.ts";
 
 export interface MetricsSources {
   stats: ServerStats;
@@ -32,13 +33,14 @@ export function renderPrometheus(src: Required<Pick<MetricsSources, "stats" | "e
   metric(out, "nstp_connections", "gauge", "Open connections.", [[s.connections]]);
   metric(out, "nstp_handshaking", "gauge", "Connections still in the handshake.", [[s.handshaking]]);
   metric(out, "nstp_connections_total", "counter", "Connections accepted.", [[s.connectionsTotal]]);
-  metric(out, "nstp_connections_refused_total", "counter", "Connections refused at accept (handshake cap, failure limiter).", [[s.refused]]);
+  metric(out, "nstp_connections_refused_total", "counter", "Connections refused at accept (an address out of guesses, a full derivation queue).", [[s.refused]]);
   metric(out, "nstp_handshakes_total", "counter", "Handshakes completed, by protocol.", Object.entries(s.handshakesByProtocol).map(([protocol, n]) => [n, { protocol }]));
   metric(out, "nstp_handshakes_failed_total", "counter", "Handshakes failed, by error code.", Object.entries(s.handshakesFailed).map(([reason, n]) => [n, { reason }]));
   metric(out, "nstp_sessions_failed_total", "counter", "Established sessions ended by an error, by code.", Object.entries(s.sessionsFailed).map(([reason, n]) => [n, { reason }]));
   metric(out, "nstp_messages_total", "counter", "Application messages, by direction.", [[s.messagesIn, { direction: "in" }], [s.messagesOut, { direction: "out" }]]);
   metric(out, "nstp_payload_bytes_total", "counter", "Application payload bytes, by direction.", [[s.payloadIn, { direction: "in" }], [s.payloadOut, { direction: "out" }]]);
   metric(out, "nstp_wire_bytes_total", "counter", "Bytes on the wire, by direction.", [[s.wireIn, { direction: "in" }], [s.wireOut, { direction: "out" }]]);
+  if (s.defence) for (const d of defenceSeries(s.defence)) metric(out, d.name, d.type, d.help, d.samples);
   if (src.pool) {
     metric(out, "nstp_pool_queue_depth", "gauge", "Crypto tasks waiting for a worker thread.", [[src.pool.queued]]);
     metric(out, "nstp_pool_tasks_total", "counter", "Crypto tasks the pool finished.", [[src.pool.completed]]);

@@ -13,7 +13,8 @@ import {
 } from "@nstp/core";
 import { type ConnectionLimits, type MessageHandler, ServerConnection } from "./connection.ts";
 import { type KeyStore, dummyKeyFactory } from "./credentials.ts";
-import { FailureLimiter, type FailureLimiterOptions } from "./limiter.ts";
+import { type AdmissionOptions, DEFAULT_ADMISSION, HandshakeAdmission } from "./admission.ts";
+import { type BucketOptions, DEFAULT_ADDRESS_BUDGET, DEFAULT_USER_BUDGET, GuessBudget } from "./budget.ts";
 import { ServerStats } from "./stats.ts";
 
 export const DEFAULT_HOST = "127.0.0.1";
@@ -32,10 +33,16 @@ export interface ServerOptions {
   logger?: Logger;
   /** Open connections at most (default 10,000). */
   maxConnections?: number;
-  /** Connections still in the handshake at most; more are refused at once (default 512). */
+  /**
+   * Connections in the handshake at most (default 512); a newcomer at the cap is admitted and the
+   * handshake stalled longest is closed (admission.ts).
+   */
   maxHandshaking?: number;
-  /** Token bucket per source address on failed authentications (default: burst 20, 1 per second). */
-  failureLimit?: Partial<FailureLimiterOptions>;
+  admission?: Partial<Omit<AdmissionOptions, "maxHandshaking">>;
+  /** Guesses per source address: burst 20, 1 per second by default (budget.ts). */
+  failureLimit?: Partial<BucketOptions & { maxSources: number }>;
+  /** Guesses per username, from any address: burst 20, 1 per second; backoff up to half the handshake timeout. */
+  userBudget?: Partial<BucketOptions & { maxUsers: number; maxWaitMs: number }>;
   limits?: Partial<ConnectionLimits>;
   /**
    * A worker pool: v2 AES-GCM runs in it where the measured placement says so (the noble backend on
@@ -78,27 +85,34 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const log = opts.logger ?? silentLogger;
   const stats = new ServerStats();
   const live = new Set<ServerConnection>();
-  const limiter = new FailureLimiter({ burst: 20, refillPerSecond: 1, maxSources: 65_536, ...opts.failureLimit });
-  const maxHandshaking = opts.maxHandshaking ?? 512;
+  const limits = { ...DEFAULT_LIMITS, ...opts.limits };
+  const admission = new HandshakeAdmission({ ...DEFAULT_ADMISSION, ...opts.admission, maxHandshaking: opts.maxHandshaking ?? 512 });
+  const budget = new GuessBudget({
+    address: { ...DEFAULT_ADDRESS_BUDGET, ...opts.failureLimit },
+    user: { ...DEFAULT_USER_BUDGET, maxWaitMs: limits.handshakeTimeoutMs / 2, ...opts.userBudget },
+  });
+  stats.defence = { admission, budget };
   const ctx = {
     crypto,
     keys: opts.keys,
     dummyKey: dummyKeyFactory(crypto),
     handler: opts.handler ?? referenceHandler,
-    limits: { ...DEFAULT_LIMITS, ...opts.limits },
+    limits,
     legacy: opts.legacy ?? true,
     aeadPool: opts.pool,
     log,
     stats,
     onClosed: (c: ServerConnection) => live.delete(c),
-    onAuthFailed: (source: string) => limiter.failed(source),
+    admission,
+    budget,
   };
   const listener = await transport.listen(
     { host: opts.host ?? DEFAULT_HOST, port: opts.port ?? legacy.DEMO_PORT, maxConnections: opts.maxConnections ?? 10_000 },
     (wire) => {
-      // Refused before any work. Two zero bytes then a close read as "busy" in both protocols: v2's
-      // busy signal in place of message 2, and a close before the reference's 8-byte session nonce.
-      if (stats.handshaking >= maxHandshaking || !limiter.allows(wire.remoteAddress)) {
+      // An address out of guesses is refused before any work. Two zero bytes then a close read as
+      // "busy" in both protocols: v2's busy signal in place of message 2, and a close before the
+      // reference's 8-byte session nonce. The handshake cap refuses no one: it evicts.
+      if (!budget.allows(wire.remoteAddress)) {
         stats.refused++;
         wire.write(v2.BUSY_SIGNAL);
         wire.end();
@@ -106,6 +120,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       }
       const conn = new ServerConnection(wire, ctx);
       live.add(conn);
+      (admission.admit(conn) as ServerConnection | undefined)?.evict();
       return conn;
     },
   );

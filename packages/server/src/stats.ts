@@ -1,9 +1,13 @@
+import type { DefenceSources } from "./defence-metrics.ts";
+
 /** Counters the server keeps about itself (sessions, handshakes by outcome, messages and bytes). */
 export class ServerStats {
+  /** Admission and guessing budget, set by startServer (their own counters). */
+  defence: DefenceSources | undefined;
   connections = 0;
   /** Connections accepted whose handshake has not completed. */
   handshaking = 0;
-  /** Connections refused at accept (handshake cap, failure limiter). */
+  /** Connections refused at accept (an address out of guesses). */
   refused = 0;
   connectionsTotal = 0;
   handshakesOk = 0;

@@ -98,6 +98,21 @@ export class LegacyServer {
     return this.state.kind === "established" ? this.state.lastCounter + 1 : 0;
   }
 
+  /**
+   * Handshake steps taken: 1 hello parsed, 2 proof arrived, 3 established. Admission treats a
+   * connection whose step does not advance as stalled, however many bytes it sends.
+   */
+  get handshakeStep(): number {
+    const s = this.state;
+    return s.kind === "helloConsumed" ? (s.proof ? 2 : 1) : s.kind === "established" ? 3 : 0;
+  }
+
+  /** The proof is here and only the key is missing: providing it now judges the password. */
+  get judgeable(): boolean {
+    const s = this.state;
+    return s.kind === "helloConsumed" && s.proof !== undefined && s.key === undefined;
+  }
+
   /** True while part of a record is buffered: the driver runs the partial-message deadline then. */
   get hasPartialInput(): boolean {
     return this.inbox.length > 0;

@@ -70,6 +70,21 @@ export class V2Server extends V2Endpoint {
     return s.kind === "preambleConsumed" ? s.preamble.username : s.kind === "established" ? s.username : undefined;
   }
 
+  /**
+   * Handshake steps taken: 1 preamble parsed, 2 message 1 arrived, 3 established. Admission treats
+   * a connection whose step does not advance as stalled, however many bytes it sends.
+   */
+  get handshakeStep(): number {
+    const s = this.state;
+    return s.kind === "preambleConsumed" ? (s.message1 ? 2 : 1) : s.kind === "established" ? 3 : 0;
+  }
+
+  /** Message 1 is here and only the key is missing: providing it now judges the password. */
+  get judgeable(): boolean {
+    const s = this.state;
+    return s.kind === "preambleConsumed" && s.message1 !== undefined && s.key === undefined;
+  }
+
   receive(chunk: Uint8Array): Output[] {
     return this.guard(() => {
       const out: Output[] = [];

@@ -1,0 +1,64 @@
+// The guessing budget's rules, on a fake clock: reserved before judging, refunded on proof, over
+// budget per address (fail like a wrong password) and per user (backoff, then fail), bounded tables.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { GuessBudget, type Verdict } from "./budget.ts";
+
+function budget(now: { t: number }, maxWaitMs = 5000) {
+  return new GuessBudget({
+    address: { burst: 20, refillPerSecond: 1, maxSources: 4 },
+    user: { burst: 20, refillPerSecond: 1, maxUsers: 4, maxWaitMs },
+    now: () => now.t,
+  });
+}
+
+const judged = (v: Verdict) => v.kind === "judge";
+
+test("200 guesses at once from one address: 20 judged, the rest over the address budget", () => {
+  const clock = { t: 0 };
+  const b = budget(clock);
+  const verdicts = Array.from({ length: 200 }, (_, i) => b.reserve("10.0.0.1", `user${i % 50}`));
+  assert.equal(verdicts.filter(judged).length, 20);
+  assert.ok(verdicts.filter((v) => !judged(v)).every((v) => v.kind === "over" && v.scope === "address"));
+  assert.equal(b.allows("10.0.0.1"), false, "refused at accept too");
+  assert.equal(b.allows("10.0.0.2"), true, "another address is not");
+  clock.t += 3000;
+  assert.equal(Array.from({ length: 10 }, () => b.reserve("10.0.0.1", "u")).filter(judged).length, 3, "one more per second");
+});
+
+test("a verified key refunds its guess; a failure keeps it; a cancelled (never judged) guess costs nothing", () => {
+  const b = budget({ t: 0 });
+  for (let i = 0; i < 100; i++) {
+    const v = b.reserve("10.0.0.1", "alice");
+    assert.ok(v.kind === "judge");
+    b.settle(v.ticket, true);
+  }
+  assert.equal(b.allows("10.0.0.1"), true, "a hundred logins cost nothing");
+  const tickets = Array.from({ length: 20 }, () => b.reserve("10.0.0.1", "alice"));
+  assert.equal(b.reserve("10.0.0.1", "alice").kind, "over");
+  for (const v of tickets.slice(0, 10)) if (v.kind === "judge") b.cancel(v.ticket);
+  for (const v of tickets.slice(10)) if (v.kind === "judge") b.settle(v.ticket, false);
+  for (const v of tickets) if (v.kind === "judge") b.settle(v.ticket, true); // already settled: ignored
+  assert.equal(Array.from({ length: 20 }, () => b.reserve("10.0.0.1", "alice")).filter(judged).length, 10);
+  assert.deepEqual({ ...b.counts }, { reserved: 130, refunded: 100, cancelled: 10, waited: 0, overAddress: 11, overUser: 0 });
+});
+
+test("guesses at one user from many addresses: backoff grows with each, then fails like a wrong password", () => {
+  const clock = { t: 0 };
+  const b = budget(clock, 5000);
+  const v = Array.from({ length: 40 }, (_, i) => b.reserve(`10.0.${i}.1`, "alice"));
+  const delays = v.map((x) => (x.kind === "judge" ? x.delayMs : -1));
+  assert.deepEqual(delays.slice(0, 20), Array(20).fill(0), "the burst is judged at once");
+  assert.deepEqual(delays.slice(20, 25), [1000, 2000, 3000, 4000, 5000], "then each waits a second longer");
+  assert.ok(v.slice(25).every((x) => x.kind === "over" && x.scope === "user"), "past the longest wait: refused");
+  assert.equal(b.reserve("10.0.0.1", "bob").kind, "judge", "another user is not slowed");
+  clock.t += 10_000;
+  const later = b.reserve("10.9.9.9", "alice");
+  assert.ok(later.kind === "judge" && later.delayMs === 0, "the backoff fades as the user's bucket drains");
+});
+
+test("tables stay bounded however many addresses and users guess", () => {
+  const b = budget({ t: 0 });
+  for (let i = 0; i < 1000; i++) b.reserve(`10.${i >> 8}.${i & 255}.1`, `user${i}`);
+  assert.ok(b.trackedSources <= 4 && b.trackedUsers <= 4);
+});

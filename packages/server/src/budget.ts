@@ -1,0 +1,122 @@
+/**
+ * The guessing budget (docs/PROTOCOL.md, "Guessing budget"): one token is reserved at the moment a
+ * password is about to be judged, whatever the protocol (legacy: when the proof has arrived and the
+ * key is known; v2: when message 1 is about to be read with the key; v3: when the client's share
+ * arrives, before the server answers), and refunded once the peer has proven its key. Reserving at
+ * judgement, not at accept, is what makes the budget hold however many connections are open at once.
+ *
+ * Two budgets, both leaky buckets:
+ * - per source address (default burst 20, 1 per second): over it, the judgement fails exactly like a
+ *   wrong password (same bytes, same close). An empty bucket also refuses new connections at accept,
+ *   before any work (the busy signal), as before.
+ * - per username (default burst 20, 1 per second), counted whatever the address: over it, the
+ *   judgement waits (backoff) until the user's bucket has drained enough, so the wait grows with each
+ *   unrefunded guess. A wait longer than `maxWaitMs` is not taken: the judgement fails like a wrong
+ *   password instead. This slows guessing at one user from any number of addresses, and never locks
+ *   the user out for longer than the guesses keep coming.
+ *
+ * Protocol drivers use it as: `const v = budget.reserve(source, user)`; if `v.kind === "over"`, fail
+ * as for a wrong password; else judge after `v.delayMs` and call `budget.settle(v.ticket, verified)`,
+ * or `budget.cancel(v.ticket)` if the connection went away before the judgement.
+ */
+import { LeakyBuckets } from "./limiter.ts";
+
+export interface BucketOptions {
+  burst: number;
+  refillPerSecond: number;
+}
+
+export interface GuessBudgetOptions {
+  /** Per source address (the `failureLimit` server option). */
+  address: BucketOptions & { maxSources: number };
+  /** Per username, counted across addresses. */
+  user: BucketOptions & { maxUsers: number; maxWaitMs: number };
+  now?: () => number;
+}
+
+export const DEFAULT_ADDRESS_BUDGET = { burst: 20, refillPerSecond: 1, maxSources: 65_536 };
+export const DEFAULT_USER_BUDGET = { burst: 20, refillPerSecond: 1, maxUsers: 65_536 };
+
+export interface Ticket {
+  readonly source: string;
+  readonly username: string;
+  /** Settled, cancelled: further calls are ignored. */
+  open: boolean;
+}
+
+export type Verdict =
+  | { kind: "judge"; ticket: Ticket; delayMs: number }
+  | { kind: "over"; scope: "address" | "user" };
+
+export class GuessBudget {
+  private readonly addresses: LeakyBuckets;
+  private readonly users: LeakyBuckets;
+  private readonly opts: GuessBudgetOptions;
+  /** Counters for metrics. */
+  readonly counts = { reserved: 0, refunded: 0, cancelled: 0, waited: 0, overAddress: 0, overUser: 0 };
+
+  constructor(opts: GuessBudgetOptions) {
+    this.opts = opts;
+    const { address, user } = opts;
+    this.addresses = new LeakyBuckets({ leakPerSecond: address.refillPerSecond, maxKeys: address.maxSources, now: opts.now });
+    // A user's level exceeds its burst by at most what maxWaitMs lets wait (reserve checks first).
+    this.users = new LeakyBuckets({ leakPerSecond: user.refillPerSecond, maxKeys: user.maxUsers, now: opts.now });
+  }
+
+  /** True if `source` has a token left: checked at accept, before any work. */
+  allows(source: string): boolean {
+    return this.addresses.level(source) + 1 <= this.opts.address.burst;
+  }
+
+  /** Reserves one judgement for `username` from `source`, or says it is over budget. */
+  reserve(source: string, username: string): Verdict {
+    const { address, user } = this.opts;
+    if (this.addresses.level(source) + 1 > address.burst) {
+      this.counts.overAddress++;
+      return { kind: "over", scope: "address" };
+    }
+    // Past the burst, wait until the bucket has drained to where this guess fits.
+    const excess = this.users.level(username) + 1 - user.burst;
+    const delayMs = excess > 0 ? (excess / user.refillPerSecond) * 1000 : 0;
+    if (delayMs > user.maxWaitMs) {
+      this.counts.overUser++;
+      return { kind: "over", scope: "user" };
+    }
+    this.addresses.add(source, 1);
+    this.users.add(username, 1);
+    this.counts.reserved++;
+    if (delayMs > 0) this.counts.waited++;
+    return { kind: "judge", ticket: { source, username, open: true }, delayMs };
+  }
+
+  /** The judgement happened: a verified key refunds the token; a failure keeps it spent. */
+  settle(ticket: Ticket, verified: boolean): void {
+    if (!ticket.open) return;
+    ticket.open = false;
+    if (verified) {
+      this.counts.refunded++;
+      this.refund(ticket);
+    }
+  }
+
+  /** The connection went away before the judgement: nothing was judged, so nothing is charged. */
+  cancel(ticket: Ticket): void {
+    if (!ticket.open) return;
+    ticket.open = false;
+    this.counts.cancelled++;
+    this.refund(ticket);
+  }
+
+  /** Sources and users with tokens in use (bounded tables). */
+  get trackedSources(): number {
+    return this.addresses.size;
+  }
+  get trackedUsers(): number {
+    return this.users.size;
+  }
+
+  private refund(ticket: Ticket): void {
+    this.addresses.add(ticket.source, -1);
+    this.users.add(ticket.username, -1);
+  }
+}

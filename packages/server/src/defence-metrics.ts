@@ -1,0 +1,32 @@
+/**
+ * The admission and guessing-budget figures as Prometheus series (rendered by metrics.ts). Totals
+ * and table sizes only: no address or username ever becomes a label.
+ */
+import type { HandshakeAdmission } from "./admission.ts";
+import type { GuessBudget } from "./budget.ts";
+
+export interface DefenceSources {
+  admission: HandshakeAdmission;
+  budget: GuessBudget;
+}
+
+export interface Series {
+  name: string;
+  type: "gauge" | "counter";
+  help: string;
+  samples: [number, Record<string, string>?][];
+}
+
+export function defenceSeries({ admission: a, budget: b }: DefenceSources): Series[] {
+  const c = b.counts;
+  return [
+    { name: "nstp_handshake_evictions_total", type: "counter", help: "Handshakes closed to admit a newcomer at the cap (stalled longest).", samples: [[a.evictions]] },
+    { name: "nstp_handshake_stalls_total", type: "counter", help: "Handshakes that stalled: timed out or evicted.", samples: [[a.stallsRecorded]] },
+    { name: "nstp_stalling_sources", type: "gauge", help: "Source addresses with stalls remembered (their handshakes are evicted first).", samples: [[a.markedSources]] },
+    { name: "nstp_guesses_judged_total", type: "counter", help: "Passwords judged (a guess reserved from both budgets, not cancelled).", samples: [[c.reserved - c.cancelled]] },
+    { name: "nstp_guesses_refunded_total", type: "counter", help: "Guesses refunded because the peer proved its key.", samples: [[c.refunded]] },
+    { name: "nstp_guesses_delayed_total", type: "counter", help: "Judgements delayed by the per-user backoff.", samples: [[c.waited]] },
+    { name: "nstp_guesses_over_budget_total", type: "counter", help: "Judgements refused (failed like a wrong password), by budget.", samples: [[c.overAddress, { scope: "address" }], [c.overUser, { scope: "user" }]] },
+    { name: "nstp_guess_budget_entries", type: "gauge", help: "Entries in the guessing-budget tables, by scope.", samples: [[b.trackedSources, { scope: "address" }], [b.trackedUsers, { scope: "user" }]] },
+  ];
+}
