@@ -17,7 +17,7 @@ import {
   ServerDispatch,
   toNstpError,
   utf8,
-  type v2,
+  v2,
 } from "@nstp/core";
 import type { HandshakeAdmission } from "./admission.ts";
 import type { GuessBudget, Ticket } from "./budget.ts";
@@ -142,8 +142,12 @@ export class ServerConnection implements WireEvents {
     return this.wire.remoteAddress;
   }
 
-  /** Closed to make room for a newcomer (admission.ts): silently, like any failure. */
-  evict(): void {
+  /**
+   * Closed to make room for a newcomer (admission.ts): silently, like any failure. A newcomer that
+   * is itself the one to go (nothing received yet) gets the busy signal, as a refusal at accept.
+   */
+  evict(refused = false): void {
+    if (refused) this.write(v2.BUSY_SIGNAL);
     this.fail(new NstpError("ERR_BUSY", "evicted: the handshake stalled longest when the cap was reached"));
   }
 

@@ -120,7 +120,9 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       }
       const conn = new ServerConnection(wire, ctx);
       live.add(conn);
-      (admission.admit(conn) as ServerConnection | undefined)?.evict();
+      const victim = admission.admit(conn) as ServerConnection | undefined;
+      if (victim === conn) stats.refused++;
+      victim?.evict(victim === conn);
       return conn;
     },
   );
