@@ -7,7 +7,7 @@ import { GuessBudget, type Verdict } from "./budget.ts";
 function budget(now: { t: number }, maxWaitMs = 5000) {
   return new GuessBudget({
     address: { burst: 20, refillPerSecond: 1, maxSources: 4 },
-    user: { burst: 20, refillPerSecond: 1, maxUsers: 4, maxWaitMs },
+    user: { burst: 20, refillPerSecond: 1, maxUsers: 4, maxWaitMs, trustSeconds: 3600 },
     now: () => now.t,
   });
 }
@@ -61,4 +61,20 @@ test("tables stay bounded however many addresses and users guess", () => {
   const b = budget({ t: 0 });
   for (let i = 0; i < 1000; i++) b.reserve(`10.${i >> 8}.${i & 255}.1`, `user${i}`);
   assert.ok(b.trackedSources <= 4 && b.trackedUsers <= 4);
+});
+
+test("an address where the user proved its key skips the user's backoff: guesses elsewhere cannot lock the device out", () => {
+  const clock = { t: 0 };
+  const b = budget(clock, 5000);
+  const login = b.reserve("192.168.1.7", "alice");
+  assert.ok(login.kind === "judge");
+  b.settle(login.ticket, true);
+  for (let i = 0; i < 40; i++) b.reserve(`10.0.${i}.1`, "alice");
+  const stranger = b.reserve("10.9.9.9", "alice");
+  assert.ok(stranger.kind === "over" && stranger.scope === "user", "a new address waits past the limit");
+  const device = b.reserve("192.168.1.7", "alice");
+  assert.ok(device.kind === "judge" && device.delayMs === 0, "the device's address is judged at once");
+  clock.t += 3601_000;
+  for (let i = 0; i < 40; i++) b.reserve(`10.1.${i}.1`, "alice");
+  assert.equal(b.reserve("192.168.1.7", "alice").kind, "over", "the exemption expires");
 });

@@ -12,8 +12,10 @@
  * - per username (default burst 20, 1 per second), counted whatever the address: over it, the
  *   judgement waits (backoff) until the user's bucket has drained enough, so the wait grows with each
  *   unrefunded guess. A wait longer than `maxWaitMs` is not taken: the judgement fails like a wrong
- *   password instead. This slows guessing at one user from any number of addresses, and never locks
- *   the user out for longer than the guesses keep coming.
+ *   password instead. This slows guessing at one user from any number of addresses. So that an
+ *   attacker cannot use it to lock a device out, an address from which the user proved its key in
+ *   the last `trustSeconds` skips the user's backoff (its guesses still count, and the address
+ *   budget still applies): the remembered-device exemption of OWASP's account-lockout guidance.
  *
  * Protocol drivers use it as: `const v = budget.reserve(source, user)`; if `v.kind === "over"`, fail
  * as for a wrong password; else judge after `v.delayMs` and call `budget.settle(v.ticket, verified)`,
@@ -30,12 +32,13 @@ export interface GuessBudgetOptions {
   /** Per source address (the `failureLimit` server option). */
   address: BucketOptions & { maxSources: number };
   /** Per username, counted across addresses. */
-  user: BucketOptions & { maxUsers: number; maxWaitMs: number };
+  user: BucketOptions & { maxUsers: number; maxWaitMs: number; trustSeconds: number };
   now?: () => number;
 }
 
 export const DEFAULT_ADDRESS_BUDGET = { burst: 20, refillPerSecond: 1, maxSources: 65_536 };
-export const DEFAULT_USER_BUDGET = { burst: 20, refillPerSecond: 1, maxUsers: 65_536 };
+/** A device that reconnects at least daily keeps its exemption from the user's backoff. */
+export const DEFAULT_USER_BUDGET = { burst: 20, refillPerSecond: 1, maxUsers: 65_536, trustSeconds: 86_400 };
 
 export interface Ticket {
   readonly source: string;
@@ -51,12 +54,16 @@ export type Verdict =
 export class GuessBudget {
   private readonly addresses: LeakyBuckets;
   private readonly users: LeakyBuckets;
+  /** "user\0address" -> until when the address may skip the user's backoff (bounded like `users`). */
+  private readonly trusted = new Map<string, number>();
   private readonly opts: GuessBudgetOptions;
+  private readonly now: () => number;
   /** Counters for metrics. */
   readonly counts = { reserved: 0, refunded: 0, cancelled: 0, waited: 0, overAddress: 0, overUser: 0 };
 
   constructor(opts: GuessBudgetOptions) {
     this.opts = opts;
+    this.now = opts.now ?? (() => performance.now());
     const { address, user } = opts;
     this.addresses = new LeakyBuckets({ leakPerSecond: address.refillPerSecond, maxKeys: address.maxSources, now: opts.now });
     // A user's level exceeds its burst by at most what maxWaitMs lets wait (reserve checks first).
@@ -77,7 +84,7 @@ export class GuessBudget {
     }
     // Past the burst, wait until the bucket has drained to where this guess fits.
     const excess = this.users.level(username) + 1 - user.burst;
-    const delayMs = excess > 0 ? (excess / user.refillPerSecond) * 1000 : 0;
+    const delayMs = excess > 0 && !this.isTrusted(username, source) ? (excess / user.refillPerSecond) * 1000 : 0;
     if (delayMs > user.maxWaitMs) {
       this.counts.overUser++;
       return { kind: "over", scope: "user" };
@@ -96,6 +103,7 @@ export class GuessBudget {
     if (verified) {
       this.counts.refunded++;
       this.refund(ticket);
+      this.trust(ticket.username, ticket.source);
     }
   }
 
@@ -113,6 +121,18 @@ export class GuessBudget {
   }
   get trackedUsers(): number {
     return this.users.size;
+  }
+
+  private isTrusted(username: string, source: string): boolean {
+    const until = this.trusted.get(`${username}\0${source}`);
+    return until !== undefined && until > this.now();
+  }
+
+  private trust(username: string, source: string): void {
+    const key = `${username}\0${source}`;
+    this.trusted.delete(key);
+    this.trusted.set(key, this.now() + this.opts.user.trustSeconds * 1000);
+    if (this.trusted.size > this.opts.user.maxUsers) this.trusted.delete(this.trusted.keys().next().value!);
   }
 
   private refund(ticket: Ticket): void {

@@ -15,11 +15,16 @@ const USAGE = `usage: server [--port N] [--host H] [--device-salt HEX] [--users 
               [--legacy on|off] [--max-message-size BYTES] [--max-message-size-v2 BYTES]
               [--handshake-timeout SECONDS] [--record-timeout SECONDS] [--log-level L] [--log-format json|pretty]
               [--metrics HOST:PORT] [--summary-interval SECONDS] [--shutdown-grace SECONDS]
+              [--max-handshaking N] [--address-guesses BURST] [--address-guess-rate PER_SECOND]
+              [--user-guesses BURST] [--user-guess-rate PER_SECOND]
 Serves protocol v2 and, unless --legacy off, the Dart reference protocol on the same port.
 Listens on 127.0.0.1:8080 by default. Without --users, serves the reference demo user (alice).
 SIGHUP reloads --users FILE without dropping sessions. SIGTERM and SIGINT stop accepting, let
 sessions finish the replies due (v2 ends each with a close chunk) and exit within --shutdown-grace.
---metrics serves Prometheus text at http://HOST:PORT/metrics (off unless given).`;
+--metrics serves Prometheus text at http://HOST:PORT/metrics (off unless given).
+At --max-handshaking (512) a newcomer is admitted and the handshake stalled longest is closed.
+Each password judged takes a guess from its address (20, refilled at 1/s; then it fails like a
+wrong password) and from its username (20, 1/s; then it waits, up to half the handshake timeout).`;
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -39,6 +44,11 @@ async function main(): Promise<void> {
       metrics: { type: "string" },
       "summary-interval": { type: "string", default: "60" },
       "shutdown-grace": { type: "string", default: "5" },
+      "max-handshaking": { type: "string", default: "512" },
+      "address-guesses": { type: "string", default: "20" },
+      "address-guess-rate": { type: "string", default: "1" },
+      "user-guesses": { type: "string", default: "20" },
+      "user-guess-rate": { type: "string", default: "1" },
       help: { type: "boolean", short: "h" },
     },
     strict: true,
@@ -80,6 +90,15 @@ async function main(): Promise<void> {
     crypto,
     logger: log,
     legacy: values.legacy === "on",
+    maxHandshaking: parseIntArg("--max-handshaking", values["max-handshaking"]!, 1, 1 << 20),
+    failureLimit: {
+      burst: parseIntArg("--address-guesses", values["address-guesses"]!, 1, 1 << 20),
+      refillPerSecond: parseRateArg("--address-guess-rate", values["address-guess-rate"]!),
+    },
+    userBudget: {
+      burst: parseIntArg("--user-guesses", values["user-guesses"]!, 1, 1 << 20),
+      refillPerSecond: parseRateArg("--user-guess-rate", values["user-guess-rate"]!),
+    },
     limits: {
       // The reference's records carry no length: its maximum also bounds trial decryption work.
       maxMessageSize: parseIntArg("--max-message-size", values["max-message-size"]!, 0, 16 << 20),
@@ -136,6 +155,12 @@ async function main(): Promise<void> {
 function parseIntArg(name: string, v: string, min: number, max: number): number {
   const n = Number(v);
   if (!Number.isInteger(n) || n < min || n > max) throw new Error(`${name} must be an integer in ${min}..${max}`);
+  return n;
+}
+
+function parseRateArg(name: string, v: string): number {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0 || n > 1e6) throw new Error(`${name} must be a number of guesses per second in (0, 1e6]`);
   return n;
 }
 
