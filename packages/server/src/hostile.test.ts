@@ -12,6 +12,7 @@ import { type Session, connect } from "../../client/src/index.ts";
 import { Reader, dial, referenceHandshake, referencePsk } from "./testing/reference-peer.ts";
 import { v2Handshake } from "./testing/v2-peer.ts";
 import { type ServerProcess, scrapeMetrics as metrics, startServerProcess } from "./testing/processes.ts";
+import { stalledFlood, wrongGuess } from "./testing/flood.ts";
 
 const onBun = detectRuntime() === "bun";
 const psk = referencePsk(legacy.DEMO_PASSWORD, Buffer.from(legacy.DEMO_DEVICE_SALT), legacy.DEMO_USERNAME);
@@ -219,6 +220,68 @@ for (const runtime of ["bun", "node"] as const) {
         await check("ERR_TOO_LARGE", (p) => void p.reader.socket.write(p.encode([crypto.randomBytes(V2_MAX + 70_000)])));
         await check(["ERR_DECRYPT", "ERR_PROTOCOL"], (p) => void p.reader.socket.write(crypto.randomBytes(10 << 20)));
       });
+    });
+
+    test("finding 1: 2,000 stalled handshakes from the client's own address, each reopened when closed: new v2 and legacy clients are served", async () => {
+      const flood = await stalledFlood(srv.port, 2000);
+      try {
+        let m = await metrics(srv.metricsPort);
+        for (let i = 0; i < 50 && (m.get("nstp_handshaking") ?? 0) < 500; i++) {
+          await sleep(50);
+          m = await metrics(srv.metricsPort);
+        }
+        assert.ok((m.get("nstp_handshaking") ?? 0) >= 500, "the handshake cap is full of stalled handshakes");
+        for (const protocol of ["v2", "legacy"] as const) {
+          const s = await connect({ port: srv.port, username: "alice", psk: new Uint8Array(psk), deviceSalt: legacy.DEMO_DEVICE_SALT, protocol });
+          assert.equal(new TextDecoder().decode(await s.request(`${protocol} during the flood`)), `Server received: ${protocol} during the flood`);
+          await s.close();
+        }
+        assert.equal(new TextDecoder().decode(await good.request("still served")), "Server received: still served");
+        m = await metrics(srv.metricsPort);
+        assert.ok((m.get("nstp_handshake_evictions_total") ?? 0) > 0, "stalled handshakes were evicted to make room");
+        assert.ok(flood.opened > 2000, "the attacker reopened what the server closed");
+      } finally {
+        flood.stop();
+      }
+    });
+
+    test("finding 3: guesses at one user from 60 addresses back off while its device is served; 3 rounds of 200 concurrent wrong-password handshakes from one address are not all judged", async () => {
+      // A server of its own, with the default budgets: this test spends them.
+      const p = await startServerProcess(runtime, ["--port", "0", "--log-level", "error", "--metrics", "127.0.0.1:0", "--summary-interval", "0"]);
+      const text = (b: Uint8Array) => new TextDecoder().decode(b);
+      const login = () => connect({ port: p.port, username: "alice", psk: new Uint8Array(psk), deviceSalt: legacy.DEMO_DEVICE_SALT });
+      try {
+        const device = await login(); // from 127.0.0.1: the address where alice proved her key
+        // One user guessed at from 60 other addresses at once: past its burst, judgements wait, then fail.
+        const spread = await Promise.all(Array.from({ length: 60 }, (_, i) => wrongGuess(p.port, "v2", "alice", { localAddress: `127.0.1.${i + 2}` })));
+        assert.equal(spread.filter((x) => x.closed).length, 60, "every guess closed");
+        const m1 = await metrics(p.metricsPort!);
+        assert.ok((m1.get(`nstp_guesses_over_budget_total{scope="user"}`) ?? 0) > 0, "past the user's longest wait: refused");
+        assert.ok((m1.get("nstp_guesses_judged_total") ?? 60) < 60, "not all 60 judged");
+        const t = Date.now();
+        const again = await login();
+        assert.equal(text(await again.request("hi")), "Server received: hi");
+        await again.close();
+        assert.ok(Date.now() - t < 1000, "the device's own address skips the user's backoff");
+
+        const t0 = Date.now();
+        const before = await metrics(p.metricsPort!);
+        for (let round = 0; round < 3; round++) {
+          const r = await Promise.all(Array.from({ length: 200 }, (_, i) => wrongGuess(p.port, i % 2 ? "legacy" : "v2", i % 4 < 2 ? "alice" : `nobody${i}`)));
+          assert.equal(r.filter((x) => x.closed).length, 200, "every guess closed");
+          assert.equal(text(await device.request(`round ${round}`)), `Server received: round ${round}`);
+        }
+        const m = await metrics(p.metricsPort!);
+        const judged = m.get("nstp_guesses_judged_total")! - before.get("nstp_guesses_judged_total")!;
+        const over = m.get(`nstp_guesses_over_budget_total{scope="address"}`)! - before.get(`nstp_guesses_over_budget_total{scope="address"}`)!;
+        const refused = m.get("nstp_connections_refused_total")! - before.get("nstp_connections_refused_total")!;
+        const seconds = (Date.now() - t0) / 1000;
+        assert.ok(judged <= 20 + Math.ceil(seconds) + 1, `${judged} of 600 judged in ${seconds.toFixed(1)} s (burst 20, 1 per second)`);
+        assert.equal(judged + over + refused, 600, "each guess judged, failed over budget, or refused at accept");
+        await device.close();
+      } finally {
+        p.child.kill("SIGTERM");
+      }
     });
 
     test("2,000 connections that never authenticate, opened as fast as possible", async () => {
