@@ -1,0 +1,129 @@
+/**
+ * Fuzzing properties of the admission table (admission.ts), beside the protocol ones in
+ * packages/core/src/testing/fuzz-properties.ts and run with them by scripts/fuzz.ts: random
+ * sequences of arrivals from a few sources, handshake steps, exits, stalls and clock moves, checked
+ * after every operation against a model written from the rule itself (the handshake of a marked
+ * source before any other, then the one stalled longest), plus the cap and the bookkeeping.
+ */
+import { type FuzzProperty, fc } from "../../../core/src/testing/fuzz-properties.ts";
+import { type Contender, HandshakeAdmission } from "../admission.ts";
+import { GuessBudget } from "../budget.ts";
+
+type Op =
+  | { kind: "admit"; source: number }
+  | { kind: "step" | "leave"; pick: number }
+  | { kind: "stall"; source: number }
+  | { kind: "tick"; ms: number };
+
+const arbOp: fc.Arbitrary<Op> = fc.oneof(
+  fc.record({ kind: fc.constant("admit" as const), source: fc.nat(3) }),
+  fc.record({ kind: fc.constantFrom("step" as const, "leave" as const), pick: fc.nat() }),
+  fc.record({ kind: fc.constant("stall" as const), source: fc.nat(3) }),
+  fc.record({ kind: fc.constant("tick" as const), ms: fc.nat(3000) }),
+);
+
+const STALL_MEMORY_S = 5;
+
+function admissionMatchesModel(max: number, ops: Op[]): void {
+  let now = 0;
+  const table = new HandshakeAdmission({ maxHandshaking: max, stallMemorySeconds: STALL_MEMORY_S, maxSources: 64, now: () => now });
+  // The model: live handshakes with their stall clock, and each source's stall level (leaks 1/s).
+  const live = new Map<Contender, number>();
+  const level = new Map<string, { v: number; at: number }>();
+  const levelOf = (s: string) => {
+    const l = level.get(s);
+    return l ? Math.max(0, l.v - (now - l.at) / 1000) : 0;
+  };
+  const stall = (s: string) => level.set(s, { v: Math.min(STALL_MEMORY_S, levelOf(s) + 1), at: now });
+  const rank = (c: Contender) => [levelOf(c.remoteAddress) > 0 ? 0 : 1, live.get(c)!] as const;
+  const fail = (msg: string) => {
+    throw new Error(`${msg} (max ${max}, t=${now})`);
+  };
+  for (const op of ops) {
+    const conns = [...live.keys()];
+    if (op.kind === "admit") {
+      const c: Contender = { remoteAddress: `10.0.0.${op.source}` };
+      live.set(c, now);
+      // The model's choice: the least rank (marked first, then oldest). Ties may go either way.
+      const best = [...live.keys()].reduce((a, b) => (rank(b)[0] < rank(a)[0] || (rank(b)[0] === rank(a)[0] && rank(b)[1] < rank(a)[1]) ? b : a));
+      const victim = table.admit(c);
+      if (live.size <= max) {
+        if (victim) fail("evicted below the cap");
+      } else {
+        if (!victim || !live.has(victim)) fail("no live victim at the cap");
+        const [vr, br] = [rank(victim!), rank(best)];
+        if (vr[0] !== br[0] || vr[1] !== br[1]) fail(`evicted rank ${vr} where ${br} was due`);
+        live.delete(victim!);
+        stall(victim!.remoteAddress);
+      }
+    } else if (op.kind === "step" && conns.length) {
+      const c = conns[op.pick % conns.length]!;
+      live.set(c, now);
+      table.stepped(c);
+    } else if (op.kind === "leave" && conns.length) {
+      const c = conns[op.pick % conns.length]!;
+      live.delete(c);
+      table.left(c);
+      table.left(c);
+    } else if (op.kind === "stall") {
+      stall(`10.0.0.${op.source}`);
+      table.stalled(`10.0.0.${op.source}`);
+    } else if (op.kind === "tick") {
+      now += op.ms;
+    }
+    if (table.size !== live.size) fail(`table holds ${table.size}, model ${live.size}`);
+    if (table.size > max) fail("over the cap");
+  }
+}
+
+type BudgetOp = { source: number; user: number; outcome: "ok" | "bad" | "gone"; ms: number };
+
+/** However guesses interleave, no address has more judged and unrefunded in a window than its bucket allows. */
+function budgetHolds(ops: BudgetOp[]): void {
+  let now = 0;
+  const burst = 5;
+  const b = new GuessBudget({
+    address: { burst, refillPerSecond: 1, maxSources: 16 },
+    user: { burst, refillPerSecond: 1, maxUsers: 16, maxWaitMs: 2000, trustSeconds: 10 },
+    now: () => now,
+  });
+  const spent = new Map<number, number[]>(); // per address: times of unrefunded judgements
+  for (const op of ops) {
+    now += op.ms;
+    const v = b.reserve(`a${op.source}`, `u${op.user}`);
+    if (v.kind !== "judge") continue;
+    if (v.delayMs < 0 || v.delayMs > 2000) throw new Error(`wait of ${v.delayMs} ms`);
+    if (op.outcome === "ok") b.settle(v.ticket, true);
+    else if (op.outcome === "gone") b.cancel(v.ticket);
+    else {
+      b.settle(v.ticket, false);
+      const xs = spent.get(op.source) ?? [];
+      xs.push(now);
+      spent.set(op.source, xs);
+      // Leaky bucket: over any window of w seconds ending now, at most burst + w failures.
+      for (let i = 0; i < xs.length; i++) {
+        const w = (now - xs[i]!) / 1000;
+        if (xs.length - i > burst + w + 1e-9) throw new Error(`${xs.length - i} failures from a${op.source} in ${w} s`);
+      }
+    }
+  }
+}
+
+const arbBudgetOp: fc.Arbitrary<BudgetOp> = fc.record({
+  // Mostly failures, mostly at once: the bursts a budget must hold against.
+  source: fc.nat(1),
+  user: fc.nat(2),
+  outcome: fc.oneof({ weight: 4, arbitrary: fc.constant("bad" as const) }, fc.constant("ok" as const), fc.constant("gone" as const)),
+  ms: fc.oneof({ weight: 3, arbitrary: fc.constant(0) }, fc.nat(1500)),
+});
+
+export const ADMISSION_PROPERTIES: FuzzProperty[] = [
+  {
+    name: "admission: eviction follows the rule (marked source first, then stalled longest) and holds the cap",
+    property: fc.property(fc.integer({ min: 0, max: 6 }), fc.array(arbOp, { maxLength: 80 }), admissionMatchesModel) as unknown as fc.IProperty<never>,
+  },
+  {
+    name: "guessing budget: failures per address stay within burst + refill over any window",
+    property: fc.property(fc.array(arbBudgetOp, { maxLength: 80 }), budgetHolds) as unknown as fc.IProperty<never>,
+  },
+];
