@@ -6,7 +6,8 @@ import { parseArgs } from "node:util";
 import { CryptoPool, getBackend, legacy, utf8 } from "@nstp/core";
 import { clearKeyCache } from "@nstp/client";
 import { type BenchProtocol, type Exchanger, open } from "./conns.ts";
-import { coldPassword } from "./users.ts";
+import { BENCH_PASSWORD, BENCH_USER, coldPassword } from "./users.ts";
+import { stalledFlood as openStalledFlood, stallingFlights } from "../../packages/server/src/testing/flood.ts";
 import { percentile, sortNumbers } from "./stats.ts";
 
 const { values } = parseArgs({
@@ -212,12 +213,51 @@ async function flood() {
   return { samples: [openedIn], closedByServer: refusedOrClosed };
 }
 
+/**
+ * Holds `concurrency` stalled handshakes open for `duration` seconds, reopening each one the server
+ * closes (evicted or timed out), as the attacker of the admission finding does.
+ */
+async function stalledFlood() {
+  const t = now();
+  const flood = await openStalledFlood(port, Number(values.concurrency), { flights: stallingFlights(BENCH_USER) });
+  const openedIn = now() - t;
+  await sleep(Number(values.duration) * 1000);
+  const stats = { opened: flood.opened, openAtEnd: flood.open };
+  flood.stop();
+  return { samples: [openedIn], ...stats };
+}
+
+/**
+ * A new honest client arriving during a flood: after `warmup` seconds, `samples` times each, a new
+ * v2 and a new legacy connection, handshake and one echo; the time from connect to the echo.
+ */
+async function join() {
+  // The client's PBKDF2 runs once, before the clock: what is measured is the server's admission.
+  const psk = await legacy.derivePsk(crypto, { username: BENCH_USER, password: BENCH_PASSWORD, deviceSalt: legacy.DEMO_DEVICE_SALT });
+  await sleep(Number(values.warmup) * 1000);
+  const lat: Record<"v2" | "legacy", number[]> = { v2: [], legacy: [] };
+  const p = utf8("hello during the flood");
+  for (let i = 0; i < Number(values.samples); i++) {
+    for (const proto of ["v2", "legacy"] as const) {
+      const t = now();
+      const ex = await open(proto, { port, psk, crypto });
+      const reply = await ex.request(p);
+      lat[proto].push(now() - t);
+      await ex.close();
+      // The bench server echoes: anything else is a wrong reply.
+      if (!equal(reply, p)) throw new Error(`${proto} echo does not match`);
+    }
+    await sleep(50);
+  }
+  return { samples: lat.v2, v2: lat.v2, legacy: lat.legacy };
+}
+
 function summarise(xs: number[]) {
   const s = sortNumbers(xs);
   return { n: s.length, p50: percentile(s, 50), p99: percentile(s, 99), max: s[s.length - 1] };
 }
 
-const scenarios: Record<string, () => Promise<object>> = { latency, rate, cold, "pbkdf2-rate": pbkdf2Rate, throughput, ping, flood };
+const scenarios: Record<string, () => Promise<object>> = { latency, rate, cold, "pbkdf2-rate": pbkdf2Rate, throughput, ping, flood, "stalled-flood": stalledFlood, join };
 const fn = scenarios[values.scenario!];
 if (!fn) throw new Error(`unknown scenario ${values.scenario}`);
 const result = await fn();

@@ -125,6 +125,17 @@ export function renderMarkdown(report: Report, svgName: string): string {
   }
   out.push("");
 
+  const stalledConns = report.env.options.stalledConns as number;
+  out.push(`## New clients while ${stalledConns} stalled handshakes from their own address hold the handshake cap (reopened as closed)`, "", "| build | protocol | handshake + echo p50 (ms) | max (ms) | flood connections opened | target max < 1 s |", "|---|---|---|---|---|---|");
+  for (const r of runtimes) {
+    const sc = `stalled-flood-${stalledConns}`;
+    for (const p of ["v2", "legacy"] as const) {
+      const max = L.get({ scenario: sc, runtime: r, protocol: p, metric: "handshake+echo max" });
+      out.push(`| ${r} | ${p} | ${fmt(L.get({ scenario: sc, runtime: r, protocol: p, metric: "handshake+echo p50" }), 2)} | ${fmt(max, 2)} | ${fmt(L.get({ scenario: sc, runtime: r, metric: "flood connections opened" }), 0)} | ${max === undefined ? "–" : max < 1000 ? "yes" : "**no**"} |`);
+    }
+  }
+  out.push("");
+
   const nobleSizes = (report.env.options.nobleSizes as number[]) ?? [];
   out.push("## Crypto backends and AEAD placement", "", "v2 echo with the @noble/ciphers backend on both ends (MB/s), AES-GCM in the worker pool (the measured placement) and inline:", "", "| build | AES-GCM | " + nobleSizes.map(sizeName).join(" | ") + " |", "|---|---|" + nobleSizes.map(() => "---|").join(""));
   for (const r of runtimes) {

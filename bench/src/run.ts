@@ -22,7 +22,7 @@ const { values } = parseArgs({
     quick: { type: "boolean", default: false },
     runtimes: { type: "string", default: "bun,node" },
     out: { type: "string", default: join(ROOT, "bench", "results") },
-    /** Comma-separated groups to run (latency,rate,echo,flood,noble,cold,placement,hyperfine); default all. */
+    /** Comma-separated groups to run (latency,rate,echo,flood,stalled,noble,cold,placement,hyperfine); default all. */
     only: { type: "string" },
     /** Backends to run the echo scenarios with: native, noble, or both (default). */
     crypto: { type: "string", default: "native,noble" },
@@ -32,8 +32,8 @@ const { values } = parseArgs({
 
 const QUICK = values.quick!;
 const P = QUICK
-  ? { duration: 0.2, warmup: 0.1, reps: 1, latencySamples: 10, coldSamples: 2, coldUsers: 8, sizes: [64, 1024, 16384, 61440], rttSizes: [64], floodSeconds: 1, floodConns: 2000, nobleSizes: [1024] }
-  : { duration: 2, warmup: 0.5, reps: 3, latencySamples: 60, coldSamples: 8, coldUsers: 64, sizes: [64, 1024, 16384, 61440], rttSizes: [64, 1024, 16384, 61440], floodSeconds: 5, floodConns: 2000, nobleSizes: [64, 1024, 16384, 61440] };
+  ? { duration: 0.2, warmup: 0.1, reps: 1, latencySamples: 10, coldSamples: 2, coldUsers: 8, sizes: [64, 1024, 16384, 61440], rttSizes: [64], floodSeconds: 1, floodConns: 2000, nobleSizes: [1024], stalledSeconds: 4, stalledConns: 600, joinSamples: 3 }
+  : { duration: 2, warmup: 0.5, reps: 3, latencySamples: 60, coldSamples: 8, coldUsers: 64, sizes: [64, 1024, 16384, 61440], rttSizes: [64, 1024, 16384, 61440], floodSeconds: 5, floodConns: 2000, nobleSizes: [64, 1024, 16384, 61440], stalledSeconds: 12, stalledConns: 2000, joinSamples: 20 };
 const LOAD_TIMEOUT = 120_000;
 const runtimes = values.runtimes!.split(",") as Runtime[];
 const only = values.only?.split(",");
@@ -163,6 +163,28 @@ async function floodScenario(runtime: Runtime, server: ServerProc) {
   progress(`${runtime} flood of ${P.floodConns} (opened in ${(flood.samples as number[])[0]!.toFixed(0)} ms): ping p99 ${percentile(s, 99).toFixed(2)} ms over ${s.length} pings`);
 }
 
+/**
+ * A new honest v2 client and a new legacy client, each a handshake and an echo, while stalled
+ * handshakes from the same address fill the handshake cap (the server's default, 512) and are
+ * reopened as the server closes them (docs/PROTOCOL.md, "Admission"). Target: under 1 s each.
+ */
+async function stalledFloodScenario(runtime: Runtime, server: ServerProc) {
+  await server.command("reset");
+  const settle = 1.5; // seconds for the flood to be fully open before the first newcomer
+  const [join, flood] = await Promise.all([
+    load(runtime, ["--scenario", "join", "--port", server.port, "--warmup", settle, "--samples", P.joinSamples]),
+    load(runtime, ["--scenario", "stalled-flood", "--port", server.port, "--concurrency", P.stalledConns, "--duration", P.stalledSeconds]),
+  ]);
+  const scenario = `stalled-flood-${P.stalledConns}`;
+  for (const protocol of ["v2", "legacy"] as const) {
+    const s = sortNumbers(join[protocol] as number[]);
+    add({ scenario, runtime, protocol, metric: "handshake+echo p50", unit: "ms", value: percentile(s, 50), samples: s });
+    add({ scenario, runtime, protocol, metric: "handshake+echo max", unit: "ms", value: s[s.length - 1]!, samples: s });
+  }
+  add({ scenario, runtime, protocol: "v2", metric: "flood connections opened", unit: "count", samples: [flood.opened as number] });
+  progress(`${runtime} ${P.stalledConns} stalled handshakes (${flood.opened} opened): new v2 client max ${Math.max(...(join.v2 as number[])).toFixed(1)} ms, legacy max ${Math.max(...(join.legacy as number[])).toFixed(1)} ms`);
+}
+
 async function placementScenario(runtime: Runtime) {
   const r = await runPlacement(runtime);
   for (const x of r) {
@@ -192,6 +214,7 @@ async function benchRuntime(runtime: Runtime) {
     if (wants("rate")) await rateScenarios(runtime, ports, nstp);
     if (wants("echo") && backends.includes("native")) await throughputScenarios(runtime, ports);
     if (wants("flood")) await floodScenario(runtime, nstp);
+    if (wants("stalled")) await withServer(runtime, ["--kdf", "pool", "--max-handshaking", "512"], (s) => stalledFloodScenario(runtime, s));
   } finally {
     await Promise.all([nstp.stop(), tcp.stop(), tls.stop()]);
   }
@@ -252,7 +275,7 @@ if (problems.length) {
 function checkComplete(r: Report): string[] {
   const out: string[] = [];
   for (const runtime of runtimes) {
-    for (const scenario of ["handshake-latency-warm", "handshake-latency-cold", "handshake-rate-c16", "handshake-rate-c64", "echo-pipelined", "echo-lockstep", "echo-pipelined-noble", "echo-pipelined-noble-inline", `flood-${P.floodConns}-unauthenticated`, "pbkdf2-pool", `handshake-cold-${P.coldUsers}-pool`, `handshake-cold-${P.coldUsers}-inline`, "aead-native-inline", "aead-noble-pool"]) {
+    for (const scenario of ["handshake-latency-warm", "handshake-latency-cold", "handshake-rate-c16", "handshake-rate-c64", "echo-pipelined", "echo-lockstep", "echo-pipelined-noble", "echo-pipelined-noble-inline", `flood-${P.floodConns}-unauthenticated`, `stalled-flood-${P.stalledConns}`, "pbkdf2-pool", `handshake-cold-${P.coldUsers}-pool`, `handshake-cold-${P.coldUsers}-inline`, "aead-native-inline", "aead-noble-pool"]) {
       if (!r.results.some((x) => x.runtime === runtime && x.scenario === scenario)) out.push(`${runtime}: ${scenario} missing`);
     }
     for (const protocol of ["v2", "legacy", "tcp", "tls"]) {

@@ -26,6 +26,8 @@ const { values } = parseArgs({
     threads: { type: "string" },
     /** v2 AES-GCM placement: "auto" (the measured placement, with the pool) or "inline" (no pool). */
     aead: { type: "string", default: "auto" },
+    /** Handshakes at most (4,096: the throughput scenarios open many at once); the stalled flood uses the default 512. */
+    "max-handshaking": { type: "string", default: "4096" },
   },
   strict: true,
 });
@@ -62,7 +64,7 @@ async function main(): Promise<{ host: string; port: number; close(): Promise<vo
     handler: (m) => m,
     // v2 AES-GCM goes to the pool where the measured placement says so (noble; never native).
     pool: values.aead === "inline" ? undefined : pool,
-    maxHandshaking: 4096,
+    maxHandshaking: Number(values["max-handshaking"]),
     // The bench opens thousands of connections from one address; the limiter is tested elsewhere.
     failureLimit: { burst: 1e9, refillPerSecond: 1e9 },
     limits: { maxPendingMessages: 1 << 16, writeHighWaterMark: 4 << 20 },
