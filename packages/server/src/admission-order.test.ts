@@ -9,7 +9,7 @@ function table(max: number, clock: { t: number }) {
 }
 const conn = (remoteAddress: string, name = remoteAddress): Contender & { name: string } => ({ remoteAddress, name });
 
-test("at the cap the newcomer is admitted and the handshake stalled longest is evicted", () => {
+test("at the cap the newcomer is admitted and the handshake with the least progress, stalled longest, is evicted", () => {
   const clock = { t: 0 };
   const a = table(3, clock);
   const [x, y, z] = [conn("127.0.0.1", "x"), conn("127.0.0.1", "y"), conn("127.0.0.1", "z")];
@@ -17,16 +17,37 @@ test("at the cap the newcomer is admitted and the handshake stalled longest is e
     assert.equal(a.admit(c), undefined);
     clock.t += 10;
   }
-  a.stepped(x); // x took a step at t=30: now the youngest
+  a.stepped(x, 1); // x parsed its hello at t=30: more progress than y and z
   clock.t += 10;
-  const honest = conn("127.0.0.1", "honest");
-  assert.equal(a.admit(honest), y, "y has gone longest without a step");
-  const next = () => ((clock.t += 1), a.admit(conn("127.0.0.1")));
-  assert.equal(next(), z, "every handshake here shares one address: the stall clock alone decides");
-  assert.equal(next(), x);
-  assert.equal(next(), honest, "at last the honest one, now the oldest stalled");
-  assert.equal(a.evictions, 4);
-  assert.equal(a.size, 3);
+  assert.deepEqual([a.nextTurn(), a.nextTurn()], [[], []], "within the cap: nothing to do");
+  const [honest, n1, n2, late] = [conn("127.0.0.1", "honest"), conn("127.0.0.1", "n1"), conn("127.0.0.1", "n2"), conn("127.0.0.1", "late")];
+  const admit = (c: Contender) => ((clock.t += 1), a.admit(c));
+  assert.equal(admit(honest), y, "y: no step, and the oldest");
+  assert.equal(admit(n1), z, "every handshake here shares one address: progress and the stall clock decide");
+  assert.equal(admit(n2), x, "x has a step, but the others are still in the nursery (not yet read)");
+  a.stepped(honest, 2); // its flight was read: preamble and message 1
+  assert.equal(admit(late), undefined, "nothing out of the nursery: the table runs over the cap");
+  assert.equal(a.size, 4);
+  assert.deepEqual(a.nextTurn(), [], "one turn later they may still be unread");
+  assert.deepEqual(a.nextTurn(), [n1], "two turns later, the silent one stalled longest goes: back at the cap");
+  assert.equal(admit(conn("127.0.0.1")), n2, "silent ones go before the honest one (step 2)");
+  a.left(honest);
+  assert.equal(a.size, 2);
+});
+
+test("over twice the cap of connections too fresh to judge, the newcomer is refused", () => {
+  const clock = { t: 0 };
+  const a = table(2, clock);
+  const first = Array.from({ length: 4 }, (_, i) => conn("127.0.0.1", `c${i}`));
+  for (const c of first) {
+    assert.equal(a.admit(c), undefined);
+    clock.t += 1;
+  }
+  const late = conn("127.0.0.1", "late");
+  assert.equal(a.admit(late), late);
+  assert.equal(a.size, 4);
+  a.nextTurn();
+  assert.deepEqual(a.nextTurn(), [first[0], first[1]], "back to the cap once they had their turn");
 });
 
 test("a handshake that left is never evicted; leaving twice is harmless", () => {
@@ -35,6 +56,8 @@ test("a handshake that left is never evicted; leaving twice is harmless", () => 
   const [x, y] = [conn("a"), conn("b")];
   a.admit(x);
   a.admit(y);
+  a.nextTurn();
+  a.nextTurn();
   a.left(x);
   a.left(x);
   assert.equal(a.admit(conn("c")), undefined);
@@ -51,6 +74,8 @@ test("a source whose handshakes stalled is evicted before a source whose handsha
   const attacker = conn("10.0.0.66");
   a.admit(attacker);
   clock.t += 1;
+  a.nextTurn();
+  a.nextTurn();
   assert.equal(a.admit(conn("10.0.0.8")), attacker, "the marked source goes first though it is younger");
   assert.equal(a.markedSources, 1);
   clock.t += 61_000;

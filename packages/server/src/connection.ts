@@ -347,7 +347,7 @@ export class ServerConnection implements WireEvents {
     const step = this.machine.handshakeStep;
     if (step !== this.step) {
       this.step = step;
-      this.ctx.admission.stepped(this);
+      this.ctx.admission.stepped(this, step);
     }
     if (!this.key || this.ticket || !this.machine.judgeable) return;
     const verdict = this.ctx.budget.reserve(this.wire.remoteAddress, this.key.username);

@@ -92,6 +92,17 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     user: { ...DEFAULT_USER_BUDGET, maxWaitMs: limits.handshakeTimeoutMs / 2, ...opts.userBudget },
   });
   stats.defence = { admission, budget };
+  // Admission counts event-loop turns while it has fresh connections or runs over its cap (admission.ts).
+  let turning = false;
+  const countTurns = () => {
+    if (turning || !admission.wantsTurns) return;
+    turning = true;
+    setImmediate(() => {
+      turning = false;
+      for (const c of admission.nextTurn() as ServerConnection[]) c.evict();
+      countTurns();
+    });
+  };
   const ctx = {
     crypto,
     keys: opts.keys,
@@ -123,6 +134,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       const victim = admission.admit(conn) as ServerConnection | undefined;
       if (victim === conn) stats.refused++;
       victim?.evict(victim === conn);
+      countTurns();
       return conn;
     },
   );

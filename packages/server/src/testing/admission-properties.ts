@@ -1,9 +1,10 @@
 /**
  * Fuzzing properties of the admission table (admission.ts), beside the protocol ones in
  * packages/core/src/testing/fuzz-properties.ts and run with them by scripts/fuzz.ts: random
- * sequences of arrivals from a few sources, handshake steps, exits, stalls and clock moves, checked
- * after every operation against a model written from the rule itself (the handshake of a marked
- * source before any other, then the one stalled longest), plus the cap and the bookkeeping.
+ * sequences of arrivals from a few sources, handshake steps, exits, stalls, clock moves and
+ * event-loop turns, checked after every operation against a model written from the rule itself (the
+ * handshake of a marked source before any other, then the fewest steps, then the one stalled longest; never one accepted
+ * less than two turns ago; over the cap until the next turn, up to twice the cap, then refusal).
  */
 import { type FuzzProperty, fc } from "../../../core/src/testing/fuzz-properties.ts";
 import { type Contender, HandshakeAdmission } from "../admission.ts";
@@ -13,13 +14,15 @@ type Op =
   | { kind: "admit"; source: number }
   | { kind: "step" | "leave"; pick: number }
   | { kind: "stall"; source: number }
-  | { kind: "tick"; ms: number };
+  | { kind: "tick"; ms: number }
+  | { kind: "turn" };
 
 const arbOp: fc.Arbitrary<Op> = fc.oneof(
   fc.record({ kind: fc.constant("admit" as const), source: fc.nat(3) }),
   fc.record({ kind: fc.constantFrom("step" as const, "leave" as const), pick: fc.nat() }),
   fc.record({ kind: fc.constant("stall" as const), source: fc.nat(3) }),
   fc.record({ kind: fc.constant("tick" as const), ms: fc.nat(3000) }),
+  fc.record({ kind: fc.constant("turn" as const) }),
 );
 
 const STALL_MEMORY_S = 5;
@@ -29,37 +32,63 @@ function admissionMatchesModel(max: number, ops: Op[]): void {
   const table = new HandshakeAdmission({ maxHandshaking: max, stallMemorySeconds: STALL_MEMORY_S, maxSources: 64, now: () => now });
   // The model: live handshakes with their stall clock, and each source's stall level (leaks 1/s).
   const live = new Map<Contender, number>();
+  const steps = new Map<Contender, number>();
+  const acceptedIn = new Map<Contender, number>();
+  let turn = 0;
   const level = new Map<string, { v: number; at: number }>();
   const levelOf = (s: string) => {
     const l = level.get(s);
     return l ? Math.max(0, l.v - (now - l.at) / 1000) : 0;
   };
   const stall = (s: string) => level.set(s, { v: Math.min(STALL_MEMORY_S, levelOf(s) + 1), at: now });
-  const rank = (c: Contender) => [levelOf(c.remoteAddress) > 0 ? 0 : 1, live.get(c)!] as const;
+  const rank = (c: Contender) => [levelOf(c.remoteAddress) > 0 ? 0 : 1, steps.get(c)!, live.get(c)!];
+  const before = (x: number[], y: number[]) => x[0]! !== y[0]! ? x[0]! < y[0]! : x[1]! !== y[1]! ? x[1]! < y[1]! : x[2]! < y[2]!;
+  const ripe = (c: Contender) => acceptedIn.get(c)! <= turn - 2;
+  /** The next to evict: out of the nursery (accepted two turns ago or more), least rank. */
+  const due = () => [...live.keys()].filter(ripe).reduce<Contender | undefined>((a, b) => (!a || before(rank(b), rank(a)) ? b : a), undefined);
+  const evicted = (c: Contender) => {
+    live.delete(c);
+    stall(c.remoteAddress);
+  };
   const fail = (msg: string) => {
     throw new Error(`${msg} (max ${max}, t=${now})`);
   };
   for (const op of ops) {
     const conns = [...live.keys()];
+    now += 1; // every operation at its own instant: no two stall clocks tie
     if (op.kind === "admit") {
       const c: Contender = { remoteAddress: `10.0.0.${op.source}` };
       live.set(c, now);
-      // The model's choice: the least rank (marked first, then oldest). Ties may go either way.
-      const best = [...live.keys()].reduce((a, b) => (rank(b)[0] < rank(a)[0] || (rank(b)[0] === rank(a)[0] && rank(b)[1] < rank(a)[1]) ? b : a));
+      steps.set(c, 0);
+      acceptedIn.set(c, turn);
+      const best = due();
       const victim = table.admit(c);
       if (live.size <= max) {
         if (victim) fail("evicted below the cap");
+      } else if (best) {
+        if (victim !== best) fail(`evicted ${victim ? rank(victim) : "nothing"} where ${rank(best)} was due`);
+        evicted(best);
+      } else if (live.size <= 2 * max) {
+        if (victim) fail("evicted a connection accepted less than two turns ago");
       } else {
-        if (!victim || !live.has(victim)) fail("no live victim at the cap");
-        const [vr, br] = [rank(victim!), rank(best)];
-        if (vr[0] !== br[0] || vr[1] !== br[1]) fail(`evicted rank ${vr} where ${br} was due`);
-        live.delete(victim!);
-        stall(victim!.remoteAddress);
+        if (victim !== c) fail("over twice the cap and the newcomer not refused");
+        evicted(c);
       }
+    } else if (op.kind === "turn") {
+      turn++;
+      const victims = table.nextTurn();
+      const expected: Contender[] = [];
+      while (live.size > max && due()) {
+        const v = due()!;
+        expected.push(v);
+        evicted(v);
+      }
+      if (victims.length !== expected.length || victims.some((v, i) => v !== expected[i])) fail(`turn evicted ${victims.length}, model ${expected.length}`);
     } else if (op.kind === "step" && conns.length) {
       const c = conns[op.pick % conns.length]!;
       live.set(c, now);
-      table.stepped(c);
+      steps.set(c, Math.min(3, steps.get(c)! + 1));
+      table.stepped(c, steps.get(c)!);
     } else if (op.kind === "leave" && conns.length) {
       const c = conns[op.pick % conns.length]!;
       live.delete(c);
@@ -72,7 +101,7 @@ function admissionMatchesModel(max: number, ops: Op[]): void {
       now += op.ms;
     }
     if (table.size !== live.size) fail(`table holds ${table.size}, model ${live.size}`);
-    if (table.size > max) fail("over the cap");
+    if (table.size > 2 * max) fail("over twice the cap");
   }
 }
 
@@ -119,7 +148,7 @@ const arbBudgetOp: fc.Arbitrary<BudgetOp> = fc.record({
 
 export const ADMISSION_PROPERTIES: FuzzProperty[] = [
   {
-    name: "admission: eviction follows the rule (marked source first, then stalled longest) and holds the cap",
+    name: "admission: eviction follows the rule (marked source first, then least progress, then stalled longest) and holds the cap",
     property: fc.property(fc.integer({ min: 0, max: 6 }), fc.array(arbOp, { maxLength: 80 }), admissionMatchesModel) as unknown as fc.IProperty<never>,
   },
   {
