@@ -11,8 +11,8 @@ import { detectRuntime, legacy } from "@nstp/core";
 import { type Session, connect } from "../../client/src/index.ts";
 import { Reader, dial, referenceHandshake, referencePsk } from "./testing/reference-peer.ts";
 import { v2Handshake } from "./testing/v2-peer.ts";
-import { type ServerProcess, scrapeMetrics as metrics, startServerProcess } from "./testing/processes.ts";
-import { stalledFlood, wrongGuess } from "./testing/flood.ts";
+import { BIN, type ServerProcess, scrapeMetrics as metrics, spawnUntil, startServerProcess } from "./testing/processes.ts";
+import { wrongGuess } from "./testing/flood.ts";
 
 const onBun = detectRuntime() === "bun";
 const psk = referencePsk(legacy.DEMO_PASSWORD, Buffer.from(legacy.DEMO_DEVICE_SALT), legacy.DEMO_USERNAME);
@@ -223,7 +223,8 @@ for (const runtime of ["bun", "node"] as const) {
     });
 
     test("finding 1: 2,000 stalled handshakes from the client's own address, each reopened when closed: new v2 and legacy clients are served", async () => {
-      const flood = await stalledFlood(srv.port, 2000);
+      // The attacker is a process of its own (a client sharing its event loop would be slowed by it).
+      const { child: flood } = await spawnUntil(BIN.bun, [new URL("./testing/flood-cli.ts", import.meta.url).pathname, String(srv.port), "2000", "30"], /flooding 2000/);
       try {
         let m = await metrics(srv.metricsPort);
         for (let i = 0; i < 50 && (m.get("nstp_handshaking") ?? 0) < 500; i++) {
@@ -231,7 +232,7 @@ for (const runtime of ["bun", "node"] as const) {
           m = await metrics(srv.metricsPort);
         }
         assert.ok((m.get("nstp_handshaking") ?? 0) >= 500, "the handshake cap is full of stalled handshakes");
-        for (const protocol of ["v2", "legacy"] as const) {
+        for (const protocol of ["v2", "legacy", "v2", "legacy", "v2", "legacy"] as const) {
           const s = await connect({ port: srv.port, username: "alice", psk: new Uint8Array(psk), deviceSalt: legacy.DEMO_DEVICE_SALT, protocol });
           assert.equal(new TextDecoder().decode(await s.request(`${protocol} during the flood`)), `Server received: ${protocol} during the flood`);
           await s.close();
@@ -239,9 +240,8 @@ for (const runtime of ["bun", "node"] as const) {
         assert.equal(new TextDecoder().decode(await good.request("still served")), "Server received: still served");
         m = await metrics(srv.metricsPort);
         assert.ok((m.get("nstp_handshake_evictions_total") ?? 0) > 0, "stalled handshakes were evicted to make room");
-        assert.ok(flood.opened > 2000, "the attacker reopened what the server closed");
       } finally {
-        flood.stop();
+        flood.kill("SIGKILL");
       }
     });
 
