@@ -195,7 +195,9 @@ export class ClientSession {
       this.fail(new AuthError("server closed the connection after our proof: wrong password or unknown user"));
     } else if (state === "initiationSent") {
       // A server that only speaks the reference protocol also just closes (or stalls) at a v2 hello.
-      this.fail(new AuthError("server closed the connection after our first message: wrong password, unknown user, or a server that does not speak v2 (try --legacy)"));
+      // Also what a server at capacity that predates the busy signal does, and what a server that
+      // speaks only the reference protocol does (it closes, or stalls, at a v2 hello).
+      this.fail(new AuthError("server closed the connection after our first message: wrong password, unknown user, or a server that does not speak v2"));
     } else {
       const during = state === "established" ? "" : " during the handshake";
       this.fail(new NstpError("ERR_CLOSED", `server closed the connection${during}`, error ? { cause: error } : undefined));
@@ -211,6 +213,7 @@ export class ClientSession {
         this.timer = undefined;
         this.readyResolve();
         this.pump();
+        this.scheduleConfirmation();
       } else if (o.type === "message") {
         this.deliver(o.data);
       } else if (o.type === "closed") {
@@ -220,6 +223,24 @@ export class ClientSession {
       }
     }
     if (this.inflight.length || this.queue.length) this.pump();
+  }
+
+  /**
+   * v2: the server counts the session only once our first frame authenticates (docs/PROTOCOL.md §v2
+   * "Key confirmation"). What the application sends in this tick (requests are pumped in microtasks,
+   * before this runs) confirms it; if it sends nothing, a ping does.
+   */
+  private scheduleConfirmation(): void {
+    const m = this.machine;
+    if (!(m instanceof v2.V2Client)) return;
+    setImmediate(() => {
+      if (this.failure || !m.unconfirmed) return;
+      try {
+        this.wire!.write(m.ping());
+      } catch (e) {
+        this.fail(e);
+      }
+    });
   }
 
   private deliver(data: Uint8Array): void {

@@ -32,6 +32,11 @@ export abstract class V2Endpoint {
     return this.established("send").writer.seal(messages, close);
   }
 
+  /** One frame holding one empty ping chunk: the client's key confirmation, or a keepalive. */
+  ping(): Uint8Array {
+    return this.established("send").writer.sealPing();
+  }
+
   /** Frames laid out with their nonces taken, to seal in the worker pool. */
   prepare(messages: readonly Uint8Array[], close = false): PreparedFrames {
     return this.established("send").writer.prepare(messages, close);

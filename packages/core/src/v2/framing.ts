@@ -15,6 +15,7 @@ import {
   CHUNK_HEADER_SIZE,
   CHUNK_LAST,
   CHUNK_MORE,
+  CHUNK_PING,
   LENGTH_SIZE,
   MAX_FRAME_CIPHERTEXT,
   TAG_SIZE,
@@ -97,6 +98,17 @@ export class FrameWriter {
     return out;
   }
 
+  /** One frame holding one empty ping chunk (docs/PROTOCOL.md §v2 "Ping"). */
+  sealPing(): Uint8Array {
+    if (this.closed) throw new NstpError("ERR_CLOSED", "session closed");
+    const out = new Uint8Array(LENGTH_SIZE + PING_PLAINTEXT.length + TAG_SIZE);
+    out[0] = (PING_PLAINTEXT.length + TAG_SIZE) >>> 8;
+    out[1] = (PING_PLAINTEXT.length + TAG_SIZE) & 0xff;
+    this.cipher.encryptInto([PING_PLAINTEXT], out, LENGTH_SIZE);
+    if (this.cipher.n % this.rekeyInterval === 0) this.cipher.rekey();
+    return out;
+  }
+
   /**
    * The same frames as seal(), with their nonces taken in order now, for sealing elsewhere. Frames
    * prepared later get later nonces: the caller writes assembled batches in preparation order.
@@ -166,6 +178,8 @@ export interface PreparedFrames {
 }
 
 const CLOSE_BODY = new Uint8Array(0);
+/** A ping chunk: type 3, empty body. */
+const PING_PLAINTEXT = new Uint8Array([CHUNK_PING, 0, 0]);
 
 /**
  * The packing rule, shared by both passes: chunks fill each frame greedily; a message continues in
@@ -214,11 +228,17 @@ export class FrameReader {
   private parts: Uint8Array[] = [];
   private partBytes = 0;
   private closedByPeer = false;
+  /**
+   * Called once, when the first frame's tag has verified and before any of its chunks is looked at:
+   * the server's key confirmation (docs/PROTOCOL.md §v2 "Key confirmation").
+   */
+  private onFirstFrame: ((out: Output[]) => void) | undefined;
 
-  constructor(cipher: CipherState, maxMessageSize: number, rekeyInterval = REKEY_INTERVAL) {
+  constructor(cipher: CipherState, maxMessageSize: number, rekeyInterval = REKEY_INTERVAL, onFirstFrame?: (out: Output[]) => void) {
     this.cipher = cipher;
     this.maxMessageSize = maxMessageSize;
     this.rekeyInterval = rekeyInterval;
+    this.onFirstFrame = onFirstFrame;
   }
 
   /** True while a frame or a multi-frame message is partly received. */
@@ -310,6 +330,11 @@ export class FrameReader {
   }
 
   private consumePlaintext(pt: Uint8Array, out: Output[]): void {
+    if (this.onFirstFrame) {
+      const confirmed = this.onFirstFrame;
+      this.onFirstFrame = undefined;
+      confirmed(out);
+    }
     let off = 0;
     while (off < pt.length) {
       if (this.closedByPeer) throw new ProtocolError("chunk after close");
@@ -323,6 +348,11 @@ export class FrameReader {
         if (len !== 0 || this.parts.length > 0) throw new ProtocolError("close inside a message");
         this.closedByPeer = true;
         out.push({ type: "closed" });
+        continue;
+      }
+      if (type === CHUNK_PING) {
+        // Ignored wherever it falls, even between the chunks of a message; it carries nothing.
+        if (len !== 0) throw new ProtocolError("ping chunk with a body");
         continue;
       }
       if (type !== CHUNK_LAST && type !== CHUNK_MORE) throw new ProtocolError(`unknown chunk type ${type}`);
