@@ -16,7 +16,8 @@ import { CipherState } from "../noise/cipher-state.ts";
 import { FrameReader, FrameWriter } from "../v2/framing.ts";
 import { V2Client } from "../v2/client.ts";
 import { V2Server } from "../v2/server.ts";
-import { parsePreamble } from "../v2/wire.ts";
+import { CHUNK_PING, parsePreamble } from "../v2/wire.ts";
+import { concat } from "../bytes.ts";
 
 const crypto = nativeBackend;
 const PSK = crypto.sha256(new TextEncoder().encode("fuzz psk"));
@@ -66,6 +67,15 @@ const arbMutations = fc.array(
   { minLength: 1, maxLength: 4 },
 ) as fc.Arbitrary<Mutation[]>;
 const arbMessages = fc.array(fc.uint8Array({ maxLength: 3000 }), { minLength: 1, maxLength: 6 });
+/** Where ping frames go among the messages (an index; past the end means after the last). */
+const arbPings = fc.array(fc.nat({ max: 7 }), { maxLength: 4 });
+
+/** Inserts a ping chunk (type 3, empty) at chunk boundary `at` of a frame plaintext made of `chunks`. */
+function withPing(chunks: Uint8Array[], at: number): Uint8Array {
+  const all = [...chunks];
+  all.splice(at % (all.length + 1), 0, new Uint8Array([CHUNK_PING, 0, 0]));
+  return concat(...all);
+}
 
 /** Feeds a server machine (either protocol) and answers need-key; returns the messages delivered. */
 function feedServer(machine: { receive(c: Uint8Array): Output[]; provideKey(k: Uint8Array): Output[] }, chunks: Uint8Array[], key = PSK): Uint8Array[] {
@@ -88,13 +98,19 @@ const SERVER_E = crypto.sha256(new TextEncoder().encode("fuzz server ephemeral")
  * `messages`. An honest client sends the frames only after message 2, so they never share a read
  * with the flight.
  */
-function v2Parts(messages: Uint8Array[]): { flight: Uint8Array; frames: Uint8Array } {
+function v2Parts(messages: Uint8Array[], pings: number[] = []): { flight: Uint8Array; frames: Uint8Array } {
   const client = new V2Client({ crypto, username: "fuzz", psk: PSK });
   const server = new V2Server({ crypto, ephemeral: SERVER_E });
   const flight = (client.start()[0] as { data: Uint8Array }).data;
   const outs = [...server.receive(flight), ...server.provideKey(PSK)];
   client.receive((outs.find((o) => o.type === "send") as { data: Uint8Array }).data);
-  return { flight, frames: client.seal(messages) };
+  // Ping frames (type 3) before the message at each index in `pings` (past the end: after the last).
+  const parts: Uint8Array[] = [];
+  for (let i = 0; i <= messages.length; i++) {
+    for (const at of pings) if (Math.min(at, messages.length) === i) parts.push(client.ping());
+    if (i < messages.length) parts.push(client.seal([messages[i]!]));
+  }
+  return { flight, frames: concat(...parts) };
 }
 
 function v2Stream(messages: Uint8Array[]): Uint8Array {
@@ -126,10 +142,36 @@ export const FUZZ_PROPERTIES: FuzzProperty[] = [
   p("server dispatch: random streams, any segmentation", [arbBytes, arbSizes], (b: Uint8Array, sizes: number[]) => {
     typedOnly(() => feedServer(new ServerDispatch({ crypto }), segments(b, sizes)));
   }),
-  p("v2 server: an honest stream delivers exactly what was sent, under any segmentation", [arbMessages, arbSizes], (ms: Uint8Array[], sizes: number[]) => {
-    const { flight, frames } = v2Parts(ms);
+  p("v2 server: an honest stream (pings anywhere) delivers exactly what was sent, under any segmentation", [arbMessages, arbPings, arbSizes], (ms: Uint8Array[], pings: number[], sizes: number[]) => {
+    const { flight, frames } = v2Parts(ms, pings);
     const got = feedServer(new V2Server({ crypto, ephemeral: SERVER_E }), [...segments(flight, sizes), ...segments(frames, sizes)]);
     if (got.length !== ms.length || got.some((g, i) => !equal(g, ms[i]!))) throw new Error("honest stream not delivered whole and in order");
+  }),
+  p("v2 server: establishes only once a first frame authenticates, before any message; a replayed flight alone never does", [arbMessages, arbPings, arbSizes, arbMutations], (ms: Uint8Array[], pings: number[], sizes: number[], mut: Mutation[]) => {
+    const { flight, frames } = v2Parts(ms, pings);
+    const server = new V2Server({ crypto, ephemeral: SERVER_E });
+    const seen: string[] = [];
+    const record = (outs: Output[]) => {
+      for (const o of outs) {
+        seen.push(o.type);
+        if (o.type === "need-key") record(server.provideKey(PSK));
+      }
+    };
+    for (const s of segments(flight, sizes)) record(server.receive(s));
+    if (seen.includes("established") || server.stateName !== "responseSent") throw new Error("established on message 1 alone");
+    // A mutated first frame must not establish either; an intact one establishes before its messages.
+    const first = frames.subarray(0, 2 + ((frames[0]! << 8) | frames[1]!));
+    const bad = mutate(first, mut);
+    const forgedServer = new V2Server({ crypto, ephemeral: SERVER_E });
+    const forgedSeen: string[] = [];
+    typedOnly(() => {
+      for (const o of forgedServer.receive(flight)) if (o.type === "need-key") forgedServer.provideKey(PSK);
+      for (const s of segments(bad, sizes)) for (const o of forgedServer.receive(s)) forgedSeen.push(o.type);
+    });
+    if (forgedSeen.includes("established") && !equal(bad, first.subarray(0, bad.length))) throw new Error("a forged first frame established");
+    for (const s of segments(frames, sizes)) record(server.receive(s));
+    const at = seen.indexOf("established");
+    if (at < 0 || seen.slice(0, at).includes("message")) throw new Error("messages released before key confirmation");
   }),
   p("v2 server: a mutated honest stream fails typed and releases nothing forged", [arbMessages, arbMutations, arbSizes], (ms: Uint8Array[], mut: Mutation[], sizes: number[]) => {
     const released: Uint8Array[] = [];
@@ -160,6 +202,19 @@ export const FUZZ_PROPERTIES: FuzzProperty[] = [
     const c = new LegacyClient({ crypto, username: "fuzz", psk: PSK });
     c.start();
     typedOnly(() => segments(b, sizes).forEach((s) => c.receive(s)));
+  }),
+  p("v2 frame reader: ping chunks anywhere among the chunks of a frame are ignored", [arbMessages, fc.nat(), arbSizes], (ms: Uint8Array[], at: number, sizes: number[]) => {
+    const small = ms.map((m) => m.subarray(0, 1000));
+    const chunks = small.map((m) => concat(new Uint8Array([0, m.length >>> 8, m.length & 0xff]), m));
+    const ct = new CipherState(crypto, FRAME_KEY).encryptWithAd(new Uint8Array(0), withPing(chunks, at));
+    const reader = new FrameReader(new CipherState(crypto, FRAME_KEY), 1 << 20);
+    const got: Uint8Array[] = [];
+    for (const s of segments(concat(new Uint8Array([ct.length >>> 8, ct.length & 0xff]), ct), sizes)) {
+      const out: Output[] = [];
+      reader.receive(s, out);
+      for (const o of out) if (o.type === "message") got.push(o.data);
+    }
+    if (got.length !== small.length || got.some((g, i) => !equal(g, small[i]!))) throw new Error("a ping changed what was delivered");
   }),
   p("v2 frame reader: honest frames arrive whole under any segmentation; mutated ones fail typed", [arbMessages, arbMutations, arbSizes], (ms: Uint8Array[], mut: Mutation[], sizes: number[]) => {
     const wire = new FrameWriter(new CipherState(crypto, FRAME_KEY)).seal(ms);
