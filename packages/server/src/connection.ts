@@ -55,7 +55,21 @@ export interface ConnectionLimits {
   maxPendingMessages: number;
   /** Reply bytes queued for a slow reader before reading pauses. */
   writeHighWaterMark: number;
+  /**
+   * v2: a session ends after this long without an authenticated frame from the client (its pings
+   * count); 0 never. Default 5 minutes.
+   */
+  idleTimeoutMs: number;
+  /** The same for the reference protocol, whose Dart clients cannot ping: default 0 (never). */
+  legacyIdleTimeoutMs: number;
+  /** A session ends this long after it was established, whatever it does; 0 (the default) never. */
+  maxSessionLifetimeMs: number;
+  /** A closing connection whose peer has not taken our last bytes by then is destroyed. */
+  flushTimeoutMs: number;
 }
+
+/** Why the server ended a session that had not failed (nstp_sessions_ended_total's reason label). */
+export type SessionEndReason = "idle_timeout" | "max_lifetime" | "user_removed";
 
 export interface ConnectionContext {
   crypto: CryptoBackend;
@@ -89,6 +103,14 @@ export class ServerConnection implements WireEvents {
   private readonly ctx: ConnectionContext;
   private handshakeTimer: ReturnType<typeof setTimeout> | undefined;
   private recordTimer: ReturnType<typeof setTimeout> | undefined;
+  private idleTimer: ReturnType<typeof setTimeout> | undefined;
+  private lifetimeTimer: ReturnType<typeof setTimeout> | undefined;
+  /** The idle timeout in force for this session (0: none), and when input last completed a frame. */
+  private idleLimitMs = 0;
+  private lastInputAt = 0;
+  private seenProgress = 0;
+  /** The username the client claimed, from the moment its key was asked for. */
+  private claimedUser: string | undefined;
   private session: SessionInfo | undefined;
   /** Replies still being computed by an async handler; later replies wait behind them. */
   private replies: Promise<void> = Promise.resolve();
@@ -127,6 +149,11 @@ export class ServerConnection implements WireEvents {
     return this.session !== undefined;
   }
 
+  /** The user this connection is (or is trying to become), for closing a removed user's sessions. */
+  get user(): string | undefined {
+    return this.session?.username ?? this.claimedUser;
+  }
+
   data(chunk: Uint8Array): void {
     if (this.done) return;
     this.ctx.stats.bytesIn(chunk.length);
@@ -153,8 +180,33 @@ export class ServerConnection implements WireEvents {
     } finally {
       this.inData = false;
     }
+    this.noteInput();
     this.flush();
     return true;
+  }
+
+  /** An authenticated record or frame arrived since the last look: the session is not idle. */
+  private noteInput(): void {
+    if (this.idleLimitMs === 0) return;
+    const progress = this.machine.inputProgress;
+    if (progress !== this.seenProgress) {
+      this.seenProgress = progress;
+      this.lastInputAt = Date.now();
+    }
+  }
+
+  /**
+   * One timer per session, not moved per frame: when it fires it looks at how long ago input last
+   * completed a frame, and either ends the session or sleeps for the time left.
+   */
+  private armIdleTimer(delayMs: number): void {
+    this.idleTimer = setTimeout(() => {
+      this.idleTimer = undefined;
+      if (this.done) return;
+      const idle = Date.now() - this.lastInputAt;
+      if (idle >= this.idleLimitMs) this.end("idle_timeout");
+      else this.armIdleTimer(this.idleLimitMs - idle);
+    }, delayMs);
   }
 
   /** v2 frames opened in the worker pool, delivered in order (the placement says so for this backend). */
@@ -181,6 +233,7 @@ export class ServerConnection implements WireEvents {
   }
 
   close(error?: Error): void {
+    this.ctx.stats.sockets--;
     this.dead = true;
     if (!this.done) {
       this.finish(this.session ? "peer closed" : "peer closed during handshake", error ? { cause: error.message } : {});
@@ -191,15 +244,27 @@ export class ServerConnection implements WireEvents {
    * Closes the connection from our side (server shutdown): replies already computed leave first, and
    * a v2 session ends with a close chunk so the client can tell a clean end from a cut.
    */
-  shutdown(): void {
+  shutdown(msg = "server shutting down"): void {
     if (this.done) return;
     try {
+      // Only an established session gets its replies and a close chunk: before key confirmation the
+      // server sends nothing after message 2 (docs/PROTOCOL.md §v2 "Key confirmation").
       if (this.session) this.flush(this.session.protocol === "v2");
     } catch {
       // The session is ending either way.
     }
-    this.finish("server shutting down", {});
+    this.finish(msg, {});
     this.endWire();
+  }
+
+  /**
+   * The server ends the session (idle, too old, or its user removed) as at shutdown: the replies
+   * already computed leave, v2 ends with a close chunk, and the close is bounded by the flush deadline.
+   */
+  end(reason: SessionEndReason): void {
+    if (this.done) return;
+    this.ctx.stats.sessionEnded(reason);
+    this.shutdown(`session ended: ${reason.replace("_", " ")}`);
   }
 
   /**
@@ -271,9 +336,18 @@ export class ServerConnection implements WireEvents {
     this.ctx.stats.handshaking--;
     this.ctx.stats.handshakeSucceeded(protocol);
     this.ctx.log.debug("session established", { user: username, remote: this.wire.remoteAddress, protocol });
+    const { idleTimeoutMs, legacyIdleTimeoutMs, maxSessionLifetimeMs } = this.ctx.limits;
+    this.idleLimitMs = protocol === "v2" ? idleTimeoutMs : legacyIdleTimeoutMs;
+    if (this.idleLimitMs > 0) {
+      this.lastInputAt = Date.now();
+      this.seenProgress = this.machine.inputProgress;
+      this.armIdleTimer(this.idleLimitMs);
+    }
+    if (maxSessionLifetimeMs > 0) this.lifetimeTimer = setTimeout(() => this.end("max_lifetime"), maxSessionLifetimeMs);
   }
 
   private resolveKey(username: string): void {
+    this.claimedUser = username;
     let lookup: ReturnType<KeyStore["lookup"]>;
     try {
       // A synchronous ERR_BUSY lands here before anything was sent: the reference client sees a close
@@ -474,6 +548,8 @@ export class ServerConnection implements WireEvents {
     if (!this.session) this.ctx.stats.handshaking--;
     clearTimeout(this.handshakeTimer);
     clearTimeout(this.recordTimer);
+    clearTimeout(this.idleTimer);
+    clearTimeout(this.lifetimeTimer);
     this.outbox = [];
     for (const w of this.drainWaiters.splice(0)) w();
     this.ctx.stats.connectionClosed();

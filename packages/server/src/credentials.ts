@@ -3,6 +3,7 @@
  * the password) with the salt and iteration count it was derived with.
  */
 import { readFileSync } from "node:fs";
+import { timingSafeEqual } from "node:crypto";
 import { type CryptoBackend, type CryptoPool, NstpError, concat, fromHex, legacy, toHex, utf8 } from "@nstp/core";
 
 export interface KeyStore {
@@ -11,6 +12,11 @@ export interface KeyStore {
    * handshake before anything is sent. `signal` aborts when the connection that asked has gone.
    */
   lookup(username: string, signal?: AbortSignal): Promise<Uint8Array | undefined> | Uint8Array | undefined;
+  /**
+   * Stores that can tell when a user is removed or disabled implement this; the server subscribes
+   * and ends that user's open sessions. Returns the unsubscribe.
+   */
+  onUserRemoved?(listener: (username: string) => void): () => void;
 }
 
 export const USERS_FILE_FORMAT = "nstp-users/1";
@@ -28,14 +34,29 @@ export interface UsersFile {
   users: Record<string, UserRecord>;
 }
 
-/** A table of derived keys (from a users file); replace() swaps it whole, as on SIGHUP. */
+/**
+ * A table of derived keys (from a users file); replace() swaps it whole, as on SIGHUP, and tells
+ * onUserRemoved listeners of every user it drops or whose key it changes (a new password revokes
+ * the sessions the old one opened).
+ */
 export class StaticKeyStore implements KeyStore {
   private keys: Map<string, Uint8Array>;
+  private readonly removedListeners = new Set<(username: string) => void>();
   constructor(keys: Map<string, Uint8Array>) {
     this.keys = keys;
   }
   replace(keys: Map<string, Uint8Array>): void {
+    const old = this.keys;
     this.keys = keys;
+    for (const [name, key] of old) {
+      const now = keys.get(name);
+      if (now && now.length === key.length && timingSafeEqual(now, key)) continue;
+      for (const l of this.removedListeners) l(name);
+    }
+  }
+  onUserRemoved(listener: (username: string) => void): () => void {
+    this.removedListeners.add(listener);
+    return () => this.removedListeners.delete(listener);
   }
   lookup(username: string): Uint8Array | undefined {
     return this.keys.get(username);
