@@ -30,6 +30,11 @@ export interface SessionLimits {
   maxBuffered: number;
   /** Bytes queued on the socket above which send() waits. */
   writeHighWaterMark: number;
+  /**
+   * v2: a ping goes out after this long without a frame from us, so that the server's idle timeout
+   * (default 5 minutes) does not end a session that only listens; 0 never. Default 60 s.
+   */
+  keepaliveMs: number;
 }
 
 type Machine = legacy.LegacyClient | v2.V2Client;
@@ -50,6 +55,7 @@ export class ClientSession {
   /** close() waiting for the last reply. */
   private readonly idleWaiters: (() => void)[] = [];
   private timer: ReturnType<typeof setTimeout> | undefined;
+  private keepalive: ReturnType<typeof setInterval> | undefined;
   private paused = false;
   private failure: NstpError | undefined;
   private endedCleanly = false;
@@ -234,13 +240,28 @@ export class ClientSession {
     const m = this.machine;
     if (!(m instanceof v2.V2Client)) return;
     setImmediate(() => {
-      if (this.failure || !m.unconfirmed) return;
-      try {
-        this.wire!.write(m.ping());
-      } catch (e) {
-        this.fail(e);
-      }
+      if (!this.failure && m.unconfirmed) this.ping(m);
     });
+    if (this.limits.keepaliveMs > 0) {
+      let seen = -1;
+      this.keepalive = setInterval(() => {
+        // A ping only after a whole interval in which we sent nothing, and never past a frame still
+        // being sealed in the pool (its nonce comes first, so it must reach the wire first).
+        if (m.framesSent === seen && !this.aead?.pendingOut) this.ping(m);
+        seen = m.framesSent;
+      }, this.limits.keepaliveMs);
+      // The socket keeps the process alive while the session is open; the keepalive must not.
+      this.keepalive.unref?.();
+    }
+  }
+
+  private ping(m: v2.V2Client): void {
+    if (this.failure) return;
+    try {
+      this.wire!.write(m.ping());
+    } catch (e) {
+      this.fail(e);
+    }
   }
 
   private deliver(data: Uint8Array): void {
@@ -338,6 +359,7 @@ export class ClientSession {
     const err = toNstpError(e, "ERR_PROTOCOL", "session failed");
     this.failure = err;
     clearTimeout(this.timer);
+    clearInterval(this.keepalive);
     this.readyReject(err);
     for (const r of this.inflight.drain()) r.reject(err);
     for (const r of this.queue.drain()) r.reject(err);

@@ -98,9 +98,10 @@ async function main(): Promise<void> {
       handshakeTimeoutMs: parseIntArg("--handshake-timeout", values["handshake-timeout"]!, 1, 3600) * 1000,
       // A partly received record or frame must complete within this (a slow drip cannot hold memory).
       recordTimeoutMs: parseIntArg("--record-timeout", values["record-timeout"]!, 1, 3600) * 1000,
-      idleTimeoutMs: parseIntArg("--idle-timeout", values["idle-timeout"]!, 0, 31_536_000) * 1000,
-      legacyIdleTimeoutMs: parseIntArg("--legacy-idle-timeout", values["legacy-idle-timeout"]!, 0, 31_536_000) * 1000,
-      maxSessionLifetimeMs: parseIntArg("--max-session-lifetime", values["max-session-lifetime"]!, 0, 31_536_000) * 1000,
+      // At most 2^31 - 1 ms: the longest timer either runtime keeps (a longer one fires at once).
+      idleTimeoutMs: parseIntArg("--idle-timeout", values["idle-timeout"]!, 0, MAX_TIMER_SECONDS) * 1000,
+      legacyIdleTimeoutMs: parseIntArg("--legacy-idle-timeout", values["legacy-idle-timeout"]!, 0, MAX_TIMER_SECONDS) * 1000,
+      maxSessionLifetimeMs: parseIntArg("--max-session-lifetime", values["max-session-lifetime"]!, 0, MAX_TIMER_SECONDS) * 1000,
       flushTimeoutMs: parseIntArg("--flush-timeout", values["flush-timeout"]!, 1, 3600) * 1000,
     },
   });
@@ -147,6 +148,8 @@ async function main(): Promise<void> {
   process.on("SIGINT", () => stop("SIGINT"));
   process.on("SIGTERM", () => stop("SIGTERM"));
 }
+
+const MAX_TIMER_SECONDS = Math.floor((2 ** 31 - 1) / 1000);
 
 function parseIntArg(name: string, v: string, min: number, max: number): number {
   const n = Number(v);

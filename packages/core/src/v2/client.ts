@@ -86,7 +86,7 @@ export class V2Client extends V2Endpoint {
 
   /** True until a frame has been sealed: the server is still waiting for our key confirmation. */
   get unconfirmed(): boolean {
-    return this.state.kind === "established" && this.state.channel.writer.frames === 0;
+    return this.state.kind === "established" && this.framesSent === 0;
   }
 
   receive(chunk: Uint8Array): Output[] {

@@ -22,6 +22,11 @@ export abstract class V2Endpoint {
     return this.channel()?.reader.frames ?? 0;
   }
 
+  /** Frames sealed so far towards the peer (a keepalive pings only when this stands still). */
+  get framesSent(): number {
+    return this.channel()?.writer.frames ?? 0;
+  }
+
   /** The Noise handshake hash once established (channel binding). */
   get handshakeHash(): Uint8Array | undefined {
     return this.channel()?.handshakeHash;
