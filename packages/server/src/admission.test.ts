@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { CryptoPool, NstpError, detectRuntime, legacy, nativeBackend } from "@nstp/core";
+import { CryptoPool, NstpError, detectRuntime, legacy, nativeBackend, transportByName } from "@nstp/core";
 import { connect } from "../../client/src/index.ts";
 import { PasswordKeyStore, StaticKeyStore, USERS_FILE_FORMAT, startServer, userRecord } from "./index.ts";
 import { dial, referencePsk } from "./testing/reference-peer.ts";
@@ -131,6 +131,25 @@ test("SIGHUP reloads the users file: kept users' sessions survive, removed users
     } finally {
       child.kill("SIGTERM");
       write({ bob });
+    }
+  }
+});
+
+test("busy is busy: at maxConnections a newcomer gets the busy signal (ERR_BUSY), not a bare close read as a wrong password", async () => {
+  const transports = detectRuntime() === "bun" ? (["bun", "node"] as const) : (["node"] as const);
+  for (const name of transports) {
+    const transport = await transportByName(name);
+    const server = await startServer({ keys: new StaticKeyStore(new Map([["alice", alicePsk]])), port: 0, transport, maxConnections: 1 });
+    try {
+      const first = await connect({ port: server.port, username: "alice", psk: alicePsk, transport });
+      assert.equal(await codeOf(connect({ port: server.port, username: "alice", psk: alicePsk, transport })), "ERR_BUSY", `${name}: v2`);
+      assert.equal(await codeOf(connect({ port: server.port, username: "alice", psk: alicePsk, transport, protocol: "legacy" })), "ERR_BUSY", `${name}: legacy`);
+      await first.close();
+      await new Promise((r) => setTimeout(r, 50));
+      const again = await connect({ port: server.port, username: "alice", psk: alicePsk, transport });
+      await again.close();
+    } finally {
+      await server.close();
     }
   }
 });
