@@ -19,6 +19,7 @@ import {
   type v2,
 } from "@nstp/core";
 import type { KeyStore } from "./credentials.ts";
+import { type LifetimeLimits, SessionClock, type SessionEndReason } from "./lifetime.ts";
 import type { ServerStats } from "./stats.ts";
 
 export interface SessionInfo {
@@ -42,7 +43,8 @@ export type MessageHandler = (
   session: SessionInfo,
 ) => Uint8Array | string | undefined | Promise<Uint8Array | string | undefined>;
 
-export interface ConnectionLimits {
+/** Per connection; the session lifetime limits (idle, maximum lifetime) are lifetime.ts's. */
+export interface ConnectionLimits extends LifetimeLimits {
   /** Largest message of the reference protocol (default 64 KiB). */
   maxMessageSize: number;
   /** Largest v2 message, enforced while it arrives (default 16 MiB). */
@@ -55,21 +57,9 @@ export interface ConnectionLimits {
   maxPendingMessages: number;
   /** Reply bytes queued for a slow reader before reading pauses. */
   writeHighWaterMark: number;
-  /**
-   * v2: a session ends after this long without an authenticated frame from the client (its pings
-   * count); 0 never. Default 5 minutes.
-   */
-  idleTimeoutMs: number;
-  /** The same for the reference protocol, whose Dart clients cannot ping: default 0 (never). */
-  legacyIdleTimeoutMs: number;
-  /** A session ends this long after it was established, whatever it does; 0 (the default) never. */
-  maxSessionLifetimeMs: number;
   /** A closing connection whose peer has not taken our last bytes by then is destroyed. */
   flushTimeoutMs: number;
 }
-
-/** Why the server ended a session that had not failed (nstp_sessions_ended_total's reason label). */
-export type SessionEndReason = "idle_timeout" | "max_lifetime" | "user_removed";
 
 export interface ConnectionContext {
   crypto: CryptoBackend;
@@ -103,12 +93,8 @@ export class ServerConnection implements WireEvents {
   private readonly ctx: ConnectionContext;
   private handshakeTimer: ReturnType<typeof setTimeout> | undefined;
   private recordTimer: ReturnType<typeof setTimeout> | undefined;
-  private idleTimer: ReturnType<typeof setTimeout> | undefined;
-  private lifetimeTimer: ReturnType<typeof setTimeout> | undefined;
-  /** The idle timeout in force for this session (0: none), and when input last completed a frame. */
-  private idleLimitMs = 0;
-  private lastInputAt = 0;
-  private seenProgress = 0;
+  /** The idle timeout and maximum lifetime, from establishment on. */
+  private clock: SessionClock | undefined;
   /** The username the client claimed, from the moment its key was asked for. */
   private claimedUser: string | undefined;
   private session: SessionInfo | undefined;
@@ -180,33 +166,9 @@ export class ServerConnection implements WireEvents {
     } finally {
       this.inData = false;
     }
-    this.noteInput();
+    this.clock?.noteInput();
     this.flush();
     return true;
-  }
-
-  /** An authenticated record or frame arrived since the last look: the session is not idle. */
-  private noteInput(): void {
-    if (this.idleLimitMs === 0) return;
-    const progress = this.machine.inputProgress;
-    if (progress !== this.seenProgress) {
-      this.seenProgress = progress;
-      this.lastInputAt = Date.now();
-    }
-  }
-
-  /**
-   * One timer per session, not moved per frame: when it fires it looks at how long ago input last
-   * completed a frame, and either ends the session or sleeps for the time left.
-   */
-  private armIdleTimer(delayMs: number): void {
-    this.idleTimer = setTimeout(() => {
-      this.idleTimer = undefined;
-      if (this.done) return;
-      const idle = Date.now() - this.lastInputAt;
-      if (idle >= this.idleLimitMs) this.end("idle_timeout");
-      else this.armIdleTimer(this.idleLimitMs - idle);
-    }, delayMs);
   }
 
   /** v2 frames opened in the worker pool, delivered in order (the placement says so for this backend). */
@@ -336,14 +298,7 @@ export class ServerConnection implements WireEvents {
     this.ctx.stats.handshaking--;
     this.ctx.stats.handshakeSucceeded(protocol);
     this.ctx.log.debug("session established", { user: username, remote: this.wire.remoteAddress, protocol });
-    const { idleTimeoutMs, legacyIdleTimeoutMs, maxSessionLifetimeMs } = this.ctx.limits;
-    this.idleLimitMs = protocol === "v2" ? idleTimeoutMs : legacyIdleTimeoutMs;
-    if (this.idleLimitMs > 0) {
-      this.lastInputAt = Date.now();
-      this.seenProgress = this.machine.inputProgress;
-      this.armIdleTimer(this.idleLimitMs);
-    }
-    if (maxSessionLifetimeMs > 0) this.lifetimeTimer = setTimeout(() => this.end("max_lifetime"), maxSessionLifetimeMs);
+    this.clock = new SessionClock(this.ctx.limits, protocol, () => this.machine.inputProgress, (reason) => this.end(reason));
   }
 
   private resolveKey(username: string): void {
@@ -548,8 +503,7 @@ export class ServerConnection implements WireEvents {
     if (!this.session) this.ctx.stats.handshaking--;
     clearTimeout(this.handshakeTimer);
     clearTimeout(this.recordTimer);
-    clearTimeout(this.idleTimer);
-    clearTimeout(this.lifetimeTimer);
+    this.clock?.stop();
     this.outbox = [];
     for (const w of this.drainWaiters.splice(0)) w();
     this.ctx.stats.connectionClosed();
