@@ -12,6 +12,7 @@ import { type Session, connect } from "../../client/src/index.ts";
 import { Reader, dial, referenceHandshake, referencePsk } from "./testing/reference-peer.ts";
 import { v2Handshake } from "./testing/v2-peer.ts";
 import { type ServerProcess, scrapeMetrics as metrics, startServerProcess } from "./testing/processes.ts";
+import { plantedRecord } from "../../core/src/testing/planted-record.ts";
 
 const onBun = detectRuntime() === "bun";
 const psk = referencePsk(legacy.DEMO_PASSWORD, Buffer.from(legacy.DEMO_DEVICE_SALT), legacy.DEMO_USERNAME);
@@ -183,6 +184,14 @@ for (const runtime of ["bun", "node"] as const) {
           // The server's own reply record sent back to it.
           s.socket.write(s.record(0, Buffer.from("ask")));
           void s.reader.read(2).then((len) => s.reader.read(len.readUInt16BE(0))).then((body) => s.socket.write(body));
+        });
+      });
+      test("records planting the session nonce every 8 bytes are closed after a few trials", async () => {
+        // Each such 10 KB record once cost ~1,250 trial decryptions, within the old per-record budget,
+        // and then verified (which reset the budget): 100 of them were all answered, stalling every
+        // other client meanwhile. Now a session meets at most 8 planted nonces.
+        await check("ERR_DECRYPT", (s) => {
+          s.socket.write(Buffer.concat(Array.from({ length: 100 }, (_, i) => plantedRecord(s.key, s.sessionNonce, i, 10_000))));
         });
       });
       test("a record over the maximum is ERR_TOO_LARGE; 10 MiB of junk is refused at its first bytes", async () => {
