@@ -13,7 +13,6 @@
  */
 import { concat } from "../bytes.ts";
 import { TooLargeError } from "../errors.ts";
-import { CHUNK_HEADER_SIZE, MAX_CHUNK_BODY, MAX_FRAME_PLAINTEXT } from "./wire.ts";
 
 /**
  * Bodies shorter than this are copied. Each kept body costs a view object and a list slot beside its
@@ -24,12 +23,13 @@ export const KEEP_IN_PLACE_MIN = 8192;
 export const RUN_SIZE = 4 * KEEP_IN_PLACE_MIN;
 
 /**
- * What a message of `maxMessageSize` bytes may retain: its bytes, the chunk headers and backing-buffer
- * slack of the full frames that carry it (a few bytes each; 1/64 leaves room for any backend), and one
- * run buffer for a short first chunk.
+ * What a message of `maxMessageSize` bytes may retain. An honest writer's chunks fill their frames
+ * (wire.ts), so its message retains its bytes, a few bytes of headers and buffer slack per 64 KiB frame
+ * (1/64 leaves room for any backend), and for its first chunk either one run buffer or, kept in place,
+ * at most the rest of that chunk's frame, which is under half a frame: RUN_SIZE covers either.
  */
 export function retainedLimit(maxMessageSize: number): number {
-  return maxMessageSize + Math.ceil(maxMessageSize / 64) + RUN_SIZE + MAX_FRAME_PLAINTEXT - MAX_CHUNK_BODY + CHUNK_HEADER_SIZE;
+  return maxMessageSize + Math.ceil(maxMessageSize / 64) + RUN_SIZE;
 }
 
 export class MessageAssembly {
