@@ -202,11 +202,11 @@ export const FUZZ_PROPERTIES: FuzzProperty[] = [
     fc.uint8Array({ maxLength: 40_000 }), fc.array(fc.integer({ min: 0, max: 20_000 }), { minLength: 1, maxLength: 30 }), fc.array(fc.nat(), { minLength: 1, maxLength: 30 }), fc.integer({ min: 1, max: 40_000 }),
   ], (msg: Uint8Array, cuts: number[], pads: number[], max: number) => {
     const a = new MessageAssembly(max);
-    const inFrame = (body: Uint8Array, i: number): Uint8Array => {
+    const inFrame = (body: Uint8Array, i: number): [Uint8Array, number, number] => {
       const pad = pads[i % pads.length]! % (MAX_FRAME_PLAINTEXT - CHUNK_HEADER_SIZE - body.length + 1);
       const frame = new Uint8Array(body.length + pad + CHUNK_HEADER_SIZE);
       frame.set(body, CHUNK_HEADER_SIZE);
-      return frame.subarray(CHUNK_HEADER_SIZE, CHUNK_HEADER_SIZE + body.length);
+      return [frame, CHUNK_HEADER_SIZE, body.length];
     };
     let off = 0;
     let out: Uint8Array | undefined;
@@ -217,10 +217,10 @@ export const FUZZ_PROPERTIES: FuzzProperty[] = [
         const body = inFrame(msg.subarray(off, off + n), i);
         off += n;
         if (off === msg.length && i >= cuts.length - 1) {
-          out = a.finish(body);
+          out = a.finish(...body);
           return;
         }
-        a.add(body);
+        a.add(...body);
         if (a.retainedBytes > retainedLimit(max)) throw new Error(`retained ${a.retainedBytes} over ${retainedLimit(max)}`);
       }
     });

@@ -6,22 +6,22 @@ import { TooLargeError } from "../errors.ts";
 import { MessageAssembly, RUN_SIZE, retainedLimit } from "./assembly.ts";
 import { MAX_CHUNK_BODY, MAX_FRAME_PLAINTEXT } from "./wire.ts";
 
-/** A chunk body as the reader sees it: a view into its own opened frame of `frame` bytes. */
-function inFrame(body: Uint8Array, frame = MAX_FRAME_PLAINTEXT): Uint8Array {
+/** A chunk body as the reader sees it: in its own opened frame of `frame` bytes, after the header. */
+function inFrame(body: Uint8Array, frame = MAX_FRAME_PLAINTEXT): [Uint8Array, number, number] {
   const f = new Uint8Array(frame);
   f.set(body, 3);
-  return f.subarray(3, 3 + body.length);
+  return [f, 3, body.length];
 }
 
 test("empty and tiny chunks retain nothing of their frames", () => {
   const m = new MessageAssembly(1 << 20);
-  for (let i = 0; i < 100_000; i++) m.add(inFrame(new Uint8Array(0)));
+  for (let i = 0; i < 100_000; i++) m.add(...inFrame(new Uint8Array(0)));
   assert.equal(m.retainedBytes, 0, "empty chunks keep no frame alive");
   assert.ok(m.started);
-  for (let i = 0; i < 1000; i++) m.add(inFrame(Uint8Array.of(i & 0xff)));
+  for (let i = 0; i < 1000; i++) m.add(...inFrame(Uint8Array.of(i & 0xff)));
   // 1,000 bytes copied into one run buffer, not 1,000 frames of 64 KiB.
   assert.equal(m.retainedBytes, RUN_SIZE);
-  const msg = m.finish(Uint8Array.of(7));
+  const msg = m.finish(Uint8Array.of(7), 0, 1);
   assert.equal(msg.length, 1001);
   assert.equal(msg[999], 999 & 0xff);
   assert.equal(m.retainedBytes, 0);
@@ -32,7 +32,7 @@ test("a message cut into 1-byte chunks is refused at the maximum, retaining at m
   const m = new MessageAssembly(max);
   let added = 0;
   assert.throws(() => {
-    for (;;) (m.add(inFrame(Uint8Array.of(1))), added++);
+    for (;;) (m.add(...inFrame(Uint8Array.of(1))), added++);
   }, TooLargeError);
   assert.equal(added, max);
   assert.ok(m.retainedBytes <= retainedLimit(max));
@@ -45,7 +45,7 @@ test("a mid-sized body in a large frame is copied out; retained stays within the
   let err: unknown;
   let bytes = 0;
   try {
-    for (;;) (m.add(inFrame(new Uint8Array(9 * 1024))), (bytes += 9 * 1024));
+    for (;;) (m.add(...inFrame(new Uint8Array(9 * 1024))), (bytes += 9 * 1024));
   } catch (e) {
     err = e;
   }
@@ -60,11 +60,11 @@ test("an honest message of exactly the maximum, behind a short first chunk, is a
   for (let i = 0; i < max; i += 4093) msg[i] = i & 0xff;
   const m = new MessageAssembly(max);
   let off = 0;
-  m.add(inFrame(msg.subarray(0, 5))); // the writer's first chunk may be short, after other messages
+  m.add(...inFrame(msg.subarray(0, 5))); // the writer's first chunk may be short, after other messages
   off = 5;
   while (max - off > MAX_CHUNK_BODY) {
-    m.add(inFrame(msg.subarray(off, off + MAX_CHUNK_BODY)));
+    m.add(...inFrame(msg.subarray(off, off + MAX_CHUNK_BODY)));
     off += MAX_CHUNK_BODY;
   }
-  assert.deepEqual(m.finish(inFrame(msg.subarray(off))), msg);
+  assert.deepEqual(m.finish(...inFrame(msg.subarray(off))), msg);
 });

@@ -19,6 +19,8 @@ import { TooLargeError } from "../errors.ts";
  * bytes; at 8 KiB or more that overhead is under 3 % of what it holds.
  */
 export const KEEP_IN_PLACE_MIN = 8192;
+/** Bodies this short are copied byte by byte: cheaper than making a view of each to copy from. */
+const COPY_BY_LOOP = 32;
 /** Copied bodies are gathered in buffers of this size (each counted whole while the message lasts). */
 export const RUN_SIZE = 4 * KEEP_IN_PLACE_MIN;
 
@@ -66,36 +68,45 @@ export class MessageAssembly {
     if (this.size + length > this.maxMessageSize) throw new TooLargeError(`message exceeds ${this.maxMessageSize} bytes`);
   }
 
-  /** Adds a "more to follow" body. */
-  add(body: Uint8Array): void {
-    this.check(body.length);
+  /** Adds the "more to follow" body at `frame[start, start + length)`. */
+  add(frame: Uint8Array, start: number, length: number): void {
+    this.check(length);
     this.begun = true;
-    if (body.length === 0) return;
-    const backing = body.buffer.byteLength;
-    if (body.length >= KEEP_IN_PLACE_MIN && 2 * body.length >= backing) {
+    if (length === 0) return;
+    const backing = frame.buffer.byteLength;
+    if (length >= KEEP_IN_PLACE_MIN && 2 * length >= backing) {
       this.retain(backing);
       this.endRun();
-      this.pieces.push(body);
-    } else if (body.length >= KEEP_IN_PLACE_MIN) {
-      this.retain(body.length);
+      this.pieces.push(frame.subarray(start, start + length));
+    } else if (length >= KEEP_IN_PLACE_MIN) {
+      this.retain(length);
       this.endRun();
-      this.pieces.push(body.slice());
+      this.pieces.push(frame.slice(start, start + length));
     } else {
-      if (!this.run || this.run.length - this.runFill < body.length) {
+      if (!this.run || this.run.length - this.runFill < length) {
         this.retain(RUN_SIZE);
         this.endRun();
         this.run = new Uint8Array(RUN_SIZE);
         this.runStart = this.runFill = 0;
       }
-      this.run.set(body, this.runFill);
-      this.runFill += body.length;
+      const run = this.run;
+      if (length <= COPY_BY_LOOP) {
+        for (let i = 0; i < length; i++) run[this.runFill + i] = frame[start + i]!;
+      } else {
+        run.set(frame.subarray(start, start + length), this.runFill);
+      }
+      this.runFill += length;
     }
-    this.size += body.length;
+    this.size += length;
   }
 
-  /** Completes the message with its last body: that body alone when nothing came before it. */
-  finish(last: Uint8Array): Uint8Array {
-    this.check(last.length);
+  /**
+   * Completes the message with its last body, `frame[start, start + length)`: that body alone (a
+   * view, no copy) when nothing came before it.
+   */
+  finish(frame: Uint8Array, start: number, length: number): Uint8Array {
+    this.check(length);
+    const last = frame.subarray(start, start + length);
     if (!this.begun) return last;
     this.endRun();
     const message = this.pieces.length === 0 ? last : concat(...this.pieces, last);
