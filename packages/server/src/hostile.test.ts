@@ -16,6 +16,7 @@ import { Reader, dial, referenceHandshake, referencePsk } from "./testing/refere
 import { v2Handshake } from "./testing/v2-peer.ts";
 import { type ServerProcess, scrapeMetrics as metrics, startServerProcess } from "./testing/processes.ts";
 import { USERS_FILE_FORMAT, userRecord } from "./credentials.ts";
+import { plantedRecord } from "../../core/src/testing/planted-record.ts";
 
 const onBun = detectRuntime() === "bun";
 const psk = referencePsk(legacy.DEMO_PASSWORD, Buffer.from(legacy.DEMO_DEVICE_SALT), legacy.DEMO_USERNAME);
@@ -216,6 +217,14 @@ for (const runtime of ["bun", "node"] as const) {
           void s.reader.read(2).then((len) => s.reader.read(len.readUInt16BE(0))).then((body) => s.socket.write(body));
         });
       });
+      test("records planting the session nonce every 8 bytes are closed after a few trials", async () => {
+        // Each such 10 KB record once cost ~1,250 trial decryptions, within the old per-record budget,
+        // and then verified (which reset the budget): 100 of them were all answered, stalling every
+        // other client meanwhile. Now a session meets at most 8 planted nonces.
+        await check("ERR_DECRYPT", (s) => {
+          s.socket.write(Buffer.concat(Array.from({ length: 100 }, (_, i) => plantedRecord(s.key, s.sessionNonce, i, 10_000))));
+        });
+      });
       test("a record over the maximum is ERR_TOO_LARGE; 10 MiB of junk is refused at its first bytes", async () => {
         await check("ERR_TOO_LARGE", (s) => void s.socket.write(s.record(0, crypto.randomBytes(legacy.DEFAULT_MAX_MESSAGE_SIZE + 1))));
         await check("ERR_DECRYPT", (s) => void s.socket.write(crypto.randomBytes(10 << 20)));
@@ -245,6 +254,29 @@ for (const runtime of ["bun", "node"] as const) {
           const len = await p.reader.read(2);
           p.reader.socket.write(Buffer.concat([len, await p.reader.read(len.readUInt16BE(0))]));
         });
+      });
+      test("8 MB of empty 'more to follow' chunks retain nothing: memory stays flat and the message completes", async () => {
+        // Each empty chunk counted 0 bytes toward the maximum but kept its frame (and a view of it)
+        // alive: 7.9 MB of them once raised the server's memory by 234 MB.
+        const rss = async () => (await metrics(srv.metricsPort)).get("nstp_resident_memory_bytes")!;
+        const start = await rss();
+        const p = await v2Handshake(srv.port, { username: "alice", psk });
+        const empties = Buffer.alloc(3 * 21_839); // as many empty chunks as one frame holds
+        for (let i = 0; i < empties.length; i += 3) empties[i] = 1;
+        // In batches, sampling memory between them (frames keep arriving, so the partial-message
+        // deadline sees progress and lets the message go on).
+        let peak = 0;
+        for (let batch = 0; batch < 8; batch++) {
+          for (let i = 0; i < 16; i++) p.reader.socket.write(p.frame(empties));
+          await sleep(100);
+          peak = Math.max(peak, await rss());
+        }
+        p.send([Buffer.from("done")]);
+        assert.equal((await p.receive()).toString(), "Server received: done");
+        peak = Math.max(peak, await rss());
+        const grown = (peak - start) / 1e6;
+        assert.ok(grown < 48, `resident memory grew ${grown.toFixed(0)} MB for 8 MB of empty chunks`);
+        p.destroy();
       });
       test("a message over the maximum is ERR_TOO_LARGE while it arrives; 10 MiB of junk is refused at its first frame", async () => {
         await check("ERR_TOO_LARGE", (p) => void p.reader.socket.write(p.encode([crypto.randomBytes(V2_MAX + 70_000)])));

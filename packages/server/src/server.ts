@@ -13,7 +13,7 @@ import {
   silentLogger,
 } from "@nstp/core";
 import { type ConnectionLimits, type MessageHandler, ServerConnection } from "./connection.ts";
-import { type KeyStore, dummyKeyFactory } from "./credentials.ts";
+import { DummyKeys, type KeyStore } from "./credentials.ts";
 import { FailureLimiter, type FailureLimiterOptions } from "./limiter.ts";
 import { ServerStats } from "./stats.ts";
 
@@ -92,7 +92,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const ctx = {
     crypto,
     keys: opts.keys,
-    dummyKey: dummyKeyFactory(crypto),
+    dummyKey: new DummyKeys(crypto).key,
     handler: opts.handler ?? referenceHandler,
     limits: { ...DEFAULT_LIMITS, ...opts.limits },
     legacy: opts.legacy ?? true,

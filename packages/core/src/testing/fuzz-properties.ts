@@ -11,6 +11,9 @@ import { NstpError } from "../errors.ts";
 import type { Output } from "../events.ts";
 import { ServerDispatch } from "../dispatch.ts";
 import { LegacyClient, LegacyServer } from "../legacy/index.ts";
+import { MAX_FALSE_BOUNDARIES, TRIAL_CREDIT_PER_BYTE } from "../legacy/server.ts";
+import { MessageAssembly, retainedLimit } from "../v2/assembly.ts";
+import { CHUNK_HEADER_SIZE, MAX_FRAME_PLAINTEXT } from "../v2/wire.ts";
 import { parseClientHello } from "../legacy/wire.ts";
 import { CipherState } from "../noise/cipher-state.ts";
 import { FrameReader, FrameWriter } from "../v2/framing.ts";
@@ -18,6 +21,7 @@ import { V2Client } from "../v2/client.ts";
 import { V2Server } from "../v2/server.ts";
 import { CHUNK_PING, parsePreamble } from "../v2/wire.ts";
 import { concat } from "../bytes.ts";
+import type { CryptoBackend } from "../crypto/backend.ts";
 
 const crypto = nativeBackend;
 const PSK = crypto.sha256(new TextEncoder().encode("fuzz psk"));
@@ -121,6 +125,29 @@ function v2Stream(messages: Uint8Array[]): Uint8Array {
   return out;
 }
 
+/** The native backend, counting AES-GCM opens and the bytes they cover (trial decryption). */
+function countingOpens(): { backend: CryptoBackend; opens: { calls: number; bytes: number } } {
+  const opens = { calls: 0, bytes: 0 };
+  const backend: CryptoBackend = {
+    ...crypto,
+    aesGcmOpen: (key, nonce, sealed, aad) => (opens.calls++, (opens.bytes += sealed.length), crypto.aesGcmOpen(key, nonce, sealed, aad)),
+  };
+  return { backend, opens };
+}
+
+/** An established legacy pair (fixed nonces); `fed` counts the bytes the server has received. */
+function legacyPair(backend: CryptoBackend): { server: LegacyServer; client: LegacyClient; sessionNonce: Uint8Array; fed: number } {
+  const sessionNonce = crypto.sha256(new TextEncoder().encode("fuzz session nonce")).subarray(0, 8);
+  const server = new LegacyServer({ crypto: backend, random: (n) => (n === 8 ? sessionNonce.slice() : crypto.randomBytes(n)) });
+  const client = new LegacyClient({ crypto, username: "fuzz", psk: PSK });
+  const hello = (client.start()[0] as { data: Uint8Array }).data;
+  const sent = [...server.receive(hello), ...server.provideKey(PSK)];
+  const proof = client.receive((sent.find((o) => o.type === "send") as { data: Uint8Array }).data).find((o) => o.type === "send") as { data: Uint8Array };
+  const mine = server.receive(proof.data).find((o) => o.type === "send") as { data: Uint8Array };
+  client.receive(mine.data);
+  return { server, client, sessionNonce, fed: hello.length + proof.data.length };
+}
+
 export interface FuzzProperty {
   name: string;
   property: fc.IProperty<never>;
@@ -192,6 +219,57 @@ export const FUZZ_PROPERTIES: FuzzProperty[] = [
     stream.set(hello);
     stream.set(b, hello.length);
     typedOnly(() => feedServer(new LegacyServer({ crypto }), segments(stream, sizes)));
+  }),
+  p("legacy server: honest records, then junk with the session nonce planted anywhere, any segmentation: trial work within its credit", [
+    fc.array(fc.uint8Array({ maxLength: 300 }), { maxLength: 4 }), arbBytes, fc.array(fc.nat(), { maxLength: 40 }), arbSizes,
+  ], (ms: Uint8Array[], junk: Uint8Array, plants: number[], sizes: number[]) => {
+    const { backend, opens } = countingOpens();
+    const pair = legacyPair(backend);
+    const honest = ms.map((m) => pair.client.sealMessage(m));
+    const bad = Array.from(junk);
+    for (const at of plants) bad.splice(at % (bad.length + 1), 0, ...pair.sessionNonce);
+    const stream = Uint8Array.from([...honest.flatMap((r) => [...r]), ...pair.sessionNonce, ...bad]);
+    const callsBefore = opens.calls;
+    const cut = segments(stream, sizes);
+    const got: Uint8Array[] = [];
+    typedOnly(() => {
+      for (const c of cut) for (const o of pair.server.receive(c)) if (o.type === "message") got.push(o.data);
+    });
+    if (got.some((g, i) => !ms[i] || !equal(g, ms[i]!))) throw new Error("released something that was not sent");
+    if (opens.bytes > TRIAL_CREDIT_PER_BYTE * (pair.fed + stream.length)) throw new Error(`${opens.bytes} bytes of trial decryption for ${stream.length} received`);
+    const calls = opens.calls - callsBefore;
+    if (calls > ms.length + MAX_FALSE_BOUNDARIES + 2 * cut.length) throw new Error(`${calls} trial decryptions for ${cut.length} arrivals`);
+  }),
+  p("v2 message assembly: any cut into chunks (empty ones too), any frame around them: the message whole, retained memory within the bound", [
+    fc.uint8Array({ maxLength: 40_000 }), fc.array(fc.integer({ min: 0, max: 20_000 }), { minLength: 1, maxLength: 30 }), fc.array(fc.nat(), { minLength: 1, maxLength: 30 }), fc.integer({ min: 1, max: 40_000 }),
+  ], (msg: Uint8Array, cuts: number[], pads: number[], max: number) => {
+    const a = new MessageAssembly(max);
+    const inFrame = (body: Uint8Array, i: number): [Uint8Array, number, number] => {
+      const pad = pads[i % pads.length]! % (MAX_FRAME_PLAINTEXT - CHUNK_HEADER_SIZE - body.length + 1);
+      const frame = new Uint8Array(body.length + pad + CHUNK_HEADER_SIZE);
+      frame.set(body, CHUNK_HEADER_SIZE);
+      return [frame, CHUNK_HEADER_SIZE, body.length];
+    };
+    let off = 0;
+    let out: Uint8Array | undefined;
+    const threw = typedOnly(() => {
+      for (let i = 0; ; i++) {
+        // The cuts as given, then cycled with at least a byte each so that the message ends.
+        const n = Math.min(i < cuts.length ? cuts[i]! : Math.max(1, cuts[i % cuts.length]!), msg.length - off);
+        const body = inFrame(msg.subarray(off, off + n), i);
+        off += n;
+        if (off === msg.length && i >= cuts.length - 1) {
+          out = a.finish(...body);
+          return;
+        }
+        a.add(...body);
+        if (a.retainedBytes > retainedLimit(max)) throw new Error(`retained ${a.retainedBytes} over ${retainedLimit(max)}`);
+      }
+    });
+    // Over the maximum is always refused; within it, a packing may still be refused for what it would
+    // retain (never an honest writer's: the frame reader property covers those).
+    if (msg.length > max && !threw) throw new Error(`message of ${msg.length} bytes accepted over a maximum of ${max}`);
+    if (!threw && !equal(out!, msg)) throw new Error("message not assembled whole");
   }),
   p("v2 client: random server replies", [arbBytes, arbSizes], (b: Uint8Array, sizes: number[]) => {
     const c = new V2Client({ crypto, username: "fuzz", psk: PSK });

@@ -6,10 +6,11 @@
  * write. The reader accepts any packing, checks each frame's tag before it looks at a single chunk,
  * and bounds what it buffers: one frame of ciphertext and one message of plaintext.
  */
-import { ByteQueue, concat, readU16BE } from "../bytes.ts";
-import { DecryptError, NstpError, ProtocolError, TooLargeError } from "../errors.ts";
+import { ByteQueue, readU16BE } from "../bytes.ts";
+import { DecryptError, NstpError, ProtocolError } from "../errors.ts";
 import type { Output } from "../events.ts";
 import type { CipherState } from "../noise/cipher-state.ts";
+import { MessageAssembly } from "./assembly.ts";
 import {
   CHUNK_CLOSE,
   CHUNK_HEADER_SIZE,
@@ -224,9 +225,8 @@ export class FrameReader {
   readonly maxMessageSize: number;
   /** The partial frame at the end of the last read; never more than one frame. */
   private readonly partial = new ByteQueue(LENGTH_SIZE + MAX_FRAME_CIPHERTEXT);
-  /** Chunks of a message still incomplete, and their total size. */
-  private parts: Uint8Array[] = [];
-  private partBytes = 0;
+  /** The message still incomplete: memory bounded by what it retains (assembly.ts). */
+  private readonly message: MessageAssembly;
   private closedByPeer = false;
   /**
    * Called once, when the first frame's tag has verified and before any of its chunks is looked at:
@@ -239,11 +239,12 @@ export class FrameReader {
     this.maxMessageSize = maxMessageSize;
     this.rekeyInterval = rekeyInterval;
     this.onFirstFrame = onFirstFrame;
+    this.message = new MessageAssembly(maxMessageSize);
   }
 
   /** True while a frame or a multi-frame message is partly received. */
   get hasPartialInput(): boolean {
-    return this.partial.length > 0 || this.parts.length > 0;
+    return this.partial.length > 0 || this.message.started;
   }
 
   get closed(): boolean {
@@ -345,7 +346,7 @@ export class FrameReader {
       if (pt.length - start < len) throw new ProtocolError("chunk longer than its frame");
       off = start + len;
       if (type === CHUNK_CLOSE) {
-        if (len !== 0 || this.parts.length > 0) throw new ProtocolError("close inside a message");
+        if (len !== 0 || this.message.started) throw new ProtocolError("close inside a message");
         this.closedByPeer = true;
         out.push({ type: "closed" });
         continue;
@@ -356,19 +357,10 @@ export class FrameReader {
         continue;
       }
       if (type !== CHUNK_LAST && type !== CHUNK_MORE) throw new ProtocolError(`unknown chunk type ${type}`);
-      if (this.partBytes + len > this.maxMessageSize) throw new TooLargeError(`message exceeds ${this.maxMessageSize} bytes`);
-      const body = pt.subarray(start, off);
-      if (type === CHUNK_MORE) {
-        this.parts.push(body);
-        this.partBytes += len;
-      } else if (this.parts.length === 0) {
-        out.push({ type: "message", data: body });
-      } else {
-        this.parts.push(body);
-        out.push({ type: "message", data: concat(...this.parts) });
-        this.parts = [];
-        this.partBytes = 0;
-      }
+      // Bodies are passed as (frame, offset, length): a view per chunk would cost an allocation even
+      // for the empty ones, which a frame holds 21,839 of.
+      if (type === CHUNK_MORE) this.message.add(pt, start, len);
+      else out.push({ type: "message", data: this.message.finish(pt, start, len) });
     }
   }
 }

@@ -71,6 +71,8 @@ export interface V2PeerSession {
   send(messages: Buffer[]): void;
   /** The frames send() would write, to write them some other way. */
   encode(messages: Buffer[]): Buffer;
+  /** One frame sealing `chunks` (chunk headers included) as given, however malformed. */
+  frame(chunks: Buffer): Buffer;
   /** Reads the next whole message (reassembling chunks). */
   receive(timeoutMs?: number): Promise<Buffer>;
   /** Sends a frame holding one empty ping chunk (type 3). */
@@ -164,6 +166,7 @@ export async function v2Handshake(
       socket.write(encode(messages));
     },
     encode,
+    frame,
     async receive(timeoutMs = 5000) {
       while (!inbox.length) {
         if (closedByServer) throw new Error("server closed the session");
