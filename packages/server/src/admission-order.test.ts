@@ -9,7 +9,7 @@ function table(max: number, clock: { t: number }) {
 }
 const conn = (remoteAddress: string, name = remoteAddress): Contender & { name: string } => ({ remoteAddress, name });
 
-test("at the cap the newcomer is admitted and the handshake with the least progress, stalled longest, is evicted", () => {
+test("at the cap the newcomer is admitted and the handshake stalled longest (since its last step) is evicted", () => {
   const clock = { t: 0 };
   const a = table(3, clock);
   const [x, y, z] = [conn("127.0.0.1", "x"), conn("127.0.0.1", "y"), conn("127.0.0.1", "z")];
@@ -17,20 +17,21 @@ test("at the cap the newcomer is admitted and the handshake with the least progr
     assert.equal(a.admit(c), undefined);
     clock.t += 10;
   }
-  a.stepped(x, 1); // x parsed its hello at t=30: more progress than y and z
+  a.stepped(x, 1); // x parsed its hello at t=30: its stall clock restarts
   clock.t += 10;
   assert.deepEqual([a.nextTurn(), a.nextTurn()], [[], []], "within the cap: nothing to do");
   const [honest, n1, n2, late] = [conn("127.0.0.1", "honest"), conn("127.0.0.1", "n1"), conn("127.0.0.1", "n2"), conn("127.0.0.1", "late")];
   const admit = (c: Contender) => ((clock.t += 1), a.admit(c));
   assert.equal(admit(honest), y, "y: no step, and the oldest");
-  assert.equal(admit(n1), z, "every handshake here shares one address: progress and the stall clock decide");
-  assert.equal(admit(n2), x, "x has a step, but the others are still in the nursery (not yet read)");
+  assert.equal(admit(n1), z, "every handshake here shares one address: the stall clock decides");
+  assert.equal(admit(n2), x, "x stepped since, but the others are still in the nursery (not yet read)");
+  clock.t += 5;
   a.stepped(honest, 2); // its flight was read: preamble and message 1
   assert.equal(admit(late), undefined, "nothing out of the nursery: the table runs over the cap");
   assert.equal(a.size, 4);
   assert.deepEqual(a.nextTurn(), [], "one turn later they may still be unread");
   assert.deepEqual(a.nextTurn(), [n1], "two turns later, the silent one stalled longest goes: back at the cap");
-  assert.equal(admit(conn("127.0.0.1")), n2, "silent ones go before the honest one (step 2)");
+  assert.equal(admit(conn("127.0.0.1")), n2, "silent ones go before the honest one, which stepped since");
   a.left(honest);
   assert.equal(a.size, 2);
 });

@@ -1,16 +1,17 @@
 /**
  * Admission that favours progress (docs/PROTOCOL.md, "Admission and guessing budget"). At most
  * `maxHandshaking` connections may be in the handshake; when a newcomer arrives at the cap, it is
- * admitted and the handshake that has made the least progress for the longest is closed to make
- * room: the fewest steps first, and among those the one whose last step is oldest. A step is the
- * protocol machine's state advancing (a hello, preamble, proof or message 1 parsed), never mere
- * bytes, so a connection that sent a whole message 1 and then waits is stalled from that step on.
+ * admitted and the handshake that has gone longest without progress is closed to make room: the one
+ * whose last step is oldest. A step is the protocol machine's state advancing (a hello, preamble,
+ * proof or message 1 parsed, message 2 sent), never mere bytes, so a connection that sent a whole
+ * message 1 and then waits is stalled from that step on. The number of steps buys no rank: an
+ * attacker who sends a preamble and stops would otherwise outrank every honest newcomer.
  *
  * Sources are not refused (devices behind one NAT share the attacker's address), but a source whose
  * handshakes recently stalled (timed out or were evicted) is marked, and its handshakes go before
  * any unmarked source's. On loopback every attacker shares the honest client's address, so the
- * order rests on progress alone: an honest client steps every round trip, so among the handshakes
- * at its step it is the youngest, and it has more steps than any attacker stalled below it.
+ * order rests on the stall clock alone: an honest client steps every round trip, so it is younger
+ * than the stalled handshakes around it.
  *
  * A connection is not evicted before the server has had the chance to read it: it waits two
  * event-loop turns in a nursery (see nextTurn) before it joins the eviction order. When only nursery
@@ -55,7 +56,7 @@ interface Entry extends HeapItem {
   source: SourceNode | undefined;
 }
 
-/** The handshakes of one source address in the eviction order, least progress then oldest stall first. */
+/** The handshakes of one source address in the eviction order, oldest stall first. */
 interface SourceNode extends HeapItem {
   readonly address: string;
   readonly entries: MinHeap<Entry>;
@@ -63,7 +64,7 @@ interface SourceNode extends HeapItem {
   marked: boolean;
 }
 
-/** Least progress first, then stalled longest. */
+/** Stalled longest first (since its last step). */
 const stalledFirst = (a: Entry, b: Entry) => a.since < b.since;
 const evictFirst = (a: SourceNode, b: SourceNode) =>
   a.marked !== b.marked ? a.marked : stalledFirst(a.entries.peek()!, b.entries.peek()!);
@@ -127,7 +128,7 @@ export class HandshakeAdmission {
    * those to close to bring the table back to the cap.
    *
    * Why turns: under a flood whose every closed connection is reopened at once, one turn can accept
-   * hundreds of connections before it reads any of them; evicting them by progress would then close
+   * hundreds of connections before it reads any of them; evicting them by stall age would then close
    * an honest newcomer before its first bytes were read. A connection accepted in turn t joins the
    * eviction order in turn t + 2, once the turn after its accept has read what it sent.
    */

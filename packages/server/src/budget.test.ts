@@ -63,12 +63,13 @@ test("tables stay bounded however many addresses and users guess", () => {
   assert.ok(b.trackedSources <= 4 && b.trackedUsers <= 4);
 });
 
-test("an address where the user proved its key skips the user's backoff: guesses elsewhere cannot lock the device out", () => {
+test("an address where the user's session was established skips the user's backoff: guesses elsewhere cannot lock the device out", () => {
   const clock = { t: 0 };
   const b = budget(clock, 5000);
   const login = b.reserve("192.168.1.7", "alice");
   assert.ok(login.kind === "judge");
   b.settle(login.ticket, true);
+  b.confirmed("alice", "192.168.1.7");
   for (let i = 0; i < 40; i++) b.reserve(`10.0.${i}.1`, "alice");
   const stranger = b.reserve("10.9.9.9", "alice");
   assert.ok(stranger.kind === "over" && stranger.scope === "user", "a new address waits past the limit");

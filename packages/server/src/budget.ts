@@ -2,7 +2,7 @@
  * The guessing budget (docs/PROTOCOL.md, "Guessing budget"): one token is reserved at the moment a
  * password is about to be judged, whatever the protocol (legacy: when the proof has arrived and the
  * key is known; v2: when message 1 is about to be read with the key; v3: when the client's share
- * arrives, before the server answers), and refunded once the peer has proven its key. Reserving at
+ * arrives, before the server answers), and refunded once the password is found right. Reserving at
  * judgement, not at accept, is what makes the budget hold however many connections are open at once.
  *
  * Two budgets, both leaky buckets:
@@ -19,7 +19,8 @@
  *
  * Protocol drivers use it as: `const v = budget.reserve(source, user)`; if `v.kind === "over"`, fail
  * as for a wrong password; else judge after `v.delayMs` and call `budget.settle(v.ticket, verified)`,
- * or `budget.cancel(v.ticket)` if the connection went away before the judgement.
+ * or `budget.cancel(v.ticket)` if the connection went away before the judgement; once the session is
+ * established (the peer proved its key, not a replay), `budget.confirmed(username, source)`.
  */
 import { LeakyBuckets } from "./limiter.ts";
 
@@ -96,15 +97,28 @@ export class GuessBudget {
     return { kind: "judge", ticket: { source, username, open: true }, delayMs };
   }
 
-  /** The judgement happened: a verified key refunds the token; a failure keeps it spent. */
+  /**
+   * The judgement happened: a right password refunds the token; a wrong one keeps it spent. (v2: a
+   * message 1 that verifies was made with the right key, even if replayed, so it costs no guess.)
+   */
   settle(ticket: Ticket, verified: boolean): void {
     if (!ticket.open) return;
     ticket.open = false;
     if (verified) {
       this.counts.refunded++;
       this.refund(ticket);
-      this.trust(ticket.username, ticket.source);
     }
+  }
+
+  /**
+   * The peer proved its key (the session is established: for v2, its first frame authenticated, so
+   * it is no replay): this address skips the user's backoff for `trustSeconds`.
+   */
+  confirmed(username: string, source: string): void {
+    const key = `${username}\0${source}`;
+    this.trusted.delete(key);
+    this.trusted.set(key, this.now() + this.opts.user.trustSeconds * 1000);
+    if (this.trusted.size > this.opts.user.maxUsers) this.trusted.delete(this.trusted.keys().next().value!);
   }
 
   /** The connection went away before the judgement: nothing was judged, so nothing is charged. */
@@ -126,13 +140,6 @@ export class GuessBudget {
   private isTrusted(username: string, source: string): boolean {
     const until = this.trusted.get(`${username}\0${source}`);
     return until !== undefined && until > this.now();
-  }
-
-  private trust(username: string, source: string): void {
-    const key = `${username}\0${source}`;
-    this.trusted.delete(key);
-    this.trusted.set(key, this.now() + this.opts.user.trustSeconds * 1000);
-    if (this.trusted.size > this.opts.user.maxUsers) this.trusted.delete(this.trusted.keys().next().value!);
   }
 
   private refund(ticket: Ticket): void {

@@ -22,6 +22,7 @@ import {
 import type { HandshakeAdmission } from "./admission.ts";
 import type { GuessBudget, Ticket } from "./budget.ts";
 import type { KeyStore } from "./credentials.ts";
+import { type LifetimeLimits, SessionClock, type SessionEndReason } from "./lifetime.ts";
 import type { ServerStats } from "./stats.ts";
 
 export interface SessionInfo {
@@ -45,7 +46,8 @@ export type MessageHandler = (
   session: SessionInfo,
 ) => Uint8Array | string | undefined | Promise<Uint8Array | string | undefined>;
 
-export interface ConnectionLimits {
+/** Per connection; the session lifetime limits (idle, maximum lifetime) are lifetime.ts's. */
+export interface ConnectionLimits extends LifetimeLimits {
   /** Largest message of the reference protocol (default 64 KiB). */
   maxMessageSize: number;
   /** Largest v2 message, enforced while it arrives (default 16 MiB). */
@@ -58,6 +60,8 @@ export interface ConnectionLimits {
   maxPendingMessages: number;
   /** Reply bytes queued for a slow reader before reading pauses. */
   writeHighWaterMark: number;
+  /** A closing connection whose peer has not taken our last bytes by then is destroyed. */
+  flushTimeoutMs: number;
 }
 
 export interface ConnectionContext {
@@ -94,6 +98,10 @@ export class ServerConnection implements WireEvents {
   private readonly ctx: ConnectionContext;
   private handshakeTimer: ReturnType<typeof setTimeout> | undefined;
   private recordTimer: ReturnType<typeof setTimeout> | undefined;
+  /** The idle timeout and maximum lifetime, from establishment on. */
+  private clock: SessionClock | undefined;
+  /** The username the client claimed, from the moment its key was asked for. */
+  private claimedUser: string | undefined;
   private session: SessionInfo | undefined;
   /** Replies still being computed by an async handler; later replies wait behind them. */
   private replies: Promise<void> = Promise.resolve();
@@ -151,6 +159,11 @@ export class ServerConnection implements WireEvents {
     this.fail(new NstpError("ERR_BUSY", "evicted: the handshake stalled longest when the cap was reached"));
   }
 
+  /** The user this connection is (or is trying to become), for closing a removed user's sessions. */
+  get user(): string | undefined {
+    return this.session?.username ?? this.claimedUser;
+  }
+
   data(chunk: Uint8Array): void {
     if (this.done) return;
     this.ctx.stats.bytesIn(chunk.length);
@@ -178,6 +191,7 @@ export class ServerConnection implements WireEvents {
     } finally {
       this.inData = false;
     }
+    this.clock?.noteInput();
     this.flush();
     return true;
   }
@@ -206,6 +220,7 @@ export class ServerConnection implements WireEvents {
   }
 
   close(error?: Error): void {
+    this.ctx.stats.sockets--;
     this.dead = true;
     if (!this.done) {
       this.finish(this.session ? "peer closed" : "peer closed during handshake", error ? { cause: error.message } : {});
@@ -216,15 +231,27 @@ export class ServerConnection implements WireEvents {
    * Closes the connection from our side (server shutdown): replies already computed leave first, and
    * a v2 session ends with a close chunk so the client can tell a clean end from a cut.
    */
-  shutdown(): void {
+  shutdown(msg = "server shutting down"): void {
     if (this.done) return;
     try {
+      // Only an established session gets its replies and a close chunk: before key confirmation the
+      // server sends nothing after message 2 (docs/PROTOCOL.md §v2 "Key confirmation").
       if (this.session) this.flush(this.session.protocol === "v2");
     } catch {
       // The session is ending either way.
     }
-    this.finish("server shutting down", {});
+    this.finish(msg, {});
     this.endWire();
+  }
+
+  /**
+   * The server ends the session (idle, too old, or its user removed) as at shutdown: the replies
+   * already computed leave, v2 ends with a close chunk, and the close is bounded by the flush deadline.
+   */
+  end(reason: SessionEndReason): void {
+    if (this.done) return;
+    this.ctx.stats.sessionEnded(reason);
+    this.shutdown(`session ended: ${reason.replace("_", " ")}`);
   }
 
   /**
@@ -294,14 +321,17 @@ export class ServerConnection implements WireEvents {
       send: (message) => this.push(message),
     };
     this.ctx.stats.handshaking--;
-    // The peer proved its key: the guess it was charged is refunded, and it leaves the handshake cap.
-    if (this.ticket) this.ctx.budget.settle(this.ticket, true);
+    // The peer proved its key: its address skips the user's backoff from now on, and it leaves the
+    // handshake cap.
+    this.ctx.budget.confirmed(username, this.wire.remoteAddress);
     this.ctx.admission.left(this);
     this.ctx.stats.handshakeSucceeded(protocol);
     this.ctx.log.debug("session established", { user: username, remote: this.wire.remoteAddress, protocol });
+    this.clock = new SessionClock(this.ctx.limits, protocol, () => this.machine.inputProgress, (reason) => this.end(reason));
   }
 
   private resolveKey(username: string): void {
+    this.claimedUser = username;
     let lookup: ReturnType<KeyStore["lookup"]>;
     try {
       // A synchronous ERR_BUSY lands here before anything was sent: the reference client sees a close
@@ -362,7 +392,10 @@ export class ServerConnection implements WireEvents {
     this.judgeTimer = undefined;
     const { psk } = this.key!;
     this.key = undefined;
+    // A wrong password throws here (fail() then keeps the guess spent). Returning means the password
+    // was right: the guess is refunded, even for a replayed v2 message 1, which guesses nothing.
     this.apply(this.machine.provideKey(psk));
+    if (this.ticket) this.ctx.budget.settle(this.ticket, true);
   }
 
   private onMessage(message: Uint8Array): void {
@@ -532,13 +565,14 @@ export class ServerConnection implements WireEvents {
       this.ctx.stats.handshaking--;
       this.ctx.admission.left(this);
       // Closed while waiting for its judgement: nothing was judged, nothing is charged. Judged and
-      // not verified (a wrong password, or a key never confirmed): the guess stays spent.
+      // not settled (a wrong password): the guess stays spent.
       if (this.ticket && this.judgeTimer) this.ctx.budget.cancel(this.ticket);
       else if (this.ticket) this.ctx.budget.settle(this.ticket, false);
     }
     clearTimeout(this.judgeTimer);
     clearTimeout(this.handshakeTimer);
     clearTimeout(this.recordTimer);
+    this.clock?.stop();
     this.outbox = [];
     for (const w of this.drainWaiters.splice(0)) w();
     this.ctx.stats.connectionClosed();

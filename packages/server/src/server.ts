@@ -4,6 +4,7 @@ import {
   type CryptoPool,
   type Logger,
   type Transport,
+  DEFAULT_FLUSH_TIMEOUT_MS,
   concat,
   defaultTransport,
   legacy,
@@ -12,7 +13,7 @@ import {
   silentLogger,
 } from "@nstp/core";
 import { type ConnectionLimits, type MessageHandler, ServerConnection } from "./connection.ts";
-import { type KeyStore, dummyKeyFactory } from "./credentials.ts";
+import { DummyKeys, type KeyStore } from "./credentials.ts";
 import { type AdmissionOptions, DEFAULT_ADMISSION, HandshakeAdmission } from "./admission.ts";
 import { type BucketOptions, DEFAULT_ADDRESS_BUDGET, DEFAULT_USER_BUDGET, GuessBudget } from "./budget.ts";
 import { ServerStats } from "./stats.ts";
@@ -31,7 +32,10 @@ export interface ServerOptions {
   crypto?: CryptoBackend;
   transport?: Transport;
   logger?: Logger;
-  /** Open connections at most (default 10,000). */
+  /**
+   * Open connections at most (default 10,000); a connection beyond it gets the busy signal, as at the
+   * handshake cap.
+   */
   maxConnections?: number;
   /**
    * Connections in the handshake at most (default 512); a newcomer at the cap is admitted and the
@@ -61,6 +65,10 @@ export const DEFAULT_LIMITS: ConnectionLimits = {
   recordTimeoutMs: 10_000,
   maxPendingMessages: 64,
   writeHighWaterMark: 1 << 20,
+  idleTimeoutMs: 300_000,
+  legacyIdleTimeoutMs: 0,
+  maxSessionLifetimeMs: 0,
+  flushTimeoutMs: DEFAULT_FLUSH_TIMEOUT_MS,
 };
 
 const REFERENCE_PREFIX_BYTES = new TextEncoder().encode(legacy.REFERENCE_REPLY_PREFIX);
@@ -86,7 +94,9 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const stats = new ServerStats();
   const live = new Set<ServerConnection>();
   const limits = { ...DEFAULT_LIMITS, ...opts.limits };
-  const admission = new HandshakeAdmission({ ...DEFAULT_ADMISSION, ...opts.admission, maxHandshaking: opts.maxHandshaking ?? 512 });
+  const maxHandshaking = opts.maxHandshaking ?? 512;
+  const maxConnections = opts.maxConnections ?? 10_000;
+  const admission = new HandshakeAdmission({ ...DEFAULT_ADMISSION, ...opts.admission, maxHandshaking });
   const budget = new GuessBudget({
     address: { ...DEFAULT_ADDRESS_BUDGET, ...opts.failureLimit },
     user: { ...DEFAULT_USER_BUDGET, maxWaitMs: limits.handshakeTimeoutMs / 2, ...opts.userBudget },
@@ -106,7 +116,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const ctx = {
     crypto,
     keys: opts.keys,
-    dummyKey: dummyKeyFactory(crypto),
+    dummyKey: new DummyKeys(crypto).key,
     handler: opts.handler ?? referenceHandler,
     limits,
     legacy: opts.legacy ?? true,
@@ -118,16 +128,26 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     budget,
   };
   const listener = await transport.listen(
-    { host: opts.host ?? DEFAULT_HOST, port: opts.port ?? legacy.DEMO_PORT, maxConnections: opts.maxConnections ?? 10_000 },
+    {
+      host: opts.host ?? DEFAULT_HOST,
+      port: opts.port ?? legacy.DEMO_PORT,
+      // The transport's own cap, beyond which it closes without a word, leaves room for the sockets
+      // that are refused with the busy signal or still flushing their last bytes (each bounded by
+      // the flush deadline), so that a client at maxConnections is told "busy".
+      // Admission may run over maxHandshaking by as much again for two event-loop turns (admission.ts).
+      maxConnections: maxConnections + 2 * maxHandshaking,
+      flushTimeoutMs: ctx.limits.flushTimeoutMs,
+    },
     (wire) => {
-      // An address out of guesses is refused before any work. Two zero bytes then a close read as
-      // "busy" in both protocols: v2's busy signal in place of message 2, and a close before the
-      // reference's 8-byte session nonce. The handshake cap refuses no one: it evicts.
-      if (!budget.allows(wire.remoteAddress)) {
+      stats.sockets++;
+      // Refused before any work: at maxConnections, or from an address out of guesses. Two zero bytes
+      // then a close read as "busy" in both protocols: v2's busy signal in place of message 2, and a
+      // close before the reference's 8-byte session nonce. The handshake cap refuses no one: it evicts.
+      if (live.size >= maxConnections || !budget.allows(wire.remoteAddress)) {
         stats.refused++;
         wire.write(v2.BUSY_SIGNAL);
         wire.end();
-        return { data() {}, drain() {}, close() {} };
+        return { data() {}, drain() {}, close: () => void stats.sockets-- };
       }
       const conn = new ServerConnection(wire, ctx);
       live.add(conn);
@@ -138,6 +158,10 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       return conn;
     },
   );
+  // Removing (or re-keying) a user ends that user's sessions, and handshakes in progress, at once.
+  const unsubscribe = opts.keys.onUserRemoved?.((username) => {
+    for (const c of [...live]) if (c.user === username) c.end("user_removed");
+  });
   return {
     host: listener.host,
     port: listener.port,
@@ -146,6 +170,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     async close(closeOpts) {
       // Stop accepting first, then end the live connections: node:net's close() resolves only once
       // every connection is gone, so awaiting it before the shutdowns would wait forever.
+      unsubscribe?.();
       const stopped = listener.close();
       const graceMs = closeOpts?.graceMs ?? 5000;
       if (graceMs <= 0) {
