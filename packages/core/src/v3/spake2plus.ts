@@ -78,6 +78,11 @@ export function scalarToBytes(s: bigint): Uint8Array {
   return numberToBytesBE(s, SCALAR_SIZE);
 }
 
+/** A big-endian integer, unreduced (a record's w0, checked against n by its caller). */
+export function scalarFromBytes(b: Uint8Array): bigint {
+  return bytesToNumberBE(b);
+}
+
 /** A big-endian integer reduced mod n (RFC 9383 §3.2: w0 = w0s mod p, with p the group order). */
 export function scalarFromBytesModN(b: Uint8Array): bigint {
   return bytesToNumberBE(b) % GROUP_ORDER;
