@@ -100,15 +100,13 @@ export class V3Server extends V2Endpoint {
   }
 
   receive(chunk: Uint8Array): Output[] {
+    const s = this.state;
+    if (s.kind === "responseSent") return this.receiveAfterHandshake(chunk, (c, out) => this.receiveConfirmation(s, c, out));
+    if (s.kind !== "start" && s.kind !== "preambleReceived") return this.receiveAfterHandshake(chunk, undefined);
     return this.guard(() => {
       const out: Output[] = [];
-      const s = this.state;
-      if (s.kind === "established") s.channel.receive(chunk, out);
-      else if (s.kind === "responseSent") this.receiveConfirmation(s, chunk, out);
-      else if (s.kind === "start" || s.kind === "preambleReceived") {
-        if (!this.inbox.push(chunk)) throw new ProtocolError("data before the handshake completed");
-        this.process(out);
-      } else if (chunk.length > 0) throw new ProtocolError(`data in state ${s.kind}`);
+      if (!this.inbox.push(chunk)) throw new ProtocolError("data before the handshake completed");
+      this.process(out);
       return out;
     });
   }
@@ -198,11 +196,11 @@ export class V3Server extends V2Endpoint {
     out.push({ type: "send", data: message2 });
   }
 
-  /** Takes message 3 from the front of `chunk`; the rest, if any, is the client's first frames. */
-  private receiveConfirmation(s: Extract<ServerState, { kind: "responseSent" }>, chunk: Uint8Array, out: Output[]): void {
+  /** Takes message 3 from the front of `chunk`; returns how many bytes it used (the rest are frames). */
+  private receiveConfirmation(s: Extract<ServerState, { kind: "responseSent" }>, chunk: Uint8Array, out: Output[]): number {
     const take = Math.min(MESSAGE3_SIZE - this.inbox.length, chunk.length);
     this.inbox.push(chunk.subarray(0, take));
-    if (!expectMessage(this.inbox.view(), MESSAGE3_BODY, "message 3")) return;
+    if (!expectMessage(this.inbox.view(), MESSAGE3_BODY, "message 3")) return take;
     const message3 = this.inbox.take(MESSAGE3_SIZE);
     if (!this.opts.crypto.timingSafeEqual(message3.subarray(LENGTH_SIZE), s.expectedConfirmP)) {
       // Wrong password, unknown user (fake record) and a forged confirmation fail here alike.
@@ -211,6 +209,6 @@ export class V3Server extends V2Endpoint {
     const channel = s.keysFor(message3);
     this.state = { kind: "established", username: s.username, channel };
     out.push({ type: "established", username: s.username });
-    if (take < chunk.length) channel.receive(chunk.subarray(take), out);
+    return take;
   }
 }
