@@ -21,7 +21,7 @@ import type { Output } from "../events.ts";
 import { Channel } from "../v2/channel.ts";
 import { V2Endpoint } from "../v2/endpoint.ts";
 import { DEFAULT_MAX_MESSAGE_SIZE } from "../v2/wire.ts";
-import { v3TransportKeys, handshakeSecrets } from "./handshake.ts";
+import { type HandshakeSecrets, handshakeSecrets, v3TransportKeys } from "./handshake.ts";
 import { type Verifier, checkVerifier, verifierFromPsk } from "./keys.ts";
 import { type VerifierCurveInput, type VerifierCurveResult, randomScalar, verifierShares } from "./spake2plus.ts";
 import {
@@ -59,7 +59,8 @@ type ServerState =
   | { kind: "start" }
   | { kind: "preambleReceived"; preamble: Preamble; record?: Verifier; shareP?: Uint8Array }
   | { kind: "curvePending"; preamble: Preamble; job: VerifierCurveInput }
-  | { kind: "responseSent"; username: string; expectedConfirmP: Uint8Array; keysFor: (message3: Uint8Array) => Channel }
+  /** Message 2 sent; `wire` holds the handshake bytes so far, for the channel-binding hash. */
+  | { kind: "responseSent"; username: string; secrets: HandshakeSecrets; wire: Uint8Array[] }
   | { kind: "established"; username: string; channel: Channel }
   | { kind: "failed" };
 
@@ -185,14 +186,8 @@ export class V3Server extends V2Endpoint {
     const secrets = handshakeSecrets(crypto, { preamble: preamble.bytes, deviceSalt, shareP: job.shareP, shareV: curve.shareV, Z: curve.Z, V: curve.V, w0: job.w0 });
     curve.Z.fill(0);
     curve.V.fill(0);
-    const message1 = encodeMessage1(job.shareP);
     const message2 = encodeMessage2(curve.shareV, secrets.confirmV);
-    const { maxMessageSize = DEFAULT_MAX_MESSAGE_SIZE, rekeyInterval } = this.opts;
-    const keysFor = (message3: Uint8Array) => {
-      const keys = v3TransportKeys(crypto, secrets, "server", [preamble.bytes, message1, message2, message3]);
-      return new Channel(keys, { maxMessageSize, rekeyInterval });
-    };
-    this.state = { kind: "responseSent", username: preamble.username, expectedConfirmP: secrets.confirmP, keysFor };
+    this.state = { kind: "responseSent", username: preamble.username, secrets, wire: [preamble.bytes, encodeMessage1(job.shareP), message2] };
     out.push({ type: "send", data: message2 });
   }
 
@@ -202,11 +197,12 @@ export class V3Server extends V2Endpoint {
     this.inbox.push(chunk.subarray(0, take));
     if (!expectMessage(this.inbox.view(), MESSAGE3_BODY, "message 3")) return take;
     const message3 = this.inbox.take(MESSAGE3_SIZE);
-    if (!this.opts.crypto.timingSafeEqual(message3.subarray(LENGTH_SIZE), s.expectedConfirmP)) {
+    const { crypto, maxMessageSize = DEFAULT_MAX_MESSAGE_SIZE, rekeyInterval } = this.opts;
+    if (!crypto.timingSafeEqual(message3.subarray(LENGTH_SIZE), s.secrets.confirmP)) {
       // Wrong password, unknown user (fake record) and a forged confirmation fail here alike.
       throw new AuthError("confirmP did not verify");
     }
-    const channel = s.keysFor(message3);
+    const channel = new Channel(v3TransportKeys(crypto, s.secrets, "server", [...s.wire, message3]), { maxMessageSize, rekeyInterval });
     this.state = { kind: "established", username: s.username, channel };
     out.push({ type: "established", username: s.username });
     return take;
