@@ -2,6 +2,9 @@
  * Client (Noise initiator) side of protocol v2 as a sans-IO state machine:
  *   start --preamble + message 1--> initiationSent --message 2--> established
  * with "failed" absorbing every error. The preamble and message 1 leave in one write.
+ *
+ * The server counts the session only once our first frame authenticates (docs/PROTOCOL.md §v2 "Key
+ * confirmation"): a driver with nothing to send right after message 2 sends ping() at once.
  */
 import type { CryptoBackend } from "../crypto/backend.ts";
 import { ByteQueue, concat, utf8 } from "../bytes.ts";
@@ -79,6 +82,11 @@ export class V2Client extends V2Endpoint {
     const message1 = handshake.writeMessage(EMPTY);
     this.state = { kind: "initiationSent", handshake, inbox: new ByteQueue(LENGTH_SIZE + HANDSHAKE_MESSAGE_SIZE) };
     return [{ type: "send", data: concat(this.preamble, encodeFramed(message1)) }];
+  }
+
+  /** True until a frame has been sealed: the server is still waiting for our key confirmation. */
+  get unconfirmed(): boolean {
+    return this.state.kind === "established" && this.framesSent === 0;
   }
 
   receive(chunk: Uint8Array): Output[] {

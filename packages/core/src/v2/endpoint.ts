@@ -22,6 +22,11 @@ export abstract class V2Endpoint {
     return this.channel()?.reader.frames ?? 0;
   }
 
+  /** Frames sealed so far towards the peer (a keepalive pings only when this stands still). */
+  get framesSent(): number {
+    return this.channel()?.writer.frames ?? 0;
+  }
+
   /** The Noise handshake hash once established (channel binding). */
   get handshakeHash(): Uint8Array | undefined {
     return this.channel()?.handshakeHash;
@@ -30,6 +35,11 @@ export abstract class V2Endpoint {
   /** Packs messages (and a close chunk if asked) into as few frames as fit. */
   seal(messages: readonly Uint8Array[], close = false): Uint8Array {
     return this.established("send").writer.seal(messages, close);
+  }
+
+  /** One frame holding one empty ping chunk: the client's key confirmation, or a keepalive. */
+  ping(): Uint8Array {
+    return this.established("send").writer.sealPing();
   }
 
   /** Frames laid out with their nonces taken, to seal in the worker pool. */

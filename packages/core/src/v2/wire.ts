@@ -6,7 +6,10 @@
  *   message 1  u16be length (48) | Noise NNpsk0 "-> psk, e" (32-byte e, 16-byte tag of empty payload)
  *   message 2  u16be length (48) | Noise NNpsk0 "<- e, ee"
  *   frames     u16be length | AES-256-GCM ciphertext of one or more chunks, empty AAD
- *   chunk      type (0 last, 1 more, 2 close) | u16be body length | body
+ *   chunk      type (0 last, 1 more, 2 close, 3 ping) | u16be body length | body
+ *
+ * The client's first frame is the key confirmation (docs/PROTOCOL.md §v2 "Key confirmation"): the
+ * server counts a session only once it has authenticated a frame from the client.
  */
 import { fromUtf8, readU16BE, startsWith } from "../bytes.ts";
 import { ProtocolError } from "../errors.ts";
@@ -34,6 +37,11 @@ export const MIN_FRAME_CIPHERTEXT = CHUNK_HEADER_SIZE + TAG_SIZE;
 export const CHUNK_LAST = 0;
 export const CHUNK_MORE = 1;
 export const CHUNK_CLOSE = 2;
+/**
+ * An empty chunk the receiver ignores: a client with nothing to say right after message 2 sends one
+ * so that its first frame confirms its key; it also serves as a keepalive against the idle timeout.
+ */
+export const CHUNK_PING = 3;
 export const DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024;
 /** Each direction calls Noise Rekey() after every 2^20 frames it has carried. */
 export const REKEY_INTERVAL = 2 ** 20;
