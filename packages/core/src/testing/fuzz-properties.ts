@@ -81,8 +81,8 @@ function withPing(chunks: Uint8Array[], at: number): Uint8Array {
   return concat(...all);
 }
 
-/** Feeds a server machine (either protocol) and answers need-key; returns the messages delivered. */
-function feedServer(machine: { receive(c: Uint8Array): Output[]; provideKey(k: Uint8Array): Output[] }, chunks: Uint8Array[], key = PSK): Uint8Array[] {
+/** Feeds a server machine (any protocol) and answers need-key; returns the messages delivered. */
+export function feedServer(machine: { receive(c: Uint8Array): Output[]; provideKey(k: Uint8Array): Output[] }, chunks: Uint8Array[], key = PSK): Uint8Array[] {
   const got: Uint8Array[] = [];
   const apply = (outs: Output[]) => {
     for (const o of outs) {

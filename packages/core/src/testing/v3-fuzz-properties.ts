@@ -11,11 +11,12 @@ import { V3Client } from "../v3/client.ts";
 import { V3Server } from "../v3/server.ts";
 import { proverKeysFromPsk, verifierFromProverKeys } from "../v3/keys.ts";
 import { parseV3Preamble } from "../v3/wire.ts";
-import { type FuzzProperty, type Mutation, arbBytes, arbMessages, arbMutations, arbSizes, equal, mutate, p, segments, typedOnly } from "./fuzz-properties.ts";
+import { type FuzzProperty, type Mutation, arbBytes, arbMessages, arbMutations, arbSizes, equal, feedServer, mutate, p, segments, typedOnly } from "./fuzz-properties.ts";
 
 const crypto = nativeBackend;
 const SALT = utf8("fuzz device salt");
-const KEYS = proverKeysFromPsk(crypto, crypto.sha256(utf8("fuzz psk")), SALT, utf8("fuzz"));
+const PSK = crypto.sha256(utf8("fuzz psk"));
+const KEYS = proverKeysFromPsk(crypto, PSK, SALT, utf8("fuzz"));
 const RECORD = verifierFromProverKeys(KEYS);
 const X = 0x1f2e3d4c5b6a7988796a5b4c3d2e1f00112233445566778899aabbccddeeffn;
 const Y = 0x0123456789abcdeffedcba98765432100123456789abcdeffedcba9876543210n;
@@ -36,18 +37,8 @@ function sends(outs: Output[]): Uint8Array {
   return concat(...outs.flatMap((o) => (o.type === "send" ? [o.data] : [])));
 }
 
-/** Feeds a v3 server, answering need-key with the record; returns the messages it released. */
-function feed(machine: V3Server, chunks: Uint8Array[]): Uint8Array[] {
-  const got: Uint8Array[] = [];
-  const apply = (outs: Output[]) => {
-    for (const o of outs) {
-      if (o.type === "need-key") apply(machine.provideVerifier(RECORD));
-      else if (o.type === "message") got.push(o.data);
-    }
-  };
-  for (const c of chunks) apply(machine.receive(c));
-  return got;
-}
+/** Feeds a v3 server; need-key is answered with the PSK the keys came from (the server derives the record). */
+const feed = (machine: V3Server, chunks: Uint8Array[]) => feedServer(machine, chunks, PSK);
 
 export const V3_FUZZ_PROPERTIES: FuzzProperty[] = [
   p("v3 preamble parser: random bytes", [arbBytes], (b: Uint8Array) => {
