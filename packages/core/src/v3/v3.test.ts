@@ -341,6 +341,12 @@ describe("v3 bad input at the server", () => {
     assert.throws(() => other.provideVerifier({ w0: verifier.w0, L: verifier.L.subarray(0, 33) }), RangeError);
   });
 
+  test("the username is looked up exactly as sent: a leading byte-order mark is kept", () => {
+    const server = new V3Server({ crypto, deviceSalt: DEVICE_SALT });
+    const bom = Uint8Array.of(0xef, 0xbb, 0xbf, ...utf8("alice"));
+    assert.deepEqual(server.receive(Uint8Array.of(0, 0x4e, 0x53, 0x54, 0x50, 3, bom.length, ...bom)), [{ type: "need-key", username: "\uFEFFalice" }]);
+  });
+
   test("a record provided twice or before the preamble is refused", () => {
     const server = new V3Server({ crypto, deviceSalt: DEVICE_SALT });
     assert.throws(() => server.provideVerifier(verifier), { code: "ERR_PROTOCOL" });
