@@ -28,6 +28,8 @@ export interface ServerMachine {
   readonly handshakeStep: number;
   /** The client's proof (legacy) or message 1 (v2) is here and only the key is missing. */
   readonly judgeable: boolean;
+  /** The password was found right (legacy: proof verified; v2: message 1 verified). */
+  readonly passwordVerified: boolean;
   /** A v2 session, established: its AEAD may run elsewhere (prepare, splitFrames, acceptFrames). */
   readonly deferrable: V2Server | undefined;
 }
@@ -67,6 +69,10 @@ export class ServerDispatch implements ServerMachine {
 
   get judgeable(): boolean {
     return this.machine?.judgeable ?? false;
+  }
+
+  get passwordVerified(): boolean {
+    return this.machine?.passwordVerified ?? false;
   }
 
   get inputProgress(): number {

@@ -321,8 +321,9 @@ export class ServerConnection implements WireEvents {
       send: (message) => this.push(message),
     };
     this.ctx.stats.handshaking--;
-    // The peer proved its key: its address skips the user's backoff from now on, and it leaves the
-    // handshake cap.
+    // The peer proved its key: its guess is refunded (if not already), its address skips the user's
+    // backoff from now on, and it leaves the handshake cap.
+    if (this.ticket) this.ctx.budget.settle(this.ticket, true);
     this.ctx.budget.confirmed(username, this.wire.remoteAddress);
     this.ctx.admission.left(this);
     this.ctx.stats.handshakeSucceeded(protocol);
@@ -392,10 +393,11 @@ export class ServerConnection implements WireEvents {
     this.judgeTimer = undefined;
     const { psk } = this.key!;
     this.key = undefined;
-    // A wrong password throws here (fail() then keeps the guess spent). Returning means the password
-    // was right: the guess is refunded, even for a replayed v2 message 1, which guesses nothing.
+    // A wrong password throws here or later (fail() then keeps the guess spent). Once the machine says
+    // the password is right, the guess is refunded: for v2 at message 1, even a replayed one, which
+    // guesses nothing; for a protocol that learns it later (v3: message 3), when the session is.
     this.apply(this.machine.provideKey(psk));
-    if (this.ticket) this.ctx.budget.settle(this.ticket, true);
+    if (this.ticket && this.machine.passwordVerified) this.ctx.budget.settle(this.ticket, true);
   }
 
   private onMessage(message: Uint8Array): void {

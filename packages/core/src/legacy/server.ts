@@ -123,6 +123,11 @@ export class LegacyServer {
     return s.kind === "helloConsumed" ? (s.proof ? 2 : 1) : s.kind === "established" ? 3 : 0;
   }
 
+  /** The client's proof verified: the guess charged for judging it is refunded. */
+  get passwordVerified(): boolean {
+    return this.state.kind === "established";
+  }
+
   /** The proof is here and only the key is missing: providing it now judges the password. */
   get judgeable(): boolean {
     const s = this.state;

@@ -28,7 +28,7 @@ const PSK = crypto.sha256(new TextEncoder().encode("fuzz psk"));
 const FRAME_KEY = crypto.sha256(new TextEncoder().encode("fuzz frame key"));
 
 /** Runs `f`; anything thrown that is not an NstpError fails the property. Returns whether it threw. */
-function typedOnly(f: () => void): boolean {
+export function typedOnly(f: () => void): boolean {
   try {
     f();
     return false;
@@ -39,7 +39,7 @@ function typedOnly(f: () => void): boolean {
 }
 
 /** Cuts `bytes` into segments of the given sizes (cycled), the way TCP may deliver them. */
-function segments(bytes: Uint8Array, sizes: number[]): Uint8Array[] {
+export function segments(bytes: Uint8Array, sizes: number[]): Uint8Array[] {
   const out: Uint8Array[] = [];
   for (let off = 0, i = 0; off < bytes.length; i++) {
     const n = sizes.length ? sizes[i % sizes.length]! : bytes.length;
@@ -49,9 +49,9 @@ function segments(bytes: Uint8Array, sizes: number[]): Uint8Array[] {
   return out;
 }
 
-type Mutation = { kind: "flip" | "insert" | "delete" | "truncate"; at: number; byte: number };
+export type Mutation = { kind: "flip" | "insert" | "delete" | "truncate"; at: number; byte: number };
 
-function mutate(bytes: Uint8Array, ms: Mutation[]): Uint8Array {
+export function mutate(bytes: Uint8Array, ms: Mutation[]): Uint8Array {
   let b = Array.from(bytes);
   for (const m of ms) {
     if (!b.length) break;
@@ -64,13 +64,13 @@ function mutate(bytes: Uint8Array, ms: Mutation[]): Uint8Array {
   return Uint8Array.from(b);
 }
 
-const arbSizes = fc.array(fc.integer({ min: 1, max: 97 }), { maxLength: 8 });
-const arbBytes = fc.uint8Array({ maxLength: 600 });
-const arbMutations = fc.array(
+export const arbSizes = fc.array(fc.integer({ min: 1, max: 97 }), { maxLength: 8 });
+export const arbBytes = fc.uint8Array({ maxLength: 600 });
+export const arbMutations = fc.array(
   fc.record({ kind: fc.constantFrom("flip", "insert", "delete", "truncate"), at: fc.nat(), byte: fc.integer({ min: 0, max: 255 }) }),
   { minLength: 1, maxLength: 4 },
 ) as fc.Arbitrary<Mutation[]>;
-const arbMessages = fc.array(fc.uint8Array({ maxLength: 3000 }), { minLength: 1, maxLength: 6 });
+export const arbMessages = fc.array(fc.uint8Array({ maxLength: 3000 }), { minLength: 1, maxLength: 6 });
 /** Where ping frames go among the messages (an index; past the end means after the last). */
 const arbPings = fc.array(fc.nat({ max: 7 }), { maxLength: 4 });
 
@@ -81,8 +81,8 @@ function withPing(chunks: Uint8Array[], at: number): Uint8Array {
   return concat(...all);
 }
 
-/** Feeds a server machine (either protocol) and answers need-key; returns the messages delivered. */
-function feedServer(machine: { receive(c: Uint8Array): Output[]; provideKey(k: Uint8Array): Output[] }, chunks: Uint8Array[], key = PSK): Uint8Array[] {
+/** Feeds a server machine (any protocol) and answers need-key; returns the messages delivered. */
+export function feedServer(machine: { receive(c: Uint8Array): Output[]; provideKey(k: Uint8Array): Output[] }, chunks: Uint8Array[], key = PSK): Uint8Array[] {
   const got: Uint8Array[] = [];
   const apply = (outs: Output[]) => {
     for (const o of outs) {
@@ -154,7 +154,7 @@ export interface FuzzProperty {
 }
 
 // Each property is typed loosely for the table; fast-check checks its own arguments.
-const p = <T extends unknown[]>(name: string, arbs: { [K in keyof T]: fc.Arbitrary<T[K]> }, f: (...args: T) => void): FuzzProperty => ({
+export const p = <T extends unknown[]>(name: string, arbs: { [K in keyof T]: fc.Arbitrary<T[K]> }, f: (...args: T) => void): FuzzProperty => ({
   name,
   property: fc.property(...(arbs as unknown as [fc.Arbitrary<unknown>]), f as (...a: unknown[]) => void) as unknown as fc.IProperty<never>,
 });
@@ -319,7 +319,7 @@ export const FUZZ_PROPERTIES: FuzzProperty[] = [
   }),
 ];
 
-function equal(a: Uint8Array, b: Uint8Array): boolean {
+export function equal(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && a.every((x, i) => x === b[i]);
 }
 

@@ -90,23 +90,8 @@ export class V2Client extends V2Endpoint {
   }
 
   receive(chunk: Uint8Array): Output[] {
-    return this.guard(() => {
-      const out: Output[] = [];
-      const s = this.state;
-      if (s.kind === "initiationSent") {
-        const used = this.consumeResponse(s, chunk, out);
-        if (used < chunk.length) this.receiveEstablished(chunk.subarray(used), out);
-      } else {
-        this.receiveEstablished(chunk, out);
-      }
-      return out;
-    });
-  }
-
-  private receiveEstablished(chunk: Uint8Array, out: Output[]): void {
     const s = this.state;
-    if (s.kind !== "established") throw new ProtocolError(`data in state ${s.kind}`);
-    s.channel.receive(chunk, out);
+    return this.receiveAfterHandshake(chunk, s.kind === "initiationSent" ? (c, out) => this.consumeResponse(s, c, out) : undefined);
   }
 
   /** Takes message 2 from the front of `chunk`; returns how many bytes it used. */

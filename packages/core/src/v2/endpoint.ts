@@ -61,6 +61,20 @@ export abstract class V2Endpoint {
     });
   }
 
+  /**
+   * Bytes that first finish the handshake's last message, then are frames: `handshake` (while one is
+   * still due) consumes what it needs from the front of `chunk` and returns how many bytes it used;
+   * the rest goes to the established channel.
+   */
+  protected receiveAfterHandshake(chunk: Uint8Array, handshake: ((chunk: Uint8Array, out: Output[]) => number) | undefined): Output[] {
+    return this.guard(() => {
+      const out: Output[] = [];
+      const used = handshake ? handshake(chunk, out) : 0;
+      if (used < chunk.length) this.established("data").receive(chunk.subarray(used), out);
+      return out;
+    });
+  }
+
   /** Runs `f`; a thrown error fails the machine before it propagates. */
   protected guard<T>(f: () => T): T {
     try {

@@ -89,6 +89,14 @@ export class V2Server extends V2Endpoint {
     return s.kind === "responseSent" ? 3 : s.kind === "established" ? 4 : 0;
   }
 
+  /**
+   * Message 1 verified (even if replayed: it was made with the right key), so the guess charged for
+   * judging it is refunded (docs/PROTOCOL.md, "Key confirmation": a verified message 1 spends no budget).
+   */
+  get passwordVerified(): boolean {
+    return this.state.kind === "responseSent" || this.state.kind === "established";
+  }
+
   /** Message 1 is here and only the key is missing: providing it now judges the password. */
   get judgeable(): boolean {
     const s = this.state;

@@ -52,12 +52,13 @@ export interface Preamble {
   bytes: Uint8Array;
 }
 
-export function encodePreamble(usernameBytes: Uint8Array): Uint8Array {
+/** `magic` is v2's unless given: v3's preamble differs only in its version byte. */
+export function encodePreamble(usernameBytes: Uint8Array, magic: Uint8Array = PREAMBLE_MAGIC): Uint8Array {
   if (usernameBytes.length < 1 || usernameBytes.length > MAX_USERNAME_SIZE) throw new RangeError("username must be 1..255 bytes of UTF-8");
-  const out = new Uint8Array(PREAMBLE_MAGIC.length + 1 + usernameBytes.length);
-  out.set(PREAMBLE_MAGIC, 0);
-  out[PREAMBLE_MAGIC.length] = usernameBytes.length;
-  out.set(usernameBytes, PREAMBLE_MAGIC.length + 1);
+  const out = new Uint8Array(magic.length + 1 + usernameBytes.length);
+  out.set(magic, 0);
+  out[magic.length] = usernameBytes.length;
+  out.set(usernameBytes, magic.length + 1);
   return out;
 }
 
@@ -65,18 +66,18 @@ export function encodePreamble(usernameBytes: Uint8Array): Uint8Array {
  * Parses the preamble at the start of `buf`: undefined while incomplete, a ProtocolError as soon as a
  * byte that has arrived is wrong (a marker followed by junk closes at once).
  */
-export function parsePreamble(buf: Uint8Array): Preamble | undefined {
-  const have = Math.min(buf.length, PREAMBLE_MAGIC.length);
-  if (!startsWith(PREAMBLE_MAGIC.subarray(0, have), buf.subarray(0, have))) throw new ProtocolError("bad v2 preamble");
-  if (buf.length <= PREAMBLE_MAGIC.length) return undefined;
-  const ulen = buf[PREAMBLE_MAGIC.length]!;
+export function parsePreamble(buf: Uint8Array, magic: Uint8Array = PREAMBLE_MAGIC): Preamble | undefined {
+  const have = Math.min(buf.length, magic.length);
+  if (!startsWith(magic.subarray(0, have), buf.subarray(0, have))) throw new ProtocolError(`bad v${magic[magic.length - 1]} preamble`);
+  if (buf.length <= magic.length) return undefined;
+  const ulen = buf[magic.length]!;
   if (ulen === 0) throw new ProtocolError("empty username");
-  const total = PREAMBLE_MAGIC.length + 1 + ulen;
+  const total = magic.length + 1 + ulen;
   if (buf.length < total) return undefined;
   const bytes = buf.slice(0, total);
   let username: string;
   try {
-    username = fromUtf8(bytes.subarray(PREAMBLE_MAGIC.length + 1));
+    username = fromUtf8(bytes.subarray(magic.length + 1));
   } catch (e) {
     throw new ProtocolError("username is not valid UTF-8", { cause: e });
   }

@@ -4,6 +4,7 @@
  * tests do not test the code against itself. It is deliberately plain: one function per spec step.
  */
 import * as crypto from "node:crypto";
+import type * as net from "node:net";
 import { Reader, dial } from "./reference-peer.ts";
 
 const PROTOCOL_NAME = "Noise_NNpsk0_25519_AESGCM_SHA256";
@@ -132,8 +133,17 @@ export async function v2Handshake(
   [ck, k] = hkdf(ck, x25519(e.privateKey, re), 2) as [Buffer, Buffer];
   open(k!, 0n, h, message2.subarray(32)); // throws if the server does not know the PSK
   const [toServer, toClient] = hkdf(ck, EMPTY, 2);
-  const tx = new Direction(toServer!);
-  const rx = new Direction(toClient!);
+  return transportSession(socket, reader, toServer!, toClient!, opts.confirm !== false);
+}
+
+/**
+ * §v2 "Transport" over an open socket, from the two directions' keys: v2's own, or v3's
+ * k_c2s and k_s2c (v3's transport is v2's, unchanged). `confirm` sends a ping frame first (v2's
+ * key confirmation; v3 confirms with confirmP instead).
+ */
+export function transportSession(socket: net.Socket, reader: Reader, toServer: Buffer, toClient: Buffer, confirm = false): V2PeerSession {
+  const tx = new Direction(toServer);
+  const rx = new Direction(toClient);
 
   const inbox: Buffer[] = [];
   let partial: Buffer[] = [];
@@ -155,7 +165,7 @@ export async function v2Handshake(
     return Buffer.concat(frames);
   };
   const ping = () => socket.write(frame(Buffer.from([3, 0, 0])));
-  if (opts.confirm !== false) ping();
+  if (confirm) ping();
   return {
     reader,
     ping,
