@@ -12,6 +12,9 @@ export interface LeakyBucketsOptions {
   now?: () => number;
 }
 
+/** A level below this is empty (far below one event, far above floating-point residue). */
+const EPSILON = 1e-9;
+
 interface Bucket {
   level: number;
   at: number;
@@ -52,7 +55,9 @@ export class LeakyBuckets {
 
   private leak(b: Bucket): number {
     const t = this.now();
-    b.level = Math.max(0, b.level - ((t - b.at) / 1000) * this.opts.leakPerSecond);
+    b.level = b.level - ((t - b.at) / 1000) * this.opts.leakPerSecond;
+    // Drained is drained: leaking in steps leaves rounding residue (1e-16) where one step leaves 0.
+    if (b.level < EPSILON) b.level = 0;
     b.at = t;
     return b.level;
   }

@@ -42,7 +42,8 @@ function admissionMatchesModel(max: number, ops: Op[]): void {
   };
   const stall = (s: string) => level.set(s, { v: Math.min(STALL_MEMORY_S, levelOf(s) + 1), at: now });
   // Steps restart the stall clock but buy no rank of their own (docs/PROTOCOL.md says why).
-  const rank = (c: Contender) => [levelOf(c.remoteAddress) > 0 ? 0 : 1, live.get(c)!];
+  // Marked while the level is above limiter.ts's EPSILON (a level that small is drained).
+  const rank = (c: Contender) => [levelOf(c.remoteAddress) > 1e-9 ? 0 : 1, live.get(c)!];
   const before = (x: number[], y: number[]) => (x[0]! !== y[0]! ? x[0]! < y[0]! : x[1]! < y[1]!);
   const ripe = (c: Contender) => acceptedIn.get(c)! <= turn - 2;
   /** The next to evict: out of the nursery (accepted two turns ago or more), least rank. */
