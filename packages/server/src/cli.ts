@@ -15,11 +15,15 @@ const USAGE = `usage: server [--port N] [--host H] [--device-salt HEX] [--users 
               [--legacy on|off] [--max-message-size BYTES] [--max-message-size-v2 BYTES]
               [--handshake-timeout SECONDS] [--record-timeout SECONDS] [--log-level L] [--log-format json|pretty]
               [--metrics HOST:PORT] [--summary-interval SECONDS] [--shutdown-grace SECONDS]
+              [--trusted-proxies ADDR|CIDR,...]
 Serves protocol v2 and, unless --legacy off, the Dart reference protocol on the same port.
 Listens on 127.0.0.1:8080 by default. Without --users, serves the reference demo user (alice).
 SIGHUP reloads --users FILE without dropping sessions. SIGTERM and SIGINT stop accepting, let
 sessions finish the replies due (v2 ends each with a close chunk) and exit within --shutdown-grace.
---metrics serves Prometheus text at http://HOST:PORT/metrics (off unless given).`;
+--metrics serves Prometheus text at http://HOST:PORT/metrics (off unless given).
+--trusted-proxies: load balancers whose connections begin with a PROXY protocol header (v1 or v2),
+required from them and refused from anyone else; the client address in it is the one budgets, logs
+and metrics see.`;
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -39,6 +43,7 @@ async function main(): Promise<void> {
       metrics: { type: "string" },
       "summary-interval": { type: "string", default: "60" },
       "shutdown-grace": { type: "string", default: "5" },
+      "trusted-proxies": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
     strict: true,
@@ -80,6 +85,7 @@ async function main(): Promise<void> {
     crypto,
     logger: log,
     legacy: values.legacy === "on",
+    trustedProxies: values["trusted-proxies"]?.split(",").map((s) => s.trim()).filter((s) => s !== ""),
     limits: {
       // The reference's records carry no length: its maximum also bounds trial decryption work.
       maxMessageSize: parseIntArg("--max-message-size", values["max-message-size"]!, 0, 16 << 20),
@@ -95,6 +101,7 @@ async function main(): Promise<void> {
     runtime: runtimeVersion(),
     transport: server.transport,
     crypto: crypto.name,
+    ...(values["trusted-proxies"] ? { trustedProxies: values["trusted-proxies"] } : {}),
   });
   // Machine-readable line for scripts (the demo reads the port from it).
   console.log(`listening on ${server.host}:${server.port}`);

@@ -4,3 +4,4 @@ export * from "./credentials.ts";
 export { ServerStats } from "./stats.ts";
 export { FailureLimiter, type FailureLimiterOptions } from "./limiter.ts";
 export { startMetrics, renderPrometheus, summaryFields, parseAddress, type MetricsEndpoint, type MetricsSources } from "./metrics.ts";
+export { TrustedProxies } from "./trusted-proxies.ts";

@@ -39,6 +39,8 @@ export function renderPrometheus(src: Required<Pick<MetricsSources, "stats" | "e
   metric(out, "nstp_messages_total", "counter", "Application messages, by direction.", [[s.messagesIn, { direction: "in" }], [s.messagesOut, { direction: "out" }]]);
   metric(out, "nstp_payload_bytes_total", "counter", "Application payload bytes, by direction.", [[s.payloadIn, { direction: "in" }], [s.payloadOut, { direction: "out" }]]);
   metric(out, "nstp_wire_bytes_total", "counter", "Bytes on the wire, by direction.", [[s.wireIn, { direction: "in" }], [s.wireOut, { direction: "out" }]]);
+  metric(out, "nstp_proxy_headers_total", "counter", "PROXY protocol headers accepted from trusted proxies, by version.", Object.entries(s.proxyHeaders).map(([version, n]) => [n, { version }]));
+  metric(out, "nstp_proxy_header_failures_total", "counter", "Connections closed for their PROXY header, by reason.", Object.entries(s.proxyHeaderFailures).map(([reason, n]) => [n, { reason }]));
   if (src.pool) {
     metric(out, "nstp_pool_queue_depth", "gauge", "Crypto tasks waiting for a worker thread.", [[src.pool.queued]]);
     metric(out, "nstp_pool_tasks_total", "counter", "Crypto tasks the pool finished.", [[src.pool.completed]]);

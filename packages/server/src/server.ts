@@ -4,6 +4,8 @@ import {
   type CryptoPool,
   type Logger,
   type Transport,
+  type Wire,
+  type WireEvents,
   concat,
   defaultTransport,
   legacy,
@@ -15,6 +17,8 @@ import { type ConnectionLimits, type MessageHandler, ServerConnection } from "./
 import { type KeyStore, dummyKeyFactory } from "./credentials.ts";
 import { FailureLimiter, type FailureLimiterOptions } from "./limiter.ts";
 import { ServerStats } from "./stats.ts";
+import { proxyAcceptor } from "./proxy-acceptor.ts";
+import { TrustedProxies } from "./trusted-proxies.ts";
 
 export const DEFAULT_HOST = "127.0.0.1";
 
@@ -45,6 +49,12 @@ export interface ServerOptions {
   pool?: CryptoPool;
   /** Serve the reference protocol too (default true); v2 is always served. */
   legacy?: boolean;
+  /**
+   * Load balancers (addresses or CIDR blocks) whose connections begin with a PROXY protocol header
+   * (v1 or v2), required from them and refused from anyone else; the client address in it is the
+   * connection's remoteAddress. Empty or absent: no PROXY protocol.
+   */
+  trustedProxies?: readonly string[];
 }
 
 export const DEFAULT_LIMITS: ConnectionLimits = {
@@ -93,21 +103,27 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     onClosed: (c: ServerConnection) => live.delete(c),
     onAuthFailed: (source: string) => limiter.failed(source),
   };
+  const admit = (wire: Wire, headerMs = 0): WireEvents => {
+    // Refused before any work. Two zero bytes then a close read as "busy" in both protocols: v2's
+    // busy signal in place of message 2, and a close before the reference's 8-byte session nonce.
+    if (stats.handshaking >= maxHandshaking || !limiter.allows(wire.remoteAddress)) {
+      stats.refused++;
+      wire.write(v2.BUSY_SIGNAL);
+      wire.end();
+      return { data() {}, drain() {}, close() {} };
+    }
+    // A PROXY header came first: the handshake has what is left of the deadline.
+    const limits = headerMs > 0 ? { ...ctx.limits, handshakeTimeoutMs: Math.max(1, ctx.limits.handshakeTimeoutMs - headerMs) } : undefined;
+    const conn = new ServerConnection(wire, limits ? { ...ctx, limits } : ctx);
+    live.add(conn);
+    return conn;
+  };
+  const trusted = opts.trustedProxies?.length ? new TrustedProxies(opts.trustedProxies) : undefined;
   const listener = await transport.listen(
     { host: opts.host ?? DEFAULT_HOST, port: opts.port ?? legacy.DEMO_PORT, maxConnections: opts.maxConnections ?? 10_000 },
-    (wire) => {
-      // Refused before any work. Two zero bytes then a close read as "busy" in both protocols: v2's
-      // busy signal in place of message 2, and a close before the reference's 8-byte session nonce.
-      if (stats.handshaking >= maxHandshaking || !limiter.allows(wire.remoteAddress)) {
-        stats.refused++;
-        wire.write(v2.BUSY_SIGNAL);
-        wire.end();
-        return { data() {}, drain() {}, close() {} };
-      }
-      const conn = new ServerConnection(wire, ctx);
-      live.add(conn);
-      return conn;
-    },
+    trusted
+      ? proxyAcceptor({ trusted, timeoutMs: ctx.limits.handshakeTimeoutMs, maxPending: maxHandshaking, stats, log }, admit)
+      : admit,
   );
   return {
     host: listener.host,

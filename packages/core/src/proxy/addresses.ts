@@ -92,20 +92,28 @@ export function formatIPv6(b: Uint8Array): string {
   return `${hex(g.slice(0, best))}::${hex(g.slice(best + bestLen))}`;
 }
 
+const isMapped = (b: Uint8Array) => b.length === IPV6_SIZE && b.subarray(0, 10).every((x) => x === 0) && b[10] === 0xff && b[11] === 0xff;
+
+/** An address as bytes: 4 for IPv4 and for IPv4-mapped IPv6 (the same client either way), else 16. */
+export function addressBytes(text: string): Uint8Array | undefined {
+  const v4 = parseIPv4(text);
+  if (v4) return v4;
+  const v6 = parseIPv6(text.split("%")[0]!);
+  return v6 && isMapped(v6) ? v6.slice(12) : v6;
+}
+
 /**
  * An address as a socket reports it, in the form used for budgets and logs: IPv4 as is; IPv6 in RFC
  * 5952 form, an IPv4-mapped one ("::ffff:127.0.0.1", what a dual-stack listener reports) as plain IPv4.
  * Anything unparseable is returned unchanged.
  */
 export function normalizeAddress(address: string): string {
-  if (parseIPv4(address)) return address;
-  const v6 = parseIPv6(address.split("%")[0]!);
-  return v6 ? formatAddress(v6) : address;
+  const b = addressBytes(address);
+  return b ? formatAddress(b) : address;
 }
 
-/** 4 or 16 address bytes as text; an IPv4-mapped IPv6 address as its IPv4 (the same client either way). */
+/** 4 or 16 address bytes as text; an IPv4-mapped IPv6 address as its IPv4. */
 export function formatAddress(b: Uint8Array): string {
   if (b.length === IPV4_SIZE) return formatIPv4(b);
-  const mapped = b.subarray(0, 10).every((x) => x === 0) && b[10] === 0xff && b[11] === 0xff;
-  return mapped ? formatIPv4(b.subarray(12)) : formatIPv6(b);
+  return isMapped(b) ? formatIPv4(b.subarray(12)) : formatIPv6(b);
 }

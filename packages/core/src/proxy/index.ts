@@ -1,2 +1,2 @@
 export * from "./wire.ts";
-export { normalizeAddress, parseIPv4, parseIPv6, formatAddress } from "./addresses.ts";
+export { addressBytes, formatAddress, normalizeAddress, parseDecimal, parseIPv4, parseIPv6 } from "./addresses.ts";

@@ -205,7 +205,7 @@ function checkTlvs(buf: Uint8Array, from: number, end: number): void {
  * bytes (bounded by `maxHeaderSize`). Returns the header and the bytes after it once complete.
  */
 export class ProxyHeaderReader {
-  private buf = new Uint8Array(0);
+  private buf: Uint8Array = new Uint8Array(0);
   private readonly maxHeaderSize: number;
 
   constructor(maxHeaderSize = DEFAULT_MAX_HEADER_SIZE) {
