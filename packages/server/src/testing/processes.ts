@@ -64,3 +64,13 @@ export async function scrapeMetrics(port: number): Promise<Map<string, number>> 
   }
   return m;
 }
+
+/** Keeps what a child writes to stderr (its log), bounded to the last `maxChars`. */
+export function collectStderr(child: ChildProcess, maxChars = 4 << 20): { text(): string } {
+  let text = "";
+  child.stderr?.on("data", (d) => {
+    text += d;
+    if (text.length > maxChars) text = text.slice(-maxChars);
+  });
+  return { text: () => text };
+}
