@@ -9,6 +9,9 @@ import { type KeyStore, demoKeyStore, loadUsersFile, parseUsersFile } from "./cr
 import { readFileSync } from "node:fs";
 import { startServer } from "./server.ts";
 import { startMetrics, summaryFields } from "./metrics.ts";
+import type { CredentialStore } from "./stores/records.ts";
+import { describeStore, openCredentialStore } from "./stores/open.ts";
+import { storeKind } from "./stores/schema.ts";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 
 const USAGE = `usage: server [--port N] [--host H] [--device-salt HEX] [--users FILE] [--crypto native|noble]
@@ -21,6 +24,8 @@ Listens on 127.0.0.1:8080 by default. Without --users, serves the reference demo
 SIGHUP reloads --users FILE without dropping sessions. SIGTERM and SIGINT stop accepting, let
 sessions finish the replies due (v2 ends each with a close chunk) and exit within --shutdown-grace.
 --metrics serves Prometheus text at http://HOST:PORT/metrics (off unless given).
+--users FILE.json (SIGHUP reloads it), users.db or sqlite:PATH (SQLite), or postgres://USER@HOST/DB
+(PostgreSQL): database changes reach every server within a second.
 --trusted-proxies: load balancers whose connections begin with a PROXY protocol header (v1 or v2),
 required from them and refused from anyone else; the client address in it is the one budgets, logs
 and metrics see.`;
@@ -58,7 +63,13 @@ async function main(): Promise<void> {
   const port = parseIntArg("--port", values.port!, 0, 65535);
   if (values.legacy !== "on" && values.legacy !== "off") throw new Error("--legacy must be on or off");
   let keys: KeyStore;
-  if (values.users) {
+  let store: CredentialStore | undefined;
+  if (values.users && storeKind(values.users).kind !== "json") {
+    // A database: changes are seen within a second by every process, without SIGHUP.
+    store = await openCredentialStore(values.users, { deviceSalt, log });
+    keys = store;
+    log.info("credential store opened", { store: describeStore(values.users) });
+  } else if (values.users) {
     const file = values.users;
     const store = loadUsersFile(file, deviceSalt);
     log.info("users loaded", { file, users: store.size });
@@ -108,7 +119,7 @@ async function main(): Promise<void> {
 
   const eventLoop = monitorEventLoopDelay({ resolution: 10 });
   eventLoop.enable();
-  const metrics = values.metrics ? await startMetrics(values.metrics, { stats: server.stats, eventLoop }) : undefined;
+  const metrics = values.metrics ? await startMetrics(values.metrics, { stats: server.stats, eventLoop, store }) : undefined;
   if (metrics) {
     log.info("metrics", { address: `http://${metrics.host}:${metrics.port}/metrics` });
     console.log(`metrics on ${metrics.host}:${metrics.port}`);
@@ -131,7 +142,8 @@ async function main(): Promise<void> {
     clearInterval(summary);
     // A second deadline guards the exit itself: whatever happens, the process ends.
     setTimeout(() => process.exit(1), graceMs + 2000).unref();
-    void Promise.all([server.close({ graceMs }), metrics?.close()]).then(() => {
+    void Promise.all([server.close({ graceMs }), metrics?.close()]).then(async () => {
+      await store?.close();
       log.info("stopped", summaryFields({ stats: server.stats, eventLoop }));
       process.exit(0);
     });

@@ -6,12 +6,15 @@ import { createServer, type Server } from "node:http";
 import { type ELDHistogram, monitorEventLoopDelay } from "node:perf_hooks";
 import type { CryptoPool } from "@nstp/core";
 import type { ServerStats } from "./stats.ts";
+import type { StoreHealth } from "./stores/records.ts";
 
 export interface MetricsSources {
   stats: ServerStats;
   pool?: CryptoPool;
   /** Event-loop delay histogram (enabled); one is created when absent. */
   eventLoop?: ELDHistogram;
+  /** A database credential store, whose health is exported. */
+  store?: { health(): StoreHealth };
 }
 
 function line(name: string, value: number, labels?: Record<string, string>): string {
@@ -26,7 +29,7 @@ function metric(out: string[], name: string, type: "gauge" | "counter", help: st
   for (const [v, l] of samples) out.push(line(name, v, l));
 }
 
-export function renderPrometheus(src: Required<Pick<MetricsSources, "stats" | "eventLoop">> & Pick<MetricsSources, "pool">): string {
+export function renderPrometheus(src: Required<Pick<MetricsSources, "stats" | "eventLoop">> & Pick<MetricsSources, "pool" | "store">): string {
   const s = src.stats;
   const out: string[] = [];
   metric(out, "nstp_connections", "gauge", "Open connections.", [[s.connections]]);
@@ -44,6 +47,12 @@ export function renderPrometheus(src: Required<Pick<MetricsSources, "stats" | "e
   if (src.pool) {
     metric(out, "nstp_pool_queue_depth", "gauge", "Crypto tasks waiting for a worker thread.", [[src.pool.queued]]);
     metric(out, "nstp_pool_tasks_total", "counter", "Crypto tasks the pool finished.", [[src.pool.completed]]);
+  }
+  if (src.store) {
+    const health = src.store.health();
+    metric(out, "nstp_store_up", "gauge", "1 if the credential database answered at the last attempt.", [[health.ok ? 1 : 0]]);
+    metric(out, "nstp_store_cached_records", "gauge", "Credential records served from memory.", [[health.cached]]);
+    metric(out, "nstp_store_last_ok_seconds", "gauge", "Unix time of the last successful contact with the credential database.", [[(health.lastOkAt ?? 0) / 1000]]);
   }
   const h = src.eventLoop;
   metric(out, "nstp_event_loop_delay_seconds", "gauge", "Event-loop delay since the last scrape.", [
@@ -97,7 +106,7 @@ export async function startMetrics(address: string, sources: MetricsSources): Pr
       res.writeHead(404).end();
       return;
     }
-    const body = renderPrometheus({ stats: sources.stats, pool: sources.pool, eventLoop });
+    const body = renderPrometheus({ stats: sources.stats, pool: sources.pool, eventLoop, store: sources.store });
     eventLoop.reset();
     res.writeHead(200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" }).end(body);
   });

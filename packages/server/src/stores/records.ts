@@ -1,0 +1,115 @@
+/**
+ * Credential records as the database stores them, one row per user with the record of every protocol
+ * version: the PBKDF2-derived PSK (legacy and v2) and the SPAKE2+ verifier (v3: w0 and L, RFC 9383
+ * §3.2). A store is read by the server and written only by `bun run users`.
+ */
+import { NstpError, legacy, utf8 } from "@nstp/core";
+import type { KeyStore } from "../credentials.ts";
+
+/** RFC 9383 §3.2 with P-256: w0 is a scalar (32 bytes), L = w1*P an uncompressed SEC1 point (65 bytes). */
+export const W0_SIZE = 32;
+export const L_SIZE = 65;
+
+export interface CredentialRecord {
+  username: string;
+  /** PBKDF2-HMAC-SHA256(password, deviceSalt || username, 600,000, 32): where legacy or v2 is served. */
+  psk?: Uint8Array;
+  /** The v3 verifier: w0 and L (the server never holds w1 or the password). */
+  w0?: Uint8Array;
+  L?: Uint8Array;
+  disabled: boolean;
+  /** The store-wide change counter when this row last changed. */
+  version: number;
+  /** Milliseconds since the epoch. */
+  updatedAt: number;
+}
+
+/** What a writer gives for one user. */
+export type RecordInput = Pick<CredentialRecord, "username" | "psk" | "w0" | "L"> & { disabled?: boolean };
+
+export interface StoreHealth {
+  /** The database answered at the last attempt. */
+  ok: boolean;
+  /** Records served from memory. */
+  cached: number;
+  /** Last error, without credentials. */
+  error?: string;
+  /** ms since the epoch of the last successful contact. */
+  lastOkAt?: number;
+}
+
+/**
+ * A KeyStore backed by a database: the server's lookup, the full record with the v3 verifier, and
+ * removals (deleted or disabled users) announced so that the server can end their live sessions.
+ */
+export interface CredentialStore extends KeyStore {
+  lookupRecord(username: string, signal?: AbortSignal): CredentialRecord | undefined | Promise<CredentialRecord | undefined>;
+  /** `listener` is called with each user removed or disabled (by any process); returns an unsubscribe. */
+  onUserRemoved(listener: (username: string) => void): () => void;
+  health(): StoreHealth;
+  close(): Promise<void>;
+}
+
+/** Checks sizes before anything is written: a record must carry a PSK, a verifier, or both. */
+export function checkRecord(r: RecordInput): void {
+  legacy.checkUsernameBytes(utf8(r.username));
+  const bad = (what: string) => {
+    throw new NstpError("ERR_INVALID_ARG", `user "${r.username}": ${what}`);
+  };
+  if (r.psk && r.psk.length !== legacy.PSK_SIZE) bad(`psk must be ${legacy.PSK_SIZE} bytes`);
+  if ((r.w0 === undefined) !== (r.L === undefined)) bad("w0 and L come together");
+  if (r.w0 && r.w0.length !== W0_SIZE) bad(`w0 must be ${W0_SIZE} bytes`);
+  if (r.L && (r.L.length !== L_SIZE || r.L[0] !== 0x04)) bad(`L must be a ${L_SIZE}-byte uncompressed SEC1 point`);
+  if (!r.psk && !r.w0) bad("a record needs a psk or a v3 verifier");
+}
+
+/** The usable PSK of a record: none for a disabled user (who then fails like an unknown one). */
+export function pskOf(r: CredentialRecord | undefined): Uint8Array | undefined {
+  return r && !r.disabled ? r.psk : undefined;
+}
+
+/** Listeners for removals, each called once per event; a throwing listener does not stop the others. */
+export class RemovalListeners {
+  private readonly listeners = new Set<(username: string) => void>();
+  add(listener: (username: string) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+  emit(username: string): void {
+    for (const l of this.listeners) {
+      try {
+        l(username);
+      } catch {
+        // One listener's failure is its own.
+      }
+    }
+  }
+}
+
+/** A bounded LRU of records by username. */
+export class RecordCache {
+  private readonly map = new Map<string, CredentialRecord>();
+  private readonly max: number;
+  constructor(max: number) {
+    this.max = max;
+  }
+  get(username: string): CredentialRecord | undefined {
+    const r = this.map.get(username);
+    if (r) {
+      this.map.delete(username);
+      this.map.set(username, r);
+    }
+    return r;
+  }
+  set(r: CredentialRecord): void {
+    this.map.delete(r.username);
+    this.map.set(r.username, r);
+    if (this.map.size > this.max) this.map.delete(this.map.keys().next().value!);
+  }
+  delete(username: string): void {
+    this.map.delete(username);
+  }
+  get size(): number {
+    return this.map.size;
+  }
+}
