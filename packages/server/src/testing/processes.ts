@@ -74,3 +74,22 @@ export function collectStderr(child: ChildProcess, maxChars = 4 << 20): { text()
   });
   return { text: () => text };
 }
+
+export const USERS_CLI = join(ROOT, "packages", "server", "src", "users-cli.ts");
+
+/** Runs `bun run users` (or its Node build) to completion, the password on stdin; rejects on failure. */
+export function runUsersCli(runtime: Runtime, args: string[], stdin = "", timeoutMs = 60_000): Promise<string> {
+  return new Promise((res, rej) => {
+    const child = spawn(BIN[runtime], [USERS_CLI, ...args], { stdio: ["pipe", "pipe", "pipe"] });
+    let out = "", err = "";
+    child.stdout!.on("data", (d) => (out += d));
+    child.stderr!.on("data", (d) => (err += d));
+    const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+    child.on("exit", (code) => {
+      clearTimeout(timer);
+      if (code === 0) res(out);
+      else rej(new Error(`users ${args.join(" ")} exited with ${code}: ${err}`));
+    });
+    child.stdin!.end(stdin);
+  });
+}
