@@ -104,6 +104,31 @@ describe("PostgreSQL store", { skip }, () => {
     }
   });
 
+  test("the per-user guessing budget is shared: hosts together allow one burst, and a host started later knows it", async () => {
+    const w = await PostgresUsersDb.open(pg.url, deviceSalt);
+    await w.close();
+    const hosts = await Promise.all([0, 1].map(() => PostgresCredentialStore.open({ url: pg.url, deviceSalt })));
+    const opts = { burst: 4, refillPerSecond: 0.001 };
+    const budgets = await Promise.all(hosts.map((h) => h.openGuessBudget(opts)));
+    try {
+      budgets[0]!.failed("mallory");
+      budgets[0]!.failed("mallory");
+      assert.ok(budgets.every((b) => b.allows("mallory")), "two of four guesses used");
+      await new Promise((r) => setTimeout(r, 100));
+      budgets[1]!.failed("mallory");
+      budgets[1]!.failed("mallory");
+      // Each host alone has seen two failures of a burst of four: only the shared rows can refuse.
+      assert.ok(await within(1000, () => budgets.every((b) => !b.allows("mallory"))), "both hosts refuse mallory");
+      assert.ok(budgets.every((b) => b.allows("trent")), "another user is unaffected");
+      const late = await hosts[0]!.openGuessBudget(opts);
+      assert.equal(late.allows("mallory"), false, "a host started later knows the bucket is empty");
+      await late.close();
+    } finally {
+      await Promise.all(budgets.map((b) => b.close()));
+      await Promise.all(hosts.map((h) => h.close()));
+    }
+  });
+
   const onBun = detectRuntime() === "bun";
   test("a Bun and a Node server share it: a user added through the CLI connects through both, a removal refuses on both, a restart under load costs no session", { skip: !onBun && "spawned from the Bun run", timeout: 180_000 }, async () => {
     const url = pg.url;

@@ -16,6 +16,7 @@ import { type Logger, NstpError, silentLogger, utf8 } from "@nstp/core";
 import { type CredentialRecord, type CredentialStore, RecordCache, type RecordInput, RemovalListeners, type StoreHealth, checkRecord, pskOf } from "./records.ts";
 import { POSTGRES_SCHEMA, SCHEMA_VERSION } from "./schema.ts";
 import { type UsersDb, checkDeviceSalt, rowToRecord } from "./users-db.ts";
+import { type GuessBudgetOptions, PostgresGuessBudget } from "./guess-budget.ts";
 
 /** The LISTEN/NOTIFY channel; the payload is the change's version. */
 export const CHANNEL = "nstp_users";
@@ -136,6 +137,11 @@ export class PostgresCredentialStore implements CredentialStore {
 
   onUserRemoved(listener: (username: string) => void): () => void {
     return this.removals.add(listener);
+  }
+
+  /** The per-user guessing budget every host on this database shares (guess-budget.ts). */
+  openGuessBudget(opts: GuessBudgetOptions): Promise<PostgresGuessBudget> {
+    return PostgresGuessBudget.open(this.sql, { log: this.log, ...opts });
   }
 
   health(): StoreHealth {

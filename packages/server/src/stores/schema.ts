@@ -12,6 +12,9 @@
  * nstp_removed with its version (re-adding the user deletes the tombstone), so that removals are found
  * the same way. nstp_meta also keeps the device salt the PSKs were derived with, so that a server
  * started with another --device-salt refuses the store instead of failing every handshake.
+ *
+ * PostgreSQL only: nstp_guesses(username, tokens, at_ms) is the per-user guessing budget every host
+ * shares (guess-budget.ts), the one table servers write; it holds no credential.
  */
 export const SCHEMA_VERSION = 1;
 
@@ -46,6 +49,7 @@ CREATE TABLE IF NOT EXISTS nstp_removed (username BYTEA PRIMARY KEY, version BIG
 CREATE INDEX IF NOT EXISTS nstp_removed_version ON nstp_removed (version);
 CREATE TABLE IF NOT EXISTS nstp_meta (key TEXT PRIMARY KEY, value BYTEA NOT NULL);
 CREATE SEQUENCE IF NOT EXISTS nstp_version;
+CREATE TABLE IF NOT EXISTS nstp_guesses (username BYTEA PRIMARY KEY, tokens DOUBLE PRECISION NOT NULL, at_ms BIGINT NOT NULL);
 `;
 
 /** How a --users value names a store: a JSON users file, a SQLite database, or PostgreSQL. */
