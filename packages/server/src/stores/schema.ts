@@ -18,37 +18,30 @@
  */
 export const SCHEMA_VERSION = 1;
 
-export const SQLITE_SCHEMA = `
+/** The tables in one engine's spelling of the types (the CHECKs bound every BLOB to its size). */
+function tables(t: { blob: string; int: string; flag: string; length: string; meta: string; suffix: string }): string {
+  return `
 CREATE TABLE IF NOT EXISTS nstp_users (
-  username BLOB PRIMARY KEY CHECK (length(username) BETWEEN 1 AND 255),
-  psk BLOB NULL CHECK (psk IS NULL OR length(psk) = 32),
-  w0 BLOB NULL CHECK (w0 IS NULL OR length(w0) = 32),
-  l BLOB NULL CHECK (l IS NULL OR length(l) = 65),
-  disabled INTEGER NOT NULL DEFAULT 0,
-  version INTEGER NOT NULL,
-  updated_at INTEGER NOT NULL
-) WITHOUT ROWID;
+  username ${t.blob} PRIMARY KEY CHECK (${t.length}(username) BETWEEN 1 AND 255),
+  psk ${t.blob} NULL CHECK (psk IS NULL OR ${t.length}(psk) = 32),
+  w0 ${t.blob} NULL CHECK (w0 IS NULL OR ${t.length}(w0) = 32),
+  l ${t.blob} NULL CHECK (l IS NULL OR ${t.length}(l) = 65),
+  disabled ${t.flag} NOT NULL DEFAULT 0,
+  version ${t.int} NOT NULL,
+  updated_at ${t.int} NOT NULL
+)${t.suffix};
 CREATE INDEX IF NOT EXISTS nstp_users_version ON nstp_users (version);
-CREATE TABLE IF NOT EXISTS nstp_removed (username BLOB PRIMARY KEY, version INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS nstp_removed (username ${t.blob} PRIMARY KEY, version ${t.int} NOT NULL)${t.suffix};
 CREATE INDEX IF NOT EXISTS nstp_removed_version ON nstp_removed (version);
-CREATE TABLE IF NOT EXISTS nstp_meta (key TEXT PRIMARY KEY, value NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS nstp_meta (key TEXT PRIMARY KEY, value${t.meta} NOT NULL)${t.suffix};
 `;
+}
 
-export const POSTGRES_SCHEMA = `
-CREATE TABLE IF NOT EXISTS nstp_users (
-  username BYTEA PRIMARY KEY CHECK (octet_length(username) BETWEEN 1 AND 255),
-  psk BYTEA NULL CHECK (psk IS NULL OR octet_length(psk) = 32),
-  w0 BYTEA NULL CHECK (w0 IS NULL OR octet_length(w0) = 32),
-  l BYTEA NULL CHECK (l IS NULL OR octet_length(l) = 65),
-  disabled SMALLINT NOT NULL DEFAULT 0,
-  version BIGINT NOT NULL,
-  updated_at BIGINT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS nstp_users_version ON nstp_users (version);
-CREATE TABLE IF NOT EXISTS nstp_removed (username BYTEA PRIMARY KEY, version BIGINT NOT NULL);
-CREATE INDEX IF NOT EXISTS nstp_removed_version ON nstp_removed (version);
-CREATE TABLE IF NOT EXISTS nstp_meta (key TEXT PRIMARY KEY, value BYTEA NOT NULL);
-CREATE SEQUENCE IF NOT EXISTS nstp_version;
+export const SQLITE_SCHEMA = tables({ blob: "BLOB", int: "INTEGER", flag: "INTEGER", length: "length", meta: "", suffix: " WITHOUT ROWID" });
+
+export const POSTGRES_SCHEMA =
+  tables({ blob: "BYTEA", int: "BIGINT", flag: "SMALLINT", length: "octet_length", meta: " BYTEA", suffix: "" }) +
+  `CREATE SEQUENCE IF NOT EXISTS nstp_version;
 CREATE TABLE IF NOT EXISTS nstp_guesses (username BYTEA PRIMARY KEY, tokens DOUBLE PRECISION NOT NULL, at_ms BIGINT NOT NULL);
 `;
 
