@@ -79,6 +79,10 @@ test("records are checked before they are written; a store with another device s
     await assert.rejects(SqliteCredentialStore.open({ path: t.path, deviceSalt: Uint8Array.of(9) }), /another device salt/);
     await assert.rejects(SqliteUsersDb.open(t.path, Uint8Array.of(9)), /another device salt/);
     await assert.rejects(SqliteCredentialStore.open({ path: join(t.path, "..", "missing.db"), deviceSalt }));
+    const other = await openSqlite(join(t.path, "..", "other.db"), { create: true });
+    other.exec("CREATE TABLE t (x)");
+    other.close();
+    await assert.rejects(SqliteCredentialStore.open({ path: join(t.path, "..", "other.db"), deviceSalt }), /not an nstp credential store/);
   } finally {
     t.done();
   }

@@ -52,7 +52,8 @@ export class SqliteCredentialStore implements CredentialStore {
     const db = await openSqlite(opts.path, { create: false });
     try {
       db.exec("PRAGMA query_only = ON");
-      checkDeviceSalt(db.get("SELECT value FROM nstp_meta WHERE key = 'device_salt'")?.value, opts.deviceSalt, opts.path);
+      const isStore = db.get("SELECT 1 AS yes FROM sqlite_master WHERE type = 'table' AND name = 'nstp_meta'");
+      checkDeviceSalt(isStore ? db.get("SELECT value FROM nstp_meta WHERE key = 'device_salt'")?.value : undefined, opts.deviceSalt, opts.path);
       return new SqliteCredentialStore(db, opts);
     } catch (e) {
       db.close();
