@@ -110,7 +110,7 @@ export class PostgresCredentialStore implements CredentialStore {
 
   lookupRecord(username: string, _signal?: AbortSignal): CredentialRecord | undefined | Promise<CredentialRecord | undefined> {
     const hit = this.cache.get(username);
-    if (hit) return hit;
+    if (hit !== undefined) return hit ?? undefined;
     let p = this.inflight.get(username);
     if (!p) {
       p = this.fetch(username).finally(() => this.inflight.delete(username));
@@ -129,9 +129,11 @@ export class PostgresCredentialStore implements CredentialStore {
       throw new NstpError("ERR_BUSY", "credential store unavailable", { cause: e });
     }
     this.up();
-    if (!rows[0]) return undefined;
-    const rec = rowToRecord(rows[0]);
-    if (generation === this.generation) this.cache.set(rec);
+    const rec = rows[0] ? rowToRecord(rows[0]) : undefined;
+    if (generation === this.generation) {
+      if (rec) this.cache.set(rec);
+      else this.cache.setMissing(username);
+    }
     return rec;
   }
 

@@ -86,30 +86,47 @@ export class RemovalListeners {
   }
 }
 
-/** A bounded LRU of records by username. */
+/**
+ * Bounded LRUs of records, and of names the store does not have, by username. Remembering misses
+ * makes a probe for an unknown name answer as fast as one for a cached user (no store round trip to
+ * time), and a flood of random names only evicts other misses, never records. Every change to a
+ * name drops it from both.
+ */
 export class RecordCache {
   private readonly map = new Map<string, CredentialRecord>();
+  private readonly missing = new Map<string, true>();
   private readonly max: number;
   constructor(max: number) {
     this.max = max;
   }
-  get(username: string): CredentialRecord | undefined {
+  /** The record; null when the store is known not to have the name; undefined when not known here. */
+  get(username: string): CredentialRecord | null | undefined {
     const r = this.map.get(username);
     if (r) {
       this.map.delete(username);
       this.map.set(username, r);
+      return r;
     }
-    return r;
+    return this.missing.has(username) ? null : undefined;
   }
   set(r: CredentialRecord): void {
-    this.map.delete(r.username);
-    this.map.set(r.username, r);
-    if (this.map.size > this.max) this.map.delete(this.map.keys().next().value!);
+    this.missing.delete(r.username);
+    bounded(this.map, r.username, r, this.max);
+  }
+  setMissing(username: string): void {
+    bounded(this.missing, username, true, this.max);
   }
   delete(username: string): void {
     this.map.delete(username);
+    this.missing.delete(username);
   }
   get size(): number {
     return this.map.size;
   }
+}
+
+function bounded<V>(m: Map<string, V>, k: string, v: V, max: number): void {
+  m.delete(k);
+  m.set(k, v);
+  if (m.size > max) m.delete(m.keys().next().value!);
 }

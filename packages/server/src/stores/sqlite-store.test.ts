@@ -97,6 +97,7 @@ test("changes by another connection are seen within a second without SIGHUP; rem
   const off = store.onUserRemoved((u) => removed.push(u));
   try {
     assert.deepEqual(store.lookup("alice"), key(1)); // now cached
+    assert.equal(store.lookup("bob"), undefined); // a miss, remembered
     await w.put({ username: "bob", psk: key(2) });
     await w.put({ username: "alice", psk: key(3) });
     assert.ok(await within(1000, () => store.lookup("bob") !== undefined), "bob seen");

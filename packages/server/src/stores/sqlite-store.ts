@@ -67,9 +67,12 @@ export class SqliteCredentialStore implements CredentialStore {
 
   lookupRecord(username: string): CredentialRecord | undefined {
     const hit = this.cache.get(username);
-    if (hit) return hit;
+    if (hit !== undefined) return hit ?? undefined;
     const row = this.db.get(SELECT_USER, utf8(username));
-    if (!row) return undefined;
+    if (!row) {
+      this.cache.setMissing(username);
+      return undefined;
+    }
     const rec = rowToRecord(row);
     this.cache.set(rec);
     return rec;
