@@ -38,11 +38,12 @@ async function refused(port: number, localAddress: string, key: Buffer): Promise
 const sum = (m: Map<string, number>, prefix: string) => [...m].filter(([k]) => k.startsWith(prefix)).reduce((a, [, v]) => a + v, 0);
 
 test(
-  "through HAProxy with send-proxy-v2: both backends serve clients from 127.0.0.2.., and see their addresses",
+  "through HAProxy with send-proxy-v2 (then send-proxy): both backends serve clients from 127.0.0.2.., and see their addresses",
   { skip: !HAPROXY && "haproxy is not installed (.ci/run installs Debian's haproxy package)", timeout: 120_000 },
   async () => {
     const servers: ServerProcess[] = [];
     let haproxy: Awaited<ReturnType<typeof startHaproxy>> | undefined;
+    let v1: typeof haproxy;
     try {
       servers.push(await startServerProcess("bun", backendArgs), await startServerProcess("node", backendArgs));
       const logs = servers.map((s) => collectStderr(s.child));
@@ -87,7 +88,17 @@ test(
       }
       const all = new Set(remotes.flatMap((r) => [...r]));
       for (const c of clients) assert.ok(all.has(c), `${c} in the logs`);
+
+      // The same servers behind an HAProxy sending the text header (v1, `send-proxy`).
+      v1 = await startHaproxy(HAPROXY!, servers.map((s) => s.port), "send-proxy");
+      for (let j = 0; j < 2; j++) await echo(v1.port, "127.0.0.6", `v1 ${j}`);
+      const v1Metrics = await Promise.all(servers.map((s) => scrapeMetrics(s.metricsPort!)));
+      // At least one each (HAProxy may also relay its readiness probe, from 127.0.0.254, to one of them).
+      v1Metrics.forEach((m, i) => assert.ok((m.get('nstp_proxy_headers_total{version="1"}') ?? 0) >= 1, `backend ${i} took a v1 header`));
+      await new Promise((r) => setTimeout(r, 100));
+      assert.ok(logs.every((l) => l.text().includes('"remote":"127.0.0.6"')), "127.0.0.6 logged by both");
     } finally {
+      await v1?.stop();
       await haproxy?.stop();
       for (const s of servers) s.child.kill("SIGTERM");
     }
