@@ -1,12 +1,13 @@
 /**
  * bun run fuzz [-- --runs-per-property N] [--seed S] [--only SUBSTRING]
  *
- * Runs every fuzzing property (packages/core/src/testing/fuzz-properties.ts) for N cases each
+ * Runs every fuzzing property (packages/core/src/testing/fuzz-properties.ts, v3-fuzz-properties.ts) for N cases each
  * (default 120,000: over a million in all), with one seed for the whole run, printed first. A failure
  * prints fast-check's counterexample, seed and path; `--seed S` replays the run.
  */
 import { parseArgs } from "node:util";
 import { FUZZ_PROPERTIES, fc } from "../packages/core/src/testing/fuzz-properties.ts";
+import { V3_FUZZ_PROPERTIES } from "../packages/core/src/testing/v3-fuzz-properties.ts";
 
 const { values } = parseArgs({
   options: { "runs-per-property": { type: "string", default: "120000" }, seed: { type: "string" }, only: { type: "string" } },
@@ -14,7 +15,7 @@ const { values } = parseArgs({
 });
 const runs = Number(values["runs-per-property"]);
 const seed = values.seed !== undefined ? Number(values.seed) : Math.floor(Math.random() * 2 ** 31);
-const props = FUZZ_PROPERTIES.filter((p) => !values.only || p.name.includes(values.only));
+const props = [...FUZZ_PROPERTIES, ...V3_FUZZ_PROPERTIES].filter((p) => !values.only || p.name.includes(values.only));
 console.log(`fuzz: ${props.length} properties x ${runs} cases = ${props.length * runs} cases, seed ${seed}`);
 let failed = 0;
 const started = performance.now();

@@ -47,6 +47,7 @@ export const DEFAULT_SESSION_LIMITS: SessionLimits = {
   maxQueued: 65_536,
   maxBuffered: 1024,
   writeHighWaterMark: 1 << 20,
+  keepaliveMs: 60_000,
 };
 
 /** v2 pipelines: its server answers in order and frames carry their own boundaries. */

@@ -30,6 +30,11 @@ export interface SessionLimits {
   maxBuffered: number;
   /** Bytes queued on the socket above which send() waits. */
   writeHighWaterMark: number;
+  /**
+   * v2: a ping goes out after this long without a frame from us, so that the server's idle timeout
+   * (default 5 minutes) does not end a session that only listens; 0 never. Default 60 s.
+   */
+  keepaliveMs: number;
 }
 
 type Machine = legacy.LegacyClient | v2.V2Client;
@@ -50,6 +55,7 @@ export class ClientSession {
   /** close() waiting for the last reply. */
   private readonly idleWaiters: (() => void)[] = [];
   private timer: ReturnType<typeof setTimeout> | undefined;
+  private keepalive: ReturnType<typeof setInterval> | undefined;
   private paused = false;
   private failure: NstpError | undefined;
   private endedCleanly = false;
@@ -195,7 +201,9 @@ export class ClientSession {
       this.fail(new AuthError("server closed the connection after our proof: wrong password or unknown user"));
     } else if (state === "initiationSent") {
       // A server that only speaks the reference protocol also just closes (or stalls) at a v2 hello.
-      this.fail(new AuthError("server closed the connection after our first message: wrong password, unknown user, or a server that does not speak v2 (try --legacy)"));
+      // Also what a server at capacity that predates the busy signal does, and what a server that
+      // speaks only the reference protocol does (it closes, or stalls, at a v2 hello).
+      this.fail(new AuthError("server closed the connection after our first message: wrong password, unknown user, or a server that does not speak v2"));
     } else {
       const during = state === "established" ? "" : " during the handshake";
       this.fail(new NstpError("ERR_CLOSED", `server closed the connection${during}`, error ? { cause: error } : undefined));
@@ -211,6 +219,7 @@ export class ClientSession {
         this.timer = undefined;
         this.readyResolve();
         this.pump();
+        this.scheduleConfirmation();
       } else if (o.type === "message") {
         this.deliver(o.data);
       } else if (o.type === "closed") {
@@ -220,6 +229,39 @@ export class ClientSession {
       }
     }
     if (this.inflight.length || this.queue.length) this.pump();
+  }
+
+  /**
+   * v2: the server counts the session only once our first frame authenticates (docs/PROTOCOL.md §v2
+   * "Key confirmation"). What the application sends in this tick (requests are pumped in microtasks,
+   * before this runs) confirms it; if it sends nothing, a ping does.
+   */
+  private scheduleConfirmation(): void {
+    const m = this.machine;
+    if (!(m instanceof v2.V2Client)) return;
+    setImmediate(() => {
+      if (!this.failure && m.unconfirmed) this.ping(m);
+    });
+    if (this.limits.keepaliveMs > 0) {
+      let seen = -1;
+      this.keepalive = setInterval(() => {
+        // A ping only after a whole interval in which we sent nothing, and never past a frame still
+        // being sealed in the pool (its nonce comes first, so it must reach the wire first).
+        if (m.framesSent === seen && !this.aead?.pendingOut) this.ping(m);
+        seen = m.framesSent;
+      }, this.limits.keepaliveMs);
+      // The socket keeps the process alive while the session is open; the keepalive must not.
+      this.keepalive.unref?.();
+    }
+  }
+
+  private ping(m: v2.V2Client): void {
+    if (this.failure) return;
+    try {
+      this.wire!.write(m.ping());
+    } catch (e) {
+      this.fail(e);
+    }
   }
 
   private deliver(data: Uint8Array): void {
@@ -317,6 +359,7 @@ export class ClientSession {
     const err = toNstpError(e, "ERR_PROTOCOL", "session failed");
     this.failure = err;
     clearTimeout(this.timer);
+    clearInterval(this.keepalive);
     this.readyReject(err);
     for (const r of this.inflight.drain()) r.reject(err);
     for (const r of this.queue.drain()) r.reject(err);

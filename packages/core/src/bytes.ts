@@ -1,7 +1,9 @@
 /** Byte helpers shared by every module. Inputs are always Uint8Array (Buffer is a subclass). */
 
 const encoder = new TextEncoder();
-const strictDecoder = new TextDecoder("utf-8", { fatal: true });
+// ignoreBOM keeps a leading U+FEFF instead of dropping it: usernames map to strings one to one, so
+// "\uFEFFalice" is never looked up as "alice" (v3 binds the bytes exactly as sent).
+const strictDecoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 export function utf8(s: string): Uint8Array {
   return encoder.encode(s);

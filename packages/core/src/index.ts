@@ -5,6 +5,7 @@ export * from "./runtime.ts";
 export * from "./crypto/index.ts";
 export * as legacy from "./legacy/index.ts";
 export * as v2 from "./v2/index.ts";
+export * as v3 from "./v3/index.ts";
 export * as noise from "./noise/index.ts";
 export * from "./dispatch.ts";
 export * as proxy from "./proxy/index.ts";

@@ -1,12 +1,12 @@
 // Handshakes strangers cannot exhaust: busy refusal the client reports as ERR_BUSY, the cap on
 // connections in the handshake, the per-source failure limiter, derivations in the pool for many
-// users at once, and SIGHUP reload of the users file.
+// users at once, and SIGHUP reload of the users file (a removed user's sessions end).
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { CryptoPool, NstpError, detectRuntime, legacy, nativeBackend } from "@nstp/core";
+import { CryptoPool, NstpError, detectRuntime, legacy, nativeBackend, transportByName } from "@nstp/core";
 import { connect } from "../../client/src/index.ts";
 import { PasswordKeyStore, StaticKeyStore, USERS_FILE_FORMAT, startServer, userRecord } from "./index.ts";
 import { dial, referencePsk } from "./testing/reference-peer.ts";
@@ -94,7 +94,7 @@ test("the cap on connections in the handshake refuses newcomers; a failing sourc
   }
 });
 
-test("SIGHUP reloads the users file without dropping sessions", { skip: detectRuntime() !== "bun" && "spawned from the Bun run" }, async () => {
+test("SIGHUP reloads the users file: kept users' sessions survive, removed users' sessions end", { skip: detectRuntime() !== "bun" && "spawned from the Bun run" }, async () => {
   const dir = mkdtempSync(join(tmpdir(), "nstp-users-"));
   const file = join(dir, "users.json");
   const bob = await legacy.derivePsk(nativeBackend, { username: "bob", password: "b", deviceSalt });
@@ -110,7 +110,7 @@ test("SIGHUP reloads the users file without dropping sessions", { skip: detectRu
       assert.equal(await codeOf(connect({ port, username: "alice", psk: alicePsk })), "ERR_AUTH", "no demo user when a file is given");
       const session = await connect({ port, username: "bob", psk: bob });
       assert.equal(await codeOf(connect({ port, username: "carol", psk: carol })), "ERR_AUTH");
-      write({ carol });
+      write({ bob, carol });
       child.kill("SIGHUP");
       let ok = false;
       for (let i = 0; i < 50 && !ok; i++) {
@@ -119,10 +119,37 @@ test("SIGHUP reloads the users file without dropping sessions", { skip: detectRu
       }
       assert.ok(ok, `${runtime}: carol admitted after SIGHUP`);
       assert.equal(new TextDecoder().decode(await session.request("still here")), "Server received: still here", "bob's session survived");
-      await session.close();
+      write({ carol });
+      child.kill("SIGHUP");
+      let ended = false;
+      for (let i = 0; i < 50 && !ended; i++) {
+        await new Promise((r) => setTimeout(r, 50));
+        ended = session.closed;
+      }
+      assert.ok(ended, `${runtime}: bob's session ended when bob was removed`);
+      assert.equal(await codeOf(session.request("gone")), "ERR_CLOSED");
     } finally {
       child.kill("SIGTERM");
       write({ bob });
+    }
+  }
+});
+
+test("busy is busy: at maxConnections a newcomer gets the busy signal (ERR_BUSY), not a bare close read as a wrong password", async () => {
+  const transports = detectRuntime() === "bun" ? (["bun", "node"] as const) : (["node"] as const);
+  for (const name of transports) {
+    const transport = await transportByName(name);
+    const server = await startServer({ keys: new StaticKeyStore(new Map([["alice", alicePsk]])), port: 0, transport, maxConnections: 1 });
+    try {
+      const first = await connect({ port: server.port, username: "alice", psk: alicePsk, transport });
+      assert.equal(await codeOf(connect({ port: server.port, username: "alice", psk: alicePsk, transport })), "ERR_BUSY", `${name}: v2`);
+      assert.equal(await codeOf(connect({ port: server.port, username: "alice", psk: alicePsk, transport, protocol: "legacy" })), "ERR_BUSY", `${name}: legacy`);
+      await first.close();
+      await new Promise((r) => setTimeout(r, 50));
+      const again = await connect({ port: server.port, username: "alice", psk: alicePsk, transport });
+      await again.close();
+    } finally {
+      await server.close();
     }
   }
 });

@@ -18,10 +18,15 @@ const USAGE = `usage: server [--port N] [--host H] [--device-salt HEX] [--users 
               [--legacy on|off] [--max-message-size BYTES] [--max-message-size-v2 BYTES]
               [--handshake-timeout SECONDS] [--record-timeout SECONDS] [--log-level L] [--log-format json|pretty]
               [--metrics HOST:PORT] [--summary-interval SECONDS] [--shutdown-grace SECONDS]
-              [--trusted-proxies ADDR|CIDR,...]
+              [--idle-timeout SECONDS] [--legacy-idle-timeout SECONDS] [--max-session-lifetime SECONDS]
+              [--flush-timeout SECONDS] [--trusted-proxies ADDR|CIDR,...]
 Serves protocol v2 and, unless --legacy off, the Dart reference protocol on the same port.
 Listens on 127.0.0.1:8080 by default. Without --users, serves the reference demo user (alice).
-SIGHUP reloads --users FILE without dropping sessions. SIGTERM and SIGINT stop accepting, let
+A v2 session ends after --idle-timeout (default 300; 0 never) without a frame from its client (our
+client pings); a reference session after --legacy-idle-timeout (default 0: never, Dart clients cannot
+ping); any session after --max-session-lifetime (default 0: never). A close waits at most
+--flush-timeout (default 5) for a peer to take the last bytes.
+SIGHUP reloads --users FILE; the sessions of users it removes or re-keys end. SIGTERM and SIGINT stop accepting, let
 sessions finish the replies due (v2 ends each with a close chunk) and exit within --shutdown-grace.
 --metrics serves Prometheus text at http://HOST:PORT/metrics (off unless given).
 --users FILE.json (SIGHUP reloads it), users.db or sqlite:PATH (SQLite), or postgres://USER@HOST/DB
@@ -48,6 +53,10 @@ async function main(): Promise<void> {
       metrics: { type: "string" },
       "summary-interval": { type: "string", default: "60" },
       "shutdown-grace": { type: "string", default: "5" },
+      "idle-timeout": { type: "string", default: "300" },
+      "legacy-idle-timeout": { type: "string", default: "0" },
+      "max-session-lifetime": { type: "string", default: "0" },
+      "flush-timeout": { type: "string", default: "5" },
       "trusted-proxies": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
@@ -74,7 +83,8 @@ async function main(): Promise<void> {
     const store = loadUsersFile(file, deviceSalt);
     log.info("users loaded", { file, users: store.size });
     keys = store;
-    // Reload on SIGHUP: new handshakes see the new table; established sessions are untouched.
+    // Reload on SIGHUP: new handshakes see the new table; the store tells the server (onUserRemoved)
+    // of every user removed or re-keyed, whose open sessions then end.
     process.on("SIGHUP", () => {
       try {
         store.replace(parseUsersFile(readFileSync(file, "utf8"), deviceSalt));
@@ -104,6 +114,11 @@ async function main(): Promise<void> {
       handshakeTimeoutMs: parseIntArg("--handshake-timeout", values["handshake-timeout"]!, 1, 3600) * 1000,
       // A partly received record or frame must complete within this (a slow drip cannot hold memory).
       recordTimeoutMs: parseIntArg("--record-timeout", values["record-timeout"]!, 1, 3600) * 1000,
+      // At most 2^31 - 1 ms: the longest timer either runtime keeps (a longer one fires at once).
+      idleTimeoutMs: parseIntArg("--idle-timeout", values["idle-timeout"]!, 0, MAX_TIMER_SECONDS) * 1000,
+      legacyIdleTimeoutMs: parseIntArg("--legacy-idle-timeout", values["legacy-idle-timeout"]!, 0, MAX_TIMER_SECONDS) * 1000,
+      maxSessionLifetimeMs: parseIntArg("--max-session-lifetime", values["max-session-lifetime"]!, 0, MAX_TIMER_SECONDS) * 1000,
+      flushTimeoutMs: parseIntArg("--flush-timeout", values["flush-timeout"]!, 1, 3600) * 1000,
     },
   });
   log.info("listening", {
@@ -151,6 +166,8 @@ async function main(): Promise<void> {
   process.on("SIGINT", () => stop("SIGINT"));
   process.on("SIGTERM", () => stop("SIGTERM"));
 }
+
+const MAX_TIMER_SECONDS = Math.floor((2 ** 31 - 1) / 1000);
 
 function parseIntArg(name: string, v: string, min: number, max: number): number {
   const n = Number(v);

@@ -19,6 +19,7 @@ import {
   type v2,
 } from "@nstp/core";
 import type { KeyStore } from "./credentials.ts";
+import { type LifetimeLimits, SessionClock, type SessionEndReason } from "./lifetime.ts";
 import type { ServerStats } from "./stats.ts";
 
 export interface SessionInfo {
@@ -42,7 +43,8 @@ export type MessageHandler = (
   session: SessionInfo,
 ) => Uint8Array | string | undefined | Promise<Uint8Array | string | undefined>;
 
-export interface ConnectionLimits {
+/** Per connection; the session lifetime limits (idle, maximum lifetime) are lifetime.ts's. */
+export interface ConnectionLimits extends LifetimeLimits {
   /** Largest message of the reference protocol (default 64 KiB). */
   maxMessageSize: number;
   /** Largest v2 message, enforced while it arrives (default 16 MiB). */
@@ -55,6 +57,8 @@ export interface ConnectionLimits {
   maxPendingMessages: number;
   /** Reply bytes queued for a slow reader before reading pauses. */
   writeHighWaterMark: number;
+  /** A closing connection whose peer has not taken our last bytes by then is destroyed. */
+  flushTimeoutMs: number;
 }
 
 export interface ConnectionContext {
@@ -89,6 +93,10 @@ export class ServerConnection implements WireEvents {
   private readonly ctx: ConnectionContext;
   private handshakeTimer: ReturnType<typeof setTimeout> | undefined;
   private recordTimer: ReturnType<typeof setTimeout> | undefined;
+  /** The idle timeout and maximum lifetime, from establishment on. */
+  private clock: SessionClock | undefined;
+  /** The username the client claimed, from the moment its key was asked for. */
+  private claimedUser: string | undefined;
   private session: SessionInfo | undefined;
   /** Replies still being computed by an async handler; later replies wait behind them. */
   private replies: Promise<void> = Promise.resolve();
@@ -127,6 +135,11 @@ export class ServerConnection implements WireEvents {
     return this.session !== undefined;
   }
 
+  /** The user this connection is (or is trying to become), for closing a removed user's sessions. */
+  get user(): string | undefined {
+    return this.session?.username ?? this.claimedUser;
+  }
+
   data(chunk: Uint8Array): void {
     if (this.done) return;
     this.ctx.stats.bytesIn(chunk.length);
@@ -153,6 +166,7 @@ export class ServerConnection implements WireEvents {
     } finally {
       this.inData = false;
     }
+    this.clock?.noteInput();
     this.flush();
     return true;
   }
@@ -181,6 +195,7 @@ export class ServerConnection implements WireEvents {
   }
 
   close(error?: Error): void {
+    this.ctx.stats.sockets--;
     this.dead = true;
     if (!this.done) {
       this.finish(this.session ? "peer closed" : "peer closed during handshake", error ? { cause: error.message } : {});
@@ -191,15 +206,27 @@ export class ServerConnection implements WireEvents {
    * Closes the connection from our side (server shutdown): replies already computed leave first, and
    * a v2 session ends with a close chunk so the client can tell a clean end from a cut.
    */
-  shutdown(): void {
+  shutdown(msg = "server shutting down"): void {
     if (this.done) return;
     try {
+      // Only an established session gets its replies and a close chunk: before key confirmation the
+      // server sends nothing after message 2 (docs/PROTOCOL.md §v2 "Key confirmation").
       if (this.session) this.flush(this.session.protocol === "v2");
     } catch {
       // The session is ending either way.
     }
-    this.finish("server shutting down", {});
+    this.finish(msg, {});
     this.endWire();
+  }
+
+  /**
+   * The server ends the session (idle, too old, or its user removed) as at shutdown: the replies
+   * already computed leave, v2 ends with a close chunk, and the close is bounded by the flush deadline.
+   */
+  end(reason: SessionEndReason): void {
+    if (this.done) return;
+    this.ctx.stats.sessionEnded(reason);
+    this.shutdown(`session ended: ${reason.replace("_", " ")}`);
   }
 
   /**
@@ -271,9 +298,11 @@ export class ServerConnection implements WireEvents {
     this.ctx.stats.handshaking--;
     this.ctx.stats.handshakeSucceeded(protocol);
     this.ctx.log.debug("session established", { user: username, remote: this.wire.remoteAddress, protocol });
+    this.clock = new SessionClock(this.ctx.limits, protocol, () => this.machine.inputProgress, (reason) => this.end(reason));
   }
 
   private resolveKey(username: string): void {
+    this.claimedUser = username;
     let lookup: ReturnType<KeyStore["lookup"]>;
     try {
       // A synchronous ERR_BUSY lands here before anything was sent: the reference client sees a close
@@ -474,6 +503,7 @@ export class ServerConnection implements WireEvents {
     if (!this.session) this.ctx.stats.handshaking--;
     clearTimeout(this.handshakeTimer);
     clearTimeout(this.recordTimer);
+    this.clock?.stop();
     this.outbox = [];
     for (const w of this.drainWaiters.splice(0)) w();
     this.ctx.stats.connectionClosed();

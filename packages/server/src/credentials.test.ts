@@ -4,7 +4,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { CryptoPool, NstpError, legacy, nativeBackend, toHex, utf8 } from "@nstp/core";
 import { FailureLimiter } from "./limiter.ts";
-import { PasswordKeyStore, USERS_FILE_FORMAT, parseUsersFile, userRecord } from "./credentials.ts";
+import { DummyKeys, PasswordKeyStore, USERS_FILE_FORMAT, parseUsersFile, userRecord } from "./credentials.ts";
 
 const salt = legacy.DEMO_DEVICE_SALT;
 
@@ -116,4 +116,16 @@ test("password lookup: a first-seen unknown user waits like a cold derivation (c
   await new Promise((r) => setTimeout(r, 20));
   assert.equal(second, true);
   assert.equal(store.derivations, 0, "no PBKDF2 for an unknown user");
+});
+
+test("dummy keys: one stable array per unknown name while cached, as a known user's key is; bounded", () => {
+  const dummy = new DummyKeys(nativeBackend, { maxCached: 2 });
+  const a = dummy.key("mallory");
+  assert.equal(dummy.key("mallory"), a, "the same object: the KeyObject cache is hit as for a known user");
+  assert.notDeepEqual(dummy.key("eve"), a);
+  dummy.key("trent"); // evicts mallory, the least recently used
+  const again = dummy.key("mallory");
+  assert.notEqual(again, a);
+  assert.deepEqual(again, a, "re-derived the same, deterministically");
+  assert.notDeepEqual(new DummyKeys(nativeBackend).key("mallory"), a, "keyed by a per-process secret");
 });

@@ -3,7 +3,12 @@
  * the password) with the salt and iteration count it was derived with.
  */
 import { readFileSync } from "node:fs";
+import { timingSafeEqual } from "node:crypto";
 import { type CryptoBackend, type CryptoPool, NstpError, concat, fromHex, legacy, toHex, utf8 } from "@nstp/core";
+import { Lru } from "./lru.ts";
+
+/** Keys kept per store (least recently used evicted), real and dummy alike. */
+export const DEFAULT_MAX_CACHED_KEYS = 10_000;
 
 export interface KeyStore {
   /**
@@ -11,6 +16,11 @@ export interface KeyStore {
    * handshake before anything is sent. `signal` aborts when the connection that asked has gone.
    */
   lookup(username: string, signal?: AbortSignal): Promise<Uint8Array | undefined> | Uint8Array | undefined;
+  /**
+   * Stores that can tell when a user is removed or disabled implement this; the server subscribes
+   * and ends that user's open sessions. Returns the unsubscribe.
+   */
+  onUserRemoved?(listener: (username: string) => void): () => void;
 }
 
 export const USERS_FILE_FORMAT = "nstp-users/1";
@@ -28,14 +38,29 @@ export interface UsersFile {
   users: Record<string, UserRecord>;
 }
 
-/** A table of derived keys (from a users file); replace() swaps it whole, as on SIGHUP. */
+/**
+ * A table of derived keys (from a users file); replace() swaps it whole, as on SIGHUP, and tells
+ * onUserRemoved listeners of every user it drops or whose key it changes (a new password revokes
+ * the sessions the old one opened).
+ */
 export class StaticKeyStore implements KeyStore {
   private keys: Map<string, Uint8Array>;
+  private readonly removedListeners = new Set<(username: string) => void>();
   constructor(keys: Map<string, Uint8Array>) {
     this.keys = keys;
   }
   replace(keys: Map<string, Uint8Array>): void {
+    const old = this.keys;
     this.keys = keys;
+    for (const [name, key] of old) {
+      const now = keys.get(name);
+      if (now && now.length === key.length && timingSafeEqual(now, key)) continue;
+      for (const l of this.removedListeners) l(name);
+    }
+  }
+  onUserRemoved(listener: (username: string) => void): () => void {
+    this.removedListeners.add(listener);
+    return () => this.removedListeners.delete(listener);
   }
   lookup(username: string): Uint8Array | undefined {
     return this.keys.get(username);
@@ -87,12 +112,35 @@ export async function demoKeyStore(crypto: CryptoBackend, deviceSalt: Uint8Array
 }
 
 /**
- * A stand-in key for a username the server does not know, so that an unknown user gets the same
- * replies, the same close and the same timing as a wrong password. It is derived cheaply (one HMAC)
- * from a per-process secret: stable per username, unguessable, and never a real key.
+ * Stand-in keys for usernames the server does not know, so that an unknown user gets the same replies,
+ * the same close and the same timing as a wrong password. Each is derived cheaply (one HMAC) from a
+ * per-process secret: stable per username, unguessable, and never a real key.
+ *
+ * They are cached as real keys are, in an LRU of the same size, so a repeat probe of an unknown name
+ * hands the protocol the same key object each time, exactly as a repeat probe of a known name does:
+ * the native backend's KeyObject cache (crypto/native.ts) is hit for both, where a fresh dummy array
+ * per probe missed it and made unknown names measurably slower on the Node build.
  */
-export function dummyKeyFactory(crypto: CryptoBackend, secret: Uint8Array = crypto.randomBytes(32)): (username: string) => Uint8Array {
-  return (username) => crypto.hmacSha256(secret, concat(utf8("nstp dummy psk\0"), utf8(username)));
+export class DummyKeys {
+  private readonly crypto: CryptoBackend;
+  private readonly secret: Uint8Array;
+  private readonly cache: Lru<Uint8Array>;
+
+  constructor(crypto: CryptoBackend, opts: { secret?: Uint8Array; maxCached?: number } = {}) {
+    this.crypto = crypto;
+    this.secret = opts.secret ?? crypto.randomBytes(32);
+    this.cache = new Lru(opts.maxCached ?? DEFAULT_MAX_CACHED_KEYS);
+  }
+
+  /** The dummy key for `username`: the same array for as long as it stays cached. */
+  readonly key = (username: string): Uint8Array => {
+    let k = this.cache.get(username);
+    if (!k) {
+      k = this.crypto.hmacSha256(this.secret, concat(utf8("nstp dummy psk\0"), utf8(username)));
+      this.cache.set(username, k);
+    }
+    return k;
+  };
 }
 
 /** The application's password lookup, as the reference effectively had. */
@@ -128,27 +176,23 @@ interface Derivation {
  */
 export class PasswordKeyStore implements KeyStore {
   private readonly opts: PasswordKeyStoreOptions;
-  private readonly cache = new Map<string, Uint8Array>();
+  private readonly cache: Lru<Uint8Array>;
   private readonly inflight = new Map<string, Derivation>();
-  private readonly maxCached: number;
   /** Unknown names already kept waiting once: like a cached known user, they now answer at once. */
-  private readonly unknownSeen = new Map<string, true>();
+  private readonly unknownSeen: Lru<true>;
   /** Recent derivation times (ms), for the delay an unknown first-seen user is given. */
   private readonly recentDerivations: number[] = [];
   derivations = 0;
 
   constructor(opts: PasswordKeyStoreOptions) {
     this.opts = opts;
-    this.maxCached = opts.maxCached ?? 10_000;
+    this.cache = new Lru(opts.maxCached ?? DEFAULT_MAX_CACHED_KEYS);
+    this.unknownSeen = new Lru(this.cache.max);
   }
 
   lookup(username: string, signal?: AbortSignal): Uint8Array | Promise<Uint8Array | undefined> {
     const hit = this.cache.get(username);
-    if (hit) {
-      this.cache.delete(username);
-      this.cache.set(username, hit);
-      return hit;
-    }
+    if (hit) return hit;
     let d = this.inflight.get(username);
     if (!d) {
       // Refuse synchronously, before the server has sent anything, when the pool cannot take more.
@@ -186,13 +230,8 @@ export class PasswordKeyStore implements KeyStore {
    * uses no CPU and is cancelled with the connection. Later attempts answer at once, like a cached key.
    */
   private async unknownDelay(username: string, signal: AbortSignal): Promise<void> {
-    if (this.unknownSeen.has(username)) {
-      this.unknownSeen.delete(username);
-      this.unknownSeen.set(username, true);
-      return;
-    }
+    if (this.unknownSeen.get(username)) return;
     this.unknownSeen.set(username, true);
-    if (this.unknownSeen.size > this.maxCached) this.unknownSeen.delete(this.unknownSeen.keys().next().value!);
     const ms = this.unknownDelayMs;
     if (ms <= 0 || signal.aborted) return;
     await new Promise<void>((resolve) => {
@@ -226,7 +265,6 @@ export class PasswordKeyStore implements KeyStore {
           : await this.opts.crypto.pbkdf2Sha256(pw, salt, legacy.PBKDF2_ITERATIONS, legacy.PSK_SIZE);
         this.recordDerivation(Date.now() - started);
         this.cache.set(username, key);
-        if (this.cache.size > this.maxCached) this.cache.delete(this.cache.keys().next().value!);
         return key;
       } finally {
         this.inflight.delete(username);

@@ -6,29 +6,61 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import * as crypto from "node:crypto";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import type * as net from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { detectRuntime, legacy } from "@nstp/core";
 import { type Session, connect } from "../../client/src/index.ts";
 import { Reader, dial, referenceHandshake, referencePsk } from "./testing/reference-peer.ts";
 import { v2Handshake } from "./testing/v2-peer.ts";
 import { type ServerProcess, scrapeMetrics as metrics, startServerProcess } from "./testing/processes.ts";
+import { USERS_FILE_FORMAT, userRecord } from "./credentials.ts";
+import { plantedRecord } from "../../core/src/testing/planted-record.ts";
 
 const onBun = detectRuntime() === "bun";
 const psk = referencePsk(legacy.DEMO_PASSWORD, Buffer.from(legacy.DEMO_DEVICE_SALT), legacy.DEMO_USERNAME);
 const user = Buffer.from(legacy.DEMO_USERNAME);
+/** Derived here, once: a synchronous PBKDF2 mid-suite would stall the well-behaved client's pings. */
+const bobPsk = referencePsk("bob's password", Buffer.from(legacy.DEMO_DEVICE_SALT), "bob");
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** Deadlines the server runs with here: a second each, so attacks end quickly. */
 const DEADLINE_MS = 1000;
 const SLACK_MS = 2500;
 const V2_MAX = 1 << 20;
+/** Sessions (both protocols) end after this long without a frame from their client. */
+const IDLE_MS = 3000;
+/** A close waits this long for a peer to take our last bytes. */
+const FLUSH_MS = 1000;
+/**
+ * The well-behaved client pings after this long without sending (so at most every 2 x 250 ms): the
+ * idle timeout never ends it, even when a flood from this process stalls its event loop for seconds.
+ */
+const KEEPALIVE_MS = 250;
 
-/** A server process with deadlines of a second each, a 1 MiB v2 maximum and metrics. */
-async function startServer(runtime: "bun" | "node"): Promise<ServerProcess & { metricsPort: number }> {
+/** A server process with deadlines of a second each (idle: two), a 1 MiB v2 maximum and metrics. */
+async function startServer(runtime: "bun" | "node", extra: string[] = []): Promise<ServerProcess & { metricsPort: number }> {
   const p = await startServerProcess(runtime, [
     "--port", "0", "--log-level", "error", "--handshake-timeout", "1", "--record-timeout", "1",
     "--max-message-size-v2", String(V2_MAX), "--metrics", "127.0.0.1:0", "--summary-interval", "0",
+    "--idle-timeout", String(IDLE_MS / 1000), "--legacy-idle-timeout", String(IDLE_MS / 1000),
+    "--flush-timeout", String(FLUSH_MS / 1000), ...extra,
   ]);
   return { ...p, metricsPort: p.metricsPort! };
+}
+
+/** Sessions the server ended without an error, for this reason. */
+const ended = (m: Map<string, number>, reason: string) => m.get(`nstp_sessions_ended_total{reason="${reason}"}`) ?? 0;
+
+/** Polls the metrics until `done` holds or `withinMs` passes; returns the last scrape. */
+async function metricsUntil(port: number, withinMs: number, done: (m: Map<string, number>) => boolean): Promise<Map<string, number>> {
+  const deadline = Date.now() + withinMs;
+  let m = await metrics(port);
+  while (!done(m) && Date.now() < deadline) {
+    await sleep(100);
+    m = await metrics(port);
+  }
+  return m;
 }
 
 /** Handshake and session failures with this error code, as the server counted them. */
@@ -55,10 +87,10 @@ for (const runtime of ["bun", "node"] as const) {
 
     before(async () => {
       srv = await startServer(runtime);
-      good = await connect({ port: srv.port, username: "alice", psk: new Uint8Array(psk), deviceSalt: legacy.DEMO_DEVICE_SALT });
+      good = await connect({ port: srv.port, username: "alice", psk: new Uint8Array(psk), deviceSalt: legacy.DEMO_DEVICE_SALT, limits: { keepaliveMs: KEEPALIVE_MS } });
       await good.request("warm-up");
       baselineRss = (await metrics(srv.metricsPort)).get("nstp_resident_memory_bytes")!;
-    });
+    }, { timeout: 30_000 });
 
     after(async () => {
       // Every attacker is gone: only the well-behaved client is left, and memory is near where it was.
@@ -185,6 +217,14 @@ for (const runtime of ["bun", "node"] as const) {
           void s.reader.read(2).then((len) => s.reader.read(len.readUInt16BE(0))).then((body) => s.socket.write(body));
         });
       });
+      test("records planting the session nonce every 8 bytes are closed after a few trials", async () => {
+        // Each such 10 KB record once cost ~1,250 trial decryptions, within the old per-record budget,
+        // and then verified (which reset the budget): 100 of them were all answered, stalling every
+        // other client meanwhile. Now a session meets at most 8 planted nonces.
+        await check("ERR_DECRYPT", (s) => {
+          s.socket.write(Buffer.concat(Array.from({ length: 100 }, (_, i) => plantedRecord(s.key, s.sessionNonce, i, 10_000))));
+        });
+      });
       test("a record over the maximum is ERR_TOO_LARGE; 10 MiB of junk is refused at its first bytes", async () => {
         await check("ERR_TOO_LARGE", (s) => void s.socket.write(s.record(0, crypto.randomBytes(legacy.DEFAULT_MAX_MESSAGE_SIZE + 1))));
         await check("ERR_DECRYPT", (s) => void s.socket.write(crypto.randomBytes(10 << 20)));
@@ -215,10 +255,139 @@ for (const runtime of ["bun", "node"] as const) {
           p.reader.socket.write(Buffer.concat([len, await p.reader.read(len.readUInt16BE(0))]));
         });
       });
+      test("8 MB of empty 'more to follow' chunks retain nothing: memory stays flat and the message completes", async () => {
+        // Each empty chunk counted 0 bytes toward the maximum but kept its frame (and a view of it)
+        // alive: 7.9 MB of them once raised the server's memory by 234 MB.
+        const rss = async () => (await metrics(srv.metricsPort)).get("nstp_resident_memory_bytes")!;
+        const start = await rss();
+        const p = await v2Handshake(srv.port, { username: "alice", psk });
+        const empties = Buffer.alloc(3 * 21_839); // as many empty chunks as one frame holds
+        for (let i = 0; i < empties.length; i += 3) empties[i] = 1;
+        // In batches, sampling memory between them (frames keep arriving, so the partial-message
+        // deadline sees progress and lets the message go on).
+        let peak = 0;
+        for (let batch = 0; batch < 8; batch++) {
+          for (let i = 0; i < 16; i++) p.reader.socket.write(p.frame(empties));
+          await sleep(100);
+          peak = Math.max(peak, await rss());
+        }
+        p.send([Buffer.from("done")]);
+        assert.equal((await p.receive()).toString(), "Server received: done");
+        peak = Math.max(peak, await rss());
+        const grown = (peak - start) / 1e6;
+        assert.ok(grown < 48, `resident memory grew ${grown.toFixed(0)} MB for 8 MB of empty chunks`);
+        p.destroy();
+      });
       test("a message over the maximum is ERR_TOO_LARGE while it arrives; 10 MiB of junk is refused at its first frame", async () => {
         await check("ERR_TOO_LARGE", (p) => void p.reader.socket.write(p.encode([crypto.randomBytes(V2_MAX + 70_000)])));
         await check(["ERR_DECRYPT", "ERR_PROTOCOL"], (p) => void p.reader.socket.write(crypto.randomBytes(10 << 20)));
       });
+    });
+
+    test("a replayed v2 message 1 yields no session: message 2, then nothing, closed at the handshake deadline, nothing counted", { timeout: 30_000 }, async () => {
+      // Record a genuine client's first flight (preamble and message 1); its own session is served.
+      let flight: Buffer | undefined;
+      const genuine = await v2Handshake(srv.port, { username: "alice", psk, onFlight: (f) => (flight = f) });
+      genuine.send([Buffer.from("genuine")]);
+      assert.equal((await genuine.receive()).toString(), "Server received: genuine");
+      genuine.destroy();
+      const before = await metrics(srv.metricsPort);
+      const replays = 20;
+      const readers = await Promise.all(Array.from({ length: replays }, async () => {
+        const s = await dial(srv.port);
+        s.on("error", () => {});
+        s.write(flight!);
+        return new Reader(s);
+      }));
+      // Message 1 verifies again (it has no freshness), so each replay gets a message 2...
+      for (const r of readers) assert.equal((await r.read(2)).readUInt16BE(0), 48);
+      for (const r of readers) await r.read(48);
+      // ...and then nothing at all (no push, no ping, no close chunk) until the handshake deadline.
+      const results = await Promise.all(readers.map((r) => r.closedWithin(DEADLINE_MS + SLACK_MS)));
+      assert.equal(results.filter((r) => !r.closed).length, 0, "every replay closed by the handshake deadline");
+      assert.equal(results.reduce((n, r) => n + r.extra, 0), 0, "nothing sent after message 2");
+      const after = await metricsUntil(srv.metricsPort, SLACK_MS, (m) => failures(m, "ERR_TIMEOUT") - failures(before, "ERR_TIMEOUT") >= replays);
+      assert.equal(after.get('nstp_handshakes_total{protocol="v2"}'), before.get('nstp_handshakes_total{protocol="v2"}'), "no replay counted as a handshake");
+      assert.ok(failures(after, "ERR_TIMEOUT") - failures(before, "ERR_TIMEOUT") >= replays, "each ended by the handshake deadline");
+      assert.equal(failures(after, "ERR_AUTH"), failures(before, "ERR_AUTH"), "a verified message 1 spends no guessing budget");
+      for (const r of readers) r.socket.destroy();
+      assert.equal(new TextDecoder().decode(await good.request("after the replays")), "Server received: after the replays");
+    });
+
+    test("sessions of both protocols end at the idle timeout; a client that pings stays", { timeout: 30_000 }, async () => {
+      const before = await metrics(srv.metricsPort);
+      const pinger = await connect({ port: srv.port, username: "alice", psk: new Uint8Array(psk), limits: { keepaliveMs: KEEPALIVE_MS } });
+      await pinger.request("then only pings");
+      const v2Peer = await v2Handshake(srv.port, { username: "alice", psk });
+      v2Peer.send([Buffer.from("then silence")]);
+      await v2Peer.receive();
+      const ref = await referenceHandshake(srv.port, { username: "alice", psk });
+      ref.socket.write(ref.record(0, Buffer.from("then silence")));
+      await ref.readReply();
+      const t = Date.now();
+      const [a, b] = await Promise.all([v2Peer.reader.closedWithin(IDLE_MS + SLACK_MS), ref.reader.closedWithin(IDLE_MS + SLACK_MS)]);
+      assert.ok(a.closed && b.closed, `closed by the idle timeout: v2 ${a.closed}, legacy ${b.closed}`);
+      assert.ok(Date.now() - t >= IDLE_MS - 300, `not before the idle timeout (${Date.now() - t} ms)`);
+      const after = await metricsUntil(srv.metricsPort, SLACK_MS, (m) => ended(m, "idle_timeout") - ended(before, "idle_timeout") >= 2);
+      assert.equal(ended(after, "idle_timeout") - ended(before, "idle_timeout"), 2, "both counted as idle");
+      // The pinging client has sent nothing but pings for longer than the idle timeout.
+      await sleep(Math.max(0, IDLE_MS + 500 - (Date.now() - t)));
+      assert.equal(new TextDecoder().decode(await pinger.request("still here")), "Server received: still here");
+      await pinger.close();
+      v2Peer.destroy();
+      ref.socket.destroy();
+      assert.equal(new TextDecoder().decode(await good.request("after the idle ones")), "Server received: after the idle ones");
+    });
+
+    test("a peer that stops reading is cut at the flush deadline once its session ends", { timeout: 30_000 }, async () => {
+      const before = await metrics(srv.metricsPort);
+      const p = await v2Handshake(srv.port, { username: "alice", psk });
+      // 24 MB of requests whose replies it never reads: the server's writes back up and it stops
+      // reading; the session ends (its partial frame misses the record deadline, or it goes idle)
+      // with bytes that cannot be delivered, and the flush deadline destroys the socket.
+      p.reader.socket.pause();
+      const body = Buffer.alloc(60_000, 7);
+      p.send(Array.from({ length: 400 }, () => body));
+      const withinMs = IDLE_MS + FLUSH_MS + 2 * SLACK_MS;
+      const after = await metricsUntil(srv.metricsPort, withinMs, (m) => m.get("nstp_sockets")! <= before.get("nstp_sockets")!);
+      assert.ok(after.get("nstp_sockets")! <= before.get("nstp_sockets")!, `the socket closed within ${withinMs} ms: ${after.get("nstp_sockets")} open, ${before.get("nstp_sockets")} before`);
+      const endedBy = (m: Map<string, number>) => ended(m, "idle_timeout") + failures(m, "ERR_TIMEOUT");
+      assert.ok(endedBy(after) > endedBy(before), "ended by a deadline");
+      p.destroy();
+      assert.equal(new TextDecoder().decode(await good.request("after the stalled reader")), "Server received: after the stalled reader");
+    });
+
+    test("removing a user (SIGHUP) ends that user's open sessions, both protocols, while other users are served", { timeout: 30_000 }, async () => {
+      const dir = mkdtempSync(join(tmpdir(), "nstp-hostile-"));
+      const file = join(dir, "users.json");
+      const write = (users: Record<string, Buffer>) => writeFileSync(file, JSON.stringify({
+        format: USERS_FILE_FORMAT,
+        users: Object.fromEntries(Object.entries(users).map(([n, k]) => [n, userRecord(legacy.DEMO_DEVICE_SALT, n, k)])),
+      }), { mode: 0o600 });
+      write({ alice: psk, bob: bobPsk });
+      const users = await startServer(runtime, ["--users", file]);
+      try {
+        const alice = await connect({ port: users.port, username: "alice", psk: new Uint8Array(psk), limits: { keepaliveMs: KEEPALIVE_MS } });
+        const bobV2 = await v2Handshake(users.port, { username: "bob", psk: bobPsk });
+        bobV2.send([Buffer.from("hello")]);
+        await bobV2.receive();
+        const bobRef = await referenceHandshake(users.port, { username: "bob", psk: bobPsk });
+        bobRef.socket.write(bobRef.record(0, Buffer.from("hello")));
+        await bobRef.readReply();
+        write({ alice: psk });
+        users.child.kill("SIGHUP");
+        const [a, b] = await Promise.all([bobV2.reader.closedWithin(SLACK_MS), bobRef.reader.closedWithin(SLACK_MS)]);
+        assert.ok(a.closed && b.closed, `bob's sessions closed: v2 ${a.closed}, legacy ${b.closed}`);
+        const m = await metricsUntil(users.metricsPort, SLACK_MS, (x) => ended(x, "user_removed") >= 2);
+        assert.equal(ended(m, "user_removed"), 2);
+        await assert.rejects(v2Handshake(users.port, { username: "bob", psk: bobPsk }), "bob can no longer log in");
+        assert.equal(new TextDecoder().decode(await alice.request("still served")), "Server received: still served");
+        await alice.close();
+        bobV2.destroy();
+        bobRef.socket.destroy();
+      } finally {
+        users.child.kill("SIGTERM");
+      }
     });
 
     test("2,000 connections that never authenticate, opened as fast as possible", async () => {

@@ -39,6 +39,8 @@ export function renderPrometheus(src: Required<Pick<MetricsSources, "stats" | "e
   metric(out, "nstp_handshakes_total", "counter", "Handshakes completed, by protocol.", Object.entries(s.handshakesByProtocol).map(([protocol, n]) => [n, { protocol }]));
   metric(out, "nstp_handshakes_failed_total", "counter", "Handshakes failed, by error code.", Object.entries(s.handshakesFailed).map(([reason, n]) => [n, { reason }]));
   metric(out, "nstp_sessions_failed_total", "counter", "Established sessions ended by an error, by code.", Object.entries(s.sessionsFailed).map(([reason, n]) => [n, { reason }]));
+  metric(out, "nstp_sessions_ended_total", "counter", "Sessions the server ended without an error, by reason.", Object.entries(s.sessionsEnded).map(([reason, n]) => [n, { reason }]));
+  metric(out, "nstp_sockets", "gauge", "Sockets open, including refused ones and ones still flushing their last bytes.", [[s.sockets]]);
   metric(out, "nstp_messages_total", "counter", "Application messages, by direction.", [[s.messagesIn, { direction: "in" }], [s.messagesOut, { direction: "out" }]]);
   metric(out, "nstp_payload_bytes_total", "counter", "Application payload bytes, by direction.", [[s.payloadIn, { direction: "in" }], [s.payloadOut, { direction: "out" }]]);
   metric(out, "nstp_wire_bytes_total", "counter", "Bytes on the wire, by direction.", [[s.wireIn, { direction: "in" }], [s.wireOut, { direction: "out" }]]);

@@ -4,6 +4,7 @@ import {
   type CryptoPool,
   type Logger,
   type Transport,
+  DEFAULT_FLUSH_TIMEOUT_MS,
   type Wire,
   type WireEvents,
   concat,
@@ -14,7 +15,7 @@ import {
   silentLogger,
 } from "@nstp/core";
 import { type ConnectionLimits, type MessageHandler, ServerConnection } from "./connection.ts";
-import { type KeyStore, dummyKeyFactory } from "./credentials.ts";
+import { DummyKeys, type KeyStore } from "./credentials.ts";
 import { FailureLimiter, type FailureLimiterOptions } from "./limiter.ts";
 import { ServerStats } from "./stats.ts";
 import { proxyAcceptor } from "./proxy-acceptor.ts";
@@ -34,7 +35,10 @@ export interface ServerOptions {
   crypto?: CryptoBackend;
   transport?: Transport;
   logger?: Logger;
-  /** Open connections at most (default 10,000). */
+  /**
+   * Open connections at most (default 10,000); a connection beyond it gets the busy signal, as at the
+   * handshake cap.
+   */
   maxConnections?: number;
   /** Connections still in the handshake at most; more are refused at once (default 512). */
   maxHandshaking?: number;
@@ -64,6 +68,10 @@ export const DEFAULT_LIMITS: ConnectionLimits = {
   recordTimeoutMs: 10_000,
   maxPendingMessages: 64,
   writeHighWaterMark: 1 << 20,
+  idleTimeoutMs: 300_000,
+  legacyIdleTimeoutMs: 0,
+  maxSessionLifetimeMs: 0,
+  flushTimeoutMs: DEFAULT_FLUSH_TIMEOUT_MS,
 };
 
 const REFERENCE_PREFIX_BYTES = new TextEncoder().encode(legacy.REFERENCE_REPLY_PREFIX);
@@ -90,10 +98,11 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const live = new Set<ServerConnection>();
   const limiter = new FailureLimiter({ burst: 20, refillPerSecond: 1, maxSources: 65_536, ...opts.failureLimit });
   const maxHandshaking = opts.maxHandshaking ?? 512;
+  const maxConnections = opts.maxConnections ?? 10_000;
   const ctx = {
     crypto,
     keys: opts.keys,
-    dummyKey: dummyKeyFactory(crypto),
+    dummyKey: new DummyKeys(crypto).key,
     handler: opts.handler ?? referenceHandler,
     limits: { ...DEFAULT_LIMITS, ...opts.limits },
     legacy: opts.legacy ?? true,
@@ -104,13 +113,14 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     onAuthFailed: (source: string) => limiter.failed(source),
   };
   const admit = (wire: Wire, headerMs = 0): WireEvents => {
+    stats.sockets++;
     // Refused before any work. Two zero bytes then a close read as "busy" in both protocols: v2's
     // busy signal in place of message 2, and a close before the reference's 8-byte session nonce.
-    if (stats.handshaking >= maxHandshaking || !limiter.allows(wire.remoteAddress)) {
+    if (live.size >= maxConnections || stats.handshaking >= maxHandshaking || !limiter.allows(wire.remoteAddress)) {
       stats.refused++;
       wire.write(v2.BUSY_SIGNAL);
       wire.end();
-      return { data() {}, drain() {}, close() {} };
+      return { data() {}, drain() {}, close: () => void stats.sockets-- };
     }
     // A PROXY header came first: the handshake has what is left of the deadline.
     const limits = headerMs > 0 ? { ...ctx.limits, handshakeTimeoutMs: Math.max(1, ctx.limits.handshakeTimeoutMs - headerMs) } : undefined;
@@ -120,11 +130,23 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   };
   const trusted = opts.trustedProxies?.length ? new TrustedProxies(opts.trustedProxies) : undefined;
   const listener = await transport.listen(
-    { host: opts.host ?? DEFAULT_HOST, port: opts.port ?? legacy.DEMO_PORT, maxConnections: opts.maxConnections ?? 10_000 },
+    {
+      host: opts.host ?? DEFAULT_HOST,
+      port: opts.port ?? legacy.DEMO_PORT,
+      // The transport's own cap, beyond which it closes without a word, leaves room for the sockets
+      // that are refused with the busy signal or still flushing their last bytes (each bounded by
+      // the flush deadline), so that a client at maxConnections is told "busy".
+      maxConnections: maxConnections + maxHandshaking,
+      flushTimeoutMs: ctx.limits.flushTimeoutMs,
+    },
     trusted
       ? proxyAcceptor({ trusted, timeoutMs: ctx.limits.handshakeTimeoutMs, maxPending: maxHandshaking, stats, log }, admit)
       : admit,
   );
+  // Removing (or re-keying) a user ends that user's sessions, and handshakes in progress, at once.
+  const unsubscribe = opts.keys.onUserRemoved?.((username) => {
+    for (const c of [...live]) if (c.user === username) c.end("user_removed");
+  });
   return {
     host: listener.host,
     port: listener.port,
@@ -133,6 +155,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     async close(closeOpts) {
       // Stop accepting first, then end the live connections: node:net's close() resolves only once
       // every connection is gone, so awaiting it before the shutdowns would wait forever.
+      unsubscribe?.();
       const stopped = listener.close();
       const graceMs = closeOpts?.graceMs ?? 5000;
       if (graceMs <= 0) {

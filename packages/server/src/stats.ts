@@ -10,6 +10,10 @@ export class ServerStats {
   handshakesByProtocol: Record<string, number> = {};
   handshakesFailed: Record<string, number> = {};
   sessionsFailed: Record<string, number> = {};
+  /** Sessions the server ended without an error (idle, lifetime, user removed), by reason. */
+  sessionsEnded: Record<string, number> = {};
+  /** Sockets open at the transport, including refused ones and ones flushing their last bytes. */
+  sockets = 0;
   messagesIn = 0;
   messagesOut = 0;
   payloadIn = 0;
@@ -37,6 +41,9 @@ export class ServerStats {
   }
   sessionFailed(code: string): void {
     this.sessionsFailed[code] = (this.sessionsFailed[code] ?? 0) + 1;
+  }
+  sessionEnded(reason: string): void {
+    this.sessionsEnded[reason] = (this.sessionsEnded[reason] ?? 0) + 1;
   }
   messageIn(bytes: number): void {
     this.messagesIn++;

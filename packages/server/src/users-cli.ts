@@ -6,14 +6,16 @@
  * With --file users.db (or sqlite:PATH) or --file postgres://...: add, remove, disable, enable, list,
  * import FILE.json and export, one transaction each (stores/users-db-cli.ts).
  * The file holds per user the derived key, salt and iterations, never a password; it is written with
- * mode 0600 and replaced atomically (write a temporary file beside it, then rename).
+ * mode 0600 and replaced atomically (users-file.ts: a random temporary name created exclusively beside
+ * it, fsync, rename, fsync of the directory).
  */
-import { existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { fromHex, legacy, toHex } from "@nstp/core";
 import { USERS_FILE_FORMAT, type UsersFile, parseUsersFile, userRecord } from "./credentials.ts";
 import { storeKind } from "./stores/schema.ts";
 import { DB_COMMANDS, deriveUserPsk, runDbCommand } from "./stores/users-db-cli.ts";
+import { writeFileAtomic } from "./users-file.ts";
 
 const USAGE = `usage: users add NAME --file FILE [--device-salt HEX] | users remove NAME --file FILE | users list --file FILE
        users ${DB_COMMANDS} --file users.db|sqlite:PATH|postgres://... [--device-salt HEX]`;
@@ -26,9 +28,7 @@ function readFile(path: string, deviceSalt: Uint8Array): UsersFile {
 }
 
 function writeAtomic(path: string, doc: UsersFile): void {
-  const tmp = `${path}.${process.pid}.tmp`;
-  writeFileSync(tmp, JSON.stringify(doc, null, 2) + "\n", { mode: 0o600 });
-  renameSync(tmp, path);
+  writeFileAtomic(path, JSON.stringify(doc, null, 2) + "\n");
 }
 
 async function main(): Promise<void> {

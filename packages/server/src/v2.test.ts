@@ -104,6 +104,8 @@ describe("v2 on the noble backend, AES-GCM in the worker pool", () => {
     const server = await startServer({ keys: keys(), port: 0, crypto: nobleBackend, pool });
     try {
       const session = await connect({ port: server.port, username: "alice", psk: new Uint8Array(psk), crypto: nobleBackend, pool });
+      // The first frame is the key confirmation, which the server opens inline (docs/PROTOCOL.md §v2).
+      await session.request("confirm");
       const before = pool.completed;
       const sent = Array.from({ length: 40 }, (_, i) => Buffer.alloc(3000 + i, i));
       const replies = await Promise.all(sent.map((m) => session.request(m)));

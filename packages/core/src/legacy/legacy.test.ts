@@ -9,7 +9,9 @@ import type { Output } from "../events.ts";
 import { loadVectors } from "../testing/vectors.ts";
 import { LegacyClient } from "./client.ts";
 import { LegacyServer } from "./server.ts";
-import { derivePsk } from "./keys.ts";
+import { derivePsk, sessionKey } from "./keys.ts";
+import { MAX_FALSE_BOUNDARIES } from "./server.ts";
+import { plantedRecord } from "../testing/planted-record.ts";
 
 interface Vector {
   name: string; device_salt: string; username: string; password: string; client_nonce: string; session_nonce: string;
@@ -281,6 +283,35 @@ describe("legacy failures close with typed errors", () => {
     s.provideKey(psk);
     const junk = concat(fromHex(v.session_nonce), new Uint8Array(4), new Uint8Array(200));
     assert.equal(code(() => s.receive(junk)), "ERR_TOO_LARGE");
+  });
+
+  test("records with the session nonce planted every 8 bytes: a few trials, then closed, however spread", () => {
+    let opens = 0;
+    const counting: CryptoBackend = { ...crypto, aesGcmOpen: (...a) => (opens++, crypto.aesGcmOpen(...a)) };
+    const key = sessionKey(crypto, psk, fromHex(v.client_nonce), fromHex(v.session_nonce));
+    const established = (): LegacyServer => {
+      const s = new LegacyServer({ crypto: counting, random: scripted([fromHex(v.session_nonce)]) });
+      s.receive(fromHex(v.client_hello));
+      s.receive(fromHex(v.client_proof));
+      s.provideKey(psk);
+      return s;
+    };
+    // One 64 KiB record holding 8,000 planted nonces (each once cost a trial decryption of the bytes
+    // before it) ends after MAX_FALSE_BOUNDARIES failed trials, not 8,000.
+    const big = plantedRecord(key, fromHex(v.session_nonce), 0, 64_000);
+    assert.equal(code(() => established().receive(big)), "ERR_DECRYPT");
+    assert.ok(opens <= MAX_FALSE_BOUNDARIES + 1, `${opens} trial decryptions`);
+    // Spread over records that each verify, a few planted nonces per record: the count is per session,
+    // not reset by a verified record.
+    opens = 0;
+    const s = established();
+    let err = "no error";
+    let delivered = 0;
+    for (let i = 0; i < 100 && err === "no error"; i++) {
+      err = code(() => (delivered += messages(s.receive(plantedRecord(key, fromHex(v.session_nonce), i, 40))).length));
+    }
+    assert.equal(err, "ERR_DECRYPT");
+    assert.ok(delivered < MAX_FALSE_BOUNDARIES && opens <= 2 * MAX_FALSE_BOUNDARIES + 2, `${delivered} records, ${opens} trials`);
   });
 
   test("a peer dribbling a large record one byte at a time exhausts the trial budget, bounded", () => {

@@ -11,7 +11,8 @@
  *   is greater than the last accepted one; anything else closes the connection;
  * - client records carry no length, so boundaries are recovered by trial: a record ends where the
  *   next record's nonce begins, or at the end of what has arrived; a candidate whose tag fails may be
- *   incomplete and is retried when more bytes arrive, within a bounded buffer and work budget;
+ *   incomplete and is retried when more bytes arrive, within a bounded buffer, a trial credit earned
+ *   by the bytes received, and a handful of false boundaries per session;
  * - reply nonces are random but never start with the session nonce, so a reply can never collide
  *   with a client record nonce under the shared key.
  */
@@ -35,12 +36,23 @@ import { GCM_NONCE_SIZE } from "../crypto/backend.ts";
 
 export const DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024;
 /**
- * Trial decryption costs one AES-GCM pass over the buffered bytes per arrival that does not complete
- * a record. The budget (in bytes decrypted per record, as a multiple of the largest record) bounds a
- * peer that dribbles a large record a byte at a time. An honest 64 KiB record cut into 536-byte
- * segments (the smallest common MSS) costs about 4 MiB of trials, a sixteenth of the budget.
+ * Trial decryption is paid for by the bytes the peer sends: every byte received earns this many bytes
+ * of trial decryption, every trial spends its length, and a trial the credit cannot pay for closes the
+ * connection. The credit is never reset (a verified record earns nothing beyond its bytes), so a peer
+ * can make the server decrypt at most this many bytes per byte it sent, however it cuts or crafts its
+ * records. An honest 64 KiB record cut into 536-byte segments (the smallest common MSS) spends about
+ * 61 bytes per byte received (arrival k retries the k*536 bytes buffered so far: 4 MiB in all).
  */
-export const TRIAL_BUDGET_FACTOR = 256;
+export const TRIAL_CREDIT_PER_BYTE = 256;
+/** Credit saved up to at most this many largest records: a burst of trials cannot exceed it. */
+export const TRIAL_CREDIT_RECORDS = 256;
+/**
+ * A session nonce found inside a record's bytes whose trial fails is a false boundary. Honest
+ * ciphertext contains the 8-byte session nonce by chance with probability 2^-64 per position, so an
+ * honest session never meets one in practice; a peer that plants them (the nonce every 8 bytes once
+ * cost 8,100 trials per record) is closed after this many in the whole session.
+ */
+export const MAX_FALSE_BOUNDARIES = 8;
 
 export interface LegacyServerOptions {
   crypto: CryptoBackend;
@@ -73,8 +85,11 @@ export class LegacyServer {
   private readonly maxRecord: number;
   /** Where the next search for a record boundary starts (earlier positions were tried). */
   private searchFrom = MIN_CLIENT_RECORD;
-  /** Bytes trial-decrypted for the record at the head of the inbox. */
-  private trialWork = 0;
+  /** Bytes of trial decryption the peer has paid for and not yet spent (TRIAL_CREDIT_PER_BYTE). */
+  private trialCredit = 0;
+  private readonly maxTrialCredit: number;
+  /** Session nonces inside records whose trial failed, over the whole session. */
+  private falseBoundaries = 0;
 
   constructor(opts: LegacyServerOptions) {
     this.crypto = opts.crypto;
@@ -83,6 +98,7 @@ export class LegacyServer {
     this.maxRecord = RECORD_NONCE_SIZE + this.maxMessageSize + TAG_SIZE;
     // A full record plus the start of the next one's nonce fits; more is never needed.
     this.inbox = new ByteQueue(this.maxRecord + RECORD_NONCE_SIZE);
+    this.maxTrialCredit = TRIAL_CREDIT_RECORDS * this.maxRecord;
   }
 
   get stateName(): ServerState["kind"] {
@@ -108,6 +124,7 @@ export class LegacyServer {
     const out: Output[] = [];
     try {
       if (this.state.kind === "failed") throw new ProtocolError("data after failure");
+      this.trialCredit = Math.min(this.maxTrialCredit, this.trialCredit + TRIAL_CREDIT_PER_BYTE * chunk.length);
       feedBounded(this.inbox, chunk, () => this.process(out), () => new TooLargeError(`client message exceeds ${this.maxMessageSize} bytes`));
       return out;
     } catch (e) {
@@ -222,7 +239,6 @@ export class LegacyServer {
         s.lastCounter = counter;
         this.inbox.consume(end);
         this.searchFrom = MIN_CLIENT_RECORD;
-        this.trialWork = 0;
         out.push({ type: "message", data: plaintext });
         return true;
       }
@@ -233,21 +249,21 @@ export class LegacyServer {
       if (at + RECORD_NONCE_SIZE <= buf.length && readU32BE(buf, at + SESSION_NONCE_SIZE) === counter + 1) {
         throw new DecryptError();
       }
+      if (++this.falseBoundaries > MAX_FALSE_BOUNDARIES) throw new DecryptError("session nonce planted inside records");
       from = at + 1;
     }
     // Nothing verified: the record may be incomplete. Search only new positions next time (an
     // occurrence may straddle the end, so back off by the nonce size).
     this.searchFrom = Math.max(MIN_CLIENT_RECORD, buf.length - SESSION_NONCE_SIZE + 1);
     if (buf.length >= this.maxRecord) throw new TooLargeError(`client message exceeds ${this.maxMessageSize} bytes`);
-    if (this.trialWork > TRIAL_BUDGET_FACTOR * this.maxRecord) {
-      throw new ProtocolError("record boundary not found within the work budget");
-    }
     return false;
   }
 
   private tryOpen(key: Uint8Array, nonce: Uint8Array, sealed: Uint8Array): Uint8Array | null {
     if (sealed.length - TAG_SIZE > this.maxMessageSize) return null;
-    this.trialWork += sealed.length;
+    // Paid before it is done: a peer out of credit is closed without the work.
+    if (sealed.length > this.trialCredit) throw new ProtocolError("record boundary not found within the trial credit");
+    this.trialCredit -= sealed.length;
     // Both backends return the plaintext in a fresh buffer, so it outlives the inbox view.
     return this.crypto.aesGcmOpen(key, nonce, sealed);
   }

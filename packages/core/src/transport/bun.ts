@@ -4,7 +4,7 @@
  */
 import type { Socket } from "bun";
 import { NstpError } from "../errors.ts";
-import type { DialOptions, ListenOptions, Listener, Transport, Wire, WireEvents } from "./wire.ts";
+import { DEFAULT_FLUSH_TIMEOUT_MS, type DialOptions, type ListenOptions, type Listener, type Transport, type Wire, type WireEvents } from "./wire.ts";
 
 interface Slot {
   wire?: BunWire;
@@ -15,12 +15,22 @@ class BunWire implements Wire {
   private queue: Uint8Array[] = [];
   private queued = 0;
   private ending = false;
+  /** end()'s flush deadline: Bun's socket.end() waits for ever for a peer that stops reading. */
+  private flushDeadline: ReturnType<typeof setTimeout> | undefined;
+  private readonly flushTimeoutMs: number;
   closed = false;
   readonly remoteAddress: string;
   private readonly socket: Socket<Slot>;
-  constructor(socket: Socket<Slot>) {
+  constructor(socket: Socket<Slot>, flushTimeoutMs = DEFAULT_FLUSH_TIMEOUT_MS) {
     this.socket = socket;
     this.remoteAddress = socket.remoteAddress;
+    this.flushTimeoutMs = flushTimeoutMs;
+  }
+
+  /** The transport saw the socket close. */
+  markClosed(): void {
+    this.closed = true;
+    clearTimeout(this.flushDeadline);
   }
 
   get bufferedAmount(): number {
@@ -61,14 +71,17 @@ class BunWire implements Wire {
   }
 
   end(): void {
-    if (this.closed) return;
+    if (this.closed || this.ending) return;
     this.ending = true;
+    // Unref'd: it bounds the socket's life, and must not be what keeps a process running.
+    this.flushDeadline = setTimeout(() => this.destroy(), this.flushTimeoutMs);
+    this.flushDeadline.unref?.();
     if (this.queued === 0) this.socket.end();
   }
 
   destroy(): void {
     if (this.closed) return;
-    this.closed = true;
+    this.markClosed();
     this.queue = [];
     this.queued = 0;
     this.socket.terminate();
@@ -96,14 +109,14 @@ function handlers(onOpen: (socket: Socket<Slot>) => void) {
     close(socket: Socket<Slot>, error?: Error) {
       if (!socket.data) return;
       const { wire, events } = socket.data;
-      if (wire) wire.closed = true;
+      wire?.markClosed();
       socket.data.events = undefined;
       events?.close(error);
     },
     error(socket: Socket<Slot>, error: Error) {
       if (!socket.data) return;
       const { wire, events } = socket.data;
-      if (wire) wire.closed = true;
+      wire?.markClosed();
       socket.data.events = undefined;
       events?.close(error);
     },
@@ -121,7 +134,7 @@ export const bunTransport: Transport = {
         return;
       }
       open++;
-      const wire = new BunWire(socket);
+      const wire = new BunWire(socket, opts.flushTimeoutMs);
       // A fresh slot per connection: Bun would otherwise share one initial data object.
       socket.data = { wire };
       socket.data.events = accept(wire);
@@ -166,7 +179,7 @@ export const bunTransport: Transport = {
         }),
         timeout,
       ]);
-      const wire = new BunWire(socket);
+      const wire = new BunWire(socket, opts.flushTimeoutMs);
       slot.wire = wire;
       slot.events = attach(wire);
       return wire;

@@ -1,16 +1,23 @@
 /** node:net adapter (the Node build; also works under Bun's node:net). */
 import * as net from "node:net";
 import { NstpError } from "../errors.ts";
-import type { DialOptions, ListenOptions, Listener, Transport, Wire, WireEvents } from "./wire.ts";
+import { DEFAULT_FLUSH_TIMEOUT_MS, type DialOptions, type ListenOptions, type Listener, type Transport, type Wire, type WireEvents } from "./wire.ts";
 
-function wrap(socket: net.Socket): Wire {
+function wrap(socket: net.Socket, flushTimeoutMs = DEFAULT_FLUSH_TIMEOUT_MS): Wire {
+  let ending = false;
   return {
     write(data) {
       if (!socket.destroyed && socket.writable) socket.write(data);
     },
     end() {
+      if (ending || socket.destroyed) return;
+      ending = true;
       // Flush, send FIN, then close without waiting for the peer's FIN: a hostile peer that never
-      // closes its side must not keep the socket (and its memory) open.
+      // closes its side must not keep the socket (and its memory) open. The flush itself is bounded:
+      // end()'s callback never comes while the peer does not read.
+      const deadline = setTimeout(() => socket.destroy(), flushTimeoutMs);
+      deadline.unref(); // it bounds the socket's life, and must not be what keeps a process running
+      socket.once("close", () => clearTimeout(deadline));
       socket.end(() => socket.destroy());
     },
     destroy() {
@@ -47,7 +54,7 @@ export const nodeTransport: Transport = {
     server.on("connection", (socket) => {
       open++;
       socket.once("close", () => open--);
-      bind(socket, accept(wrap(socket)));
+      bind(socket, accept(wrap(socket, opts.flushTimeoutMs)));
     });
     return new Promise((resolve, reject) => {
       server.once("error", reject);
@@ -82,7 +89,7 @@ export const nodeTransport: Transport = {
       socket.once("connect", () => {
         clearTimeout(timer);
         socket.removeAllListeners("error");
-        const wire = wrap(socket);
+        const wire = wrap(socket, opts.flushTimeoutMs);
         bind(socket, attach(wire));
         resolve(wire);
       });

@@ -5,7 +5,10 @@
 export interface Wire {
   /** Queues bytes for the peer; never writes partially, never throws after close. */
   write(data: Uint8Array): void;
-  /** Flushes what is queued, then closes the write side and the connection. */
+  /**
+   * Flushes what is queued, then closes the write side and the connection; if the peer has not taken
+   * it all within the flush deadline (a peer that stops reading), destroys the connection.
+   */
   end(): void;
   /** Closes at once, dropping anything queued. */
   destroy(): void;
@@ -25,11 +28,19 @@ export interface WireEvents {
   close(error?: Error): void;
 }
 
+/**
+ * How long end() waits for the peer to take what is queued before it destroys the connection. A peer
+ * that stops reading would otherwise hold the socket, and what is queued for it, for ever.
+ */
+export const DEFAULT_FLUSH_TIMEOUT_MS = 5000;
+
 export interface ListenOptions {
   host: string;
   port: number;
   /** Connections beyond this are closed as soon as they are accepted. */
   maxConnections: number;
+  /** end()'s flush deadline (default DEFAULT_FLUSH_TIMEOUT_MS). */
+  flushTimeoutMs?: number;
 }
 
 export interface Listener {
@@ -45,6 +56,8 @@ export interface DialOptions {
   host: string;
   port: number;
   timeoutMs: number;
+  /** end()'s flush deadline (default DEFAULT_FLUSH_TIMEOUT_MS). */
+  flushTimeoutMs?: number;
 }
 
 export interface Transport {

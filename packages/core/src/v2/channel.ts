@@ -8,6 +8,8 @@ export interface ChannelOptions {
   maxMessageSize: number;
   /** Frames per direction between Rekey() calls; only tests change it. */
   rekeyInterval?: number;
+  /** Told once, when the first incoming frame has authenticated (the server's key confirmation). */
+  onFirstFrame?: (out: Output[]) => void;
 }
 
 export class Channel {
@@ -18,7 +20,7 @@ export class Channel {
   constructor(keys: TransportKeys, opts: ChannelOptions) {
     const interval = opts.rekeyInterval ?? REKEY_INTERVAL;
     this.writer = new FrameWriter(keys.send, interval);
-    this.reader = new FrameReader(keys.receive, opts.maxMessageSize, interval);
+    this.reader = new FrameReader(keys.receive, opts.maxMessageSize, interval, opts.onFirstFrame);
     this.handshakeHash = keys.handshakeHash;
   }
 

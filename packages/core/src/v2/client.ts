@@ -2,6 +2,9 @@
  * Client (Noise initiator) side of protocol v2 as a sans-IO state machine:
  *   start --preamble + message 1--> initiationSent --message 2--> established
  * with "failed" absorbing every error. The preamble and message 1 leave in one write.
+ *
+ * The server counts the session only once our first frame authenticates (docs/PROTOCOL.md §v2 "Key
+ * confirmation"): a driver with nothing to send right after message 2 sends ping() at once.
  */
 import type { CryptoBackend } from "../crypto/backend.ts";
 import { ByteQueue, concat, utf8 } from "../bytes.ts";
@@ -81,24 +84,14 @@ export class V2Client extends V2Endpoint {
     return [{ type: "send", data: concat(this.preamble, encodeFramed(message1)) }];
   }
 
-  receive(chunk: Uint8Array): Output[] {
-    return this.guard(() => {
-      const out: Output[] = [];
-      const s = this.state;
-      if (s.kind === "initiationSent") {
-        const used = this.consumeResponse(s, chunk, out);
-        if (used < chunk.length) this.receiveEstablished(chunk.subarray(used), out);
-      } else {
-        this.receiveEstablished(chunk, out);
-      }
-      return out;
-    });
+  /** True until a frame has been sealed: the server is still waiting for our key confirmation. */
+  get unconfirmed(): boolean {
+    return this.state.kind === "established" && this.framesSent === 0;
   }
 
-  private receiveEstablished(chunk: Uint8Array, out: Output[]): void {
+  receive(chunk: Uint8Array): Output[] {
     const s = this.state;
-    if (s.kind !== "established") throw new ProtocolError(`data in state ${s.kind}`);
-    s.channel.receive(chunk, out);
+    return this.receiveAfterHandshake(chunk, s.kind === "initiationSent" ? (c, out) => this.consumeResponse(s, c, out) : undefined);
   }
 
   /** Takes message 2 from the front of `chunk`; returns how many bytes it used. */

@@ -22,6 +22,11 @@ export abstract class V2Endpoint {
     return this.channel()?.reader.frames ?? 0;
   }
 
+  /** Frames sealed so far towards the peer (a keepalive pings only when this stands still). */
+  get framesSent(): number {
+    return this.channel()?.writer.frames ?? 0;
+  }
+
   /** The Noise handshake hash once established (channel binding). */
   get handshakeHash(): Uint8Array | undefined {
     return this.channel()?.handshakeHash;
@@ -30,6 +35,11 @@ export abstract class V2Endpoint {
   /** Packs messages (and a close chunk if asked) into as few frames as fit. */
   seal(messages: readonly Uint8Array[], close = false): Uint8Array {
     return this.established("send").writer.seal(messages, close);
+  }
+
+  /** One frame holding one empty ping chunk: the client's key confirmation, or a keepalive. */
+  ping(): Uint8Array {
+    return this.established("send").writer.sealPing();
   }
 
   /** Frames laid out with their nonces taken, to seal in the worker pool. */
@@ -47,6 +57,20 @@ export abstract class V2Endpoint {
     return this.guard(() => {
       const out: Output[] = [];
       this.established("data").reader.accept(plaintexts, out);
+      return out;
+    });
+  }
+
+  /**
+   * Bytes that first finish the handshake's last message, then are frames: `handshake` (while one is
+   * still due) consumes what it needs from the front of `chunk` and returns how many bytes it used;
+   * the rest goes to the established channel.
+   */
+  protected receiveAfterHandshake(chunk: Uint8Array, handshake: ((chunk: Uint8Array, out: Output[]) => number) | undefined): Output[] {
+    return this.guard(() => {
+      const out: Output[] = [];
+      const used = handshake ? handshake(chunk, out) : 0;
+      if (used < chunk.length) this.established("data").receive(chunk.subarray(used), out);
       return out;
     });
   }

@@ -6,15 +6,17 @@
  * write. The reader accepts any packing, checks each frame's tag before it looks at a single chunk,
  * and bounds what it buffers: one frame of ciphertext and one message of plaintext.
  */
-import { ByteQueue, concat, readU16BE } from "../bytes.ts";
-import { DecryptError, NstpError, ProtocolError, TooLargeError } from "../errors.ts";
+import { ByteQueue, readU16BE } from "../bytes.ts";
+import { DecryptError, NstpError, ProtocolError } from "../errors.ts";
 import type { Output } from "../events.ts";
 import type { CipherState } from "../noise/cipher-state.ts";
+import { MessageAssembly } from "./assembly.ts";
 import {
   CHUNK_CLOSE,
   CHUNK_HEADER_SIZE,
   CHUNK_LAST,
   CHUNK_MORE,
+  CHUNK_PING,
   LENGTH_SIZE,
   MAX_FRAME_CIPHERTEXT,
   TAG_SIZE,
@@ -97,6 +99,17 @@ export class FrameWriter {
     return out;
   }
 
+  /** One frame holding one empty ping chunk (docs/PROTOCOL.md §v2 "Ping"). */
+  sealPing(): Uint8Array {
+    if (this.closed) throw new NstpError("ERR_CLOSED", "session closed");
+    const out = new Uint8Array(LENGTH_SIZE + PING_PLAINTEXT.length + TAG_SIZE);
+    out[0] = (PING_PLAINTEXT.length + TAG_SIZE) >>> 8;
+    out[1] = (PING_PLAINTEXT.length + TAG_SIZE) & 0xff;
+    this.cipher.encryptInto([PING_PLAINTEXT], out, LENGTH_SIZE);
+    if (this.cipher.n % this.rekeyInterval === 0) this.cipher.rekey();
+    return out;
+  }
+
   /**
    * The same frames as seal(), with their nonces taken in order now, for sealing elsewhere. Frames
    * prepared later get later nonces: the caller writes assembled batches in preparation order.
@@ -166,6 +179,8 @@ export interface PreparedFrames {
 }
 
 const CLOSE_BODY = new Uint8Array(0);
+/** A ping chunk: type 3, empty body. */
+const PING_PLAINTEXT = new Uint8Array([CHUNK_PING, 0, 0]);
 
 /**
  * The packing rule, shared by both passes: chunks fill each frame greedily; a message continues in
@@ -210,20 +225,26 @@ export class FrameReader {
   readonly maxMessageSize: number;
   /** The partial frame at the end of the last read; never more than one frame. */
   private readonly partial = new ByteQueue(LENGTH_SIZE + MAX_FRAME_CIPHERTEXT);
-  /** Chunks of a message still incomplete, and their total size. */
-  private parts: Uint8Array[] = [];
-  private partBytes = 0;
+  /** The message still incomplete: memory bounded by what it retains (assembly.ts). */
+  private readonly message: MessageAssembly;
   private closedByPeer = false;
+  /**
+   * Called once, when the first frame's tag has verified and before any of its chunks is looked at:
+   * the server's key confirmation (docs/PROTOCOL.md §v2 "Key confirmation").
+   */
+  private onFirstFrame: ((out: Output[]) => void) | undefined;
 
-  constructor(cipher: CipherState, maxMessageSize: number, rekeyInterval = REKEY_INTERVAL) {
+  constructor(cipher: CipherState, maxMessageSize: number, rekeyInterval = REKEY_INTERVAL, onFirstFrame?: (out: Output[]) => void) {
     this.cipher = cipher;
     this.maxMessageSize = maxMessageSize;
     this.rekeyInterval = rekeyInterval;
+    this.onFirstFrame = onFirstFrame;
+    this.message = new MessageAssembly(maxMessageSize);
   }
 
   /** True while a frame or a multi-frame message is partly received. */
   get hasPartialInput(): boolean {
-    return this.partial.length > 0 || this.parts.length > 0;
+    return this.partial.length > 0 || this.message.started;
   }
 
   get closed(): boolean {
@@ -310,6 +331,11 @@ export class FrameReader {
   }
 
   private consumePlaintext(pt: Uint8Array, out: Output[]): void {
+    if (this.onFirstFrame) {
+      const confirmed = this.onFirstFrame;
+      this.onFirstFrame = undefined;
+      confirmed(out);
+    }
     let off = 0;
     while (off < pt.length) {
       if (this.closedByPeer) throw new ProtocolError("chunk after close");
@@ -320,25 +346,21 @@ export class FrameReader {
       if (pt.length - start < len) throw new ProtocolError("chunk longer than its frame");
       off = start + len;
       if (type === CHUNK_CLOSE) {
-        if (len !== 0 || this.parts.length > 0) throw new ProtocolError("close inside a message");
+        if (len !== 0 || this.message.started) throw new ProtocolError("close inside a message");
         this.closedByPeer = true;
         out.push({ type: "closed" });
         continue;
       }
-      if (type !== CHUNK_LAST && type !== CHUNK_MORE) throw new ProtocolError(`unknown chunk type ${type}`);
-      if (this.partBytes + len > this.maxMessageSize) throw new TooLargeError(`message exceeds ${this.maxMessageSize} bytes`);
-      const body = pt.subarray(start, off);
-      if (type === CHUNK_MORE) {
-        this.parts.push(body);
-        this.partBytes += len;
-      } else if (this.parts.length === 0) {
-        out.push({ type: "message", data: body });
-      } else {
-        this.parts.push(body);
-        out.push({ type: "message", data: concat(...this.parts) });
-        this.parts = [];
-        this.partBytes = 0;
+      if (type === CHUNK_PING) {
+        // Ignored wherever it falls, even between the chunks of a message; it carries nothing.
+        if (len !== 0) throw new ProtocolError("ping chunk with a body");
+        continue;
       }
+      if (type !== CHUNK_LAST && type !== CHUNK_MORE) throw new ProtocolError(`unknown chunk type ${type}`);
+      // Bodies are passed as (frame, offset, length): a view per chunk would cost an allocation even
+      // for the empty ones, which a frame holds 21,839 of.
+      if (type === CHUNK_MORE) this.message.add(pt, start, len);
+      else out.push({ type: "message", data: this.message.finish(pt, start, len) });
     }
   }
 }

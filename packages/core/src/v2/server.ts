@@ -1,8 +1,13 @@
 /**
  * Server (Noise responder) side of protocol v2 as a sans-IO state machine:
- *   start --preamble--> preambleConsumed --key + message 1--> established
+ *   start --preamble--> preambleConsumed --key + message 1--> responseSent --first frame--> established
  * with "failed" absorbing every error. The driver is asked for the user's key ("need-key") as soon as
  * the preamble names the user, so the lookup overlaps the arrival of message 1.
+ *
+ * Message 1 of NNpsk0 has no freshness: a recorded one verifies again on any connection. So message 1
+ * proves nothing about the peer, and the session counts ("established") only once the client's first
+ * transport frame has authenticated under the keys that message 2 gave it (docs/PROTOCOL.md §v2 "Key
+ * confirmation"). Until then nothing can be sealed towards the client.
  */
 import type { CryptoBackend } from "../crypto/backend.ts";
 import { ByteQueue } from "../bytes.ts";
@@ -35,6 +40,8 @@ export interface V2ServerOptions {
 type ServerState =
   | { kind: "start" }
   | { kind: "preambleConsumed"; preamble: Preamble; key?: Uint8Array; message1?: Uint8Array }
+  /** Message 2 sent; waiting for the client's first frame to prove it holds the session keys. */
+  | { kind: "responseSent"; username: string; channel: Channel }
   | { kind: "established"; username: string; channel: Channel }
   | { kind: "failed" };
 
@@ -67,13 +74,14 @@ export class V2Server extends V2Endpoint {
 
   get username(): string | undefined {
     const s = this.state;
-    return s.kind === "preambleConsumed" ? s.preamble.username : s.kind === "established" ? s.username : undefined;
+    if (s.kind === "preambleConsumed") return s.preamble.username;
+    return s.kind === "responseSent" || s.kind === "established" ? s.username : undefined;
   }
 
   receive(chunk: Uint8Array): Output[] {
     return this.guard(() => {
       const out: Output[] = [];
-      if (this.state.kind === "established") this.state.channel.receive(chunk, out);
+      if (this.state.kind === "established" || this.state.kind === "responseSent") this.state.channel.receive(chunk, out);
       else if (this.state.kind === "failed") throw new ProtocolError("data after failure");
       else {
         if (!this.inbox.push(chunk)) throw new ProtocolError("data before the handshake completed");
@@ -143,8 +151,21 @@ export class V2Server extends V2Endpoint {
       throw e;
     }
     const message2 = handshake.writeMessage(EMPTY);
-    const channel = new Channel(handshake.split(), { maxMessageSize: this.opts.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE, rekeyInterval: this.opts.rekeyInterval });
-    this.state = { kind: "established", username: preamble.username, channel };
-    out.push({ type: "send", data: encodeFramed(message2) }, { type: "established", username: preamble.username });
+    const username = preamble.username;
+    const channel: Channel = new Channel(handshake.split(), {
+      maxMessageSize: this.opts.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE,
+      rekeyInterval: this.opts.rekeyInterval,
+      onFirstFrame: (confirmed) => this.confirm(channel, confirmed),
+    });
+    this.state = { kind: "responseSent", username, channel };
+    out.push({ type: "send", data: encodeFramed(message2) });
+  }
+
+  /** The client's first frame authenticated: it holds the session keys, so it is live, not a replay. */
+  private confirm(channel: Channel, out: Output[]): void {
+    const s = this.state;
+    if (s.kind !== "responseSent" || s.channel !== channel) throw new ProtocolError(`key confirmation in state ${s.kind}`);
+    this.state = { kind: "established", username: s.username, channel };
+    out.push({ type: "established", username: s.username });
   }
 }

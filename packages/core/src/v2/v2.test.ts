@@ -23,9 +23,12 @@ function handshake(crypto: CryptoBackend, opts: { serverKey?: Uint8Array; rekeyI
   const s1 = server.receive(hello);
   assert.deepEqual(s1[0], { type: "need-key", username: "alice" });
   const s2 = server.provideKey(opts.serverKey ?? psk);
-  assert.deepEqual(s2.map((o) => o.type), ["send", "established"]);
+  assert.deepEqual(s2.map((o) => o.type), ["send"]);
+  assert.equal(server.stateName, "responseSent");
   const c = client.receive(sends(s2));
   assert.deepEqual(c, [{ type: "established", username: "alice" }]);
+  // Key confirmation: the server counts the session only once the client's first frame authenticates.
+  assert.deepEqual(server.receive(client.ping()), [{ type: "established", username: "alice" }]);
   return { client, server, hello, psk };
 }
 
@@ -63,7 +66,8 @@ describe("v2 handshake", () => {
       const server = new V2Server({ crypto });
       const outs = [...server.receive(hello.subarray(0, cut)), ...server.receive(hello.subarray(cut))];
       assert.ok(outs.some((o) => o.type === "need-key"), `cut ${cut}`);
-      assert.equal(server.provideKey(psk).at(-1)?.type, "established");
+      assert.equal(server.provideKey(psk).at(-1)?.type, "send");
+      assert.equal(server.stateName, "responseSent");
     }
     // One byte at a time, with the key arriving before message 1.
     const server = new V2Server({ crypto });
@@ -72,7 +76,62 @@ describe("v2 handshake", () => {
       for (const o of server.receive(new Uint8Array([b]))) if (o.type === "need-key") (server.provideKey(psk), (keyed = true));
     }
     assert.ok(keyed);
+    assert.equal(server.stateName, "responseSent");
+  });
+
+  test("key confirmation: a replayed message 1 verifies but never establishes, and nothing can be sent to it", () => {
+    const { hello, psk } = handshake(crypto);
+    for (let i = 0; i < 3; i++) {
+      const server = new V2Server({ crypto });
+      const outs = [...server.receive(hello), ...server.provideKey(psk)];
+      assert.deepEqual(outs.map((o) => o.type), ["need-key", "send"], "message 2 goes out, no session");
+      assert.equal(server.stateName, "responseSent");
+      // The server sends nothing after message 2 until the client has proven its keys.
+      assert.throws(() => server.seal([utf8("push")]), { code: "ERR_PROTOCOL" });
+      assert.throws(() => server.seal([], true), { code: "ERR_PROTOCOL" });
+      assert.throws(() => server.prepare([utf8("push")]), { code: "ERR_PROTOCOL" });
+      assert.throws(() => server.ping(), { code: "ERR_PROTOCOL" });
+      // The replayer lacks the ephemeral key behind message 1, so any first frame it makes fails its tag.
+      const forged = concat(new Uint8Array([0, 19]), crypto.randomBytes(19));
+      assert.throws(() => server.receive(forged), { code: "ERR_DECRYPT" });
+      assert.equal(server.stateName, "failed");
+    }
+  });
+
+  test("key confirmation: the first frame establishes before any of its messages is released", () => {
+    const psk = crypto.sha256(utf8("psk"));
+    const client = new V2Client({ crypto, username: "alice", psk });
+    const server = new V2Server({ crypto });
+    server.receive(sends(client.start()));
+    client.receive(sends(server.provideKey(psk)));
+    assert.equal(client.unconfirmed, true);
+    const first = client.seal([utf8("a"), utf8("b")]);
+    assert.equal(client.unconfirmed, false);
+    const outs = server.receive(first);
+    assert.deepEqual(outs.map((o) => o.type), ["established", "message", "message"]);
     assert.equal(server.stateName, "established");
+    assert.deepEqual(messages(client.receive(server.seal([utf8("now")]))), [utf8("now")]);
+  });
+
+  test("ping chunks are ignored by both roles once established, anywhere between chunks; a ping with a body is refused", () => {
+    const { client, server } = handshake(crypto);
+    assert.deepEqual(server.receive(client.ping()), []);
+    assert.deepEqual(messages(server.receive(concat(client.ping(), client.seal([utf8("x")]), client.ping()))), [utf8("x")]);
+    const k = crypto.randomBytes(32);
+    const w = new CipherState(crypto, k);
+    const r = new FrameReader(new CipherState(crypto, k), 1 << 20);
+    // One frame: "he" (more), ping, "llo" (last), ping.
+    const pt = new Uint8Array([1, 0, 2, 0x68, 0x65, 3, 0, 0, 0, 0, 3, 0x6c, 0x6c, 0x6f, 3, 0, 0]);
+    const ct = w.encryptWithAd(new Uint8Array(0), pt);
+    const out: Output[] = [];
+    r.receive(concat(new Uint8Array([0, ct.length]), ct), out);
+    assert.deepEqual(messages(out), [utf8("hello")]);
+    const withBody = w.encryptWithAd(new Uint8Array(0), new Uint8Array([3, 0, 1, 0x41]));
+    assert.throws(() => r.receive(concat(new Uint8Array([0, withBody.length]), withBody), []), { code: "ERR_PROTOCOL" });
+    // The client ignores the server's pings too.
+    const p = new FrameWriter(new CipherState(crypto, k)).sealPing();
+    assert.deepEqual(readU16BE(p, 0), 3 + TAG_SIZE);
+    assert.deepEqual(messages(client.receive(concat(server.seal([utf8("1")]), server.ping(), server.seal([utf8("2")])))), [utf8("1"), utf8("2")]);
   });
 
   test("a wrong key fails message 1 as ERR_AUTH (an unknown user's dummy key fails the same way)", () => {
@@ -114,6 +173,7 @@ describe("v2 handshake", () => {
     const server = new V2Server({ crypto });
     server.receive(hello);
     const reply = sends(server.provideKey(psk));
+    assert.equal(server.stateName, "responseSent");
     const c = new V2Client({ crypto, username: "alice", psk: new Uint8Array(32).fill(1) });
     c.start();
     assert.throws(() => c.receive(reply), { code: "ERR_AUTH" });

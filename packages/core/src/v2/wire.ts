@@ -6,7 +6,10 @@
  *   message 1  u16be length (48) | Noise NNpsk0 "-> psk, e" (32-byte e, 16-byte tag of empty payload)
  *   message 2  u16be length (48) | Noise NNpsk0 "<- e, ee"
  *   frames     u16be length | AES-256-GCM ciphertext of one or more chunks, empty AAD
- *   chunk      type (0 last, 1 more, 2 close) | u16be body length | body
+ *   chunk      type (0 last, 1 more, 2 close, 3 ping) | u16be body length | body
+ *
+ * The client's first frame is the key confirmation (docs/PROTOCOL.md §v2 "Key confirmation"): the
+ * server counts a session only once it has authenticated a frame from the client.
  */
 import { fromUtf8, readU16BE, startsWith } from "../bytes.ts";
 import { ProtocolError } from "../errors.ts";
@@ -34,6 +37,11 @@ export const MIN_FRAME_CIPHERTEXT = CHUNK_HEADER_SIZE + TAG_SIZE;
 export const CHUNK_LAST = 0;
 export const CHUNK_MORE = 1;
 export const CHUNK_CLOSE = 2;
+/**
+ * An empty chunk the receiver ignores: a client with nothing to say right after message 2 sends one
+ * so that its first frame confirms its key; it also serves as a keepalive against the idle timeout.
+ */
+export const CHUNK_PING = 3;
 export const DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024;
 /** Each direction calls Noise Rekey() after every 2^20 frames it has carried. */
 export const REKEY_INTERVAL = 2 ** 20;
@@ -44,12 +52,13 @@ export interface Preamble {
   bytes: Uint8Array;
 }
 
-export function encodePreamble(usernameBytes: Uint8Array): Uint8Array {
+/** `magic` is v2's unless given: v3's preamble differs only in its version byte. */
+export function encodePreamble(usernameBytes: Uint8Array, magic: Uint8Array = PREAMBLE_MAGIC): Uint8Array {
   if (usernameBytes.length < 1 || usernameBytes.length > MAX_USERNAME_SIZE) throw new RangeError("username must be 1..255 bytes of UTF-8");
-  const out = new Uint8Array(PREAMBLE_MAGIC.length + 1 + usernameBytes.length);
-  out.set(PREAMBLE_MAGIC, 0);
-  out[PREAMBLE_MAGIC.length] = usernameBytes.length;
-  out.set(usernameBytes, PREAMBLE_MAGIC.length + 1);
+  const out = new Uint8Array(magic.length + 1 + usernameBytes.length);
+  out.set(magic, 0);
+  out[magic.length] = usernameBytes.length;
+  out.set(usernameBytes, magic.length + 1);
   return out;
 }
 
@@ -57,18 +66,18 @@ export function encodePreamble(usernameBytes: Uint8Array): Uint8Array {
  * Parses the preamble at the start of `buf`: undefined while incomplete, a ProtocolError as soon as a
  * byte that has arrived is wrong (a marker followed by junk closes at once).
  */
-export function parsePreamble(buf: Uint8Array): Preamble | undefined {
-  const have = Math.min(buf.length, PREAMBLE_MAGIC.length);
-  if (!startsWith(PREAMBLE_MAGIC.subarray(0, have), buf.subarray(0, have))) throw new ProtocolError("bad v2 preamble");
-  if (buf.length <= PREAMBLE_MAGIC.length) return undefined;
-  const ulen = buf[PREAMBLE_MAGIC.length]!;
+export function parsePreamble(buf: Uint8Array, magic: Uint8Array = PREAMBLE_MAGIC): Preamble | undefined {
+  const have = Math.min(buf.length, magic.length);
+  if (!startsWith(magic.subarray(0, have), buf.subarray(0, have))) throw new ProtocolError(`bad v${magic[magic.length - 1]} preamble`);
+  if (buf.length <= magic.length) return undefined;
+  const ulen = buf[magic.length]!;
   if (ulen === 0) throw new ProtocolError("empty username");
-  const total = PREAMBLE_MAGIC.length + 1 + ulen;
+  const total = magic.length + 1 + ulen;
   if (buf.length < total) return undefined;
   const bytes = buf.slice(0, total);
   let username: string;
   try {
-    username = fromUtf8(bytes.subarray(PREAMBLE_MAGIC.length + 1));
+    username = fromUtf8(bytes.subarray(magic.length + 1));
   } catch (e) {
     throw new ProtocolError("username is not valid UTF-8", { cause: e });
   }

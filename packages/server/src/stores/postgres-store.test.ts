@@ -40,7 +40,7 @@ describe("PostgreSQL store", { skip }, () => {
   });
   after(() => pg?.destroy());
 
-  test("two hosts: changes reach both through LISTEN/NOTIFY; removals and disabling are announced on both", async () => {
+  test("two hosts: changes reach both through LISTEN/NOTIFY; removals, disabling and new keys are announced on both", async () => {
     const w = await PostgresUsersDb.open(pg.url, deviceSalt);
     await w.put({ username: "alice", psk: key(1) });
     const hosts = await Promise.all([0, 1].map(() => PostgresCredentialStore.open({ url: pg.url, deviceSalt, pollMs: 60_000 })));
@@ -59,8 +59,9 @@ describe("PostgreSQL store", { skip }, () => {
       }
       await w.setDisabled("bob", true);
       await w.remove("alice");
-      assert.ok(await within(1000, () => removed.every((r) => r.length === 2)), JSON.stringify(removed));
-      for (const r of removed) assert.deepEqual(r.sort(), ["alice", "bob"]);
+      // alice re-keyed (her sessions are revoked), bob disabled, alice removed; bob's arrival ends nothing.
+      assert.ok(await within(1000, () => removed.every((r) => r.length === 3)), JSON.stringify(removed));
+      for (const r of removed) assert.deepEqual(r, ["alice", "bob", "alice"]);
       for (const h of hosts) {
         assert.equal(await h.lookup("alice"), undefined);
         assert.equal(await h.lookup("bob"), undefined);
@@ -132,7 +133,7 @@ describe("PostgreSQL store", { skip }, () => {
   });
 
   const onBun = detectRuntime() === "bun";
-  test("a Bun and a Node server share it: a user added through the CLI connects through both, a removal refuses on both, a restart under load costs no session", { skip: !onBun && "spawned from the Bun run", timeout: 180_000 }, async () => {
+  test("a Bun and a Node server share it: a user added through the CLI connects through both, a removal ends his sessions on both, a restart under load costs no session", { skip: !onBun && "spawned from the Bun run", timeout: 180_000 }, async () => {
     const url = pg.url;
     const derive = (u: string, p: string) => legacy.derivePsk(nativeBackend, { username: u, password: p, deviceSalt });
     await runUsersCli("node", ["add", "erin", "--file", url], "erin-pw\n");
@@ -149,8 +150,12 @@ describe("PostgreSQL store", { skip }, () => {
       await runUsersCli("bun", ["add", "frank", "--file", url], "frank-pw\n");
       const frank = await derive("frank", "frank-pw");
       for (const s of servers) assert.ok(await within(1000, async () => (await attempt(s.port, "frank", frank)) === "ok"), `frank on ${s.port}`);
+      // Removed on one side, his open sessions on both servers end within a second.
+      const franks = await Promise.all(servers.map((s) => connect({ port: s.port, username: "frank", psk: frank, deviceSalt })));
       await runUsersCli("node", ["remove", "frank", "--file", url]);
-      for (const s of servers) assert.ok(await within(1000, async () => (await attempt(s.port, "frank", frank)) === "ERR_AUTH"), `frank refused on ${s.port}`);
+      assert.ok(await within(1000, () => franks.every((f) => f.closed)), "frank's sessions ended on both");
+      for (const s of servers) assert.equal((await scrapeMetrics(s.metricsPort!)).get('nstp_sessions_ended_total{reason="user_removed"}'), 1);
+      for (const s of servers) assert.equal(await attempt(s.port, "frank", frank), "ERR_AUTH", `frank refused on ${s.port}`);
 
       // Under load: open sessions and handshakes of a cached user go on while the database is down.
       const sessions = await Promise.all(servers.map((s) => connect({ port: s.port, username: "erin", psk: erin, deviceSalt })));

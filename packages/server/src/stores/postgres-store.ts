@@ -4,7 +4,8 @@
  * on an advisory lock, take the next version from a sequence and NOTIFY the channel in the same
  * transaction, so a version commits only after every smaller one: each server LISTENs, and on a
  * notification (or every `pollMs`, and on every reconnection) reads the rows whose version is above
- * the last it saw, in one statement (one snapshot), drops them from its cache and announces removals.
+ * the last it saw, in one statement (one snapshot), drops them from its cache and announces users
+ * removed, disabled or re-keyed (onUserRemoved), whose sessions the server then ends.
  *
  * A database that is slow or down never stalls the event loop (every query is asynchronous) nor ends
  * a session: a lookup that misses the cache fails the handshake after `lookupTimeoutMs` (ERR_TIMEOUT,
@@ -13,7 +14,7 @@
  */
 import postgres from "postgres";
 import { type Logger, NstpError, silentLogger, utf8 } from "@nstp/core";
-import { type CredentialRecord, type CredentialStore, RecordCache, type RecordInput, RemovalListeners, type StoreHealth, checkRecord, pskOf } from "./records.ts";
+import { type CredentialRecord, type CredentialStore, RecordCache, type RecordInput, RemovalListeners, type StoreHealth, checkRecord, endsSessions, pskOf } from "./records.ts";
 import { POSTGRES_SCHEMA, SCHEMA_VERSION } from "./schema.ts";
 import { type UsersDb, checkDeviceSalt, rowToRecord } from "./users-db.ts";
 import { type GuessBudgetOptions, PostgresGuessBudget } from "./guess-budget.ts";
@@ -161,8 +162,8 @@ export class PostgresCredentialStore implements CredentialStore {
         this.again = false;
         try {
           const rows = await timeout(
-            this.sql`SELECT username, disabled, version, false AS removed FROM nstp_users WHERE version > ${this.seen}
-                     UNION ALL SELECT username, 0, version, true FROM nstp_removed WHERE version > ${this.seen}`,
+            this.sql`SELECT username, psk, w0, l, disabled, version, updated_at, false AS removed FROM nstp_users WHERE version > ${this.seen}
+                     UNION ALL SELECT username, NULL, NULL, NULL, 0, version, 0, true FROM nstp_removed WHERE version > ${this.seen}`,
             this.opts.lookupTimeoutMs ?? 2000,
             "catching up",
           );
@@ -181,13 +182,12 @@ export class PostgresCredentialStore implements CredentialStore {
     this.generation++;
     let removed = 0;
     for (const r of rows) {
-      const name = new TextDecoder().decode(r.username as Uint8Array);
-      this.seen = Math.max(this.seen, Number(r.version));
-      this.cache.delete(name);
-      if (r.removed || Number(r.disabled)) {
-        removed++;
-        this.removals.emit(name);
-      }
+      const after = rowToRecord(r);
+      this.seen = Math.max(this.seen, after.version);
+      const before = this.cache.get(after.username);
+      this.cache.delete(after.username);
+      if (r.removed) removed++;
+      if (endsSessions(before, { ...after, removed: r.removed === true })) this.removals.emit(after.username);
     }
     this.log.info("credential store changed", { store: "postgres", changed: rows.length - removed, removed });
   }

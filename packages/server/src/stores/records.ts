@@ -5,6 +5,7 @@
  */
 import { NstpError, legacy, utf8 } from "@nstp/core";
 import type { KeyStore } from "../credentials.ts";
+import { Lru } from "../lru.ts";
 
 /** RFC 9383 §3.2 with P-256: w0 is a scalar (32 bytes), L = w1*P an uncompressed SEC1 point (65 bytes). */
 export const W0_SIZE = 32;
@@ -44,7 +45,7 @@ export interface StoreHealth {
  */
 export interface CredentialStore extends KeyStore {
   lookupRecord(username: string, signal?: AbortSignal): CredentialRecord | undefined | Promise<CredentialRecord | undefined>;
-  /** `listener` is called with each user removed or disabled (by any process); returns an unsubscribe. */
+  /** `listener` is called with each user removed, disabled or re-keyed (by any process); returns an unsubscribe. */
   onUserRemoved(listener: (username: string) => void): () => void;
   health(): StoreHealth;
   close(): Promise<void>;
@@ -66,6 +67,23 @@ export function checkRecord(r: RecordInput): void {
 /** The usable PSK of a record: none for a disabled user (who then fails like an unknown one). */
 export function pskOf(r: CredentialRecord | undefined): Uint8Array | undefined {
   return r && !r.disabled ? r.psk : undefined;
+}
+
+const sameBytes = (a: Uint8Array | undefined, b: Uint8Array | undefined) =>
+  a === b || (!!a && !!b && a.length === b.length && a.every((x, i) => x === b[i]));
+
+/**
+ * Whether a change to a user ends their sessions (main's StaticKeyStore rule: removed, disabled, or
+ * re-keyed, since a new password revokes what the old one opened). `before` is what this process
+ * had: a record, null for a name it knew to be absent (a new user: no session), or undefined when it
+ * does not know (an evicted record may have had sessions, so announce). Enabling a user ends nothing.
+ */
+export function endsSessions(before: CredentialRecord | null | undefined, after: { removed: boolean; disabled: boolean; psk?: Uint8Array; w0?: Uint8Array; L?: Uint8Array }): boolean {
+  if (after.removed || after.disabled) return true;
+  if (before === null) return false;
+  if (before === undefined) return true;
+  if (before.disabled) return false; // it had no session to end
+  return !sameBytes(before.psk, after.psk) || !sameBytes(before.w0, after.w0) || !sameBytes(before.L, after.L);
 }
 
 /** Listeners for removals, each called once per event; a throwing listener does not stop the others. */
@@ -93,40 +111,28 @@ export class RemovalListeners {
  * name drops it from both.
  */
 export class RecordCache {
-  private readonly map = new Map<string, CredentialRecord>();
-  private readonly missing = new Map<string, true>();
-  private readonly max: number;
+  private readonly records: Lru<CredentialRecord>;
+  private readonly missing: Lru<true>;
   constructor(max: number) {
-    this.max = max;
+    this.records = new Lru(max);
+    this.missing = new Lru(max);
   }
   /** The record; null when the store is known not to have the name; undefined when not known here. */
   get(username: string): CredentialRecord | null | undefined {
-    const r = this.map.get(username);
-    if (r) {
-      this.map.delete(username);
-      this.map.set(username, r);
-      return r;
-    }
-    return this.missing.has(username) ? null : undefined;
+    return this.records.get(username) ?? (this.missing.get(username) ? null : undefined);
   }
   set(r: CredentialRecord): void {
     this.missing.delete(r.username);
-    bounded(this.map, r.username, r, this.max);
+    this.records.set(r.username, r);
   }
   setMissing(username: string): void {
-    bounded(this.missing, username, true, this.max);
+    this.missing.set(username, true);
   }
   delete(username: string): void {
-    this.map.delete(username);
+    this.records.delete(username);
     this.missing.delete(username);
   }
   get size(): number {
-    return this.map.size;
+    return this.records.size;
   }
-}
-
-function bounded<V>(m: Map<string, V>, k: string, v: V, max: number): void {
-  m.delete(k);
-  m.set(k, v);
-  if (m.size > max) m.delete(m.keys().next().value!);
 }

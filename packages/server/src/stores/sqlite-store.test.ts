@@ -88,7 +88,7 @@ test("records are checked before they are written; a store with another device s
   }
 });
 
-test("changes by another connection are seen within a second without SIGHUP; removals and disabling are announced", async () => {
+test("changes by another connection are seen within a second without SIGHUP; removals, disabling and new keys are announced", async () => {
   const t = tempDb();
   const w = await SqliteUsersDb.open(t.path, deviceSalt);
   await w.put({ username: "alice", psk: key(1) });
@@ -102,7 +102,7 @@ test("changes by another connection are seen within a second without SIGHUP; rem
     await w.put({ username: "alice", psk: key(3) });
     assert.ok(await within(1000, () => store.lookup("bob") !== undefined), "bob seen");
     assert.ok(await within(1000, () => store.lookup("alice")?.[0] === 3), "the cached record was replaced");
-    assert.equal(removed.length, 0);
+    assert.deepEqual([...removed], ["alice"], "a new key revokes alice's sessions; a new user has none");
     await w.setDisabled("bob", true);
     assert.ok(await within(1000, () => removed.includes("bob")), "disabling announced");
     assert.equal(store.lookup("bob"), undefined, "a disabled user has no key");
@@ -111,11 +111,11 @@ test("changes by another connection are seen within a second without SIGHUP; rem
     assert.ok(await within(1000, () => store.lookup("bob") !== undefined), "enabled again");
     assert.equal(await w.remove("alice"), true);
     assert.equal(await w.remove("alice"), false);
-    assert.ok(await within(1000, () => removed.includes("alice")), "removal announced");
+    assert.ok(await within(1000, () => removed.length === 3), "removal announced");
     assert.equal(store.lookup("alice"), undefined);
     await w.put({ username: "alice", psk: key(4) });
     assert.ok(await within(1000, () => store.lookup("alice") !== undefined), "re-added");
-    assert.deepEqual(removed, ["bob", "alice"]);
+    assert.deepEqual(removed, ["alice", "bob", "alice"], "re-keyed, disabled, removed; enabling and re-adding end nothing");
     assert.equal(store.health().ok, true);
     off();
   } finally {
@@ -148,7 +148,7 @@ test("JSON users files import into a database and export back, keys checked agai
   }
 });
 
-test("a server on the store: a user added is served, a removed one refused, without a restart", async () => {
+test("a server on the store: a user added is served; removed, her open session ends and she is refused; no restart", async () => {
   const t = tempDb();
   const w = await SqliteUsersDb.open(t.path, deviceSalt);
   const psk = await legacy.derivePsk(nativeBackend, { username: "dora", password: "d", deviceSalt });
@@ -159,8 +159,11 @@ test("a server on the store: a user added is served, a removed one refused, with
     assert.equal(await attempt(), "ERR_AUTH");
     await w.put({ username: "dora", psk });
     assert.ok(await within(1000, async () => (await attempt()) === "ok"), "dora served within a second");
+    const live = await connect({ port: server.port, username: "dora", psk, deviceSalt });
     await w.remove("dora");
-    assert.ok(await within(1000, async () => (await attempt()) === "ERR_AUTH"), "dora refused within a second");
+    assert.ok(await within(1000, () => live.closed), "dora's open session ended within a second");
+    assert.equal(server.stats.sessionsEnded.user_removed, 1);
+    assert.equal(await attempt(), "ERR_AUTH", "and she is refused");
   } finally {
     await server.close();
     await store.close();

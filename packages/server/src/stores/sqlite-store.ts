@@ -3,12 +3,13 @@
  * only (PRAGMA query_only); `bun run users` writes, a transaction per change, in WAL mode so that
  * readers never wait for it. Every server process notices a change within `pollMs` without SIGHUP:
  * it polls PRAGMA data_version (which moves when another connection commits; no page is read) and
- * only then reads what changed since the store-wide version it last saw (schema.ts).
+ * only then reads what changed since the store-wide version it last saw (schema.ts), and announces
+ * each user removed, disabled or re-keyed (onUserRemoved), whose sessions the server then ends.
  */
 import { type Logger, silentLogger, utf8 } from "@nstp/core";
-import { type CredentialRecord, type CredentialStore, RecordCache, type RecordInput, RemovalListeners, type StoreHealth, checkRecord, pskOf } from "./records.ts";
+import { type CredentialRecord, type CredentialStore, RecordCache, type RecordInput, RemovalListeners, type StoreHealth, checkRecord, endsSessions, pskOf } from "./records.ts";
 import { SCHEMA_VERSION, SQLITE_SCHEMA } from "./schema.ts";
-import { type Row, type SqliteDb, openSqlite } from "./sqlite-driver.ts";
+import { type SqliteDb, openSqlite } from "./sqlite-driver.ts";
 import { type UsersDb, checkDeviceSalt, rowToRecord } from "./users-db.ts";
 
 export interface SqliteStoreOptions {
@@ -103,17 +104,19 @@ export class SqliteCredentialStore implements CredentialStore {
   }
 
   private applyChanges(v: number): void {
-    const changed = this.db.all("SELECT username, disabled FROM nstp_users WHERE version > ?", this.seen);
+    const changed = this.db.all("SELECT username, psk, w0, l, disabled, version, updated_at FROM nstp_users WHERE version > ?", this.seen);
     const removed = this.db.all("SELECT username FROM nstp_removed WHERE version > ?", this.seen);
     this.seen = v;
-    const name = (r: Row) => new TextDecoder().decode(r.username as Uint8Array);
-    for (const r of changed) {
-      this.cache.delete(name(r));
-      if (Number(r.disabled)) this.removals.emit(name(r));
+    for (const row of changed) {
+      const after = rowToRecord(row);
+      const before = this.cache.get(after.username);
+      this.cache.delete(after.username);
+      if (endsSessions(before, { ...after, removed: false })) this.removals.emit(after.username);
     }
     for (const r of removed) {
-      this.cache.delete(name(r));
-      this.removals.emit(name(r));
+      const name = new TextDecoder().decode(r.username as Uint8Array);
+      this.cache.delete(name);
+      this.removals.emit(name);
     }
     (this.opts.log ?? silentLogger).info("credential store changed", { store: "sqlite", changed: changed.length, removed: removed.length });
   }

@@ -4,6 +4,7 @@
  * tests do not test the code against itself. It is deliberately plain: one function per spec step.
  */
 import * as crypto from "node:crypto";
+import type * as net from "node:net";
 import { Reader, dial } from "./reference-peer.ts";
 
 const PROTOCOL_NAME = "Noise_NNpsk0_25519_AESGCM_SHA256";
@@ -71,8 +72,12 @@ export interface V2PeerSession {
   send(messages: Buffer[]): void;
   /** The frames send() would write, to write them some other way. */
   encode(messages: Buffer[]): Buffer;
+  /** One frame sealing `chunks` (chunk headers included) as given, however malformed. */
+  frame(chunks: Buffer): Buffer;
   /** Reads the next whole message (reassembling chunks). */
   receive(timeoutMs?: number): Promise<Buffer>;
+  /** Sends a frame holding one empty ping chunk (type 3). */
+  ping(): void;
   /** Sends the close chunk. */
   close(): void;
   /** Whether the server's close chunk has been read. */
@@ -81,13 +86,19 @@ export interface V2PeerSession {
   destroy(): void;
 }
 
-/** Runs the v2 handshake (preamble, message 1, message 2) against a server on loopback. */
+/**
+ * Runs the v2 handshake (preamble, message 1, message 2) against a server on loopback, then (unless
+ * `confirm` is false) sends a ping frame: the server counts the session only once a first frame from
+ * the client authenticates (§v2 "Key confirmation"). `onFlight` sees the preamble and message 1 as sent.
+ */
 export async function v2Handshake(
   port: number,
   opts: {
     username: string;
     psk: Buffer;
     splitPreamble?: boolean;
+    confirm?: boolean;
+    onFlight?: (flight: Buffer) => void;
     /** Where to connect (default 127.0.0.1) and from which local address. */
     host?: string;
     localAddress?: string;
@@ -114,6 +125,7 @@ export async function v2Handshake(
   const tag1 = seal(k!, 0n, h, EMPTY); // EncryptAndHash(empty payload) with n = 0
   h = sha256(h, tag1);
   const message1 = Buffer.concat([e.pub, tag1]);
+  opts.onFlight?.(Buffer.concat([preamble, u16(message1.length), message1]));
   if (opts.prefix) socket.write(opts.prefix);
   if (opts.splitPreamble) {
     socket.write(preamble);
@@ -133,8 +145,17 @@ export async function v2Handshake(
   [ck, k] = hkdf(ck, x25519(e.privateKey, re), 2) as [Buffer, Buffer];
   open(k!, 0n, h, message2.subarray(32)); // throws if the server does not know the PSK
   const [toServer, toClient] = hkdf(ck, EMPTY, 2);
-  const tx = new Direction(toServer!);
-  const rx = new Direction(toClient!);
+  return transportSession(socket, reader, toServer!, toClient!, opts.confirm !== false);
+}
+
+/**
+ * §v2 "Transport" over an open socket, from the two directions' keys: v2's own, or v3's
+ * k_c2s and k_s2c (v3's transport is v2's, unchanged). `confirm` sends a ping frame first (v2's
+ * key confirmation; v3 confirms with confirmP instead).
+ */
+export function transportSession(socket: net.Socket, reader: Reader, toServer: Buffer, toClient: Buffer, confirm = false): V2PeerSession {
+  const tx = new Direction(toServer);
+  const rx = new Direction(toClient);
 
   const inbox: Buffer[] = [];
   let partial: Buffer[] = [];
@@ -155,8 +176,11 @@ export async function v2Handshake(
     }
     return Buffer.concat(frames);
   };
+  const ping = () => socket.write(frame(Buffer.from([3, 0, 0])));
+  if (confirm) ping();
   return {
     reader,
+    ping,
     get closedByServer() {
       return closedByServer;
     },
@@ -164,6 +188,7 @@ export async function v2Handshake(
       socket.write(encode(messages));
     },
     encode,
+    frame,
     async receive(timeoutMs = 5000) {
       while (!inbox.length) {
         if (closedByServer) throw new Error("server closed the session");
@@ -175,6 +200,7 @@ export async function v2Handshake(
           const body = pt.subarray(off + 3, off + 3 + bodyLen);
           off += 3 + bodyLen;
           if (type === 2) closedByServer = true;
+          else if (type === 3) continue; // ping: ignored
           else if (type === 1) partial.push(body);
           else if (type === 0) {
             inbox.push(Buffer.concat([...partial, body]));

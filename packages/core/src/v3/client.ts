@@ -1,0 +1,110 @@
+/**
+ * Client (SPAKE2+ prover) side of protocol v3 as a sans-IO state machine:
+ *
+ *   start --preamble + message 1--> shareSent --message 2 (confirmV verifies) / message 3--> established
+ *
+ * with "failed" absorbing every error. The client is established once the server proved its key
+ * (confirmV); message 3 leaves first, so the driver's first transport frames follow it on the wire.
+ * A confirmV that does not verify is a final ERR_AUTH: the password is wrong or the server is not
+ * the one holding this user's verifier; retrying or falling back to an older version cannot help.
+ */
+import type { CryptoBackend } from "../crypto/backend.ts";
+import { ByteQueue, concat, utf8 } from "../bytes.ts";
+import { AuthError, NstpError, ProtocolError } from "../errors.ts";
+import type { Output } from "../events.ts";
+import { Channel } from "../v2/channel.ts";
+import { V2Endpoint } from "../v2/endpoint.ts";
+import { DEFAULT_MAX_MESSAGE_SIZE, framedLength } from "../v2/wire.ts";
+import { v3TransportKeys, handshakeSecrets } from "./handshake.ts";
+import type { ProverKeys } from "./keys.ts";
+import { SCALAR_SIZE, proverFinish, proverShare, randomScalar, scalarFromBytes, type CurveResult } from "./spake2plus.ts";
+import { MESSAGE2_BODY, MESSAGE2_SIZE, encodeMessage1, encodeMessage3, encodeV3Preamble, expectMessage, parseMessage2 } from "./wire.ts";
+
+export interface V3ClientOptions {
+  crypto: CryptoBackend;
+  username: string;
+  /** The server's device salt: SPAKE2+'s idVerifier. */
+  deviceSalt: Uint8Array;
+  /** w0 and w1 (deriveProverKeys, or the key cache). */
+  keys: ProverKeys;
+  maxMessageSize?: number;
+  /** Only tests inject these. */
+  x?: bigint;
+  rekeyInterval?: number;
+}
+
+type ClientState =
+  | { kind: "start" }
+  | { kind: "shareSent"; x: bigint; sent: Uint8Array; shareP: Uint8Array; inbox: ByteQueue }
+  | { kind: "established"; channel: Channel }
+  | { kind: "failed" };
+
+export class V3Client extends V2Endpoint {
+  readonly protocol = "v3" as const;
+  readonly username: string;
+  private state: ClientState = { kind: "start" };
+  private readonly opts: V3ClientOptions;
+  private readonly preamble: Uint8Array;
+
+  constructor(opts: V3ClientOptions) {
+    super();
+    if (opts.keys.w0.length !== SCALAR_SIZE || opts.keys.w1.length !== SCALAR_SIZE) throw new RangeError(`w0 and w1 must be ${SCALAR_SIZE} bytes`);
+    this.opts = opts;
+    this.username = opts.username;
+    this.preamble = encodeV3Preamble(utf8(opts.username));
+  }
+
+  protected channel(): Channel | undefined {
+    return this.state.kind === "established" ? this.state.channel : undefined;
+  }
+
+  protected markFailed(): void {
+    this.state = { kind: "failed" };
+  }
+
+  get stateName(): ClientState["kind"] {
+    return this.state.kind;
+  }
+
+  /** The preamble and message 1, in one write. */
+  start(): Output[] {
+    if (this.state.kind !== "start") throw new ProtocolError(`start in state ${this.state.kind}`);
+    const x = this.opts.x ?? randomScalar(this.opts.crypto);
+    const shareP = proverShare(scalarFromBytes(this.opts.keys.w0), x);
+    const sent = concat(this.preamble, encodeMessage1(shareP));
+    this.state = { kind: "shareSent", x, sent, shareP, inbox: new ByteQueue(MESSAGE2_SIZE) };
+    return [{ type: "send", data: sent }];
+  }
+
+  receive(chunk: Uint8Array): Output[] {
+    const s = this.state;
+    return this.receiveAfterHandshake(chunk, s.kind === "shareSent" ? (c, out) => this.consumeResponse(s, c, out) : undefined);
+  }
+
+  /** Takes message 2 from the front of `chunk`; returns how many bytes it used. */
+  private consumeResponse(s: Extract<ClientState, { kind: "shareSent" }>, chunk: Uint8Array, out: Output[]): number {
+    const take = Math.min(MESSAGE2_SIZE - s.inbox.length, chunk.length);
+    s.inbox.push(chunk.subarray(0, take));
+    if (framedLength(s.inbox.view()) === 0) throw new NstpError("ERR_BUSY", "server busy: it refused the handshake");
+    if (!expectMessage(s.inbox.view(), MESSAGE2_BODY, "message 2")) return take;
+    const message2 = s.inbox.take(MESSAGE2_SIZE);
+    const { shareV, confirmV } = parseMessage2(message2);
+    const { crypto, deviceSalt, keys } = this.opts;
+    let curve: CurveResult;
+    try {
+      curve = proverFinish(scalarFromBytes(keys.w0), scalarFromBytes(keys.w1), s.x, shareV);
+    } catch (e) {
+      throw new AuthError("the server did not prove knowledge of the password", { cause: e });
+    }
+    const secrets = handshakeSecrets(crypto, { preamble: this.preamble, deviceSalt, shareP: s.shareP, shareV, Z: curve.Z, V: curve.V, w0: keys.w0 });
+    curve.Z.fill(0);
+    curve.V.fill(0);
+    if (!crypto.timingSafeEqual(confirmV, secrets.confirmV)) throw new AuthError("the server did not prove knowledge of the password");
+    const message3 = encodeMessage3(secrets.confirmP);
+    const transport = v3TransportKeys(crypto, secrets, "client", [s.sent, message2, message3]);
+    const channel = new Channel(transport, { maxMessageSize: this.opts.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE, rekeyInterval: this.opts.rekeyInterval });
+    this.state = { kind: "established", channel };
+    out.push({ type: "send", data: message3 }, { type: "established", username: this.username });
+    return take;
+  }
+}

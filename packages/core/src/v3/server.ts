@@ -1,0 +1,210 @@
+/**
+ * Server (SPAKE2+ verifier) side of protocol v3 as a sans-IO state machine:
+ *
+ *   start --preamble--> preambleReceived --record + message 1--> [curvePending] --> responseSent
+ *         --message 3 (confirmP verifies)--> established
+ *
+ * with "failed" absorbing every error. "need-key" goes out as soon as the preamble names the user,
+ * so the record lookup overlaps message 1. The record is a verifier { w0, L } (provideVerifier), or
+ * a PSK from which w0 and L are derived (provideKey, for users stores that hold only PSKs; the
+ * derivation adds one base-point multiplication, so a driver must give unknown users the same kind
+ * of record as known ones: fake verifiers where it serves verifiers, dummy PSKs where it serves PSKs).
+ *
+ * Nothing is sent after message 2 until confirmP verifies (docs/PROTOCOL.md §v3): seal() refuses
+ * and "established" comes only then, so a driver counts the session only once the client proved
+ * its key. Any byte from the client before message 3 is due closes the connection.
+ */
+import type { CryptoBackend } from "../crypto/backend.ts";
+import { ByteQueue } from "../bytes.ts";
+import { AuthError, ProtocolError } from "../errors.ts";
+import type { Output } from "../events.ts";
+import { Channel } from "../v2/channel.ts";
+import { V2Endpoint } from "../v2/endpoint.ts";
+import { DEFAULT_MAX_MESSAGE_SIZE } from "../v2/wire.ts";
+import { type HandshakeSecrets, handshakeSecrets, v3TransportKeys } from "./handshake.ts";
+import { type Verifier, checkVerifier, verifierFromPsk } from "./keys.ts";
+import { type VerifierCurveInput, type VerifierCurveResult, randomScalar, verifierShares } from "./spake2plus.ts";
+import {
+  BUSY_SIGNAL,
+  LENGTH_SIZE,
+  MAX_PREAMBLE_SIZE,
+  MESSAGE1_BODY,
+  MESSAGE1_SIZE,
+  MESSAGE3_BODY,
+  MESSAGE3_SIZE,
+  type Preamble,
+  encodeMessage1,
+  encodeMessage2,
+  expectMessage,
+  parseV3Preamble,
+  preambleUsername,
+} from "./wire.ts";
+
+export interface V3ServerOptions {
+  crypto: CryptoBackend;
+  /** The server's device salt: SPAKE2+'s idVerifier, and the salt of the PSK and of w0/w1. */
+  deviceSalt: Uint8Array;
+  maxMessageSize?: number;
+  /**
+   * Emit "need-curve" instead of doing the scalar multiplications inline, so the driver can run
+   * them in the worker pool (then provideCurve).
+   */
+  deferCurve?: boolean;
+  /** Only tests inject these. */
+  y?: bigint;
+  rekeyInterval?: number;
+}
+
+type ServerState =
+  | { kind: "start" }
+  | { kind: "preambleReceived"; preamble: Preamble; record?: Verifier; shareP?: Uint8Array }
+  | { kind: "curvePending"; preamble: Preamble; job: VerifierCurveInput }
+  /** Message 2 sent; `wire` holds the handshake bytes so far, for the channel-binding hash. */
+  | { kind: "responseSent"; username: string; secrets: HandshakeSecrets; wire: Uint8Array[] }
+  | { kind: "established"; username: string; channel: Channel }
+  | { kind: "failed" };
+
+export class V3Server extends V2Endpoint {
+  readonly protocol = "v3" as const;
+  private state: ServerState = { kind: "start" };
+  private readonly opts: V3ServerOptions;
+  /** The preamble and message 1, then message 3: nothing else may arrive before the session. */
+  private readonly inbox = new ByteQueue(MAX_PREAMBLE_SIZE + MESSAGE1_SIZE, 64);
+
+  constructor(opts: V3ServerOptions) {
+    super();
+    this.opts = opts;
+  }
+
+  protected channel(): Channel | undefined {
+    return this.state.kind === "established" ? this.state.channel : undefined;
+  }
+
+  protected markFailed(): void {
+    this.state = { kind: "failed" };
+    this.inbox.clear();
+  }
+
+  get stateName(): ServerState["kind"] {
+    return this.state.kind;
+  }
+
+  get username(): string | undefined {
+    const s = this.state;
+    if (s.kind === "preambleReceived" || s.kind === "curvePending") return s.preamble.username;
+    return s.kind === "responseSent" || s.kind === "established" ? s.username : undefined;
+  }
+
+  /** What to send in place of message 2 when refusing for load: v2's busy signal, 00 00. */
+  busySignal(): Uint8Array {
+    return BUSY_SIGNAL;
+  }
+
+  receive(chunk: Uint8Array): Output[] {
+    const s = this.state;
+    if (s.kind === "responseSent") return this.receiveAfterHandshake(chunk, (c, out) => this.receiveConfirmation(s, c, out));
+    if (s.kind !== "start" && s.kind !== "preambleReceived") return this.receiveAfterHandshake(chunk, undefined);
+    return this.guard(() => {
+      const out: Output[] = [];
+      if (!this.inbox.push(chunk)) throw new ProtocolError("data before the handshake completed");
+      this.process(out);
+      return out;
+    });
+  }
+
+  /** The driver's answer to "need-key" from a verifier-holding store: the record, or a fake one. */
+  provideVerifier(record: Verifier): Output[] {
+    const s = this.state;
+    if (s.kind !== "preambleReceived" || s.record) throw new ProtocolError(`record provided in state ${s.kind}`);
+    return this.guard(() => {
+      s.record = checkVerifier(record);
+      const out: Output[] = [];
+      this.process(out);
+      return out;
+    });
+  }
+
+  /** The driver's answer to "need-key" from a PSK store: w0 and L are derived from the PSK. */
+  provideKey(psk: Uint8Array): Output[] {
+    const s = this.state;
+    if (s.kind !== "preambleReceived" || s.record) throw new ProtocolError(`key provided in state ${s.kind}`);
+    return this.provideVerifier(verifierFromPsk(this.opts.crypto, psk, this.opts.deviceSalt, preambleUsername(s.preamble.bytes)));
+  }
+
+  /** The driver's answer to "need-curve": verifierShares(job), or the error it threw. */
+  provideCurve(result: VerifierCurveResult | Error): Output[] {
+    const s = this.state;
+    if (s.kind !== "curvePending") throw new ProtocolError(`curve result in state ${s.kind}`);
+    return this.guard(() => {
+      if (result instanceof Error) throw new AuthError("message 1 did not verify", { cause: result });
+      const out: Output[] = [];
+      this.respond(s.preamble, s.job, result, out);
+      return out;
+    });
+  }
+
+  private process(out: Output[]): void {
+    const s = this.state;
+    if (s.kind === "start") {
+      const preamble = parseV3Preamble(this.inbox.view());
+      if (!preamble) return;
+      this.inbox.consume(preamble.bytes.length);
+      this.state = { kind: "preambleReceived", preamble };
+      out.push({ type: "need-key", username: preamble.username });
+      this.process(out);
+      return;
+    }
+    if (s.kind !== "preambleReceived") return;
+    if (!s.shareP) {
+      const buf = this.inbox.view();
+      if (!expectMessage(buf, MESSAGE1_BODY, "message 1")) return;
+      if (buf.length > MESSAGE1_SIZE) throw new ProtocolError("data before message 2");
+      s.shareP = this.inbox.take(MESSAGE1_SIZE).subarray(LENGTH_SIZE);
+    } else if (this.inbox.length > 0) {
+      throw new ProtocolError("data before message 2");
+    }
+    if (!s.record) return;
+    const job: VerifierCurveInput = { w0: s.record.w0, L: s.record.L, shareP: s.shareP, y: this.opts.y ?? randomScalar(this.opts.crypto) };
+    if (this.opts.deferCurve) {
+      this.state = { kind: "curvePending", preamble: s.preamble, job };
+      out.push({ type: "need-curve", job });
+      return;
+    }
+    let result: VerifierCurveResult;
+    try {
+      result = verifierShares(job);
+    } catch (e) {
+      // An invalid share, a record whose L is not a point, an identity Z or V, or a library
+      // exception: all the ordinary silent failure, like a wrong password.
+      throw new AuthError("message 1 did not verify", { cause: e });
+    }
+    this.respond(s.preamble, job, result, out);
+  }
+
+  private respond(preamble: Preamble, job: VerifierCurveInput, curve: VerifierCurveResult, out: Output[]): void {
+    const { crypto, deviceSalt } = this.opts;
+    const secrets = handshakeSecrets(crypto, { preamble: preamble.bytes, deviceSalt, shareP: job.shareP, shareV: curve.shareV, Z: curve.Z, V: curve.V, w0: job.w0 });
+    curve.Z.fill(0);
+    curve.V.fill(0);
+    const message2 = encodeMessage2(curve.shareV, secrets.confirmV);
+    this.state = { kind: "responseSent", username: preamble.username, secrets, wire: [preamble.bytes, encodeMessage1(job.shareP), message2] };
+    out.push({ type: "send", data: message2 });
+  }
+
+  /** Takes message 3 from the front of `chunk`; returns how many bytes it used (the rest are frames). */
+  private receiveConfirmation(s: Extract<ServerState, { kind: "responseSent" }>, chunk: Uint8Array, out: Output[]): number {
+    const take = Math.min(MESSAGE3_SIZE - this.inbox.length, chunk.length);
+    this.inbox.push(chunk.subarray(0, take));
+    if (!expectMessage(this.inbox.view(), MESSAGE3_BODY, "message 3")) return take;
+    const message3 = this.inbox.take(MESSAGE3_SIZE);
+    const { crypto, maxMessageSize = DEFAULT_MAX_MESSAGE_SIZE, rekeyInterval } = this.opts;
+    if (!crypto.timingSafeEqual(message3.subarray(LENGTH_SIZE), s.secrets.confirmP)) {
+      // Wrong password, unknown user (fake record) and a forged confirmation fail here alike.
+      throw new AuthError("confirmP did not verify");
+    }
+    const channel = new Channel(v3TransportKeys(crypto, s.secrets, "server", [...s.wire, message3]), { maxMessageSize, rekeyInterval });
+    this.state = { kind: "established", username: s.username, channel };
+    out.push({ type: "established", username: s.username });
+    return take;
+  }
+}

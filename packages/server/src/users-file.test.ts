@@ -1,0 +1,69 @@
+// Users file replacement: random exclusive temporary file, mode 0600 forced, nothing left behind.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { spawnSync } from "node:child_process";
+import { detectRuntime, legacy } from "@nstp/core";
+import { parseUsersFile } from "./credentials.ts";
+import { writeFileAtomic } from "./users-file.ts";
+import { BIN, ROOT } from "./testing/processes.ts";
+
+const mode = (p: string) => statSync(p).mode & 0o777;
+
+test("a users file that existed as 0644 is 0600 after a write, whatever the umask", () => {
+  const dir = mkdtempSync(join(tmpdir(), "nstp-users-"));
+  const file = join(dir, "users.json");
+  writeFileSync(file, "old\n");
+  chmodSync(file, 0o644);
+  const old = process.umask(0);
+  try {
+    writeFileAtomic(file, "new\n");
+  } finally {
+    process.umask(old);
+  }
+  assert.equal(mode(file), 0o600);
+  assert.equal(readFileSync(file, "utf8"), "new\n");
+  assert.deepEqual(readdirSync(dir), ["users.json"], "no temporary file left behind");
+});
+
+test("files planted beside it, at the old predictable temporary name, are neither followed nor reused", () => {
+  const dir = mkdtempSync(join(tmpdir(), "nstp-users-"));
+  const file = join(dir, "users.json");
+  const victim = join(dir, "victim");
+  writeFileSync(victim, "untouched\n");
+  // The name the CLI used to write through (path.PID.tmp), as a symlink and as a readable file.
+  symlinkSync(victim, `${file}.${process.pid}.tmp`);
+  writeFileSync(`${file}.1.tmp`, "");
+  chmodSync(`${file}.1.tmp`, 0o644);
+  for (let i = 0; i < 20; i++) writeFileAtomic(file, `v${i}\n`);
+  assert.equal(readFileSync(victim, "utf8"), "untouched\n");
+  assert.equal(readFileSync(file, "utf8"), "v19\n");
+  assert.equal(mode(file), 0o600);
+  assert.ok(!statSync(file).isSymbolicLink());
+  assert.deepEqual(readdirSync(dir).sort(), ["users.json", "users.json.1.tmp", `users.json.${process.pid}.tmp`, "victim"].sort());
+});
+
+test("a failed rename leaves the old file alone and removes the temporary file", () => {
+  const dir = mkdtempSync(join(tmpdir(), "nstp-users-"));
+  const target = join(dir, "users.json");
+  mkdirSync(target); // a directory where the file should be: rename fails
+  writeFileSync(join(target, "keep"), "");
+  assert.throws(() => writeFileAtomic(target, "x"));
+  assert.deepEqual(readdirSync(dir), ["users.json"]);
+});
+
+test("the users CLI on both runtimes replaces a 0644 file with a 0600 one holding the new user", { skip: detectRuntime() !== "bun" && "spawned from the Bun run" }, () => {
+  for (const runtime of ["bun", "node"] as const) {
+    const dir = mkdtempSync(join(tmpdir(), "nstp-users-"));
+    const file = join(dir, "users.json");
+    writeFileSync(file, JSON.stringify({ format: "nstp-users/1", users: {} }));
+    chmodSync(file, 0o644);
+    const r = spawnSync(BIN[runtime], [join(ROOT, "packages", "server", "src", "users-cli.ts"), "add", "bob", "--file", file], { input: "bobs password\n", timeout: 30_000 });
+    assert.equal(r.status, 0, String(r.stderr));
+    assert.equal(mode(file), 0o600, runtime);
+    assert.ok(parseUsersFile(readFileSync(file, "utf8"), legacy.DEMO_DEVICE_SALT).has("bob"));
+    assert.deepEqual(readdirSync(dir), ["users.json"]);
+  }
+});
