@@ -6,7 +6,7 @@ import { parseArgs } from "node:util";
 import { CryptoPool, getBackend, legacy, utf8 } from "@nstp/core";
 import { clearKeyCache } from "@nstp/client";
 import { type BenchProtocol, type Exchanger, open } from "./conns.ts";
-import { BENCH_PASSWORD, BENCH_USER, coldPassword } from "./users.ts";
+import { BENCH_PASSWORD, BENCH_USER, coldPassword, storeUserName, storeUserPsk } from "./users.ts";
 import { stalledFlood as openStalledFlood, stallingFlights } from "../../packages/server/src/testing/flood.ts";
 import { percentile, sortNumbers } from "./stats.ts";
 
@@ -97,6 +97,27 @@ async function cold() {
   }));
   const elapsed = (now() - t) / 1000;
   return { samples: [n / elapsed], latencies };
+}
+
+/**
+ * Each of `users` store users (store-0..) handshakes once (v2), `concurrency` at a time: against a
+ * fresh server every lookup misses its cache (cold); run again, every record is cached (warm).
+ */
+async function storeUsers() {
+  const n = Number(values.users);
+  const c = Number(values.concurrency);
+  const names = Array.from({ length: n }, (_, i) => storeUserName(i));
+  const psks = names.map(storeUserPsk);
+  let next = 0;
+  const t = now();
+  await Promise.all(Array.from({ length: c }, async () => {
+    while (next < n) {
+      const i = next++;
+      const ex = await open("v2", { port, username: names[i], psk: psks[i], crypto });
+      await ex.close();
+    }
+  }));
+  return { samples: [n / ((now() - t) / 1000)] };
 }
 
 /** The pool's PBKDF2 rate in this runtime: what cold handshakes are compared with. */
@@ -258,7 +279,7 @@ function summarise(xs: number[]) {
   return { n: s.length, p50: percentile(s, 50), p99: percentile(s, 99), max: s[s.length - 1] };
 }
 
-const scenarios: Record<string, () => Promise<object>> = { latency, rate, cold, "pbkdf2-rate": pbkdf2Rate, throughput, ping, flood, "stalled-flood": stalledFlood, join };
+const scenarios: Record<string, () => Promise<object>> = { latency, rate, cold, "pbkdf2-rate": pbkdf2Rate, throughput, ping, flood, "stalled-flood": stalledFlood, join, "store-users": storeUsers };
 const fn = scenarios[values.scenario!];
 if (!fn) throw new Error(`unknown scenario ${values.scenario}`);
 const result = await fn();

@@ -156,6 +156,24 @@ export function renderMarkdown(report: Report, svgName: string): string {
   }
   out.push("");
 
+  const storeUsers = report.env.options.storeUsers as number | undefined;
+  if (storeUsers) {
+    out.push(`## Credential stores: ${storeUsers} users, each handshaking once (v2, 16 at a time)`, "", "Cold: a fresh server reads every record from the store; warm: the same users again, every record cached.", "", "| build | store | cold (/s) | warm (/s) | server eld p99 cold (ms) |", "|---|---|---|---|---|");
+    for (const r of runtimes) {
+      for (const st of ["json", "sqlite", "postgres"]) {
+        const g = (pass: string, metric = "handshakes/s") => L.get({ scenario: `store-${st}-${pass}`, runtime: r, metric });
+        out.push(`| ${r} | ${st === "json" ? "JSON users file" : st === "sqlite" ? "SQLite" : "PostgreSQL"} | ${fmt(g("cold"))} | ${fmt(g("warm"))} | ${fmt(g("cold", "server eld p99"), 2)} |`);
+      }
+    }
+    out.push("", "Warm handshakes/s at 16 concurrent (v2), one server, direct and through HAProxy (TCP mode, send-proxy-v2):", "", "| build | direct | through HAProxy | ratio |", "|---|---|---|---|");
+    for (const r of runtimes) {
+      const d = L.get({ scenario: "handshake-rate-c16-direct", runtime: r }), h = L.get({ scenario: "handshake-rate-c16-haproxy", runtime: r });
+      out.push(`| ${r} | ${fmt(d)} | ${fmt(h)} | ${rt(ratio(h, d))} |`);
+    }
+    if (e.stores) out.push("", e.stores);
+    out.push("");
+  }
+
   out.push("## Whole process (hyperfine): client CLI connect, v2 handshake with its PBKDF2, five messages", "");
   const hf = runtimes.map((r) => [r, L.get({ scenario: "cli-connect-5-messages", runtime: r })] as const).filter(([, v]) => v !== undefined);
   if (hf.length) {

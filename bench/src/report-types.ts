@@ -24,6 +24,8 @@ export interface Report {
     options: Record<string, unknown>;
     tlsCipher: Record<string, string>;
     hyperfine: string;
+    /** What the stores group could not run here (a package missing). */
+    stores?: string;
     durationSeconds: number;
   };
   results: ResultRow[];

@@ -16,13 +16,17 @@ import { median, percentile, sortNumbers, spread } from "./stats.ts";
 import { renderMarkdown } from "./markdown.ts";
 import { renderSvg } from "./svg.ts";
 import { hyperfine } from "./hyperfine.ts";
+import { type StoreName, haproxyBinary, prepareStores, startHaproxy } from "./stores.ts";
+import { postgresBinDir } from "../../packages/server/src/testing/postgres.ts";
+
+const postgresInstalled = postgresBinDir() !== undefined;
 
 const { values } = parseArgs({
   options: {
     quick: { type: "boolean", default: false },
     runtimes: { type: "string", default: "bun,node" },
     out: { type: "string", default: join(ROOT, "bench", "results") },
-    /** Comma-separated groups to run (latency,rate,echo,flood,stalled,noble,cold,placement,hyperfine); default all. */
+    /** Comma-separated groups to run (latency,rate,echo,flood,stalled,noble,cold,placement,stores,hyperfine); default all. */
     only: { type: "string" },
     /** Backends to run the echo scenarios with: native, noble, or both (default). */
     crypto: { type: "string", default: "native,noble" },
@@ -32,8 +36,8 @@ const { values } = parseArgs({
 
 const QUICK = values.quick!;
 const P = QUICK
-  ? { duration: 0.2, warmup: 0.1, reps: 1, latencySamples: 10, coldSamples: 2, coldUsers: 8, sizes: [64, 1024, 16384, 61440], rttSizes: [64], floodSeconds: 1, floodConns: 2000, nobleSizes: [1024], stalledSeconds: 4, stalledConns: 600, joinSamples: 3 }
-  : { duration: 2, warmup: 0.5, reps: 3, latencySamples: 60, coldSamples: 8, coldUsers: 64, sizes: [64, 1024, 16384, 61440], rttSizes: [64, 1024, 16384, 61440], floodSeconds: 5, floodConns: 2000, nobleSizes: [64, 1024, 16384, 61440], stalledSeconds: 12, stalledConns: 2000, joinSamples: 20 };
+  ? { duration: 0.2, warmup: 0.1, reps: 1, latencySamples: 10, coldSamples: 2, coldUsers: 8, sizes: [64, 1024, 16384, 61440], rttSizes: [64], floodSeconds: 1, floodConns: 2000, nobleSizes: [1024], stalledSeconds: 4, stalledConns: 600, joinSamples: 3, storeUsers: 100 }
+  : { duration: 2, warmup: 0.5, reps: 3, latencySamples: 60, coldSamples: 8, coldUsers: 64, sizes: [64, 1024, 16384, 61440], rttSizes: [64, 1024, 16384, 61440], floodSeconds: 5, floodConns: 2000, nobleSizes: [64, 1024, 16384, 61440], stalledSeconds: 12, stalledConns: 2000, joinSamples: 20, storeUsers: 5000 };
 const LOAD_TIMEOUT = 120_000;
 const runtimes = values.runtimes!.split(",") as Runtime[];
 const only = values.only?.split(",");
@@ -201,6 +205,43 @@ async function runPlacement(runtime: Runtime) {
   return (r as { results: { backend: string; size: number; inlineMBps: number; inlineUsPerFrame: number; poolMBps: number; poolHandoverUs: number }[] }).results;
 }
 
+/**
+ * Handshakes/s with each credential store: a fresh server per store, every store user once (cold:
+ * each record read from the store), then once more (warm: cached). Then warm handshakes through
+ * HAProxy with send-proxy-v2 beside the same server's direct ones.
+ */
+async function storeScenarios(runtime: Runtime, stores: Awaited<ReturnType<typeof prepareStores>>) {
+  for (const [name, spec] of Object.entries(stores.specs) as [StoreName, string][]) {
+    await withServer(runtime, ["--users", spec], async (server) => {
+      // The server's code warmed up on the bench user alone, so that "cold" measures the store.
+      await load(runtime, ["--scenario", "rate", "--protocol", "v2", "--port", server.port, "--concurrency", 16, "--duration", P.warmup, "--warmup", P.warmup, "--reps", 1]);
+      for (const pass of ["cold", "warm"]) {
+        await server.command("reset");
+        const r = await load(runtime, ["--scenario", "store-users", "--port", server.port, "--users", P.storeUsers, "--concurrency", 16]);
+        const e = await server.command("report");
+        const scenario = `store-${name}-${pass}`;
+        add({ scenario, runtime, protocol: "v2", metric: "handshakes/s", unit: "1/s", samples: r.samples as number[] });
+        add({ scenario, runtime, protocol: "v2", metric: "server eld p99", unit: "ms", samples: [e.eldP99Ms!] });
+        progress(`${runtime} ${P.storeUsers} users from ${name}, ${pass}: ${median(r.samples as number[]).toFixed(0)}/s`);
+      }
+    });
+  }
+  const bin = haproxyBinary();
+  if (!bin) return;
+  for (const via of ["direct", "haproxy"]) {
+    await withServer(runtime, via === "haproxy" ? ["--trusted-proxies", "127.0.0.1"] : [], async (server) => {
+      const hap = via === "haproxy" ? await startHaproxy(bin, [server.port]) : undefined;
+      try {
+        const r = await load(runtime, ["--scenario", "rate", "--protocol", "v2", "--port", hap?.port ?? server.port, "--concurrency", 16, ...common()]);
+        add({ scenario: `handshake-rate-c16-${via}`, runtime, protocol: "v2", metric: "handshakes/s", unit: "1/s", samples: r.samples as number[] });
+        progress(`${runtime} handshake rate c16 v2 ${via}: ${median(r.samples as number[]).toFixed(0)}/s`);
+      } finally {
+        await hap?.stop();
+      }
+    });
+  }
+}
+
 const tlsCipher: Partial<Record<Runtime, string>> = {};
 
 async function benchRuntime(runtime: Runtime) {
@@ -237,6 +278,17 @@ const commit = (() => {
 })();
 
 for (const runtime of runtimes) await benchRuntime(runtime);
+const storeNotes: string[] = [];
+if (wants("stores")) {
+  const stores = await prepareStores(P.storeUsers);
+  storeNotes.push(...stores.notes);
+  if (!haproxyBinary()) storeNotes.push("HAProxy not installed: its rows are missing");
+  try {
+    for (const runtime of runtimes) await storeScenarios(runtime, stores);
+  } finally {
+    await stores.close();
+  }
+}
 const hf = wants("hyperfine") ? await hyperfine(runtimes, QUICK, progress) : { rows: [], note: "skipped (--only)" };
 results.push(...hf.rows);
 
@@ -250,6 +302,7 @@ const report: Report = {
     options: { quick: QUICK, ...P },
     tlsCipher,
     hyperfine: hf.note,
+    stores: storeNotes.join("; "),
     durationSeconds: Math.round((Date.now() - started) / 1000),
   },
   results,
@@ -285,6 +338,13 @@ function checkComplete(r: Report): string[] {
         }
       }
     }
+  }
+  // The stores and HAProxy rows are required where their packages are installed.
+  for (const runtime of runtimes) {
+    const want = ["store-json-cold", "store-json-warm", "store-sqlite-cold", "store-sqlite-warm"];
+    if (postgresInstalled) want.push("store-postgres-cold", "store-postgres-warm");
+    if (haproxyBinary()) want.push("handshake-rate-c16-direct", "handshake-rate-c16-haproxy");
+    for (const scenario of want) if (!r.results.some((x) => x.runtime === runtime && x.scenario === scenario)) out.push(`${runtime}: ${scenario} missing`);
   }
   for (const x of r.results) if (!Number.isFinite(x.value)) out.push(`${x.runtime} ${x.scenario} ${x.protocol} ${x.metric}: ${x.value}`);
   return out;

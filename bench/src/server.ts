@@ -13,7 +13,7 @@ import * as tls from "node:tls";
 import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
 import { CryptoPool, type CryptoBackend, type Wire, defaultTransport, getBackend, legacy, runtimeVersion, utf8 } from "@nstp/core";
-import { type KeyStore, PasswordKeyStore, StaticKeyStore, startServer } from "@nstp/server";
+import { type CredentialStore, type KeyStore, PasswordKeyStore, StaticKeyStore, loadUsersFile, openCredentialStore, startServer, storeKind } from "@nstp/server";
 import { Deframer, frame } from "./framing.ts";
 import { BENCH_PASSWORD, BENCH_USER, coldPassword } from "./users.ts";
 
@@ -28,6 +28,10 @@ const { values } = parseArgs({
     aead: { type: "string", default: "auto" },
     /** Handshakes at most (4,096: the throughput scenarios open many at once); the stalled flood uses the default 512. */
     "max-handshaking": { type: "string", default: "4096" },
+    /** Serve from this credential store (a users file, users.db, postgres://...) instead of the built-in users. */
+    users: { type: "string" },
+    /** Comma-separated trusted proxies: the PROXY protocol on the listener. */
+    "trusted-proxies": { type: "string" },
   },
   strict: true,
 });
@@ -37,6 +41,7 @@ const eld = monitorEventLoopDelay({ resolution: 1 });
 eld.enable();
 let pool: CryptoPool | undefined;
 let store: PasswordKeyStore | undefined;
+let dbStore: CredentialStore | undefined;
 
 async function main(): Promise<{ host: string; port: number; close(): Promise<void> }> {
   const protocol = values.protocol!;
@@ -54,9 +59,13 @@ async function main(): Promise<{ host: string; port: number; close(): Promise<vo
     crypto: values.kdf === "inline" ? inlineKdf(crypto) : crypto,
     pool,
   });
-  const keys: KeyStore = {
+  let keys: KeyStore = {
     lookup: (name, signal) => (name === BENCH_USER ? warm.lookup(name) : store!.lookup(name, signal)),
   };
+  if (values.users) {
+    if (storeKind(values.users).kind === "json") keys = loadUsersFile(values.users, deviceSalt);
+    else keys = dbStore = await openCredentialStore(values.users, { deviceSalt });
+  }
   const server = await startServer({
     keys,
     port: 0,
@@ -68,8 +77,9 @@ async function main(): Promise<{ host: string; port: number; close(): Promise<vo
     // The bench opens thousands of connections from one address; the limiter is tested elsewhere.
     failureLimit: { burst: 1e9, refillPerSecond: 1e9 },
     limits: { maxPendingMessages: 1 << 16, writeHighWaterMark: 4 << 20 },
+    trustedProxies: values["trusted-proxies"]?.split(","),
   });
-  return { host: server.host, port: server.port, close: () => server.close() };
+  return { host: server.host, port: server.port, close: async () => (await server.close(), await dbStore?.close()) };
 }
 
 /** PBKDF2 synchronously on the event loop: what "no pool" costs a server. */

@@ -8,6 +8,7 @@ export * as v2 from "./v2/index.ts";
 export * as v3 from "./v3/index.ts";
 export * as noise from "./noise/index.ts";
 export * from "./dispatch.ts";
+export * as proxy from "./proxy/index.ts";
 
 export * from "./transport/index.ts";
 export * from "./log.ts";

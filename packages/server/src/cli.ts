@@ -9,6 +9,9 @@ import { type KeyStore, demoKeyStore, loadUsersFile, parseUsersFile } from "./cr
 import { readFileSync } from "node:fs";
 import { startServer } from "./server.ts";
 import { startMetrics, summaryFields } from "./metrics.ts";
+import type { CredentialStore } from "./stores/records.ts";
+import { describeStore, openCredentialStore } from "./stores/open.ts";
+import { storeKind } from "./stores/schema.ts";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 
 const USAGE = `usage: server [--port N] [--host H] [--device-salt HEX] [--users FILE] [--crypto native|noble]
@@ -18,7 +21,7 @@ const USAGE = `usage: server [--port N] [--host H] [--device-salt HEX] [--users 
               [--max-handshaking N] [--address-guesses BURST] [--address-guess-rate PER_SECOND]
               [--user-guesses BURST] [--user-guess-rate PER_SECOND]
               [--idle-timeout SECONDS] [--legacy-idle-timeout SECONDS] [--max-session-lifetime SECONDS]
-              [--flush-timeout SECONDS]
+              [--flush-timeout SECONDS] [--trusted-proxies ADDR|CIDR,...]
 Serves protocol v2 and, unless --legacy off, the Dart reference protocol on the same port.
 Listens on 127.0.0.1:8080 by default. Without --users, serves the reference demo user (alice).
 A v2 session ends after --idle-timeout (default 300; 0 never) without a frame from its client (our
@@ -30,7 +33,12 @@ sessions finish the replies due (v2 ends each with a close chunk) and exit withi
 --metrics serves Prometheus text at http://HOST:PORT/metrics (off unless given).
 At --max-handshaking (512) a newcomer is admitted and the handshake stalled longest is closed.
 Each password judged takes a guess from its address (20, refilled at 1/s; then it fails like a
-wrong password) and from its username (20, 1/s; then it waits, up to half the handshake timeout).`;
+wrong password) and from its username (20, 1/s; then it waits, up to half the handshake timeout).
+--users FILE.json (SIGHUP reloads it), users.db or sqlite:PATH (SQLite), or postgres://USER@HOST/DB
+(PostgreSQL): database changes reach every server within a second.
+--trusted-proxies: load balancers whose connections begin with a PROXY protocol header (v1 or v2),
+required from them and refused from anyone else; the client address in it is the one budgets, logs
+and metrics see.`;
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -59,6 +67,7 @@ async function main(): Promise<void> {
       "legacy-idle-timeout": { type: "string", default: "0" },
       "max-session-lifetime": { type: "string", default: "0" },
       "flush-timeout": { type: "string", default: "5" },
+      "trusted-proxies": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
     strict: true,
@@ -73,7 +82,13 @@ async function main(): Promise<void> {
   const port = parseIntArg("--port", values.port!, 0, 65535);
   if (values.legacy !== "on" && values.legacy !== "off") throw new Error("--legacy must be on or off");
   let keys: KeyStore;
-  if (values.users) {
+  let store: CredentialStore | undefined;
+  if (values.users && storeKind(values.users).kind !== "json") {
+    // A database: changes are seen within a second by every process, without SIGHUP.
+    store = await openCredentialStore(values.users, { deviceSalt, log });
+    keys = store;
+    log.info("credential store opened", { store: describeStore(values.users) });
+  } else if (values.users) {
     const file = values.users;
     const store = loadUsersFile(file, deviceSalt);
     log.info("users loaded", { file, users: store.size });
@@ -110,6 +125,7 @@ async function main(): Promise<void> {
       burst: parseIntArg("--user-guesses", values["user-guesses"]!, 1, 1 << 20),
       refillPerSecond: parseRateArg("--user-guess-rate", values["user-guess-rate"]!),
     },
+    trustedProxies: values["trusted-proxies"]?.split(",").map((s) => s.trim()).filter((s) => s !== ""),
     limits: {
       // The reference's records carry no length: its maximum also bounds trial decryption work.
       maxMessageSize: parseIntArg("--max-message-size", values["max-message-size"]!, 0, 16 << 20),
@@ -130,13 +146,14 @@ async function main(): Promise<void> {
     runtime: runtimeVersion(),
     transport: server.transport,
     crypto: crypto.name,
+    ...(values["trusted-proxies"] ? { trustedProxies: values["trusted-proxies"] } : {}),
   });
   // Machine-readable line for scripts (the demo reads the port from it).
   console.log(`listening on ${server.host}:${server.port}`);
 
   const eventLoop = monitorEventLoopDelay({ resolution: 10 });
   eventLoop.enable();
-  const metrics = values.metrics ? await startMetrics(values.metrics, { stats: server.stats, eventLoop }) : undefined;
+  const metrics = values.metrics ? await startMetrics(values.metrics, { stats: server.stats, eventLoop, store }) : undefined;
   if (metrics) {
     log.info("metrics", { address: `http://${metrics.host}:${metrics.port}/metrics` });
     console.log(`metrics on ${metrics.host}:${metrics.port}`);
@@ -159,7 +176,8 @@ async function main(): Promise<void> {
     clearInterval(summary);
     // A second deadline guards the exit itself: whatever happens, the process ends.
     setTimeout(() => process.exit(1), graceMs + 2000).unref();
-    void Promise.all([server.close({ graceMs }), metrics?.close()]).then(() => {
+    void Promise.all([server.close({ graceMs }), metrics?.close()]).then(async () => {
+      await store?.close();
       log.info("stopped", summaryFields({ stats: server.stats, eventLoop }));
       process.exit(0);
     });

@@ -7,12 +7,15 @@ import { type ELDHistogram, monitorEventLoopDelay } from "node:perf_hooks";
 import type { CryptoPool } from "@nstp/core";
 import type { ServerStats } from "./stats.ts";
 import { defenceSeries } from "./defence-metrics.ts";
+import type { StoreHealth } from "./stores/records.ts";
 
 export interface MetricsSources {
   stats: ServerStats;
   pool?: CryptoPool;
   /** Event-loop delay histogram (enabled); one is created when absent. */
   eventLoop?: ELDHistogram;
+  /** A database credential store, whose health is exported. */
+  store?: { health(): StoreHealth };
 }
 
 function line(name: string, value: number, labels?: Record<string, string>): string {
@@ -27,7 +30,7 @@ function metric(out: string[], name: string, type: "gauge" | "counter", help: st
   for (const [v, l] of samples) out.push(line(name, v, l));
 }
 
-export function renderPrometheus(src: Required<Pick<MetricsSources, "stats" | "eventLoop">> & Pick<MetricsSources, "pool">): string {
+export function renderPrometheus(src: Required<Pick<MetricsSources, "stats" | "eventLoop">> & Pick<MetricsSources, "pool" | "store">): string {
   const s = src.stats;
   const out: string[] = [];
   metric(out, "nstp_connections", "gauge", "Open connections.", [[s.connections]]);
@@ -43,9 +46,17 @@ export function renderPrometheus(src: Required<Pick<MetricsSources, "stats" | "e
   metric(out, "nstp_payload_bytes_total", "counter", "Application payload bytes, by direction.", [[s.payloadIn, { direction: "in" }], [s.payloadOut, { direction: "out" }]]);
   metric(out, "nstp_wire_bytes_total", "counter", "Bytes on the wire, by direction.", [[s.wireIn, { direction: "in" }], [s.wireOut, { direction: "out" }]]);
   if (s.defence) for (const d of defenceSeries(s.defence)) metric(out, d.name, d.type, d.help, d.samples);
+  metric(out, "nstp_proxy_headers_total", "counter", "PROXY protocol headers accepted from trusted proxies, by version.", Object.entries(s.proxyHeaders).map(([version, n]) => [n, { version }]));
+  metric(out, "nstp_proxy_header_failures_total", "counter", "Connections closed for their PROXY header, by reason.", Object.entries(s.proxyHeaderFailures).map(([reason, n]) => [n, { reason }]));
   if (src.pool) {
     metric(out, "nstp_pool_queue_depth", "gauge", "Crypto tasks waiting for a worker thread.", [[src.pool.queued]]);
     metric(out, "nstp_pool_tasks_total", "counter", "Crypto tasks the pool finished.", [[src.pool.completed]]);
+  }
+  if (src.store) {
+    const health = src.store.health();
+    metric(out, "nstp_store_up", "gauge", "1 if the credential database answered at the last attempt.", [[health.ok ? 1 : 0]]);
+    metric(out, "nstp_store_cached_records", "gauge", "Credential records served from memory.", [[health.cached]]);
+    metric(out, "nstp_store_last_ok_seconds", "gauge", "Unix time of the last successful contact with the credential database.", [[(health.lastOkAt ?? 0) / 1000]]);
   }
   const h = src.eventLoop;
   metric(out, "nstp_event_loop_delay_seconds", "gauge", "Event-loop delay since the last scrape.", [
@@ -99,7 +110,7 @@ export async function startMetrics(address: string, sources: MetricsSources): Pr
       res.writeHead(404).end();
       return;
     }
-    const body = renderPrometheus({ stats: sources.stats, pool: sources.pool, eventLoop });
+    const body = renderPrometheus({ stats: sources.stats, pool: sources.pool, eventLoop, store: sources.store });
     eventLoop.reset();
     res.writeHead(200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" }).end(body);
   });

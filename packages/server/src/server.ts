@@ -5,6 +5,8 @@ import {
   type Logger,
   type Transport,
   DEFAULT_FLUSH_TIMEOUT_MS,
+  type Wire,
+  type WireEvents,
   concat,
   defaultTransport,
   legacy,
@@ -17,6 +19,8 @@ import { DummyKeys, type KeyStore } from "./credentials.ts";
 import { type AdmissionOptions, DEFAULT_ADMISSION, HandshakeAdmission } from "./admission.ts";
 import { type BucketOptions, DEFAULT_ADDRESS_BUDGET, DEFAULT_USER_BUDGET, GuessBudget } from "./budget.ts";
 import { ServerStats } from "./stats.ts";
+import { proxyAcceptor } from "./proxy-acceptor.ts";
+import { TrustedProxies } from "./trusted-proxies.ts";
 
 export const DEFAULT_HOST = "127.0.0.1";
 
@@ -56,6 +60,12 @@ export interface ServerOptions {
   pool?: CryptoPool;
   /** Serve the reference protocol too (default true); v2 is always served. */
   legacy?: boolean;
+  /**
+   * Load balancers (addresses or CIDR blocks) whose connections begin with a PROXY protocol header
+   * (v1 or v2), required from them and refused from anyone else; the client address in it is the
+   * connection's remoteAddress. Empty or absent: no PROXY protocol.
+   */
+  trustedProxies?: readonly string[];
 }
 
 export const DEFAULT_LIMITS: ConnectionLimits = {
@@ -127,6 +137,28 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     admission,
     budget,
   };
+  const admit = (wire: Wire, headerMs = 0): WireEvents => {
+    stats.sockets++;
+    // Refused before any work: at maxConnections, or from an address out of guesses. Two zero bytes
+    // then a close read as "busy" in both protocols: v2's busy signal in place of message 2, and a
+    // close before the reference's 8-byte session nonce. The handshake cap refuses no one: it evicts.
+    if (live.size >= maxConnections || !budget.allows(wire.remoteAddress)) {
+      stats.refused++;
+      wire.write(v2.BUSY_SIGNAL);
+      wire.end();
+      return { data() {}, drain() {}, close: () => void stats.sockets-- };
+    }
+    // A PROXY header came first: the handshake has what is left of the deadline.
+    const limits = headerMs > 0 ? { ...ctx.limits, handshakeTimeoutMs: Math.max(1, ctx.limits.handshakeTimeoutMs - headerMs) } : undefined;
+    const conn = new ServerConnection(wire, limits ? { ...ctx, limits } : ctx);
+    live.add(conn);
+    const victim = admission.admit(conn) as ServerConnection | undefined;
+    if (victim === conn) stats.refused++;
+    victim?.evict(victim === conn);
+    countTurns();
+    return conn;
+  };
+  const trusted = opts.trustedProxies?.length ? new TrustedProxies(opts.trustedProxies) : undefined;
   const listener = await transport.listen(
     {
       host: opts.host ?? DEFAULT_HOST,
@@ -138,25 +170,9 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       maxConnections: maxConnections + 2 * maxHandshaking,
       flushTimeoutMs: ctx.limits.flushTimeoutMs,
     },
-    (wire) => {
-      stats.sockets++;
-      // Refused before any work: at maxConnections, or from an address out of guesses. Two zero bytes
-      // then a close read as "busy" in both protocols: v2's busy signal in place of message 2, and a
-      // close before the reference's 8-byte session nonce. The handshake cap refuses no one: it evicts.
-      if (live.size >= maxConnections || !budget.allows(wire.remoteAddress)) {
-        stats.refused++;
-        wire.write(v2.BUSY_SIGNAL);
-        wire.end();
-        return { data() {}, drain() {}, close: () => void stats.sockets-- };
-      }
-      const conn = new ServerConnection(wire, ctx);
-      live.add(conn);
-      const victim = admission.admit(conn) as ServerConnection | undefined;
-      if (victim === conn) stats.refused++;
-      victim?.evict(victim === conn);
-      countTurns();
-      return conn;
-    },
+    trusted
+      ? proxyAcceptor({ trusted, timeoutMs: ctx.limits.handshakeTimeoutMs, maxPending: maxHandshaking, stats, log }, admit)
+      : admit,
   );
   // Removing (or re-keying) a user ends that user's sessions, and handshakes in progress, at once.
   const unsubscribe = opts.keys.onUserRemoved?.((username) => {

@@ -24,6 +24,10 @@ export class ServerStats {
   payloadOut = 0;
   wireIn = 0;
   wireOut = 0;
+  /** PROXY protocol headers accepted from trusted proxies, by version ("1", "2"). */
+  proxyHeaders: Record<string, number> = {};
+  /** Connections closed for their PROXY header, by reason (malformed, oversized, untrusted, ...). */
+  proxyHeaderFailures: Record<string, number> = {};
 
   connectionOpened(): void {
     this.connections++;
@@ -52,6 +56,12 @@ export class ServerStats {
   messageOut(bytes: number): void {
     this.messagesOut++;
     this.payloadOut += bytes;
+  }
+  proxyHeaderAccepted(version: number): void {
+    this.proxyHeaders[version] = (this.proxyHeaders[version] ?? 0) + 1;
+  }
+  proxyHeaderFailed(reason: string): void {
+    this.proxyHeaderFailures[reason] = (this.proxyHeaderFailures[reason] ?? 0) + 1;
   }
   bytesIn(n: number): void {
     this.wireIn += n;

@@ -3,17 +3,22 @@
  * bun run users -- add NAME --file FILE [--device-salt HEX]   (password from a prompt, or stdin)
  * bun run users -- remove NAME --file FILE
  * bun run users -- list --file FILE
+ * With --file users.db (or sqlite:PATH) or --file postgres://...: add, remove, disable, enable, list,
+ * import FILE.json and export, one transaction each (stores/users-db-cli.ts).
  * The file holds per user the derived key, salt and iterations, never a password; it is written with
  * mode 0600 and replaced atomically (users-file.ts: a random temporary name created exclusively beside
  * it, fsync, rename, fsync of the directory).
  */
 import { existsSync, readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { CryptoPool, fromHex, legacy, readPassword, toHex, utf8 } from "@nstp/core";
+import { fromHex, legacy, toHex } from "@nstp/core";
 import { USERS_FILE_FORMAT, type UsersFile, parseUsersFile, userRecord } from "./credentials.ts";
+import { storeKind } from "./stores/schema.ts";
+import { DB_COMMANDS, deriveUserPsk, runDbCommand } from "./stores/users-db-cli.ts";
 import { writeFileAtomic } from "./users-file.ts";
 
-const USAGE = "usage: users add NAME --file FILE [--device-salt HEX] | users remove NAME --file FILE | users list --file FILE";
+const USAGE = `usage: users add NAME --file FILE [--device-salt HEX] | users remove NAME --file FILE | users list --file FILE
+       users ${DB_COMMANDS} --file users.db|sqlite:PATH|postgres://... [--device-salt HEX]`;
 
 function readFile(path: string, deviceSalt: Uint8Array): UsersFile {
   if (!existsSync(path)) return { format: USERS_FILE_FORMAT, users: {} };
@@ -41,6 +46,7 @@ async function main(): Promise<void> {
     process.exit(values.help ? 0 : 2);
   }
   const deviceSalt = fromHex(values["device-salt"]!);
+  if (storeKind(values.file).kind !== "json") return runDbCommand(values.file, command, name, deviceSalt);
   const doc = readFile(values.file, deviceSalt);
   if (command === "list") {
     for (const user of Object.keys(doc.users).sort()) console.log(user);
@@ -55,16 +61,7 @@ async function main(): Promise<void> {
     return;
   }
   if (command !== "add") throw new Error(USAGE);
-  legacy.checkUsernameBytes(utf8(name));
-  const password = await readPassword(`password for ${name}: `);
-  if (!password) throw new Error("empty password");
-  const pool = new CryptoPool({ threads: 1 });
-  try {
-    const key = await pool.pbkdf2(utf8(password), legacy.pskSalt(deviceSalt, utf8(name)), legacy.PBKDF2_ITERATIONS, legacy.PSK_SIZE);
-    doc.users[name] = userRecord(deviceSalt, name, key);
-  } finally {
-    await pool.destroy();
-  }
+  doc.users[name] = userRecord(deviceSalt, name, await deriveUserPsk(name, deviceSalt));
   writeAtomic(values.file, doc);
   console.error(`${name} saved to ${values.file}`);
 }

@@ -64,3 +64,32 @@ export async function scrapeMetrics(port: number): Promise<Map<string, number>> 
   }
   return m;
 }
+
+/** Keeps what a child writes to stderr (its log), bounded to the last `maxChars`. */
+export function collectStderr(child: ChildProcess, maxChars = 4 << 20): { text(): string } {
+  let text = "";
+  child.stderr?.on("data", (d) => {
+    text += d;
+    if (text.length > maxChars) text = text.slice(-maxChars);
+  });
+  return { text: () => text };
+}
+
+export const USERS_CLI = join(ROOT, "packages", "server", "src", "users-cli.ts");
+
+/** Runs `bun run users` (or its Node build) to completion, the password on stdin; rejects on failure. */
+export function runUsersCli(runtime: Runtime, args: string[], stdin = "", timeoutMs = 60_000): Promise<string> {
+  return new Promise((res, rej) => {
+    const child = spawn(BIN[runtime], [USERS_CLI, ...args], { stdio: ["pipe", "pipe", "pipe"] });
+    let out = "", err = "";
+    child.stdout!.on("data", (d) => (out += d));
+    child.stderr!.on("data", (d) => (err += d));
+    const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+    child.on("exit", (code) => {
+      clearTimeout(timer);
+      if (code === 0) res(out);
+      else rej(new Error(`users ${args.join(" ")} exited with ${code}: ${err}`));
+    });
+    child.stdin!.end(stdin);
+  });
+}

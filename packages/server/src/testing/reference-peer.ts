@@ -59,9 +59,10 @@ export class Reader {
   }
 }
 
-export function dial(port: number, host = "127.0.0.1"): Promise<net.Socket> {
+/** Connects on loopback; `localAddress` picks the source address (any 127.0.0.0/8 address works on Linux). */
+export function dial(port: number, host = "127.0.0.1", localAddress?: string): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
-    const s = net.connect({ port, host, noDelay: true }, () => resolve(s));
+    const s = net.connect({ port, host, noDelay: true, localAddress }, () => resolve(s));
     s.once("error", reject);
   });
 }

@@ -93,9 +93,20 @@ export interface V2PeerSession {
  */
 export async function v2Handshake(
   port: number,
-  opts: { username: string; psk: Buffer; splitPreamble?: boolean; confirm?: boolean; onFlight?: (flight: Buffer) => void },
+  opts: {
+    username: string;
+    psk: Buffer;
+    splitPreamble?: boolean;
+    confirm?: boolean;
+    onFlight?: (flight: Buffer) => void;
+    /** Where to connect (default 127.0.0.1) and from which local address. */
+    host?: string;
+    localAddress?: string;
+    /** Bytes sent before the preamble (a PROXY protocol header, in tests). */
+    prefix?: Buffer;
+  },
 ): Promise<V2PeerSession> {
-  const socket = await dial(port);
+  const socket = await dial(port, opts.host, opts.localAddress);
   const reader = new Reader(socket);
   const user = Buffer.from(opts.username, "utf8");
   const preamble = Buffer.concat([Buffer.from([0x00, 0x4e, 0x53, 0x54, 0x50, 0x02, user.length]), user]);
@@ -115,6 +126,7 @@ export async function v2Handshake(
   h = sha256(h, tag1);
   const message1 = Buffer.concat([e.pub, tag1]);
   opts.onFlight?.(Buffer.concat([preamble, u16(message1.length), message1]));
+  if (opts.prefix) socket.write(opts.prefix);
   if (opts.splitPreamble) {
     socket.write(preamble);
     await new Promise((r) => setTimeout(r, 20));

@@ -1,0 +1,130 @@
+/**
+ * The per-user guessing budget shared by every host through PostgreSQL, so that adding hosts does not
+ * multiply what a guesser gets: a token bucket per username (burst, refill per second) kept in
+ * nstp_guesses and updated atomically by each failed authentication, on the database's clock.
+ *
+ * The check itself never waits for the database: each host keeps a bounded local view. A failure
+ * takes a token locally at once, then the database's answer (which counts every host's failures)
+ * replaces the local value; a host whose failure empties a bucket NOTIFYs the others, which fetch that
+ * row. While the database is down each host still enforces its own view (never more than one host's
+ * budget per host), and the shared rows catch up as failures are recorded again.
+ */
+import type postgres from "postgres";
+import { type Logger, fromHex, silentLogger, toHex, utf8 } from "@nstp/core";
+
+export const GUESS_CHANNEL = "nstp_guesses";
+
+export interface GuessBudgetOptions {
+  burst: number;
+  refillPerSecond: number;
+  /** Usernames kept in the local view (least recently touched dropped). Default 65,536. */
+  maxUsers?: number;
+  now?: () => number;
+  log?: Logger;
+}
+
+interface Bucket {
+  tokens: number;
+  at: number;
+}
+
+/** A row's tokens refilled to now on the database's clock (SQL fragment). */
+function refilled(sql: postgres.Sql, opts: GuessBudgetOptions): postgres.Fragment {
+  return sql`LEAST(${opts.burst}::float8, tokens + ((extract(epoch FROM clock_timestamp()) * 1000)::bigint - at_ms) / 1000.0 * ${opts.refillPerSecond}::float8)`;
+}
+
+export class PostgresGuessBudget {
+  private readonly sql: postgres.Sql;
+  private readonly opts: GuessBudgetOptions;
+  private readonly now: () => number;
+  private readonly local = new Map<string, Bucket>();
+  private unlisten: (() => Promise<void>) | undefined;
+  /** Writes to the database not yet answered (bounded: beyond maxUsers they are dropped, the local view still counts). */
+  private pending = 0;
+
+  private constructor(sql: postgres.Sql, opts: GuessBudgetOptions) {
+    this.sql = sql;
+    this.opts = opts;
+    this.now = opts.now ?? (() => performance.now());
+  }
+
+  /** Uses `sql` (the store's connection pool); LISTENs for buckets other hosts emptied. */
+  static async open(sql: postgres.Sql, opts: GuessBudgetOptions): Promise<PostgresGuessBudget> {
+    const b = new PostgresGuessBudget(sql, opts);
+    const sub = await sql.listen(GUESS_CHANNEL, (hex) => void b.refresh(new TextDecoder().decode(fromHex(hex))));
+    b.unlisten = sub.unlisten;
+    // A host that starts now learns the buckets still short of full (the most recent first, bounded).
+    const rows = await sql`
+      SELECT username, ${refilled(sql, opts)} AS tokens FROM nstp_guesses ORDER BY at_ms DESC LIMIT ${opts.maxUsers ?? 65_536}`;
+    for (const r of rows.reverse()) if (Number(r.tokens) < opts.burst) b.set(new TextDecoder().decode(r.username as Uint8Array), Number(r.tokens));
+    return b;
+  }
+
+  /** Whether `username` may be tried now, from the local view. */
+  allows(username: string): boolean {
+    const b = this.local.get(username);
+    return !b || this.refill(b) >= 1;
+  }
+
+  /** Records one failed authentication of `username`, here at once and in the shared row. */
+  failed(username: string): void {
+    const b = this.local.get(username) ?? { tokens: this.opts.burst, at: this.now() };
+    this.refill(b);
+    b.tokens = Math.max(0, b.tokens - 1);
+    this.touch(username, b);
+    if (this.pending >= (this.opts.maxUsers ?? 65_536)) return;
+    this.pending++;
+    void this.record(username).finally(() => this.pending--);
+  }
+
+  /** A token bucket step in one statement: refill since at_ms on the database's clock, take one, notify if empty. */
+  private async record(username: string): Promise<void> {
+    const { burst, refillPerSecond } = this.opts;
+    const name = Buffer.from(utf8(username));
+    try {
+      const [row] = await this.sql`
+        WITH t AS (SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint AS now_ms),
+        up AS (
+          INSERT INTO nstp_guesses AS g (username, tokens, at_ms) SELECT ${name}, ${burst - 1}, now_ms FROM t
+          ON CONFLICT (username) DO UPDATE SET
+            tokens = GREATEST(0, LEAST(${burst}::float8, g.tokens + (EXCLUDED.at_ms - g.at_ms) / 1000.0 * ${refillPerSecond}::float8) - 1),
+            at_ms = EXCLUDED.at_ms
+          RETURNING tokens)
+        SELECT tokens, CASE WHEN tokens < 1 THEN pg_notify(${GUESS_CHANNEL}, ${toHex(name)}) END AS notified FROM up`;
+      if (row) this.set(username, Number(row.tokens));
+    } catch (e) {
+      (this.opts.log ?? silentLogger).warn("shared guessing budget not recorded; this host's view still applies", { reason: (e as Error).message });
+    }
+  }
+
+  /** Another host emptied this bucket: take the shared value (refilled to now). */
+  private async refresh(username: string): Promise<void> {
+    try {
+      const [row] = await this.sql`SELECT ${refilled(this.sql, this.opts)} AS tokens FROM nstp_guesses WHERE username = ${Buffer.from(utf8(username))}`;
+      if (row) this.set(username, Number(row.tokens));
+    } catch {
+      // The local view stands until the database answers again.
+    }
+  }
+
+  set(username: string, tokens: number): void {
+    this.touch(username, { tokens, at: this.now() });
+  }
+
+  private touch(username: string, b: Bucket): void {
+    this.local.delete(username);
+    this.local.set(username, b);
+    if (this.local.size > (this.opts.maxUsers ?? 65_536)) this.local.delete(this.local.keys().next().value!);
+  }
+
+  private refill(b: Bucket): number {
+    const t = this.now();
+    b.tokens = Math.min(this.opts.burst, b.tokens + ((t - b.at) / 1000) * this.opts.refillPerSecond);
+    b.at = t;
+    return b.tokens;
+  }
+
+  async close(): Promise<void> {
+    await this.unlisten?.().catch(() => {});
+  }
+}

@@ -1,0 +1,25 @@
+/** Opens the credential store a --users value names (a SQLite file or a PostgreSQL URL). */
+import type { Logger } from "@nstp/core";
+import type { CredentialStore } from "./records.ts";
+import { storeKind } from "./schema.ts";
+import { SqliteCredentialStore } from "./sqlite-store.ts";
+
+export interface OpenStoreOptions {
+  deviceSalt: Uint8Array;
+  log?: Logger;
+}
+
+/** For logs: the store's kind and where it is, with no password. */
+export function describeStore(spec: string): string {
+  const { kind, location } = storeKind(spec);
+  if (kind !== "postgres") return `${kind}:${location}`;
+  const u = new URL(location);
+  return `postgres://${u.hostname}:${u.port || 5432}${u.pathname}`;
+}
+
+export async function openCredentialStore(spec: string, opts: OpenStoreOptions): Promise<CredentialStore> {
+  const { kind, location } = storeKind(spec);
+  if (kind === "sqlite") return SqliteCredentialStore.open({ path: location, deviceSalt: opts.deviceSalt, log: opts.log });
+  if (kind === "postgres") return (await import("./postgres-store.ts")).PostgresCredentialStore.open({ url: location, deviceSalt: opts.deviceSalt, log: opts.log });
+  throw new Error(`${spec} is a users file, not a database`);
+}

@@ -1,0 +1,299 @@
+/**
+ * Credentials in PostgreSQL, shared by several hosts (`--users postgres://...`), with the `postgres`
+ * driver (one code path under Bun and Node). The tables are SQLite's (schema.ts). Writers serialize
+ * on an advisory lock, take the next version from a sequence and NOTIFY the channel in the same
+ * transaction, so a version commits only after every smaller one: each server LISTENs, and on a
+ * notification (or every `pollMs`, and on every reconnection) reads the rows whose version is above
+ * the last it saw, in one statement (one snapshot), drops them from its cache and announces users
+ * removed, disabled or re-keyed (onUserRemoved), whose sessions the server then ends.
+ *
+ * A database that is slow or down never stalls the event loop (every query is asynchronous) nor ends
+ * a session: a lookup that misses the cache fails the handshake after `lookupTimeoutMs` (ERR_TIMEOUT,
+ * not counted against the client's guessing budget), cached records keep serving, and the store's
+ * health is logged on each change and exported (nstp_store_up).
+ */
+import postgres from "postgres";
+import { type Logger, NstpError, silentLogger, utf8 } from "@nstp/core";
+import { type CredentialRecord, type CredentialStore, RecordCache, type RecordInput, RemovalListeners, type StoreHealth, checkRecord, endsSessions, pskOf } from "./records.ts";
+import { POSTGRES_SCHEMA, SCHEMA_VERSION } from "./schema.ts";
+import { type UsersDb, checkDeviceSalt, rowToRecord } from "./users-db.ts";
+import { type GuessBudgetOptions, PostgresGuessBudget } from "./guess-budget.ts";
+
+/** The LISTEN/NOTIFY channel; the payload is the change's version. */
+export const CHANNEL = "nstp_users";
+/** pg_advisory_xact_lock key serializing writers ("nstp" in ASCII). */
+const WRITER_LOCK = 0x6e737470;
+
+type Sql = postgres.Sql;
+
+function connectPg(url: string, max: number): Sql {
+  return postgres(url, {
+    max,
+    connect_timeout: 5,
+    idle_timeout: 0,
+    onnotice: () => {},
+    connection: { application_name: "nstp" },
+  });
+}
+
+function timeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const t = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new NstpError("ERR_TIMEOUT", `credential store: ${what} took more than ${ms} ms`)), ms);
+  });
+  return Promise.race([p, t]).finally(() => clearTimeout(timer));
+}
+
+export interface PostgresStoreOptions {
+  url: string;
+  deviceSalt: Uint8Array;
+  /** A lookup that misses the cache fails after this (default 2,000 ms). */
+  lookupTimeoutMs?: number;
+  /** Catch-up and health check besides notifications (default 2,000 ms). */
+  pollMs?: number;
+  /** Records kept in memory (default 100,000). */
+  maxCached?: number;
+  log?: Logger;
+}
+
+export class PostgresCredentialStore implements CredentialStore {
+  private readonly sql: Sql;
+  private readonly opts: PostgresStoreOptions;
+  private readonly log: Logger;
+  private readonly cache: RecordCache;
+  private readonly removals = new RemovalListeners();
+  private readonly inflight = new Map<string, Promise<CredentialRecord | undefined>>();
+  private readonly timer: ReturnType<typeof setInterval>;
+  private seen: number;
+  /** Moves on every applied change: a lookup that straddles one does not cache what it read. */
+  private generation = 0;
+  private catching: Promise<void> | undefined;
+  private again = false;
+  private state: StoreHealth = { ok: true, cached: 0 };
+  private unlisten: (() => Promise<void>) | undefined;
+
+  private constructor(sql: Sql, opts: PostgresStoreOptions, seen: number) {
+    this.sql = sql;
+    this.opts = opts;
+    this.log = opts.log ?? silentLogger;
+    this.cache = new RecordCache(opts.maxCached ?? 100_000);
+    this.seen = seen;
+    this.state.lastOkAt = Date.now();
+    this.timer = setInterval(() => void this.catchUp(), opts.pollMs ?? 2000);
+    this.timer.unref?.();
+  }
+
+  static async open(opts: PostgresStoreOptions): Promise<PostgresCredentialStore> {
+    const sql = connectPg(opts.url, 4);
+    try {
+      const [meta, versions] = await timeout(
+        Promise.all([sql`SELECT value FROM nstp_meta WHERE key = 'device_salt'`, sql`SELECT last_value, is_called FROM nstp_version`]),
+        10_000,
+        "opening",
+      );
+      checkDeviceSalt(meta[0]?.value, opts.deviceSalt, "the PostgreSQL store");
+      const seen = versions[0]!.is_called ? Number(versions[0]!.last_value) : 0;
+      const store = new PostgresCredentialStore(sql, opts, seen);
+      // onlisten runs on every (re)connection of the listening connection: catch up on what was missed.
+      const sub = await sql.listen(CHANNEL, () => void store.catchUp(), () => void store.catchUp());
+      store.unlisten = sub.unlisten;
+      return store;
+    } catch (e) {
+      await sql.end({ timeout: 1 });
+      throw e;
+    }
+  }
+
+  lookup(username: string, signal?: AbortSignal): Uint8Array | undefined | Promise<Uint8Array | undefined> {
+    const r = this.lookupRecord(username, signal);
+    return r instanceof Promise ? r.then(pskOf) : pskOf(r);
+  }
+
+  lookupRecord(username: string, _signal?: AbortSignal): CredentialRecord | undefined | Promise<CredentialRecord | undefined> {
+    const hit = this.cache.get(username);
+    if (hit !== undefined) return hit ?? undefined;
+    let p = this.inflight.get(username);
+    if (!p) {
+      p = this.fetch(username).finally(() => this.inflight.delete(username));
+      this.inflight.set(username, p);
+    }
+    return timeout(p, this.opts.lookupTimeoutMs ?? 2000, "a lookup");
+  }
+
+  private async fetch(username: string): Promise<CredentialRecord | undefined> {
+    const generation = this.generation;
+    let rows: postgres.RowList<postgres.Row[]>;
+    try {
+      rows = await this.sql`SELECT username, psk, w0, l, disabled, version, updated_at FROM nstp_users WHERE username = ${Buffer.from(utf8(username))}`;
+    } catch (e) {
+      this.down(e);
+      throw new NstpError("ERR_BUSY", "credential store unavailable", { cause: e });
+    }
+    this.up();
+    const rec = rows[0] ? rowToRecord(rows[0]) : undefined;
+    if (generation === this.generation) {
+      if (rec) this.cache.set(rec);
+      else this.cache.setMissing(username);
+    }
+    return rec;
+  }
+
+  onUserRemoved(listener: (username: string) => void): () => void {
+    return this.removals.add(listener);
+  }
+
+  /** The per-user guessing budget every host on this database shares (guess-budget.ts). */
+  openGuessBudget(opts: GuessBudgetOptions): Promise<PostgresGuessBudget> {
+    return PostgresGuessBudget.open(this.sql, { log: this.log, ...opts });
+  }
+
+  health(): StoreHealth {
+    return { ...this.state, cached: this.cache.size };
+  }
+
+  /** Reads every change above the last version seen (one at a time; a request meanwhile runs once more after). */
+  catchUp(): Promise<void> {
+    if (this.catching) {
+      this.again = true;
+      return this.catching;
+    }
+    this.catching = (async () => {
+      do {
+        this.again = false;
+        try {
+          const rows = await timeout(
+            this.sql`SELECT username, psk, w0, l, disabled, version, updated_at, false AS removed FROM nstp_users WHERE version > ${this.seen}
+                     UNION ALL SELECT username, NULL, NULL, NULL, 0, version, 0, true FROM nstp_removed WHERE version > ${this.seen}`,
+            this.opts.lookupTimeoutMs ?? 2000,
+            "catching up",
+          );
+          this.up();
+          if (rows.length) this.apply(rows);
+        } catch (e) {
+          this.down(e);
+        }
+      } while (this.again);
+      this.catching = undefined;
+    })();
+    return this.catching;
+  }
+
+  private apply(rows: postgres.RowList<postgres.Row[]>): void {
+    this.generation++;
+    let removed = 0;
+    for (const r of rows) {
+      const after = rowToRecord(r);
+      this.seen = Math.max(this.seen, after.version);
+      const before = this.cache.get(after.username);
+      this.cache.delete(after.username);
+      if (r.removed) removed++;
+      if (endsSessions(before, { ...after, removed: r.removed === true })) this.removals.emit(after.username);
+    }
+    this.log.info("credential store changed", { store: "postgres", changed: rows.length - removed, removed });
+  }
+
+  private up(): void {
+    if (!this.state.ok) this.log.info("credential store available again", { store: "postgres" });
+    this.state = { ok: true, cached: 0, lastOkAt: Date.now() };
+  }
+
+  private down(e: unknown): void {
+    const error = e instanceof Error ? e.message : String(e);
+    if (this.state.ok) this.log.warn("credential store unavailable; serving cached records", { store: "postgres", reason: error });
+    this.state = { ...this.state, ok: false, error };
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.timer);
+    await this.unlisten?.().catch(() => {});
+    await this.sql.end({ timeout: 1 });
+  }
+}
+
+/** The writer `bun run users` uses on PostgreSQL: the schema on first use, a transaction per change. */
+export class PostgresUsersDb implements UsersDb {
+  private readonly sql: Sql;
+  private constructor(sql: Sql) {
+    this.sql = sql;
+  }
+
+  static async open(url: string, deviceSalt: Uint8Array): Promise<PostgresUsersDb> {
+    const sql = connectPg(url, 1);
+    try {
+      await sql.begin(async (tx) => {
+        await tx`SELECT pg_advisory_xact_lock(${WRITER_LOCK})`;
+        await tx.unsafe(POSTGRES_SCHEMA);
+        const salt = await tx`SELECT value FROM nstp_meta WHERE key = 'device_salt'`;
+        if (!salt.length) {
+          await tx`INSERT INTO nstp_meta (key, value) VALUES ('schema', ${Buffer.from(String(SCHEMA_VERSION))}), ('device_salt', ${Buffer.from(deviceSalt)})`;
+        }
+        checkDeviceSalt(salt[0]?.value ?? deviceSalt, deviceSalt, "the PostgreSQL store");
+      });
+      return new PostgresUsersDb(sql);
+    } catch (e) {
+      await sql.end({ timeout: 1 });
+      throw e;
+    }
+  }
+
+  /** One change: writers in turn, the next version, the change, and NOTIFY, committed together. */
+  private change<T>(fn: (tx: postgres.TransactionSql, version: number) => Promise<T>): Promise<T> {
+    return this.sql.begin(async (tx) => {
+      await tx`SELECT pg_advisory_xact_lock(${WRITER_LOCK})`;
+      const [row] = await tx`SELECT nextval('nstp_version') AS v`;
+      const version = Number(row!.v);
+      const out = await fn(tx, version);
+      await tx`SELECT pg_notify(${CHANNEL}, ${String(version)})`;
+      return out;
+    }) as Promise<T>;
+  }
+
+  private async upsert(tx: postgres.TransactionSql, r: RecordInput, version: number): Promise<void> {
+    checkRecord(r);
+    const name = Buffer.from(utf8(r.username));
+    const b = (x: Uint8Array | undefined) => (x ? Buffer.from(x) : null);
+    await tx`INSERT INTO nstp_users (username, psk, w0, l, disabled, version, updated_at)
+             VALUES (${name}, ${b(r.psk)}, ${b(r.w0)}, ${b(r.L)}, ${r.disabled ? 1 : 0}, ${version}, ${Date.now()})
+             ON CONFLICT (username) DO UPDATE SET psk = excluded.psk, w0 = excluded.w0, l = excluded.l,
+               disabled = excluded.disabled, version = excluded.version, updated_at = excluded.updated_at`;
+    await tx`DELETE FROM nstp_removed WHERE username = ${name}`;
+  }
+
+  async put(r: RecordInput): Promise<void> {
+    checkRecord(r);
+    await this.change((tx, v) => this.upsert(tx, r, v));
+  }
+
+  async putMany(records: RecordInput[]): Promise<void> {
+    records.forEach(checkRecord);
+    await this.change(async (tx, v) => {
+      for (const r of records) await this.upsert(tx, r, v);
+    });
+  }
+
+  async remove(username: string): Promise<boolean> {
+    const name = Buffer.from(utf8(username));
+    return this.change(async (tx, v) => {
+      const gone = await tx`DELETE FROM nstp_users WHERE username = ${name}`;
+      if (gone.count === 0) return false;
+      await tx`INSERT INTO nstp_removed (username, version) VALUES (${name}, ${v}) ON CONFLICT (username) DO UPDATE SET version = excluded.version`;
+      return true;
+    });
+  }
+
+  async setDisabled(username: string, disabled: boolean): Promise<boolean> {
+    return this.change(async (tx, v) => {
+      const r = await tx`UPDATE nstp_users SET disabled = ${disabled ? 1 : 0}, version = ${v}, updated_at = ${Date.now()} WHERE username = ${Buffer.from(utf8(username))}`;
+      return r.count > 0;
+    });
+  }
+
+  async list(): Promise<CredentialRecord[]> {
+    const rows = await this.sql`SELECT username, psk, w0, l, disabled, version, updated_at FROM nstp_users ORDER BY username`;
+    return rows.map(rowToRecord);
+  }
+
+  async close(): Promise<void> {
+    await this.sql.end({ timeout: 1 });
+  }
+}
