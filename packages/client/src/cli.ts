@@ -9,10 +9,12 @@ import { NstpError, fromHex, getBackend, legacy, readPassword, toHex } from "@ns
 import { connect } from "./connect.ts";
 
 const USAGE = `usage: client [--port N] [--host H] [--user U] [--password P] [--device-salt HEX] [--legacy]
-              [--crypto native|noble] [message ...]
+              [--crypto native|noble] [--keepalive SECONDS] [message ...]
 Speaks protocol v2 (Noise NNpsk0) unless --legacy asks for the Dart reference protocol.
 Without --user, uses the reference demo user alice. The password comes from --password, NSTP_PASSWORD,
-or a prompt. Without messages, sends "Hello server! Message #0" .. "#4".`;
+or a prompt. Without messages, sends "Hello server! Message #0" .. "#4".
+--keepalive (v2; default 30, 0 off): a ping after that long without sending, and ERR_TIMEOUT after
+twice that long without hearing the server.`;
 
 async function main(): Promise<number> {
   const { values, positionals } = parseArgs({
@@ -24,6 +26,7 @@ async function main(): Promise<number> {
       "device-salt": { type: "string", default: toHex(legacy.DEMO_DEVICE_SALT) },
       legacy: { type: "boolean", default: false },
       crypto: { type: "string", default: "native" },
+      keepalive: { type: "string", default: "30" },
       help: { type: "boolean", short: "h" },
     },
     allowPositionals: true,
@@ -43,6 +46,8 @@ async function main(): Promise<number> {
   username ??= legacy.DEMO_USERNAME;
   password ??= await readPassword(`password for ${username}: `);
 
+  const keepalive = Number(values.keepalive);
+  if (!Number.isInteger(keepalive) || keepalive < 0 || keepalive > 1_000_000) throw new NstpError("ERR_INVALID_ARG", "--keepalive must be a whole number of seconds");
   const messages = positionals.length ? positionals : Array.from({ length: 5 }, (_, i) => `Hello server! Message #${i}`);
   const session = await connect({
     host: values.host!,
@@ -52,6 +57,7 @@ async function main(): Promise<number> {
     deviceSalt: fromHex(values["device-salt"]!),
     protocol: values.legacy ? "legacy" : "v2",
     crypto: getBackend(values.crypto!),
+    limits: { keepaliveMs: keepalive * 1000 },
   });
   const decoder = new TextDecoder();
   for (const m of messages) {

@@ -23,6 +23,8 @@ export interface ConnectOptions {
   pool?: CryptoPool;
   transport?: Transport;
   connectTimeoutMs?: number;
+  /** TCP keepalive's idle time on the socket (default 60 s; 0 off). */
+  tcpKeepAliveMs?: number;
   limits?: Partial<SessionLimits>;
 }
 
@@ -47,7 +49,7 @@ export const DEFAULT_SESSION_LIMITS: SessionLimits = {
   maxQueued: 65_536,
   maxBuffered: 1024,
   writeHighWaterMark: 1 << 20,
-  keepaliveMs: 60_000,
+  keepaliveMs: 30_000,
 };
 
 /** v2 pipelines: its server answers in order and frames carry their own boundaries. */
@@ -76,7 +78,7 @@ export async function connect(opts: ConnectOptions): Promise<Session> {
   const session = new ClientSession(machine, { ...DEFAULT_SESSION_LIMITS, window, ...opts.limits }, aead);
   const transport = opts.transport ?? (await defaultTransport());
   const wire = await transport.dial(
-    { host: opts.host ?? "127.0.0.1", port: opts.port ?? legacy.DEMO_PORT, timeoutMs: opts.connectTimeoutMs ?? 10_000 },
+    { host: opts.host ?? "127.0.0.1", port: opts.port ?? legacy.DEMO_PORT, timeoutMs: opts.connectTimeoutMs ?? 10_000, tcpKeepAliveMs: opts.tcpKeepAliveMs },
     () => session.events(),
   );
   session.attach(wire);

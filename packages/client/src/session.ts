@@ -6,6 +6,7 @@
  * unasked) goes to the messages() iterator. Both queues are bounded: a full one pauses reading, so a
  * slow consumer slows the server down through TCP instead of growing memory.
  */
+import { Keepalive } from "./keepalive.ts";
 import { AuthError, Fifo, OrderedAead, type Output, NstpError, concat, type Wire, type WireEvents, legacy, toNstpError, utf8, v2 } from "@nstp/core";
 
 interface Request {
@@ -32,7 +33,9 @@ export interface SessionLimits {
   writeHighWaterMark: number;
   /**
    * v2: a ping goes out after this long without a frame from us, so that the server's idle timeout
-   * (default 5 minutes) does not end a session that only listens; 0 never. Default 60 s.
+   * (default 5 minutes) does not end a session that only listens, and the session fails with
+   * ERR_TIMEOUT after twice this long without an authenticated frame from the server (keepalive.ts);
+   * 0 never. Default 30 s.
    */
   keepaliveMs: number;
 }
@@ -55,7 +58,7 @@ export class ClientSession {
   /** close() waiting for the last reply. */
   private readonly idleWaiters: (() => void)[] = [];
   private timer: ReturnType<typeof setTimeout> | undefined;
-  private keepalive: ReturnType<typeof setInterval> | undefined;
+  private keepalive: Keepalive | undefined;
   private paused = false;
   private failure: NstpError | undefined;
   private endedCleanly = false;
@@ -173,6 +176,7 @@ export class ClientSession {
     } catch (e) {
       this.fail(e);
     }
+    this.keepalive?.noteInput();
   }
 
   private applyOrFail(outputs: Output[]): void {
@@ -182,6 +186,7 @@ export class ClientSession {
     } catch (e) {
       this.fail(e);
     }
+    this.keepalive?.noteInput();
   }
 
   private onDrain(): void {
@@ -243,15 +248,16 @@ export class ClientSession {
       if (!this.failure && m.unconfirmed) this.ping(m);
     });
     if (this.limits.keepaliveMs > 0) {
-      let seen = -1;
-      this.keepalive = setInterval(() => {
-        // A ping only after a whole interval in which we sent nothing, and never past a frame still
-        // being sealed in the pool (its nonce comes first, so it must reach the wire first).
-        if (m.framesSent === seen && !this.aead?.pendingOut) this.ping(m);
-        seen = m.framesSent;
-      }, this.limits.keepaliveMs);
-      // The socket keeps the process alive while the session is open; the keepalive must not.
-      this.keepalive.unref?.();
+      this.keepalive = new Keepalive(this.limits.keepaliveMs, {
+        sent: () => m.framesSent,
+        heard: () => m.inputProgress,
+        // Never past a frame still being sealed in the pool (its nonce comes first, so it must reach
+        // the wire first): that frame is on its way, and counts as sent at the next look.
+        ping: () => {
+          if (!this.aead?.pendingOut) this.ping(m);
+        },
+        dead: (silentMs) => this.fail(new NstpError("ERR_TIMEOUT", `no authenticated frame from the server for ${silentMs} ms (two keepalive intervals)`)),
+      });
     }
   }
 
@@ -359,7 +365,7 @@ export class ClientSession {
     const err = toNstpError(e, "ERR_PROTOCOL", "session failed");
     this.failure = err;
     clearTimeout(this.timer);
-    clearInterval(this.keepalive);
+    this.keepalive?.stop();
     this.readyReject(err);
     for (const r of this.inflight.drain()) r.reject(err);
     for (const r of this.queue.drain()) r.reject(err);

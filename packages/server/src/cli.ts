@@ -4,7 +4,11 @@
  * (the Node build: bun run server:node -- with the same flags).
  */
 import { parseArgs } from "node:util";
-import { type LogFormat, type LogLevel, createLogger, fromHex, getBackend, legacy, runtimeVersion, toHex, v2 } from "@nstp/core";
+import { CryptoPool, type LogFormat, type LogLevel, createLogger, fromHex, getBackend, legacy, runtimeVersion, toHex, v2 } from "@nstp/core";
+import { availableParallelism } from "node:os";
+import { fileURLToPath } from "node:url";
+import { runSupervisor } from "./supervisor.ts";
+import { defaultMaxConnections } from "./capacity.ts";
 import { type KeyStore, demoKeyStore, loadUsersFile, parseUsersFile } from "./credentials.ts";
 import { readFileSync } from "node:fs";
 import { startServer } from "./server.ts";
@@ -22,6 +26,7 @@ const USAGE = `usage: server [--port N] [--host H] [--device-salt HEX] [--users 
               [--user-guesses BURST] [--user-guess-rate PER_SECOND]
               [--idle-timeout SECONDS] [--legacy-idle-timeout SECONDS] [--max-session-lifetime SECONDS]
               [--flush-timeout SECONDS] [--trusted-proxies ADDR|CIDR,...]
+              [--max-connections N] [--workers N|auto]
 Serves protocol v2 and, unless --legacy off, the Dart reference protocol on the same port.
 Listens on 127.0.0.1:8080 by default. Without --users, serves the reference demo user (alice).
 A v2 session ends after --idle-timeout (default 300; 0 never) without a frame from its client (our
@@ -38,7 +43,13 @@ wrong password) and from its username (20, 1/s; then it waits, up to half the ha
 (PostgreSQL): database changes reach every server within a second.
 --trusted-proxies: load balancers whose connections begin with a PROXY protocol header (v1 or v2),
 required from them and refused from anyone else; the client address in it is the one budgets, logs
-and metrics see.`;
+and metrics see.
+--max-connections: open connections at most (default: what the open-file limit leaves room for);
+beyond it a connection gets the busy signal.
+--workers N|auto (default 1; auto: one per core): N server processes share the port (SO_REUSEPORT)
+under a supervisor that restarts a worker that dies, passes SIGHUP and SIGTERM on, and serves one
+--metrics with every worker's series labelled worker="i". Each worker has its own caps, guessing
+budgets and key cache.`;
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -68,6 +79,8 @@ async function main(): Promise<void> {
       "max-session-lifetime": { type: "string", default: "0" },
       "flush-timeout": { type: "string", default: "5" },
       "trusted-proxies": { type: "string" },
+      "max-connections": { type: "string" },
+      workers: { type: "string", default: "1" },
       help: { type: "boolean", short: "h" },
     },
     strict: true,
@@ -80,6 +93,29 @@ async function main(): Promise<void> {
   const crypto = getBackend(values.crypto!);
   const deviceSalt = fromHex(values["device-salt"]!);
   const port = parseIntArg("--port", values.port!, 0, 65535);
+  const workers = values.workers === "auto" ? availableParallelism() : parseIntArg("--workers", values.workers!, 1, 256);
+  if (workers > 1) {
+    // The supervisor: the workers are this CLI again, each a whole server (supervisor.ts).
+    await runSupervisor({
+      workers,
+      host: values.host!,
+      port,
+      argv: process.argv.slice(2),
+      script: fileURLToPath(import.meta.url),
+      metrics: values.metrics,
+      graceMs: parseIntArg("--shutdown-grace", values["shutdown-grace"]!, 0, 3600) * 1000,
+      log,
+    });
+    return;
+  }
+  const maxHandshaking = parseIntArg("--max-handshaking", values["max-handshaking"]!, 1, 1 << 20);
+  const maxConnections = values["max-connections"] === undefined
+    ? defaultMaxConnections(maxHandshaking)
+    : parseIntArg("--max-connections", values["max-connections"], 1, 1 << 22);
+  // The noble backend's AES-GCM runs in a pool (crypto/placement.ts); native needs none (it is faster
+  // inline, and keys come derived from the store). Workers share the cores: threads = cores / workers.
+  const siblings = Number(process.env.NSTP_WORKERS ?? "1") || 1;
+  const pool = crypto.name === "noble" ? new CryptoPool({ backend: crypto, threads: Math.max(1, Math.floor(availableParallelism() / siblings)) }) : undefined;
   if (values.legacy !== "on" && values.legacy !== "off") throw new Error("--legacy must be on or off");
   let keys: KeyStore;
   let store: CredentialStore | undefined;
@@ -116,7 +152,11 @@ async function main(): Promise<void> {
     crypto,
     logger: log,
     legacy: values.legacy === "on",
-    maxHandshaking: parseIntArg("--max-handshaking", values["max-handshaking"]!, 1, 1 << 20),
+    maxHandshaking,
+    maxConnections,
+    pool,
+    // Workers share the port (supervisor.ts); a single process may too, harmlessly.
+    reusePort: process.env.NSTP_WORKER !== undefined,
     failureLimit: {
       burst: parseIntArg("--address-guesses", values["address-guesses"]!, 1, 1 << 20),
       refillPerSecond: parseRateArg("--address-guess-rate", values["address-guess-rate"]!),
@@ -146,6 +186,8 @@ async function main(): Promise<void> {
     runtime: runtimeVersion(),
     transport: server.transport,
     crypto: crypto.name,
+    maxConnections: server.maxConnections,
+    ...(process.env.NSTP_WORKER !== undefined ? { worker: process.env.NSTP_WORKER, pid: process.pid } : {}),
     ...(values["trusted-proxies"] ? { trustedProxies: values["trusted-proxies"] } : {}),
   });
   // Machine-readable line for scripts (the demo reads the port from it).
@@ -153,7 +195,7 @@ async function main(): Promise<void> {
 
   const eventLoop = monitorEventLoopDelay({ resolution: 10 });
   eventLoop.enable();
-  const metrics = values.metrics ? await startMetrics(values.metrics, { stats: server.stats, eventLoop, store }) : undefined;
+  const metrics = values.metrics ? await startMetrics(values.metrics, { stats: server.stats, eventLoop, store, pool }) : undefined;
   if (metrics) {
     log.info("metrics", { address: `http://${metrics.host}:${metrics.port}/metrics` });
     console.log(`metrics on ${metrics.host}:${metrics.port}`);
@@ -178,6 +220,7 @@ async function main(): Promise<void> {
     setTimeout(() => process.exit(1), graceMs + 2000).unref();
     void Promise.all([server.close({ graceMs }), metrics?.close()]).then(async () => {
       await store?.close();
+      await pool?.destroy();
       log.info("stopped", summaryFields({ stats: server.stats, eventLoop }));
       process.exit(0);
     });

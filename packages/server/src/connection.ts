@@ -127,6 +127,8 @@ export class ServerConnection implements WireEvents {
   private key: { username: string; psk: Uint8Array } | undefined;
   private ticket: Ticket | undefined;
   private judgeTimer: ReturnType<typeof setTimeout> | undefined;
+  /** v2 ping chunks from the client seen so far (each batch of them is answered: answerPings). */
+  private pingsSeen = 0;
 
   constructor(wire: Wire, ctx: ConnectionContext) {
     this.wire = wire;
@@ -192,8 +194,27 @@ export class ServerConnection implements WireEvents {
       this.inData = false;
     }
     this.clock?.noteInput();
+    this.answerPings();
     this.flush();
     return true;
+  }
+
+  /**
+   * v2, established: a read that brought pings is answered with one ping, unless a frame leaves in
+   * this tick anyway or one is being sealed in the pool (docs/PROTOCOL.md §v2 "Ping"): the client's
+   * keepalive hears a live server within its deadline. Before key confirmation nothing is sent, and
+   * the confirming ping is not answered (onEstablished counts it as seen).
+   */
+  private answerPings(): void {
+    const m = this.machine.deferrable;
+    if (!m || m.pingsReceived === this.pingsSeen || this.done) return;
+    this.pingsSeen = m.pingsReceived;
+    if (this.outbox.length > 0 || this.aead?.pendingOut) return;
+    try {
+      this.write(m.ping());
+    } catch (e) {
+      this.fail(e);
+    }
   }
 
   /** v2 frames opened in the worker pool, delivered in order (the placement says so for this backend). */
@@ -328,6 +349,7 @@ export class ServerConnection implements WireEvents {
     this.ctx.admission.left(this);
     this.ctx.stats.handshakeSucceeded(protocol);
     this.ctx.log.debug("session established", { user: username, remote: this.wire.remoteAddress, protocol });
+    this.pingsSeen = this.machine.deferrable?.pingsReceived ?? 0;
     this.clock = new SessionClock(this.ctx.limits, protocol, () => this.machine.inputProgress, (reason) => this.end(reason));
   }
 

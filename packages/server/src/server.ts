@@ -21,6 +21,7 @@ import { type BucketOptions, DEFAULT_ADDRESS_BUDGET, DEFAULT_USER_BUDGET, GuessB
 import { ServerStats } from "./stats.ts";
 import { proxyAcceptor } from "./proxy-acceptor.ts";
 import { TrustedProxies } from "./trusted-proxies.ts";
+import { defaultMaxConnections } from "./capacity.ts";
 
 export const DEFAULT_HOST = "127.0.0.1";
 
@@ -37,8 +38,8 @@ export interface ServerOptions {
   transport?: Transport;
   logger?: Logger;
   /**
-   * Open connections at most (default 10,000); a connection beyond it gets the busy signal, as at the
-   * handshake cap.
+   * Open connections at most; a connection beyond it gets the busy signal. Default: what the
+   * open-file limit leaves room for (capacity.ts: 18,720 at a limit of 20,000), at most 100,000.
    */
   maxConnections?: number;
   /**
@@ -60,6 +61,13 @@ export interface ServerOptions {
   pool?: CryptoPool;
   /** Serve the reference protocol too (default true); v2 is always served. */
   legacy?: boolean;
+  /**
+   * Listen with SO_REUSEPORT, sharing the port with other processes that do (the CLI's --workers:
+   * supervisor.ts). Default false.
+   */
+  reusePort?: boolean;
+  /** TCP keepalive's idle time on accepted sockets (default 60 s; 0 off). */
+  tcpKeepAliveMs?: number;
   /**
    * Load balancers (addresses or CIDR blocks) whose connections begin with a PROXY protocol header
    * (v1 or v2), required from them and refused from anyone else; the client address in it is the
@@ -90,6 +98,8 @@ export interface RunningServer {
   readonly port: number;
   readonly stats: ServerStats;
   readonly transport: string;
+  /** The connection cap in force (maxConnections, or its default). */
+  readonly maxConnections: number;
   /**
    * Stops accepting, lets each session finish the replies already due (v2 sessions end with a close
    * chunk), and closes everything still open after `graceMs` (default 5,000; 0 closes at once).
@@ -105,7 +115,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const live = new Set<ServerConnection>();
   const limits = { ...DEFAULT_LIMITS, ...opts.limits };
   const maxHandshaking = opts.maxHandshaking ?? 512;
-  const maxConnections = opts.maxConnections ?? 10_000;
+  const maxConnections = opts.maxConnections ?? defaultMaxConnections(maxHandshaking);
   const admission = new HandshakeAdmission({ ...DEFAULT_ADMISSION, ...opts.admission, maxHandshaking });
   const budget = new GuessBudget({
     address: { ...DEFAULT_ADDRESS_BUDGET, ...opts.failureLimit },
@@ -169,6 +179,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       // Admission may run over maxHandshaking by as much again for two event-loop turns (admission.ts).
       maxConnections: maxConnections + 2 * maxHandshaking,
       flushTimeoutMs: ctx.limits.flushTimeoutMs,
+      reusePort: opts.reusePort,
+      tcpKeepAliveMs: opts.tcpKeepAliveMs,
     },
     trusted
       ? proxyAcceptor({ trusted, timeoutMs: ctx.limits.handshakeTimeoutMs, maxPending: maxHandshaking, stats, log }, admit)
@@ -183,6 +195,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     port: listener.port,
     stats,
     transport: transport.name,
+    maxConnections,
     async close(closeOpts) {
       // Stop accepting first, then end the live connections: node:net's close() resolves only once
       // every connection is gone, so awaiting it before the shutdowns would wait forever.

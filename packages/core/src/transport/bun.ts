@@ -4,7 +4,7 @@
  */
 import type { Socket } from "bun";
 import { NstpError } from "../errors.ts";
-import { DEFAULT_FLUSH_TIMEOUT_MS, type DialOptions, type ListenOptions, type Listener, type Transport, type Wire, type WireEvents } from "./wire.ts";
+import { DEFAULT_FLUSH_TIMEOUT_MS, DEFAULT_TCP_KEEPALIVE_MS, type DialOptions, type ListenOptions, type Listener, type Transport, type Wire, type WireEvents } from "./wire.ts";
 
 interface Slot {
   wire?: BunWire;
@@ -96,6 +96,10 @@ class BunWire implements Wire {
   }
 }
 
+function keepAlive(socket: Socket<Slot>, ms = DEFAULT_TCP_KEEPALIVE_MS): void {
+  if (ms > 0) socket.setKeepAlive(true, ms);
+}
+
 function handlers(onOpen: (socket: Socket<Slot>) => void) {
   return {
     open: onOpen,
@@ -134,6 +138,7 @@ export const bunTransport: Transport = {
         return;
       }
       open++;
+      keepAlive(socket, opts.tcpKeepAliveMs);
       const wire = new BunWire(socket, opts.flushTimeoutMs);
       // A fresh slot per connection: Bun would otherwise share one initial data object.
       socket.data = { wire };
@@ -143,6 +148,9 @@ export const bunTransport: Transport = {
     const listener = Bun.listen<Slot>({
       hostname: opts.host,
       port: opts.port,
+      // Bun.listen honours reusePort (SO_REUSEPORT; checked with two processes on one port under Bun
+      // 1.4.5), but bun-types 1.4.5 declares it on the connect options only.
+      ...({ reusePort: opts.reusePort === true } as {}),
       socket: {
         ...h,
         close(socket: Socket<Slot>, error?: Error) {
@@ -179,6 +187,7 @@ export const bunTransport: Transport = {
         }),
         timeout,
       ]);
+      keepAlive(socket, opts.tcpKeepAliveMs);
       const wire = new BunWire(socket, opts.flushTimeoutMs);
       slot.wire = wire;
       slot.events = attach(wire);

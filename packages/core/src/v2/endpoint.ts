@@ -27,6 +27,11 @@ export abstract class V2Endpoint {
     return this.channel()?.writer.frames ?? 0;
   }
 
+  /** Ping chunks received so far (the server answers them while established: docs/PROTOCOL.md §v2 "Ping"). */
+  get pingsReceived(): number {
+    return this.channel()?.reader.pings ?? 0;
+  }
+
   /** The Noise handshake hash once established (channel binding). */
   get handshakeHash(): Uint8Array | undefined {
     return this.channel()?.handshakeHash;

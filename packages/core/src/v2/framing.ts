@@ -228,6 +228,8 @@ export class FrameReader {
   /** The message still incomplete: memory bounded by what it retains (assembly.ts). */
   private readonly message: MessageAssembly;
   private closedByPeer = false;
+  /** Ping chunks received: the server answers a ping while established (docs/PROTOCOL.md §v2 "Ping"). */
+  private pingChunks = 0;
   /**
    * Called once, when the first frame's tag has verified and before any of its chunks is looked at:
    * the server's key confirmation (docs/PROTOCOL.md §v2 "Key confirmation").
@@ -254,6 +256,11 @@ export class FrameReader {
   /** Frames opened so far: the driver's partial-input deadline watches it advance. */
   get frames(): number {
     return this.cipher.n;
+  }
+
+  /** Ping chunks received so far. */
+  get pings(): number {
+    return this.pingChunks;
   }
 
   /** Reads frames from `chunk`; complete frames are decrypted straight from it, without a copy. */
@@ -354,6 +361,7 @@ export class FrameReader {
       if (type === CHUNK_PING) {
         // Ignored wherever it falls, even between the chunks of a message; it carries nothing.
         if (len !== 0) throw new ProtocolError("ping chunk with a body");
+        this.pingChunks++;
         continue;
       }
       if (type !== CHUNK_LAST && type !== CHUNK_MORE) throw new ProtocolError(`unknown chunk type ${type}`);
