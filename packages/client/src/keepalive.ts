@@ -6,7 +6,10 @@
  *   for half an interval (the server answers a ping with a ping while established, so a live server
  *   is heard again before the deadline below);
  * - the session fails with ERR_TIMEOUT once nothing authenticated has arrived for two intervals: the
- *   server died, or a NAT on the way dropped the mapping, without a FIN or RST reaching us.
+ *   server died, or a NAT on the way dropped the mapping, without a FIN or RST reaching us. A timer
+ *   that fires late (our own event loop was stalled) does not judge: the server's answers may be
+ *   waiting unread in the socket, and our pings may not have gone out, so it pings and looks again
+ *   half an interval later.
  */
 export interface KeepalivePeer {
   /** Frames sealed towards the server so far. */
@@ -25,6 +28,8 @@ export class Keepalive {
   private sentSeen: number;
   private heardSeen: number;
   private heardAt = Date.now();
+  /** When the timer should fire: firing much later means our own loop was stalled. */
+  private dueAt = 0;
 
   constructor(intervalMs: number, peer: KeepalivePeer) {
     this.intervalMs = intervalMs;
@@ -49,6 +54,7 @@ export class Keepalive {
   }
 
   private arm(delayMs: number): void {
+    this.dueAt = Date.now() + Math.max(1, delayMs);
     this.timer = setTimeout(() => this.fire(), Math.max(1, delayMs));
     // The socket keeps the process alive while the session is open; the keepalive must not.
     (this.timer as { unref?: () => void }).unref?.();
@@ -58,6 +64,15 @@ export class Keepalive {
     const now = Date.now();
     const silent = now - this.heardAt;
     const deadline = 2 * this.intervalMs;
+    const late = now - this.dueAt > this.intervalMs / 4;
+    if (silent >= deadline && late) {
+      // Read what arrived while we were stalled (I/O is polled after timers), and give a ping sent
+      // now half an interval to be answered, before judging.
+      this.peer.ping();
+      this.sentSeen = this.peer.sent();
+      this.arm(this.intervalMs / 2);
+      return;
+    }
     if (silent >= deadline) {
       this.timer = undefined;
       this.peer.dead(silent);
