@@ -119,8 +119,12 @@ export class ServerConnection implements WireEvents {
   /** Failed or closed by the peer: queued writes are dropped (a graceful shutdown still sends them). */
   private dead = false;
   private readonly aead: OrderedAead | undefined;
-  /** Aborts the key derivation this connection waits for, when it goes away. */
-  private readonly abort = new AbortController();
+  /**
+   * Aborts the key derivation this connection waits for, when it goes away. Made at the lookup and
+   * dropped once established: an AbortController and its signal are a good share of an idle
+   * session's memory (the fleet bench).
+   */
+  private abort: AbortController | undefined;
   /** The handshake step last reported to admission. */
   private step = 0;
   /** The user's key, held until the proof is here and the guessing budget lets it be judged. */
@@ -342,6 +346,7 @@ export class ServerConnection implements WireEvents {
       send: (message) => this.push(message),
     };
     this.ctx.stats.handshaking--;
+    this.abort = undefined;
     // The peer proved its key: its guess is refunded (if not already), its address skips the user's
     // backoff from now on, and it leaves the handshake cap.
     if (this.ticket) this.ctx.budget.settle(this.ticket, true);
@@ -359,6 +364,7 @@ export class ServerConnection implements WireEvents {
     try {
       // A synchronous ERR_BUSY lands here before anything was sent: the reference client sees a close
       // before the session nonce, a v2 client the busy signal in place of message 2.
+      this.abort = new AbortController();
       lookup = this.ctx.keys.lookup(username, this.abort.signal);
     } catch (e) {
       const err = toNstpError(e, "ERR_AUTH", "key lookup failed");
@@ -584,7 +590,7 @@ export class ServerConnection implements WireEvents {
 
   private finish(msg: string, fields: Record<string, string>): void {
     this.done = true;
-    this.abort.abort();
+    this.abort?.abort();
     if (!this.session) {
       this.ctx.stats.handshaking--;
       this.ctx.admission.left(this);
