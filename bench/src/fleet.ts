@@ -14,6 +14,8 @@ import { median, percentile, sortNumbers } from "./stats.ts";
 export interface FleetParams {
   /** Idle sessions for the density and the storm. */
   sessions: number;
+  /** v2 sessions one server process must hold, each still answering (the capacity row). */
+  capacity: number;
   /** Device processes the sessions are spread over. */
   deviceProcs: number;
   duration: number;
@@ -40,9 +42,17 @@ async function checkAll(devices: CommandProc[]): Promise<{ ok: number; failed: n
 
 const rssAfterGc = async (s: ServerProc) => (await s.command("gc")).rssMB! * 1e6;
 
-/** Server RSS per idle session, for every protocol and both baselines, on one runtime's server. */
+/**
+ * Server RSS per idle session, for every protocol and both baselines, on one runtime's server; and
+ * the capacity row: `capacity` v2 sessions on one server process, each still answering.
+ */
 export async function densityScenario(runtime: Runtime, p: FleetParams, add: Add, progress: (m: string) => void): Promise<void> {
-  for (const protocol of ["tcp", "tls", "legacy", "v2"] as Protocol[]) {
+  for (const protocol of ["tcp", "tls", "legacy", "v2"] as Protocol[]) await idleSessions(runtime, protocol, p.sessions, `fleet-idle-${p.sessions}`, p, add, progress);
+  await idleSessions(runtime, "v2", p.capacity, `fleet-capacity-${p.capacity}`, p, add, progress);
+}
+
+async function idleSessions(runtime: Runtime, protocol: Protocol, sessions: number, scenario: string, p: FleetParams, add: Add, progress: (m: string) => void): Promise<void> {
+  {
     const server = await startServer(runtime, protocol === "tcp" || protocol === "tls" ? ["--protocol", protocol] : ["--kdf", "pool", "--threads", "1"]);
     let devices: CommandProc[] = [];
     try {
@@ -51,15 +61,14 @@ export async function densityScenario(runtime: Runtime, p: FleetParams, add: Add
       await Promise.all(warm.map((d) => d.stop()));
       await sleep(500);
       const before = await rssAfterGc(server);
-      devices = await startDevices(protocol, server.port, p.sessions, p.deviceProcs);
+      devices = await startDevices(protocol, server.port, sessions, p.deviceProcs);
       await sleep(1000);
       const after = await rssAfterGc(server);
-      const perSession = (after - before) / p.sessions / 1024;
+      const perSession = (after - before) / sessions / 1024;
       const { ok, failed } = await checkAll(devices);
-      const scenario = `fleet-idle-${p.sessions}`;
       add({ scenario, runtime, protocol, metric: "server RSS per idle session", unit: "KiB", samples: [perSession] });
       add({ scenario, runtime, protocol, metric: "sessions answering", unit: "count", samples: [ok] });
-      progress(`${runtime} ${p.sessions} idle ${protocol}: ${perSession.toFixed(1)} KiB per session (server RSS ${(before / 1e6).toFixed(0)} -> ${(after / 1e6).toFixed(0)} MB), ${ok} answering, ${failed} not`);
+      progress(`${runtime} ${sessions} idle ${protocol}: ${perSession.toFixed(1)} KiB per session (server RSS ${(before / 1e6).toFixed(0)} -> ${(after / 1e6).toFixed(0)} MB), ${ok} answering, ${failed} not`);
     } finally {
       await Promise.all(devices.map((d) => d.stop()));
       await server.stop();
