@@ -104,16 +104,18 @@ export class ServerConnection implements WireEvents {
   private claimedUser: string | undefined;
   private session: SessionInfo | undefined;
   /** Replies still being computed by an async handler; later replies wait behind them. */
-  private replies: Promise<void> = Promise.resolve();
+  private replies: Promise<void> | undefined;
   private asyncReplies = 0;
   /** Messages received and not yet answered. */
   private pending = 0;
   /** Plaintext replies and pushes gathered in this tick, sealed together by flush(). */
-  private outbox: Uint8Array[] = [];
+  /** Made when the first reply is queued, dropped by flush(): an idle session holds none. */
+  private outbox: Uint8Array[] | undefined;
   private outboxBytes = 0;
   private flushScheduled = false;
   private inData = false;
-  private readonly drainWaiters: (() => void)[] = [];
+  /** Pushes waiting for the socket to drain (made on demand, like outbox and replies). */
+  private drainWaiters: (() => void)[] | undefined;
   private paused = false;
   private done = false;
   /** Failed or closed by the peer: queued writes are dropped (a graceful shutdown still sends them). */
@@ -165,6 +167,11 @@ export class ServerConnection implements WireEvents {
     this.fail(new NstpError("ERR_BUSY", "evicted: the handshake stalled longest when the cap was reached"));
   }
 
+  /** Records or frames completed so far (the session clock's idle timeout watches it). */
+  get inputProgress(): number {
+    return this.machine.inputProgress;
+  }
+
   /** The user this connection is (or is trying to become), for closing a removed user's sessions. */
   get user(): string | undefined {
     return this.session?.username ?? this.claimedUser;
@@ -213,7 +220,7 @@ export class ServerConnection implements WireEvents {
     const m = this.machine.deferrable;
     if (!m || m.pingsReceived === this.pingsSeen || this.done) return;
     this.pingsSeen = m.pingsReceived;
-    if (this.outbox.length > 0 || this.aead?.pendingOut) return;
+    if (this.outbox || this.aead?.pendingOut) return;
     try {
       this.write(m.ping());
     } catch (e) {
@@ -355,7 +362,7 @@ export class ServerConnection implements WireEvents {
     this.ctx.stats.handshakeSucceeded(protocol);
     this.ctx.log.debug("session established", { user: username, remote: this.wire.remoteAddress, protocol });
     this.pingsSeen = this.machine.deferrable?.pingsReceived ?? 0;
-    this.clock = new SessionClock(this.ctx.limits, protocol, () => this.machine.inputProgress, (reason) => this.end(reason));
+    this.clock = new SessionClock(this.ctx.limits, protocol, this);
   }
 
   private resolveKey(username: string): void {
@@ -455,7 +462,7 @@ export class ServerConnection implements WireEvents {
   /** Queues an asynchronous reply behind the ones before it, so replies leave in message order. */
   private chain(compute: () => Reply | PromiseLike<Reply>): void {
     this.asyncReplies++;
-    this.replies = this.replies.then(async () => {
+    this.replies = (this.replies ?? Promise.resolve()).then(async () => {
       if (this.done) return;
       try {
         const reply = await compute();
@@ -476,7 +483,7 @@ export class ServerConnection implements WireEvents {
   }
 
   private queue(bytes: Uint8Array): void {
-    this.outbox.push(bytes);
+    (this.outbox ??= []).push(bytes);
     this.outboxBytes += bytes.length;
     this.ctx.stats.messageOut(bytes.length);
     // Bound what one tick can gather: a large burst is sealed as it grows.
@@ -489,7 +496,7 @@ export class ServerConnection implements WireEvents {
     this.queue(typeof message === "string" ? utf8(message) : message);
     this.scheduleFlush();
     if (this.wire.bufferedAmount + this.outboxBytes < this.ctx.limits.writeHighWaterMark) return Promise.resolve();
-    return new Promise((resolve) => this.drainWaiters.push(resolve));
+    return new Promise((resolve) => (this.drainWaiters ??= []).push(resolve));
   }
 
   private scheduleFlush(): void {
@@ -503,10 +510,10 @@ export class ServerConnection implements WireEvents {
 
   /** Seals everything gathered into as few frames as fit, and writes it in one call. */
   private flush(close = false): void {
-    if (this.done || (!this.outbox.length && !close)) return;
-    const batch = this.outbox;
+    if (this.done || (!this.outbox && !close)) return;
+    const batch = this.outbox ?? [];
     const bytes = this.outboxBytes;
-    this.outbox = [];
+    this.outbox = undefined;
     this.outboxBytes = 0;
     const deferrable = this.machine.deferrable;
     if (deferrable && this.aead?.wantsOut(bytes)) {
@@ -555,7 +562,13 @@ export class ServerConnection implements WireEvents {
       this.paused = false;
       this.wire.resume();
     }
-    if (buffered < writeHighWaterMark) for (const w of this.drainWaiters.splice(0)) w();
+    if (buffered < writeHighWaterMark && this.drainWaiters) this.releaseDrainWaiters();
+  }
+
+  private releaseDrainWaiters(): void {
+    const waiters = this.drainWaiters;
+    this.drainWaiters = undefined;
+    if (waiters) for (const w of waiters) w();
   }
 
   /**
@@ -603,8 +616,8 @@ export class ServerConnection implements WireEvents {
     clearTimeout(this.handshakeTimer);
     clearTimeout(this.recordTimer);
     this.clock?.stop();
-    this.outbox = [];
-    for (const w of this.drainWaiters.splice(0)) w();
+    this.outbox = undefined;
+    this.releaseDrainWaiters();
     this.ctx.stats.connectionClosed();
     this.ctx.log.debug(msg, { user: this.session?.username, remote: this.wire.remoteAddress, ...fields });
     this.ctx.onClosed(this);

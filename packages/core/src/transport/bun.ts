@@ -12,7 +12,8 @@ interface Slot {
 }
 
 class BunWire implements Wire {
-  private queue: Uint8Array[] = [];
+  /** What the socket has not taken yet; made on the first partial write, dropped once empty. */
+  private queue: Uint8Array[] | undefined;
   private queued = 0;
   private ending = false;
   /** end()'s flush deadline: Bun's socket.end() waits for ever for a peer that stops reading. */
@@ -40,7 +41,7 @@ class BunWire implements Wire {
   write(data: Uint8Array): void {
     if (this.closed || this.ending) return;
     if (this.queued > 0) {
-      this.queue.push(data);
+      this.queue!.push(data);
       this.queued += data.length;
       return;
     }
@@ -48,14 +49,14 @@ class BunWire implements Wire {
     if (n < 0) return;
     if (n < data.length) {
       const rest = data.subarray(n);
-      this.queue.push(rest);
+      (this.queue ??= []).push(rest);
       this.queued += rest.length;
     }
   }
 
   /** Writes what is queued; returns true when the queue is empty. */
   flush(): boolean {
-    while (this.queue.length > 0 && !this.closed) {
+    while (this.queue && this.queue.length > 0 && !this.closed) {
       const head = this.queue[0]!;
       const n = this.socket.write(head);
       if (n < 0) return false;
@@ -66,6 +67,7 @@ class BunWire implements Wire {
       }
       this.queue.shift();
     }
+    if (this.queued === 0) this.queue = undefined;
     if (this.ending && this.queued === 0 && !this.closed) this.socket.end();
     return this.queued === 0;
   }
@@ -82,7 +84,7 @@ class BunWire implements Wire {
   destroy(): void {
     if (this.closed) return;
     this.markClosed();
-    this.queue = [];
+    this.queue = undefined;
     this.queued = 0;
     this.socket.terminate();
   }
