@@ -53,7 +53,9 @@ export async function densityScenario(runtime: Runtime, p: FleetParams, add: Add
 
 async function idleSessions(runtime: Runtime, protocol: Protocol, sessions: number, scenario: string, p: FleetParams, add: Add, progress: (m: string) => void): Promise<void> {
   {
-    const server = await startServer(runtime, protocol === "tcp" || protocol === "tls" ? ["--protocol", protocol] : ["--kdf", "pool", "--threads", "1"]);
+    // The server's default handshake cap (512), so that its default connection cap (from the
+    // open-file limit, capacity.ts) leaves room for the capacity row.
+    const server = await startServer(runtime, protocol === "tcp" || protocol === "tls" ? ["--protocol", protocol] : ["--kdf", "pool", "--threads", "1", "--max-handshaking", "512"]);
     let devices: CommandProc[] = [];
     try {
       // Warm the server's code paths and allocator with a few sessions first, then measure from there.
