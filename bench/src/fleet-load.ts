@@ -39,9 +39,13 @@ interface Device {
   session?: Session;
   lostAt?: number;
   backAfterMs?: number;
+  /** connectWithBackoff threw what it does not retry: this device is out. */
+  gaveUp?: boolean;
 }
 const devices: Device[] = Array.from({ length: n }, () => ({}));
 const storm = { busy: 0, retried: 0, failed: 0 };
+/** Why devices gave up (non-retryable errors), by code and message: should stay empty. */
+const gaveUp = new Map<string, number>();
 
 const connectOptions: ConnectOptions = {
   protocol: protocol === "legacy" ? "legacy" : "v2",
@@ -73,7 +77,12 @@ async function attach(d: Device): Promise<void> {
     if (closing) return;
     d.lostAt = performance.now();
     d.backAfterMs = undefined;
-    attach(d).catch(() => storm.failed++);
+    attach(d).catch((e: unknown) => {
+      storm.failed++;
+      d.gaveUp = true;
+      const why = e instanceof NstpError ? `${e.code}: ${e.message}` : String(e);
+      gaveUp.set(why, (gaveUp.get(why) ?? 0) + 1);
+    });
   })();
 }
 
@@ -94,17 +103,17 @@ async function openAll(): Promise<void> {
 }
 
 async function check(): Promise<{ ok: number; failed: number }> {
-  const r = await Promise.allSettled(devices.map(async (d) => equal(await d.ex!.request(PAYLOAD), PAYLOAD)));
+  const r = await Promise.allSettled(devices.map(async (d) => !d.gaveUp && equal(await d.ex!.request(PAYLOAD), PAYLOAD)));
   const ok = r.filter((x) => x.status === "fulfilled" && x.value).length;
   return { ok, failed: n - ok };
 }
 
 async function waitStorm(): Promise<Record<string, unknown>> {
   const end = performance.now() + Number(values["storm-timeout"]) * 1000;
-  const pending = () => devices.filter((d) => d.lostAt === undefined || d.backAfterMs === undefined).length;
+  const pending = () => devices.filter((d) => !d.gaveUp && (d.lostAt === undefined || d.backAfterMs === undefined)).length;
   while (pending() > 0 && performance.now() < end) await new Promise((r) => setTimeout(r, 100));
   const times = devices.flatMap((d) => (d.backAfterMs === undefined ? [] : [d.backAfterMs]));
-  return { back: times.length, pending: pending(), times, ...storm };
+  return { back: times.length, pending: pending(), times, ...storm, gaveUp: Object.fromEntries(gaveUp) };
 }
 
 const t0 = performance.now();

@@ -201,6 +201,12 @@ export class ClientSession {
     if (state === "helloSent") {
       // Our server refuses before sending the session nonce when it is at capacity.
       this.fail(new NstpError("ERR_BUSY", "server busy: it closed the connection before the handshake", error ? { cause: error } : undefined));
+    } else if (error && (state === "proofSent" || state === "initiationSent")) {
+      // A reset, not a close: our server answers a wrong password with an orderly close (FIN), so
+      // this is not its verdict. A server that drops a handshake to make room (admission) while our
+      // next bytes sit unread in its socket resets the connection, and the reset discards what it
+      // had sent; retryable, so that a reconnect storm does not read it as a wrong password.
+      this.fail(new NstpError("ERR_CLOSED", "connection reset during the handshake", { cause: error }));
     } else if (state === "proofSent") {
       // Both protocols close without a word when our proof fails: wrong password or unknown user.
       this.fail(new AuthError("server closed the connection after our proof: wrong password or unknown user"));

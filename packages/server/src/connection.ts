@@ -85,6 +85,9 @@ export interface ConnectionContext {
 
 type Reply = Uint8Array | string | undefined;
 
+/** V2Server.handshakeStep once message 2 has been sent. */
+const V2_ANSWERED_STEP = 3;
+
 function isThenable<T>(x: T | PromiseLike<T>): x is PromiseLike<T> {
   // The common answers first: a "then" lookup on a Uint8Array walks its whole prototype chain, and
   // this runs once per message (measured: a quarter of the server's time on 1 KiB echo under Bun).
@@ -159,11 +162,16 @@ export class ServerConnection implements WireEvents {
   }
 
   /**
-   * Closed to make room for a newcomer (admission.ts): silently, like any failure. A newcomer that
-   * is itself the one to go (nothing received yet) gets the busy signal, as a refusal at accept.
+   * Closed to make room for a newcomer (admission.ts). A newcomer that is itself the one to go
+   * (nothing received yet) gets the busy signal, as a refusal at accept; so does a v2 handshake that
+   * has not been answered (message 2 not sent), in the place of message 2: its client then retries
+   * (ERR_BUSY) instead of reading the close as a wrong password and giving up, which in a reconnect
+   * storm after a restart left devices out (the fleet bench). Nothing about the password is told:
+   * it has not been judged, or its verdict has not been sent. Later victims, and the reference
+   * protocol's after its session nonce, are closed silently, like any failure.
    */
   evict(refused = false): void {
-    if (refused) this.write(v2.BUSY_SIGNAL);
+    if (refused || (this.machine.protocol === "v2" && this.machine.handshakeStep < V2_ANSWERED_STEP)) this.write(v2.BUSY_SIGNAL);
     this.fail(new NstpError("ERR_BUSY", "evicted: the handshake stalled longest when the cap was reached"));
   }
 
