@@ -5,6 +5,7 @@
 // process sharing it, with the users CLI writing, and the database stopped and restarted under load.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
+import postgres from "postgres";
 import { NstpError, detectRuntime, legacy, nativeBackend } from "@nstp/core";
 import { connect } from "../../../client/src/index.ts";
 import { PostgresCredentialStore, PostgresUsersDb } from "./postgres-store.ts";
@@ -71,6 +72,40 @@ describe("PostgreSQL store", { skip }, () => {
     } finally {
       await Promise.all(hosts.map((h) => h.close()));
       await w.close();
+    }
+  });
+
+  test("a change whose version was taken before a host opened, and committed after, still reaches it", async () => {
+    const w = await PostgresUsersDb.open(pg.url, deviceSalt);
+    await w.put({ username: "erin", psk: key(6) });
+    await w.close();
+    // A writer as `bun run users` runs one (lock, next version, change, NOTIFY), held open meanwhile.
+    const raw = postgres(pg.url, { max: 1, onnotice: () => {} });
+    let commit!: () => void;
+    const gate = new Promise<void>((r) => (commit = r));
+    let taken!: () => void;
+    const versionTaken = new Promise<void>((r) => (taken = r));
+    const writing = raw.begin(async (tx) => {
+      await tx`SELECT pg_advisory_xact_lock(${0x6e737470})`;
+      const [row] = await tx`SELECT nextval('nstp_version') AS v`;
+      await tx`UPDATE nstp_users SET psk = ${Buffer.from(key(7))}, version = ${Number(row!.v)} WHERE username = ${Buffer.from("erin")}`;
+      await tx`SELECT pg_notify('nstp_users', ${String(row!.v)})`;
+      taken();
+      await gate;
+    });
+    await versionTaken;
+    const store = await PostgresCredentialStore.open({ url: pg.url, deviceSalt, pollMs: 200 });
+    const removed: string[] = [];
+    store.onUserRemoved((u) => removed.push(u));
+    try {
+      assert.deepEqual(await store.lookup("erin"), key(6), "the old key, cached before the change commits");
+      commit();
+      await writing;
+      assert.ok(await within(2000, async () => (await store.lookup("erin"))?.[0] === 7), "erin's new key replaces the cached one");
+      assert.deepEqual(removed, ["erin"], "and her sessions under the old key are ended");
+    } finally {
+      await store.close();
+      await raw.end({ timeout: 1 });
     }
   });
 
