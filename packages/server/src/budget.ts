@@ -46,7 +46,19 @@ export interface BucketOptions {
   refillPerSecond: number;
 }
 
+/**
+ * A per-user budget that other hosts share (stores/guess-budget.ts keeps it in PostgreSQL): checked
+ * from a local view when a guess is about to be judged, told of every guess that stayed wrong. With
+ * it, adding hosts does not multiply what a guesser at one user gets.
+ */
+export interface SharedUserBudget {
+  allows(username: string): boolean;
+  failed(username: string): void;
+}
+
 export interface GuessBudgetOptions {
+  /** Shared with other hosts, beside this process's own per-user budget. */
+  shared?: SharedUserBudget;
   /** Per source address (the `failureLimit` server option). */
   address: BucketOptions & { maxSources: number };
   /** Per username, counted across addresses. */
@@ -103,6 +115,12 @@ export class GuessBudget {
       return { kind: "over", scope: "address" };
     }
     // Past the burst, wait until the bucket has drained to where this guess fits.
+    // The hosts' shared view of this user: spent across hosts, the guess fails like a wrong password
+    // (it cannot wait for other hosts' buckets); a remembered device is exempt, as from the backoff.
+    if (this.opts.shared && !this.opts.shared.allows(username) && !this.isTrusted(username, source)) {
+      this.counts.overUser++;
+      return { kind: "over", scope: "user" };
+    }
     const excess = this.users.level(username) + 1 - user.burst;
     const delayMs = excess > 0 && !this.isTrusted(username, source) ? (excess / user.refillPerSecond) * 1000 : 0;
     if (delayMs > user.maxWaitMs) {
@@ -126,6 +144,8 @@ export class GuessBudget {
     if (verified) {
       this.counts.refunded++;
       this.refund(ticket);
+    } else {
+      this.opts.shared?.failed(ticket.username);
     }
   }
 

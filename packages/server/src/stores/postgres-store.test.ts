@@ -168,6 +168,30 @@ describe("PostgreSQL store", { skip }, () => {
   });
 
   const onBun = detectRuntime() === "bun";
+  test("two server processes on it share the per-user guessing budget: wrong passwords at one user across both hosts are judged about one burst, not one per host", { skip: !onBun && "spawned from the Bun run", timeout: 120_000 }, async () => {
+    await runUsersCli("bun", ["add", "gina", "--file", pg.url], "gina-pw\n");
+    // Burst 3 per user, practically no refill; the address budget out of the way.
+    const args = ["--port", "0", "--users", pg.url, "--user-guesses", "3", "--user-guess-rate", "0.001", "--address-guesses", "1000", "--handshake-timeout", "4", "--metrics", "127.0.0.1:0", "--log-level", "warn", "--summary-interval", "0", "--shutdown-grace", "0"];
+    const hosts = [await startServerProcess("bun", args), await startServerProcess("bun", args)];
+    try {
+      const wrong = key(9);
+      // Five rounds, both hosts at once: unshared, each host would judge its own burst (6 in all).
+      for (let round = 0; round < 5; round++) {
+        const codes = await Promise.all(hosts.map((h) => codeOf(connect({ port: h.port, username: "gina", psk: wrong, deviceSalt, connectTimeoutMs: 5000 }))));
+        for (const c of codes) assert.ok(c === "ERR_AUTH" || c === "ERR_BUSY" || c === "ERR_CLOSED", c);
+        // The shared view lags each host's own failures by one database round trip (guess-budget.ts):
+        // a guesser faster than that gets at most that lag's worth more, which this test does not measure.
+        await new Promise((r) => setTimeout(r, 300));
+      }
+      let judged = 0;
+      for (const h of hosts) judged += (await scrapeMetrics(h.metricsPort!)).get("nstp_guesses_judged_total") ?? 0;
+      // One burst (3), plus at most one guess per other host judged before that host heard the row emptied.
+      assert.ok(judged >= 3 && judged <= 4, `judged ${judged} wrong passwords across two hosts with a shared burst of 3`);
+    } finally {
+      for (const h of hosts) h.child.kill("SIGTERM");
+    }
+  });
+
   test("a Bun and a Node server share it: a user added through the CLI connects through both, a removal ends his sessions on both, a restart under load costs no session", { skip: !onBun && "spawned from the Bun run", timeout: 180_000 }, async () => {
     const url = pg.url;
     const derive = (u: string, p: string) => legacy.derivePsk(nativeBackend, { username: u, password: p, deviceSalt });
