@@ -3,6 +3,7 @@ export * from "./bytes.ts";
 export * from "./events.ts";
 export * from "./runtime.ts";
 export * from "./crypto/index.ts";
+export * from "./keys/password.ts";
 export * as legacy from "./legacy/index.ts";
 export * as v2 from "./v2/index.ts";
 export * as v3 from "./v3/index.ts";

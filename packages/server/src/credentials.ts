@@ -4,7 +4,7 @@
  */
 import { readFileSync } from "node:fs";
 import { timingSafeEqual } from "node:crypto";
-import { type CryptoBackend, type CryptoPool, NstpError, concat, fromHex, legacy, toHex, utf8 } from "@nstp/core";
+import { type CryptoBackend, type CryptoPool, NstpError, PBKDF2_ITERATIONS, PSK_SIZE, concat, derivePsk, fromHex, legacy, pskSalt, toHex, utf8 } from "@nstp/core";
 import { Lru } from "./lru.ts";
 
 /** Keys kept per store (least recently used evicted), real and dummy alike. */
@@ -87,11 +87,11 @@ export function parseUsersFile(text: string, deviceSalt: Uint8Array): Map<string
   const keys = new Map<string, Uint8Array>();
   for (const [name, rec] of Object.entries(doc.users)) {
     legacy.checkUsernameBytes(utf8(name));
-    const expectedSalt = toHex(legacy.pskSalt(deviceSalt, utf8(name)));
+    const expectedSalt = toHex(pskSalt(deviceSalt, utf8(name)));
     if (rec.salt !== expectedSalt) throw new Error(`user "${name}": salt does not match --device-salt`);
-    if (rec.iterations !== legacy.PBKDF2_ITERATIONS) throw new Error(`user "${name}": iterations must be ${legacy.PBKDF2_ITERATIONS}`);
+    if (rec.iterations !== PBKDF2_ITERATIONS) throw new Error(`user "${name}": iterations must be ${PBKDF2_ITERATIONS}`);
     const key = fromHex(rec.key);
-    if (key.length !== legacy.PSK_SIZE) throw new Error(`user "${name}": key must be ${legacy.PSK_SIZE} bytes`);
+    if (key.length !== PSK_SIZE) throw new Error(`user "${name}": key must be ${PSK_SIZE} bytes`);
     keys.set(name, key);
   }
   return keys;
@@ -102,12 +102,12 @@ export function loadUsersFile(path: string, deviceSalt: Uint8Array): StaticKeySt
 }
 
 export function userRecord(deviceSalt: Uint8Array, username: string, key: Uint8Array): UserRecord {
-  return { key: toHex(key), salt: toHex(legacy.pskSalt(deviceSalt, utf8(username))), iterations: legacy.PBKDF2_ITERATIONS };
+  return { key: toHex(key), salt: toHex(pskSalt(deviceSalt, utf8(username))), iterations: PBKDF2_ITERATIONS };
 }
 
 /** The reference demo user (alice / userpassword), derived once at start. */
 export async function demoKeyStore(crypto: CryptoBackend, deviceSalt: Uint8Array): Promise<StaticKeyStore> {
-  const psk = await legacy.derivePsk(crypto, { username: legacy.DEMO_USERNAME, password: legacy.DEMO_PASSWORD, deviceSalt });
+  const psk = await derivePsk(crypto, { username: legacy.DEMO_USERNAME, password: legacy.DEMO_PASSWORD, deviceSalt });
   return new StaticKeyStore(new Map([[legacy.DEMO_USERNAME, psk]]));
 }
 
@@ -258,11 +258,11 @@ export class PasswordKeyStore implements KeyStore {
         }
         this.derivations++;
         const started = Date.now();
-        const salt = legacy.pskSalt(this.opts.deviceSalt, utf8(username));
+        const salt = pskSalt(this.opts.deviceSalt, utf8(username));
         const pw = utf8(password);
         const key = this.opts.pool
-          ? await this.opts.pool.pbkdf2(pw, salt, legacy.PBKDF2_ITERATIONS, legacy.PSK_SIZE, controller.signal)
-          : await this.opts.crypto.pbkdf2Sha256(pw, salt, legacy.PBKDF2_ITERATIONS, legacy.PSK_SIZE);
+          ? await this.opts.pool.pbkdf2(pw, salt, PBKDF2_ITERATIONS, PSK_SIZE, controller.signal)
+          : await this.opts.crypto.pbkdf2Sha256(pw, salt, PBKDF2_ITERATIONS, PSK_SIZE);
         this.recordDerivation(Date.now() - started);
         this.cache.set(username, key);
         return key;

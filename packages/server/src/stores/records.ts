@@ -3,7 +3,7 @@
  * version: the PBKDF2-derived PSK (legacy and v2) and the SPAKE2+ verifier (v3: w0 and L, RFC 9383
  * §3.2). A store is read by the server and written only by `bun run users`.
  */
-import { NstpError, legacy, utf8 } from "@nstp/core";
+import { NstpError, PSK_SIZE, legacy, utf8 } from "@nstp/core";
 import type { KeyStore } from "../credentials.ts";
 import { Lru } from "../lru.ts";
 
@@ -57,7 +57,7 @@ export function checkRecord(r: RecordInput): void {
   const bad = (what: string) => {
     throw new NstpError("ERR_INVALID_ARG", `user "${r.username}": ${what}`);
   };
-  if (r.psk && r.psk.length !== legacy.PSK_SIZE) bad(`psk must be ${legacy.PSK_SIZE} bytes`);
+  if (r.psk && r.psk.length !== PSK_SIZE) bad(`psk must be ${PSK_SIZE} bytes`);
   if ((r.w0 === undefined) !== (r.L === undefined)) bad("w0 and L come together");
   if (r.w0 && r.w0.length !== W0_SIZE) bad(`w0 must be ${W0_SIZE} bytes`);
   if (r.L && (r.L.length !== L_SIZE || r.L[0] !== 0x04)) bad(`L must be a ${L_SIZE}-byte uncompressed SEC1 point`);
