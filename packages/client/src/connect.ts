@@ -1,5 +1,18 @@
 /** connect(): derive (or reuse) the key, dial, run the handshake, hand back a session. */
-import { type CryptoBackend, type CryptoPool, OrderedAead, type Transport, NstpError, defaultTransport, legacy, nativeBackend, pooledBackend, v2 } from "@nstp/core";
+import {
+  type ClientMachine,
+  type CryptoBackend,
+  type CryptoPool,
+  DEFAULT_PROTOCOL,
+  OrderedAead,
+  type Transport,
+  NstpError,
+  defaultTransport,
+  legacy,
+  nativeBackend,
+  pooledBackend,
+  protocolNamed,
+} from "@nstp/core";
 import { cachedPsk } from "./key-cache.ts";
 import { ClientSession, type SessionLimits } from "./session.ts";
 
@@ -12,8 +25,11 @@ export interface ConnectOptions {
   deviceSalt?: Uint8Array;
   host?: string;
   port?: number;
-  /** "v2" (default): Noise NNpsk0. "legacy": the Dart reference protocol, for servers that speak only it. */
-  protocol?: "v2" | "legacy";
+  /**
+   * A registry name: "v2" (default): Noise NNpsk0; "v3": SPAKE2+ (RFC 9383); "legacy": the Dart
+   * reference protocol, for servers that speak only it.
+   */
+  protocol?: string;
   crypto?: CryptoBackend;
   /**
    * A worker pool for the key derivation: PBKDF2 (60-100 ms) then runs off the event loop, which
@@ -28,7 +44,7 @@ export interface ConnectOptions {
 
 export interface Session {
   readonly username: string;
-  readonly protocol: "v2" | "legacy";
+  readonly protocol: string;
   /** Sends one message and resolves with the next message from the server (its reply). */
   request(message: Uint8Array | string): Promise<Uint8Array>;
   /** v2: sends a message expecting no reply; resolves when the socket can take more. */
@@ -51,7 +67,7 @@ export const DEFAULT_SESSION_LIMITS: SessionLimits = {
 };
 
 /** v2 pipelines: its server answers in order and frames carry their own boundaries. */
-export const V2_WINDOW = 4096;
+export const V2_WINDOW = protocolNamed("v2").defaults.window;
 
 export async function connect(opts: ConnectOptions): Promise<Session> {
   const crypto = opts.crypto ?? nativeBackend;
@@ -62,17 +78,16 @@ export async function connect(opts: ConnectOptions): Promise<Session> {
     const kdf = opts.pool ? pooledBackend(crypto, opts.pool) : crypto;
     psk = await cachedPsk(kdf, { username: opts.username, password: opts.password, deviceSalt });
   }
-  const protocol = opts.protocol ?? "v2";
-  let machine: legacy.LegacyClient | v2.V2Client;
+  const entry = protocolNamed(opts.protocol ?? DEFAULT_PROTOCOL);
+  let machine: ClientMachine;
   try {
-    machine = protocol === "v2"
-      ? new v2.V2Client({ crypto, username: opts.username, psk })
-      : new legacy.LegacyClient({ crypto, username: opts.username, psk });
+    machine = entry.client({ crypto, username: opts.username, deviceSalt, psk });
   } catch (e) {
     throw new NstpError("ERR_INVALID_ARG", (e as Error).message, { cause: e });
   }
-  const window = protocol === "v2" ? V2_WINDOW : DEFAULT_SESSION_LIMITS.window;
-  const aead = opts.pool && protocol === "v2" ? new OrderedAead(opts.pool, crypto) : undefined;
+  const window = entry.defaults.window;
+  // Used only where the machine offers deferred AEAD once established (machine.ts).
+  const aead = opts.pool ? new OrderedAead(opts.pool, crypto) : undefined;
   const session = new ClientSession(machine, { ...DEFAULT_SESSION_LIMITS, window, ...opts.limits }, aead);
   const transport = opts.transport ?? (await defaultTransport());
   const wire = await transport.dial(

@@ -9,6 +9,8 @@ export * as v2 from "./v2/index.ts";
 export * as v3 from "./v3/index.ts";
 export * as noise from "./noise/index.ts";
 export * from "./dispatch.ts";
+export * from "./machine.ts";
+export * from "./registry.ts";
 export * as proxy from "./proxy/index.ts";
 
 export * from "./transport/index.ts";

@@ -6,15 +6,16 @@
 import {
   type CryptoBackend,
   type CryptoPool,
+  type DeferredAead,
   type Logger,
   OrderedAead,
   type Output,
   type ProtocolName,
+  type ServerMachine,
   type Wire,
   type WireEvents,
   AuthError,
   NstpError,
-  ServerDispatch,
   toNstpError,
   utf8,
   v2,
@@ -30,8 +31,8 @@ export interface SessionInfo {
   readonly remoteAddress: string;
   readonly protocol: ProtocolName;
   /**
-   * v2 only: sends a message the client did not ask for (the reference protocol has no such thing
-   * and throws ERR_PROTOCOL). Resolves once the connection's write buffer is below its high-water
+   * Where the version may push (v2, v3): sends a message the client did not ask for (the reference
+   * protocol has no such thing and throws ERR_PROTOCOL). Resolves once the connection's write buffer is below its high-water
    * mark, so a pushing application slows down with a slow reader.
    */
   send(message: Uint8Array | string): Promise<void>;
@@ -72,8 +73,8 @@ export interface ConnectionContext {
   dummyKey(username: string): Uint8Array;
   handler: MessageHandler;
   limits: ConnectionLimits;
-  /** Serve the reference protocol as well as v2. */
-  legacy: boolean;
+  /** A machine for a new connection: dispatch over the enabled versions (core's registry). */
+  newMachine(): ServerMachine;
   log: Logger;
   stats: ServerStats;
   onClosed(conn: ServerConnection): void;
@@ -93,7 +94,7 @@ function isThenable<T>(x: T | PromiseLike<T>): x is PromiseLike<T> {
 }
 
 export class ServerConnection implements WireEvents {
-  private readonly machine: ServerDispatch;
+  private readonly machine: ServerMachine;
   private readonly wire: Wire;
   private readonly ctx: ConnectionContext;
   private handshakeTimer: ReturnType<typeof setTimeout> | undefined;
@@ -131,11 +132,7 @@ export class ServerConnection implements WireEvents {
   constructor(wire: Wire, ctx: ConnectionContext) {
     this.wire = wire;
     this.ctx = ctx;
-    this.machine = new ServerDispatch({
-      crypto: ctx.crypto,
-      legacy: ctx.legacy,
-      maxMessageSize: { legacy: ctx.limits.maxMessageSize, v2: ctx.limits.maxMessageSizeV2 },
-    });
+    this.machine = ctx.newMachine();
     this.aead = ctx.aeadPool ? new OrderedAead(ctx.aeadPool, ctx.crypto) : undefined;
     this.handshakeTimer = setTimeout(() => this.fail(new NstpError("ERR_TIMEOUT", "handshake deadline passed")), ctx.limits.handshakeTimeoutMs);
     ctx.stats.connectionOpened();
@@ -167,9 +164,9 @@ export class ServerConnection implements WireEvents {
   data(chunk: Uint8Array): void {
     if (this.done) return;
     this.ctx.stats.bytesIn(chunk.length);
-    const deferrable = this.machine.deferrable;
-    if (deferrable && this.aead?.wantsIn(chunk.length)) {
-      this.receiveDeferred(deferrable, chunk);
+    const deferred = this.machine.deferred;
+    if (deferred && this.aead?.wantsIn(chunk.length)) {
+      this.receiveDeferred(deferred, chunk);
       return;
     }
     if (!this.received(() => this.machine.receive(chunk))) return;
@@ -196,8 +193,8 @@ export class ServerConnection implements WireEvents {
     return true;
   }
 
-  /** v2 frames opened in the worker pool, delivered in order (the placement says so for this backend). */
-  private receiveDeferred(machine: v2.V2Server, chunk: Uint8Array): void {
+  /** Frames opened in the worker pool, delivered in order (the placement says so for this backend). */
+  private receiveDeferred(machine: DeferredAead, chunk: Uint8Array): void {
     try {
       this.aead!.receive(
         machine,
@@ -236,7 +233,8 @@ export class ServerConnection implements WireEvents {
     try {
       // Only an established session gets its replies and a close chunk: before key confirmation the
       // server sends nothing after message 2 (docs/PROTOCOL.md §v2 "Key confirmation").
-      if (this.session) this.flush(this.session.protocol === "v2");
+      // A version without a close chunk seals nothing for it.
+      if (this.session) this.flush(true);
     } catch {
       // The session is ending either way.
     }
@@ -328,7 +326,7 @@ export class ServerConnection implements WireEvents {
     this.ctx.admission.left(this);
     this.ctx.stats.handshakeSucceeded(protocol);
     this.ctx.log.debug("session established", { user: username, remote: this.wire.remoteAddress, protocol });
-    this.clock = new SessionClock(this.ctx.limits, protocol, () => this.machine.inputProgress, (reason) => this.end(reason));
+    this.clock = new SessionClock(this.ctx.limits, this.machine.capabilities.peerPings, () => this.machine.inputProgress, (reason) => this.end(reason));
   }
 
   private resolveKey(username: string): void {
@@ -444,7 +442,7 @@ export class ServerConnection implements WireEvents {
   private answered(reply: Reply): void {
     this.pending--;
     if (reply !== undefined) this.queue(typeof reply === "string" ? utf8(reply) : reply);
-    else if (this.session!.protocol === "legacy") this.fail(new NstpError("ERR_PROTOCOL", "the reference protocol needs a reply to every message"));
+    else if (this.machine.capabilities.oneReplyPerMessage) this.fail(new NstpError("ERR_PROTOCOL", "this protocol version needs a reply to every message"));
   }
 
   private queue(bytes: Uint8Array): void {
@@ -457,7 +455,7 @@ export class ServerConnection implements WireEvents {
 
   private push(message: Uint8Array | string): Promise<void> {
     if (this.done) return Promise.reject(new NstpError("ERR_CLOSED", "session closed"));
-    if (this.session?.protocol !== "v2") return Promise.reject(new NstpError("ERR_PROTOCOL", "the reference protocol cannot send unasked"));
+    if (!this.machine.capabilities.mayPush) return Promise.reject(new NstpError("ERR_PROTOCOL", "this protocol version cannot send unasked"));
     this.queue(typeof message === "string" ? utf8(message) : message);
     this.scheduleFlush();
     if (this.wire.bufferedAmount + this.outboxBytes < this.ctx.limits.writeHighWaterMark) return Promise.resolve();
@@ -480,11 +478,11 @@ export class ServerConnection implements WireEvents {
     const bytes = this.outboxBytes;
     this.outbox = [];
     this.outboxBytes = 0;
-    const deferrable = this.machine.deferrable;
-    if (deferrable && this.aead?.wantsOut(bytes)) {
+    const deferred = this.machine.deferred;
+    if (deferred && this.aead?.wantsOut(bytes)) {
       try {
         this.aead.send(
-          deferrable,
+          deferred,
           batch,
           close,
           (wire) => {
@@ -509,6 +507,7 @@ export class ServerConnection implements WireEvents {
   }
 
   private write(data: Uint8Array): void {
+    if (!data.length) return;
     this.ctx.stats.bytesOut(data.length);
     this.wire.write(data);
   }

@@ -5,6 +5,9 @@ import {
   type Logger,
   type Transport,
   DEFAULT_FLUSH_TIMEOUT_MS,
+  PROTOCOLS,
+  ServerDispatch,
+  parseProtocolList,
   type Wire,
   type WireEvents,
   concat,
@@ -58,8 +61,12 @@ export interface ServerOptions {
    * key store's.
    */
   pool?: CryptoPool;
-  /** Serve the reference protocol too (default true); v2 is always served. */
+  /** Versions served, by registry name (default: every one, "legacy,v2,v3"). */
+  protocols?: readonly string[];
+  /** Alias kept from before `protocols`: false stops serving the reference protocol. */
   legacy?: boolean;
+  /** The device salt the users' keys were derived with (v3 binds it into SPAKE2+). Default 01..08. */
+  deviceSalt?: Uint8Array;
   /**
    * Load balancers (addresses or CIDR blocks) whose connections begin with a PROXY protocol header
    * (v1 or v2), required from them and refused from anyone else; the client address in it is the
@@ -123,13 +130,22 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       countTurns();
     });
   };
+  const enabled = opts.protocols ? parseProtocolList(opts.protocols.join(",")) : PROTOCOLS;
   const ctx = {
     crypto,
     keys: opts.keys,
     dummyKey: new DummyKeys(crypto).key,
     handler: opts.handler ?? referenceHandler,
     limits,
-    legacy: opts.legacy ?? true,
+    newMachine: () =>
+      new ServerDispatch({
+        crypto,
+        protocols: enabled,
+        legacy: opts.legacy,
+        deviceSalt: opts.deviceSalt,
+        // The reference's limit is its own; every later version shares v2's transport and its limit.
+        maxMessageSize: Object.fromEntries(enabled.map((p) => [p.name, p.name === "legacy" ? limits.maxMessageSize : limits.maxMessageSizeV2])),
+      }),
     aeadPool: opts.pool,
     log,
     stats,

@@ -19,6 +19,7 @@
 import type { CryptoBackend } from "../crypto/backend.ts";
 import { AuthError, DecryptError, ProtocolError, TooLargeError } from "../errors.ts";
 import type { Output, Random } from "../events.ts";
+import type { Capabilities, ServerMachine } from "../machine.ts";
 import { ByteQueue, concat, feedBounded, indexOf, readU32BE, startsWith } from "../bytes.ts";
 import { clientProof, serverProof, sessionKey } from "./keys.ts";
 import {
@@ -75,8 +76,14 @@ type ServerState =
   | { kind: "established"; hello: ClientHello; sessionNonce: Uint8Array; key: Uint8Array; lastCounter: number }
   | { kind: "failed" };
 
-export class LegacyServer {
+/** The reference: one reply per message, in order; no pushes, no pings, no close message. */
+export const LEGACY_CAPABILITIES: Capabilities = { mayPush: false, oneReplyPerMessage: true, peerPings: false };
+
+export class LegacyServer implements ServerMachine {
   readonly protocol = "legacy" as const;
+  readonly capabilities = LEGACY_CAPABILITIES;
+  /** Replies are sealed inline: each record is small and its own nonce is random. */
+  readonly deferred = undefined;
   private state: ServerState = { kind: "start" };
   private readonly inbox: ByteQueue;
   private readonly crypto: CryptoBackend;
@@ -179,8 +186,13 @@ export class LegacyServer {
     return encodeReplyRecord(nonce, this.crypto.aesGcmSeal(s.key, nonce, plaintext));
   }
 
-  /** Seals replies, one record each (the reference has no packing and no close message). */
-  seal(messages: readonly Uint8Array[]): Uint8Array {
+  /** The reference has no busy signal: a refusal is a close before the session nonce. */
+  busySignal(): undefined {
+    return undefined;
+  }
+
+  /** Seals replies, one record each (the reference has no packing and no close message: `close` adds nothing). */
+  seal(messages: readonly Uint8Array[], _close?: boolean): Uint8Array {
     if (messages.length === 1) return this.sealReply(messages[0]!);
     return concat(...messages.map((m) => this.sealReply(m)));
   }

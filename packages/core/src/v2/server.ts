@@ -13,10 +13,12 @@ import type { CryptoBackend } from "../crypto/backend.ts";
 import { ByteQueue } from "../bytes.ts";
 import { AuthError, DecryptError, ProtocolError } from "../errors.ts";
 import type { Output } from "../events.ts";
+import type { ServerMachine } from "../machine.ts";
 import { HandshakeState } from "../noise/handshake-state.ts";
 import { Channel } from "./channel.ts";
 import { V2Endpoint } from "./endpoint.ts";
 import {
+  BUSY_SIGNAL,
   DEFAULT_MAX_MESSAGE_SIZE,
   HANDSHAKE_MESSAGE_SIZE,
   LENGTH_SIZE,
@@ -48,7 +50,7 @@ type ServerState =
 const EMPTY = new Uint8Array(0);
 const MESSAGE1_SIZE = LENGTH_SIZE + HANDSHAKE_MESSAGE_SIZE;
 
-export class V2Server extends V2Endpoint {
+export class V2Server extends V2Endpoint implements ServerMachine {
   readonly protocol = "v2" as const;
   private state: ServerState = { kind: "start" };
   private readonly opts: V2ServerOptions;
@@ -101,6 +103,11 @@ export class V2Server extends V2Endpoint {
   get judgeable(): boolean {
     const s = this.state;
     return s.kind === "preambleConsumed" && s.message1 !== undefined && s.key === undefined;
+  }
+
+  /** What to send in place of message 2 when refusing for load: 00 00 (docs/PROTOCOL.md §v2 "Busy"). */
+  busySignal(): Uint8Array {
+    return BUSY_SIGNAL;
   }
 
   receive(chunk: Uint8Array): Output[] {

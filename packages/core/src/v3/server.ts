@@ -18,6 +18,7 @@ import type { CryptoBackend } from "../crypto/backend.ts";
 import { ByteQueue } from "../bytes.ts";
 import { AuthError, ProtocolError } from "../errors.ts";
 import type { Output } from "../events.ts";
+import type { ServerMachine } from "../machine.ts";
 import { Channel } from "../v2/channel.ts";
 import { V2Endpoint } from "../v2/endpoint.ts";
 import { DEFAULT_MAX_MESSAGE_SIZE } from "../v2/wire.ts";
@@ -64,7 +65,7 @@ type ServerState =
   | { kind: "established"; username: string; channel: Channel }
   | { kind: "failed" };
 
-export class V3Server extends V2Endpoint {
+export class V3Server extends V2Endpoint implements ServerMachine {
   readonly protocol = "v3" as const;
   private state: ServerState = { kind: "start" };
   private readonly opts: V3ServerOptions;
