@@ -6,6 +6,8 @@ import {
   DEFAULT_PROTOCOL,
   OrderedAead,
   type Transport,
+  type Wire,
+  type WireEvents,
   NstpError,
   defaultTransport,
   legacy,
@@ -69,7 +71,27 @@ export const DEFAULT_SESSION_LIMITS: SessionLimits = {
 /** v2 pipelines: its server answers in order and frames carry their own boundaries. */
 export const V2_WINDOW = protocolNamed("v2").defaults.window;
 
+/**
+ * connect() over any byte stream: `open` receives the session's callbacks and returns the Wire it
+ * feeds them (a WebSocket or serial adapter is one file, no core edit); the handshake runs on it.
+ */
+export async function connectWire(open: (events: WireEvents) => Wire | Promise<Wire>, opts: ConnectOptions): Promise<Session> {
+  const session = await newSession(opts);
+  session.attach(await open(session.events()));
+  await session.ready;
+  return session;
+}
+
 export async function connect(opts: ConnectOptions): Promise<Session> {
+  const transport = opts.transport ?? (await defaultTransport());
+  return connectWire(
+    (events) => transport.dial({ host: opts.host ?? "127.0.0.1", port: opts.port ?? legacy.DEMO_PORT, timeoutMs: opts.connectTimeoutMs ?? 10_000 }, () => events),
+    opts,
+  );
+}
+
+/** Derives (or reuses) the key and builds the version's machine and its session, not yet on a wire. */
+async function newSession(opts: ConnectOptions): Promise<ClientSession> {
   const crypto = opts.crypto ?? nativeBackend;
   const deviceSalt = opts.deviceSalt ?? legacy.DEMO_DEVICE_SALT;
   let psk = opts.psk;
@@ -88,13 +110,5 @@ export async function connect(opts: ConnectOptions): Promise<Session> {
   const window = entry.defaults.window;
   // Used only where the machine offers deferred AEAD once established (machine.ts).
   const aead = opts.pool ? new OrderedAead(opts.pool, crypto) : undefined;
-  const session = new ClientSession(machine, { ...DEFAULT_SESSION_LIMITS, window, ...opts.limits }, aead);
-  const transport = opts.transport ?? (await defaultTransport());
-  const wire = await transport.dial(
-    { host: opts.host ?? "127.0.0.1", port: opts.port ?? legacy.DEMO_PORT, timeoutMs: opts.connectTimeoutMs ?? 10_000 },
-    () => session.events(),
-  );
-  session.attach(wire);
-  await session.ready;
-  return session;
+  return new ClientSession(machine, { ...DEFAULT_SESSION_LIMITS, window, ...opts.limits }, aead);
 }

@@ -6,7 +6,7 @@
  * unasked) goes to the messages() iterator. Both queues are bounded: a full one pauses reading, so a
  * slow consumer slows the server down through TCP instead of growing memory.
  */
-import { type ClientMachine, Fifo, OrderedAead, type Output, NstpError, type Wire, type WireEvents, toNstpError, utf8 } from "@nstp/core";
+import { type ClientMachine, Fifo, ReadGate, OrderedAead, type Output, NstpError, type Wire, type WireEvents, toNstpError, utf8 } from "@nstp/core";
 
 interface Request {
   data: Uint8Array;
@@ -54,7 +54,7 @@ export class ClientSession {
   private readonly idleWaiters: (() => void)[] = [];
   private timer: ReturnType<typeof setTimeout> | undefined;
   private keepalive: ReturnType<typeof setInterval> | undefined;
-  private paused = false;
+  private gate: ReadGate | undefined;
   private failure: NstpError | undefined;
   private endedCleanly = false;
   private readyResolve!: () => void;
@@ -83,6 +83,7 @@ export class ClientSession {
   /** Called once the wire exists: sends the hello and arms the handshake deadline. */
   attach(wire: Wire): void {
     this.wire = wire;
+    this.gate = new ReadGate(wire);
     this.timer = setTimeout(() => this.fail(new NstpError("ERR_TIMEOUT", "handshake deadline passed")), this.limits.handshakeTimeoutMs);
     this.apply(this.machine.start());
   }
@@ -315,15 +316,7 @@ export class ClientSession {
 
   /** Reading pauses while unrequested messages pile up unread. */
   private updateFlow(): void {
-    if (!this.wire) return;
-    const full = this.incoming.length >= this.limits.maxBuffered;
-    if (full && !this.paused) {
-      this.paused = true;
-      this.wire.pause();
-    } else if (!full && this.paused) {
-      this.paused = false;
-      this.wire.resume();
-    }
+    this.gate?.set(this.incoming.length >= this.limits.maxBuffered);
   }
 
   /**

@@ -11,6 +11,7 @@ export * as noise from "./noise/index.ts";
 export * from "./dispatch.ts";
 export * from "./machine.ts";
 export * from "./registry.ts";
+export * from "./driver/index.ts";
 export * as proxy from "./proxy/index.ts";
 
 export * from "./transport/index.ts";

@@ -12,12 +12,20 @@ import type { Capabilities, ClientMachine, ServerMachine } from "./machine.ts";
 import { STREAM_CAPABILITIES } from "./v2/endpoint.ts";
 import { V2Client } from "./v2/client.ts";
 import { V2Server } from "./v2/server.ts";
-import { DEFAULT_MAX_MESSAGE_SIZE as STREAM_MAX_MESSAGE_SIZE, PREAMBLE_MAGIC as V2_MAGIC } from "./v2/wire.ts";
+import { BUSY_SIGNAL, DEFAULT_MAX_MESSAGE_SIZE as STREAM_MAX_MESSAGE_SIZE, PREAMBLE_MAGIC as V2_MAGIC } from "./v2/wire.ts";
 import { V3Client } from "./v3/client.ts";
 import { proverKeysFromPsk } from "./v3/keys.ts";
 import { V3Server } from "./v3/server.ts";
 import { PREAMBLE_MAGIC as V3_MAGIC } from "./v3/wire.ts";
 import { utf8 } from "./bytes.ts";
+
+/**
+ * What a server sends before closing a connection it refuses before knowing its version (at the
+ * connection cap, an address out of guesses, a newcomer evicted at once): 00 00 then a close reads as
+ * "busy" to every version: the marker versions' busy signal in place of message 2, and a close before
+ * the reference's 8-byte session nonce.
+ */
+export const REFUSAL_SIGNAL: Uint8Array = BUSY_SIGNAL;
 
 /** Bytes dispatch may need before some version claims the connection: `00 'NSTP'` and a version byte. */
 export const CLAIM_BYTES = V2_MAGIC.length;

@@ -11,6 +11,8 @@ import {
   OrderedAead,
   type Output,
   type ProtocolName,
+  REFUSAL_SIGNAL,
+  ReadGate,
   type ServerMachine,
   type Wire,
   type WireEvents,
@@ -18,7 +20,6 @@ import {
   NstpError,
   toNstpError,
   utf8,
-  v2,
 } from "@nstp/core";
 import type { HandshakeAdmission } from "./admission.ts";
 import type { GuessBudget, Ticket } from "./budget.ts";
@@ -115,7 +116,7 @@ export class ServerConnection implements WireEvents {
   private flushScheduled = false;
   private inData = false;
   private readonly drainWaiters: (() => void)[] = [];
-  private paused = false;
+  private readonly gate: ReadGate;
   private done = false;
   /** Failed or closed by the peer: queued writes are dropped (a graceful shutdown still sends them). */
   private dead = false;
@@ -131,6 +132,7 @@ export class ServerConnection implements WireEvents {
 
   constructor(wire: Wire, ctx: ConnectionContext) {
     this.wire = wire;
+    this.gate = new ReadGate(wire);
     this.ctx = ctx;
     this.machine = ctx.newMachine();
     this.aead = ctx.aeadPool ? new OrderedAead(ctx.aeadPool, ctx.crypto) : undefined;
@@ -152,7 +154,7 @@ export class ServerConnection implements WireEvents {
    * is itself the one to go (nothing received yet) gets the busy signal, as a refusal at accept.
    */
   evict(refused = false): void {
-    if (refused) this.write(v2.BUSY_SIGNAL);
+    if (refused) this.write(REFUSAL_SIGNAL);
     this.fail(new NstpError("ERR_BUSY", "evicted: the handshake stalled longest when the cap was reached"));
   }
 
@@ -262,8 +264,7 @@ export class ServerConnection implements WireEvents {
       this.shutdown();
       return;
     }
-    this.paused = true;
-    this.wire.pause();
+    this.gate.set(true);
     await this.replies;
     this.shutdown();
   }
@@ -519,13 +520,7 @@ export class ServerConnection implements WireEvents {
     const buffered = this.wire.bufferedAmount;
     const congested =
       this.pending >= maxPendingMessages || buffered >= writeHighWaterMark || (this.aead?.pendingInBytes ?? 0) >= writeHighWaterMark;
-    if (congested && !this.paused) {
-      this.paused = true;
-      this.wire.pause();
-    } else if (!congested && this.paused) {
-      this.paused = false;
-      this.wire.resume();
-    }
+    this.gate.set(congested);
     if (buffered < writeHighWaterMark) for (const w of this.drainWaiters.splice(0)) w();
   }
 

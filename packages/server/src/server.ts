@@ -6,6 +6,7 @@ import {
   type Transport,
   DEFAULT_FLUSH_TIMEOUT_MS,
   PROTOCOLS,
+  REFUSAL_SIGNAL,
   ServerDispatch,
   parseProtocolList,
   type Wire,
@@ -98,6 +99,11 @@ export interface RunningServer {
   readonly stats: ServerStats;
   readonly transport: string;
   /**
+   * Serves a connection that arrived some other way (a WebSocket or serial adapter: one file, no core
+   * edit): admission, the budget and the handshake as for the listener's own. Returns its callbacks.
+   */
+  accept(wire: Wire): WireEvents;
+  /**
    * Stops accepting, lets each session finish the replies already due (v2 sessions end with a close
    * chunk), and closes everything still open after `graceMs` (default 5,000; 0 closes at once).
    */
@@ -160,7 +166,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     // close before the reference's 8-byte session nonce. The handshake cap refuses no one: it evicts.
     if (live.size >= maxConnections || !budget.allows(wire.remoteAddress)) {
       stats.refused++;
-      wire.write(v2.BUSY_SIGNAL);
+      wire.write(REFUSAL_SIGNAL);
       wire.end();
       return { data() {}, drain() {}, close: () => void stats.sockets-- };
     }
@@ -199,6 +205,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     port: listener.port,
     stats,
     transport: transport.name,
+    accept: (wire) => admit(wire),
     async close(closeOpts) {
       // Stop accepting first, then end the live connections: node:net's close() resolves only once
       // every connection is gone, so awaiting it before the shutdowns would wait forever.
