@@ -10,7 +10,7 @@ import { ProtocolError } from "./errors.ts";
 import type { Output, Random } from "./events.ts";
 import { DEMO_DEVICE_SALT } from "./legacy/wire.ts";
 import { LEGACY_CAPABILITIES } from "./legacy/server.ts";
-import type { Capabilities, DeferredAead, ServerMachine } from "./machine.ts";
+import type { Capabilities, Credential, CredentialFakes, DeferredAead, ServerMachine } from "./machine.ts";
 import { CLAIM_BYTES, PROTOCOLS, type ProtocolEntry } from "./registry.ts";
 
 /** A version's name, from the registry. */
@@ -25,6 +25,8 @@ export interface ServerDispatchOptions {
   /** Per version name; absent: the version's default. */
   maxMessageSize?: Readonly<Record<string, number | undefined>>;
   deviceSalt?: Uint8Array;
+  /** Stand-ins for credentials the store lacks: the machine fails on them like a wrong password. */
+  fakes?: CredentialFakes;
   random?: Random;
 }
 
@@ -88,10 +90,16 @@ export class ServerDispatch implements ServerMachine {
     this.machine = entry.server({
       crypto: this.opts.crypto,
       deviceSalt: this.opts.deviceSalt ?? DEMO_DEVICE_SALT,
+      fakes: this.opts.fakes,
       maxMessageSize: this.opts.maxMessageSize?.[entry.name],
       random: this.opts.random,
     });
     return this.machine.receive(head);
+  }
+
+  provideCredential(credential: Credential | undefined): Output[] {
+    if (!this.machine) throw new ProtocolError("credential provided before the protocol is known");
+    return this.machine.provideCredential(credential);
   }
 
   provideKey(psk: Uint8Array): Output[] {

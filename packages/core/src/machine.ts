@@ -3,7 +3,7 @@
  * about a protocol machine: capabilities, never identities. A driver holds only these interfaces: it
  * never names a version, tests a class, or compares a state name (docs/ARCHITECTURE.md).
  */
-import { AuthError, NstpError } from "./errors.ts";
+import { AuthError, NstpError, ProtocolError } from "./errors.ts";
 import type { Output } from "./events.ts";
 import type { AeadJob, PreparedFrames } from "./v2/framing.ts";
 
@@ -28,6 +28,32 @@ export interface DeferredAead {
   acceptFrames(plaintexts: readonly (Uint8Array | null)[]): Output[];
 }
 
+/**
+ * What the server holds for a user, per kind: the PBKDF2 PSK (legacy, v2) and the SPAKE2+ verifier
+ * (v3: w0 and L, RFC 9383 §3.2). A machine takes what it needs from it.
+ */
+export interface Credential {
+  psk?: Uint8Array;
+  verifier?: { w0: Uint8Array; L: Uint8Array };
+}
+
+/**
+ * Per-process stand-ins for a credential the store lacks (an unknown user, or a verifier-only user on
+ * a PSK version): the machine goes on with one of the same kind, on the same code path, and fails
+ * like a wrong password (docs/PROTOCOL.md).
+ */
+export interface CredentialFakes {
+  psk(username: string): Uint8Array;
+  verifier(usernameBytes: Uint8Array): { w0: Uint8Array; L: Uint8Array };
+}
+
+/** The PSK a PSK version judges with: the user's, or the fake of the same kind. */
+export function pskOrFake(credential: Credential | undefined, fakes: CredentialFakes | undefined, username: string | undefined): Uint8Array {
+  if (credential?.psk) return credential.psk;
+  if (!fakes || username === undefined) throw new ProtocolError("no credential and no fakes to stand in for it");
+  return fakes.psk(username);
+}
+
 /** What both roles share. */
 export interface Machine {
   /** The registry name of the version, for logs and metrics labels only. */
@@ -45,6 +71,8 @@ export interface Machine {
 }
 
 export interface ServerMachine extends Machine {
+  /** The driver's answer to "need-key": the user's credential, or undefined for an unknown user. */
+  provideCredential(credential: Credential | undefined): Output[];
   provideKey(psk: Uint8Array): Output[];
   /** Bytes to send before closing when refusing for load (undefined: the version has none). */
   busySignal(): Uint8Array | undefined;

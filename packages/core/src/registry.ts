@@ -8,7 +8,7 @@ import { NstpError } from "./errors.ts";
 import type { Random } from "./events.ts";
 import { LegacyClient } from "./legacy/client.ts";
 import { DEFAULT_MAX_MESSAGE_SIZE as LEGACY_MAX_MESSAGE_SIZE, LEGACY_CAPABILITIES, LegacyServer } from "./legacy/server.ts";
-import type { Capabilities, ClientMachine, ServerMachine } from "./machine.ts";
+import type { Capabilities, ClientMachine, CredentialFakes, ServerMachine } from "./machine.ts";
 import { STREAM_CAPABILITIES } from "./v2/endpoint.ts";
 import { V2Client } from "./v2/client.ts";
 import { V2Server } from "./v2/server.ts";
@@ -37,6 +37,8 @@ export interface ServerFactoryOptions {
   crypto: CryptoBackend;
   /** The server's device salt (v3 binds it into SPAKE2+ as idVerifier). */
   deviceSalt: Uint8Array;
+  /** Stand-ins for credentials the store lacks (machine.ts). */
+  fakes?: CredentialFakes;
   maxMessageSize?: number;
   random?: Random;
 }
@@ -86,7 +88,7 @@ export const PROTOCOLS: readonly ProtocolEntry[] = [
     // The reference's usernames are 1..255 bytes, so its first byte is never the marker's 0.
     claim: (head) => (head.length === 0 ? "more" : head[0] !== 0 ? "yes" : "no"),
     defaults: { maxMessageSize: LEGACY_MAX_MESSAGE_SIZE, window: 1, idleTimeoutMs: 0 },
-    server: (o) => new LegacyServer({ crypto: o.crypto, maxMessageSize: o.maxMessageSize, random: o.random }),
+    server: (o) => new LegacyServer({ crypto: o.crypto, fakes: o.fakes, maxMessageSize: o.maxMessageSize, random: o.random }),
     client: (o) => new LegacyClient({ crypto: o.crypto, username: o.username, psk: o.psk }),
   },
   {
@@ -94,7 +96,7 @@ export const PROTOCOLS: readonly ProtocolEntry[] = [
     capabilities: STREAM_CAPABILITIES,
     claim: markerClaim(V2_MAGIC),
     defaults: STREAM_DEFAULTS,
-    server: (o) => new V2Server({ crypto: o.crypto, maxMessageSize: o.maxMessageSize }),
+    server: (o) => new V2Server({ crypto: o.crypto, fakes: o.fakes, maxMessageSize: o.maxMessageSize }),
     client: (o) => new V2Client({ crypto: o.crypto, username: o.username, psk: o.psk, maxMessageSize: o.maxMessageSize }),
   },
   {
@@ -102,7 +104,7 @@ export const PROTOCOLS: readonly ProtocolEntry[] = [
     capabilities: STREAM_CAPABILITIES,
     claim: markerClaim(V3_MAGIC),
     defaults: STREAM_DEFAULTS,
-    server: (o) => new V3Server({ crypto: o.crypto, deviceSalt: o.deviceSalt, maxMessageSize: o.maxMessageSize }),
+    server: (o) => new V3Server({ crypto: o.crypto, deviceSalt: o.deviceSalt, fakes: o.fakes, maxMessageSize: o.maxMessageSize }),
     client: (o) =>
       new V3Client({
         crypto: o.crypto,

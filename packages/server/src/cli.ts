@@ -5,7 +5,7 @@
  */
 import { parseArgs } from "node:util";
 import { type LogFormat, type LogLevel, PROTOCOL_NAMES, createLogger, parseProtocolList, fromHex, getBackend, legacy, runtimeVersion, toHex, v2 } from "@nstp/core";
-import { type KeyStore, demoKeyStore, loadUsersFile, parseUsersFile } from "./credentials.ts";
+import { type KeyStore, demoKeyStore, loadUsersFile, readUsersFile } from "./credentials.ts";
 import { readFileSync } from "node:fs";
 import { startServer } from "./server.ts";
 import { startMetrics, summaryFields } from "./metrics.ts";
@@ -97,14 +97,15 @@ async function main(): Promise<void> {
     log.info("credential store opened", { store: describeStore(values.users) });
   } else if (values.users) {
     const file = values.users;
-    const store = loadUsersFile(file, deviceSalt);
+    const store = loadUsersFile(file, deviceSalt, crypto);
     log.info("users loaded", { file, users: store.size });
     keys = store;
     // Reload on SIGHUP: new handshakes see the new table; the store tells the server (onUserRemoved)
     // of every user removed or re-keyed, whose open sessions then end.
     process.on("SIGHUP", () => {
       try {
-        store.replace(parseUsersFile(readFileSync(file, "utf8"), deviceSalt));
+        const { keys, verifiers } = readUsersFile(readFileSync(file, "utf8"), deviceSalt, crypto);
+        store.replace(keys, verifiers);
         log.info("users reloaded", { file, users: store.size });
       } catch (e) {
         log.error("users reload failed; keeping the previous table", { file, reason: (e as Error).message });

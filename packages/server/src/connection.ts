@@ -5,6 +5,7 @@
  */
 import {
   type CryptoBackend,
+  type Credential,
   type CryptoPool,
   type DeferredAead,
   type Logger,
@@ -23,7 +24,7 @@ import {
 } from "@nstp/core";
 import type { HandshakeAdmission } from "./admission.ts";
 import type { GuessBudget, Ticket } from "./budget.ts";
-import type { KeyStore } from "./credentials.ts";
+import { type KeyAnswer, type KeyStore, asCredential } from "./credentials.ts";
 import { type LifetimeLimits, SessionClock, type SessionEndReason } from "./lifetime.ts";
 import type { ServerStats } from "./stats.ts";
 
@@ -71,7 +72,6 @@ export interface ConnectionContext {
   /** Where v2 AEAD runs when the measured placement says so (crypto/placement.ts). */
   aeadPool?: CryptoPool;
   keys: KeyStore;
-  dummyKey(username: string): Uint8Array;
   handler: MessageHandler;
   limits: ConnectionLimits;
   /** A machine for a new connection: dispatch over the enabled versions (core's registry). */
@@ -125,8 +125,8 @@ export class ServerConnection implements WireEvents {
   private readonly abort = new AbortController();
   /** The handshake step last reported to admission. */
   private step = 0;
-  /** The user's key, held until the proof is here and the guessing budget lets it be judged. */
-  private key: { username: string; psk: Uint8Array } | undefined;
+  /** The user's credential, held until the guess is here and the guessing budget lets it be judged. */
+  private key: { username: string; credential: Credential | undefined } | undefined;
   private ticket: Ticket | undefined;
   private judgeTimer: ReturnType<typeof setTimeout> | undefined;
 
@@ -336,7 +336,8 @@ export class ServerConnection implements WireEvents {
     try {
       // A synchronous ERR_BUSY lands here before anything was sent: the reference client sees a close
       // before the session nonce, a v2 client the busy signal in place of message 2.
-      lookup = this.ctx.keys.lookup(username, this.abort.signal);
+      const keys = this.ctx.keys;
+      lookup = keys.lookupCredential ? keys.lookupCredential(username, this.abort.signal) : keys.lookup(username, this.abort.signal);
     } catch (e) {
       const err = toNstpError(e, "ERR_AUTH", "key lookup failed");
       if (err.code === "ERR_BUSY") {
@@ -348,7 +349,7 @@ export class ServerConnection implements WireEvents {
     }
     if (isThenable(lookup)) {
       lookup.then(
-        (psk) => this.keyResolved(username, psk),
+        (answer) => this.keyResolved(username, answer),
         (e: unknown) => this.fail(toNstpError(e, "ERR_AUTH", "key lookup failed")),
       );
     } else {
@@ -356,10 +357,11 @@ export class ServerConnection implements WireEvents {
     }
   }
 
-  private keyResolved(username: string, psk: Uint8Array | undefined): void {
+  private keyResolved(username: string, answer: KeyAnswer): void {
     if (this.done) return;
-    // An unknown user proceeds with a dummy key and fails at the proof, exactly like a wrong password.
-    this.key = { username, psk: psk ?? this.ctx.dummyKey(username) };
+    // An unknown user (undefined) proceeds with the machine's fake of the same kind and fails at the
+    // proof, exactly like a wrong password (machine.ts, CredentialFakes).
+    this.key = { username, credential: asCredential(answer) };
     try {
       this.handshakeMoved();
     } catch (e) {
@@ -390,12 +392,12 @@ export class ServerConnection implements WireEvents {
   /** Provides the key: the machine judges the proof now. */
   private judge(): void {
     this.judgeTimer = undefined;
-    const { psk } = this.key!;
+    const { credential } = this.key!;
     this.key = undefined;
     // A wrong password throws here or later (fail() then keeps the guess spent). Once the machine says
     // the password is right, the guess is refunded: for v2 at message 1, even a replayed one, which
     // guesses nothing; for a protocol that learns it later (v3: message 3), when the session is.
-    this.apply(this.machine.provideKey(psk));
+    this.apply(this.machine.provideCredential(credential));
     if (this.ticket && this.machine.passwordVerified) this.ctx.budget.settle(this.ticket, true);
   }
 

@@ -16,6 +16,8 @@ import {
   legacy,
   nativeBackend,
   v2,
+  v3,
+  type CredentialFakes,
   silentLogger,
 } from "@nstp/core";
 import { type ConnectionLimits, type MessageHandler, ServerConnection } from "./connection.ts";
@@ -136,11 +138,13 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       countTurns();
     });
   };
+  // One set of stand-ins per server: an unknown name gets the same fake on every attempt.
+  const fakeVerifiers = new v3.FakeVerifiers(crypto);
+  const fakes: CredentialFakes = { psk: new DummyKeys(crypto).key, verifier: (u) => fakeVerifiers.record(u) };
   const enabled = opts.protocols ? parseProtocolList(opts.protocols.join(",")) : PROTOCOLS;
   const ctx = {
     crypto,
     keys: opts.keys,
-    dummyKey: new DummyKeys(crypto).key,
     handler: opts.handler ?? referenceHandler,
     limits,
     newMachine: () =>
@@ -149,6 +153,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
         protocols: enabled,
         legacy: opts.legacy,
         deviceSalt: opts.deviceSalt,
+        fakes,
         // The reference's limit is its own; every later version shares v2's transport and its limit.
         maxMessageSize: Object.fromEntries(enabled.map((p) => [p.name, p.name === "legacy" ? limits.maxMessageSize : limits.maxMessageSizeV2])),
       }),

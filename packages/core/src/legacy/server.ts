@@ -19,7 +19,7 @@
 import type { CryptoBackend } from "../crypto/backend.ts";
 import { AuthError, DecryptError, ProtocolError, TooLargeError } from "../errors.ts";
 import type { Output, Random } from "../events.ts";
-import type { Capabilities, ServerMachine } from "../machine.ts";
+import { type Capabilities, type Credential, type CredentialFakes, type ServerMachine, pskOrFake } from "../machine.ts";
 import { ByteQueue, concat, feedBounded, indexOf, readU32BE, startsWith } from "../bytes.ts";
 import { clientProof, serverProof, sessionKey } from "./keys.ts";
 import {
@@ -57,6 +57,8 @@ export const MAX_FALSE_BOUNDARIES = 8;
 
 export interface LegacyServerOptions {
   crypto: CryptoBackend;
+  /** Stand-ins for a PSK the store lacks (provideCredential). */
+  fakes?: CredentialFakes;
   /** Largest plaintext accepted in one client message (default 64 KiB). */
   maxMessageSize?: number;
   random?: Random;
@@ -87,6 +89,7 @@ export class LegacyServer implements ServerMachine {
   private state: ServerState = { kind: "start" };
   private readonly inbox: ByteQueue;
   private readonly crypto: CryptoBackend;
+  private readonly fakes: CredentialFakes | undefined;
   private readonly random: Random;
   readonly maxMessageSize: number;
   private readonly maxRecord: number;
@@ -100,6 +103,7 @@ export class LegacyServer implements ServerMachine {
 
   constructor(opts: LegacyServerOptions) {
     this.crypto = opts.crypto;
+    this.fakes = opts.fakes;
     this.random = opts.random ?? ((n) => opts.crypto.randomBytes(n));
     this.maxMessageSize = opts.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE;
     this.maxRecord = RECORD_NONCE_SIZE + this.maxMessageSize + TAG_SIZE;
@@ -161,6 +165,11 @@ export class LegacyServer implements ServerMachine {
   }
 
   /** The driver's answer to "need-key": the user's PSK, or a dummy key for an unknown user. */
+  /** The user's PSK, or a fake one for an unknown or verifier-only user: the same path either way. */
+  provideCredential(credential: Credential | undefined): Output[] {
+    return this.provideKey(pskOrFake(credential, this.fakes, this.username));
+  }
+
   provideKey(psk: Uint8Array): Output[] {
     const s = this.state;
     if (s.kind !== "helloConsumed" || s.key) throw new ProtocolError(`key provided in state ${s.kind}`);

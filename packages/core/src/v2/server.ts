@@ -13,7 +13,7 @@ import type { CryptoBackend } from "../crypto/backend.ts";
 import { ByteQueue } from "../bytes.ts";
 import { AuthError, DecryptError, ProtocolError } from "../errors.ts";
 import type { Output } from "../events.ts";
-import type { ServerMachine } from "../machine.ts";
+import { type Credential, type CredentialFakes, type ServerMachine, pskOrFake } from "../machine.ts";
 import { HandshakeState } from "../noise/handshake-state.ts";
 import { Channel } from "./channel.ts";
 import { V2Endpoint } from "./endpoint.ts";
@@ -33,6 +33,8 @@ import {
 
 export interface V2ServerOptions {
   crypto: CryptoBackend;
+  /** Stand-ins for a PSK the store lacks (provideCredential). */
+  fakes?: CredentialFakes;
   maxMessageSize?: number;
   /** Only tests inject these. */
   ephemeral?: Uint8Array;
@@ -124,6 +126,11 @@ export class V2Server extends V2Endpoint implements ServerMachine {
   }
 
   /** The driver's answer to "need-key": the user's PSK, or a dummy key for an unknown user. */
+  /** The user's PSK, or a fake one for an unknown or verifier-only user: the same path either way. */
+  provideCredential(credential: Credential | undefined): Output[] {
+    return this.provideKey(pskOrFake(credential, this.opts.fakes, this.username));
+  }
+
   provideKey(psk: Uint8Array): Output[] {
     const s = this.state;
     if (s.kind !== "preambleConsumed" || s.key) throw new ProtocolError(`key provided in state ${s.kind}`);
