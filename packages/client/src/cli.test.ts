@@ -37,13 +37,13 @@ for (const serverRuntime of ["bun", "node"] as const) {
         assert.equal(r.code, 0, r.stderr);
         assert.deepEqual(r.stdout.trim().split("\n"), FIVE);
       });
-      test(`${clientRuntime} client CLI (v2, the default) prints the five replies`, async () => {
+      test(`${clientRuntime} client CLI (v3, the default) prints the five replies`, async () => {
         const r = await run(clientRuntime, ["--port", String(srv.port)]);
         assert.equal(r.code, 0, r.stderr);
         assert.deepEqual(r.stdout.trim().split("\n"), FIVE);
       });
-      test(`${clientRuntime} client CLI --protocol v3 prints the five replies`, async () => {
-        const r = await run(clientRuntime, ["--port", String(srv.port), "--protocol", "v3"]);
+      test(`${clientRuntime} client CLI --protocol v2 prints the five replies`, async () => {
+        const r = await run(clientRuntime, ["--port", String(srv.port), "--protocol", "v2"]);
         assert.equal(r.code, 0, r.stderr);
         assert.deepEqual(r.stdout.trim().split("\n"), FIVE);
       });
@@ -122,7 +122,7 @@ describe("server process with --legacy off", { skip: !onBun && "spawned from the
     const refused = await run("bun", ["--port", String(srv.port), "--legacy"]);
     assert.notEqual(refused.code, 0);
     assert.match(refused.stderr.trim().split("\n").at(-1)!, /^client: ERR_/);
-    const ok = await run("bun", ["--port", String(srv.port)]);
+    const ok = await run("bun", ["--port", String(srv.port), "--protocol", "v2"]);
     assert.equal(ok.code, 0, ok.stderr);
     assert.deepEqual(ok.stdout.trim().split("\n"), FIVE);
   });

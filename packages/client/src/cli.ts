@@ -10,7 +10,7 @@ import { connect } from "./connect.ts";
 
 const USAGE = `usage: client [--port N] [--host H] [--user U] [--password P] [--device-salt HEX] [--protocol v3|v2|legacy] [--legacy]
               [--crypto native|noble] [message ...]
-Speaks protocol v2 (Noise NNpsk0) unless --protocol asks for v3 (SPAKE2+) or legacy (the Dart
+Speaks protocol v3 (SPAKE2+) unless --protocol asks for v2 (Noise NNpsk0) or legacy (the Dart
 reference protocol; --legacy is an alias for --protocol legacy).
 Without --user, uses the reference demo user alice. The password comes from --password, NSTP_PASSWORD,
 or a prompt. Without messages, sends "Hello server! Message #0" .. "#4".`;

@@ -28,8 +28,9 @@ export interface ConnectOptions {
   host?: string;
   port?: number;
   /**
-   * A registry name: "v2" (default): Noise NNpsk0; "v3": SPAKE2+ (RFC 9383); "legacy": the Dart
-   * reference protocol, for servers that speak only it.
+   * A registry name: "v3" (default): SPAKE2+ (RFC 9383); "v2": Noise NNpsk0; "legacy": the Dart
+   * reference protocol, for servers that speak only it. An authentication failure is final: never
+   * retried by connectWithBackoff, never answered by falling back to an older version.
    */
   protocol?: string;
   crypto?: CryptoBackend;

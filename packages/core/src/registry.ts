@@ -119,12 +119,8 @@ export const PROTOCOLS: readonly ProtocolEntry[] = [
 
 export const PROTOCOL_NAMES: readonly string[] = PROTOCOLS.map((p) => p.name);
 
-/**
- * What a client speaks unless told otherwise. Still v2: v3 binds the server's device salt, and until
- * every server entry point passes its salt to dispatch (startServer's `deviceSalt`), a v3 default would
- * fail against servers started on another salt. The newest entry becomes the default then.
- */
-export const DEFAULT_PROTOCOL = "v2";
+/** What a client speaks unless told otherwise: the newest version. */
+export const DEFAULT_PROTOCOL = PROTOCOLS[PROTOCOLS.length - 1]!.name;
 
 export function protocolNamed(name: string): ProtocolEntry {
   const p = PROTOCOLS.find((e) => e.name === name);
