@@ -20,8 +20,6 @@ export interface ServerDispatchOptions {
   crypto: CryptoBackend;
   /** Versions served (default: every registry entry). */
   protocols?: readonly ProtocolEntry[];
-  /** Serve the reference protocol too (default true); an alias that drops "legacy" from `protocols`. */
-  legacy?: boolean;
   /** Per version name; absent: the version's default. */
   maxMessageSize?: Readonly<Record<string, number | undefined>>;
   deviceSalt?: Uint8Array;
@@ -41,8 +39,7 @@ export class ServerDispatch implements ServerMachine {
 
   constructor(opts: ServerDispatchOptions) {
     this.opts = opts;
-    const enabled = opts.protocols ?? PROTOCOLS;
-    this.candidates = opts.legacy === false ? enabled.filter((p) => p.name !== "legacy") : enabled;
+    this.candidates = opts.protocols ?? PROTOCOLS;
   }
 
   get protocol(): ProtocolName | undefined {

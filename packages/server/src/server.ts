@@ -141,7 +141,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   // One set of stand-ins per server: an unknown name gets the same fake on every attempt.
   const fakeVerifiers = new v3.FakeVerifiers(crypto);
   const fakes: CredentialFakes = { psk: new DummyKeys(crypto).key, verifier: (u) => fakeVerifiers.record(u) };
-  const enabled = opts.protocols ? parseProtocolList(opts.protocols.join(",")) : PROTOCOLS;
+  // `legacy: false` is the alias kept from before `protocols`: the reference protocol is dropped.
+  const enabled = (opts.protocols ? parseProtocolList(opts.protocols.join(",")) : PROTOCOLS).filter((p) => opts.legacy !== false || p.name !== "legacy");
   const ctx = {
     crypto,
     keys: opts.keys,
@@ -151,7 +152,6 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       new ServerDispatch({
         crypto,
         protocols: enabled,
-        legacy: opts.legacy,
         deviceSalt: opts.deviceSalt,
         fakes,
         // The reference's limit is its own; every later version shares v2's transport and its limit.

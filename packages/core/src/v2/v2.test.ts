@@ -7,6 +7,7 @@ import { concat, readU16BE, utf8 } from "../bytes.ts";
 import type { Output } from "../events.ts";
 import { CipherState } from "../noise/cipher-state.ts";
 import { ServerDispatch } from "../dispatch.ts";
+import { parseProtocolList } from "../registry.ts";
 import { FrameReader, FrameWriter } from "./framing.ts";
 import { V2Client } from "./client.ts";
 import { V2Server } from "./server.ts";
@@ -194,7 +195,7 @@ describe("v2 handshake", () => {
     const l = new ServerDispatch({ crypto });
     l.receive(new Uint8Array([5]));
     assert.equal(l.protocol, "legacy");
-    assert.throws(() => new ServerDispatch({ crypto, legacy: false }).receive(new Uint8Array([5])), { code: "ERR_PROTOCOL" });
+    assert.throws(() => new ServerDispatch({ crypto, protocols: parseProtocolList("v2,v3") }).receive(new Uint8Array([5])), { code: "ERR_PROTOCOL" });
   });
 });
 
