@@ -3,7 +3,8 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
-import { detectRuntime, legacy } from "@nstp/core";
+import { legacy } from "@nstp/core";
+import { detectRuntime } from "@nstp/core/node";
 import { byteByByte, referenceHandshake, referencePsk, referenceServer } from "../../server/src/testing/reference-peer.ts";
 import { v2Handshake } from "../../server/src/testing/v2-peer.ts";
 import { BIN, CLIENT_CLI, type Runtime, startServerProcess as spawnServer } from "../../server/src/testing/processes.ts";

@@ -1,5 +1,8 @@
 /** connect(): derive (or reuse) the key, dial, run the handshake, hand back a session. */
-import { type CryptoBackend, type CryptoPool, OrderedAead, type Transport, NstpError, defaultTransport, legacy, nativeBackend, pooledBackend, v2 } from "@nstp/core";
+import { type CryptoBackend, type Transport, NstpError, legacy, v2 } from "@nstp/core";
+import { defaultTransport } from "@nstp/core/node";
+import { type CryptoPool, OrderedAead, pooledBackend } from "@nstp/core/pool";
+import { nativeBackend } from "@nstp/core/crypto/native";
 import { cachedPsk } from "./key-cache.ts";
 import { ClientSession, type SessionLimits } from "./session.ts";
 

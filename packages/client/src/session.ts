@@ -6,7 +6,8 @@
  * unasked) goes to the messages() iterator. Both queues are bounded: a full one pauses reading, so a
  * slow consumer slows the server down through TCP instead of growing memory.
  */
-import { AuthError, Fifo, OrderedAead, type Output, NstpError, concat, type Wire, type WireEvents, legacy, toNstpError, utf8, v2 } from "@nstp/core";
+import { AuthError, Fifo, type Output, NstpError, concat, type Wire, type WireEvents, legacy, toNstpError, utf8, v2 } from "@nstp/core";
+import { OrderedAead } from "@nstp/core/pool";
 
 interface Request {
   data: Uint8Array;

@@ -3,22 +3,8 @@
  * lookups, writes), runs the application's handler, and owns the connection's timers. It sees the
  * socket only as a Wire, so the Bun and Node builds run exactly this code.
  */
-import {
-  type CryptoBackend,
-  type CryptoPool,
-  type Logger,
-  OrderedAead,
-  type Output,
-  type ProtocolName,
-  type Wire,
-  type WireEvents,
-  AuthError,
-  NstpError,
-  ServerDispatch,
-  toNstpError,
-  utf8,
-  v2,
-} from "@nstp/core";
+import { type CryptoBackend, type Logger, type Output, type ProtocolName, type Wire, type WireEvents, AuthError, NstpError, ServerDispatch, toNstpError, utf8, v2 } from "@nstp/core";
+import { type CryptoPool, OrderedAead } from "@nstp/core/pool";
 import type { HandshakeAdmission } from "./admission.ts";
 import type { GuessBudget, Ticket } from "./budget.ts";
 import type { KeyStore } from "./credentials.ts";

@@ -4,7 +4,8 @@
  */
 import { readFileSync } from "node:fs";
 import { timingSafeEqual } from "node:crypto";
-import { type CryptoBackend, type CryptoPool, NstpError, concat, fromHex, legacy, toHex, utf8 } from "@nstp/core";
+import { type CryptoBackend, NstpError, concat, fromHex, legacy, toHex, utf8 } from "@nstp/core";
+import { type CryptoPool } from "@nstp/core/pool";
 import { Lru } from "./lru.ts";
 
 /** Keys kept per store (least recently used evicted), real and dummy alike. */

@@ -5,7 +5,8 @@ import { chmodSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, statSync,
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { spawnSync } from "node:child_process";
-import { detectRuntime, legacy } from "@nstp/core";
+import { legacy } from "@nstp/core";
+import { detectRuntime } from "@nstp/core/node";
 import { parseUsersFile } from "./credentials.ts";
 import { writeFileAtomic } from "./users-file.ts";
 import { BIN, ROOT } from "./testing/processes.ts";

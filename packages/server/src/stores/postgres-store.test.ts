@@ -5,7 +5,9 @@
 // process sharing it, with the users CLI writing, and the database stopped and restarted under load.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { NstpError, detectRuntime, legacy, nativeBackend } from "@nstp/core";
+import { NstpError, legacy } from "@nstp/core";
+import { detectRuntime } from "@nstp/core/node";
+import { nativeBackend } from "@nstp/core/crypto/native";
 import { connect } from "../../../client/src/index.ts";
 import { PostgresCredentialStore, PostgresUsersDb } from "./postgres-store.ts";
 import { type RunningPostgres, postgresBinDir, startPostgres } from "../testing/postgres.ts";

@@ -4,7 +4,9 @@
  * within a second, without SIGHUP.
  */
 import { readFileSync } from "node:fs";
-import { CryptoPool, legacy, readPassword, utf8 } from "@nstp/core";
+import { legacy, utf8 } from "@nstp/core";
+import { readPassword } from "@nstp/core/node";
+import { CryptoPool } from "@nstp/core/pool";
 import { storeKind } from "./schema.ts";
 import { SqliteUsersDb } from "./sqlite-store.ts";
 import { type UsersDb, recordsFromUsersFile, recordsToUsersFile } from "./users-db.ts";
