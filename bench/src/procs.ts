@@ -7,6 +7,11 @@ import { createInterface } from "node:readline";
 export type Runtime = "bun" | "node";
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
 export const BIN: Record<Runtime, string> = { bun: join(ROOT, "node_modules", ".bin", "bun"), node: join(ROOT, "node_modules", ".bin", "node") };
+/**
+ * The bench's own scripts run from source on both runtimes; what they measure comes through the
+ * packages' exports, which resolve to src under Bun (the "bun" condition) and to the built dist under
+ * Node (the "import" condition): the Node columns are the Node build users install (`bun run build`).
+ */
 const SRC = dirname(fileURLToPath(import.meta.url));
 
 /**

@@ -14,7 +14,7 @@ const onBun = detectRuntime() === "bun";
 
 function run(runtime: Runtime, args: string[], timeoutMs = 20_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((res) => {
-    const child = spawn(BIN[runtime], [CLIENT_CLI, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(BIN[runtime], [CLIENT_CLI[runtime], ...args], { stdio: ["ignore", "pipe", "pipe"] });
     let stdout = "", stderr = "";
     child.stdout.on("data", (d) => (stdout += d));
     child.stderr.on("data", (d) => (stderr += d));

@@ -9,7 +9,7 @@ import { legacy } from "@nstp/core";
 import { detectRuntime } from "@nstp/core/node";
 import { parseUsersFile } from "./credentials.ts";
 import { writeFileAtomic } from "./users-file.ts";
-import { BIN, ROOT } from "./testing/processes.ts";
+import { BIN, USERS_CLI } from "./testing/processes.ts";
 
 const mode = (p: string) => statSync(p).mode & 0o777;
 
@@ -61,7 +61,7 @@ test("the users CLI on both runtimes replaces a 0644 file with a 0600 one holdin
     const file = join(dir, "users.json");
     writeFileSync(file, JSON.stringify({ format: "nstp-users/1", users: {} }));
     chmodSync(file, 0o644);
-    const r = spawnSync(BIN[runtime], [join(ROOT, "packages", "server", "src", "users-cli.ts"), "add", "bob", "--file", file], { input: "bobs password\n", timeout: 30_000 });
+    const r = spawnSync(BIN[runtime], [USERS_CLI[runtime], "add", "bob", "--file", file], { input: "bobs password\n", timeout: 30_000 });
     assert.equal(r.status, 0, String(r.stderr));
     assert.equal(mode(file), 0o600, runtime);
     assert.ok(parseUsersFile(readFileSync(file, "utf8"), legacy.DEMO_DEVICE_SALT).has("bob"));

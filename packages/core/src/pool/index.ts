@@ -15,10 +15,14 @@ import type { PoolTask } from "./worker.ts";
 /**
  * The worker beside this module: worker.ts when running from src (Bun, or Node's type stripping in the
  * workspace), worker.js when running from dist (the published build). A single-file executable
- * (`bun build --compile`) embeds the worker as an extra entry point under its source name, and
- * import.meta.url there is the module's source path, so the same rule finds it.
+ * (scripts/build-bin.ts, `bun build --compile`) embeds the worker as an extra entry point and defines
+ * NSTP_COMPILED_POOL_WORKER as its path inside the executable; elsewhere the name is undeclared.
  */
-const WORKER_URL = new URL(import.meta.url.endsWith(".ts") ? "./worker.ts" : "./worker.js", import.meta.url).href;
+declare const NSTP_COMPILED_POOL_WORKER: string | undefined;
+const WORKER_URL =
+  typeof NSTP_COMPILED_POOL_WORKER === "string"
+    ? NSTP_COMPILED_POOL_WORKER
+    : new URL(import.meta.url.endsWith(".ts") ? "./worker.ts" : "./worker.js", import.meta.url).href;
 
 export interface CryptoPoolOptions {
   /** Backend the workers run (by name: functions do not cross threads). Default native. */

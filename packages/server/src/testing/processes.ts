@@ -8,9 +8,16 @@ import { fileURLToPath } from "node:url";
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..", "..", "..");
 export const BIN = { bun: join(ROOT, "node_modules", ".bin", "bun"), node: join(ROOT, "node_modules", ".bin", "node") };
-export const SERVER_CLI = join(ROOT, "packages", "server", "src", "cli.ts");
-export const CLIENT_CLI = join(ROOT, "packages", "client", "src", "cli.ts");
 export type Runtime = keyof typeof BIN;
+/**
+ * A CLI as each build runs it: Bun from the TypeScript sources, Node from the package's built dist
+ * (`bun run build`), the artefact that users install from the registry.
+ */
+export function cliPath(runtime: Runtime, pkg: "server" | "client", name: string): string {
+  return runtime === "node" ? join(ROOT, "packages", pkg, "dist", `${name}.js`) : join(ROOT, "packages", pkg, "src", `${name}.ts`);
+}
+export const SERVER_CLI = { bun: cliPath("bun", "server", "cli"), node: cliPath("node", "server", "cli") };
+export const CLIENT_CLI = { bun: cliPath("bun", "client", "cli"), node: cliPath("node", "client", "cli") };
 
 /** Spawns `cmd` and resolves once its stdout matches `pattern`; kills it if that takes too long. */
 export function spawnUntil(cmd: string, args: string[], pattern: RegExp, timeoutMs = 20_000): Promise<{ child: ChildProcess; match: RegExpExecArray }> {
@@ -41,7 +48,7 @@ export interface ServerProcess {
 export async function startServerProcess(runtime: Runtime, args: string[]): Promise<ServerProcess> {
   const withMetrics = args.includes("--metrics");
   const pattern = withMetrics ? /listening on [^:]+:(\d+)\n[\s\S]*metrics on [^:]+:(\d+)/ : /listening on [^:]+:(\d+)/;
-  const { child, match } = await spawnUntil(BIN[runtime], [SERVER_CLI, ...args], pattern);
+  const { child, match } = await spawnUntil(BIN[runtime], [SERVER_CLI[runtime], ...args], pattern);
   return { child, port: Number(match[1]), metricsPort: withMetrics ? Number(match[2]) : undefined };
 }
 
@@ -75,12 +82,12 @@ export function collectStderr(child: ChildProcess, maxChars = 4 << 20): { text()
   return { text: () => text };
 }
 
-export const USERS_CLI = join(ROOT, "packages", "server", "src", "users-cli.ts");
+export const USERS_CLI = { bun: cliPath("bun", "server", "users-cli"), node: cliPath("node", "server", "users-cli") };
 
 /** Runs `bun run users` (or its Node build) to completion, the password on stdin; rejects on failure. */
 export function runUsersCli(runtime: Runtime, args: string[], stdin = "", timeoutMs = 60_000): Promise<string> {
   return new Promise((res, rej) => {
-    const child = spawn(BIN[runtime], [USERS_CLI, ...args], { stdio: ["pipe", "pipe", "pipe"] });
+    const child = spawn(BIN[runtime], [USERS_CLI[runtime], ...args], { stdio: ["pipe", "pipe", "pipe"] });
     let out = "", err = "";
     child.stdout!.on("data", (d) => (out += d));
     child.stderr!.on("data", (d) => (err += d));
