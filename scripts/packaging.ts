@@ -4,20 +4,21 @@
  * 1. `npm pack` each published package (core, server, client); the tarballs must hold dist, src,
  *    LICENSE and package.json and no test, test helper, fixture or bench result.
  * 2. Into a fresh project in the system's temporary directory (no workspace above it), install the
- *    tarballs three ways: npm under Node 22 (the registry's `node@22`, installed beside the test),
- *    npm under the project's Node 24, and `bun add`. In each: import the public API and run
- *    `startServer` + `connect` (with a worker pool) to an echo; start the `nstp-server` bin and talk
- *    to it with the `nstp-client` bin (under Bun: `bunx --bun`); add a user with `nstp-users` into a
- *    SQLite database (node:sqlite on Node, bun:sqlite on Bun).
+ *    packages as the README tells users to, three ways: npm under Node 22 (the registry's `node@22`,
+ *    installed beside the test), npm under the project's Node 24, and `bun add`. In each: import the
+ *    public API and run `startServer` + `connect` (with a worker pool) to an echo; start the
+ *    `nstp-server` bin and talk to it with the `nstp-client` bin (under Bun: `bunx --bun`); add a
+ *    user with `nstp-users` into a SQLite database (node:sqlite on Node, bun:sqlite on Bun). Then
+ *    `npx -p @nstp/server nstp-server` and `npx -p @nstp/client nstp-client` from an empty directory.
  * 3. Bundle the installed core root and its noble backend for the browser: no `node:` import.
  * 4. The single-file executables (scripts/build-bin.ts), copied into an empty directory and run with
  *    a PATH holding no JavaScript runtime: server and client against each other, and nstp-users
  *    (whose key derivation runs in the embedded worker pool).
  *
- * The tarballs stand in for the registry: npm resolves the server's and client's dependency on
- * @nstp/core to the tarball installed beside them; Bun does not, so its project says so with
- * `overrides` (what the registry would resolve). Third-party dependencies come from the registry
- * (npm's cache is warm after the first run). Every process is bounded in time.
+ * The tarballs stand in for the registry: a registry for the @nstp scope on 127.0.0.1
+ * (scripts/local-registry.ts) serves them, named in each project's `.npmrc`, so the commands are the
+ * README's own (`npm install @nstp/client`, not a path). Third-party dependencies come from the real
+ * registry (npm's cache is warm after the first run). Every process is bounded in time.
  *
  * Usage: bun scripts/packaging.ts [--no-build]. Ends with "packaging: N passed, N failed".
  */
@@ -25,6 +26,7 @@ import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { type LocalRegistry, spawnLocalRegistry } from "./local-registry.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
 const BIN = join(ROOT, "node_modules", ".bin");
@@ -51,9 +53,10 @@ function sh(cmd: string, args: string[], opts: { cwd: string; env?: NodeJS.Proce
 /** Starts a server command; resolves with its port once it says it listens (at most 20 s). */
 function startServerCommand(cmd: string, args: string[], cwd: string, env: NodeJS.ProcessEnv): Promise<{ child: ChildProcess; port: number }> {
   return new Promise((res, rej) => {
-    const child = spawn(cmd, args, { cwd, env, stdio: ["ignore", "pipe", "pipe"] });
+    // A process group of its own: npx runs the server as its child and does not pass SIGTERM on.
+    const child = spawn(cmd, args, { cwd, env, stdio: ["ignore", "pipe", "pipe"], detached: true });
     let out = "";
-    const timer = setTimeout(() => (child.kill("SIGKILL"), rej(new Error(`no "listening on" within 20 s: ${out}`))), 20_000);
+    const timer = setTimeout(() => (signalGroup(child, "SIGKILL"), rej(new Error(`no "listening on" within 20 s: ${out}`))), 20_000);
     const onData = (d: Buffer) => {
       out += d;
       const m = /listening on [^:\s]+:(\d+)/.exec(out);
@@ -66,12 +69,22 @@ function startServerCommand(cmd: string, args: string[], cwd: string, env: NodeJ
   });
 }
 
+function signalGroup(child: ChildProcess, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-child.pid!, signal);
+  } catch {
+    // the group has already gone
+  }
+}
+
+/** Ends the server command's whole process group: SIGTERM, then SIGKILL after 5 s. */
 function stop(child: ChildProcess): Promise<void> {
   return new Promise((res) => {
-    if (child.exitCode !== null || child.signalCode !== null) return res();
-    const t = setTimeout(() => child.kill("SIGKILL"), 5000);
-    child.on("exit", () => (clearTimeout(t), res()));
-    child.kill("SIGTERM");
+    const t = setTimeout(() => (signalGroup(child, "SIGKILL"), res()), 5000);
+    const done = () => (clearTimeout(t), signalGroup(child, "SIGKILL"), res());
+    if (child.exitCode !== null || child.signalCode !== null) return done();
+    child.on("exit", done);
+    signalGroup(child, "SIGTERM");
   });
 }
 
@@ -111,6 +124,7 @@ const NODE_IMPORT = /\bfrom\s*["']node:|\brequire\(["']node:|\bimport\(["']node:
 
 const work = mkdtempSync(join(tmpdir(), "nstp-packaging-"));
 const t0 = performance.now();
+let registry: LocalRegistry | undefined;
 try {
   if (!process.argv.includes("--no-build")) {
     const b = sh(join(BIN, "bun"), ["run", "build", "--output-logs=errors-only"], { cwd: ROOT, timeoutMs: 300_000 });
@@ -143,6 +157,7 @@ try {
   }
   check(`node@${NODE22} from the registry`, sh(node22, ["--version"], { cwd: work }).out.trim() === `v${NODE22}`);
 
+  registry = await spawnLocalRegistry(tarballs);
   const envs = [
     { name: `npm + Node ${NODE22}`, kind: "npm", binDir: join(NODE22_DIR, "node_modules", ".bin") },
     { name: "npm + Node 24", kind: "npm", binDir: BIN },
@@ -153,14 +168,14 @@ try {
     mkdirSync(app);
     // The runtime under test first on PATH: the bins' `#!/usr/bin/env node` finds it, and npm runs on it.
     const env = { ...process.env, PATH: `${e.binDir}:${process.env.PATH}` };
-    const pkg: Record<string, unknown> = { name: "nstp-packaging-app", private: true, type: "module" };
-    if (e.kind === "bun") pkg.overrides = { "@nstp/core": `file:${tarballs[0]}` };
-    writeFileSync(join(app, "package.json"), JSON.stringify(pkg, null, 2));
+    writeFileSync(join(app, "package.json"), JSON.stringify({ name: "nstp-packaging-app", private: true, type: "module" }, null, 2));
+    writeFileSync(join(app, ".npmrc"), `@nstp:registry=${registry.url}\n`);
     writeFileSync(join(app, "app.mjs"), APP);
+    const names = PACKAGES.map((p) => `@nstp/${p}`);
     const install = e.kind === "npm"
-      ? sh("npm", ["install", "--no-audit", "--no-fund", "--prefer-offline", "--loglevel=error", ...tarballs], { cwd: app, env, timeoutMs: 300_000 })
-      : sh(join(BIN, "bun"), ["add", ...tarballs], { cwd: app, env, timeoutMs: 300_000 });
-    if (!check(`${e.name}: install the tarballs`, install.ok, install.out.slice(-400))) continue;
+      ? sh("npm", ["install", "--no-audit", "--no-fund", "--prefer-offline", "--loglevel=error", ...names], { cwd: app, env, timeoutMs: 300_000 })
+      : sh(join(BIN, "bun"), ["add", ...names], { cwd: app, env, timeoutMs: 300_000 });
+    if (!check(`${e.name}: install ${names.join(" ")}`, install.ok, install.out.slice(-400))) continue;
     const runtime = e.kind === "npm" ? join(e.binDir, "node") : join(BIN, "bun");
     const run = sh(runtime, ["app.mjs"], { cwd: app, env, timeoutMs: 60_000 });
     check(`${e.name}: startServer + connect (with a pool) echo`, run.ok && run.out.includes(`echo: ${MESSAGE}`), run.out.slice(-400));
@@ -178,6 +193,15 @@ try {
     }
   }
 
+  // `npx -p`: the server and client from an empty directory, nothing installed there.
+  const npxDir = join(work, "npx");
+  mkdirSync(npxDir);
+  writeFileSync(join(npxDir, ".npmrc"), `@nstp:registry=${registry.url}\n`);
+  // A cache of its own: npx reuses an earlier install of the same version from its cache.
+  const npxEnv = { ...process.env, PATH: `${BIN}:${process.env.PATH}`, npm_config_cache: join(work, "npx-cache") };
+  await serverAndClient("npx -p @nstp/server nstp-server and npx -p @nstp/client nstp-client echo",
+    ["npx", "-y", "-p", "@nstp/server", "nstp-server"], ["npx", "-y", "-p", "@nstp/client", "nstp-client"], npxDir, npxEnv);
+
   // 4. The single-file executables, from an empty directory, with no JavaScript runtime on PATH.
   const binDir = join(work, "bin");
   const built = sh(join(BIN, "bun"), [join(ROOT, "scripts", "build-bin.ts"), "--out", binDir], { cwd: ROOT, timeoutMs: 300_000 });
@@ -194,6 +218,7 @@ try {
     check("compiled nstp-users add (PBKDF2 in the embedded worker pool)", users.ok && existsSync(join(empty, "users.json")), users.out.slice(-400));
   }
 } finally {
+  registry?.stop();
   rmSync(work, { recursive: true, force: true });
 }
 console.log(`packaging: ${passed} passed, ${failed} failed (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
