@@ -119,6 +119,26 @@ await server.close({ graceMs: 0 });
 await pool.destroy();
 console.log("echo: " + reply);
 `;
+/** A TypeScript consumer of every entry point, checked against the packages' declarations. */
+const TYPED_APP = `import { connect, type Session } from "@nstp/client";
+import { startServer, demoKeyStore, type RunningServer } from "@nstp/server";
+import { legacy, v2, v3, NstpError, type CryptoBackend, type Transport } from "@nstp/core";
+import { nativeBackend } from "@nstp/core/crypto/native";
+import { nobleBackend } from "@nstp/core/crypto/noble";
+import { CryptoPool } from "@nstp/core/pool";
+import { createLogger, defaultTransport } from "@nstp/core/node";
+import { bunTransport } from "@nstp/core/bun";
+const backend: CryptoBackend = nobleBackend;
+const transport: Transport = process.versions.bun ? bunTransport : await defaultTransport();
+const server: RunningServer = await startServer({ keys: await demoKeyStore(nativeBackend, legacy.DEMO_DEVICE_SALT), port: 0, transport, logger: createLogger() });
+const session: Session = await connect({ host: "127.0.0.1", port: server.port, username: "alice", password: "userpassword", deviceSalt: legacy.DEMO_DEVICE_SALT, pool: new CryptoPool() });
+const error: NstpError = new NstpError("ERR_AUTH", "typed");
+export { backend, session, error, v2, v3 };
+`;
+const TSCONFIG = (typeRoots: string) => JSON.stringify({
+  compilerOptions: { target: "ES2023", module: "NodeNext", moduleResolution: "NodeNext", strict: true, noEmit: true, skipLibCheck: false, types: ["node"], typeRoots: [typeRoots] },
+  files: ["app.ts"],
+});
 const BROWSER_ENTRY = `export * from "@nstp/core";\nexport { nobleBackend } from "@nstp/core/crypto/noble";\n`;
 const NODE_IMPORT = /\bfrom\s*["']node:|\brequire\(["']node:|\bimport\(["']node:/;
 
@@ -185,6 +205,11 @@ try {
     const listed = sh(bin("nstp-users")[0]!, [...bin("nstp-users").slice(1), "list", "--file", join(app, "users.db")], { cwd: app, env });
     check(`${e.name}: nstp-users add and list (SQLite)`, users.ok && listed.ok && /\bcarol\b/.test(listed.out), (users.out + listed.out).slice(-400));
     if (e.kind === "npm" && e.binDir === BIN) {
+      // The declarations, as a TypeScript app on Node sees them (with skipLibCheck off).
+      writeFileSync(join(app, "app.ts"), TYPED_APP);
+      writeFileSync(join(app, "tsconfig.json"), TSCONFIG(join(ROOT, "node_modules", "@types")));
+      const tsc = sh(join(BIN, "tsc"), ["-p", "tsconfig.json"], { cwd: app, env });
+      check("a TypeScript app type-checks against the installed declarations of every entry point", tsc.ok, tsc.out.slice(-800));
       // 3. The installed root (dist, through "import") bundles for the browser.
       writeFileSync(join(app, "browser.mjs"), BROWSER_ENTRY);
       const b = sh(join(BIN, "bun"), ["build", "--target=browser", "--format=esm", "--external", "node:*", "browser.mjs", "--outfile", "browser-bundle.js"], { cwd: app, env });
