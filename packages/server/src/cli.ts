@@ -110,6 +110,13 @@ async function main(): Promise<void> {
   }
   if (toHex(deviceSalt) === toHex(legacy.DEMO_DEVICE_SALT)) log.warn("using the reference demo device salt 0102030405060708");
 
+  const userBudget = {
+    burst: parseIntArg("--user-guesses", values["user-guesses"]!, 1, 1 << 20),
+    refillPerSecond: parseRateArg("--user-guess-rate", values["user-guess-rate"]!),
+  };
+  // A database that several hosts share may keep the per-user budget for all of them (PostgreSQL), so
+  // adding hosts does not multiply a guesser's tries at one user (the per-address budget stays per host).
+  const sharedUserBudget = store?.openGuessBudget ? await store.openGuessBudget(userBudget) : undefined;
   const server = await startServer({
     keys,
     host: values.host!,
@@ -122,10 +129,8 @@ async function main(): Promise<void> {
       burst: parseIntArg("--address-guesses", values["address-guesses"]!, 1, 1 << 20),
       refillPerSecond: parseRateArg("--address-guess-rate", values["address-guess-rate"]!),
     },
-    userBudget: {
-      burst: parseIntArg("--user-guesses", values["user-guesses"]!, 1, 1 << 20),
-      refillPerSecond: parseRateArg("--user-guess-rate", values["user-guess-rate"]!),
-    },
+    userBudget,
+    sharedUserBudget,
     trustedProxies: values["trusted-proxies"]?.split(",").map((s) => s.trim()).filter((s) => s !== ""),
     limits: {
       // The reference's records carry no length: its maximum also bounds trial decryption work.
