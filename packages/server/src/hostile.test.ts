@@ -291,7 +291,10 @@ for (const runtime of ["bun", "node"] as const) {
       // shared server's memory baseline. Its own well-behaved client is served throughout.
       const p = await startServer(runtime);
       const text = (b: Uint8Array) => new TextDecoder().decode(b);
-      const login = (protocol: "v2" | "legacy") => connect({ port: p.port, username: "alice", psk: new Uint8Array(psk), deviceSalt: legacy.DEMO_DEVICE_SALT, protocol });
+      // Keepalives as the suite's other clients have: the resident idles while the flood builds up,
+      // which on a loaded machine can outlast the suite's 3 s idle timeout.
+      const login = (protocol: "v2" | "legacy") =>
+        connect({ port: p.port, username: "alice", psk: new Uint8Array(psk), deviceSalt: legacy.DEMO_DEVICE_SALT, protocol, limits: { keepaliveMs: KEEPALIVE_MS } });
       const resident = await login("v2");
       // The attacker is a process of its own (a client sharing its event loop would be slowed by it).
       const { child: flood } = await spawnUntil(BIN.bun, [new URL("./testing/flood-cli.ts", import.meta.url).pathname, String(p.port), "2000", "30"], /flooding 2000/);
