@@ -6,6 +6,11 @@ import { createInterface } from "node:readline";
 import { BIN, type Runtime, runtimeEnv as env, stopChild } from "@nstp/testkit";
 
 export { BIN, NODE_MALLOC_ENV, ROOT, type Runtime, version } from "@nstp/testkit";
+/**
+ * The bench's own scripts run from source on both runtimes; what they measure comes through the
+ * packages' exports, which resolve to src under Bun (the "bun" condition) and to the built dist under
+ * Node (the "import" condition): the Node columns are the Node build users install (`bun run build`).
+ */
 const SRC = dirname(fileURLToPath(import.meta.url));
 
 export interface ServerProc {

@@ -1,11 +1,12 @@
-#!/usr/bin/env bun
+#!/usr/bin/env node
 /**
  * nstp client CLI: bun run client -- --port N --host H --user U --password P [--legacy] [message ...]
  * With no messages it sends the reference's five and prints each reply. The password may also come
  * from NSTP_PASSWORD or a prompt without echo. Exits non-zero with a one-line reason on failure.
  */
 import { parseArgs } from "node:util";
-import { DEFAULT_PROTOCOL, NstpError, fromHex, protocolNamed, getBackend, legacy, readPassword, toHex } from "@nstp/core";
+import { DEFAULT_PROTOCOL, NstpError, fromHex, protocolNamed, legacy, toHex } from "@nstp/core";
+import { getBackend, readPassword } from "@nstp/core/node";
 import { connect } from "./connect.ts";
 
 const USAGE = `usage: client [--port N] [--host H] [--user U] [--password P] [--device-salt HEX] [--protocol v3|v2|legacy] [--legacy]

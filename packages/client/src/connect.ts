@@ -1,20 +1,8 @@
 /** connect(): derive (or reuse) the key, dial, run the handshake, hand back a session. */
-import {
-  type ClientMachine,
-  type CryptoBackend,
-  type CryptoPool,
-  DEFAULT_PROTOCOL,
-  OrderedAead,
-  type Transport,
-  type Wire,
-  type WireEvents,
-  NstpError,
-  defaultTransport,
-  legacy,
-  nativeBackend,
-  pooledBackend,
-  protocolNamed,
-} from "@nstp/core";
+import { type ClientMachine, type CryptoBackend, DEFAULT_PROTOCOL, type Transport, type Wire, type WireEvents, NstpError, legacy, protocolNamed } from "@nstp/core";
+import { defaultTransport } from "@nstp/core/node";
+import { type CryptoPool, OrderedAead, pooledBackend } from "@nstp/core/pool";
+import { nativeBackend } from "@nstp/core/crypto/native";
 import { cachedPsk } from "./key-cache.ts";
 import { ClientSession, type SessionLimits } from "./session.ts";
 

@@ -6,7 +6,8 @@
  * unasked) goes to the messages() iterator. Both queues are bounded: a full one pauses reading, so a
  * slow consumer slows the server down through TCP instead of growing memory.
  */
-import { type ClientMachine, Fifo, ReadGate, OrderedAead, type Output, NstpError, type Wire, type WireEvents, toNstpError, utf8 } from "@nstp/core";
+import { type ClientMachine, Fifo, ReadGate, type Output, NstpError, type Wire, type WireEvents, toNstpError, utf8 } from "@nstp/core";
+import { OrderedAead } from "@nstp/core/pool";
 
 interface Request {
   data: Uint8Array;

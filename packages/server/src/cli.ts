@@ -1,10 +1,11 @@
-#!/usr/bin/env bun
+#!/usr/bin/env node
 /**
  * nstp server CLI: bun run server -- --port N --host H --device-salt HEX --users FILE
  * (the Node build: bun run server:node -- with the same flags).
  */
 import { parseArgs } from "node:util";
-import { type LogFormat, type LogLevel, PROTOCOL_NAMES, createLogger, parseProtocolList, fromHex, getBackend, legacy, runtimeVersion, toHex, v2 } from "@nstp/core";
+import { type LogFormat, type LogLevel, PROTOCOL_NAMES, parseProtocolList, fromHex, legacy, toHex, v2 } from "@nstp/core";
+import { createLogger, getBackend, runtimeVersion } from "@nstp/core/node";
 import { type KeyStore, demoKeyStore, loadUsersFile, readUsersFile } from "./credentials.ts";
 import { readFileSync } from "node:fs";
 import { startServer } from "./server.ts";

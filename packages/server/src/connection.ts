@@ -3,25 +3,8 @@
  * lookups, writes), runs the application's handler, and owns the connection's timers. It sees the
  * socket only as a Wire, so the Bun and Node builds run exactly this code.
  */
-import {
-  type CryptoBackend,
-  type Credential,
-  type CryptoPool,
-  type DeferredAead,
-  type Logger,
-  OrderedAead,
-  type Output,
-  type ProtocolName,
-  REFUSAL_SIGNAL,
-  ReadGate,
-  type ServerMachine,
-  type Wire,
-  type WireEvents,
-  AuthError,
-  NstpError,
-  toNstpError,
-  utf8,
-} from "@nstp/core";
+import { type CryptoBackend, type Credential, type DeferredAead, type Logger, type Output, type ProtocolName, REFUSAL_SIGNAL, ReadGate, type ServerMachine, type Wire, type WireEvents, AuthError, NstpError, toNstpError, utf8 } from "@nstp/core";
+import { type CryptoPool, OrderedAead } from "@nstp/core/pool";
 import type { HandshakeAdmission } from "./admission.ts";
 import type { GuessBudget, Ticket } from "./budget.ts";
 import { type KeyAnswer, type KeyStore, asCredential } from "./credentials.ts";

@@ -1,25 +1,8 @@
 /** The server as a library: credentials and a message handler in, a listening server out. */
-import {
-  type CryptoBackend,
-  type CryptoPool,
-  type Logger,
-  type Transport,
-  DEFAULT_FLUSH_TIMEOUT_MS,
-  PROTOCOLS,
-  REFUSAL_SIGNAL,
-  ServerDispatch,
-  parseProtocolList,
-  type Wire,
-  type WireEvents,
-  concat,
-  defaultTransport,
-  legacy,
-  nativeBackend,
-  v2,
-  v3,
-  type CredentialFakes,
-  silentLogger,
-} from "@nstp/core";
+import { type CryptoBackend, type Logger, type Transport, DEFAULT_FLUSH_TIMEOUT_MS, PROTOCOLS, REFUSAL_SIGNAL, ServerDispatch, parseProtocolList, type Wire, type WireEvents, concat, legacy, v2, v3, type CredentialFakes } from "@nstp/core";
+import { defaultTransport, silentLogger } from "@nstp/core/node";
+import { type CryptoPool } from "@nstp/core/pool";
+import { nativeBackend } from "@nstp/core/crypto/native";
 import { type ConnectionLimits, type MessageHandler, ServerConnection } from "./connection.ts";
 import { DummyKeys, type KeyStore } from "./credentials.ts";
 import { type AdmissionOptions, DEFAULT_ADMISSION, HandshakeAdmission } from "./admission.ts";

@@ -1,4 +1,4 @@
-#!/usr/bin/env bun
+#!/usr/bin/env node
 /**
  * bun run users -- add NAME --file FILE [--device-salt HEX]   (password from a prompt, or stdin)
  * bun run users -- remove NAME --file FILE

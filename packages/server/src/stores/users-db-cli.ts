@@ -4,7 +4,9 @@
  * within a second, without SIGHUP.
  */
 import { readFileSync } from "node:fs";
-import { CryptoPool, PBKDF2_ITERATIONS, PSK_SIZE, legacy, pskSalt, readPassword, utf8 } from "@nstp/core";
+import { PBKDF2_ITERATIONS, PSK_SIZE, legacy, pskSalt, utf8 } from "@nstp/core";
+import { readPassword } from "@nstp/core/node";
+import { CryptoPool } from "@nstp/core/pool";
 import { storeKind } from "./schema.ts";
 import { SqliteUsersDb } from "./sqlite-store.ts";
 import { type UsersDb, recordsFromUsersFile, recordsToUsersFile } from "./users-db.ts";
