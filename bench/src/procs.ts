@@ -1,24 +1,17 @@
 /** Spawning the bench's server and load-generator processes, each bounded in time. */
-import { type ChildProcess, spawn } from "node:child_process";
-import { dirname, join, resolve } from "node:path";
+import { spawn } from "node:child_process";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createInterface } from "node:readline";
+import { BIN, type Runtime, runtimeEnv as env, stopChild } from "@nstp/testkit";
 
-export type Runtime = "bun" | "node";
-export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
-export const BIN: Record<Runtime, string> = { bun: join(ROOT, "node_modules", ".bin", "bun"), node: join(ROOT, "node_modules", ".bin", "node") };
-const SRC = dirname(fileURLToPath(import.meta.url));
-
+export { BIN, NODE_MALLOC_ENV, ROOT, type Runtime, version } from "@nstp/testkit";
 /**
- * Node's AES-GCM on 64 KiB buffers loses about two thirds of its speed to glibc returning each large
- * buffer to the kernel and faulting it back in; these keep such buffers in the heap (Bun is not
- * affected). The README recommends the same for production Node servers.
+ * The bench's own scripts run from source on both runtimes; what they measure comes through the
+ * packages' exports, which resolve to src under Bun (the "bun" condition) and to the built dist under
+ * Node (the "import" condition): the Node columns are the Node build users install (`bun run build`).
  */
-export const NODE_MALLOC_ENV = { MALLOC_MMAP_THRESHOLD_: "4194304", MALLOC_TRIM_THRESHOLD_: "67108864" };
-
-function env(runtime: Runtime): NodeJS.ProcessEnv {
-  return runtime === "node" ? { ...process.env, ...NODE_MALLOC_ENV } : { ...process.env };
-}
+const SRC = dirname(fileURLToPath(import.meta.url));
 
 export interface ServerProc {
   port: number;
@@ -72,15 +65,6 @@ export async function startServer(runtime: Runtime, args: string[]): Promise<Ser
   return { port: Number(m[1]), command: (line) => p.command(line) as Promise<Record<string, number>>, stop: p.stop };
 }
 
-function stopChild(child: ChildProcess): Promise<void> {
-  return new Promise((res) => {
-    if (child.exitCode !== null) return res();
-    const t = setTimeout(() => child.kill("SIGKILL"), 5000);
-    child.on("exit", () => (clearTimeout(t), res()));
-    child.stdin?.end();
-  });
-}
-
 /** Runs one load-generator scenario; resolves with its JSON result. */
 export function runLoad(runtime: Runtime, args: string[], timeoutMs: number): Promise<Record<string, unknown>> {
   return runScript(runtime, "load.ts", args, timeoutMs);
@@ -104,14 +88,5 @@ export function runScript(runtime: Runtime, script: string, args: string[], time
         rej(new Error(`${script} ${args.join(" ")} printed ${last.slice(0, 200)}`));
       }
     });
-  });
-}
-
-export function version(runtime: Runtime): Promise<string> {
-  return new Promise((res) => {
-    const c = spawn(BIN[runtime], ["--version"], { stdio: ["ignore", "pipe", "ignore"] });
-    let out = "";
-    c.stdout.on("data", (d) => (out += d));
-    c.on("close", () => res(out.trim()));
   });
 }

@@ -1,5 +1,5 @@
 /**
- * bun run soak -- --sessions 1000 --messages 100 [--protocol v2|legacy] [--server bun|node] [--max-size BYTES]
+ * bun run soak -- --sessions 1000 --messages 100 [--protocol v3|v2|legacy] [--server bun|node] [--max-size BYTES]
  *                  [--workers N]
  *
  * Opens the sessions concurrently against a server process (the bench's echo server), each sending
@@ -14,6 +14,7 @@ import { parseArgs } from "node:util";
 import { availableParallelism } from "node:os";
 import { type Runtime, startServer } from "./procs.ts";
 import { open } from "./conns.ts";
+import { protocolNamed } from "@nstp/core";
 
 const { values } = parseArgs({
   options: {
@@ -32,8 +33,9 @@ const { values } = parseArgs({
 const sessions = Number(values.sessions);
 const perSession = Number(values.messages);
 const maxSize = Number(values["max-size"]);
-const window = values.protocol === "legacy" ? 1 : Number(values.window);
-const protocol = values.protocol as "v2" | "legacy";
+// The version's own window caps the soak's (the reference's lockstep is 1).
+const protocol = protocolNamed(values.protocol!).name;
+const window = Math.min(protocolNamed(protocol).defaults.window, Number(values.window));
 
 const workers = Number(values.workers);
 if (!Number.isInteger(workers) || workers < 1 || workers > 64) throw new Error("--workers must be 1..64");

@@ -3,7 +3,9 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import * as net from "node:net";
-import { CryptoPool, type CryptoBackend, NstpError, legacy, nativeBackend } from "@nstp/core";
+import { type CryptoBackend, NstpError, legacy } from "@nstp/core";
+import { CryptoPool } from "@nstp/core/pool";
+import { nativeBackend } from "@nstp/core/crypto/native";
 import { referenceServer } from "../../server/src/testing/reference-peer.ts";
 import { clearKeyCache, connect } from "./index.ts";
 
@@ -79,7 +81,7 @@ describe("client against misbehaving servers", () => {
     const dart = await scriptedServer((s) => s.write(Buffer.from("0102030405060708", "hex")));
     try {
       await assert.rejects(
-        connect({ port: dart.port, username: "alice", password: "userpassword", deviceSalt }),
+        connect({ port: dart.port, username: "alice", password: "userpassword", deviceSalt, protocol: "v2" }),
         (e: NstpError) => e.code === "ERR_PROTOCOL" && /--legacy/.test(e.message),
       );
     } finally {

@@ -1,15 +1,17 @@
-#!/usr/bin/env bun
+#!/usr/bin/env node
 /**
  * nstp server CLI: bun run server -- --port N --host H --device-salt HEX --users FILE
  * (the Node build: bun run server:node -- with the same flags).
  */
 import { parseArgs } from "node:util";
-import { CryptoPool, type LogFormat, type LogLevel, createLogger, fromHex, getBackend, legacy, runtimeVersion, toHex, v2 } from "@nstp/core";
+import { type LogFormat, type LogLevel, PROTOCOL_NAMES, parseProtocolList, fromHex, legacy, toHex, v2 } from "@nstp/core";
+import { createLogger, getBackend, runtimeVersion } from "@nstp/core/node";
+import { CryptoPool } from "@nstp/core/pool";
 import { availableParallelism } from "node:os";
 import { fileURLToPath } from "node:url";
 import { runSupervisor } from "./supervisor.ts";
 import { defaultMaxConnections } from "./capacity.ts";
-import { type KeyStore, demoKeyStore, loadUsersFile, parseUsersFile } from "./credentials.ts";
+import { type KeyStore, demoKeyStore, loadUsersFile, readUsersFile } from "./credentials.ts";
 import { readFileSync } from "node:fs";
 import { startServer } from "./server.ts";
 import { startMetrics, summaryFields } from "./metrics.ts";
@@ -19,7 +21,7 @@ import { storeKind } from "./stores/schema.ts";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 
 const USAGE = `usage: server [--port N] [--host H] [--device-salt HEX] [--users FILE] [--crypto native|noble]
-              [--legacy on|off] [--max-message-size BYTES] [--max-message-size-v2 BYTES]
+              [--protocols legacy,v2,v3] [--legacy on|off] [--max-message-size BYTES] [--max-message-size-v2 BYTES]
               [--handshake-timeout SECONDS] [--record-timeout SECONDS] [--log-level L] [--log-format json|pretty]
               [--metrics HOST:PORT] [--summary-interval SECONDS] [--shutdown-grace SECONDS]
               [--max-handshaking N] [--address-guesses BURST] [--address-guess-rate PER_SECOND]
@@ -27,7 +29,8 @@ const USAGE = `usage: server [--port N] [--host H] [--device-salt HEX] [--users 
               [--idle-timeout SECONDS] [--legacy-idle-timeout SECONDS] [--max-session-lifetime SECONDS]
               [--flush-timeout SECONDS] [--trusted-proxies ADDR|CIDR,...]
               [--max-connections N] [--workers N|auto]
-Serves protocol v2 and, unless --legacy off, the Dart reference protocol on the same port.
+Serves the --protocols listed (default every version: legacy,v2,v3) on the same port; --legacy off
+(an alias) drops the Dart reference protocol from them. --max-message-size-v2 bounds v2 and v3.
 Listens on 127.0.0.1:8080 by default. Without --users, serves the reference demo user (alice).
 A v2 session ends after --idle-timeout (default 300; 0 never) without a frame from its client (our
 client pings); a reference session after --legacy-idle-timeout (default 0: never, Dart clients cannot
@@ -59,7 +62,8 @@ async function main(): Promise<void> {
       "device-salt": { type: "string", default: toHex(legacy.DEMO_DEVICE_SALT) },
       users: { type: "string" },
       crypto: { type: "string", default: "native" },
-      legacy: { type: "string", default: "on" },
+      legacy: { type: "string" },
+      protocols: { type: "string", default: PROTOCOL_NAMES.join(",") },
       "max-message-size": { type: "string", default: String(legacy.DEFAULT_MAX_MESSAGE_SIZE) },
       "max-message-size-v2": { type: "string", default: String(v2.DEFAULT_MAX_MESSAGE_SIZE) },
       "handshake-timeout": { type: "string", default: "10" },
@@ -116,7 +120,12 @@ async function main(): Promise<void> {
   // inline, and keys come derived from the store). Workers share the cores: threads = cores / workers.
   const siblings = Number(process.env.NSTP_WORKERS ?? "1") || 1;
   const pool = crypto.name === "noble" ? new CryptoPool({ backend: crypto, threads: Math.max(1, Math.floor(availableParallelism() / siblings)) }) : undefined;
-  if (values.legacy !== "on" && values.legacy !== "off") throw new Error("--legacy must be on or off");
+  if (values.legacy !== undefined && values.legacy !== "on" && values.legacy !== "off") throw new Error("--legacy must be on or off");
+  // --legacy on|off is kept as an alias: it adds the reference protocol to --protocols, or drops it.
+  const named = new Set(parseProtocolList(values.protocols!).map((p) => p.name));
+  if (values.legacy === "on") named.add("legacy");
+  if (values.legacy === "off") named.delete("legacy");
+  const protocols = parseProtocolList([...named].join(",")).map((p) => p.name);
   let keys: KeyStore;
   let store: CredentialStore | undefined;
   if (values.users && storeKind(values.users).kind !== "json") {
@@ -126,14 +135,15 @@ async function main(): Promise<void> {
     log.info("credential store opened", { store: describeStore(values.users) });
   } else if (values.users) {
     const file = values.users;
-    const store = loadUsersFile(file, deviceSalt);
+    const store = loadUsersFile(file, deviceSalt, crypto);
     log.info("users loaded", { file, users: store.size });
     keys = store;
     // Reload on SIGHUP: new handshakes see the new table; the store tells the server (onUserRemoved)
     // of every user removed or re-keyed, whose open sessions then end.
     process.on("SIGHUP", () => {
       try {
-        store.replace(parseUsersFile(readFileSync(file, "utf8"), deviceSalt));
+        const { keys, verifiers } = readUsersFile(readFileSync(file, "utf8"), deviceSalt, crypto);
+        store.replace(keys, verifiers);
         log.info("users reloaded", { file, users: store.size });
       } catch (e) {
         log.error("users reload failed; keeping the previous table", { file, reason: (e as Error).message });
@@ -145,13 +155,21 @@ async function main(): Promise<void> {
   }
   if (toHex(deviceSalt) === toHex(legacy.DEMO_DEVICE_SALT)) log.warn("using the reference demo device salt 0102030405060708");
 
+  const userBudget = {
+    burst: parseIntArg("--user-guesses", values["user-guesses"]!, 1, 1 << 20),
+    refillPerSecond: parseRateArg("--user-guess-rate", values["user-guess-rate"]!),
+  };
+  // A database that several hosts share may keep the per-user budget for all of them (PostgreSQL), so
+  // adding hosts does not multiply a guesser's tries at one user (the per-address budget stays per host).
+  const sharedUserBudget = store?.openGuessBudget ? await store.openGuessBudget(userBudget) : undefined;
   const server = await startServer({
     keys,
     host: values.host!,
     port,
     crypto,
     logger: log,
-    legacy: values.legacy === "on",
+    protocols,
+    deviceSalt,
     maxHandshaking,
     maxConnections,
     pool,
@@ -161,10 +179,8 @@ async function main(): Promise<void> {
       burst: parseIntArg("--address-guesses", values["address-guesses"]!, 1, 1 << 20),
       refillPerSecond: parseRateArg("--address-guess-rate", values["address-guess-rate"]!),
     },
-    userBudget: {
-      burst: parseIntArg("--user-guesses", values["user-guesses"]!, 1, 1 << 20),
-      refillPerSecond: parseRateArg("--user-guess-rate", values["user-guess-rate"]!),
-    },
+    userBudget,
+    sharedUserBudget,
     trustedProxies: values["trusted-proxies"]?.split(",").map((s) => s.trim()).filter((s) => s !== ""),
     limits: {
       // The reference's records carry no length: its maximum also bounds trial decryption work.
@@ -182,7 +198,7 @@ async function main(): Promise<void> {
   });
   log.info("listening", {
     address: `${server.host}:${server.port}`,
-    protocols: values.legacy === "on" ? "v2,legacy" : "v2",
+    protocols: protocols.join(","),
     runtime: runtimeVersion(),
     transport: server.transport,
     crypto: crypto.name,

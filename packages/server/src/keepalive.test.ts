@@ -5,7 +5,8 @@
 // deadline (ERR_TIMEOUT), the server by its idle timeout. Waits are bounded; no timing is asserted.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { NstpError, type Transport, detectRuntime, legacy, nodeTransport, transportByName } from "@nstp/core";
+import { NstpError, type Transport, legacy } from "@nstp/core";
+import { detectRuntime, nodeTransport, transportByName } from "@nstp/core/node";
 import { connect } from "../../client/src/index.ts";
 import { StaticKeyStore, startServer } from "./index.ts";
 import { referencePsk } from "./testing/reference-peer.ts";

@@ -3,7 +3,6 @@
  * per session, neither moved per frame. The driver tells it when input has been read; it calls back
  * once when the session has to end.
  */
-import type { ProtocolName } from "@nstp/core";
 
 /** Why the server ended a session that had not failed (nstp_sessions_ended_total's reason label). */
 export type SessionEndReason = "idle_timeout" | "max_lifetime" | "user_removed";
@@ -48,8 +47,9 @@ export class SessionClock {
   private idleTimer: ReturnType<typeof setTimeout> | undefined;
   private readonly lifetimeTimer: ReturnType<typeof setTimeout> | undefined;
 
-  constructor(limits: LifetimeLimits, protocol: ProtocolName, session: ClockedSession) {
-    this.idleLimitMs = protocol === "legacy" ? limits.legacyIdleTimeoutMs : limits.idleTimeoutMs;
+  /** `peerPings`: the version's clients can ping (core's Capabilities), so the idle timeout is fair. */
+  constructor(limits: LifetimeLimits, peerPings: boolean, session: ClockedSession) {
+    this.idleLimitMs = peerPings ? limits.idleTimeoutMs : limits.legacyIdleTimeoutMs;
     this.session = session;
     this.seenProgress = session.inputProgress;
     if (this.idleLimitMs > 0) this.idleTimer = setTimeout(fireIdle, this.idleLimitMs, this);

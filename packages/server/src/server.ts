@@ -1,23 +1,12 @@
 /** The server as a library: credentials and a message handler in, a listening server out. */
-import {
-  type CryptoBackend,
-  type CryptoPool,
-  type Logger,
-  type Transport,
-  DEFAULT_FLUSH_TIMEOUT_MS,
-  type Wire,
-  type WireEvents,
-  concat,
-  defaultTransport,
-  legacy,
-  nativeBackend,
-  v2,
-  silentLogger,
-} from "@nstp/core";
+import { type CryptoBackend, type Logger, type Transport, DEFAULT_FLUSH_TIMEOUT_MS, PROTOCOLS, REFUSAL_SIGNAL, ServerDispatch, parseProtocolList, type Wire, type WireEvents, concat, legacy, v2, v3, type CredentialFakes } from "@nstp/core";
+import { defaultTransport, silentLogger } from "@nstp/core/node";
+import { type CryptoPool } from "@nstp/core/pool";
+import { nativeBackend } from "@nstp/core/crypto/native";
 import { type ConnectionLimits, type MessageHandler, ServerConnection } from "./connection.ts";
 import { DummyKeys, type KeyStore } from "./credentials.ts";
 import { type AdmissionOptions, DEFAULT_ADMISSION, HandshakeAdmission } from "./admission.ts";
-import { type BucketOptions, DEFAULT_ADDRESS_BUDGET, DEFAULT_USER_BUDGET, GuessBudget } from "./budget.ts";
+import { type BucketOptions, DEFAULT_ADDRESS_BUDGET, DEFAULT_USER_BUDGET, GuessBudget, type SharedUserBudget } from "./budget.ts";
 import { ServerStats } from "./stats.ts";
 import { proxyAcceptor } from "./proxy-acceptor.ts";
 import { TrustedProxies } from "./trusted-proxies.ts";
@@ -52,6 +41,8 @@ export interface ServerOptions {
   failureLimit?: Partial<BucketOptions & { maxSources: number }>;
   /** Guesses per username, from any address: burst 20, 1 per second; backoff up to half the handshake timeout. */
   userBudget?: Partial<BucketOptions & { maxUsers: number; maxWaitMs: number }>;
+  /** A per-user budget shared with other hosts (PostgresCredentialStore.openGuessBudget), checked beside this one. */
+  sharedUserBudget?: SharedUserBudget;
   limits?: Partial<ConnectionLimits>;
   /**
    * A worker pool: v2 AES-GCM runs in it where the measured placement says so (the noble backend on
@@ -59,8 +50,12 @@ export interface ServerOptions {
    * key store's.
    */
   pool?: CryptoPool;
-  /** Serve the reference protocol too (default true); v2 is always served. */
+  /** Versions served, by registry name (default: every one, "legacy,v2,v3"). */
+  protocols?: readonly string[];
+  /** Alias kept from before `protocols`: false stops serving the reference protocol. */
   legacy?: boolean;
+  /** The device salt the users' keys were derived with (v3 binds it into SPAKE2+). Default 01..08. */
+  deviceSalt?: Uint8Array;
   /**
    * Listen with SO_REUSEPORT, sharing the port with other processes that do (the CLI's --workers:
    * supervisor.ts). Default false.
@@ -101,6 +96,11 @@ export interface RunningServer {
   /** The connection cap in force (maxConnections, or its default). */
   readonly maxConnections: number;
   /**
+   * Serves a connection that arrived some other way (a WebSocket or serial adapter: one file, no core
+   * edit): admission, the budget and the handshake as for the listener's own. Returns its callbacks.
+   */
+  accept(wire: Wire): WireEvents;
+  /**
    * Stops accepting, lets each session finish the replies already due (v2 sessions end with a close
    * chunk), and closes everything still open after `graceMs` (default 5,000; 0 closes at once).
    */
@@ -120,6 +120,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const budget = new GuessBudget({
     address: { ...DEFAULT_ADDRESS_BUDGET, ...opts.failureLimit },
     user: { ...DEFAULT_USER_BUDGET, maxWaitMs: limits.handshakeTimeoutMs / 2, ...opts.userBudget },
+    shared: opts.sharedUserBudget,
   });
   stats.defence = { admission, budget };
   // Admission counts event-loop turns while it has fresh connections or runs over its cap (admission.ts).
@@ -133,13 +134,25 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       countTurns();
     });
   };
+  // One set of stand-ins per server: an unknown name gets the same fake on every attempt.
+  const fakeVerifiers = new v3.FakeVerifiers(crypto);
+  const fakes: CredentialFakes = { psk: new DummyKeys(crypto).key, verifier: (u) => fakeVerifiers.record(u) };
+  // `legacy: false` is the alias kept from before `protocols`: the reference protocol is dropped.
+  const enabled = (opts.protocols ? parseProtocolList(opts.protocols.join(",")) : PROTOCOLS).filter((p) => opts.legacy !== false || p.name !== "legacy");
   const ctx = {
     crypto,
     keys: opts.keys,
-    dummyKey: new DummyKeys(crypto).key,
     handler: opts.handler ?? referenceHandler,
     limits,
-    legacy: opts.legacy ?? true,
+    newMachine: () =>
+      new ServerDispatch({
+        crypto,
+        protocols: enabled,
+        deviceSalt: opts.deviceSalt,
+        fakes,
+        // The reference's limit is its own; every later version shares v2's transport and its limit.
+        maxMessageSize: Object.fromEntries(enabled.map((p) => [p.name, p.name === "legacy" ? limits.maxMessageSize : limits.maxMessageSizeV2])),
+      }),
     aeadPool: opts.pool,
     log,
     stats,
@@ -154,7 +167,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     // close before the reference's 8-byte session nonce. The handshake cap refuses no one: it evicts.
     if (live.size >= maxConnections || !budget.allows(wire.remoteAddress)) {
       stats.refused++;
-      wire.write(v2.BUSY_SIGNAL);
+      wire.write(REFUSAL_SIGNAL);
       wire.end();
       return { data() {}, drain() {}, close: () => void stats.sockets-- };
     }
@@ -196,6 +209,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     stats,
     transport: transport.name,
     maxConnections,
+    accept: (wire) => admit(wire),
     async close(closeOpts) {
       // Stop accepting first, then end the live connections: node:net's close() resolves only once
       // every connection is gone, so awaiting it before the shutdowns would wait forever.

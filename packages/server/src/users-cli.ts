@@ -1,4 +1,4 @@
-#!/usr/bin/env bun
+#!/usr/bin/env node
 /**
  * bun run users -- add NAME --file FILE [--device-salt HEX]   (password from a prompt, or stdin)
  * bun run users -- remove NAME --file FILE
@@ -7,7 +7,8 @@
  * import FILE.json and export, one transaction each (stores/users-db-cli.ts).
  * The file holds per user the derived key, salt and iterations, never a password; it is written with
  * mode 0600 and replaced atomically (users-file.ts: a random temporary name created exclusively beside
- * it, fsync, rename, fsync of the directory).
+ * it, fsync, rename, fsync of the directory), each read-modify-write under FILE.lock so that
+ * concurrent writers never undo each other's changes.
  */
 import { existsSync, readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
@@ -15,7 +16,7 @@ import { fromHex, legacy, toHex } from "@nstp/core";
 import { USERS_FILE_FORMAT, type UsersFile, parseUsersFile, userRecord } from "./credentials.ts";
 import { storeKind } from "./stores/schema.ts";
 import { DB_COMMANDS, deriveUserPsk, runDbCommand } from "./stores/users-db-cli.ts";
-import { writeFileAtomic } from "./users-file.ts";
+import { withUsersFileLock, writeFileAtomic } from "./users-file.ts";
 
 const USAGE = `usage: users add NAME --file FILE [--device-salt HEX] | users remove NAME --file FILE | users list --file FILE
        users ${DB_COMMANDS} --file users.db|sqlite:PATH|postgres://... [--device-salt HEX]`;
@@ -47,23 +48,27 @@ async function main(): Promise<void> {
   }
   const deviceSalt = fromHex(values["device-salt"]!);
   if (storeKind(values.file).kind !== "json") return runDbCommand(values.file, command, name, deviceSalt);
-  const doc = readFile(values.file, deviceSalt);
+  const path = values.file;
   if (command === "list") {
-    for (const user of Object.keys(doc.users).sort()) console.log(user);
+    for (const user of Object.keys(readFile(path, deviceSalt).users).sort()) console.log(user);
     return;
   }
   if (!name) throw new Error(`${command} needs a user name`);
-  if (command === "remove") {
-    if (!(name in doc.users)) throw new Error(`no user "${name}" in ${values.file}`);
-    delete doc.users[name];
-    writeAtomic(values.file, doc);
-    console.error(`removed ${name}`);
-    return;
-  }
-  if (command !== "add") throw new Error(USAGE);
-  doc.users[name] = userRecord(deviceSalt, name, await deriveUserPsk(name, deviceSalt));
-  writeAtomic(values.file, doc);
-  console.error(`${name} saved to ${values.file}`);
+  if (command !== "remove" && command !== "add") throw new Error(USAGE);
+  // The password is read and derived before the file: the read-modify-write below is short and
+  // locked, so a change another writer made meanwhile (a removal) is never written back over.
+  const psk = command === "add" ? await deriveUserPsk(name, deviceSalt) : undefined;
+  await withUsersFileLock(path, () => {
+    const doc = readFile(path, deviceSalt);
+    if (!psk) {
+      if (!(name in doc.users)) throw new Error(`no user "${name}" in ${path}`);
+      delete doc.users[name];
+    } else {
+      doc.users[name] = userRecord(deviceSalt, name, psk);
+    }
+    writeAtomic(path, doc);
+  });
+  console.error(psk ? `${name} saved to ${path}` : `removed ${name}`);
 }
 
 main().catch((e: unknown) => {

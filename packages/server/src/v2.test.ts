@@ -2,7 +2,10 @@
 // independent peer, the client library both ways, busy refusal, --legacy off, and backpressure.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { CryptoPool, type Transport, detectRuntime, legacy, nobleBackend, nodeTransport, transportByName } from "@nstp/core";
+import { type Transport, legacy } from "@nstp/core";
+import { detectRuntime, nodeTransport, transportByName } from "@nstp/core/node";
+import { CryptoPool } from "@nstp/core/pool";
+import { nobleBackend } from "@nstp/core/crypto/noble";
 import { connect } from "../../client/src/index.ts";
 import { type MessageHandler, type RunningServer, StaticKeyStore, referenceHandler, startServer } from "./index.ts";
 import { referenceHandshake, referencePsk } from "./testing/reference-peer.ts";
@@ -50,9 +53,9 @@ for (const transport of transports) {
       }
     });
 
-    test("the client library: requests, pushes the client did not ask for, and no-reply messages", async () => {
-      const session = await connect({ port: server.port, username: "alice", password: "userpassword", deviceSalt, transport });
-      assert.equal(session.protocol, "v2");
+    for (const protocol of ["v2", "v3"]) test(`the client library over ${protocol}: requests, pushes the client did not ask for, and no-reply messages`, async () => {
+      const session = await connect({ port: server.port, username: "alice", password: "userpassword", deviceSalt, transport, protocol });
+      assert.equal(session.protocol, protocol);
       const replies = await Promise.all(Array.from({ length: 100 }, (_, i) => session.request(`m${i}`)));
       assert.deepEqual(replies.map(text), Array.from({ length: 100 }, (_, i) => `Server received: m${i}`));
       await session.send("quiet");

@@ -4,7 +4,9 @@
  * within a second, without SIGHUP.
  */
 import { readFileSync } from "node:fs";
-import { CryptoPool, legacy, readPassword, utf8 } from "@nstp/core";
+import { PBKDF2_ITERATIONS, PSK_SIZE, legacy, pskSalt, utf8 } from "@nstp/core";
+import { readPassword } from "@nstp/core/node";
+import { CryptoPool } from "@nstp/core/pool";
 import { storeKind } from "./schema.ts";
 import { SqliteUsersDb } from "./sqlite-store.ts";
 import { type UsersDb, recordsFromUsersFile, recordsToUsersFile } from "./users-db.ts";
@@ -18,7 +20,7 @@ export async function deriveUserPsk(name: string, deviceSalt: Uint8Array): Promi
   if (!password) throw new Error("empty password");
   const pool = new CryptoPool({ threads: 1 });
   try {
-    return await pool.pbkdf2(utf8(password), legacy.pskSalt(deviceSalt, utf8(name)), legacy.PBKDF2_ITERATIONS, legacy.PSK_SIZE);
+    return await pool.pbkdf2(utf8(password), pskSalt(deviceSalt, utf8(name)), PBKDF2_ITERATIONS, PSK_SIZE);
   } finally {
     await pool.destroy();
   }
