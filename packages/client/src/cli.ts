@@ -15,7 +15,7 @@ Speaks protocol v3 (SPAKE2+) unless --protocol asks for v2 (Noise NNpsk0) or leg
 reference protocol; --legacy is an alias for --protocol legacy).
 Without --user, uses the reference demo user alice. The password comes from --password, NSTP_PASSWORD,
 or a prompt. Without messages, sends "Hello server! Message #0" .. "#4".
---keepalive (v2; default 30, 0 off): a ping after that long without sending, and ERR_TIMEOUT after
+--keepalive (v2, v3; default 30, 0 off): a ping after that long without sending, and ERR_TIMEOUT after
 twice that long without hearing the server.`;
 
 async function main(): Promise<number> {
