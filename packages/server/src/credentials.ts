@@ -4,7 +4,7 @@
  */
 import { readFileSync } from "node:fs";
 import { timingSafeEqual } from "node:crypto";
-import { type CryptoBackend, type CryptoPool, NstpError, concat, fromHex, legacy, toHex, utf8 } from "@nstp/core";
+import { type CryptoBackend, type CryptoPool, NstpError, concat, fromHex, legacy, toHex, utf8, v3 } from "@nstp/core";
 import { Lru } from "./lru.ts";
 
 /** Keys kept per store (least recently used evicted), real and dummy alike. */
@@ -26,15 +26,20 @@ export interface KeyStore {
 export const USERS_FILE_FORMAT = "nstp-users/1";
 
 export interface UserRecord {
-  /** PSK = PBKDF2-HMAC-SHA256(password, salt, iterations, 32), hex. */
-  key: string;
+  /** PSK = PBKDF2-HMAC-SHA256(password, salt, iterations, 32), hex; absent for a v3-only user. */
+  key?: string;
   /** deviceSalt || UTF-8 username, hex. */
   salt: string;
   iterations: number;
+  /** The v3 verifier (docs/PROTOCOL.md §v3 "Keys"): w0, 32 bytes, and L = w1·G, 65 bytes, hex. */
+  w0?: string;
+  L?: string;
 }
 
 export interface UsersFile {
   format: typeof USERS_FILE_FORMAT;
+  /** The device salt every record is derived with, hex (written by `bun run users`; checked when present). */
+  deviceSalt?: string;
   users: Record<string, UserRecord>;
 }
 
@@ -84,12 +89,22 @@ export function parseUsersFile(text: string, deviceSalt: Uint8Array): Map<string
   if (doc?.format !== USERS_FILE_FORMAT || typeof doc.users !== "object" || doc.users === null) {
     throw new Error(`users file must have "format": "${USERS_FILE_FORMAT}" and a "users" object`);
   }
+  if (doc.deviceSalt !== undefined && doc.deviceSalt !== toHex(deviceSalt)) {
+    throw new Error(`users file was written for device salt ${doc.deviceSalt}: start the server with --device-salt ${doc.deviceSalt}`);
+  }
   const keys = new Map<string, Uint8Array>();
   for (const [name, rec] of Object.entries(doc.users)) {
     legacy.checkUsernameBytes(utf8(name));
     const expectedSalt = toHex(legacy.pskSalt(deviceSalt, utf8(name)));
     if (rec.salt !== expectedSalt) throw new Error(`user "${name}": salt does not match --device-salt`);
     if (rec.iterations !== legacy.PBKDF2_ITERATIONS) throw new Error(`user "${name}": iterations must be ${legacy.PBKDF2_ITERATIONS}`);
+    const { w0, L } = rec;
+    if (w0 !== undefined || L !== undefined) v3.verifierFromJson({ w0: w0 ?? "", L: L ?? "" }); // sizes and w0 < n
+    // A v3-only user (verifier, no key) has no PSK: legacy and v2 fail for them as for a wrong password.
+    if (rec.key === undefined) {
+      if (w0 === undefined) throw new Error(`user "${name}": a record needs a key or a v3 verifier (w0, L)`);
+      continue;
+    }
     const key = fromHex(rec.key);
     if (key.length !== legacy.PSK_SIZE) throw new Error(`user "${name}": key must be ${legacy.PSK_SIZE} bytes`);
     keys.set(name, key);
@@ -102,7 +117,12 @@ export function loadUsersFile(path: string, deviceSalt: Uint8Array): StaticKeySt
 }
 
 export function userRecord(deviceSalt: Uint8Array, username: string, key: Uint8Array): UserRecord {
-  return { key: toHex(key), salt: toHex(legacy.pskSalt(deviceSalt, utf8(username))), iterations: legacy.PBKDF2_ITERATIONS };
+  return { key: toHex(key), ...derivedWith(deviceSalt, username) };
+}
+
+/** The PBKDF2 parameters a record's key (and its v3 verifier) were derived with. */
+export function derivedWith(deviceSalt: Uint8Array, username: string): { salt: string; iterations: number } {
+  return { salt: toHex(legacy.pskSalt(deviceSalt, utf8(username))), iterations: legacy.PBKDF2_ITERATIONS };
 }
 
 /** The reference demo user (alice / userpassword), derived once at start. */

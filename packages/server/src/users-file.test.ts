@@ -5,7 +5,7 @@ import { chmodSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, statSync,
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { spawnSync } from "node:child_process";
-import { detectRuntime, legacy } from "@nstp/core";
+import { detectRuntime, fromHex } from "@nstp/core";
 import { parseUsersFile } from "./credentials.ts";
 import { writeFileAtomic } from "./users-file.ts";
 import { BIN, ROOT } from "./testing/processes.ts";
@@ -63,7 +63,8 @@ test("the users CLI on both runtimes replaces a 0644 file with a 0600 one holdin
     const r = spawnSync(BIN[runtime], [join(ROOT, "packages", "server", "src", "users-cli.ts"), "add", "bob", "--file", file], { input: "bobs password\n", timeout: 30_000 });
     assert.equal(r.status, 0, String(r.stderr));
     assert.equal(mode(file), 0o600, runtime);
-    assert.ok(parseUsersFile(readFileSync(file, "utf8"), legacy.DEMO_DEVICE_SALT).has("bob"));
+    const text = readFileSync(file, "utf8");
+    assert.ok(parseUsersFile(text, fromHex(JSON.parse(text).deviceSalt)).has("bob"), "bob, under the salt the file records");
     assert.deepEqual(readdirSync(dir), ["users.json"]);
   }
 });
