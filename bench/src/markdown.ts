@@ -117,6 +117,13 @@ export function renderMarkdown(report: Report, svgName: string): string {
   }
   out.push("");
 
+  out.push("## v3 curve work per handshake (SPAKE2+ on P-256)", "", "| build | server curve CPU (ms) | unknown user (ms) | server machine (ms) | client curve (ms) | one job inline / pool, wall (ms) | 64 jobs: loop's longest gap inline / pool (ms) |", "|---|---|---|---|---|---|---|");
+  for (const r of runtimes) {
+    const c = (metric: string, scenario = "v3-curve") => L.get({ scenario, runtime: r, protocol: "v3", metric });
+    out.push(`| ${r} | ${fmt(c("server curve CPU per handshake"), 2)} | ${fmt(c("server curve CPU, unknown user"), 2)} | ${fmt(c("server machine CPU per handshake"), 2)} | ${fmt(c("client curve CPU per handshake"), 2)} | ${fmt(c("one job, wall", "v3-curve-inline"), 2)} / ${fmt(c("one job, wall", "v3-curve-pool"), 2)} | ${fmt(c("64 jobs, loop's longest gap", "v3-curve-inline"), 1)} / ${fmt(c("64 jobs, loop's longest gap", "v3-curve-pool"), 1)} |`);
+  }
+  out.push("", "Where the server's curve step runs is decided per job (packages/core/src/crypto/placement.ts): inline on an idle loop, in the worker pool while others are in flight or the loop's share of curve time is spent.", "");
+
   out.push(`## One client pinging every 100 ms while ${floodConns} unauthenticated connections arrive`, "", "| build | ping rtt p99 (ms) | ping rtt max (ms) | server eld p99 (ms) | server rss after (MB) | target p99 < 50 ms |", "|---|---|---|---|---|---|");
   for (const r of runtimes) {
     const sc = `flood-${floodConns}-unauthenticated`;

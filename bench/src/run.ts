@@ -26,7 +26,7 @@ const { values } = parseArgs({
     quick: { type: "boolean", default: false },
     runtimes: { type: "string", default: "bun,node" },
     out: { type: "string", default: join(ROOT, "bench", "results") },
-    /** Comma-separated groups to run (latency,rate,echo,flood,stalled,noble,cold,placement,stores,hyperfine); default all. */
+    /** Comma-separated groups to run (latency,rate,echo,flood,stalled,noble,cold,placement,curve,stores,hyperfine); default all. */
     only: { type: "string" },
     /** Backends to run the echo scenarios with: native, noble, or both (default). */
     crypto: { type: "string", default: "native,noble" },
@@ -206,6 +206,31 @@ async function runPlacement(runtime: Runtime) {
 }
 
 /**
+ * v3's curve work per handshake in this runtime (bench/src/v3-curve.ts): CPU per handshake of the
+ * server's curve step, its whole machine and the client's; and the placement figures behind
+ * crypto/placement.ts (one job inline vs through the pool, 64 at once with the loop's longest gap).
+ */
+async function curveScenario(runtime: Runtime) {
+  const r = (await runScript(runtime, "v3-curve.ts", ["--ms", QUICK ? "400" : "2000"], LOAD_TIMEOUT)) as Record<string, number> & {
+    placement: { inlineJobMs: number; poolJobMs: number; storm64Inline: { wallMs: number; maxLoopLagMs: number }; storm64Pool: { wallMs: number; maxLoopLagMs: number } };
+  };
+  const cpu = (metric: string, us: number) => add({ scenario: "v3-curve", runtime, protocol: "v3", metric, unit: "ms", samples: [us / 1000] });
+  cpu("server curve CPU per handshake", r.serverCurveUs!);
+  cpu("server curve CPU, unknown user", r.serverCurveFakeUs!);
+  cpu("server machine CPU per handshake", r.serverMachineUs!);
+  cpu("client curve CPU per handshake", r.clientCurveUs!);
+  const pl = r.placement;
+  const row = (scenario: string, metric: string, value: number) => add({ scenario, runtime, protocol: "v3", metric, unit: "ms", samples: [value] });
+  row("v3-curve-inline", "one job, wall", pl.inlineJobMs);
+  row("v3-curve-pool", "one job, wall", pl.poolJobMs);
+  row("v3-curve-inline", "64 jobs, wall", pl.storm64Inline.wallMs);
+  row("v3-curve-inline", "64 jobs, loop's longest gap", pl.storm64Inline.maxLoopLagMs);
+  row("v3-curve-pool", "64 jobs, wall", pl.storm64Pool.wallMs);
+  row("v3-curve-pool", "64 jobs, loop's longest gap", pl.storm64Pool.maxLoopLagMs);
+  progress(`${runtime} v3 server curve ${(r.serverCurveUs! / 1000).toFixed(2)} ms CPU per handshake; 64 jobs: loop gap ${pl.storm64Inline.maxLoopLagMs} ms inline, ${pl.storm64Pool.maxLoopLagMs} ms in the pool`);
+}
+
+/**
  * Handshakes/s with each credential store: a fresh server per store, every store user once (cold:
  * each record read from the store), then once more (warm: cached). Then warm handshakes through
  * HAProxy with send-proxy-v2 beside the same server's direct ones.
@@ -249,7 +274,7 @@ async function benchRuntime(runtime: Runtime) {
   const nstp = await startServer(runtime, ["--kdf", "pool"]);
   const tcp = await startServer(runtime, ["--protocol", "tcp"]);
   const tls = await startServer(runtime, ["--protocol", "tls"]);
-  const ports: Record<Protocol, number> = { v2: nstp.port, legacy: nstp.port, tcp: tcp.port, tls: tls.port };
+  const ports: Record<Protocol, number> = { v3: nstp.port, v2: nstp.port, legacy: nstp.port, tcp: tcp.port, tls: tls.port };
   try {
     if (wants("latency")) await latencyScenarios(runtime, ports);
     if (wants("rate")) await rateScenarios(runtime, ports, nstp);
@@ -267,6 +292,7 @@ async function benchRuntime(runtime: Runtime) {
   }
   if (wants("cold")) await coldScenarios(runtime);
   if (wants("placement")) await placementScenario(runtime);
+  if (wants("curve")) await curveScenario(runtime);
 }
 
 const commit = (() => {
@@ -328,7 +354,7 @@ if (problems.length) {
 function checkComplete(r: Report): string[] {
   const out: string[] = [];
   for (const runtime of runtimes) {
-    for (const scenario of ["handshake-latency-warm", "handshake-latency-cold", "handshake-rate-c16", "handshake-rate-c64", "echo-pipelined", "echo-lockstep", "echo-pipelined-noble", "echo-pipelined-noble-inline", `flood-${P.floodConns}-unauthenticated`, `stalled-flood-${P.stalledConns}`, "pbkdf2-pool", `handshake-cold-${P.coldUsers}-pool`, `handshake-cold-${P.coldUsers}-inline`, "aead-native-inline", "aead-noble-pool"]) {
+    for (const scenario of ["handshake-latency-warm", "handshake-latency-cold", "handshake-rate-c16", "handshake-rate-c64", "echo-pipelined", "echo-lockstep", "echo-pipelined-noble", "echo-pipelined-noble-inline", `flood-${P.floodConns}-unauthenticated`, `stalled-flood-${P.stalledConns}`, "pbkdf2-pool", `handshake-cold-${P.coldUsers}-pool`, `handshake-cold-${P.coldUsers}-inline`, "aead-native-inline", "aead-noble-pool", "v3-curve", "v3-curve-inline", "v3-curve-pool"]) {
       if (!r.results.some((x) => x.runtime === runtime && x.scenario === scenario)) out.push(`${runtime}: ${scenario} missing`);
     }
     for (const protocol of ["v2", "legacy", "tcp", "tls"]) {
