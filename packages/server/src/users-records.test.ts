@@ -12,6 +12,7 @@ import { USERS_FILE_FORMAT, parseUsersFile, userRecord } from "./credentials.ts"
 import { demoSaltWarning } from "./salt-advice.ts";
 import { openSqlite } from "./stores/sqlite-driver.ts";
 import { chooseDeviceSalt, recordsFromUsersFile, recordsToUsersFile } from "./stores/users-db.ts";
+import { endsSessions } from "./stores/records.ts";
 import { type ServerProcess, runUsersCli, startServerProcess } from "./testing/processes.ts";
 import { DEVICE_SALT_SIZE, migrateRecord, recordFromPsk, usersFileDeviceSalt } from "./users-records.ts";
 
@@ -36,6 +37,19 @@ test("migrate: PSK records gain their verifier (a stale one is replaced); --v3-o
   assert.deepEqual(migrateRecord(stale, salt, { v3Only: true }), { username: "bob", w0: expected.w0, L: expected.L, disabled: true });
   const verifierOnly = { username: "carol", w0: expected.w0, L: expected.L };
   assert.equal(migrateRecord(verifierOnly, salt, { v3Only: true }), verifierOnly);
+});
+
+test("sessions: migrate adding a verifier to a PSK record ends none; --v3-only (the PSK gone) and a new verifier end them", () => {
+  const rec = { username: "bob", psk, disabled: false, version: 1, updatedAt: 0 };
+  const withVerifier = migrateRecord(rec, salt);
+  const after = (r: { psk?: Uint8Array; w0?: Uint8Array; L?: Uint8Array }) => ({ removed: false, disabled: false, ...r });
+  assert.equal(endsSessions(rec, after(withVerifier)), false, "migrate: the same password, v3 added");
+  const migrated = { ...rec, ...withVerifier };
+  assert.equal(endsSessions(migrated, after(migrateRecord(migrated, salt, { v3Only: true }))), true, "migrate --v3-only: the PSK is revoked");
+  assert.equal(endsSessions(migrated, after({ ...withVerifier, w0: new Uint8Array(32).fill(3) })), true, "another verifier: re-keyed");
+  const verifierOnly = { username: "bob", w0: withVerifier.w0, L: withVerifier.L, disabled: false, version: 1, updatedAt: 0 };
+  assert.equal(endsSessions(verifierOnly, after({ ...withVerifier, w0: new Uint8Array(32).fill(3) })), true, "a v3-only user re-keyed");
+  assert.equal(endsSessions(rec, after({ psk: new Uint8Array(32) })), true, "a new PSK");
 });
 
 test("users file: a verifier-only record loads with no PSK (legacy and v2 then fail as for a wrong password); the file's device salt is checked", () => {
