@@ -12,7 +12,7 @@ import type { Output } from "../events.ts";
 import { V3Client, V3Server } from "../v3/index.ts";
 import { FakeVerifiers, proverKeysFromPsk, verifierFromProverKeys } from "../v3/keys.ts";
 import { InvalidPointError, proverShare, randomScalar, scalarFromBytes, verifierShares } from "../v3/spake2plus.ts";
-import { CurvePlacement, runCurveJob } from "./curve.ts";
+import { CurvePlacement, runCurveJob, warmCurve } from "./curve.ts";
 import { CryptoPool } from "./index.ts";
 
 const crypto = nativeBackend;
@@ -105,4 +105,15 @@ test("placement: inline when idle; the pool while curve jobs are out there or th
   assert.deepEqual(await runCurveJob(job, failing, { placement: busy }), verifierShares(job));
   assert.deepEqual(busy.ran, { inline: 1, pool: 1 });
   assert.ok((await runCurveJob({ ...job, shareP: new Uint8Array(65) })) instanceof InvalidPointError, "inline errors come back too");
+});
+
+test("warmCurve runs the curve step here and twice per pool thread, before any handshake", async () => {
+  const pool = new CryptoPool({ threads: 2 });
+  try {
+    const before = pool.completed;
+    await warmCurve(pool);
+    assert.equal(pool.completed - before, 4);
+  } finally {
+    await pool.destroy();
+  }
 });

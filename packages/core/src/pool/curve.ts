@@ -5,8 +5,9 @@
  * point, a library exception or a connection gone comes back as an Error, which the machine turns
  * into the ordinary silent authentication failure.
  */
+import { fromHex } from "../bytes.ts";
 import { CURVE_INLINE_SHARE, curveInline, curveQuietUntil } from "../crypto/placement.ts";
-import { type VerifierCurveInput, type VerifierCurveResult, verifierShares } from "../v3/spake2plus.ts";
+import { type VerifierCurveInput, type VerifierCurveResult, SCALAR_SIZE, verifierShares } from "../v3/spake2plus.ts";
 import type { CryptoPool } from "./index.ts";
 
 /** The event loop's curve accounting: one per thread (module state, as the event loop is). */
@@ -58,4 +59,26 @@ export async function runCurveJob(job: VerifierCurveInput, pool?: CryptoPool, op
   } finally {
     placement.outstanding--;
   }
+}
+
+/** G in uncompressed SEC1: a valid share and L for the warm-up job (w0 = 1: X - w0·M is not the identity). */
+const G_SEC1 = "046b17d1f2e12c4247f8bce6e563a440f277037d812deb33a0f4a13945d898c2964fe342e2fe1a7f9b8ee7eb4a7c0f9e162bce33576b315ececbb6406837bf51f5";
+
+function warmJob(): VerifierCurveInput {
+  const g = fromHex(G_SEC1);
+  const w0 = new Uint8Array(SCALAR_SIZE);
+  w0[SCALAR_SIZE - 1] = 1;
+  return { w0, L: g, shareP: g.slice(), y: 2n };
+}
+
+/**
+ * Builds the curve tables (G, M, N) and compiles the curve code once, on this thread and on every
+ * pool thread, before the first handshake would pay for it on the event loop: measured in a fresh
+ * process (2026-11-26, `bench/src/v3-curve.ts` setup), the first G, M and variable-base
+ * multiplications cost 140 ms on Bun and 230 ms on Node, where a warm handshake's cost 4-9 ms. A
+ * server calls it before it listens.
+ */
+export async function warmCurve(pool?: CryptoPool): Promise<void> {
+  for (let i = 0; i < 2; i++) verifierShares(warmJob());
+  if (pool) await Promise.all(Array.from({ length: pool.threads * 2 }, () => pool.verifierShares(warmJob())));
 }
