@@ -79,3 +79,13 @@ test("an address where the user's session was established skips the user's backo
   for (let i = 0; i < 40; i++) b.reserve(`10.1.${i}.1`, "alice");
   assert.equal(b.reserve("192.168.1.7", "alice").kind, "over", "the exemption expires");
 });
+
+test("IPv6 sources share one address budget per /64 (one subscriber's prefix), IPv4 per address", () => {
+  const b = budget({ t: 0 });
+  // One attacker rotating the interface identifier within its own /64.
+  const verdicts = Array.from({ length: 40 }, (_, i) => b.reserve(`2001:db8:1:2::${(i + 1).toString(16)}`, `user${i}`));
+  assert.equal(verdicts.filter(judged).length, 20, "a /64 gets one address budget, however many addresses it uses");
+  assert.equal(b.allows("2001:db8:1:2:ffff::9"), false, "refused at accept too");
+  assert.equal(b.allows("2001:db8:1:3::1"), true, "the next /64 is another source");
+  assert.equal(b.allows("10.0.0.1"), true);
+});

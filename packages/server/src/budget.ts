@@ -6,7 +6,7 @@
  * judgement, not at accept, is what makes the budget hold however many connections are open at once.
  *
  * Two budgets, both leaky buckets:
- * - per source address (default burst 20, 1 per second): over it, the judgement fails exactly like a
+ * - per source address (an IPv6 source per /64; default burst 20, 1 per second): over it, the judgement fails exactly like a
  *   wrong password (same bytes, same close). An empty bucket also refuses new connections at accept,
  *   before any work (the busy signal), as before.
  * - per username (default burst 20, 1 per second), counted whatever the address: over it, the
@@ -22,14 +22,43 @@
  * or `budget.cancel(v.ticket)` if the connection went away before the judgement; once the session is
  * established (the peer proved its key, not a replay), `budget.confirmed(username, source)`.
  */
+import { proxy } from "@nstp/core";
 import { LeakyBuckets } from "./limiter.ts";
+
+/** Bytes of an IPv6 address that name its subscriber: the /64 every end site is given at least (RFC 6177). */
+const IPV6_SUBSCRIBER_BYTES = 8;
+
+/**
+ * The key of an address's budget: an IPv4 address as is, an IPv6 address as its /64. One IPv6
+ * subscriber (a home, a VM) holds at least a /64 and can use any of its 2^64 addresses, so a budget
+ * per IPv6 address would give it a fresh one per connection (and let it flush the bounded table).
+ */
+export function budgetSource(address: string): string {
+  const b = proxy.addressBytes(address);
+  if (!b || b.length === 4) return address;
+  const prefix = new Uint8Array(b.length);
+  prefix.set(b.subarray(0, IPV6_SUBSCRIBER_BYTES));
+  return `${proxy.formatAddress(prefix)}/64`;
+}
 
 export interface BucketOptions {
   burst: number;
   refillPerSecond: number;
 }
 
+/**
+ * A per-user budget that other hosts share (stores/guess-budget.ts keeps it in PostgreSQL): checked
+ * from a local view when a guess is about to be judged, told of every guess that stayed wrong. With
+ * it, adding hosts does not multiply what a guesser at one user gets.
+ */
+export interface SharedUserBudget {
+  allows(username: string): boolean;
+  failed(username: string): void;
+}
+
 export interface GuessBudgetOptions {
+  /** Shared with other hosts, beside this process's own per-user budget. */
+  shared?: SharedUserBudget;
   /** Per source address (the `failureLimit` server option). */
   address: BucketOptions & { maxSources: number };
   /** Per username, counted across addresses. */
@@ -42,6 +71,7 @@ export const DEFAULT_ADDRESS_BUDGET = { burst: 20, refillPerSecond: 1, maxSource
 export const DEFAULT_USER_BUDGET = { burst: 20, refillPerSecond: 1, maxUsers: 65_536, trustSeconds: 86_400 };
 
 export interface Ticket {
+  /** The address budget charged (budgetSource of the connection's address). */
   readonly source: string;
   readonly username: string;
   /** Settled, cancelled: further calls are ignored. */
@@ -73,28 +103,35 @@ export class GuessBudget {
 
   /** True if `source` has a token left: checked at accept, before any work. */
   allows(source: string): boolean {
-    return this.addresses.level(source) + 1 <= this.opts.address.burst;
+    return this.addresses.level(budgetSource(source)) + 1 <= this.opts.address.burst;
   }
 
   /** Reserves one judgement for `username` from `source`, or says it is over budget. */
   reserve(source: string, username: string): Verdict {
     const { address, user } = this.opts;
-    if (this.addresses.level(source) + 1 > address.burst) {
+    const block = budgetSource(source);
+    if (this.addresses.level(block) + 1 > address.burst) {
       this.counts.overAddress++;
       return { kind: "over", scope: "address" };
     }
     // Past the burst, wait until the bucket has drained to where this guess fits.
+    // The hosts' shared view of this user: spent across hosts, the guess fails like a wrong password
+    // (it cannot wait for other hosts' buckets); a remembered device is exempt, as from the backoff.
+    if (this.opts.shared && !this.opts.shared.allows(username) && !this.isTrusted(username, source)) {
+      this.counts.overUser++;
+      return { kind: "over", scope: "user" };
+    }
     const excess = this.users.level(username) + 1 - user.burst;
     const delayMs = excess > 0 && !this.isTrusted(username, source) ? (excess / user.refillPerSecond) * 1000 : 0;
     if (delayMs > user.maxWaitMs) {
       this.counts.overUser++;
       return { kind: "over", scope: "user" };
     }
-    this.addresses.add(source, 1);
+    this.addresses.add(block, 1);
     this.users.add(username, 1);
     this.counts.reserved++;
     if (delayMs > 0) this.counts.waited++;
-    return { kind: "judge", ticket: { source, username, open: true }, delayMs };
+    return { kind: "judge", ticket: { source: block, username, open: true }, delayMs };
   }
 
   /**
@@ -107,6 +144,8 @@ export class GuessBudget {
     if (verified) {
       this.counts.refunded++;
       this.refund(ticket);
+    } else {
+      this.opts.shared?.failed(ticket.username);
     }
   }
 

@@ -112,6 +112,13 @@ async function main(): Promise<void> {
   const saltWarning = demoSaltWarning(deviceSalt, { usersStore: values.users !== undefined, v3: false });
   if (saltWarning) log.warn(saltWarning);
 
+  const userBudget = {
+    burst: parseIntArg("--user-guesses", values["user-guesses"]!, 1, 1 << 20),
+    refillPerSecond: parseRateArg("--user-guess-rate", values["user-guess-rate"]!),
+  };
+  // A database that several hosts share may keep the per-user budget for all of them (PostgreSQL), so
+  // adding hosts does not multiply a guesser's tries at one user (the per-address budget stays per host).
+  const sharedUserBudget = store?.openGuessBudget ? await store.openGuessBudget(userBudget) : undefined;
   const server = await startServer({
     keys,
     host: values.host!,
@@ -124,10 +131,8 @@ async function main(): Promise<void> {
       burst: parseIntArg("--address-guesses", values["address-guesses"]!, 1, 1 << 20),
       refillPerSecond: parseRateArg("--address-guess-rate", values["address-guess-rate"]!),
     },
-    userBudget: {
-      burst: parseIntArg("--user-guesses", values["user-guesses"]!, 1, 1 << 20),
-      refillPerSecond: parseRateArg("--user-guess-rate", values["user-guess-rate"]!),
-    },
+    userBudget,
+    sharedUserBudget,
     trustedProxies: values["trusted-proxies"]?.split(",").map((s) => s.trim()).filter((s) => s !== ""),
     limits: {
       // The reference's records carry no length: its maximum also bounds trial decryption work.

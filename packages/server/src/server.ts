@@ -17,7 +17,7 @@ import {
 import { type ConnectionLimits, type MessageHandler, ServerConnection } from "./connection.ts";
 import { DummyKeys, type KeyStore } from "./credentials.ts";
 import { type AdmissionOptions, DEFAULT_ADMISSION, HandshakeAdmission } from "./admission.ts";
-import { type BucketOptions, DEFAULT_ADDRESS_BUDGET, DEFAULT_USER_BUDGET, GuessBudget } from "./budget.ts";
+import { type BucketOptions, DEFAULT_ADDRESS_BUDGET, DEFAULT_USER_BUDGET, GuessBudget, type SharedUserBudget } from "./budget.ts";
 import { ServerStats } from "./stats.ts";
 import { proxyAcceptor } from "./proxy-acceptor.ts";
 import { TrustedProxies } from "./trusted-proxies.ts";
@@ -51,6 +51,8 @@ export interface ServerOptions {
   failureLimit?: Partial<BucketOptions & { maxSources: number }>;
   /** Guesses per username, from any address: burst 20, 1 per second; backoff up to half the handshake timeout. */
   userBudget?: Partial<BucketOptions & { maxUsers: number; maxWaitMs: number }>;
+  /** A per-user budget shared with other hosts (PostgresCredentialStore.openGuessBudget), checked beside this one. */
+  sharedUserBudget?: SharedUserBudget;
   limits?: Partial<ConnectionLimits>;
   /**
    * A worker pool: v2 AES-GCM runs in it where the measured placement says so (the noble backend on
@@ -110,6 +112,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const budget = new GuessBudget({
     address: { ...DEFAULT_ADDRESS_BUDGET, ...opts.failureLimit },
     user: { ...DEFAULT_USER_BUDGET, maxWaitMs: limits.handshakeTimeoutMs / 2, ...opts.userBudget },
+    shared: opts.sharedUserBudget,
   });
   stats.defence = { admission, budget };
   // Admission counts event-loop turns while it has fresh connections or runs over its cap (admission.ts).

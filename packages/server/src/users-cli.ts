@@ -13,7 +13,8 @@
  * 16-byte device salt unless --device-salt is given; the salt is recorded in it (the JSON file's
  * "deviceSalt", nstp_meta in a database) and checked by the server and by later commands.
  * The file is written with mode 0600 and replaced atomically (users-file.ts: a random temporary name
- * created exclusively beside it, fsync, rename, fsync of the directory).
+ * created exclusively beside it, fsync, rename, fsync of the directory), each read-modify-write under
+ * FILE.lock so that concurrent writers never undo each other's changes.
  */
 import { existsSync, readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
@@ -21,8 +22,8 @@ import { fromHex } from "@nstp/core";
 import { USERS_FILE_FORMAT, type UsersFile } from "./credentials.ts";
 import { storeKind } from "./stores/schema.ts";
 import { DB_COMMANDS, announceNewStore, deriveUserPsk, runDbCommand } from "./stores/users-db-cli.ts";
-import { chooseDeviceSalt, recordsFromUsersFile, recordsToUsersFile } from "./stores/users-db.ts";
-import { writeFileAtomic } from "./users-file.ts";
+import { checkDeviceSalt, chooseDeviceSalt, recordsFromUsersFile, recordsToUsersFile } from "./stores/users-db.ts";
+import { withUsersFileLock, writeFileAtomic } from "./users-file.ts";
 import { migrateRecord, recordFromPsk, usersFileDeviceSalt } from "./users-records.ts";
 
 const USAGE = `usage: users add NAME [--v3-only] | users migrate [--v3-only] | users remove NAME | users list
@@ -30,30 +31,41 @@ const USAGE = `usage: users add NAME [--v3-only] | users migrate [--v3-only] | u
        users ${DB_COMMANDS} --file users.db|sqlite:PATH|postgres://... [--device-salt HEX] [--v3-only]
 A new store gets a random 16-byte device salt unless --device-salt is given; the server needs it.`;
 
+/** The users file as it is now (an empty one if there is none), and the device salt it records. */
+function readUsersFile(path: string): { text: string; deviceSalt: Uint8Array | undefined } {
+  const text = existsSync(path) ? readFileSync(path, "utf8") : JSON.stringify({ format: USERS_FILE_FORMAT, users: {} });
+  return { text, deviceSalt: usersFileDeviceSalt(JSON.parse(text) as UsersFile) };
+}
+
 async function runFileCommand(path: string, command: string, name: string | undefined, given: Uint8Array | undefined, v3Only: boolean): Promise<void> {
   if (!["add", "remove", "list", "migrate"].includes(command)) throw new Error(USAGE);
-  const text = existsSync(path) ? readFileSync(path, "utf8") : JSON.stringify({ format: USERS_FILE_FORMAT, users: {} });
-  const doc = JSON.parse(text) as UsersFile;
-  const { deviceSalt, created } = chooseDeviceSalt(usersFileDeviceSalt(doc), given, path);
-  // Every record is validated (salt, iterations, sizes) before we touch the file.
-  const records = new Map(recordsFromUsersFile(text, deviceSalt).map((r) => [r.username, r]));
+  if (command !== "list" && command !== "migrate" && !name) throw new Error(`${command} needs a user name`);
+  const { deviceSalt, created } = chooseDeviceSalt(readUsersFile(path).deviceSalt, given, path);
   if (command === "list") {
-    for (const user of [...records.keys()].sort()) console.log(user);
+    for (const user of recordsFromUsersFile(readUsersFile(path).text, deviceSalt).map((r) => r.username).sort()) console.log(user);
     return;
   }
-  if (command === "migrate") {
-    for (const [user, r] of records) records.set(user, migrateRecord(r, deviceSalt, { v3Only }));
-  } else {
-    if (!name) throw new Error(`${command} needs a user name`);
-    if (command === "remove" && !records.delete(name)) throw new Error(`no user "${name}" in ${path}`);
-    if (command === "add") records.set(name, recordFromPsk(name, await deriveUserPsk(name, deviceSalt), deviceSalt, { v3Only }));
-  }
-  writeFileAtomic(path, JSON.stringify(recordsToUsersFile([...records.values()], deviceSalt), null, 2) + "\n");
+  // The password is read and derived before the file is locked: the read-modify-write below is short,
+  // so a change another writer made meanwhile (a removal) is never written back over.
+  const added = command === "add" ? recordFromPsk(name!, await deriveUserPsk(name!, deviceSalt), deviceSalt, { v3Only }) : undefined;
+  let size = 0;
+  await withUsersFileLock(path, () => {
+    const now = readUsersFile(path);
+    // A file created by another writer while the password was typed may hold another random salt.
+    if (now.deviceSalt) checkDeviceSalt(now.deviceSalt, deviceSalt, path);
+    // Every record is validated (salt, iterations, sizes) before we touch the file.
+    const records = new Map(recordsFromUsersFile(now.text, deviceSalt).map((r) => [r.username, r]));
+    if (command === "migrate") for (const [user, r] of records) records.set(user, migrateRecord(r, deviceSalt, { v3Only }));
+    else if (added) records.set(name!, added);
+    else if (!records.delete(name!)) throw new Error(`no user "${name}" in ${path}`);
+    size = records.size;
+    writeFileAtomic(path, JSON.stringify(recordsToUsersFile([...records.values()], deviceSalt), null, 2) + "\n");
+  });
   if (created) announceNewStore(path, deviceSalt);
   console.error(
-    command === "migrate" ? `migrated ${records.size} users in ${path}${v3Only ? " to v3 only (PSKs removed)" : " (v3 verifiers added)"}`
-    : command === "remove" ? `removed ${name}`
-    : `${name} saved to ${path}${v3Only ? " (v3 only)" : ""}`,
+    command === "migrate" ? `migrated ${size} users in ${path}${v3Only ? " to v3 only (PSKs removed)" : " (v3 verifiers added)"}`
+    : added ? `${name} saved to ${path}${v3Only ? " (v3 only)" : ""}`
+    : `removed ${name}`,
   );
 }
 

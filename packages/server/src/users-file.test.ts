@@ -1,13 +1,13 @@
 // Users file replacement: random exclusive temporary file, mode 0600 forced, nothing left behind.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, statSync, symlinkSync, unlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { detectRuntime, fromHex } from "@nstp/core";
 import { parseUsersFile } from "./credentials.ts";
-import { writeFileAtomic } from "./users-file.ts";
+import { withUsersFileLock, writeFileAtomic } from "./users-file.ts";
 import { BIN, ROOT } from "./testing/processes.ts";
 
 const mode = (p: string) => statSync(p).mode & 0o777;
@@ -67,4 +67,45 @@ test("the users CLI on both runtimes replaces a 0644 file with a 0600 one holdin
     assert.ok(parseUsersFile(text, fromHex(JSON.parse(text).deviceSalt)).has("bob"), "bob, under the salt the file records");
     assert.deepEqual(readdirSync(dir), ["users.json"]);
   }
+});
+
+test("a removal made while `users add` waits for its password is not undone by the add", { skip: detectRuntime() !== "bun" && "spawned from the Bun run" }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), "nstp-users-"));
+  const file = join(dir, "users.json");
+  const cli = join(ROOT, "packages", "server", "src", "users-cli.ts");
+  assert.equal(spawnSync(BIN.bun, [cli, "add", "mallory", "--file", file], { input: "old\n", timeout: 30_000 }).status, 0);
+  // An operator starts adding bob and is still typing the password...
+  const add = spawn(BIN.bun, [cli, "add", "bob", "--file", file], { stdio: ["pipe", "ignore", "pipe"] });
+  let err = "";
+  add.stderr!.on("data", (d) => (err += d));
+  const exited = new Promise<number | null>((res) => add.on("exit", res));
+  await new Promise((r) => setTimeout(r, 1500));
+  // ...while another revokes mallory's key.
+  const rm = spawnSync(BIN.bun, [cli, "remove", "mallory", "--file", file], { timeout: 30_000 });
+  assert.equal(rm.status, 0, String(rm.stderr));
+  add.stdin!.end("bobs password\n");
+  const killer = setTimeout(() => add.kill("SIGKILL"), 30_000);
+  assert.equal(await exited, 0, err);
+  clearTimeout(killer);
+  const text = readFileSync(file, "utf8");
+  const users = parseUsersFile(text, fromHex(JSON.parse(text).deviceSalt));
+  assert.ok(users.has("bob"));
+  assert.ok(!users.has("mallory"), "the removal was undone by the concurrent add");
+  assert.deepEqual(readdirSync(dir), ["users.json"], "no lock or temporary file left behind");
+});
+
+test("the users file lock makes a second writer wait for the first, and reports a lock nobody releases", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "nstp-users-"));
+  const file = join(dir, "users.json");
+  writeFileSync(`${file}.lock`, "");
+  let ran = false;
+  const waiting = withUsersFileLock(file, () => (ran = true), 5_000);
+  await new Promise((r) => setTimeout(r, 200));
+  assert.equal(ran, false, "ran while another writer held the lock");
+  unlinkSync(`${file}.lock`);
+  await waiting;
+  assert.equal(ran, true);
+  assert.deepEqual(readdirSync(dir), [], "the lock is released");
+  writeFileSync(`${file}.lock`, "");
+  await assert.rejects(withUsersFileLock(file, () => assert.fail("ran without the lock"), 100), /held by another writer/);
 });

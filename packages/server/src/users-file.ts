@@ -8,10 +8,42 @@
  * inode), and the directory is fsynced so the rename itself survives a crash.
  */
 import { closeSync, fchmodSync, fsyncSync, openSync, renameSync, unlinkSync, writeSync } from "node:fs";
+import { setTimeout as sleep } from "node:timers/promises";
 import { randomBytes } from "node:crypto";
 import { basename, dirname, join } from "node:path";
 
 export const USERS_FILE_MODE = 0o600;
+/** How long a writer waits for another to finish its change before giving up. */
+export const USERS_FILE_LOCK_WAIT_MS = 10_000;
+const LOCK_RETRY_MS = 25;
+
+/**
+ * Runs one read-modify-write of the users file while holding `PATH.lock` (created exclusively, so two
+ * `bun run users` never interleave): without it, a writer that read the file before another's change
+ * (say, while its operator typed a password) would write the old users back, undoing a removal.
+ * Waits at most `waitMs` for another writer; a lock left by a crashed writer is reported, not broken.
+ */
+export async function withUsersFileLock<T>(path: string, fn: () => T | Promise<T>, waitMs = USERS_FILE_LOCK_WAIT_MS): Promise<T> {
+  const lock = `${path}.lock`;
+  const deadline = performance.now() + waitMs;
+  let fd: number;
+  for (;;) {
+    try {
+      fd = openSync(lock, "wx", USERS_FILE_MODE);
+      break;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+      if (performance.now() >= deadline) throw new Error(`${lock} is held by another writer (remove it if no \`bun run users\` is running)`, { cause: e });
+      await sleep(LOCK_RETRY_MS);
+    }
+  }
+  closeSync(fd);
+  try {
+    return await fn();
+  } finally {
+    unlinkSync(lock);
+  }
+}
 
 export function writeFileAtomic(path: string, contents: string): void {
   const dir = dirname(path);

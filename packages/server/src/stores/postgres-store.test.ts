@@ -5,6 +5,7 @@
 // process sharing it, with the users CLI writing, and the database stopped and restarted under load.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
+import postgres from "postgres";
 import { NstpError, detectRuntime, legacy, nativeBackend, toHex } from "@nstp/core";
 import { connect } from "../../../client/src/index.ts";
 import { PostgresCredentialStore, PostgresUsersDb } from "./postgres-store.ts";
@@ -74,6 +75,40 @@ describe("PostgreSQL store", { skip }, () => {
     }
   });
 
+  test("a change whose version was taken before a host opened, and committed after, still reaches it", async () => {
+    const w = await PostgresUsersDb.open(pg.url, deviceSalt);
+    await w.put({ username: "erin", psk: key(6) });
+    await w.close();
+    // A writer as `bun run users` runs one (lock, next version, change, NOTIFY), held open meanwhile.
+    const raw = postgres(pg.url, { max: 1, onnotice: () => {} });
+    let commit!: () => void;
+    const gate = new Promise<void>((r) => (commit = r));
+    let taken!: () => void;
+    const versionTaken = new Promise<void>((r) => (taken = r));
+    const writing = raw.begin(async (tx) => {
+      await tx`SELECT pg_advisory_xact_lock(${0x6e737470})`;
+      const [row] = await tx`SELECT nextval('nstp_version') AS v`;
+      await tx`UPDATE nstp_users SET psk = ${Buffer.from(key(7))}, version = ${Number(row!.v)} WHERE username = ${Buffer.from("erin")}`;
+      await tx`SELECT pg_notify('nstp_users', ${String(row!.v)})`;
+      taken();
+      await gate;
+    });
+    await versionTaken;
+    const store = await PostgresCredentialStore.open({ url: pg.url, deviceSalt, pollMs: 200 });
+    const removed: string[] = [];
+    store.onUserRemoved((u) => removed.push(u));
+    try {
+      assert.deepEqual(await store.lookup("erin"), key(6), "the old key, cached before the change commits");
+      commit();
+      await writing;
+      assert.ok(await within(2000, async () => (await store.lookup("erin"))?.[0] === 7), "erin's new key replaces the cached one");
+      assert.deepEqual(removed, ["erin"], "and her sessions under the old key are ended");
+    } finally {
+      await store.close();
+      await raw.end({ timeout: 1 });
+    }
+  });
+
   test("database down: cached records serve, a miss fails within its timeout without stalling the loop, health says so; back up: catches up", async () => {
     const w = await PostgresUsersDb.open(pg.url, deviceSalt);
     await w.put({ username: "carol", psk: key(4) });
@@ -133,6 +168,30 @@ describe("PostgreSQL store", { skip }, () => {
   });
 
   const onBun = detectRuntime() === "bun";
+  test("two server processes on it share the per-user guessing budget: wrong passwords at one user across both hosts are judged about one burst, not one per host", { skip: !onBun && "spawned from the Bun run", timeout: 120_000 }, async () => {
+    await runUsersCli("bun", ["add", "gina", "--file", pg.url], "gina-pw\n");
+    // Burst 3 per user, practically no refill; the address budget out of the way.
+    const args = ["--port", "0", "--users", pg.url, "--user-guesses", "3", "--user-guess-rate", "0.001", "--address-guesses", "1000", "--handshake-timeout", "4", "--metrics", "127.0.0.1:0", "--log-level", "warn", "--summary-interval", "0", "--shutdown-grace", "0"];
+    const hosts = [await startServerProcess("bun", args), await startServerProcess("bun", args)];
+    try {
+      const wrong = key(9);
+      // Five rounds, both hosts at once: unshared, each host would judge its own burst (6 in all).
+      for (let round = 0; round < 5; round++) {
+        const codes = await Promise.all(hosts.map((h) => codeOf(connect({ port: h.port, username: "gina", psk: wrong, deviceSalt, connectTimeoutMs: 5000 }))));
+        for (const c of codes) assert.ok(c === "ERR_AUTH" || c === "ERR_BUSY" || c === "ERR_CLOSED", c);
+        // The shared view lags each host's own failures by one database round trip (guess-budget.ts):
+        // a guesser faster than that gets at most that lag's worth more, which this test does not measure.
+        await new Promise((r) => setTimeout(r, 300));
+      }
+      let judged = 0;
+      for (const h of hosts) judged += (await scrapeMetrics(h.metricsPort!)).get("nstp_guesses_judged_total") ?? 0;
+      // One burst (3), plus at most one guess per other host judged before that host heard the row emptied.
+      assert.ok(judged >= 3 && judged <= 4, `judged ${judged} wrong passwords across two hosts with a shared burst of 3`);
+    } finally {
+      for (const h of hosts) h.child.kill("SIGTERM");
+    }
+  });
+
   test("a Bun and a Node server share it: a user added through the CLI connects through both, a removal ends his sessions on both, a restart under load costs no session", { skip: !onBun && "spawned from the Bun run", timeout: 180_000 }, async () => {
     const url = pg.url;
     const derive = (u: string, p: string) => legacy.derivePsk(nativeBackend, { username: u, password: p, deviceSalt });

@@ -86,13 +86,19 @@ export class PostgresCredentialStore implements CredentialStore {
   static async open(opts: PostgresStoreOptions): Promise<PostgresCredentialStore> {
     const sql = connectPg(opts.url, 4);
     try {
+      // The highest version committed, not the sequence's last value: a writer may have taken a
+      // version and not yet committed it, and its change must still be caught up on (else a record
+      // cached meanwhile would stay stale, and its user's removal never be announced here).
       const [meta, versions] = await timeout(
-        Promise.all([sql`SELECT value FROM nstp_meta WHERE key = 'device_salt'`, sql`SELECT last_value, is_called FROM nstp_version`]),
+        Promise.all([
+          sql`SELECT value FROM nstp_meta WHERE key = 'device_salt'`,
+          sql`SELECT COALESCE(GREATEST((SELECT max(version) FROM nstp_users), (SELECT max(version) FROM nstp_removed)), 0) AS v`,
+        ]),
         10_000,
         "opening",
       );
       checkDeviceSalt(meta[0]?.value, opts.deviceSalt, "the PostgreSQL store");
-      const seen = versions[0]!.is_called ? Number(versions[0]!.last_value) : 0;
+      const seen = Number(versions[0]!.v);
       const store = new PostgresCredentialStore(sql, opts, seen);
       // onlisten runs on every (re)connection of the listening connection: catch up on what was missed.
       const sub = await sql.listen(CHANNEL, () => void store.catchUp(), () => void store.catchUp());

@@ -4,6 +4,7 @@
  * §3.2). A store is read by the server and written only by `bun run users`.
  */
 import { NstpError, legacy, utf8 } from "@nstp/core";
+import type { SharedUserBudget } from "../budget.ts";
 import type { KeyStore } from "../credentials.ts";
 import { Lru } from "../lru.ts";
 
@@ -49,6 +50,8 @@ export interface CredentialStore extends KeyStore {
   onUserRemoved(listener: (username: string) => void): () => void;
   health(): StoreHealth;
   close(): Promise<void>;
+  /** A store that several hosts share may keep the per-user guessing budget for all of them (PostgreSQL). */
+  openGuessBudget?(opts: { burst: number; refillPerSecond: number }): Promise<SharedUserBudget>;
 }
 
 /** Checks sizes before anything is written: a record must carry a PSK, a verifier, or both. */
