@@ -12,7 +12,7 @@ import { monitorEventLoopDelay } from "node:perf_hooks";
 import * as tls from "node:tls";
 import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
-import { CryptoPool, type CryptoBackend, type Wire, defaultTransport, getBackend, legacy, runtimeVersion, utf8 } from "@nstp/core";
+import { CryptoPool, type CryptoBackend, curvePlacement, type Wire, defaultTransport, getBackend, legacy, runtimeVersion, utf8 } from "@nstp/core";
 import { type CredentialStore, type KeyStore, PasswordKeyStore, StaticKeyStore, loadUsersFile, openCredentialStore, startServer, storeKind } from "@nstp/server";
 import { Deframer, frame } from "./framing.ts";
 import { BENCH_PASSWORD, BENCH_USER, coldPassword } from "./users.ts";
@@ -150,6 +150,8 @@ rl.on("line", (line) => {
       peakRssMB: Math.max(peakRss, process.memoryUsage().rss) / 1e6,
       derivations: store?.derivations ?? 0,
       poolCompleted: pool?.completed ?? 0,
+      // Where v3's curve steps ran since the server started (packages/core/src/pool/curve.ts).
+      curveJobs: { ...curvePlacement.ran },
     }));
   }
 });

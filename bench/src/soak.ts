@@ -90,6 +90,8 @@ console.log(`soak: ${sessions} ${protocol} sessions x ${perSession} messages (0.
 console.log(`  replies intact and in order: ${received} of ${expected}; ${(received / seconds).toFixed(0)} msg/s, ${(bytes / seconds / 1e6).toFixed(1)} MB/s each way`);
 console.log(`  failed handshakes: ${failedHandshakes}; lost replies: ${lost}; corrupted replies: ${corrupted}`);
 console.log(`  server: peak RSS ${report.peakRssMB!.toFixed(0)} MB, event-loop delay p99 ${report.eldP99Ms!.toFixed(2)} ms, max ${report.eldMaxMs!.toFixed(2)} ms`);
+const curve = (report as Record<string, unknown>).curveJobs as { inline: number; pool: number } | undefined;
+if (curve && curve.inline + curve.pool > 0) console.log(`  server curve steps (v3): ${curve.inline} inline, ${curve.pool} in the worker pool`);
 if (errors.size) console.log(`  errors: ${[...errors].map(([k, n]) => `${k} x${n}`).join(", ")}`);
 console.log(ok ? "soak: ok" : "soak: FAILED");
 process.exit(ok ? 0 : 1);
