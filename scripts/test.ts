@@ -39,7 +39,9 @@ const nodeFail = count(nodeOut, /^ℹ fail (\d+)$/gm) + count(nodeOut, /^ℹ can
 let benchPass = 0, benchFail = 0;
 if (!process.argv.includes("--no-bench")) {
   const out = mkdtempSync(join(tmpdir(), "nstp-bench-"));
-  const r = spawnSync(bin("turbo"), ["run", "bench", "--", "--quick", "--out", out], { cwd: root, stdio: "inherit", timeout: 10 * 60_000 });
+  // turbo finds the package manager (bun) on PATH: the project's own, as `bun run` would put it there.
+  const env = { ...process.env, PATH: `${join(root, "node_modules", ".bin")}:${process.env.PATH ?? ""}` };
+  const r = spawnSync(bin("turbo"), ["run", "bench", "--", "--quick", "--out", out], { cwd: root, stdio: "inherit", timeout: 10 * 60_000, env });
   rmSync(out, { recursive: true, force: true });
   if (r.status === 0) benchPass = 1;
   else benchFail = 1;

@@ -5,12 +5,17 @@
  */
 import { readFileSync } from "node:fs";
 import * as tls from "node:tls";
-import { type Wire, defaultTransport, legacy } from "@nstp/core";
+import { PROTOCOL_NAMES, type Wire, defaultTransport, legacy, protocolNamed } from "@nstp/core";
 import { type Session, connect } from "@nstp/client";
 import { Deframer, frame } from "./framing.ts";
+import type { Protocol } from "./report-types.ts";
 import { BENCH_PASSWORD, BENCH_USER } from "./users.ts";
 
-export type BenchProtocol = "legacy" | "v2" | "tcp" | "tls";
+/** A registry version (core's registry.ts) or one of the baselines. */
+export type BenchProtocol = Protocol | (string & {});
+
+/** The baselines the secure versions are measured against. */
+export const BASELINES = ["tcp", "tls"] as const;
 
 /** A connection that sends messages and resolves each with its echo, in order. */
 export interface Exchanger {
@@ -35,12 +40,13 @@ export interface OpenOptions {
 }
 
 export async function open(protocol: BenchProtocol, opts: OpenOptions): Promise<Exchanger> {
-  if (protocol === "legacy" || protocol === "v2") return openNstp(protocol, opts);
+  if (PROTOCOL_NAMES.includes(protocol)) return openNstp(protocol, opts);
   if (protocol === "tcp") return openTcp(opts.port);
-  return openTls(opts.port);
+  if (protocol === "tls") return openTls(opts.port);
+  throw new Error(`unknown protocol ${protocol} (known: ${[...PROTOCOL_NAMES, ...BASELINES].join(", ")})`);
 }
 
-async function openNstp(protocol: "legacy" | "v2", opts: OpenOptions): Promise<Exchanger> {
+async function openNstp(protocol: string, opts: OpenOptions): Promise<Exchanger> {
   const session: Session = await connect({
     protocol,
     port: opts.port,
@@ -50,7 +56,7 @@ async function openNstp(protocol: "legacy" | "v2", opts: OpenOptions): Promise<E
     deviceSalt: legacy.DEMO_DEVICE_SALT,
     crypto: opts.crypto,
     pool: opts.pool,
-    limits: { window: opts.window ?? (protocol === "legacy" ? 1 : 4096), handshakeTimeoutMs: 60_000 },
+    limits: { window: opts.window ?? protocolNamed(protocol).defaults.window, handshakeTimeoutMs: 60_000 },
   });
   return { request: (m) => session.request(m), close: () => session.close() };
 }

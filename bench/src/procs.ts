@@ -1,24 +1,12 @@
 /** Spawning the bench's server and load-generator processes, each bounded in time. */
-import { type ChildProcess, spawn } from "node:child_process";
-import { dirname, join, resolve } from "node:path";
+import { spawn } from "node:child_process";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createInterface } from "node:readline";
+import { BIN, type Runtime, runtimeEnv as env, stopChild } from "@nstp/testkit";
 
-export type Runtime = "bun" | "node";
-export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
-export const BIN: Record<Runtime, string> = { bun: join(ROOT, "node_modules", ".bin", "bun"), node: join(ROOT, "node_modules", ".bin", "node") };
+export { BIN, NODE_MALLOC_ENV, ROOT, type Runtime, version } from "@nstp/testkit";
 const SRC = dirname(fileURLToPath(import.meta.url));
-
-/**
- * Node's AES-GCM on 64 KiB buffers loses about two thirds of its speed to glibc returning each large
- * buffer to the kernel and faulting it back in; these keep such buffers in the heap (Bun is not
- * affected). The README recommends the same for production Node servers.
- */
-export const NODE_MALLOC_ENV = { MALLOC_MMAP_THRESHOLD_: "4194304", MALLOC_TRIM_THRESHOLD_: "67108864" };
-
-function env(runtime: Runtime): NodeJS.ProcessEnv {
-  return runtime === "node" ? { ...process.env, ...NODE_MALLOC_ENV } : { ...process.env };
-}
 
 export interface ServerProc {
   port: number;
@@ -53,15 +41,6 @@ export function startServer(runtime: Runtime, args: string[]): Promise<ServerPro
   });
 }
 
-function stopChild(child: ChildProcess): Promise<void> {
-  return new Promise((res) => {
-    if (child.exitCode !== null) return res();
-    const t = setTimeout(() => child.kill("SIGKILL"), 5000);
-    child.on("exit", () => (clearTimeout(t), res()));
-    child.stdin?.end();
-  });
-}
-
 /** Runs one load-generator scenario; resolves with its JSON result. */
 export function runLoad(runtime: Runtime, args: string[], timeoutMs: number): Promise<Record<string, unknown>> {
   return runScript(runtime, "load.ts", args, timeoutMs);
@@ -85,14 +64,5 @@ export function runScript(runtime: Runtime, script: string, args: string[], time
         rej(new Error(`${script} ${args.join(" ")} printed ${last.slice(0, 200)}`));
       }
     });
-  });
-}
-
-export function version(runtime: Runtime): Promise<string> {
-  return new Promise((res) => {
-    const c = spawn(BIN[runtime], ["--version"], { stdio: ["ignore", "pipe", "ignore"] });
-    let out = "";
-    c.stdout.on("data", (d) => (out += d));
-    c.on("close", () => res(out.trim()));
   });
 }

@@ -1,5 +1,5 @@
 /**
- * bun run soak -- --sessions 1000 --messages 100 [--protocol v2|legacy] [--server bun|node] [--max-size BYTES]
+ * bun run soak -- --sessions 1000 --messages 100 [--protocol v3|v2|legacy] [--server bun|node] [--max-size BYTES]
  *
  * Opens the sessions concurrently against a server process (the bench's echo server), each sending
  * messages of random size and content, and checks that every reply arrives once, in order, intact.
@@ -10,6 +10,7 @@ import { randomBytes, randomInt } from "node:crypto";
 import { parseArgs } from "node:util";
 import { type Runtime, startServer } from "./procs.ts";
 import { open } from "./conns.ts";
+import { protocolNamed } from "@nstp/core";
 
 const { values } = parseArgs({
   options: {
@@ -27,8 +28,9 @@ const { values } = parseArgs({
 const sessions = Number(values.sessions);
 const perSession = Number(values.messages);
 const maxSize = Number(values["max-size"]);
-const window = values.protocol === "legacy" ? 1 : Number(values.window);
-const protocol = values.protocol as "v2" | "legacy";
+// The version's own window caps the soak's (the reference's lockstep is 1).
+const protocol = protocolNamed(values.protocol!).name;
+const window = Math.min(protocolNamed(protocol).defaults.window, Number(values.window));
 
 const server = await startServer(values.server as Runtime, ["--kdf", "pool"]);
 let failedHandshakes = 0, lost = 0, corrupted = 0, received = 0, bytes = 0;

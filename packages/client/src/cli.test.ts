@@ -6,6 +6,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { detectRuntime, legacy } from "@nstp/core";
 import { byteByByte, referenceHandshake, referencePsk, referenceServer } from "../../server/src/testing/reference-peer.ts";
 import { v2Handshake } from "../../server/src/testing/v2-peer.ts";
+import { v3Handshake } from "../../server/src/testing/v3-peer.ts";
 import { BIN, CLIENT_CLI, type Runtime, startServerProcess as spawnServer } from "../../server/src/testing/processes.ts";
 
 const FIVE = Array.from({ length: 5 }, (_, i) => `Server received: Hello server! Message #${i}`);
@@ -36,8 +37,13 @@ for (const serverRuntime of ["bun", "node"] as const) {
         assert.equal(r.code, 0, r.stderr);
         assert.deepEqual(r.stdout.trim().split("\n"), FIVE);
       });
-      test(`${clientRuntime} client CLI (v2, the default) prints the five replies`, async () => {
+      test(`${clientRuntime} client CLI (v3, the default) prints the five replies`, async () => {
         const r = await run(clientRuntime, ["--port", String(srv.port)]);
+        assert.equal(r.code, 0, r.stderr);
+        assert.deepEqual(r.stdout.trim().split("\n"), FIVE);
+      });
+      test(`${clientRuntime} client CLI --protocol v2 prints the five replies`, async () => {
+        const r = await run(clientRuntime, ["--port", String(srv.port), "--protocol", "v2"]);
         assert.equal(r.code, 0, r.stderr);
         assert.deepEqual(r.stdout.trim().split("\n"), FIVE);
       });
@@ -59,6 +65,29 @@ for (const serverRuntime of ["bun", "node"] as const) {
         assert.equal((await peer.reader.closedWithin(2000)).closed, true);
       });
     }
+
+    test("an independent v3 peer (SPAKE2+ from docs/PROTOCOL.md): handshake, pipelined echo with 200 KiB, clean close", async () => {
+      const peer = await v3Handshake(srv.port, { username: "alice", password: legacy.DEMO_PASSWORD, deviceSalt: Buffer.from(legacy.DEMO_DEVICE_SALT) });
+      const sent = [Buffer.from("one"), Buffer.alloc(200 * 1024, 0x33), Buffer.alloc(0), Buffer.from("four")];
+      peer.send(sent);
+      for (const m of sent) assert.deepEqual(await peer.receive(), Buffer.concat([Buffer.from("Server received: "), m]));
+      peer.close();
+      await assert.rejects(peer.receive(), /server closed the session/);
+      assert.equal(peer.closedByServer, true);
+    });
+
+    test("an independent v3 peer with a wrong password or an unknown user fails at confirmV; the server stays silent", async () => {
+      for (const username of ["alice", "mallory"]) {
+        const opts = { username, password: username === "alice" ? "wrong" : legacy.DEMO_PASSWORD, deviceSalt: Buffer.from(legacy.DEMO_DEVICE_SALT) };
+        await assert.rejects(v3Handshake(srv.port, opts), /confirmV did not verify/, username);
+      }
+    });
+
+    test("client CLI --protocol v3: wrong password exits 3 with one line", async () => {
+      const r = await run("bun", ["--port", String(srv.port), "--protocol", "v3", "--user", "alice", "--password", "wrong"]);
+      assert.equal(r.code, 3);
+      assert.match(r.stderr.trim().split("\n").at(-1)!, /^client: ERR_AUTH: /);
+    });
 
     test("client CLI: wrong password exits 3 with one line", async () => {
       const r = await run("bun", ["--port", String(srv.port), "--user", "alice", "--password", "wrong"]);
@@ -93,9 +122,24 @@ describe("server process with --legacy off", { skip: !onBun && "spawned from the
     const refused = await run("bun", ["--port", String(srv.port), "--legacy"]);
     assert.notEqual(refused.code, 0);
     assert.match(refused.stderr.trim().split("\n").at(-1)!, /^client: ERR_/);
-    const ok = await run("bun", ["--port", String(srv.port)]);
+    const ok = await run("bun", ["--port", String(srv.port), "--protocol", "v2"]);
     assert.equal(ok.code, 0, ok.stderr);
     assert.deepEqual(ok.stdout.trim().split("\n"), FIVE);
+  });
+});
+
+describe("server process with --protocols legacy,v2", { skip: !onBun && "spawned from the Bun run" }, () => {
+  let srv: { port: number; child: ChildProcess };
+  before(async () => (srv = await startServerProcess("node", ["--protocols", "legacy,v2"])));
+  after(() => srv.child.kill("SIGTERM"));
+  test("refuses v3 (a close after the client's share reads as ERR_AUTH) and serves the versions listed", async () => {
+    const refused = await run("bun", ["--port", String(srv.port), "--protocol", "v3"]);
+    assert.equal(refused.code, 3, refused.stderr);
+    for (const protocol of ["v2", "legacy"]) {
+      const ok = await run("bun", ["--port", String(srv.port), "--protocol", protocol]);
+      assert.equal(ok.code, 0, ok.stderr);
+      assert.deepEqual(ok.stdout.trim().split("\n"), FIVE);
+    }
   });
 });
 

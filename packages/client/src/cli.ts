@@ -5,12 +5,13 @@
  * from NSTP_PASSWORD or a prompt without echo. Exits non-zero with a one-line reason on failure.
  */
 import { parseArgs } from "node:util";
-import { NstpError, fromHex, getBackend, legacy, readPassword, toHex } from "@nstp/core";
+import { DEFAULT_PROTOCOL, NstpError, fromHex, protocolNamed, getBackend, legacy, readPassword, toHex } from "@nstp/core";
 import { connect } from "./connect.ts";
 
-const USAGE = `usage: client [--port N] [--host H] [--user U] [--password P] [--device-salt HEX] [--legacy]
+const USAGE = `usage: client [--port N] [--host H] [--user U] [--password P] [--device-salt HEX] [--protocol v3|v2|legacy] [--legacy]
               [--crypto native|noble] [message ...]
-Speaks protocol v2 (Noise NNpsk0) unless --legacy asks for the Dart reference protocol.
+Speaks protocol v3 (SPAKE2+) unless --protocol asks for v2 (Noise NNpsk0) or legacy (the Dart
+reference protocol; --legacy is an alias for --protocol legacy).
 Without --user, uses the reference demo user alice. The password comes from --password, NSTP_PASSWORD,
 or a prompt. Without messages, sends "Hello server! Message #0" .. "#4".`;
 
@@ -23,6 +24,7 @@ async function main(): Promise<number> {
       password: { type: "string" },
       "device-salt": { type: "string", default: toHex(legacy.DEMO_DEVICE_SALT) },
       legacy: { type: "boolean", default: false },
+      protocol: { type: "string" },
       crypto: { type: "string", default: "native" },
       help: { type: "boolean", short: "h" },
     },
@@ -50,7 +52,7 @@ async function main(): Promise<number> {
     username,
     password,
     deviceSalt: fromHex(values["device-salt"]!),
-    protocol: values.legacy ? "legacy" : "v2",
+    protocol: protocolNamed(values.protocol ?? (values.legacy ? "legacy" : DEFAULT_PROTOCOL)).name,
     crypto: getBackend(values.crypto!),
   });
   const decoder = new TextDecoder();

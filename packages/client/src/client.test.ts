@@ -79,7 +79,7 @@ describe("client against misbehaving servers", () => {
     const dart = await scriptedServer((s) => s.write(Buffer.from("0102030405060708", "hex")));
     try {
       await assert.rejects(
-        connect({ port: dart.port, username: "alice", password: "userpassword", deviceSalt }),
+        connect({ port: dart.port, username: "alice", password: "userpassword", deviceSalt, protocol: "v2" }),
         (e: NstpError) => e.code === "ERR_PROTOCOL" && /--legacy/.test(e.message),
       );
     } finally {

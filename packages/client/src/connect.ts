@@ -1,5 +1,20 @@
 /** connect(): derive (or reuse) the key, dial, run the handshake, hand back a session. */
-import { type CryptoBackend, type CryptoPool, OrderedAead, type Transport, NstpError, defaultTransport, legacy, nativeBackend, pooledBackend, v2 } from "@nstp/core";
+import {
+  type ClientMachine,
+  type CryptoBackend,
+  type CryptoPool,
+  DEFAULT_PROTOCOL,
+  OrderedAead,
+  type Transport,
+  type Wire,
+  type WireEvents,
+  NstpError,
+  defaultTransport,
+  legacy,
+  nativeBackend,
+  pooledBackend,
+  protocolNamed,
+} from "@nstp/core";
 import { cachedPsk } from "./key-cache.ts";
 import { ClientSession, type SessionLimits } from "./session.ts";
 
@@ -12,8 +27,12 @@ export interface ConnectOptions {
   deviceSalt?: Uint8Array;
   host?: string;
   port?: number;
-  /** "v2" (default): Noise NNpsk0. "legacy": the Dart reference protocol, for servers that speak only it. */
-  protocol?: "v2" | "legacy";
+  /**
+   * A registry name: "v3" (default): SPAKE2+ (RFC 9383); "v2": Noise NNpsk0; "legacy": the Dart
+   * reference protocol, for servers that speak only it. An authentication failure is final: never
+   * retried by connectWithBackoff, never answered by falling back to an older version.
+   */
+  protocol?: string;
   crypto?: CryptoBackend;
   /**
    * A worker pool for the key derivation: PBKDF2 (60-100 ms) then runs off the event loop, which
@@ -28,7 +47,7 @@ export interface ConnectOptions {
 
 export interface Session {
   readonly username: string;
-  readonly protocol: "v2" | "legacy";
+  readonly protocol: string;
   /** Sends one message and resolves with the next message from the server (its reply). */
   request(message: Uint8Array | string): Promise<Uint8Array>;
   /** v2: sends a message expecting no reply; resolves when the socket can take more. */
@@ -51,9 +70,29 @@ export const DEFAULT_SESSION_LIMITS: SessionLimits = {
 };
 
 /** v2 pipelines: its server answers in order and frames carry their own boundaries. */
-export const V2_WINDOW = 4096;
+export const V2_WINDOW = protocolNamed("v2").defaults.window;
+
+/**
+ * connect() over any byte stream: `open` receives the session's callbacks and returns the Wire it
+ * feeds them (a WebSocket or serial adapter is one file, no core edit); the handshake runs on it.
+ */
+export async function connectWire(open: (events: WireEvents) => Wire | Promise<Wire>, opts: ConnectOptions): Promise<Session> {
+  const session = await newSession(opts);
+  session.attach(await open(session.events()));
+  await session.ready;
+  return session;
+}
 
 export async function connect(opts: ConnectOptions): Promise<Session> {
+  const transport = opts.transport ?? (await defaultTransport());
+  return connectWire(
+    (events) => transport.dial({ host: opts.host ?? "127.0.0.1", port: opts.port ?? legacy.DEMO_PORT, timeoutMs: opts.connectTimeoutMs ?? 10_000 }, () => events),
+    opts,
+  );
+}
+
+/** Derives (or reuses) the key and builds the version's machine and its session, not yet on a wire. */
+async function newSession(opts: ConnectOptions): Promise<ClientSession> {
   const crypto = opts.crypto ?? nativeBackend;
   const deviceSalt = opts.deviceSalt ?? legacy.DEMO_DEVICE_SALT;
   let psk = opts.psk;
@@ -62,24 +101,15 @@ export async function connect(opts: ConnectOptions): Promise<Session> {
     const kdf = opts.pool ? pooledBackend(crypto, opts.pool) : crypto;
     psk = await cachedPsk(kdf, { username: opts.username, password: opts.password, deviceSalt });
   }
-  const protocol = opts.protocol ?? "v2";
-  let machine: legacy.LegacyClient | v2.V2Client;
+  const entry = protocolNamed(opts.protocol ?? DEFAULT_PROTOCOL);
+  let machine: ClientMachine;
   try {
-    machine = protocol === "v2"
-      ? new v2.V2Client({ crypto, username: opts.username, psk })
-      : new legacy.LegacyClient({ crypto, username: opts.username, psk });
+    machine = entry.client({ crypto, username: opts.username, deviceSalt, psk });
   } catch (e) {
     throw new NstpError("ERR_INVALID_ARG", (e as Error).message, { cause: e });
   }
-  const window = protocol === "v2" ? V2_WINDOW : DEFAULT_SESSION_LIMITS.window;
-  const aead = opts.pool && protocol === "v2" ? new OrderedAead(opts.pool, crypto) : undefined;
-  const session = new ClientSession(machine, { ...DEFAULT_SESSION_LIMITS, window, ...opts.limits }, aead);
-  const transport = opts.transport ?? (await defaultTransport());
-  const wire = await transport.dial(
-    { host: opts.host ?? "127.0.0.1", port: opts.port ?? legacy.DEMO_PORT, timeoutMs: opts.connectTimeoutMs ?? 10_000 },
-    () => session.events(),
-  );
-  session.attach(wire);
-  await session.ready;
-  return session;
+  const window = entry.defaults.window;
+  // Used only where the machine offers deferred AEAD once established (machine.ts).
+  const aead = opts.pool ? new OrderedAead(opts.pool, crypto) : undefined;
+  return new ClientSession(machine, { ...DEFAULT_SESSION_LIMITS, window, ...opts.limits }, aead);
 }

@@ -6,7 +6,7 @@
  * unasked) goes to the messages() iterator. Both queues are bounded: a full one pauses reading, so a
  * slow consumer slows the server down through TCP instead of growing memory.
  */
-import { AuthError, Fifo, OrderedAead, type Output, NstpError, concat, type Wire, type WireEvents, legacy, toNstpError, utf8, v2 } from "@nstp/core";
+import { type ClientMachine, Fifo, ReadGate, OrderedAead, type Output, NstpError, type Wire, type WireEvents, toNstpError, utf8 } from "@nstp/core";
 
 interface Request {
   data: Uint8Array;
@@ -37,10 +37,8 @@ export interface SessionLimits {
   keepaliveMs: number;
 }
 
-type Machine = legacy.LegacyClient | v2.V2Client;
-
 export class ClientSession {
-  private readonly machine: Machine;
+  private readonly machine: ClientMachine;
   private wire: Wire | undefined;
   private readonly limits: SessionLimits;
   private readonly queue = new Fifo<Request>();
@@ -56,7 +54,7 @@ export class ClientSession {
   private readonly idleWaiters: (() => void)[] = [];
   private timer: ReturnType<typeof setTimeout> | undefined;
   private keepalive: ReturnType<typeof setInterval> | undefined;
-  private paused = false;
+  private gate: ReadGate | undefined;
   private failure: NstpError | undefined;
   private endedCleanly = false;
   private readyResolve!: () => void;
@@ -64,12 +62,12 @@ export class ClientSession {
   /** Settles when the handshake completes or fails. */
   readonly ready: Promise<void>;
   readonly username: string;
-  readonly protocol: "legacy" | "v2";
+  readonly protocol: string;
 
   /** v2 AEAD in the worker pool, where the measured placement says so. */
   private readonly aead: OrderedAead | undefined;
 
-  constructor(machine: Machine, limits: SessionLimits, aead?: OrderedAead) {
+  constructor(machine: ClientMachine, limits: SessionLimits, aead?: OrderedAead) {
     this.machine = machine;
     this.aead = aead;
     this.username = machine.username;
@@ -85,6 +83,7 @@ export class ClientSession {
   /** Called once the wire exists: sends the hello and arms the handshake deadline. */
   attach(wire: Wire): void {
     this.wire = wire;
+    this.gate = new ReadGate(wire);
     this.timer = setTimeout(() => this.fail(new NstpError("ERR_TIMEOUT", "handshake deadline passed")), this.limits.handshakeTimeoutMs);
     this.apply(this.machine.start());
   }
@@ -105,10 +104,10 @@ export class ClientSession {
     });
   }
 
-  /** v2: sends a message that expects no reply. Resolves when the socket's queue is below its mark. */
+  /** Where the version may push (v2, v3): sends a message that expects no reply. Resolves when the socket's queue is below its mark. */
   send(message: Uint8Array | string): Promise<void> {
     if (this.failure) return Promise.reject(this.failure);
-    if (this.machine.protocol !== "v2") return Promise.reject(new NstpError("ERR_PROTOCOL", "the reference protocol pairs every message with a reply: use request()"));
+    if (!this.machine.capabilities.mayPush) return Promise.reject(new NstpError("ERR_PROTOCOL", "the reference protocol pairs every message with a reply: use request()"));
     this.outbox.push(typeof message === "string" ? utf8(message) : message);
     this.schedulePump();
     if ((this.wire?.bufferedAmount ?? 0) < this.limits.writeHighWaterMark) return Promise.resolve();
@@ -144,7 +143,7 @@ export class ClientSession {
    */
   async close(): Promise<void> {
     if (!this.failure && (this.queue.length || this.inflight.length)) await new Promise<void>((res) => this.idleWaiters.push(res));
-    if (!this.failure && this.machine instanceof v2.V2Client && this.machine.stateName === "established") {
+    if (!this.failure && this.machine.established) {
       this.sealAndWrite(this.takeOutbox(), true);
       if (this.aead?.pendingOut) await this.aead.writesDone();
     }
@@ -165,8 +164,9 @@ export class ClientSession {
     if (this.failure) return;
     const m = this.machine;
     try {
-      if (m instanceof v2.V2Client && m.stateName === "established" && this.aead?.wantsIn(chunk.length)) {
-        this.aead.receive(m, chunk, (outputs) => this.applyOrFail(outputs), (e) => this.fail(e));
+      const deferred = m.deferred;
+      if (deferred && this.aead?.wantsIn(chunk.length)) {
+        this.aead.receive(deferred, chunk, (outputs) => this.applyOrFail(outputs), (e) => this.fail(e));
       } else {
         this.apply(m.receive(chunk));
       }
@@ -190,24 +190,10 @@ export class ClientSession {
     this.pump();
   }
 
+  /** The machine says what a close in its state means (busy, a failed guess, or a plain close). */
   private onClose(error?: Error): void {
     if (this.failure) return;
-    const state = this.machine.stateName;
-    if (state === "helloSent") {
-      // Our server refuses before sending the session nonce when it is at capacity.
-      this.fail(new NstpError("ERR_BUSY", "server busy: it closed the connection before the handshake", error ? { cause: error } : undefined));
-    } else if (state === "proofSent") {
-      // Both protocols close without a word when our proof fails: wrong password or unknown user.
-      this.fail(new AuthError("server closed the connection after our proof: wrong password or unknown user"));
-    } else if (state === "initiationSent") {
-      // A server that only speaks the reference protocol also just closes (or stalls) at a v2 hello.
-      // Also what a server at capacity that predates the busy signal does, and what a server that
-      // speaks only the reference protocol does (it closes, or stalls, at a v2 hello).
-      this.fail(new AuthError("server closed the connection after our first message: wrong password, unknown user, or a server that does not speak v2"));
-    } else {
-      const during = state === "established" ? "" : " during the handshake";
-      this.fail(new NstpError("ERR_CLOSED", `server closed the connection${during}`, error ? { cause: error } : undefined));
-    }
+    this.fail(this.machine.endOfStream(error));
   }
 
   private apply(outputs: Output[]): void {
@@ -232,13 +218,14 @@ export class ClientSession {
   }
 
   /**
-   * v2: the server counts the session only once our first frame authenticates (docs/PROTOCOL.md §v2
-   * "Key confirmation"). What the application sends in this tick (requests are pumped in microtasks,
-   * before this runs) confirms it; if it sends nothing, a ping does.
+   * Where the server counts the session only once our first frame authenticates (v2: docs/PROTOCOL.md
+   * §v2 "Key confirmation"), what the application sends in this tick (requests are pumped in
+   * microtasks, before this runs) confirms it; if it sends nothing, a ping does. Versions that can
+   * ping also keep an idle session alive with one.
    */
   private scheduleConfirmation(): void {
     const m = this.machine;
-    if (!(m instanceof v2.V2Client)) return;
+    if (!m.ping) return;
     setImmediate(() => {
       if (!this.failure && m.unconfirmed) this.ping(m);
     });
@@ -255,10 +242,10 @@ export class ClientSession {
     }
   }
 
-  private ping(m: v2.V2Client): void {
+  private ping(m: ClientMachine): void {
     if (this.failure) return;
     try {
-      this.wire!.write(m.ping());
+      this.wire!.write(m.ping!());
     } catch (e) {
       this.fail(e);
     }
@@ -297,7 +284,7 @@ export class ClientSession {
   }
 
   private pump(): void {
-    if (this.failure || this.machine.stateName !== "established" || !this.wire) return;
+    if (this.failure || !this.machine.established || !this.wire) return;
     const batch = this.takeOutbox();
     const sentAt = Date.now();
     while (this.queue.length && this.inflight.length < this.limits.window) {
@@ -314,10 +301,13 @@ export class ClientSession {
   private sealAndWrite(batch: Uint8Array[], close: boolean): void {
     const m = this.machine;
     try {
-      if (m instanceof v2.V2Client && this.aead?.wantsOut(batch.reduce((n, b) => n + b.length, 0))) {
-        this.aead.send(m, batch, close, (bytes) => this.wire?.write(bytes), (e) => this.fail(e));
+      const deferred = m.deferred;
+      if (deferred && this.aead?.wantsOut(batch.reduce((n, b) => n + b.length, 0))) {
+        this.aead.send(deferred, batch, close, (bytes) => this.wire?.write(bytes), (e) => this.fail(e));
       } else {
-        this.wire!.write(m instanceof v2.V2Client ? m.seal(batch, close) : sealEach(m, batch));
+        const bytes = m.seal(batch, close);
+        // A version without a close chunk seals nothing for it.
+        if (bytes.length) this.wire!.write(bytes);
       }
     } catch (e) {
       this.fail(e);
@@ -326,15 +316,7 @@ export class ClientSession {
 
   /** Reading pauses while unrequested messages pile up unread. */
   private updateFlow(): void {
-    if (!this.wire) return;
-    const full = this.incoming.length >= this.limits.maxBuffered;
-    if (full && !this.paused) {
-      this.paused = true;
-      this.wire.pause();
-    } else if (!full && this.paused) {
-      this.paused = false;
-      this.wire.resume();
-    }
+    this.gate?.set(this.incoming.length >= this.limits.maxBuffered);
   }
 
   /**
@@ -343,7 +325,7 @@ export class ClientSession {
    * either fails the session or sleeps for the time that request has left.
    */
   private rearm(): void {
-    if (this.machine.stateName !== "established" || this.timer || !this.inflight.length) return;
+    if (!this.machine.established || this.timer || !this.inflight.length) return;
     const due = this.inflight.peek()!.sentAt + this.limits.replyTimeoutMs;
     this.timer = setTimeout(() => {
       this.timer = undefined;
@@ -372,8 +354,4 @@ export class ClientSession {
     if (abort) this.wire?.destroy();
     else this.wire?.end();
   }
-}
-
-function sealEach(machine: legacy.LegacyClient, batch: Uint8Array[]): Uint8Array {
-  return batch.length === 1 ? machine.sealMessage(batch[0]!) : concat(...batch.map((m) => machine.sealMessage(m)));
 }

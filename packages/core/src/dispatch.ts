@@ -1,66 +1,61 @@
 /**
- * One port, both protocols: the server reads the first byte and hands the connection to the machine
- * it names. The reference never sends a first byte of 0 (its usernames are 1..255 bytes), and v2
- * always does (docs/PROTOCOL.md, "Version dispatch").
+ * One port, every version: the server reads at most CLAIM_BYTES from a new connection, and the first
+ * enabled registry entry to claim them gets the connection (docs/PROTOCOL.md, "Version dispatch").
+ * The reference never sends a first byte of 0 (its usernames are 1..255 bytes); later versions send
+ * `00 'NSTP'` and their version byte.
  */
 import type { CryptoBackend } from "./crypto/backend.ts";
+import { concat } from "./bytes.ts";
 import { ProtocolError } from "./errors.ts";
 import type { Output, Random } from "./events.ts";
-import { LegacyServer } from "./legacy/server.ts";
-import { V2Server } from "./v2/server.ts";
-import { BUSY_SIGNAL, V2_MARKER } from "./v2/wire.ts";
+import { DEMO_DEVICE_SALT } from "./legacy/wire.ts";
+import { LEGACY_CAPABILITIES } from "./legacy/server.ts";
+import type { Capabilities, Credential, CredentialFakes, DeferredAead, ServerMachine } from "./machine.ts";
+import { CLAIM_BYTES, PROTOCOLS, type ProtocolEntry } from "./registry.ts";
 
-export type ProtocolName = "legacy" | "v2";
-
-/** What the server driver needs from either protocol machine. */
-export interface ServerMachine {
-  readonly protocol: ProtocolName | undefined;
-  receive(chunk: Uint8Array): Output[];
-  provideKey(psk: Uint8Array): Output[];
-  /** Seals messages to the client; `close` adds v2's close chunk (the reference has none). */
-  seal(messages: readonly Uint8Array[], close?: boolean): Uint8Array;
-  /** Bytes to send before closing when refusing for load (nothing for the reference). */
-  busySignal(): Uint8Array | undefined;
-  readonly hasPartialInput: boolean;
-  /** Records or frames completed so far; a partial-input deadline checks that it advances. */
-  readonly inputProgress: number;
-  /** Handshake steps taken so far (0 before the protocol's first message parses). */
-  readonly handshakeStep: number;
-  /** The client's proof (legacy) or message 1 (v2) is here and only the key is missing. */
-  readonly judgeable: boolean;
-  /** The password was found right (legacy: proof verified; v2: message 1 verified). */
-  readonly passwordVerified: boolean;
-  /** A v2 session, established: its AEAD may run elsewhere (prepare, splitFrames, acceptFrames). */
-  readonly deferrable: V2Server | undefined;
-}
+/** A version's name, from the registry. */
+export type ProtocolName = string;
 
 export interface ServerDispatchOptions {
   crypto: CryptoBackend;
-  /** Serve the reference protocol too (default true). */
-  legacy?: boolean;
-  /** Per protocol: the reference's default is 64 KiB, v2's 16 MiB. */
-  maxMessageSize?: { legacy?: number; v2?: number };
+  /** Versions served (default: every registry entry). */
+  protocols?: readonly ProtocolEntry[];
+  /** Per version name; absent: the version's default. */
+  maxMessageSize?: Readonly<Record<string, number | undefined>>;
+  deviceSalt?: Uint8Array;
+  /** Stand-ins for credentials the store lacks: the machine fails on them like a wrong password. */
+  fakes?: CredentialFakes;
   random?: Random;
 }
 
+/** Before a version is chosen nothing is established: the most restrictive capabilities (the reference's). */
+const NOT_CHOSEN = LEGACY_CAPABILITIES;
+
 export class ServerDispatch implements ServerMachine {
-  private machine: LegacyServer | V2Server | undefined;
+  private machine: ServerMachine | undefined;
+  private head = new Uint8Array(0);
+  private readonly candidates: readonly ProtocolEntry[];
   private readonly opts: ServerDispatchOptions;
 
   constructor(opts: ServerDispatchOptions) {
     this.opts = opts;
+    this.candidates = opts.protocols ?? PROTOCOLS;
   }
 
   get protocol(): ProtocolName | undefined {
     return this.machine?.protocol;
   }
 
+  get capabilities(): Capabilities {
+    return this.machine?.capabilities ?? NOT_CHOSEN;
+  }
+
   get hasPartialInput(): boolean {
     return this.machine?.hasPartialInput ?? false;
   }
 
-  get deferrable(): V2Server | undefined {
-    return this.machine instanceof V2Server && this.machine.stateName === "established" ? this.machine : undefined;
+  get deferred(): DeferredAead | undefined {
+    return this.machine?.deferred;
   }
 
   get handshakeStep(): number {
@@ -80,11 +75,28 @@ export class ServerDispatch implements ServerMachine {
   }
 
   receive(chunk: Uint8Array): Output[] {
-    if (!this.machine) {
-      if (chunk.length === 0) return [];
-      this.machine = this.select(chunk[0]!);
+    if (this.machine) return this.machine.receive(chunk);
+    // Bounded: at most CLAIM_BYTES are held before a version claims them or none can.
+    const head = this.head.length ? concat(this.head, chunk) : chunk;
+    const entry = this.claim(head.subarray(0, CLAIM_BYTES));
+    if (!entry) {
+      this.head = head.slice(0, CLAIM_BYTES);
+      return [];
     }
-    return this.machine.receive(chunk);
+    this.head = new Uint8Array(0);
+    this.machine = entry.server({
+      crypto: this.opts.crypto,
+      deviceSalt: this.opts.deviceSalt ?? DEMO_DEVICE_SALT,
+      fakes: this.opts.fakes,
+      maxMessageSize: this.opts.maxMessageSize?.[entry.name],
+      random: this.opts.random,
+    });
+    return this.machine.receive(head);
+  }
+
+  provideCredential(credential: Credential | undefined): Output[] {
+    if (!this.machine) throw new ProtocolError("credential provided before the protocol is known");
+    return this.machine.provideCredential(credential);
   }
 
   provideKey(psk: Uint8Array): Output[] {
@@ -94,17 +106,22 @@ export class ServerDispatch implements ServerMachine {
 
   seal(messages: readonly Uint8Array[], close = false): Uint8Array {
     if (!this.machine) throw new ProtocolError("send before the protocol is known");
-    return this.machine instanceof V2Server ? this.machine.seal(messages, close) : this.machine.seal(messages);
+    return this.machine.seal(messages, close);
   }
 
   busySignal(): Uint8Array | undefined {
-    return this.machine instanceof V2Server ? BUSY_SIGNAL : undefined;
+    return this.machine?.busySignal();
   }
 
-  private select(first: number): LegacyServer | V2Server {
-    const { crypto, random } = this.opts;
-    if (first === V2_MARKER) return new V2Server({ crypto, maxMessageSize: this.opts.maxMessageSize?.v2 });
-    if (this.opts.legacy === false) throw new ProtocolError("the reference protocol is disabled on this server");
-    return new LegacyServer({ crypto, maxMessageSize: this.opts.maxMessageSize?.legacy, random });
+  /** The entry that claims `head`; undefined while one still might; throws when none can. */
+  private claim(head: Uint8Array): ProtocolEntry | undefined {
+    let undecided = false;
+    for (const p of this.candidates) {
+      const c = p.claim(head);
+      if (c === "yes") return p;
+      if (c === "more") undecided = true;
+    }
+    if (undecided && head.length < CLAIM_BYTES) return undefined;
+    throw new ProtocolError("no enabled protocol version claims the connection");
   }
 }

@@ -4,8 +4,8 @@
  * (the Node build: bun run server:node -- with the same flags).
  */
 import { parseArgs } from "node:util";
-import { type LogFormat, type LogLevel, createLogger, fromHex, getBackend, legacy, runtimeVersion, toHex, v2 } from "@nstp/core";
-import { type KeyStore, demoKeyStore, loadUsersFile, parseUsersFile } from "./credentials.ts";
+import { type LogFormat, type LogLevel, PROTOCOL_NAMES, createLogger, parseProtocolList, fromHex, getBackend, legacy, runtimeVersion, toHex, v2 } from "@nstp/core";
+import { type KeyStore, demoKeyStore, loadUsersFile, readUsersFile } from "./credentials.ts";
 import { readFileSync } from "node:fs";
 import { startServer } from "./server.ts";
 import { startMetrics, summaryFields } from "./metrics.ts";
@@ -16,14 +16,15 @@ import { demoSaltWarning } from "./salt-advice.ts";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 
 const USAGE = `usage: server [--port N] [--host H] [--device-salt HEX] [--users FILE] [--crypto native|noble]
-              [--legacy on|off] [--max-message-size BYTES] [--max-message-size-v2 BYTES]
+              [--protocols legacy,v2,v3] [--legacy on|off] [--max-message-size BYTES] [--max-message-size-v2 BYTES]
               [--handshake-timeout SECONDS] [--record-timeout SECONDS] [--log-level L] [--log-format json|pretty]
               [--metrics HOST:PORT] [--summary-interval SECONDS] [--shutdown-grace SECONDS]
               [--max-handshaking N] [--address-guesses BURST] [--address-guess-rate PER_SECOND]
               [--user-guesses BURST] [--user-guess-rate PER_SECOND]
               [--idle-timeout SECONDS] [--legacy-idle-timeout SECONDS] [--max-session-lifetime SECONDS]
               [--flush-timeout SECONDS] [--trusted-proxies ADDR|CIDR,...]
-Serves protocol v2 and, unless --legacy off, the Dart reference protocol on the same port.
+Serves the --protocols listed (default every version: legacy,v2,v3) on the same port; --legacy off
+(an alias) drops the Dart reference protocol from them. --max-message-size-v2 bounds v2 and v3.
 Listens on 127.0.0.1:8080 by default. Without --users, serves the reference demo user (alice).
 A v2 session ends after --idle-timeout (default 300; 0 never) without a frame from its client (our
 client pings); a reference session after --legacy-idle-timeout (default 0: never, Dart clients cannot
@@ -49,7 +50,8 @@ async function main(): Promise<void> {
       "device-salt": { type: "string", default: toHex(legacy.DEMO_DEVICE_SALT) },
       users: { type: "string" },
       crypto: { type: "string", default: "native" },
-      legacy: { type: "string", default: "on" },
+      legacy: { type: "string" },
+      protocols: { type: "string", default: PROTOCOL_NAMES.join(",") },
       "max-message-size": { type: "string", default: String(legacy.DEFAULT_MAX_MESSAGE_SIZE) },
       "max-message-size-v2": { type: "string", default: String(v2.DEFAULT_MAX_MESSAGE_SIZE) },
       "handshake-timeout": { type: "string", default: "10" },
@@ -81,7 +83,12 @@ async function main(): Promise<void> {
   const crypto = getBackend(values.crypto!);
   const deviceSalt = fromHex(values["device-salt"]!);
   const port = parseIntArg("--port", values.port!, 0, 65535);
-  if (values.legacy !== "on" && values.legacy !== "off") throw new Error("--legacy must be on or off");
+  if (values.legacy !== undefined && values.legacy !== "on" && values.legacy !== "off") throw new Error("--legacy must be on or off");
+  // --legacy on|off is kept as an alias: it adds the reference protocol to --protocols, or drops it.
+  const named = new Set(parseProtocolList(values.protocols!).map((p) => p.name));
+  if (values.legacy === "on") named.add("legacy");
+  if (values.legacy === "off") named.delete("legacy");
+  const protocols = parseProtocolList([...named].join(",")).map((p) => p.name);
   let keys: KeyStore;
   let store: CredentialStore | undefined;
   if (values.users && storeKind(values.users).kind !== "json") {
@@ -91,14 +98,15 @@ async function main(): Promise<void> {
     log.info("credential store opened", { store: describeStore(values.users) });
   } else if (values.users) {
     const file = values.users;
-    const store = loadUsersFile(file, deviceSalt);
+    const store = loadUsersFile(file, deviceSalt, crypto);
     log.info("users loaded", { file, users: store.size });
     keys = store;
     // Reload on SIGHUP: new handshakes see the new table; the store tells the server (onUserRemoved)
     // of every user removed or re-keyed, whose open sessions then end.
     process.on("SIGHUP", () => {
       try {
-        store.replace(parseUsersFile(readFileSync(file, "utf8"), deviceSalt));
+        const { keys, verifiers } = readUsersFile(readFileSync(file, "utf8"), deviceSalt, crypto);
+        store.replace(keys, verifiers);
         log.info("users reloaded", { file, users: store.size });
       } catch (e) {
         log.error("users reload failed; keeping the previous table", { file, reason: (e as Error).message });
@@ -125,7 +133,8 @@ async function main(): Promise<void> {
     port,
     crypto,
     logger: log,
-    legacy: values.legacy === "on",
+    protocols,
+    deviceSalt,
     maxHandshaking: parseIntArg("--max-handshaking", values["max-handshaking"]!, 1, 1 << 20),
     failureLimit: {
       burst: parseIntArg("--address-guesses", values["address-guesses"]!, 1, 1 << 20),
@@ -150,7 +159,7 @@ async function main(): Promise<void> {
   });
   log.info("listening", {
     address: `${server.host}:${server.port}`,
-    protocols: values.legacy === "on" ? "v2,legacy" : "v2",
+    protocols: protocols.join(","),
     runtime: runtimeVersion(),
     transport: server.transport,
     crypto: crypto.name,

@@ -5,23 +5,26 @@
  */
 import {
   type CryptoBackend,
+  type Credential,
   type CryptoPool,
+  type DeferredAead,
   type Logger,
   OrderedAead,
   type Output,
   type ProtocolName,
+  REFUSAL_SIGNAL,
+  ReadGate,
+  type ServerMachine,
   type Wire,
   type WireEvents,
   AuthError,
   NstpError,
-  ServerDispatch,
   toNstpError,
   utf8,
-  v2,
 } from "@nstp/core";
 import type { HandshakeAdmission } from "./admission.ts";
 import type { GuessBudget, Ticket } from "./budget.ts";
-import type { KeyStore } from "./credentials.ts";
+import { type KeyAnswer, type KeyStore, asCredential } from "./credentials.ts";
 import { type LifetimeLimits, SessionClock, type SessionEndReason } from "./lifetime.ts";
 import type { ServerStats } from "./stats.ts";
 
@@ -30,8 +33,8 @@ export interface SessionInfo {
   readonly remoteAddress: string;
   readonly protocol: ProtocolName;
   /**
-   * v2 only: sends a message the client did not ask for (the reference protocol has no such thing
-   * and throws ERR_PROTOCOL). Resolves once the connection's write buffer is below its high-water
+   * Where the version may push (v2, v3): sends a message the client did not ask for (the reference
+   * protocol has no such thing and throws ERR_PROTOCOL). Resolves once the connection's write buffer is below its high-water
    * mark, so a pushing application slows down with a slow reader.
    */
   send(message: Uint8Array | string): Promise<void>;
@@ -69,11 +72,10 @@ export interface ConnectionContext {
   /** Where v2 AEAD runs when the measured placement says so (crypto/placement.ts). */
   aeadPool?: CryptoPool;
   keys: KeyStore;
-  dummyKey(username: string): Uint8Array;
   handler: MessageHandler;
   limits: ConnectionLimits;
-  /** Serve the reference protocol as well as v2. */
-  legacy: boolean;
+  /** A machine for a new connection: dispatch over the enabled versions (core's registry). */
+  newMachine(): ServerMachine;
   log: Logger;
   stats: ServerStats;
   onClosed(conn: ServerConnection): void;
@@ -93,7 +95,7 @@ function isThenable<T>(x: T | PromiseLike<T>): x is PromiseLike<T> {
 }
 
 export class ServerConnection implements WireEvents {
-  private readonly machine: ServerDispatch;
+  private readonly machine: ServerMachine;
   private readonly wire: Wire;
   private readonly ctx: ConnectionContext;
   private handshakeTimer: ReturnType<typeof setTimeout> | undefined;
@@ -114,7 +116,7 @@ export class ServerConnection implements WireEvents {
   private flushScheduled = false;
   private inData = false;
   private readonly drainWaiters: (() => void)[] = [];
-  private paused = false;
+  private readonly gate: ReadGate;
   private done = false;
   /** Failed or closed by the peer: queued writes are dropped (a graceful shutdown still sends them). */
   private dead = false;
@@ -123,19 +125,16 @@ export class ServerConnection implements WireEvents {
   private readonly abort = new AbortController();
   /** The handshake step last reported to admission. */
   private step = 0;
-  /** The user's key, held until the proof is here and the guessing budget lets it be judged. */
-  private key: { username: string; psk: Uint8Array } | undefined;
+  /** The user's credential, held until the guess is here and the guessing budget lets it be judged. */
+  private key: { username: string; credential: Credential | undefined } | undefined;
   private ticket: Ticket | undefined;
   private judgeTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(wire: Wire, ctx: ConnectionContext) {
     this.wire = wire;
+    this.gate = new ReadGate(wire);
     this.ctx = ctx;
-    this.machine = new ServerDispatch({
-      crypto: ctx.crypto,
-      legacy: ctx.legacy,
-      maxMessageSize: { legacy: ctx.limits.maxMessageSize, v2: ctx.limits.maxMessageSizeV2 },
-    });
+    this.machine = ctx.newMachine();
     this.aead = ctx.aeadPool ? new OrderedAead(ctx.aeadPool, ctx.crypto) : undefined;
     this.handshakeTimer = setTimeout(() => this.fail(new NstpError("ERR_TIMEOUT", "handshake deadline passed")), ctx.limits.handshakeTimeoutMs);
     ctx.stats.connectionOpened();
@@ -155,7 +154,7 @@ export class ServerConnection implements WireEvents {
    * is itself the one to go (nothing received yet) gets the busy signal, as a refusal at accept.
    */
   evict(refused = false): void {
-    if (refused) this.write(v2.BUSY_SIGNAL);
+    if (refused) this.write(REFUSAL_SIGNAL);
     this.fail(new NstpError("ERR_BUSY", "evicted: the handshake stalled longest when the cap was reached"));
   }
 
@@ -167,9 +166,9 @@ export class ServerConnection implements WireEvents {
   data(chunk: Uint8Array): void {
     if (this.done) return;
     this.ctx.stats.bytesIn(chunk.length);
-    const deferrable = this.machine.deferrable;
-    if (deferrable && this.aead?.wantsIn(chunk.length)) {
-      this.receiveDeferred(deferrable, chunk);
+    const deferred = this.machine.deferred;
+    if (deferred && this.aead?.wantsIn(chunk.length)) {
+      this.receiveDeferred(deferred, chunk);
       return;
     }
     if (!this.received(() => this.machine.receive(chunk))) return;
@@ -196,8 +195,8 @@ export class ServerConnection implements WireEvents {
     return true;
   }
 
-  /** v2 frames opened in the worker pool, delivered in order (the placement says so for this backend). */
-  private receiveDeferred(machine: v2.V2Server, chunk: Uint8Array): void {
+  /** Frames opened in the worker pool, delivered in order (the placement says so for this backend). */
+  private receiveDeferred(machine: DeferredAead, chunk: Uint8Array): void {
     try {
       this.aead!.receive(
         machine,
@@ -236,7 +235,8 @@ export class ServerConnection implements WireEvents {
     try {
       // Only an established session gets its replies and a close chunk: before key confirmation the
       // server sends nothing after message 2 (docs/PROTOCOL.md §v2 "Key confirmation").
-      if (this.session) this.flush(this.session.protocol === "v2");
+      // A version without a close chunk seals nothing for it.
+      if (this.session) this.flush(true);
     } catch {
       // The session is ending either way.
     }
@@ -264,8 +264,7 @@ export class ServerConnection implements WireEvents {
       this.shutdown();
       return;
     }
-    this.paused = true;
-    this.wire.pause();
+    this.gate.set(true);
     await this.replies;
     this.shutdown();
   }
@@ -328,7 +327,7 @@ export class ServerConnection implements WireEvents {
     this.ctx.admission.left(this);
     this.ctx.stats.handshakeSucceeded(protocol);
     this.ctx.log.debug("session established", { user: username, remote: this.wire.remoteAddress, protocol });
-    this.clock = new SessionClock(this.ctx.limits, protocol, () => this.machine.inputProgress, (reason) => this.end(reason));
+    this.clock = new SessionClock(this.ctx.limits, this.machine.capabilities.peerPings, () => this.machine.inputProgress, (reason) => this.end(reason));
   }
 
   private resolveKey(username: string): void {
@@ -337,7 +336,8 @@ export class ServerConnection implements WireEvents {
     try {
       // A synchronous ERR_BUSY lands here before anything was sent: the reference client sees a close
       // before the session nonce, a v2 client the busy signal in place of message 2.
-      lookup = this.ctx.keys.lookup(username, this.abort.signal);
+      const keys = this.ctx.keys;
+      lookup = keys.lookupCredential ? keys.lookupCredential(username, this.abort.signal) : keys.lookup(username, this.abort.signal);
     } catch (e) {
       const err = toNstpError(e, "ERR_AUTH", "key lookup failed");
       if (err.code === "ERR_BUSY") {
@@ -349,7 +349,7 @@ export class ServerConnection implements WireEvents {
     }
     if (isThenable(lookup)) {
       lookup.then(
-        (psk) => this.keyResolved(username, psk),
+        (answer) => this.keyResolved(username, answer),
         (e: unknown) => this.fail(toNstpError(e, "ERR_AUTH", "key lookup failed")),
       );
     } else {
@@ -357,10 +357,11 @@ export class ServerConnection implements WireEvents {
     }
   }
 
-  private keyResolved(username: string, psk: Uint8Array | undefined): void {
+  private keyResolved(username: string, answer: KeyAnswer): void {
     if (this.done) return;
-    // An unknown user proceeds with a dummy key and fails at the proof, exactly like a wrong password.
-    this.key = { username, psk: psk ?? this.ctx.dummyKey(username) };
+    // An unknown user (undefined) proceeds with the machine's fake of the same kind and fails at the
+    // proof, exactly like a wrong password (machine.ts, CredentialFakes).
+    this.key = { username, credential: asCredential(answer) };
     try {
       this.handshakeMoved();
     } catch (e) {
@@ -391,12 +392,12 @@ export class ServerConnection implements WireEvents {
   /** Provides the key: the machine judges the proof now. */
   private judge(): void {
     this.judgeTimer = undefined;
-    const { psk } = this.key!;
+    const { credential } = this.key!;
     this.key = undefined;
     // A wrong password throws here or later (fail() then keeps the guess spent). Once the machine says
     // the password is right, the guess is refunded: for v2 at message 1, even a replayed one, which
     // guesses nothing; for a protocol that learns it later (v3: message 3), when the session is.
-    this.apply(this.machine.provideKey(psk));
+    this.apply(this.machine.provideCredential(credential));
     if (this.ticket && this.machine.passwordVerified) this.ctx.budget.settle(this.ticket, true);
   }
 
@@ -444,7 +445,7 @@ export class ServerConnection implements WireEvents {
   private answered(reply: Reply): void {
     this.pending--;
     if (reply !== undefined) this.queue(typeof reply === "string" ? utf8(reply) : reply);
-    else if (this.session!.protocol === "legacy") this.fail(new NstpError("ERR_PROTOCOL", "the reference protocol needs a reply to every message"));
+    else if (this.machine.capabilities.oneReplyPerMessage) this.fail(new NstpError("ERR_PROTOCOL", "this protocol version needs a reply to every message"));
   }
 
   private queue(bytes: Uint8Array): void {
@@ -457,7 +458,7 @@ export class ServerConnection implements WireEvents {
 
   private push(message: Uint8Array | string): Promise<void> {
     if (this.done) return Promise.reject(new NstpError("ERR_CLOSED", "session closed"));
-    if (this.session?.protocol !== "v2") return Promise.reject(new NstpError("ERR_PROTOCOL", "the reference protocol cannot send unasked"));
+    if (!this.machine.capabilities.mayPush) return Promise.reject(new NstpError("ERR_PROTOCOL", "this protocol version cannot send unasked"));
     this.queue(typeof message === "string" ? utf8(message) : message);
     this.scheduleFlush();
     if (this.wire.bufferedAmount + this.outboxBytes < this.ctx.limits.writeHighWaterMark) return Promise.resolve();
@@ -480,11 +481,11 @@ export class ServerConnection implements WireEvents {
     const bytes = this.outboxBytes;
     this.outbox = [];
     this.outboxBytes = 0;
-    const deferrable = this.machine.deferrable;
-    if (deferrable && this.aead?.wantsOut(bytes)) {
+    const deferred = this.machine.deferred;
+    if (deferred && this.aead?.wantsOut(bytes)) {
       try {
         this.aead.send(
-          deferrable,
+          deferred,
           batch,
           close,
           (wire) => {
@@ -509,6 +510,7 @@ export class ServerConnection implements WireEvents {
   }
 
   private write(data: Uint8Array): void {
+    if (!data.length) return;
     this.ctx.stats.bytesOut(data.length);
     this.wire.write(data);
   }
@@ -520,13 +522,7 @@ export class ServerConnection implements WireEvents {
     const buffered = this.wire.bufferedAmount;
     const congested =
       this.pending >= maxPendingMessages || buffered >= writeHighWaterMark || (this.aead?.pendingInBytes ?? 0) >= writeHighWaterMark;
-    if (congested && !this.paused) {
-      this.paused = true;
-      this.wire.pause();
-    } else if (!congested && this.paused) {
-      this.paused = false;
-      this.wire.resume();
-    }
+    this.gate.set(congested);
     if (buffered < writeHighWaterMark) for (const w of this.drainWaiters.splice(0)) w();
   }
 

@@ -4,18 +4,32 @@
  */
 import { readFileSync } from "node:fs";
 import { timingSafeEqual } from "node:crypto";
-import { type CryptoBackend, type CryptoPool, NstpError, concat, fromHex, legacy, toHex, utf8, v3 } from "@nstp/core";
+import { type Credential, type CryptoBackend, type CryptoPool, NstpError, nativeBackend, v3, PBKDF2_ITERATIONS, PSK_SIZE, concat, derivePsk, fromHex, legacy, pskSalt, toHex, utf8 } from "@nstp/core";
 import { Lru } from "./lru.ts";
 
 /** Keys kept per store (least recently used evicted), real and dummy alike. */
 export const DEFAULT_MAX_CACHED_KEYS = 10_000;
 
+/** A store's answer: a credential record, a bare PSK (stores from before v3), or undefined (unknown). */
+export type KeyAnswer = Credential | Uint8Array | undefined;
+
+/** The record a machine is given: a bare PSK is `{ psk }`. */
+export function asCredential(answer: KeyAnswer): Credential | undefined {
+  return answer instanceof Uint8Array ? { psk: answer } : answer;
+}
+
 export interface KeyStore {
   /**
-   * The user's PSK, or undefined for an unknown user. May throw ERR_BUSY synchronously to refuse the
-   * handshake before anything is sent. `signal` aborts when the connection that asked has gone.
+   * The user's credential record ({ psk?, verifier? }; a bare Uint8Array is a PSK), or undefined for
+   * an unknown user. May throw ERR_BUSY synchronously to refuse the handshake before anything is sent.
+   * `signal` aborts when the connection that asked has gone.
    */
-  lookup(username: string, signal?: AbortSignal): Promise<Uint8Array | undefined> | Uint8Array | undefined;
+  lookup(username: string, signal?: AbortSignal): Promise<KeyAnswer> | KeyAnswer;
+  /**
+   * Stores whose records hold more than a PSK (the v3 verifier) answer here with the whole record;
+   * the server asks this in preference to lookup().
+   */
+  lookupCredential?(username: string, signal?: AbortSignal): Promise<Credential | undefined> | Credential | undefined;
   /**
    * Stores that can tell when a user is removed or disabled implement this; the server subscribes
    * and ends that user's open sessions. Returns the unsubscribe.
@@ -50,13 +64,17 @@ export interface UsersFile {
  */
 export class StaticKeyStore implements KeyStore {
   private keys: Map<string, Uint8Array>;
+  /** v3 verifiers, derived once at load (readUsersFile); a user without one has its verifier derived per handshake. */
+  private verifiers: ReadonlyMap<string, v3.Verifier>;
   private readonly removedListeners = new Set<(username: string) => void>();
-  constructor(keys: Map<string, Uint8Array>) {
+  constructor(keys: Map<string, Uint8Array>, verifiers: ReadonlyMap<string, v3.Verifier> = new Map()) {
     this.keys = keys;
+    this.verifiers = verifiers;
   }
-  replace(keys: Map<string, Uint8Array>): void {
+  replace(keys: Map<string, Uint8Array>, verifiers: ReadonlyMap<string, v3.Verifier> = new Map()): void {
     const old = this.keys;
     this.keys = keys;
+    this.verifiers = verifiers;
     for (const [name, key] of old) {
       const now = keys.get(name);
       if (now && now.length === key.length && timingSafeEqual(now, key)) continue;
@@ -69,6 +87,10 @@ export class StaticKeyStore implements KeyStore {
   }
   lookup(username: string): Uint8Array | undefined {
     return this.keys.get(username);
+  }
+  lookupCredential(username: string): Credential | undefined {
+    const psk = this.keys.get(username);
+    return psk && { psk, verifier: this.verifiers.get(username) };
   }
   get size(): number {
     return this.keys.size;
@@ -95,9 +117,9 @@ export function parseUsersFile(text: string, deviceSalt: Uint8Array): Map<string
   const keys = new Map<string, Uint8Array>();
   for (const [name, rec] of Object.entries(doc.users)) {
     legacy.checkUsernameBytes(utf8(name));
-    const expectedSalt = toHex(legacy.pskSalt(deviceSalt, utf8(name)));
+    const expectedSalt = toHex(pskSalt(deviceSalt, utf8(name)));
     if (rec.salt !== expectedSalt) throw new Error(`user "${name}": salt does not match --device-salt`);
-    if (rec.iterations !== legacy.PBKDF2_ITERATIONS) throw new Error(`user "${name}": iterations must be ${legacy.PBKDF2_ITERATIONS}`);
+    if (rec.iterations !== PBKDF2_ITERATIONS) throw new Error(`user "${name}": iterations must be ${PBKDF2_ITERATIONS}`);
     const { w0, L } = rec;
     if (w0 !== undefined || L !== undefined) v3.verifierFromJson({ w0: w0 ?? "", L: L ?? "" }); // sizes and w0 < n
     // A v3-only user (verifier, no key) has no PSK: legacy and v2 fail for them as for a wrong password.
@@ -106,14 +128,41 @@ export function parseUsersFile(text: string, deviceSalt: Uint8Array): Map<string
       continue;
     }
     const key = fromHex(rec.key);
-    if (key.length !== legacy.PSK_SIZE) throw new Error(`user "${name}": key must be ${legacy.PSK_SIZE} bytes`);
+    if (key.length !== PSK_SIZE) throw new Error(`user "${name}": key must be ${PSK_SIZE} bytes`);
     keys.set(name, key);
   }
   return keys;
 }
 
-export function loadUsersFile(path: string, deviceSalt: Uint8Array): StaticKeyStore {
-  return new StaticKeyStore(parseUsersFile(readFileSync(path, "utf8"), deviceSalt));
+/** A users file as the server serves it: each user's PSK, and the v3 verifier beside it. */
+export interface UsersTable {
+  keys: Map<string, Uint8Array>;
+  verifiers: Map<string, v3.Verifier>;
+}
+
+/**
+ * Reads a users file with every user's v3 verifier: the file's optional `w0`/`L` (hex), or derived
+ * here, once, from the PSK (one base-point multiplication per user at load, none per handshake), so
+ * that known users take the verifier's path on v3, as unknown users (fake verifiers) do.
+ */
+export function readUsersFile(text: string, deviceSalt: Uint8Array, crypto: CryptoBackend = nativeBackend): UsersTable {
+  const keys = parseUsersFile(text, deviceSalt);
+  const users = (JSON.parse(text) as { users: Record<string, Partial<v3.VerifierJson>> }).users;
+  const verifiers = new Map<string, v3.Verifier>();
+  for (const [name, psk] of keys) {
+    const { w0, L } = users[name]!;
+    try {
+      verifiers.set(name, w0 !== undefined && L !== undefined ? v3.verifierFromJson({ w0, L }) : v3.verifierFromPsk(crypto, psk, deviceSalt, utf8(name)));
+    } catch (cause) {
+      throw new Error(`user "${name}": w0 and L are not a v3 verifier`, { cause });
+    }
+  }
+  return { keys, verifiers };
+}
+
+export function loadUsersFile(path: string, deviceSalt: Uint8Array, crypto?: CryptoBackend): StaticKeyStore {
+  const { keys, verifiers } = readUsersFile(readFileSync(path, "utf8"), deviceSalt, crypto);
+  return new StaticKeyStore(keys, verifiers);
 }
 
 export function userRecord(deviceSalt: Uint8Array, username: string, key: Uint8Array): UserRecord {
@@ -122,13 +171,14 @@ export function userRecord(deviceSalt: Uint8Array, username: string, key: Uint8A
 
 /** The PBKDF2 parameters a record's key (and its v3 verifier) were derived with. */
 export function derivedWith(deviceSalt: Uint8Array, username: string): { salt: string; iterations: number } {
-  return { salt: toHex(legacy.pskSalt(deviceSalt, utf8(username))), iterations: legacy.PBKDF2_ITERATIONS };
+  return { salt: toHex(pskSalt(deviceSalt, utf8(username))), iterations: PBKDF2_ITERATIONS };
 }
 
 /** The reference demo user (alice / userpassword), derived once at start. */
 export async function demoKeyStore(crypto: CryptoBackend, deviceSalt: Uint8Array): Promise<StaticKeyStore> {
-  const psk = await legacy.derivePsk(crypto, { username: legacy.DEMO_USERNAME, password: legacy.DEMO_PASSWORD, deviceSalt });
-  return new StaticKeyStore(new Map([[legacy.DEMO_USERNAME, psk]]));
+  const psk = await derivePsk(crypto, { username: legacy.DEMO_USERNAME, password: legacy.DEMO_PASSWORD, deviceSalt });
+  const verifier = v3.verifierFromPsk(crypto, psk, deviceSalt, utf8(legacy.DEMO_USERNAME));
+  return new StaticKeyStore(new Map([[legacy.DEMO_USERNAME, psk]]), new Map([[legacy.DEMO_USERNAME, verifier]]));
 }
 
 /**
@@ -197,6 +247,8 @@ interface Derivation {
 export class PasswordKeyStore implements KeyStore {
   private readonly opts: PasswordKeyStoreOptions;
   private readonly cache: Lru<Uint8Array>;
+  /** v3 verifiers derived with the cached keys, as many. */
+  private readonly verifiers: Lru<v3.Verifier>;
   private readonly inflight = new Map<string, Derivation>();
   /** Unknown names already kept waiting once: like a cached known user, they now answer at once. */
   private readonly unknownSeen: Lru<true>;
@@ -208,6 +260,7 @@ export class PasswordKeyStore implements KeyStore {
     this.opts = opts;
     this.cache = new Lru(opts.maxCached ?? DEFAULT_MAX_CACHED_KEYS);
     this.unknownSeen = new Lru(this.cache.max);
+    this.verifiers = new Lru(this.cache.max);
   }
 
   lookup(username: string, signal?: AbortSignal): Uint8Array | Promise<Uint8Array | undefined> {
@@ -225,6 +278,13 @@ export class PasswordKeyStore implements KeyStore {
       if (--entry.waiters === 0) entry.controller.abort();
     }, { once: true });
     return entry.promise;
+  }
+
+  /** The PSK and, for v3, the verifier derived with it (and cached beside it): no derivation per handshake. */
+  lookupCredential(username: string, signal?: AbortSignal): Credential | Promise<Credential | undefined> | undefined {
+    const withVerifier = (psk: Uint8Array | undefined): Credential | undefined => psk && { psk, verifier: this.verifiers.get(username) };
+    const r = this.lookup(username, signal);
+    return r instanceof Uint8Array ? withVerifier(r) : r.then(withVerifier);
   }
 
   get cached(): number {
@@ -278,12 +338,13 @@ export class PasswordKeyStore implements KeyStore {
         }
         this.derivations++;
         const started = Date.now();
-        const salt = legacy.pskSalt(this.opts.deviceSalt, utf8(username));
+        const salt = pskSalt(this.opts.deviceSalt, utf8(username));
         const pw = utf8(password);
         const key = this.opts.pool
-          ? await this.opts.pool.pbkdf2(pw, salt, legacy.PBKDF2_ITERATIONS, legacy.PSK_SIZE, controller.signal)
-          : await this.opts.crypto.pbkdf2Sha256(pw, salt, legacy.PBKDF2_ITERATIONS, legacy.PSK_SIZE);
+          ? await this.opts.pool.pbkdf2(pw, salt, PBKDF2_ITERATIONS, PSK_SIZE, controller.signal)
+          : await this.opts.crypto.pbkdf2Sha256(pw, salt, PBKDF2_ITERATIONS, PSK_SIZE);
         this.recordDerivation(Date.now() - started);
+        this.verifiers.set(username, v3.verifierFromPsk(this.opts.crypto, key, this.opts.deviceSalt, utf8(username)));
         this.cache.set(username, key);
         return key;
       } finally {

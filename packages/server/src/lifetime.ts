@@ -3,7 +3,6 @@
  * per session, neither moved per frame. The driver tells it when input has been read; it calls back
  * once when the session has to end.
  */
-import type { ProtocolName } from "@nstp/core";
 
 /** Why the server ended a session that had not failed (nstp_sessions_ended_total's reason label). */
 export type SessionEndReason = "idle_timeout" | "max_lifetime" | "user_removed";
@@ -30,8 +29,9 @@ export class SessionClock {
   private readonly lifetimeTimer: ReturnType<typeof setTimeout> | undefined;
   private readonly expire: (reason: SessionEndReason) => void;
 
-  constructor(limits: LifetimeLimits, protocol: ProtocolName, progress: () => number, expire: (reason: SessionEndReason) => void) {
-    this.idleLimitMs = protocol === "v2" ? limits.idleTimeoutMs : limits.legacyIdleTimeoutMs;
+  /** `peerPings`: the version's clients can ping (core's Capabilities), so the idle timeout is fair. */
+  constructor(limits: LifetimeLimits, peerPings: boolean, progress: () => number, expire: (reason: SessionEndReason) => void) {
+    this.idleLimitMs = peerPings ? limits.idleTimeoutMs : limits.legacyIdleTimeoutMs;
     this.progress = progress;
     this.seenProgress = progress();
     this.expire = expire;

@@ -15,10 +15,10 @@ test("Prometheus metrics count handshakes by outcome, messages and bytes; nothin
   const server = await startServer({ keys: keys(), port: 0 });
   const metrics = await startMetrics("127.0.0.1:0", { stats: server.stats });
   try {
-    const s = await connect({ port: server.port, username: "alice", psk: new Uint8Array(psk), deviceSalt });
+    const s = await connect({ port: server.port, username: "alice", psk: new Uint8Array(psk), deviceSalt, protocol: "v2" });
     for (const m of ["a", "bb", "ccc"]) await s.request(m);
     await s.close();
-    await assert.rejects(connect({ port: server.port, username: "alice", psk: new Uint8Array(32), deviceSalt }), { code: "ERR_AUTH" });
+    await assert.rejects(connect({ port: server.port, username: "alice", psk: new Uint8Array(32), deviceSalt, protocol: "v2" }), { code: "ERR_AUTH" });
     await new Promise((r) => setTimeout(r, 50));
     const res = await fetch(`http://127.0.0.1:${metrics.port}/metrics`);
     assert.equal(res.status, 200);

@@ -5,6 +5,10 @@ import {
   type Logger,
   type Transport,
   DEFAULT_FLUSH_TIMEOUT_MS,
+  PROTOCOLS,
+  REFUSAL_SIGNAL,
+  ServerDispatch,
+  parseProtocolList,
   type Wire,
   type WireEvents,
   concat,
@@ -12,6 +16,8 @@ import {
   legacy,
   nativeBackend,
   v2,
+  v3,
+  type CredentialFakes,
   silentLogger,
 } from "@nstp/core";
 import { type ConnectionLimits, type MessageHandler, ServerConnection } from "./connection.ts";
@@ -60,8 +66,12 @@ export interface ServerOptions {
    * key store's.
    */
   pool?: CryptoPool;
-  /** Serve the reference protocol too (default true); v2 is always served. */
+  /** Versions served, by registry name (default: every one, "legacy,v2,v3"). */
+  protocols?: readonly string[];
+  /** Alias kept from before `protocols`: false stops serving the reference protocol. */
   legacy?: boolean;
+  /** The device salt the users' keys were derived with (v3 binds it into SPAKE2+). Default 01..08. */
+  deviceSalt?: Uint8Array;
   /**
    * Load balancers (addresses or CIDR blocks) whose connections begin with a PROXY protocol header
    * (v1 or v2), required from them and refused from anyone else; the client address in it is the
@@ -92,6 +102,11 @@ export interface RunningServer {
   readonly port: number;
   readonly stats: ServerStats;
   readonly transport: string;
+  /**
+   * Serves a connection that arrived some other way (a WebSocket or serial adapter: one file, no core
+   * edit): admission, the budget and the handshake as for the listener's own. Returns its callbacks.
+   */
+  accept(wire: Wire): WireEvents;
   /**
    * Stops accepting, lets each session finish the replies already due (v2 sessions end with a close
    * chunk), and closes everything still open after `graceMs` (default 5,000; 0 closes at once).
@@ -126,13 +141,25 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       countTurns();
     });
   };
+  // One set of stand-ins per server: an unknown name gets the same fake on every attempt.
+  const fakeVerifiers = new v3.FakeVerifiers(crypto);
+  const fakes: CredentialFakes = { psk: new DummyKeys(crypto).key, verifier: (u) => fakeVerifiers.record(u) };
+  // `legacy: false` is the alias kept from before `protocols`: the reference protocol is dropped.
+  const enabled = (opts.protocols ? parseProtocolList(opts.protocols.join(",")) : PROTOCOLS).filter((p) => opts.legacy !== false || p.name !== "legacy");
   const ctx = {
     crypto,
     keys: opts.keys,
-    dummyKey: new DummyKeys(crypto).key,
     handler: opts.handler ?? referenceHandler,
     limits,
-    legacy: opts.legacy ?? true,
+    newMachine: () =>
+      new ServerDispatch({
+        crypto,
+        protocols: enabled,
+        deviceSalt: opts.deviceSalt,
+        fakes,
+        // The reference's limit is its own; every later version shares v2's transport and its limit.
+        maxMessageSize: Object.fromEntries(enabled.map((p) => [p.name, p.name === "legacy" ? limits.maxMessageSize : limits.maxMessageSizeV2])),
+      }),
     aeadPool: opts.pool,
     log,
     stats,
@@ -147,7 +174,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     // close before the reference's 8-byte session nonce. The handshake cap refuses no one: it evicts.
     if (live.size >= maxConnections || !budget.allows(wire.remoteAddress)) {
       stats.refused++;
-      wire.write(v2.BUSY_SIGNAL);
+      wire.write(REFUSAL_SIGNAL);
       wire.end();
       return { data() {}, drain() {}, close: () => void stats.sockets-- };
     }
@@ -186,6 +213,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     port: listener.port,
     stats,
     transport: transport.name,
+    accept: (wire) => admit(wire),
     async close(closeOpts) {
       // Stop accepting first, then end the live connections: node:net's close() resolves only once
       // every connection is gone, so awaiting it before the shutdowns would wait forever.

@@ -50,9 +50,9 @@ for (const transport of transports) {
       }
     });
 
-    test("the client library: requests, pushes the client did not ask for, and no-reply messages", async () => {
-      const session = await connect({ port: server.port, username: "alice", password: "userpassword", deviceSalt, transport });
-      assert.equal(session.protocol, "v2");
+    for (const protocol of ["v2", "v3"]) test(`the client library over ${protocol}: requests, pushes the client did not ask for, and no-reply messages`, async () => {
+      const session = await connect({ port: server.port, username: "alice", password: "userpassword", deviceSalt, transport, protocol });
+      assert.equal(session.protocol, protocol);
       const replies = await Promise.all(Array.from({ length: 100 }, (_, i) => session.request(`m${i}`)));
       assert.deepEqual(replies.map(text), Array.from({ length: 100 }, (_, i) => `Server received: m${i}`));
       await session.send("quiet");

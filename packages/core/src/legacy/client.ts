@@ -12,6 +12,8 @@ import { GCM_NONCE_SIZE } from "../crypto/backend.ts";
 import type { CryptoBackend } from "../crypto/backend.ts";
 import { AuthError, DecryptError, NstpError, ProtocolError, TooLargeError } from "../errors.ts";
 import type { Output, Random } from "../events.ts";
+import { type ClientMachine, endOf } from "../machine.ts";
+import { LEGACY_CAPABILITIES } from "./server.ts";
 import { ByteQueue, feedBounded, concat, startsWith, toHex, utf8 } from "../bytes.ts";
 import { clientProof, serverProof, sessionKey } from "./keys.ts";
 import {
@@ -47,8 +49,14 @@ type ClientState =
   | { kind: "established"; sessionNonce: Uint8Array; key: Uint8Array; nextCounter: number; outstanding: number }
   | { kind: "failed" };
 
-export class LegacyClient {
+export class LegacyClient implements ClientMachine {
   readonly protocol = "legacy" as const;
+  readonly capabilities = LEGACY_CAPABILITIES;
+  readonly deferred = undefined;
+  /** The server proved its key before we sent anything sealed: nothing is owed. */
+  readonly unconfirmed = false;
+  /** Records sealed so far. */
+  framesSent = 0;
   private state: ClientState = { kind: "start" };
   private readonly crypto: CryptoBackend;
   private readonly random: Random;
@@ -59,6 +67,7 @@ export class LegacyClient {
   private readonly recentNonces = new Set<string>();
   private readonly recentOrder: string[] = [];
   readonly username: string;
+  private repliesReceived = 0;
 
   constructor(opts: LegacyClientOptions) {
     this.crypto = opts.crypto;
@@ -74,6 +83,31 @@ export class LegacyClient {
 
   get stateName(): ClientState["kind"] {
     return this.state.kind;
+  }
+
+  get established(): boolean {
+    return this.state.kind === "established";
+  }
+
+  /** Part of a server record is buffered. */
+  get hasPartialInput(): boolean {
+    return this.inbox.length > 0;
+  }
+
+  /** Replies received so far. */
+  get inputProgress(): number {
+    return this.repliesReceived;
+  }
+
+  /**
+   * Our servers refuse for load before the session nonce; both protocols close without a word when
+   * the proof fails (wrong password or unknown user).
+   */
+  endOfStream(cause?: Error): NstpError {
+    const kind = this.state.kind;
+    if (kind === "helloSent") return endOf.busy(cause);
+    if (kind === "proofSent") return endOf.auth("our proof: wrong password or unknown user");
+    return endOf.closed(kind === "established", cause);
   }
 
   /** Requests sent whose reply has not arrived. */
@@ -110,7 +144,13 @@ export class LegacyClient {
     const record = concat(nonce, this.crypto.aesGcmSeal(s.key, nonce, plaintext));
     s.nextCounter++;
     s.outstanding++;
+    this.framesSent++;
     return record;
+  }
+
+  /** One record per message (the reference has no packing and no close message: `close` adds nothing). */
+  seal(messages: readonly Uint8Array[], _close?: boolean): Uint8Array {
+    return messages.length === 1 ? this.sealMessage(messages[0]!) : concat(...messages.map((m) => this.sealMessage(m)));
   }
 
   private fail(): void {
@@ -166,6 +206,7 @@ export class LegacyClient {
     this.remember(nonceId);
     this.inbox.consume(REPLY_LENGTH_SIZE + bodyLen);
     s.outstanding--;
+    this.repliesReceived++;
     out.push({ type: "message", data: plaintext });
     return true;
   }

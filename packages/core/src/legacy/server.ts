@@ -19,6 +19,7 @@
 import type { CryptoBackend } from "../crypto/backend.ts";
 import { AuthError, DecryptError, ProtocolError, TooLargeError } from "../errors.ts";
 import type { Output, Random } from "../events.ts";
+import { type Capabilities, type Credential, type CredentialFakes, type ServerMachine, pskOrFake } from "../machine.ts";
 import { ByteQueue, concat, feedBounded, indexOf, readU32BE, startsWith } from "../bytes.ts";
 import { clientProof, serverProof, sessionKey } from "./keys.ts";
 import {
@@ -56,6 +57,8 @@ export const MAX_FALSE_BOUNDARIES = 8;
 
 export interface LegacyServerOptions {
   crypto: CryptoBackend;
+  /** Stand-ins for a PSK the store lacks (provideCredential). */
+  fakes?: CredentialFakes;
   /** Largest plaintext accepted in one client message (default 64 KiB). */
   maxMessageSize?: number;
   random?: Random;
@@ -75,11 +78,18 @@ type ServerState =
   | { kind: "established"; hello: ClientHello; sessionNonce: Uint8Array; key: Uint8Array; lastCounter: number }
   | { kind: "failed" };
 
-export class LegacyServer {
+/** The reference: one reply per message, in order; no pushes, no pings, no close message. */
+export const LEGACY_CAPABILITIES: Capabilities = { mayPush: false, oneReplyPerMessage: true, peerPings: false };
+
+export class LegacyServer implements ServerMachine {
   readonly protocol = "legacy" as const;
+  readonly capabilities = LEGACY_CAPABILITIES;
+  /** Replies are sealed inline: each record is small and its own nonce is random. */
+  readonly deferred = undefined;
   private state: ServerState = { kind: "start" };
   private readonly inbox: ByteQueue;
   private readonly crypto: CryptoBackend;
+  private readonly fakes: CredentialFakes | undefined;
   private readonly random: Random;
   readonly maxMessageSize: number;
   private readonly maxRecord: number;
@@ -93,6 +103,7 @@ export class LegacyServer {
 
   constructor(opts: LegacyServerOptions) {
     this.crypto = opts.crypto;
+    this.fakes = opts.fakes;
     this.random = opts.random ?? ((n) => opts.crypto.randomBytes(n));
     this.maxMessageSize = opts.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE;
     this.maxRecord = RECORD_NONCE_SIZE + this.maxMessageSize + TAG_SIZE;
@@ -154,6 +165,11 @@ export class LegacyServer {
   }
 
   /** The driver's answer to "need-key": the user's PSK, or a dummy key for an unknown user. */
+  /** The user's PSK, or a fake one for an unknown or verifier-only user: the same path either way. */
+  provideCredential(credential: Credential | undefined): Output[] {
+    return this.provideKey(pskOrFake(credential, this.fakes, this.username));
+  }
+
   provideKey(psk: Uint8Array): Output[] {
     const s = this.state;
     if (s.kind !== "helloConsumed" || s.key) throw new ProtocolError(`key provided in state ${s.kind}`);
@@ -179,8 +195,13 @@ export class LegacyServer {
     return encodeReplyRecord(nonce, this.crypto.aesGcmSeal(s.key, nonce, plaintext));
   }
 
-  /** Seals replies, one record each (the reference has no packing and no close message). */
-  seal(messages: readonly Uint8Array[]): Uint8Array {
+  /** The reference has no busy signal: a refusal is a close before the session nonce. */
+  busySignal(): undefined {
+    return undefined;
+  }
+
+  /** Seals replies, one record each (the reference has no packing and no close message: `close` adds nothing). */
+  seal(messages: readonly Uint8Array[], _close?: boolean): Uint8Array {
     if (messages.length === 1) return this.sealReply(messages[0]!);
     return concat(...messages.map((m) => this.sealReply(m)));
   }

@@ -32,8 +32,7 @@ export const MAX_REPLY_BODY = 0xffff;
 export const MIN_REPLY_BODY = GCM_NONCE_SIZE + TAG_SIZE;
 export const MAX_REPLY_PLAINTEXT = MAX_REPLY_BODY - GCM_NONCE_SIZE - TAG_SIZE;
 
-export const PBKDF2_ITERATIONS = 600_000;
-export const PSK_SIZE = 32;
+export { PBKDF2_ITERATIONS, PSK_SIZE } from "../keys/password.ts";
 /** The reference demo's device salt and user; running on them prints a warning. */
 export const DEMO_DEVICE_SALT = Uint8Array.from([1, 2, 3, 4, 5, 6, 7, 8]);
 export const DEMO_USERNAME = "alice";

@@ -9,7 +9,7 @@ import type { CryptoBackend } from "../crypto/backend.ts";
 import { aeadInPool } from "../crypto/placement.ts";
 import { NstpError } from "../errors.ts";
 import type { Output } from "../events.ts";
-import type { V2Endpoint } from "../v2/endpoint.ts";
+import type { DeferredAead } from "../machine.ts";
 import type { AeadJob, PreparedFrames } from "../v2/framing.ts";
 import type { CryptoPool } from "./index.ts";
 
@@ -43,7 +43,7 @@ export class OrderedAead {
    * machine's outputs to `deliver` after every earlier batch. Malformed bytes throw at once; a frame
    * that fails its tag reaches `fail`, with nothing of it delivered.
    */
-  receive(endpoint: V2Endpoint, chunk: Uint8Array, deliver: (outputs: Output[]) => void, fail: (e: unknown) => void): void {
+  receive(endpoint: DeferredAead, chunk: Uint8Array, deliver: (outputs: Output[]) => void, fail: (e: unknown) => void): void {
     const jobs = endpoint.splitFrames(chunk);
     if (!jobs.length) return;
     this.open(jobs, chunk.length, (plaintexts) => {
@@ -59,7 +59,7 @@ export class OrderedAead {
   }
 
   /** Lays out `messages` (nonces taken now), seals them, and calls `write` after every earlier batch. */
-  send(endpoint: V2Endpoint, messages: readonly Uint8Array[], close: boolean, write: (bytes: Uint8Array) => void, fail: (e: unknown) => void): void {
+  send(endpoint: DeferredAead, messages: readonly Uint8Array[], close: boolean, write: (bytes: Uint8Array) => void, fail: (e: unknown) => void): void {
     this.seal(endpoint.prepare(messages, close), write, fail);
   }
 

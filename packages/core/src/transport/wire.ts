@@ -61,7 +61,8 @@ export interface DialOptions {
 }
 
 export interface Transport {
-  readonly name: "bun" | "node";
+  /** The adapter's name (open: a WebSocket or serial adapter names itself), for logs and metrics. */
+  readonly name: string;
   listen(opts: ListenOptions, accept: (wire: Wire) => WireEvents): Promise<Listener>;
   dial(opts: DialOptions, attach: (wire: Wire) => WireEvents): Promise<Wire>;
 }

@@ -9,6 +9,7 @@
 import type { CryptoBackend } from "../crypto/backend.ts";
 import { ByteQueue, concat, utf8 } from "../bytes.ts";
 import { AuthError, DecryptError, NstpError, ProtocolError } from "../errors.ts";
+import { type ClientMachine, endOf } from "../machine.ts";
 import type { Output } from "../events.ts";
 import { HandshakeState, PSK_SIZE } from "../noise/handshake-state.ts";
 import { Channel } from "./channel.ts";
@@ -42,7 +43,7 @@ type ClientState =
 
 const EMPTY = new Uint8Array(0);
 
-export class V2Client extends V2Endpoint {
+export class V2Client extends V2Endpoint implements ClientMachine {
   readonly protocol = "v2" as const;
   readonly username: string;
   private state: ClientState = { kind: "start" };
@@ -87,6 +88,14 @@ export class V2Client extends V2Endpoint {
   /** True until a frame has been sealed: the server is still waiting for our key confirmation. */
   get unconfirmed(): boolean {
     return this.state.kind === "established" && this.framesSent === 0;
+  }
+
+  /** A close after message 1: a wrong password, an unknown user, or a server without v2 (it stalls or closes). */
+  endOfStream(cause?: Error): NstpError {
+    if (this.state.kind === "initiationSent") {
+      return endOf.auth("our first message: wrong password, unknown user, or a server that does not speak v2");
+    }
+    return endOf.closed(this.state.kind === "established", cause);
   }
 
   receive(chunk: Uint8Array): Output[] {

@@ -4,11 +4,16 @@
  */
 import { ProtocolError } from "../errors.ts";
 import type { Output } from "../events.ts";
+import type { Capabilities, DeferredAead } from "../machine.ts";
 import type { Channel } from "./channel.ts";
 import type { AeadJob, PreparedFrames } from "./framing.ts";
 
-export abstract class V2Endpoint {
+/** v2's transport (and v3's, which reuses it): pushes both ways, pings, frames sealable in the pool. */
+export const STREAM_CAPABILITIES: Capabilities = { mayPush: true, oneReplyPerMessage: false, peerPings: true };
+
+export abstract class V2Endpoint implements DeferredAead {
   abstract readonly stateName: string;
+  readonly capabilities = STREAM_CAPABILITIES;
   /** The established channel, or undefined before (and after failure). */
   protected abstract channel(): Channel | undefined;
   protected abstract markFailed(): void;
@@ -27,6 +32,16 @@ export abstract class V2Endpoint {
     return this.channel()?.writer.frames ?? 0;
   }
 
+  /** Established: the frames' AEAD may run in the worker pool (pool/ordered-aead.ts). */
+  get deferred(): DeferredAead | undefined {
+    return this.channel() ? this : undefined;
+  }
+
+  /** Handshake done: messages may be sealed. */
+  get established(): boolean {
+    return this.channel() !== undefined;
+  }
+
   /** The Noise handshake hash once established (channel binding). */
   get handshakeHash(): Uint8Array | undefined {
     return this.channel()?.handshakeHash;
@@ -34,29 +49,29 @@ export abstract class V2Endpoint {
 
   /** Packs messages (and a close chunk if asked) into as few frames as fit. */
   seal(messages: readonly Uint8Array[], close = false): Uint8Array {
-    return this.established("send").writer.seal(messages, close);
+    return this.requireChannel("send").writer.seal(messages, close);
   }
 
   /** One frame holding one empty ping chunk: the client's key confirmation, or a keepalive. */
   ping(): Uint8Array {
-    return this.established("send").writer.sealPing();
+    return this.requireChannel("send").writer.sealPing();
   }
 
   /** Frames laid out with their nonces taken, to seal in the worker pool. */
   prepare(messages: readonly Uint8Array[], close = false): PreparedFrames {
-    return this.established("send").writer.prepare(messages, close);
+    return this.requireChannel("send").writer.prepare(messages, close);
   }
 
   /** The frames `chunk` completes, to open in the worker pool; then acceptFrames(). */
   splitFrames(chunk: Uint8Array): AeadJob[] {
-    return this.guard(() => this.established("data").reader.split(chunk));
+    return this.guard(() => this.requireChannel("data").reader.split(chunk));
   }
 
   /** The opened frames from splitFrames(), in order: outputs as receive() would give them. */
   acceptFrames(plaintexts: readonly (Uint8Array | null)[]): Output[] {
     return this.guard(() => {
       const out: Output[] = [];
-      this.established("data").reader.accept(plaintexts, out);
+      this.requireChannel("data").reader.accept(plaintexts, out);
       return out;
     });
   }
@@ -70,7 +85,7 @@ export abstract class V2Endpoint {
     return this.guard(() => {
       const out: Output[] = [];
       const used = handshake ? handshake(chunk, out) : 0;
-      if (used < chunk.length) this.established("data").receive(chunk.subarray(used), out);
+      if (used < chunk.length) this.requireChannel("data").receive(chunk.subarray(used), out);
       return out;
     });
   }
@@ -85,7 +100,7 @@ export abstract class V2Endpoint {
     }
   }
 
-  private established(what: string): Channel {
+  private requireChannel(what: string): Channel {
     const c = this.channel();
     if (!c) throw new ProtocolError(`${what} in state ${this.stateName}`);
     return c;

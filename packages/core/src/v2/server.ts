@@ -13,10 +13,12 @@ import type { CryptoBackend } from "../crypto/backend.ts";
 import { ByteQueue } from "../bytes.ts";
 import { AuthError, DecryptError, ProtocolError } from "../errors.ts";
 import type { Output } from "../events.ts";
+import { type Credential, type CredentialFakes, type ServerMachine, pskOrFake } from "../machine.ts";
 import { HandshakeState } from "../noise/handshake-state.ts";
 import { Channel } from "./channel.ts";
 import { V2Endpoint } from "./endpoint.ts";
 import {
+  BUSY_SIGNAL,
   DEFAULT_MAX_MESSAGE_SIZE,
   HANDSHAKE_MESSAGE_SIZE,
   LENGTH_SIZE,
@@ -31,6 +33,8 @@ import {
 
 export interface V2ServerOptions {
   crypto: CryptoBackend;
+  /** Stand-ins for a PSK the store lacks (provideCredential). */
+  fakes?: CredentialFakes;
   maxMessageSize?: number;
   /** Only tests inject these. */
   ephemeral?: Uint8Array;
@@ -48,7 +52,7 @@ type ServerState =
 const EMPTY = new Uint8Array(0);
 const MESSAGE1_SIZE = LENGTH_SIZE + HANDSHAKE_MESSAGE_SIZE;
 
-export class V2Server extends V2Endpoint {
+export class V2Server extends V2Endpoint implements ServerMachine {
   readonly protocol = "v2" as const;
   private state: ServerState = { kind: "start" };
   private readonly opts: V2ServerOptions;
@@ -103,6 +107,11 @@ export class V2Server extends V2Endpoint {
     return s.kind === "preambleConsumed" && s.message1 !== undefined && s.key === undefined;
   }
 
+  /** What to send in place of message 2 when refusing for load: 00 00 (docs/PROTOCOL.md §v2 "Busy"). */
+  busySignal(): Uint8Array {
+    return BUSY_SIGNAL;
+  }
+
   receive(chunk: Uint8Array): Output[] {
     return this.guard(() => {
       const out: Output[] = [];
@@ -117,6 +126,11 @@ export class V2Server extends V2Endpoint {
   }
 
   /** The driver's answer to "need-key": the user's PSK, or a dummy key for an unknown user. */
+  /** The user's PSK, or a fake one for an unknown or verifier-only user: the same path either way. */
+  provideCredential(credential: Credential | undefined): Output[] {
+    return this.provideKey(pskOrFake(credential, this.opts.fakes, this.username));
+  }
+
   provideKey(psk: Uint8Array): Output[] {
     const s = this.state;
     if (s.kind !== "preambleConsumed" || s.key) throw new ProtocolError(`key provided in state ${s.kind}`);

@@ -7,6 +7,7 @@ import { concat, readU16BE, utf8 } from "../bytes.ts";
 import type { Output } from "../events.ts";
 import { CipherState } from "../noise/cipher-state.ts";
 import { ServerDispatch } from "../dispatch.ts";
+import { parseProtocolList } from "../registry.ts";
 import { FrameReader, FrameWriter } from "./framing.ts";
 import { V2Client } from "./client.ts";
 import { V2Server } from "./server.ts";
@@ -179,14 +180,22 @@ describe("v2 handshake", () => {
     assert.throws(() => c.receive(reply), { code: "ERR_AUTH" });
   });
 
-  test("dispatch: first byte 0 is v2, anything else the reference, which can be switched off", () => {
+  test("dispatch: 00 'NSTP' 02 is v2, a first byte other than 0 the reference, which can be switched off", () => {
     const d = new ServerDispatch({ crypto });
-    d.receive(new Uint8Array([0]));
+    // At most the 6 claim bytes are held before a version is chosen.
+    d.receive(new Uint8Array([0, 0x4e, 0x53]));
+    assert.equal(d.protocol, undefined);
+    d.receive(new Uint8Array([0x54, 0x50, 2]));
     assert.equal(d.protocol, "v2");
+    const three = new ServerDispatch({ crypto });
+    three.receive(new Uint8Array([0, 0x4e, 0x53, 0x54, 0x50, 3]));
+    assert.equal(three.protocol, "v3");
+    assert.throws(() => new ServerDispatch({ crypto }).receive(new Uint8Array([0, 0x4e, 0x53, 0x54, 0x50, 9])), { code: "ERR_PROTOCOL" });
+    assert.throws(() => new ServerDispatch({ crypto }).receive(new Uint8Array([0, 1])), { code: "ERR_PROTOCOL" });
     const l = new ServerDispatch({ crypto });
     l.receive(new Uint8Array([5]));
     assert.equal(l.protocol, "legacy");
-    assert.throws(() => new ServerDispatch({ crypto, legacy: false }).receive(new Uint8Array([5])), { code: "ERR_PROTOCOL" });
+    assert.throws(() => new ServerDispatch({ crypto, protocols: parseProtocolList("v2,v3") }).receive(new Uint8Array([5])), { code: "ERR_PROTOCOL" });
   });
 });
 

@@ -12,6 +12,7 @@
  * server counts a session only once it has authenticated a frame from the client.
  */
 import { fromUtf8, readU16BE, startsWith } from "../bytes.ts";
+import { GCM_TAG_SIZE } from "../crypto/backend.ts";
 import { ProtocolError } from "../errors.ts";
 
 export const PROTOCOL_NAME = "Noise_NNpsk0_25519_AESGCM_SHA256";
@@ -20,9 +21,12 @@ export const V2_MARKER = 0x00;
 export const PREAMBLE_MAGIC = new Uint8Array([0x00, 0x4e, 0x53, 0x54, 0x50, 0x02]);
 export const MAX_USERNAME_SIZE = 255;
 export const LENGTH_SIZE = 2;
-export const TAG_SIZE = 16;
-/** Both handshake messages: a 32-byte ephemeral key and the tag of the empty payload. */
-export const HANDSHAKE_MESSAGE_SIZE = 32 + TAG_SIZE;
+/** AES-GCM's tag: the one definition is the crypto interface's (crypto/backend.ts). */
+export const TAG_SIZE = GCM_TAG_SIZE;
+/** Curve25519 public key (Noise §4.1 DHLEN). */
+export const EPHEMERAL_SIZE = 32;
+/** Both handshake messages: an ephemeral key and the tag of the empty payload. */
+export const HANDSHAKE_MESSAGE_SIZE = EPHEMERAL_SIZE + TAG_SIZE;
 /**
  * What a server that refuses for load sends in place of message 2, then closes: a zero length, which
  * no Noise message can have, so a peer that does not know it fails the handshake as it should.

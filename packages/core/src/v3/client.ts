@@ -11,6 +11,7 @@
 import type { CryptoBackend } from "../crypto/backend.ts";
 import { ByteQueue, concat, utf8 } from "../bytes.ts";
 import { AuthError, NstpError, ProtocolError } from "../errors.ts";
+import { type ClientMachine, endOf } from "../machine.ts";
 import type { Output } from "../events.ts";
 import { Channel } from "../v2/channel.ts";
 import { V2Endpoint } from "../v2/endpoint.ts";
@@ -39,7 +40,7 @@ type ClientState =
   | { kind: "established"; channel: Channel }
   | { kind: "failed" };
 
-export class V3Client extends V2Endpoint {
+export class V3Client extends V2Endpoint implements ClientMachine {
   readonly protocol = "v3" as const;
   readonly username: string;
   private state: ClientState = { kind: "start" };
@@ -74,6 +75,15 @@ export class V3Client extends V2Endpoint {
     const sent = concat(this.preamble, encodeMessage1(shareP));
     this.state = { kind: "shareSent", x, sent, shareP, inbox: new ByteQueue(MESSAGE2_SIZE) };
     return [{ type: "send", data: sent }];
+  }
+
+  /** The server confirmed itself in message 2, so no ping is owed: message 3 is our confirmation. */
+  readonly unconfirmed = false;
+
+  /** A close after our share: a wrong password, an unknown user, or a server without v3. */
+  endOfStream(cause?: Error): NstpError {
+    if (this.state.kind === "shareSent") return endOf.auth("our share: wrong password, unknown user, or a server that does not speak v3");
+    return endOf.closed(this.state.kind === "established", cause);
   }
 
   receive(chunk: Uint8Array): Output[] {

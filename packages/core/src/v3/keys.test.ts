@@ -6,7 +6,7 @@ import { hkdfSync } from "node:crypto";
 import { p256 } from "@noble/curves/nist.js";
 import { BACKENDS } from "../crypto/index.ts";
 import { concat, fromHex, toHex, utf8 } from "../bytes.ts";
-import { derivePsk } from "../legacy/keys.ts";
+import { derivePsk } from "../keys/password.ts";
 import {
   FakeVerifiers,
   checkVerifier,

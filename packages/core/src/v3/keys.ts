@@ -12,8 +12,7 @@
 import type { CryptoBackend } from "../crypto/backend.ts";
 import { hkdfSha256 } from "../crypto/hkdf.ts";
 import { concat, fromHex, toHex, utf8 } from "../bytes.ts";
-import { type PskParams, derivePsk } from "../legacy/keys.ts";
-import { PSK_SIZE } from "../legacy/wire.ts";
+import { PSK_SIZE, type PskParams, derivePsk } from "../keys/password.ts";
 import { GROUP_ORDER, POINT_SIZE, SCALAR_SIZE, lengthPrefixed, randomScalar, scalarFromBytes, scalarFromBytesModN, scalarToBytes, verifierPoint } from "./spake2plus.ts";
 
 const W0W1_INFO = utf8("nstp/3 w0w1");

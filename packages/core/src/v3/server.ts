@@ -18,6 +18,7 @@ import type { CryptoBackend } from "../crypto/backend.ts";
 import { ByteQueue } from "../bytes.ts";
 import { AuthError, ProtocolError } from "../errors.ts";
 import type { Output } from "../events.ts";
+import type { Credential, CredentialFakes, ServerMachine } from "../machine.ts";
 import { Channel } from "../v2/channel.ts";
 import { V2Endpoint } from "../v2/endpoint.ts";
 import { DEFAULT_MAX_MESSAGE_SIZE } from "../v2/wire.ts";
@@ -44,6 +45,8 @@ export interface V3ServerOptions {
   crypto: CryptoBackend;
   /** The server's device salt: SPAKE2+'s idVerifier, and the salt of the PSK and of w0/w1. */
   deviceSalt: Uint8Array;
+  /** Stand-ins for a verifier the store lacks (provideCredential). */
+  fakes?: CredentialFakes;
   maxMessageSize?: number;
   /**
    * Emit "need-curve" instead of doing the scalar multiplications inline, so the driver can run
@@ -64,7 +67,7 @@ type ServerState =
   | { kind: "established"; username: string; channel: Channel }
   | { kind: "failed" };
 
-export class V3Server extends V2Endpoint {
+export class V3Server extends V2Endpoint implements ServerMachine {
   readonly protocol = "v3" as const;
   private state: ServerState = { kind: "start" };
   private readonly opts: V3ServerOptions;
@@ -146,6 +149,19 @@ export class V3Server extends V2Endpoint {
       this.process(out);
       return out;
     });
+  }
+
+  /**
+   * The user's verifier; or, from a store that holds only a PSK, one derived from it (one base-point
+   * multiplication more: such a store should derive its verifiers once, at load); or for an unknown
+   * user a fake verifier, on the verifier's path.
+   */
+  provideCredential(credential: Credential | undefined): Output[] {
+    if (credential?.verifier) return this.provideVerifier(credential.verifier);
+    if (credential?.psk) return this.provideKey(credential.psk);
+    const s = this.state;
+    if (s.kind !== "preambleReceived" || !this.opts.fakes) throw new ProtocolError(`credential provided in state ${s.kind}`);
+    return this.provideVerifier(this.opts.fakes.verifier(preambleUsername(s.preamble.bytes)));
   }
 
   /** The driver's answer to "need-key" from a PSK store: w0 and L are derived from the PSK. */

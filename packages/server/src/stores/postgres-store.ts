@@ -13,8 +13,8 @@
  * health is logged on each change and exported (nstp_store_up).
  */
 import postgres from "postgres";
-import { type Logger, NstpError, silentLogger, utf8 } from "@nstp/core";
-import { type CredentialRecord, type CredentialStore, RecordCache, type RecordInput, RemovalListeners, type StoreHealth, checkRecord, endsSessions, pskOf } from "./records.ts";
+import { type Credential, type Logger, NstpError, silentLogger, utf8 } from "@nstp/core";
+import { type CredentialRecord, type CredentialStore, RecordCache, type RecordInput, RemovalListeners, type StoreHealth, checkRecord, credentialOf, endsSessions, pskOf } from "./records.ts";
 import { POSTGRES_SCHEMA, SCHEMA_VERSION } from "./schema.ts";
 import { type UsersDb, checkDeviceSalt, chooseDeviceSalt, rowToRecord } from "./users-db.ts";
 import { type GuessBudgetOptions, PostgresGuessBudget } from "./guess-budget.ts";
@@ -113,6 +113,11 @@ export class PostgresCredentialStore implements CredentialStore {
   lookup(username: string, signal?: AbortSignal): Uint8Array | undefined | Promise<Uint8Array | undefined> {
     const r = this.lookupRecord(username, signal);
     return r instanceof Promise ? r.then(pskOf) : pskOf(r);
+  }
+
+  lookupCredential(username: string, signal?: AbortSignal): Credential | undefined | Promise<Credential | undefined> {
+    const r = this.lookupRecord(username, signal);
+    return r instanceof Promise ? r.then(credentialOf) : credentialOf(r);
   }
 
   lookupRecord(username: string, _signal?: AbortSignal): CredentialRecord | undefined | Promise<CredentialRecord | undefined> {

@@ -3,7 +3,7 @@
  * version: the PBKDF2-derived PSK (legacy and v2) and the SPAKE2+ verifier (v3: w0 and L, RFC 9383
  * §3.2). A store is read by the server and written only by `bun run users`.
  */
-import { NstpError, legacy, utf8 } from "@nstp/core";
+import { type Credential, NstpError, PSK_SIZE, legacy, utf8 } from "@nstp/core";
 import type { SharedUserBudget } from "../budget.ts";
 import type { KeyStore } from "../credentials.ts";
 import { Lru } from "../lru.ts";
@@ -60,7 +60,7 @@ export function checkRecord(r: RecordInput): void {
   const bad = (what: string) => {
     throw new NstpError("ERR_INVALID_ARG", `user "${r.username}": ${what}`);
   };
-  if (r.psk && r.psk.length !== legacy.PSK_SIZE) bad(`psk must be ${legacy.PSK_SIZE} bytes`);
+  if (r.psk && r.psk.length !== PSK_SIZE) bad(`psk must be ${PSK_SIZE} bytes`);
   if ((r.w0 === undefined) !== (r.L === undefined)) bad("w0 and L come together");
   if (r.w0 && r.w0.length !== W0_SIZE) bad(`w0 must be ${W0_SIZE} bytes`);
   if (r.L && (r.L.length !== L_SIZE || r.L[0] !== 0x04)) bad(`L must be a ${L_SIZE}-byte uncompressed SEC1 point`);
@@ -70,6 +70,12 @@ export function checkRecord(r: RecordInput): void {
 /** The usable PSK of a record: none for a disabled user (who then fails like an unknown one). */
 export function pskOf(r: CredentialRecord | undefined): Uint8Array | undefined {
   return r && !r.disabled ? r.psk : undefined;
+}
+
+/** What a machine is given: the PSK and the verifier the row holds; a disabled user is unknown. */
+export function credentialOf(r: CredentialRecord | undefined): Credential | undefined {
+  if (!r || r.disabled) return undefined;
+  return { psk: r.psk, verifier: r.w0 && r.L ? { w0: r.w0, L: r.L } : undefined };
 }
 
 const sameBytes = (a: Uint8Array | undefined, b: Uint8Array | undefined) =>

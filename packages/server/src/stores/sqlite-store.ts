@@ -6,8 +6,8 @@
  * only then reads what changed since the store-wide version it last saw (schema.ts), and announces
  * each user removed, disabled or re-keyed (onUserRemoved), whose sessions the server then ends.
  */
-import { type Logger, silentLogger, utf8 } from "@nstp/core";
-import { type CredentialRecord, type CredentialStore, RecordCache, type RecordInput, RemovalListeners, type StoreHealth, checkRecord, endsSessions, pskOf } from "./records.ts";
+import { type Credential, type Logger, silentLogger, utf8 } from "@nstp/core";
+import { type CredentialRecord, type CredentialStore, RecordCache, type RecordInput, RemovalListeners, type StoreHealth, checkRecord, credentialOf, endsSessions, pskOf } from "./records.ts";
 import { SCHEMA_VERSION, SQLITE_SCHEMA } from "./schema.ts";
 import { type SqliteDb, openSqlite } from "./sqlite-driver.ts";
 import { type UsersDb, checkDeviceSalt, chooseDeviceSalt, rowToRecord } from "./users-db.ts";
@@ -64,6 +64,10 @@ export class SqliteCredentialStore implements CredentialStore {
 
   lookup(username: string): Uint8Array | undefined {
     return pskOf(this.lookupRecord(username));
+  }
+
+  lookupCredential(username: string): Credential | undefined {
+    return credentialOf(this.lookupRecord(username));
   }
 
   lookupRecord(username: string): CredentialRecord | undefined {

@@ -4,7 +4,7 @@
  * it within a second, without SIGHUP.
  */
 import { readFileSync } from "node:fs";
-import { CryptoPool, legacy, readPassword, toHex, utf8 } from "@nstp/core";
+import { CryptoPool, PBKDF2_ITERATIONS, PSK_SIZE, legacy, pskSalt, readPassword, toHex, utf8 } from "@nstp/core";
 import { type RecordOptions, migrateRecord, recordFromPsk } from "../users-records.ts";
 import { storeKind } from "./schema.ts";
 import { SqliteUsersDb } from "./sqlite-store.ts";
@@ -19,7 +19,7 @@ export async function deriveUserPsk(name: string, deviceSalt: Uint8Array): Promi
   if (!password) throw new Error("empty password");
   const pool = new CryptoPool({ threads: 1 });
   try {
-    return await pool.pbkdf2(utf8(password), legacy.pskSalt(deviceSalt, utf8(name)), legacy.PBKDF2_ITERATIONS, legacy.PSK_SIZE);
+    return await pool.pbkdf2(utf8(password), pskSalt(deviceSalt, utf8(name)), PBKDF2_ITERATIONS, PSK_SIZE);
   } finally {
     await pool.destroy();
   }

@@ -1,16 +1,11 @@
 /**
- * Test support for spawning the project's CLIs as real processes, with the project's own Bun and
- * Node 24 binaries, and reading a server's metrics. Every wait is bounded.
+ * Test support for spawning the server's CLIs as real processes (the shared base, binaries and
+ * metrics, is @nstp/testkit's). Every wait is bounded.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { BIN, type Runtime, SERVER_CLI, USERS_CLI } from "@nstp/testkit";
 
-export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..", "..", "..");
-export const BIN = { bun: join(ROOT, "node_modules", ".bin", "bun"), node: join(ROOT, "node_modules", ".bin", "node") };
-export const SERVER_CLI = join(ROOT, "packages", "server", "src", "cli.ts");
-export const CLIENT_CLI = join(ROOT, "packages", "client", "src", "cli.ts");
-export type Runtime = keyof typeof BIN;
+export { BIN, CLIENT_CLI, ROOT, type Runtime, SERVER_CLI, USERS_CLI, exited, scrapeMetrics } from "@nstp/testkit";
 
 /** Spawns `cmd` and resolves once its stdout matches `pattern`; kills it if that takes too long. */
 export function spawnUntil(cmd: string, args: string[], pattern: RegExp, timeoutMs = 20_000): Promise<{ child: ChildProcess; match: RegExpExecArray }> {
@@ -45,26 +40,6 @@ export async function startServerProcess(runtime: Runtime, args: string[]): Prom
   return { child, port: Number(match[1]), metricsPort: withMetrics ? Number(match[2]) : undefined };
 }
 
-/** Resolves with the exit code, or null if the process is still running after `withinMs`. */
-export function exited(child: ChildProcess, withinMs: number): Promise<number | null> {
-  return new Promise((res) => {
-    if (child.exitCode !== null) return res(child.exitCode);
-    const t = setTimeout(() => res(null), withinMs);
-    child.on("exit", (code) => (clearTimeout(t), res(code)));
-  });
-}
-
-/** The server's Prometheus metrics as a map from series (name and labels) to value. */
-export async function scrapeMetrics(port: number): Promise<Map<string, number>> {
-  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-  const m = new Map<string, number>();
-  for (const l of text.split("\n")) {
-    const [k, v] = l.split(" ");
-    if (k && v && !k.startsWith("#")) m.set(k, Number(v));
-  }
-  return m;
-}
-
 /** Keeps what a child writes to stderr (its log), bounded to the last `maxChars`. */
 export function collectStderr(child: ChildProcess, maxChars = 4 << 20): { text(): string } {
   let text = "";
@@ -74,8 +49,6 @@ export function collectStderr(child: ChildProcess, maxChars = 4 << 20): { text()
   });
   return { text: () => text };
 }
-
-export const USERS_CLI = join(ROOT, "packages", "server", "src", "users-cli.ts");
 
 /** Runs `bun run users` (or its Node build) to completion, the password on stdin; rejects on failure. */
 export function runUsersCli(runtime: Runtime, args: string[], stdin = "", timeoutMs = 60_000): Promise<string> {

@@ -1,0 +1,1 @@
+export { ReadGate } from "./read-gate.ts";

@@ -1,0 +1,115 @@
+/**
+ * What a driver (packages/core/src/driver/, the server's connection, the client's session) may know
+ * about a protocol machine: capabilities, never identities. A driver holds only these interfaces: it
+ * never names a version, tests a class, or compares a state name (docs/ARCHITECTURE.md).
+ */
+import { AuthError, NstpError, ProtocolError } from "./errors.ts";
+import type { Output } from "./events.ts";
+import type { AeadJob, PreparedFrames } from "./v2/framing.ts";
+
+/** What a version allows once established; the registry lists it per version (registry.ts). */
+export interface Capabilities {
+  /** Either side may send a message nobody asked for (v2, v3); otherwise each request gets one reply. */
+  readonly mayPush: boolean;
+  /** Every message from the client is answered by exactly one reply, in order (the reference). */
+  readonly oneReplyPerMessage: boolean;
+  /** The client can prove liveness with a ping, so an idle timeout is fair to apply (lifetime.ts). */
+  readonly peerPings: boolean;
+}
+
+/**
+ * AEAD that may run away from the machine (the worker pool): nonces are taken synchronously in wire
+ * order by prepare/splitFrames, the sealing and opening happen elsewhere, and acceptFrames hands the
+ * opened frames back in order (pool/ordered-aead.ts).
+ */
+export interface DeferredAead {
+  prepare(messages: readonly Uint8Array[], close?: boolean): PreparedFrames;
+  splitFrames(chunk: Uint8Array): AeadJob[];
+  acceptFrames(plaintexts: readonly (Uint8Array | null)[]): Output[];
+}
+
+/**
+ * What the server holds for a user, per kind: the PBKDF2 PSK (legacy, v2) and the SPAKE2+ verifier
+ * (v3: w0 and L, RFC 9383 §3.2). A machine takes what it needs from it.
+ */
+export interface Credential {
+  psk?: Uint8Array;
+  verifier?: { w0: Uint8Array; L: Uint8Array };
+}
+
+/**
+ * Per-process stand-ins for a credential the store lacks (an unknown user, or a verifier-only user on
+ * a PSK version): the machine goes on with one of the same kind, on the same code path, and fails
+ * like a wrong password (docs/PROTOCOL.md).
+ */
+export interface CredentialFakes {
+  psk(username: string): Uint8Array;
+  verifier(usernameBytes: Uint8Array): { w0: Uint8Array; L: Uint8Array };
+}
+
+/** The PSK a PSK version judges with: the user's, or the fake of the same kind. */
+export function pskOrFake(credential: Credential | undefined, fakes: CredentialFakes | undefined, username: string | undefined): Uint8Array {
+  if (credential?.psk) return credential.psk;
+  if (!fakes || username === undefined) throw new ProtocolError("no credential and no fakes to stand in for it");
+  return fakes.psk(username);
+}
+
+/** What both roles share. */
+export interface Machine {
+  /** The registry name of the version, for logs and metrics labels only. */
+  readonly protocol: string | undefined;
+  readonly capabilities: Capabilities;
+  receive(chunk: Uint8Array): Output[];
+  /** Seals messages towards the peer; `close` ends the session where the version has a close chunk. */
+  seal(messages: readonly Uint8Array[], close?: boolean): Uint8Array;
+  /** A record or frame is partly received (the driver's partial-input deadline). */
+  readonly hasPartialInput: boolean;
+  /** Records or frames completed so far; a partial-input deadline checks that it advances. */
+  readonly inputProgress: number;
+  /** Established, and its AEAD may run elsewhere; undefined otherwise. */
+  readonly deferred: DeferredAead | undefined;
+}
+
+export interface ServerMachine extends Machine {
+  /** The driver's answer to "need-key": the user's credential, or undefined for an unknown user. */
+  provideCredential(credential: Credential | undefined): Output[];
+  provideKey(psk: Uint8Array): Output[];
+  /** Bytes to send before closing when refusing for load (undefined: the version has none). */
+  busySignal(): Uint8Array | undefined;
+  /** Handshake steps taken so far (0 before the version's first message parses). */
+  readonly handshakeStep: number;
+  /** The client's guess is here and only the key is missing (a guess is charged before judging). */
+  readonly judgeable: boolean;
+  /** The password was found right (the guess is refunded). */
+  readonly passwordVerified: boolean;
+}
+
+export interface ClientMachine extends Machine {
+  readonly protocol: string;
+  readonly username: string;
+  /** Handshake done: requests may be sealed. */
+  readonly established: boolean;
+  /** The server still waits for our first frame as key confirmation (a ping sends one). */
+  readonly unconfirmed: boolean;
+  /** Frames sealed so far towards the server (a keepalive pings only when this stands still). */
+  readonly framesSent: number;
+  start(): Output[];
+  /** One authenticated empty frame (confirmation or keepalive); absent where the version has none. */
+  ping?(): Uint8Array;
+  /**
+   * What the server closing the stream now means, h11-style: the machine knows its state, so the
+   * driver needs no state names (ERR_BUSY before the server's first byte, ERR_AUTH after our guess,
+   * ERR_CLOSED once established).
+   */
+  endOfStream(cause?: Error): NstpError;
+}
+
+/** The end-of-stream meanings every client version shares. */
+export const endOf = {
+  /** Nothing from the server yet: our servers refuse for load before their first byte. */
+  busy: (cause?: Error) => new NstpError("ERR_BUSY", "server busy: it closed the connection before the handshake", cause ? { cause } : undefined),
+  /** After our guess: every authentication failure is a silent close (docs/PROTOCOL.md). */
+  auth: (what: string) => new AuthError(`server closed the connection after ${what}`),
+  closed: (established: boolean, cause?: Error) =>
+    new NstpError("ERR_CLOSED", `server closed the connection${established ? "" : " during the handshake"}`, cause ? { cause } : undefined),
+};

@@ -1,0 +1,66 @@
+/**
+ * Spawning the project's processes (CLIs, the bench's server and load generator) with the project's
+ * own Bun and Node 24 binaries, shared by the tests and the bench. Every wait is bounded.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
+export type Runtime = "bun" | "node";
+export const BIN: Record<Runtime, string> = { bun: join(ROOT, "node_modules", ".bin", "bun"), node: join(ROOT, "node_modules", ".bin", "node") };
+export const SERVER_CLI = join(ROOT, "packages", "server", "src", "cli.ts");
+export const CLIENT_CLI = join(ROOT, "packages", "client", "src", "cli.ts");
+export const USERS_CLI = join(ROOT, "packages", "server", "src", "users-cli.ts");
+
+/**
+ * Node's AES-GCM on 64 KiB buffers loses about two thirds of its speed to glibc returning each large
+ * buffer to the kernel and faulting it back in; these keep such buffers in the heap (Bun is not
+ * affected). The README recommends the same for production Node servers.
+ */
+export const NODE_MALLOC_ENV = { MALLOC_MMAP_THRESHOLD_: "4194304", MALLOC_TRIM_THRESHOLD_: "67108864" };
+
+/** The environment a measured process of `runtime` runs with. */
+export function runtimeEnv(runtime: Runtime): NodeJS.ProcessEnv {
+  return runtime === "node" ? { ...process.env, ...NODE_MALLOC_ENV } : { ...process.env };
+}
+
+/** Resolves with the exit code, or null if the process is still running after `withinMs`. */
+export function exited(child: ChildProcess, withinMs: number): Promise<number | null> {
+  return new Promise((res) => {
+    if (child.exitCode !== null) return res(child.exitCode);
+    const t = setTimeout(() => res(null), withinMs);
+    child.on("exit", (code) => (clearTimeout(t), res(code)));
+  });
+}
+
+/** Ends a child by closing its stdin; kills it if it has not exited within `graceMs`. */
+export function stopChild(child: ChildProcess, graceMs = 5000): Promise<void> {
+  return new Promise((res) => {
+    if (child.exitCode !== null) return res();
+    const t = setTimeout(() => child.kill("SIGKILL"), graceMs);
+    child.on("exit", () => (clearTimeout(t), res()));
+    child.stdin?.end();
+  });
+}
+
+/** `runtime --version`. */
+export function version(runtime: Runtime): Promise<string> {
+  return new Promise((res) => {
+    const c = spawn(BIN[runtime], ["--version"], { stdio: ["ignore", "pipe", "ignore"] });
+    let out = "";
+    c.stdout.on("data", (d) => (out += d));
+    c.on("close", () => res(out.trim()));
+  });
+}
+
+/** The server's Prometheus metrics as a map from series (name and labels) to value. */
+export async function scrapeMetrics(port: number): Promise<Map<string, number>> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  const m = new Map<string, number>();
+  for (const l of text.split("\n")) {
+    const [k, v] = l.split(" ");
+    if (k && v && !k.startsWith("#")) m.set(k, Number(v));
+  }
+  return m;
+}
