@@ -4,7 +4,7 @@
  * (the Node build: bun run server:node -- with the same flags).
  */
 import { parseArgs } from "node:util";
-import { type LogFormat, type LogLevel, PROTOCOL_NAMES, createLogger, parseProtocolList, fromHex, getBackend, legacy, runtimeVersion, toHex, v2 } from "@nstp/core";
+import { CryptoPool, type LogFormat, type LogLevel, PROTOCOL_NAMES, createLogger, parseProtocolList, fromHex, getBackend, legacy, runtimeVersion, toHex, v2 } from "@nstp/core";
 import { type KeyStore, demoKeyStore, loadUsersFile, readUsersFile } from "./credentials.ts";
 import { readFileSync } from "node:fs";
 import { startServer } from "./server.ts";
@@ -116,8 +116,7 @@ async function main(): Promise<void> {
     keys = await demoKeyStore(crypto, deviceSalt);
     log.warn("serving the reference demo user alice/userpassword: anyone who read the reference can log in; pass --users FILE");
   }
-  // v3 is not dispatched by this server yet (issue 11 wires it); the v3 form of the warning applies then.
-  const saltWarning = demoSaltWarning(deviceSalt, { usersStore: values.users !== undefined, v3: false });
+  const saltWarning = demoSaltWarning(deviceSalt, { usersStore: values.users !== undefined, v3: protocols.includes("v3") });
   if (saltWarning) log.warn(saltWarning);
 
   const userBudget = {
@@ -127,8 +126,12 @@ async function main(): Promise<void> {
   // A database that several hosts share may keep the per-user budget for all of them (PostgreSQL), so
   // adding hosts does not multiply a guesser's tries at one user (the per-address budget stays per host).
   const sharedUserBudget = store?.openGuessBudget ? await store.openGuessBudget(userBudget) : undefined;
+  // v3's curve step runs in this pool when the event loop is busy, inline when it is idle
+  // (packages/core/src/pool/curve.ts, by the measured rule in crypto/placement.ts).
+  const pool = protocols.includes("v3") ? new CryptoPool({ backend: crypto }) : undefined;
   const server = await startServer({
     keys,
+    pool,
     host: values.host!,
     port,
     crypto,
@@ -195,6 +198,7 @@ async function main(): Promise<void> {
     setTimeout(() => process.exit(1), graceMs + 2000).unref();
     void Promise.all([server.close({ graceMs }), metrics?.close()]).then(async () => {
       await store?.close();
+      await pool?.destroy();
       log.info("stopped", summaryFields({ stats: server.stats, eventLoop }));
       process.exit(0);
     });

@@ -19,8 +19,10 @@ import {
   type WireEvents,
   AuthError,
   NstpError,
+  runCurveJob,
   toNstpError,
   utf8,
+  type v3,
 } from "@nstp/core";
 import type { HandshakeAdmission } from "./admission.ts";
 import type { GuessBudget, Ticket } from "./budget.ts";
@@ -71,6 +73,8 @@ export interface ConnectionContext {
   crypto: CryptoBackend;
   /** Where v2 AEAD runs when the measured placement says so (crypto/placement.ts). */
   aeadPool?: CryptoPool;
+  /** Where v3's curve step runs when the loop is busy (crypto/placement.ts, pool/curve.ts). */
+  curvePool?: CryptoPool;
   keys: KeyStore;
   handler: MessageHandler;
   limits: ConnectionLimits;
@@ -293,6 +297,9 @@ export class ServerConnection implements WireEvents {
         case "need-key":
           this.resolveKey(o.username);
           break;
+        case "need-curve":
+          this.runCurve(o.job);
+          break;
         case "established":
           this.onEstablished(o.username);
           break;
@@ -387,6 +394,16 @@ export class ServerConnection implements WireEvents {
     this.ticket = verdict.ticket;
     if (verdict.delayMs <= 0) this.judge();
     else this.judgeTimer = setTimeout(() => this.received(() => (this.judge(), [])), verdict.delayMs);
+  }
+
+  /**
+   * v3's curve step, inline on an idle loop or in the pool on a busy one (runCurveJob decides, as
+   * crypto/placement.ts measured); message 2 follows. Its guess was charged before (judge()).
+   */
+  private runCurve(job: v3.VerifierCurveInput): void {
+    void runCurveJob(job, this.ctx.curvePool, { signal: this.abort.signal }).then((result) => {
+      if (!this.done) this.received(() => this.machine.provideCurve!(result));
+    });
   }
 
   /** Provides the key: the machine judges the proof now. */

@@ -19,6 +19,7 @@ import {
   v3,
   type CredentialFakes,
   silentLogger,
+  warmCurve,
 } from "@nstp/core";
 import { type ConnectionLimits, type MessageHandler, ServerConnection } from "./connection.ts";
 import { DummyKeys, type KeyStore } from "./credentials.ts";
@@ -156,11 +157,14 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
         crypto,
         protocols: enabled,
         deviceSalt: opts.deviceSalt,
+        // v3's curve step goes to the driver, which runs it inline or in the pool (pool/curve.ts).
+        deferCurve: opts.pool !== undefined,
         fakes,
         // The reference's limit is its own; every later version shares v2's transport and its limit.
         maxMessageSize: Object.fromEntries(enabled.map((p) => [p.name, p.name === "legacy" ? limits.maxMessageSize : limits.maxMessageSizeV2])),
       }),
     aeadPool: opts.pool,
+    curvePool: opts.pool,
     log,
     stats,
     onClosed: (c: ServerConnection) => live.delete(c),
@@ -189,6 +193,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     return conn;
   };
   const trusted = opts.trustedProxies?.length ? new TrustedProxies(opts.trustedProxies) : undefined;
+  // v3's curve tables and code, built before the first handshake would pay for them on the loop.
+  if (enabled.some((p) => p.name === "v3")) await warmCurve(opts.pool);
   const listener = await transport.listen(
     {
       host: opts.host ?? DEFAULT_HOST,
