@@ -72,12 +72,14 @@ export class StaticKeyStore implements KeyStore {
     this.verifiers = verifiers;
   }
   replace(keys: Map<string, Uint8Array>, verifiers: ReadonlyMap<string, v3.Verifier> = new Map()): void {
-    const old = this.keys;
+    const [oldKeys, oldVerifiers] = [this.keys, this.verifiers];
     this.keys = keys;
     this.verifiers = verifiers;
-    for (const [name, key] of old) {
-      const now = keys.get(name);
-      if (now && now.length === key.length && timingSafeEqual(now, key)) continue;
+    // Removed, or re-keyed in either record (a PSK dropped by `users migrate --v3-only` included).
+    const same = (a: Uint8Array | undefined, b: Uint8Array | undefined) => a === b || (!!a && !!b && a.length === b.length && timingSafeEqual(a, b));
+    for (const name of new Set([...oldKeys.keys(), ...oldVerifiers.keys()])) {
+      const [v0, v1] = [oldVerifiers.get(name), verifiers.get(name)];
+      if (same(oldKeys.get(name), keys.get(name)) && same(v0?.w0, v1?.w0) && same(v0?.L, v1?.L)) continue;
       for (const l of this.removedListeners) l(name);
     }
   }
@@ -90,10 +92,12 @@ export class StaticKeyStore implements KeyStore {
   }
   lookupCredential(username: string): Credential | undefined {
     const psk = this.keys.get(username);
-    return psk && { psk, verifier: this.verifiers.get(username) };
+    const verifier = this.verifiers.get(username);
+    // A v3-only user (`users migrate --v3-only`) has a verifier and no PSK.
+    return psk || verifier ? { psk, verifier } : undefined;
   }
   get size(): number {
-    return this.keys.size;
+    return new Set([...this.keys.keys(), ...this.verifiers.keys()]).size;
   }
 }
 
@@ -149,10 +153,10 @@ export function readUsersFile(text: string, deviceSalt: Uint8Array, crypto: Cryp
   const keys = parseUsersFile(text, deviceSalt);
   const users = (JSON.parse(text) as { users: Record<string, Partial<v3.VerifierJson>> }).users;
   const verifiers = new Map<string, v3.Verifier>();
-  for (const [name, psk] of keys) {
-    const { w0, L } = users[name]!;
+  // Every user, verifier-only ones (no PSK: v3 only) included; parseUsersFile checked each has one or both.
+  for (const [name, { w0, L }] of Object.entries(users)) {
     try {
-      verifiers.set(name, w0 !== undefined && L !== undefined ? v3.verifierFromJson({ w0, L }) : v3.verifierFromPsk(crypto, psk, deviceSalt, utf8(name)));
+      verifiers.set(name, w0 !== undefined && L !== undefined ? v3.verifierFromJson({ w0, L }) : v3.verifierFromPsk(crypto, keys.get(name)!, deviceSalt, utf8(name)));
     } catch (cause) {
       throw new Error(`user "${name}": w0 and L are not a v3 verifier`, { cause });
     }

@@ -92,7 +92,7 @@ test("the demo-salt warning says why it matters when v3 is served from a users s
 
 const onBun = detectRuntime() === "bun";
 
-test("users CLI on both runtimes, JSON file: a random salt recorded, PSK and verifier written, migrate --v3-only, and the server then refuses v2", { skip: !onBun && "spawned from the Bun run", timeout: 120_000 }, async () => {
+test("users CLI on both runtimes, JSON file: a random salt recorded, PSK and verifier written, migrate --v3-only, and the server then serves bob v3 only", { skip: !onBun && "spawned from the Bun run", timeout: 120_000 }, async () => {
   const dir = mkdtempSync(join(tmpdir(), "nstp-v3users-"));
   const file = join(dir, "users.json");
   let server: ServerProcess | undefined;
@@ -112,8 +112,9 @@ test("users CLI on both runtimes, JSON file: a random salt recorded, PSK and ver
     await assert.rejects(runUsersCli("node", ["add", "dave", "--file", file, "--device-salt", "0102"], "x\n"), /another device salt/);
 
     server = await startServerProcess("bun", ["--port", "0", "--users", file, "--device-salt", doc.deviceSalt, "--log-level", "warn", "--summary-interval", "0", "--shutdown-grace", "1"]);
-    const login = (psk: Uint8Array) => connect({ port: server!.port, username: "bob", psk, deviceSalt }).then(async (s) => (await s.close(), "ok"), (e: NstpError) => e.code);
+    const login = (psk: Uint8Array, protocol: "v2" | "v3" = "v2") => connect({ port: server!.port, username: "bob", psk, deviceSalt, protocol }).then(async (s) => (await s.close(), "ok"), (e: NstpError) => e.code);
     assert.equal(await login(bobPsk), "ok", "v2 with the PSK record");
+    assert.equal(await login(bobPsk, "v3"), "ok", "v3 with the verifier beside it");
 
     await runUsersCli("node", ["migrate", "--v3-only", "--file", file]);
     const migrated = JSON.parse(readFileSync(file, "utf8"));
@@ -131,6 +132,8 @@ test("users CLI on both runtimes, JSON file: a random salt recorded, PSK and ver
     }
     assert.equal(code, "ERR_AUTH", "after migrate --v3-only, v2 with the right password fails...");
     assert.equal(await login(wrong), "ERR_AUTH", "...exactly as a wrong password does");
+    assert.equal(await login(bobPsk, "v3"), "ok", "v3 with the verifier-only record");
+    assert.equal(await login(wrong, "v3"), "ERR_AUTH", "and a wrong password on v3 fails");
   } finally {
     server?.child.kill("SIGTERM");
     rmSync(dir, { recursive: true, force: true });
