@@ -70,8 +70,8 @@ async function withServer<T>(runtime: Runtime, args: string[], fn: (s: ServerPro
 }
 
 async function latencyScenarios(runtime: Runtime, ports: Record<Protocol, number>) {
-  for (const protocol of ["v2", "legacy", "tls", "tcp"] as Protocol[]) {
-    for (const cold of protocol === "v2" || protocol === "legacy" ? [false, true] : [false]) {
+  for (const protocol of ["v3", "v2", "legacy", "tls", "tcp"] as Protocol[]) {
+    for (const cold of protocol === "v3" || protocol === "v2" || protocol === "legacy" ? [false, true] : [false]) {
       const n = cold ? P.coldSamples : P.latencySamples;
       const r = await load(runtime, ["--scenario", "latency", "--protocol", protocol, "--port", ports[protocol], "--samples", n, ...(cold ? ["--cold"] : [])]);
       const s = sortNumbers(r.samples as number[]);
@@ -86,7 +86,7 @@ async function latencyScenarios(runtime: Runtime, ports: Record<Protocol, number
 
 async function rateScenarios(runtime: Runtime, ports: Record<Protocol, number>, server: ServerProc) {
   for (const c of [16, 64]) {
-    for (const protocol of ["v2", "legacy", "tls"] as Protocol[]) {
+    for (const protocol of ["v3", "v2", "legacy", "tls"] as Protocol[]) {
       if (protocol !== "tls") await server.command("reset");
       const r = await load(runtime, ["--scenario", "rate", "--protocol", protocol, "--port", ports[protocol], "--concurrency", c, ...common()]);
       add({ scenario: `handshake-rate-c${c}`, runtime, protocol, metric: "handshakes/s", unit: "1/s", samples: r.samples as number[] });
@@ -106,7 +106,7 @@ async function coldScenarios(runtime: Runtime) {
   progress(`${runtime} pool PBKDF2: ${median(rate.samples as number[]).toFixed(1)}/s`);
   for (const kdf of ["pool", "inline"]) {
     await withServer(runtime, ["--kdf", kdf], async (server) => {
-      for (const protocol of ["v2", "legacy"] as Protocol[]) {
+      for (const protocol of ["v3", "v2", "legacy"] as Protocol[]) {
         await server.command("reset");
         const r = await load(runtime, ["--scenario", "cold", "--protocol", protocol, "--port", server.port, "--users", P.coldUsers, "--run-id", `${protocol}${Date.now()}`]);
         const e = await server.command("report");
@@ -125,13 +125,14 @@ async function throughputScenarios(runtime: Runtime, ports: Record<Protocol, num
   for (const size of sizes) {
     const runs: { protocol: Protocol; window: number; scenario: string }[] = crypto === "native"
       ? [
+          { protocol: "v3", window: windowFor(size), scenario: "echo-pipelined" },
           { protocol: "v2", window: windowFor(size), scenario: "echo-pipelined" },
           { protocol: "legacy", window: windowFor(size), scenario: "echo-pipelined" },
           { protocol: "legacy", window: 1, scenario: "echo-lockstep" },
           { protocol: "tcp", window: windowFor(size), scenario: "echo-pipelined" },
           { protocol: "tls", window: windowFor(size), scenario: "echo-pipelined" },
           ...(P.rttSizes.includes(size)
-            ? (["v2", "tcp", "tls"] as Protocol[]).map((protocol) => ({ protocol, window: 1, scenario: "echo-lockstep" }))
+            ? (["v3", "v2", "tcp", "tls"] as Protocol[]).map((protocol) => ({ protocol, window: 1, scenario: "echo-lockstep" }))
             : []),
         ]
       : [{ protocol: "v2", window: windowFor(size), scenario: aead === "inline" ? "echo-pipelined-noble-inline" : "echo-pipelined-noble" }];
@@ -357,7 +358,7 @@ function checkComplete(r: Report): string[] {
     for (const scenario of ["handshake-latency-warm", "handshake-latency-cold", "handshake-rate-c16", "handshake-rate-c64", "echo-pipelined", "echo-lockstep", "echo-pipelined-noble", "echo-pipelined-noble-inline", `flood-${P.floodConns}-unauthenticated`, `stalled-flood-${P.stalledConns}`, "pbkdf2-pool", `handshake-cold-${P.coldUsers}-pool`, `handshake-cold-${P.coldUsers}-inline`, "aead-native-inline", "aead-noble-pool", "v3-curve", "v3-curve-inline", "v3-curve-pool"]) {
       if (!r.results.some((x) => x.runtime === runtime && x.scenario === scenario)) out.push(`${runtime}: ${scenario} missing`);
     }
-    for (const protocol of ["v2", "legacy", "tcp", "tls"]) {
+    for (const protocol of ["v3", "v2", "legacy", "tcp", "tls"]) {
       for (const size of P.sizes) {
         if (!r.results.some((x) => x.runtime === runtime && x.scenario === "echo-pipelined" && x.protocol === protocol && x.size === size && x.unit === "MB/s")) {
           out.push(`${runtime}: echo ${protocol} ${size} B missing`);
