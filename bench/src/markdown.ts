@@ -53,13 +53,19 @@ export function renderMarkdown(report: Report, svgName: string): string {
       target(`warm handshakes/s at 16 concurrent, ${p} ≥ ${want}× TLS 1.3`, r, rt(x), x === undefined ? undefined : x >= want);
     }
     const pool = L.get({ scenario: "pbkdf2-pool", runtime: r, metric: "derivations/s" });
-    for (const p of ["v2", "legacy"] as const) {
+    for (const p of ["v3", "v2", "legacy"] as const) {
       const x = ratio(L.get({ scenario: `handshake-cold-${coldUsers}-pool`, runtime: r, protocol: p, metric: "handshakes/s" }), pool);
       target(`cold handshakes/s (${coldUsers} users, ${p}) ≥ 0.9× pool PBKDF2 rate`, r, rt(x), x === undefined ? undefined : x >= 0.9);
     }
-    const p99 = L.get({ scenario: `handshake-cold-${coldUsers}-pool`, runtime: r, protocol: "v2", metric: "server eld p99" });
-    const max = L.get({ scenario: `handshake-cold-${coldUsers}-pool`, runtime: r, protocol: "v2", metric: "server eld max" });
-    target(`server event-loop delay, ${coldUsers} cold handshakes: p99 < 10 ms, max < 50 ms`, r, `${fmt(p99, 2)} / ${fmt(max, 2)} ms`, p99 === undefined || max === undefined ? undefined : p99 < 10 && max < 50);
+    for (const p of ["v2", "v3"] as const) {
+      const p99 = L.get({ scenario: `handshake-cold-${coldUsers}-pool`, runtime: r, protocol: p, metric: "server eld p99" });
+      const max = L.get({ scenario: `handshake-cold-${coldUsers}-pool`, runtime: r, protocol: p, metric: "server eld max" });
+      target(`server event-loop delay, ${coldUsers} cold ${p} handshakes: p99 < 10 ms, max < 50 ms`, r, `${fmt(p99, 2)} / ${fmt(max, 2)} ms`, p99 === undefined || max === undefined ? undefined : p99 < 10 && max < 50);
+    }
+    for (const size of sizes) {
+      const x = ratio(mbps(r, "v3", size), mbps(r, "v2", size));
+      target(`v3 echo ${sizeName(size)} = v2's (same transport; ≥ 0.9×)`, r, rt(x), x === undefined ? undefined : x >= 0.9);
+    }
   }
   if (runtimes.includes("bun") && runtimes.includes("node")) {
     const figures = report.results.filter((x) => x.runtime === "bun" && x.metric === "throughput" && x.unit === "MB/s" && x.scenario.startsWith("echo"));
@@ -73,17 +79,17 @@ export function renderMarkdown(report: Report, svgName: string): string {
 
   out.push("## Echo throughput (MB/s of payload, window of messages in flight)", "", `![throughput by message size](${svgName})`, "");
   for (const r of runtimes) {
-    out.push(`### ${r}`, "", "| size | v2 | legacy pipelined | legacy lockstep | raw TCP | TLS 1.3 | v2 / TCP | v2 / TLS | legacy / TCP | legacy / TLS |", "|---|---|---|---|---|---|---|---|---|---|");
+    out.push(`### ${r}`, "", "| size | v3 | v2 | legacy pipelined | legacy lockstep | raw TCP | TLS 1.3 | v3 / v2 | v2 / TCP | v2 / TLS | legacy / TCP | legacy / TLS |", "|---|---|---|---|---|---|---|---|---|---|---|---|");
     for (const s of sizes) {
-      const v = mbps(r, "v2", s), l = mbps(r, "legacy", s), ls = mbps(r, "legacy", s, "echo-lockstep"), t = mbps(r, "tcp", s), x = mbps(r, "tls", s);
-      out.push(`| ${sizeName(s)} | ${fmt(v)} | ${fmt(l)} | ${fmt(ls)} | ${fmt(t)} | ${fmt(x)} | ${rt(ratio(v, t))} | ${rt(ratio(v, x))} | ${rt(ratio(l, t))} | ${rt(ratio(l, x))} |`);
+      const v3 = mbps(r, "v3", s), v = mbps(r, "v2", s), l = mbps(r, "legacy", s), ls = mbps(r, "legacy", s, "echo-lockstep"), t = mbps(r, "tcp", s), x = mbps(r, "tls", s);
+      out.push(`| ${sizeName(s)} | ${fmt(v3)} | ${fmt(v)} | ${fmt(l)} | ${fmt(ls)} | ${fmt(t)} | ${fmt(x)} | ${rt(ratio(v3, v))} | ${rt(ratio(v, t))} | ${rt(ratio(v, x))} | ${rt(ratio(l, t))} | ${rt(ratio(l, x))} |`);
     }
-    out.push("", "| size | v2 msg/s | legacy pipelined msg/s | raw TCP msg/s | TLS 1.3 msg/s |", "|---|---|---|---|---|");
-    for (const s of sizes) out.push(`| ${sizeName(s)} | ${fmt(msgs(r, "v2", s))} | ${fmt(msgs(r, "legacy", s))} | ${fmt(msgs(r, "tcp", s))} | ${fmt(msgs(r, "tls", s))} |`);
+    out.push("", "| size | v3 msg/s | v2 msg/s | legacy pipelined msg/s | raw TCP msg/s | TLS 1.3 msg/s |", "|---|---|---|---|---|---|");
+    for (const s of sizes) out.push(`| ${sizeName(s)} | ${fmt(msgs(r, "v3", s))} | ${fmt(msgs(r, "v2", s))} | ${fmt(msgs(r, "legacy", s))} | ${fmt(msgs(r, "tcp", s))} | ${fmt(msgs(r, "tls", s))} |`);
     out.push("");
   }
 
-  out.push("## Round trips at window 1 (ms, p50 / p99)", "", `| build | size | v2 | legacy | raw TCP | TLS 1.3 |`, "|---|---|---|---|---|---|");
+  out.push("## Round trips at window 1 (ms, p50 / p99)", "", `| build | size | v3 | v2 | legacy | raw TCP | TLS 1.3 |`, "|---|---|---|---|---|---|---|");
   for (const r of runtimes) {
     for (const s of sizes) {
       const cell = (p: Protocol) => {
@@ -91,8 +97,8 @@ export function renderMarkdown(report: Report, svgName: string): string {
         const b = L.get({ scenario: "echo-lockstep", runtime: r, protocol: p, size: s, metric: "rtt p99" });
         return a === undefined ? "–" : `${fmt(a, 3)} / ${fmt(b, 3)}`;
       };
-      if (["v2", "legacy", "tcp", "tls"].some((p) => L.get({ scenario: "echo-lockstep", runtime: r, protocol: p as Protocol, size: s, metric: "rtt p50" }) !== undefined)) {
-        out.push(`| ${r} | ${sizeName(s)} | ${cell("v2")} | ${cell("legacy")} | ${cell("tcp")} | ${cell("tls")} |`);
+      if (["v3", "v2", "legacy", "tcp", "tls"].some((p) => L.get({ scenario: "echo-lockstep", runtime: r, protocol: p as Protocol, size: s, metric: "rtt p50" }) !== undefined)) {
+        out.push(`| ${r} | ${sizeName(s)} | ${cell("v3")} | ${cell("v2")} | ${cell("legacy")} | ${cell("tcp")} | ${cell("tls")} |`);
       }
     }
   }
@@ -100,7 +106,7 @@ export function renderMarkdown(report: Report, svgName: string): string {
 
   out.push("## Handshakes", "", "| build | protocol | latency warm p50 / p99 (ms) | latency cold p50 (ms) | rate c16 (/s) | rate c64 (/s) | server eld p99 at c64 (ms) |", "|---|---|---|---|---|---|---|");
   for (const r of runtimes) {
-    for (const p of ["v2", "legacy", "tls", "tcp"] as Protocol[]) {
+    for (const p of ["v3", "v2", "legacy", "tls", "tcp"] as Protocol[]) {
       const g = (q: Partial<ResultRow>) => L.get({ runtime: r, protocol: p, ...q });
       out.push(`| ${r} | ${p === "tcp" ? "raw TCP (connect)" : p} | ${fmt(g({ scenario: "handshake-latency-warm", metric: "p50" }), 2)} / ${fmt(g({ scenario: "handshake-latency-warm", metric: "p99" }), 2)} | ${fmt(g({ scenario: "handshake-latency-cold", metric: "p50" }))} | ${fmt(g({ scenario: "handshake-rate-c16", metric: "handshakes/s" }))} | ${fmt(g({ scenario: "handshake-rate-c64", metric: "handshakes/s" }))} | ${fmt(g({ scenario: "handshake-rate-c64", metric: "server eld p99" }), 2)} |`);
     }
@@ -110,13 +116,20 @@ export function renderMarkdown(report: Report, svgName: string): string {
   out.push(`## ${coldUsers} users the server has never seen, at once (server-side PBKDF2)`, "", "| build | protocol | derivation | handshakes/s | pool PBKDF2 rate (/s) | server eld p99 (ms) | server eld max (ms) |", "|---|---|---|---|---|---|---|");
   for (const r of runtimes) {
     for (const kdf of ["pool", "inline"]) {
-      for (const p of ["v2", "legacy"] as const) {
+      for (const p of ["v3", "v2", "legacy"] as const) {
         const sc = `handshake-cold-${coldUsers}-${kdf}`;
         out.push(`| ${r} | ${p} | ${kdf === "pool" ? "worker pool" : "inline (event loop)"} | ${fmt(L.get({ scenario: sc, runtime: r, protocol: p, metric: "handshakes/s" }))} | ${fmt(L.get({ scenario: "pbkdf2-pool", runtime: r, metric: "derivations/s" }))} | ${fmt(L.get({ scenario: sc, runtime: r, protocol: p, metric: "server eld p99" }), 2)} | ${fmt(L.get({ scenario: sc, runtime: r, protocol: p, metric: "server eld max" }), 2)} |`);
       }
     }
   }
   out.push("");
+
+  out.push("## v3 curve work per handshake (SPAKE2+ on P-256)", "", "| build | server curve CPU (ms) | unknown user (ms) | server machine (ms) | client curve (ms) | one job inline / pool, wall (ms) | 64 jobs: loop's longest gap inline / pool (ms) |", "|---|---|---|---|---|---|---|");
+  for (const r of runtimes) {
+    const c = (metric: string, scenario = "v3-curve") => L.get({ scenario, runtime: r, protocol: "v3", metric });
+    out.push(`| ${r} | ${fmt(c("server curve CPU per handshake"), 2)} | ${fmt(c("server curve CPU, unknown user"), 2)} | ${fmt(c("server machine CPU per handshake"), 2)} | ${fmt(c("client curve CPU per handshake"), 2)} | ${fmt(c("one job, wall", "v3-curve-inline"), 2)} / ${fmt(c("one job, wall", "v3-curve-pool"), 2)} | ${fmt(c("64 jobs, loop's longest gap", "v3-curve-inline"), 1)} / ${fmt(c("64 jobs, loop's longest gap", "v3-curve-pool"), 1)} |`);
+  }
+  out.push("", "Where the server's curve step runs is decided per job (packages/core/src/crypto/placement.ts): inline on an idle loop, in the worker pool while others are in flight or the loop's share of curve time is spent.", "");
 
   out.push(`## One client pinging every 100 ms while ${floodConns} unauthenticated connections arrive`, "", "| build | ping rtt p99 (ms) | ping rtt max (ms) | server eld p99 (ms) | server rss after (MB) | target p99 < 50 ms |", "|---|---|---|---|---|---|");
   for (const r of runtimes) {

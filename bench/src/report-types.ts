@@ -1,5 +1,5 @@
 /** The bench report's JSON shape (bench/results/*.json). */
-export type Protocol = "legacy" | "v2" | "tcp" | "tls";
+export type Protocol = "legacy" | "v2" | "v3" | "tcp" | "tls";
 
 export interface ResultRow {
   scenario: string;

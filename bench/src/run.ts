@@ -27,7 +27,7 @@ const { values } = parseArgs({
     quick: { type: "boolean", default: false },
     runtimes: { type: "string", default: "bun,node" },
     out: { type: "string", default: join(ROOT, "bench", "results") },
-    /** Comma-separated groups to run (latency,rate,echo,flood,stalled,noble,cold,placement,fleet,stores,hyperfine); default all. */
+    /** Comma-separated groups to run (latency,rate,echo,flood,stalled,noble,cold,placement,curve,fleet,stores,hyperfine); default all. */
     only: { type: "string" },
     /** Backends to run the echo scenarios with: native, noble, or both (default). */
     crypto: { type: "string", default: "native,noble" },
@@ -71,8 +71,8 @@ async function withServer<T>(runtime: Runtime, args: string[], fn: (s: ServerPro
 }
 
 async function latencyScenarios(runtime: Runtime, ports: Record<Protocol, number>) {
-  for (const protocol of ["v2", "legacy", "tls", "tcp"] as Protocol[]) {
-    for (const cold of protocol === "v2" || protocol === "legacy" ? [false, true] : [false]) {
+  for (const protocol of ["v3", "v2", "legacy", "tls", "tcp"] as Protocol[]) {
+    for (const cold of protocol === "v3" || protocol === "v2" || protocol === "legacy" ? [false, true] : [false]) {
       const n = cold ? P.coldSamples : P.latencySamples;
       const r = await load(runtime, ["--scenario", "latency", "--protocol", protocol, "--port", ports[protocol], "--samples", n, ...(cold ? ["--cold"] : [])]);
       const s = sortNumbers(r.samples as number[]);
@@ -87,7 +87,7 @@ async function latencyScenarios(runtime: Runtime, ports: Record<Protocol, number
 
 async function rateScenarios(runtime: Runtime, ports: Record<Protocol, number>, server: ServerProc) {
   for (const c of [16, 64]) {
-    for (const protocol of ["v2", "legacy", "tls"] as Protocol[]) {
+    for (const protocol of ["v3", "v2", "legacy", "tls"] as Protocol[]) {
       if (protocol !== "tls") await server.command("reset");
       const r = await load(runtime, ["--scenario", "rate", "--protocol", protocol, "--port", ports[protocol], "--concurrency", c, ...common()]);
       add({ scenario: `handshake-rate-c${c}`, runtime, protocol, metric: "handshakes/s", unit: "1/s", samples: r.samples as number[] });
@@ -107,7 +107,7 @@ async function coldScenarios(runtime: Runtime) {
   progress(`${runtime} pool PBKDF2: ${median(rate.samples as number[]).toFixed(1)}/s`);
   for (const kdf of ["pool", "inline"]) {
     await withServer(runtime, ["--kdf", kdf], async (server) => {
-      for (const protocol of ["v2", "legacy"] as Protocol[]) {
+      for (const protocol of ["v3", "v2", "legacy"] as Protocol[]) {
         await server.command("reset");
         const r = await load(runtime, ["--scenario", "cold", "--protocol", protocol, "--port", server.port, "--users", P.coldUsers, "--run-id", `${protocol}${Date.now()}`]);
         const e = await server.command("report");
@@ -126,13 +126,14 @@ async function throughputScenarios(runtime: Runtime, ports: Record<Protocol, num
   for (const size of sizes) {
     const runs: { protocol: Protocol; window: number; scenario: string }[] = crypto === "native"
       ? [
+          { protocol: "v3", window: windowFor(size), scenario: "echo-pipelined" },
           { protocol: "v2", window: windowFor(size), scenario: "echo-pipelined" },
           { protocol: "legacy", window: windowFor(size), scenario: "echo-pipelined" },
           { protocol: "legacy", window: 1, scenario: "echo-lockstep" },
           { protocol: "tcp", window: windowFor(size), scenario: "echo-pipelined" },
           { protocol: "tls", window: windowFor(size), scenario: "echo-pipelined" },
           ...(P.rttSizes.includes(size)
-            ? (["v2", "tcp", "tls"] as Protocol[]).map((protocol) => ({ protocol, window: 1, scenario: "echo-lockstep" }))
+            ? (["v3", "v2", "tcp", "tls"] as Protocol[]).map((protocol) => ({ protocol, window: 1, scenario: "echo-lockstep" }))
             : []),
         ]
       : [{ protocol: "v2", window: windowFor(size), scenario: aead === "inline" ? "echo-pipelined-noble-inline" : "echo-pipelined-noble" }];
@@ -207,6 +208,31 @@ async function runPlacement(runtime: Runtime) {
 }
 
 /**
+ * v3's curve work per handshake in this runtime (bench/src/v3-curve.ts): CPU per handshake of the
+ * server's curve step, its whole machine and the client's; and the placement figures behind
+ * crypto/placement.ts (one job inline vs through the pool, 64 at once with the loop's longest gap).
+ */
+async function curveScenario(runtime: Runtime) {
+  const r = (await runScript(runtime, "v3-curve.ts", ["--ms", QUICK ? "400" : "2000"], LOAD_TIMEOUT)) as Record<string, number> & {
+    placement: { inlineJobMs: number; poolJobMs: number; storm64Inline: { wallMs: number; maxLoopLagMs: number }; storm64Pool: { wallMs: number; maxLoopLagMs: number } };
+  };
+  const cpu = (metric: string, us: number) => add({ scenario: "v3-curve", runtime, protocol: "v3", metric, unit: "ms", samples: [us / 1000] });
+  cpu("server curve CPU per handshake", r.serverCurveUs!);
+  cpu("server curve CPU, unknown user", r.serverCurveFakeUs!);
+  cpu("server machine CPU per handshake", r.serverMachineUs!);
+  cpu("client curve CPU per handshake", r.clientCurveUs!);
+  const pl = r.placement;
+  const row = (scenario: string, metric: string, value: number) => add({ scenario, runtime, protocol: "v3", metric, unit: "ms", samples: [value] });
+  row("v3-curve-inline", "one job, wall", pl.inlineJobMs);
+  row("v3-curve-pool", "one job, wall", pl.poolJobMs);
+  row("v3-curve-inline", "64 jobs, wall", pl.storm64Inline.wallMs);
+  row("v3-curve-inline", "64 jobs, loop's longest gap", pl.storm64Inline.maxLoopLagMs);
+  row("v3-curve-pool", "64 jobs, wall", pl.storm64Pool.wallMs);
+  row("v3-curve-pool", "64 jobs, loop's longest gap", pl.storm64Pool.maxLoopLagMs);
+  progress(`${runtime} v3 server curve ${(r.serverCurveUs! / 1000).toFixed(2)} ms CPU per handshake; 64 jobs: loop gap ${pl.storm64Inline.maxLoopLagMs} ms inline, ${pl.storm64Pool.maxLoopLagMs} ms in the pool`);
+}
+
+/**
  * Handshakes/s with each credential store: a fresh server per store, every store user once (cold:
  * each record read from the store), then once more (warm: cached). Then warm handshakes through
  * HAProxy with send-proxy-v2 beside the same server's direct ones.
@@ -250,7 +276,7 @@ async function benchRuntime(runtime: Runtime) {
   const nstp = await startServer(runtime, ["--kdf", "pool"]);
   const tcp = await startServer(runtime, ["--protocol", "tcp"]);
   const tls = await startServer(runtime, ["--protocol", "tls"]);
-  const ports: Record<Protocol, number> = { v2: nstp.port, legacy: nstp.port, tcp: tcp.port, tls: tls.port };
+  const ports: Record<Protocol, number> = { v3: nstp.port, v2: nstp.port, legacy: nstp.port, tcp: tcp.port, tls: tls.port };
   try {
     if (wants("latency")) await latencyScenarios(runtime, ports);
     if (wants("rate")) await rateScenarios(runtime, ports, nstp);
@@ -274,6 +300,7 @@ async function benchRuntime(runtime: Runtime) {
     await stormScenario(runtime, fleet, add, progress);
     await workersScenario(runtime, fleet, add, progress);
   }
+  if (wants("curve")) await curveScenario(runtime);
 }
 
 const commit = (() => {
@@ -335,10 +362,10 @@ if (problems.length) {
 function checkComplete(r: Report): string[] {
   const out: string[] = [];
   for (const runtime of runtimes) {
-    for (const scenario of ["handshake-latency-warm", "handshake-latency-cold", "handshake-rate-c16", "handshake-rate-c64", "echo-pipelined", "echo-lockstep", "echo-pipelined-noble", "echo-pipelined-noble-inline", `flood-${P.floodConns}-unauthenticated`, `stalled-flood-${P.stalledConns}`, "pbkdf2-pool", `handshake-cold-${P.coldUsers}-pool`, `handshake-cold-${P.coldUsers}-inline`, "aead-native-inline", "aead-noble-pool", `fleet-idle-${P.fleetSessions}`, `fleet-reconnect-${P.fleetSessions}`, `fleet-capacity-${P.fleetCapacity}`, "fleet-workers-1", "fleet-workers-2"]) {
+    for (const scenario of ["handshake-latency-warm", "handshake-latency-cold", "handshake-rate-c16", "handshake-rate-c64", "echo-pipelined", "echo-lockstep", "echo-pipelined-noble", "echo-pipelined-noble-inline", `flood-${P.floodConns}-unauthenticated`, `stalled-flood-${P.stalledConns}`, "pbkdf2-pool", `handshake-cold-${P.coldUsers}-pool`, `handshake-cold-${P.coldUsers}-inline`, "aead-native-inline", "aead-noble-pool", `fleet-idle-${P.fleetSessions}`, `fleet-reconnect-${P.fleetSessions}`, `fleet-capacity-${P.fleetCapacity}`, "fleet-workers-1", "fleet-workers-2", "v3-curve", "v3-curve-inline", "v3-curve-pool"]) {
       if (!r.results.some((x) => x.runtime === runtime && x.scenario === scenario)) out.push(`${runtime}: ${scenario} missing`);
     }
-    for (const protocol of ["v2", "legacy", "tcp", "tls"]) {
+    for (const protocol of ["v3", "v2", "legacy", "tcp", "tls"]) {
       for (const size of P.sizes) {
         if (!r.results.some((x) => x.runtime === runtime && x.scenario === "echo-pipelined" && x.protocol === protocol && x.size === size && x.unit === "MB/s")) {
           out.push(`${runtime}: echo ${protocol} ${size} B missing`);

@@ -2,8 +2,8 @@
 import type { Protocol, Report } from "./report-types.ts";
 
 const W = 760, H = 420, M = { left: 70, right: 200, top: 40, bottom: 50 };
-const COLORS: Record<Protocol, string> = { v2: "#1b7f3b", legacy: "#8a5a00", tcp: "#555555", tls: "#1f4fbf" };
-const NAMES: Record<Protocol, string> = { v2: "v2", legacy: "legacy pipelined", tcp: "raw TCP", tls: "TLS 1.3" };
+const COLORS: Record<Protocol, string> = { v2: "#1b7f3b", v3: "#7a1fa2", legacy: "#8a5a00", tcp: "#555555", tls: "#1f4fbf" };
+const NAMES: Record<Protocol, string> = { v2: "v2", v3: "v3", legacy: "legacy pipelined", tcp: "raw TCP", tls: "TLS 1.3" };
 const DASH: Record<string, string> = { bun: "", node: "6 4" };
 const SIZE_LABEL: Record<number, string> = { 64: "64 B", 1024: "1 KiB", 16384: "16 KiB", 61440: "60 KiB" };
 
@@ -12,7 +12,7 @@ export function renderSvg(report: Report): string {
   const runtimes = Object.keys(report.env.runtimes);
   const series: { label: string; color: string; dash: string; points: [number, number][] }[] = [];
   for (const r of runtimes) {
-    for (const p of ["v2", "legacy", "tcp", "tls"] as Protocol[]) {
+    for (const p of ["v3", "v2", "legacy", "tcp", "tls"] as Protocol[]) {
       const points: [number, number][] = [];
       sizes.forEach((s, i) => {
         const v = report.results.find((x) => x.scenario === "echo-pipelined" && x.runtime === r && x.protocol === p && x.size === s && x.unit === "MB/s")?.value;

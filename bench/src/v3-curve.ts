@@ -21,6 +21,7 @@
 import { parseArgs } from "node:util";
 import { utf8, v3, type Output } from "@nstp/core";
 import { nativeBackend } from "@nstp/core/crypto/native";
+import { CryptoPool } from "@nstp/core/pool";
 
 const { values } = parseArgs({ options: { ms: { type: "string", default: "2000" } }, strict: true });
 const MS = Number(values.ms);
@@ -86,4 +87,54 @@ const result = {
     v3.proverFinish(v3.scalarFromBytes(keys.w0), v3.scalarFromBytes(keys.w1), x, shareV);
   }),
 };
-console.log(JSON.stringify(result));
+
+/**
+ * Placement (packages/core/src/crypto/placement.ts): one job's wall time inline and through an idle
+ * 2-thread pool (the hand-over included), and 64 jobs at once (a cold storm's curve work) inline and
+ * in the pool, with the longest the event loop went without a turn meanwhile (a 1 ms timer's lag).
+ */
+async function placement() {
+  const pool = new CryptoPool({ threads: 2 });
+  try {
+    const job = (y = v3.randomScalar(crypto)) => ({ w0: record.w0, L: record.L, shareP, y });
+    const y = v3.randomScalar(crypto);
+    const there = await pool.verifierShares(job(y));
+    if (there instanceof Error || v3.verifierShares(job(y)).Z.join() !== there.Z.join()) throw new Error("pool and inline differ");
+    const median = async (n: number, f: () => unknown) => {
+      const t: number[] = [];
+      for (let i = 0; i < n; i++) {
+        const s = performance.now();
+        await f();
+        t.push(performance.now() - s);
+      }
+      return Math.round(t.sort((a, b) => a - b)[n >> 1]! * 100) / 100;
+    };
+    const inlineJobMs = await median(20, () => v3.verifierShares(job()));
+    const poolJobMs = await median(20, () => pool.verifierShares(job()));
+    const lagDuring = async (f: () => Promise<unknown>) => {
+      let last = performance.now(), maxLag = 0;
+      const timer = setInterval(() => {
+        const now = performance.now();
+        maxLag = Math.max(maxLag, now - last - 1);
+        last = now;
+      }, 1);
+      await new Promise((r) => setTimeout(r, 5));
+      const s = performance.now();
+      await f();
+      const wallMs = performance.now() - s;
+      await new Promise((r) => setTimeout(r, 5));
+      clearInterval(timer);
+      return { wallMs: Math.round(wallMs), maxLoopLagMs: Math.round(maxLag * 10) / 10 };
+    };
+    const storm64Inline = await lagDuring(async () => {
+      // Jobs arriving in one read each, as connections do: a macrotask apiece.
+      await Promise.all(Array.from({ length: 64 }, () => new Promise((r) => setImmediate(() => r(v3.verifierShares(job()))))));
+    });
+    const storm64Pool = await lagDuring(() => Promise.all(Array.from({ length: 64 }, () => pool.verifierShares(job()))));
+    return { inlineJobMs, poolJobMs, storm64Inline, storm64Pool };
+  } finally {
+    await pool.destroy();
+  }
+}
+
+console.log(JSON.stringify({ ...result, placement: await placement() }));

@@ -12,6 +12,7 @@ import { DEMO_DEVICE_SALT } from "./legacy/wire.ts";
 import { LEGACY_CAPABILITIES } from "./legacy/server.ts";
 import type { Capabilities, Credential, CredentialFakes, DeferredAead, ServerMachine } from "./machine.ts";
 import { CLAIM_BYTES, PROTOCOLS, type ProtocolEntry } from "./registry.ts";
+import type { VerifierCurveResult } from "./v3/spake2plus.ts";
 
 /** A version's name, from the registry. */
 export type ProtocolName = string;
@@ -26,6 +27,8 @@ export interface ServerDispatchOptions {
   /** Stand-ins for credentials the store lacks: the machine fails on them like a wrong password. */
   fakes?: CredentialFakes;
   random?: Random;
+  /** Versions with a server curve step (v3) hand it to the driver as "need-curve". */
+  deferCurve?: boolean;
 }
 
 /** Before a version is chosen nothing is established: the most restrictive capabilities (the reference's). */
@@ -100,6 +103,7 @@ export class ServerDispatch implements ServerMachine {
       fakes: this.opts.fakes,
       maxMessageSize: this.opts.maxMessageSize?.[entry.name],
       random: this.opts.random,
+      deferCurve: this.opts.deferCurve,
     });
     return this.machine.receive(head);
   }
@@ -112,6 +116,11 @@ export class ServerDispatch implements ServerMachine {
   provideKey(psk: Uint8Array): Output[] {
     if (!this.machine) throw new ProtocolError("key provided before the protocol is known");
     return this.machine.provideKey(psk);
+  }
+
+  provideCurve(result: VerifierCurveResult | Error): Output[] {
+    if (!this.machine?.provideCurve) throw new ProtocolError("curve result for a version without a curve step");
+    return this.machine.provideCurve(result);
   }
 
   seal(messages: readonly Uint8Array[], close = false): Uint8Array {

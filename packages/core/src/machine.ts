@@ -6,6 +6,7 @@
 import { AuthError, NstpError, ProtocolError } from "./errors.ts";
 import type { Output } from "./events.ts";
 import type { AeadJob, PreparedFrames } from "./v2/framing.ts";
+import type { VerifierCurveResult } from "./v3/spake2plus.ts";
 
 /** What a version allows once established; the registry lists it per version (registry.ts). */
 export interface Capabilities {
@@ -74,6 +75,11 @@ export interface ServerMachine extends Machine {
   /** The driver's answer to "need-key": the user's credential, or undefined for an unknown user. */
   provideCredential(credential: Credential | undefined): Output[];
   provideKey(psk: Uint8Array): Output[];
+  /**
+   * The driver's answer to "need-curve" (a version whose server curve step runs outside the machine,
+   * v3 built with deferCurve): the result of runCurveJob (pool/curve.ts), or its Error.
+   */
+  provideCurve?(result: VerifierCurveResult | Error): Output[];
   /** Bytes to send before closing when refusing for load (undefined: the version has none). */
   busySignal(): Uint8Array | undefined;
   /** Handshake steps taken so far (0 before the version's first message parses). */

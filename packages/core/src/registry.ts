@@ -41,6 +41,8 @@ export interface ServerFactoryOptions {
   fakes?: CredentialFakes;
   maxMessageSize?: number;
   random?: Random;
+  /** Curve work leaves the machine as "need-curve" (the driver runs it inline or in the pool). */
+  deferCurve?: boolean;
 }
 
 export interface ClientFactoryOptions {
@@ -104,7 +106,7 @@ export const PROTOCOLS: readonly ProtocolEntry[] = [
     capabilities: STREAM_CAPABILITIES,
     claim: markerClaim(V3_MAGIC),
     defaults: STREAM_DEFAULTS,
-    server: (o) => new V3Server({ crypto: o.crypto, deviceSalt: o.deviceSalt, fakes: o.fakes, maxMessageSize: o.maxMessageSize }),
+    server: (o) => new V3Server({ deferCurve: o.deferCurve, crypto: o.crypto, deviceSalt: o.deviceSalt, fakes: o.fakes, maxMessageSize: o.maxMessageSize }),
     client: (o) =>
       new V3Client({
         crypto: o.crypto,

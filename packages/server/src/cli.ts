@@ -18,6 +18,7 @@ import { startMetrics, summaryFields } from "./metrics.ts";
 import type { CredentialStore } from "./stores/records.ts";
 import { describeStore, openCredentialStore } from "./stores/open.ts";
 import { storeKind } from "./stores/schema.ts";
+import { demoSaltWarning } from "./salt-advice.ts";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 
 const USAGE = `usage: server [--port N] [--host H] [--device-salt HEX] [--users FILE] [--crypto native|noble]
@@ -116,10 +117,6 @@ async function main(): Promise<void> {
   const maxConnections = values["max-connections"] === undefined
     ? defaultMaxConnections(maxHandshaking)
     : parseIntArg("--max-connections", values["max-connections"], 1, 1 << 22);
-  // The noble backend's AES-GCM runs in a pool (crypto/placement.ts); native needs none (it is faster
-  // inline, and keys come derived from the store). Workers share the cores: threads = cores / workers.
-  const siblings = Number(process.env.NSTP_WORKERS ?? "1") || 1;
-  const pool = crypto.name === "noble" ? new CryptoPool({ backend: crypto, threads: Math.max(1, Math.floor(availableParallelism() / siblings)) }) : undefined;
   if (values.legacy !== undefined && values.legacy !== "on" && values.legacy !== "off") throw new Error("--legacy must be on or off");
   // --legacy on|off is kept as an alias: it adds the reference protocol to --protocols, or drops it.
   const named = new Set(parseProtocolList(values.protocols!).map((p) => p.name));
@@ -153,7 +150,8 @@ async function main(): Promise<void> {
     keys = await demoKeyStore(crypto, deviceSalt);
     log.warn("serving the reference demo user alice/userpassword: anyone who read the reference can log in; pass --users FILE");
   }
-  if (toHex(deviceSalt) === toHex(legacy.DEMO_DEVICE_SALT)) log.warn("using the reference demo device salt 0102030405060708");
+  const saltWarning = demoSaltWarning(deviceSalt, { usersStore: values.users !== undefined, v3: protocols.includes("v3") });
+  if (saltWarning) log.warn(saltWarning);
 
   const userBudget = {
     burst: parseIntArg("--user-guesses", values["user-guesses"]!, 1, 1 << 20),
@@ -162,6 +160,13 @@ async function main(): Promise<void> {
   // A database that several hosts share may keep the per-user budget for all of them (PostgreSQL), so
   // adding hosts does not multiply a guesser's tries at one user (the per-address budget stays per host).
   const sharedUserBudget = store?.openGuessBudget ? await store.openGuessBudget(userBudget) : undefined;
+  // One pool for what runs off the event loop: v3's curve step when the loop is busy (inline when
+  // idle: packages/core/src/pool/curve.ts, by the measured rule in crypto/placement.ts) and the noble
+  // backend's AES-GCM (native needs none: it is faster inline). Workers share the cores: threads =
+  // cores / workers, so that workers x threads does not oversubscribe them.
+  const siblings = Number(process.env.NSTP_WORKERS ?? "1") || 1;
+  const wantsPool = crypto.name === "noble" || protocols.includes("v3");
+  const pool = wantsPool ? new CryptoPool({ backend: crypto, threads: Math.max(1, Math.floor(availableParallelism() / siblings)) }) : undefined;
   const server = await startServer({
     keys,
     host: values.host!,

@@ -3,8 +3,8 @@
  * lookups, writes), runs the application's handler, and owns the connection's timers. It sees the
  * socket only as a Wire, so the Bun and Node builds run exactly this code.
  */
-import { type CryptoBackend, type Credential, type DeferredAead, type Logger, type Output, type ProtocolName, REFUSAL_SIGNAL, ReadGate, type ServerMachine, type Wire, type WireEvents, AuthError, NstpError, toNstpError, utf8 } from "@nstp/core";
-import { type CryptoPool, OrderedAead } from "@nstp/core/pool";
+import { type CryptoBackend, type Credential, type DeferredAead, type Logger, type Output, type ProtocolName, REFUSAL_SIGNAL, ReadGate, type ServerMachine, type Wire, type WireEvents, AuthError, NstpError, toNstpError, utf8, type v3 } from "@nstp/core";
+import { type CryptoPool, OrderedAead, runCurveJob } from "@nstp/core/pool";
 import type { HandshakeAdmission } from "./admission.ts";
 import type { GuessBudget, Ticket } from "./budget.ts";
 import { type KeyAnswer, type KeyStore, asCredential } from "./credentials.ts";
@@ -54,6 +54,8 @@ export interface ConnectionContext {
   crypto: CryptoBackend;
   /** Where v2 AEAD runs when the measured placement says so (crypto/placement.ts). */
   aeadPool?: CryptoPool;
+  /** Where v3's curve step runs when the loop is busy (crypto/placement.ts, pool/curve.ts). */
+  curvePool?: CryptoPool;
   keys: KeyStore;
   handler: MessageHandler;
   limits: ConnectionLimits;
@@ -322,6 +324,9 @@ export class ServerConnection implements WireEvents {
         case "need-key":
           this.resolveKey(o.username);
           break;
+        case "need-curve":
+          this.runCurve(o.job);
+          break;
         case "established":
           this.onEstablished(o.username);
           break;
@@ -419,6 +424,16 @@ export class ServerConnection implements WireEvents {
     this.ticket = verdict.ticket;
     if (verdict.delayMs <= 0) this.judge();
     else this.judgeTimer = setTimeout(() => this.received(() => (this.judge(), [])), verdict.delayMs);
+  }
+
+  /**
+   * v3's curve step, inline on an idle loop or in the pool on a busy one (runCurveJob decides, as
+   * crypto/placement.ts measured); message 2 follows. Its guess was charged before (judge()).
+   */
+  private runCurve(job: v3.VerifierCurveInput): void {
+    void runCurveJob(job, this.ctx.curvePool, { signal: this.abort?.signal }).then((result) => {
+      if (!this.done) this.received(() => this.machine.provideCurve!(result));
+    });
   }
 
   /** Provides the key: the machine judges the proof now. */

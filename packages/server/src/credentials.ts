@@ -42,15 +42,20 @@ export interface KeyStore {
 export const USERS_FILE_FORMAT = "nstp-users/1";
 
 export interface UserRecord {
-  /** PSK = PBKDF2-HMAC-SHA256(password, salt, iterations, 32), hex. */
-  key: string;
+  /** PSK = PBKDF2-HMAC-SHA256(password, salt, iterations, 32), hex; absent for a v3-only user. */
+  key?: string;
   /** deviceSalt || UTF-8 username, hex. */
   salt: string;
   iterations: number;
+  /** The v3 verifier (docs/PROTOCOL.md §v3 "Keys"): w0, 32 bytes, and L = w1·G, 65 bytes, hex. */
+  w0?: string;
+  L?: string;
 }
 
 export interface UsersFile {
   format: typeof USERS_FILE_FORMAT;
+  /** The device salt every record is derived with, hex (written by `bun run users`; checked when present). */
+  deviceSalt?: string;
   users: Record<string, UserRecord>;
 }
 
@@ -69,12 +74,14 @@ export class StaticKeyStore implements KeyStore {
     this.verifiers = verifiers;
   }
   replace(keys: Map<string, Uint8Array>, verifiers: ReadonlyMap<string, v3.Verifier> = new Map()): void {
-    const old = this.keys;
+    const [oldKeys, oldVerifiers] = [this.keys, this.verifiers];
     this.keys = keys;
     this.verifiers = verifiers;
-    for (const [name, key] of old) {
-      const now = keys.get(name);
-      if (now && now.length === key.length && timingSafeEqual(now, key)) continue;
+    // Removed, or re-keyed in either record (a PSK dropped by `users migrate --v3-only` included).
+    const same = (a: Uint8Array | undefined, b: Uint8Array | undefined) => a === b || (!!a && !!b && a.length === b.length && timingSafeEqual(a, b));
+    for (const name of new Set([...oldKeys.keys(), ...oldVerifiers.keys()])) {
+      const [v0, v1] = [oldVerifiers.get(name), verifiers.get(name)];
+      if (same(oldKeys.get(name), keys.get(name)) && same(v0?.w0, v1?.w0) && same(v0?.L, v1?.L)) continue;
       for (const l of this.removedListeners) l(name);
     }
   }
@@ -87,10 +94,12 @@ export class StaticKeyStore implements KeyStore {
   }
   lookupCredential(username: string): Credential | undefined {
     const psk = this.keys.get(username);
-    return psk && { psk, verifier: this.verifiers.get(username) };
+    const verifier = this.verifiers.get(username);
+    // A v3-only user (`users migrate --v3-only`) has a verifier and no PSK.
+    return psk || verifier ? { psk, verifier } : undefined;
   }
   get size(): number {
-    return this.keys.size;
+    return new Set([...this.keys.keys(), ...this.verifiers.keys()]).size;
   }
 }
 
@@ -108,12 +117,22 @@ export function parseUsersFile(text: string, deviceSalt: Uint8Array): Map<string
   if (doc?.format !== USERS_FILE_FORMAT || typeof doc.users !== "object" || doc.users === null) {
     throw new Error(`users file must have "format": "${USERS_FILE_FORMAT}" and a "users" object`);
   }
+  if (doc.deviceSalt !== undefined && doc.deviceSalt !== toHex(deviceSalt)) {
+    throw new Error(`users file was written for device salt ${doc.deviceSalt}: start the server with --device-salt ${doc.deviceSalt}`);
+  }
   const keys = new Map<string, Uint8Array>();
   for (const [name, rec] of Object.entries(doc.users)) {
     legacy.checkUsernameBytes(utf8(name));
     const expectedSalt = toHex(pskSalt(deviceSalt, utf8(name)));
     if (rec.salt !== expectedSalt) throw new Error(`user "${name}": salt does not match --device-salt`);
     if (rec.iterations !== PBKDF2_ITERATIONS) throw new Error(`user "${name}": iterations must be ${PBKDF2_ITERATIONS}`);
+    const { w0, L } = rec;
+    if (w0 !== undefined || L !== undefined) v3.verifierFromJson({ w0: w0 ?? "", L: L ?? "" }); // sizes and w0 < n
+    // A v3-only user (verifier, no key) has no PSK: legacy and v2 fail for them as for a wrong password.
+    if (rec.key === undefined) {
+      if (w0 === undefined) throw new Error(`user "${name}": a record needs a key or a v3 verifier (w0, L)`);
+      continue;
+    }
     const key = fromHex(rec.key);
     if (key.length !== PSK_SIZE) throw new Error(`user "${name}": key must be ${PSK_SIZE} bytes`);
     keys.set(name, key);
@@ -136,10 +155,10 @@ export function readUsersFile(text: string, deviceSalt: Uint8Array, crypto: Cryp
   const keys = parseUsersFile(text, deviceSalt);
   const users = (JSON.parse(text) as { users: Record<string, Partial<v3.VerifierJson>> }).users;
   const verifiers = new Map<string, v3.Verifier>();
-  for (const [name, psk] of keys) {
-    const { w0, L } = users[name]!;
+  // Every user, verifier-only ones (no PSK: v3 only) included; parseUsersFile checked each has one or both.
+  for (const [name, { w0, L }] of Object.entries(users)) {
     try {
-      verifiers.set(name, w0 !== undefined && L !== undefined ? v3.verifierFromJson({ w0, L }) : v3.verifierFromPsk(crypto, psk, deviceSalt, utf8(name)));
+      verifiers.set(name, w0 !== undefined && L !== undefined ? v3.verifierFromJson({ w0, L }) : v3.verifierFromPsk(crypto, keys.get(name)!, deviceSalt, utf8(name)));
     } catch (cause) {
       throw new Error(`user "${name}": w0 and L are not a v3 verifier`, { cause });
     }
@@ -153,7 +172,12 @@ export function loadUsersFile(path: string, deviceSalt: Uint8Array, crypto?: Cry
 }
 
 export function userRecord(deviceSalt: Uint8Array, username: string, key: Uint8Array): UserRecord {
-  return { key: toHex(key), salt: toHex(pskSalt(deviceSalt, utf8(username))), iterations: PBKDF2_ITERATIONS };
+  return { key: toHex(key), ...derivedWith(deviceSalt, username) };
+}
+
+/** The PBKDF2 parameters a record's key (and its v3 verifier) were derived with. */
+export function derivedWith(deviceSalt: Uint8Array, username: string): { salt: string; iterations: number } {
+  return { salt: toHex(pskSalt(deviceSalt, utf8(username))), iterations: PBKDF2_ITERATIONS };
 }
 
 /** The reference demo user (alice / userpassword), derived once at start. */

@@ -15,6 +15,8 @@ import { detectRuntime } from "@nstp/core/node";
 import { type Session, connect, connectWithBackoff } from "../../client/src/index.ts";
 import { Reader, dial, referenceHandshake, referencePsk } from "./testing/reference-peer.ts";
 import { v2Handshake } from "./testing/v2-peer.ts";
+import { V3PeerHandshake, peerKeys, v3Handshake } from "./testing/v3-peer.ts";
+import { p256 } from "@noble/curves/nist.js";
 import { BIN, type ServerProcess, scrapeMetrics as metrics, spawnUntil, startServerProcess } from "./testing/processes.ts";
 import { wrongGuess } from "./testing/flood.ts";
 import { USERS_FILE_FORMAT, userRecord } from "./credentials.ts";
@@ -514,6 +516,127 @@ for (const runtime of ["bun", "node"] as const) {
       const open = results.filter((r) => !r.closed).length;
       assert.equal(open, 0, `every one closed by the deadline or refused: ${open} of ${readers.length} open after ${Date.now() - t} ms`);
       for (const s of sockets) s.destroy();
+    });
+
+    describe("v3 (SPAKE2+)", () => {
+      const deviceSalt = Buffer.from(legacy.DEMO_DEVICE_SALT);
+      const peer = (username = "alice", key: Buffer = psk) => new V3PeerHandshake({ username, deviceSalt, psk: key });
+      const preamble = (name: Buffer = user) => Buffer.concat([Buffer.from([0, 0x4e, 0x53, 0x54, 0x50, 3, name.length]), name]);
+      const message1 = (share: Buffer) => Buffer.concat([Buffer.from([0, share.length & 0xff]), share]);
+      const G = Buffer.from(p256.Point.BASE.toBytes(false));
+      /** P-256's field prime, for a coordinate that is not below it. */
+      const FIELD_P = Buffer.from("ffffffff00000001000000000000000000000000ffffffffffffffffffffffff", "hex");
+      const M = p256.Point.fromHex("02886e2f97ace46e55ba9dd7242579f2993b64e16ef3dcab95afd497333d8fa12f");
+
+      /**
+       * A raw connection from an address of its own (127.0.3.x), under a name of its own unless one
+       * is given: these attacks spend guesses, and the budgets of the shared server's address and of
+       * alice are the well-behaved client's.
+       */
+      let nextAttacker = 0;
+      const fresh = () => ({ address: `127.0.3.${(nextAttacker % 250) + 2}`, name: Buffer.from(`v3-${nextAttacker++}`) });
+      const rawV3 = (write: (s: net.Socket, r: Reader, name: Buffer) => Promise<void> | void, username?: string) => async () => {
+        const { address, name } = fresh();
+        const s = await dial(srv.port, "127.0.0.1", address);
+        s.on("error", () => {});
+        const r = new Reader(s);
+        await write(s, r, username ? Buffer.from(username) : name);
+        return r;
+      };
+      /** Nothing reaches the peer before the close: the failure is silent, as a wrong password's. */
+      const silently = (write: (s: net.Socket, r: Reader, name: Buffer) => Promise<void> | void, username?: string) => rawV3(async (s, r, name) => {
+        await write(s, r, name);
+        const { extra } = await r.closedWithin(SLACK_MS);
+        assert.equal(extra, 0, "no byte sent before the close");
+      }, username);
+
+      test("malformed, invalid and identity-making shares: ERR_AUTH before message 2, silently", async () => {
+        const { w0 } = peerKeys(psk, deviceSalt, "alice");
+        const shares: [string, Buffer][] = [
+          ["compressed prefix 02", Buffer.concat([Buffer.of(2), G.subarray(1)])],
+          ["compressed prefix 03", Buffer.concat([Buffer.of(3), G.subarray(1)])],
+          ["hybrid prefix 06", Buffer.concat([Buffer.of(6), G.subarray(1)])],
+          ["hybrid prefix 07", Buffer.concat([Buffer.of(7), G.subarray(1)])],
+          ["off the curve", Buffer.concat([G.subarray(0, 64), Buffer.of(G[64]! ^ 1)])],
+          ["x not below p", Buffer.concat([Buffer.of(4), FIELD_P, G.subarray(33)])],
+          ["all zeros (the identity has no 65-byte encoding)", Buffer.alloc(65)],
+          ["w0·M: X - w0·M is the identity", Buffer.from(M.multiply(w0).toBytes(false))],
+        ];
+        for (const [what, share] of shares) {
+          // Unknown users take the same validation as alice; w0·M is degenerate only for her record.
+          const username = what.startsWith("w0·M") ? "alice" : undefined;
+          await attack("ERR_AUTH", silently((s, _r, name) => void s.write(Buffer.concat([preamble(name), message1(share)])), username)).catch((e: Error) => {
+            throw new Error(`${what}: ${e.message}`);
+          });
+        }
+      });
+
+      test("wrong lengths of message 1 and of message 3, and bytes before they are due: closed silently", async () => {
+        for (const n of [0, 33, 64, 66, 97]) {
+          await attack(["ERR_PROTOCOL", "ERR_AUTH"], silently((s, _r, name) => void s.write(Buffer.concat([preamble(name), Buffer.from([n >> 8, n & 0xff]), crypto.randomBytes(n)]))));
+        }
+        // A byte after message 1, before message 2 is due.
+        await attack("ERR_PROTOCOL", silently((s, _r, name) => void s.write(Buffer.concat([peer(name.toString()).hello(), Buffer.of(0)]))));
+        for (const n of [0, 31, 33, 65]) {
+          await attack(["ERR_PROTOCOL", "ERR_AUTH"], rawV3(async (s, r, name) => {
+            const hs = peer(name.toString());
+            s.write(hs.hello());
+            await r.read(2 + 97);
+            s.write(Buffer.concat([Buffer.from([n >> 8, n & 0xff]), crypto.randomBytes(n)]));
+          }));
+        }
+      });
+
+      test("a bad confirmP, a wrong password and an unknown user: ERR_AUTH, with nothing sent after message 2", async () => {
+        await attack("ERR_AUTH", rawV3(async (s, r) => {
+          const hs = peer();
+          s.write(hs.hello());
+          const { message3 } = hs.finish((await r.read(99)).subarray(2));
+          s.write(flip(message3, 10));
+          const { extra } = await r.closedWithin(SLACK_MS);
+          assert.equal(extra, 0, "nothing after message 2");
+        }, "alice"));
+        for (const [name, key] of [["alice", crypto.randomBytes(32)], ["mallory", psk]] as const) {
+          await attack("ERR_AUTH", rawV3(async (s, r) => {
+            const hs = peer(name, key);
+            s.write(hs.hello());
+            const body = (await r.read(99)).subarray(2);
+            assert.throws(() => hs.finish(body), /confirmV did not verify/, `${name}: the client's check fails`);
+            s.write(Buffer.concat([Buffer.from([0, 32]), crypto.randomBytes(32)]));
+          }, name));
+        }
+      });
+
+      test("truncation at every byte of the v3 first flight, then silence: closed at the handshake deadline", async () => {
+        const flight = peer("v3-truncated").hello();
+        const before = await metrics(srv.metricsPort);
+        const sockets = await Promise.all(Array.from({ length: flight.length - 1 }, async (_, i) => {
+          const s = await dial(srv.port);
+          s.on("error", () => {});
+          s.write(flight.subarray(0, i + 1));
+          return new Reader(s);
+        }));
+        const results = await Promise.all(sockets.map((r) => r.closedWithin(DEADLINE_MS + SLACK_MS)));
+        assert.ok(results.every((r) => r.closed && r.extra === 0), `${results.filter((r) => !r.closed).length} of ${results.length} still open`);
+        const after = await metrics(srv.metricsPort);
+        assert.ok(failures(after, "ERR_TIMEOUT") - failures(before, "ERR_TIMEOUT") >= sockets.length, "each ended by the deadline");
+        for (const r of sockets) r.socket.destroy();
+        // And a client that answers message 2 but never sends message 3: the deadline runs until confirmP.
+        await attack("ERR_TIMEOUT", rawV3(async (s, r, name) => {
+          s.write(peer(name.toString()).hello());
+          await r.read(99);
+        }), DEADLINE_MS + SLACK_MS);
+      });
+
+      test("a good v3 session (independent peer, message 3 with the first frames) echoes beside the attacks", async () => {
+        const session = await v3Handshake(srv.port, { username: "alice", deviceSalt, psk, holdConfirmation: true });
+        try {
+          session.reader.socket.write(Buffer.concat([session.confirmation!, session.encode([Buffer.from("v3 hello")])]));
+          assert.equal((await session.receive()).toString(), "Server received: v3 hello");
+        } finally {
+          session.destroy();
+        }
+      });
     });
   });
 }

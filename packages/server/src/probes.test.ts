@@ -1,4 +1,4 @@
-// Finding 6 (username timing on the Node build): an unknown user's handshake takes the same path,
+// Finding 6 (username timing on the Node build), every version: an unknown user's handshake takes the same path,
 // caches and object lifetimes as a known user's with a wrong password. Asserted as shape, not time:
 // per repeat probe, the number of key objects the native backend must import (its KeyObject cache is
 // keyed by the key array, crypto/native.ts) and the number of HMACs are the same for both.
@@ -10,6 +10,7 @@ import { nativeBackend } from "@nstp/core/crypto/native";
 import { type RunningServer, StaticKeyStore, startServer } from "./index.ts";
 import { referenceHandshake, referencePsk } from "./testing/reference-peer.ts";
 import { v2Handshake } from "./testing/v2-peer.ts";
+import { v3Handshake } from "./testing/v3-peer.ts";
 
 /** The native backend, counting what its KeyObject cache would import and every HMAC. */
 function counting(): { backend: CryptoBackend; counts: { imports: number; hmacs: number } } {
@@ -55,6 +56,9 @@ describe("an unknown user and a known user with a wrong password cost the same, 
   const protocols = {
     legacy: (username: string) => () => referenceHandshake(server.port, { username, psk: wrong }),
     v2: (username: string) => () => v2Handshake(server.port, { username, psk: wrong }),
+    // v3: the server answers an unknown name from a fake record on the same path (docs/PROTOCOL.md
+    // §v3 "Unknown users"); the probe ends when confirmV fails at the client.
+    v3: (username: string) => () => v3Handshake(server.port, { username, psk: wrong, deviceSalt: Buffer.from(legacy.DEMO_DEVICE_SALT) }),
   };
   for (const [name, attempt] of Object.entries(protocols)) {
     test(name, async () => {

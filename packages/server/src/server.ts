@@ -1,7 +1,7 @@
 /** The server as a library: credentials and a message handler in, a listening server out. */
 import { type CryptoBackend, type Logger, type Transport, DEFAULT_FLUSH_TIMEOUT_MS, PROTOCOLS, REFUSAL_SIGNAL, ServerDispatch, parseProtocolList, type Wire, type WireEvents, concat, legacy, v2, v3, type CredentialFakes } from "@nstp/core";
 import { defaultTransport, silentLogger } from "@nstp/core/node";
-import { type CryptoPool } from "@nstp/core/pool";
+import { type CryptoPool, warmCurve } from "@nstp/core/pool";
 import { nativeBackend } from "@nstp/core/crypto/native";
 import { type ConnectionLimits, type MessageHandler, ServerConnection } from "./connection.ts";
 import { DummyKeys, type KeyStore } from "./credentials.ts";
@@ -149,11 +149,14 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
         crypto,
         protocols: enabled,
         deviceSalt: opts.deviceSalt,
+        // v3's curve step goes to the driver, which runs it inline or in the pool (pool/curve.ts).
+        deferCurve: opts.pool !== undefined,
         fakes,
         // The reference's limit is its own; every later version shares v2's transport and its limit.
         maxMessageSize: Object.fromEntries(enabled.map((p) => [p.name, p.name === "legacy" ? limits.maxMessageSize : limits.maxMessageSizeV2])),
       }),
     aeadPool: opts.pool,
+    curvePool: opts.pool,
     log,
     stats,
     onClosed: (c: ServerConnection) => live.delete(c),
@@ -182,6 +185,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     return conn;
   };
   const trusted = opts.trustedProxies?.length ? new TrustedProxies(opts.trustedProxies) : undefined;
+  // v3's curve tables and code, built before the first handshake would pay for them on the loop.
+  if (enabled.some((p) => p.name === "v3")) await warmCurve(opts.pool);
   const listener = await transport.listen(
     {
       host: opts.host ?? DEFAULT_HOST,

@@ -5,7 +5,7 @@ import { chmodSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, statSync,
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { spawn, spawnSync } from "node:child_process";
-import { legacy } from "@nstp/core";
+import { fromHex } from "@nstp/core";
 import { detectRuntime } from "@nstp/core/node";
 import { parseUsersFile } from "./credentials.ts";
 import { withUsersFileLock, writeFileAtomic } from "./users-file.ts";
@@ -64,7 +64,8 @@ test("the users CLI on both runtimes replaces a 0644 file with a 0600 one holdin
     const r = spawnSync(BIN[runtime], [USERS_CLI[runtime], "add", "bob", "--file", file], { input: "bobs password\n", timeout: 30_000 });
     assert.equal(r.status, 0, String(r.stderr));
     assert.equal(mode(file), 0o600, runtime);
-    assert.ok(parseUsersFile(readFileSync(file, "utf8"), legacy.DEMO_DEVICE_SALT).has("bob"));
+    const text = readFileSync(file, "utf8");
+    assert.ok(parseUsersFile(text, fromHex(JSON.parse(text).deviceSalt)).has("bob"), "bob, under the salt the file records");
     assert.deepEqual(readdirSync(dir), ["users.json"]);
   }
 });
@@ -87,7 +88,8 @@ test("a removal made while `users add` waits for its password is not undone by t
   const killer = setTimeout(() => add.kill("SIGKILL"), 30_000);
   assert.equal(await exited, 0, err);
   clearTimeout(killer);
-  const users = parseUsersFile(readFileSync(file, "utf8"), legacy.DEMO_DEVICE_SALT);
+  const text = readFileSync(file, "utf8");
+  const users = parseUsersFile(text, fromHex(JSON.parse(text).deviceSalt));
   assert.ok(users.has("bob"));
   assert.ok(!users.has("mallory"), "the removal was undone by the concurrent add");
   assert.deepEqual(readdirSync(dir), ["users.json"], "no lock or temporary file left behind");

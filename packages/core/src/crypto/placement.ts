@@ -28,3 +28,51 @@ export const AEAD_POOL_MIN_BATCH: Record<BackendName, number> = {
 export function aeadInPool(backend: BackendName, batchBytes: number): boolean {
   return batchBytes >= AEAD_POOL_MIN_BATCH[backend];
 }
+
+/**
+ * Where v3's server curve step (verifierShares: five P-256 scalar multiplications, RFC 9383 §3.3)
+ * runs: inline on the event loop when it is idle, in the worker pool when it is busy. Measured with
+ * `bun bench/src/v3-curve.ts --ms 600` and `node bench/src/v3-curve.ts --ms 600` (its "placement"
+ * figures), 2026-11-26, on the shared 2-core machine at load 4-7, so upper bounds:
+ *
+ * - one job, wall time: Bun 3.9 ms inline vs 5.5 ms through an idle 2-thread pool; Node 24 19 ms vs
+ *   20 ms. Inline saves the hand-over (1-1.5 ms) but holds the loop for the whole job: on Node one
+ *   job alone is already more than the 10 ms event-loop p99 the server keeps in a storm.
+ * - 64 jobs at once (a cold storm's curve work): inline, the loop goes 260 ms (Bun) and 1,070 ms
+ *   (Node) without a turn; in the pool its longest gap is 16 ms (Bun) and 9 ms (Node), for a wall
+ *   time of 640 and 1,120 ms (the threads compete with the server's own loop for the two cores).
+ *
+ * So a job runs inline only when nothing else is waiting for curve work and the loop has not spent
+ * more than CURVE_INLINE_SHARE of its recent time on it: after an inline job of c ms the next one
+ * may run inline no sooner than c·(1/share − 1) ms later. Busy is measured two ways, both cheap and
+ * the same on Bun and Node (whose eventLoopUtilization Bun reports as zero): the pool's own measure,
+ * curve jobs handed to it and not yet back (a burst is under way: join it rather than block the
+ * loop), and the loop's measure, its inline curve time (so a steady trickle of handshakes cannot
+ * hold the loop more than that share). The job's cost is measured as it runs, so the rule adapts to
+ * the runtime (four to five times dearer on Node) without a table per runtime.
+ */
+export const CURVE_INLINE_SHARE = 0.1;
+
+export interface CurvePlacementState {
+  /** A pool exists to run the job. */
+  pool: boolean;
+  /** The pool would refuse a task (its queue is full): the job must then run here. */
+  poolSaturated: boolean;
+  /** Curve jobs in the pool and not yet back. */
+  poolOutstanding: number;
+  /** Now, and the time before which the loop's share of inline curve work is spent (ms, one clock). */
+  nowMs: number;
+  inlineQuietUntilMs: number;
+}
+
+export function curveInline(s: CurvePlacementState): boolean {
+  // Message 2 is owed once the record is looked up (the busy signal comes before any lookup), so a
+  // full queue means running it here rather than failing a user who may have the right password.
+  if (!s.pool || s.poolSaturated) return true;
+  return s.poolOutstanding === 0 && s.nowMs >= s.inlineQuietUntilMs;
+}
+
+/** When the loop may next run a curve job inline, after one that ran from startMs to endMs. */
+export function curveQuietUntil(startMs: number, endMs: number): number {
+  return endMs + (endMs - startMs) * (1 / CURVE_INLINE_SHARE - 1);
+}

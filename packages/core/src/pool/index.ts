@@ -10,7 +10,8 @@ import { availableParallelism } from "node:os";
 import { Piscina } from "piscina";
 import type { CryptoBackend } from "../crypto/backend.ts";
 import { NstpError } from "../errors.ts";
-import type { PoolTask } from "./worker.ts";
+import { InvalidPointError, type VerifierCurveInput, type VerifierCurveResult } from "../v3/spake2plus.ts";
+import type { CurveFailure, PoolTask } from "./worker.ts";
 
 /**
  * The worker beside this module: worker.ts when running from src (Bun, or Node's type stripping in the
@@ -88,6 +89,16 @@ export class CryptoPool {
     return this.run({ op: "open", backend: this.backendName, key, items }, signal) as Promise<(Uint8Array | null)[]>;
   }
 
+  /**
+   * v3's server curve step (verifierShares: the five scalar multiplications of RFC 9383 §3.3) in a
+   * thread. Resolves with the shares, or with the Error the function threw there (an invalid point);
+   * rejects only for the pool's own reasons (ERR_BUSY, ERR_CLOSED), as every task does.
+   */
+  async verifierShares(job: VerifierCurveInput, signal?: AbortSignal): Promise<VerifierCurveResult | Error> {
+    const r = (await this.run({ op: "verifierShares", backend: this.backendName, job }, signal)) as VerifierCurveResult | CurveFailure;
+    return "failed" in r ? new InvalidPointError(r.failed) : r;
+  }
+
   /** Finishes running tasks, refuses queued ones, and stops the threads. */
   async destroy(): Promise<void> {
     await this.piscina.destroy();
@@ -111,3 +122,4 @@ export function pooledBackend(base: CryptoBackend, pool: CryptoPool): CryptoBack
 }
 
 export { OrderedAead } from "./ordered-aead.ts";
+export { CurvePlacement, curvePlacement, runCurveJob, warmCurve } from "./curve.ts";

@@ -3,13 +3,20 @@
  * and the operation, so the pool is a way of running that interface, not a second implementation.
  */
 import { getBackend } from "../crypto/index.ts";
+import { type VerifierCurveInput, type VerifierCurveResult, verifierShares } from "../v3/spake2plus.ts";
+
+/** A curve job's failure, returned as data: the thread never dies of a peer's bad point. */
+export interface CurveFailure {
+  failed: string;
+}
 
 export type PoolTask =
   | { op: "pbkdf2"; backend: string; password: Uint8Array; salt: Uint8Array; iterations: number; length: number }
   | { op: "seal"; backend: string; key: Uint8Array; items: { nonce: Uint8Array; data: Uint8Array; aad?: Uint8Array }[] }
-  | { op: "open"; backend: string; key: Uint8Array; items: { nonce: Uint8Array; data: Uint8Array; aad?: Uint8Array }[] };
+  | { op: "open"; backend: string; key: Uint8Array; items: { nonce: Uint8Array; data: Uint8Array; aad?: Uint8Array }[] }
+  | { op: "verifierShares"; backend: string; job: VerifierCurveInput };
 
-export default async function run(task: PoolTask): Promise<Uint8Array | (Uint8Array | null)[]> {
+export default async function run(task: PoolTask): Promise<Uint8Array | (Uint8Array | null)[] | VerifierCurveResult | CurveFailure> {
   const backend = getBackend(task.backend);
   switch (task.op) {
     case "pbkdf2":
@@ -18,5 +25,14 @@ export default async function run(task: PoolTask): Promise<Uint8Array | (Uint8Ar
       return task.items.map((i) => backend.aesGcmSeal(task.key, i.nonce, i.data, i.aad));
     case "open":
       return task.items.map((i) => backend.aesGcmOpen(task.key, i.nonce, i.data, i.aad));
+    case "verifierShares":
+      // The same function V3Server runs inline (docs/PROTOCOL.md §v3 "Validation"): an invalid or
+      // identity point, or any library exception, comes back as a failure the machine turns into the
+      // ordinary silent AuthError.
+      try {
+        return verifierShares(task.job);
+      } catch (e) {
+        return { failed: e instanceof Error ? e.message : String(e) };
+      }
   }
 }

@@ -68,6 +68,23 @@ export function verifierFromPsk(crypto: CryptoBackend, psk: Uint8Array, deviceSa
   return verifierFromProverKeys(proverKeysFromPsk(crypto, psk, deviceSalt, usernameBytes));
 }
 
+const sameBytes = (a: Uint8Array, b: Uint8Array) => a.length === b.length && a.every((x, i) => x === b[i]);
+/** Verifiers derived from PSKs, by the PSK array: a store hands out the same array for a user each time. */
+const fromPsk = new WeakMap<Uint8Array, { deviceSalt: Uint8Array; usernameBytes: Uint8Array; verifier: Verifier }>();
+
+/**
+ * verifierFromPsk, once per PSK array (for as long as the store keeps it): a server whose store holds
+ * only PSKs pays the HKDF and the base-point multiplication on a user's first v3 handshake only, so
+ * that a known user's repeat handshakes cost what an unknown user's (a cached fake record) do.
+ */
+export function cachedVerifierFromPsk(crypto: CryptoBackend, psk: Uint8Array, deviceSalt: Uint8Array, usernameBytes: Uint8Array): Verifier {
+  const hit = fromPsk.get(psk);
+  if (hit && sameBytes(hit.deviceSalt, deviceSalt) && sameBytes(hit.usernameBytes, usernameBytes)) return hit.verifier;
+  const verifier = verifierFromPsk(crypto, psk, deviceSalt, usernameBytes);
+  fromPsk.set(psk, { deviceSalt: deviceSalt.slice(), usernameBytes: usernameBytes.slice(), verifier });
+  return verifier;
+}
+
 /**
  * Checks a record's shape (sizes, w0 below n). The point L is validated where it is used, on every
  * handshake, by the same decoder as a peer's share: real and fake records take one path.
@@ -105,15 +122,29 @@ export class FakeVerifiers {
   private readonly crypto: CryptoBackend;
   private readonly secret: Uint8Array;
   private readonly L: Uint8Array;
+  /**
+   * Records handed out, by username (hex), oldest dropped past `maxCached`: a repeat probe of an
+   * unknown name costs what a repeat handshake of a known user does (a stored or cached verifier),
+   * no HKDF more (the username-timing probe, server/probes.test.ts).
+   */
+  private readonly cache = new Map<string, Verifier>();
+  private readonly maxCached: number;
 
-  constructor(crypto: CryptoBackend, secret: Uint8Array = crypto.randomBytes(32)) {
+  constructor(crypto: CryptoBackend, secret: Uint8Array = crypto.randomBytes(32), maxCached = 10_000) {
     this.crypto = crypto;
     this.secret = secret;
     this.L = verifierPoint(randomScalar(crypto));
+    this.maxCached = maxCached;
   }
 
   record(usernameBytes: Uint8Array): Verifier {
+    const name = toHex(usernameBytes);
+    const hit = this.cache.get(name);
+    if (hit) return hit;
     const okm = hkdfSha256(this.crypto, EMPTY, this.secret, concat(FAKE_INFO, usernameBytes), W_HALF_SIZE);
-    return { w0: scalarToBytes(scalarFromBytesModN(okm)), L: this.L.slice() };
+    const record = { w0: scalarToBytes(scalarFromBytesModN(okm)), L: this.L.slice() };
+    if (this.cache.size >= this.maxCached) this.cache.delete(this.cache.keys().next().value!);
+    this.cache.set(name, record);
+    return record;
   }
 }

@@ -23,7 +23,7 @@ import { Channel } from "../v2/channel.ts";
 import { V2Endpoint } from "../v2/endpoint.ts";
 import { DEFAULT_MAX_MESSAGE_SIZE } from "../v2/wire.ts";
 import { type HandshakeSecrets, handshakeSecrets, v3TransportKeys } from "./handshake.ts";
-import { type Verifier, checkVerifier, verifierFromPsk } from "./keys.ts";
+import { type Verifier, cachedVerifierFromPsk, checkVerifier } from "./keys.ts";
 import { type VerifierCurveInput, type VerifierCurveResult, randomScalar, verifierShares } from "./spake2plus.ts";
 import {
   BUSY_SIGNAL,
@@ -152,8 +152,8 @@ export class V3Server extends V2Endpoint implements ServerMachine {
   }
 
   /**
-   * The user's verifier; or, from a store that holds only a PSK, one derived from it (one base-point
-   * multiplication more: such a store should derive its verifiers once, at load); or for an unknown
+   * The user's verifier; or, from a store that holds only a PSK, one derived from it (on the PSK's
+   * first v3 handshake, then cached: keys.ts cachedVerifierFromPsk); or for an unknown
    * user a fake verifier, on the verifier's path.
    */
   provideCredential(credential: Credential | undefined): Output[] {
@@ -168,7 +168,7 @@ export class V3Server extends V2Endpoint implements ServerMachine {
   provideKey(psk: Uint8Array): Output[] {
     const s = this.state;
     if (s.kind !== "preambleReceived" || s.record) throw new ProtocolError(`key provided in state ${s.kind}`);
-    return this.provideVerifier(verifierFromPsk(this.opts.crypto, psk, this.opts.deviceSalt, preambleUsername(s.preamble.bytes)));
+    return this.provideVerifier(cachedVerifierFromPsk(this.opts.crypto, psk, this.opts.deviceSalt, preambleUsername(s.preamble.bytes)));
   }
 
   /** The driver's answer to "need-curve": verifierShares(job), or the error it threw. */

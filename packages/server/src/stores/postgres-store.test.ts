@@ -6,7 +6,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import postgres from "postgres";
-import { NstpError, legacy } from "@nstp/core";
+import { NstpError, legacy, toHex } from "@nstp/core";
 import { detectRuntime } from "@nstp/core/node";
 import { nativeBackend } from "@nstp/core/crypto/native";
 import { connect } from "../../../client/src/index.ts";
@@ -197,7 +197,7 @@ describe("PostgreSQL store", { skip }, () => {
   test("a Bun and a Node server share it: a user added through the CLI connects through both, a removal ends his sessions on both, a restart under load costs no session", { skip: !onBun && "spawned from the Bun run", timeout: 180_000 }, async () => {
     const url = pg.url;
     const derive = (u: string, p: string) => legacy.derivePsk(nativeBackend, { username: u, password: p, deviceSalt });
-    await runUsersCli("node", ["add", "erin", "--file", url], "erin-pw\n");
+    await runUsersCli("node", ["add", "erin", "--file", url, "--device-salt", toHex(deviceSalt)], "erin-pw\n");
     const servers: ServerProcess[] = [];
     try {
       for (const rt of ["bun", "node"] as const) {

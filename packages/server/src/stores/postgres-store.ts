@@ -17,7 +17,7 @@ import { type Credential, type Logger, NstpError, utf8 } from "@nstp/core";
 import { silentLogger } from "@nstp/core/node";
 import { type CredentialRecord, type CredentialStore, RecordCache, type RecordInput, RemovalListeners, type StoreHealth, checkRecord, credentialOf, endsSessions, pskOf } from "./records.ts";
 import { POSTGRES_SCHEMA, SCHEMA_VERSION } from "./schema.ts";
-import { type UsersDb, checkDeviceSalt, rowToRecord } from "./users-db.ts";
+import { type UsersDb, checkDeviceSalt, chooseDeviceSalt, rowToRecord } from "./users-db.ts";
 import { type GuessBudgetOptions, PostgresGuessBudget } from "./guess-budget.ts";
 
 /** The LISTEN/NOTIFY channel; the payload is the change's version. */
@@ -225,23 +225,29 @@ export class PostgresCredentialStore implements CredentialStore {
 /** The writer `bun run users` uses on PostgreSQL: the schema on first use, a transaction per change. */
 export class PostgresUsersDb implements UsersDb {
   private readonly sql: Sql;
-  private constructor(sql: Sql) {
+  readonly deviceSalt: Uint8Array;
+  readonly created: boolean;
+  private constructor(sql: Sql, salt: { deviceSalt: Uint8Array; created: boolean }) {
     this.sql = sql;
+    this.deviceSalt = salt.deviceSalt;
+    this.created = salt.created;
   }
 
-  static async open(url: string, deviceSalt: Uint8Array): Promise<PostgresUsersDb> {
+  /** Without `deviceSalt`, a new store gets a random one (chooseDeviceSalt); an existing one keeps its own. */
+  static async open(url: string, deviceSalt?: Uint8Array): Promise<PostgresUsersDb> {
     const sql = connectPg(url, 1);
     try {
-      await sql.begin(async (tx) => {
+      const salt = await sql.begin(async (tx) => {
         await tx`SELECT pg_advisory_xact_lock(${WRITER_LOCK})`;
         await tx.unsafe(POSTGRES_SCHEMA);
-        const salt = await tx`SELECT value FROM nstp_meta WHERE key = 'device_salt'`;
-        if (!salt.length) {
-          await tx`INSERT INTO nstp_meta (key, value) VALUES ('schema', ${Buffer.from(String(SCHEMA_VERSION))}), ('device_salt', ${Buffer.from(deviceSalt)})`;
+        const stored = await tx`SELECT value FROM nstp_meta WHERE key = 'device_salt'`;
+        const chosen = chooseDeviceSalt(stored.length ? new Uint8Array(stored[0]!.value as Uint8Array) : undefined, deviceSalt, "the PostgreSQL store");
+        if (chosen.created) {
+          await tx`INSERT INTO nstp_meta (key, value) VALUES ('schema', ${Buffer.from(String(SCHEMA_VERSION))}), ('device_salt', ${Buffer.from(chosen.deviceSalt)})`;
         }
-        checkDeviceSalt(salt[0]?.value ?? deviceSalt, deviceSalt, "the PostgreSQL store");
+        return chosen;
       });
-      return new PostgresUsersDb(sql);
+      return new PostgresUsersDb(sql, salt);
     } catch (e) {
       await sql.end({ timeout: 1 });
       throw e;

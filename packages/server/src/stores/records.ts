@@ -92,7 +92,11 @@ export function endsSessions(before: CredentialRecord | null | undefined, after:
   if (before === null) return false;
   if (before === undefined) return true;
   if (before.disabled) return false; // it had no session to end
-  return !sameBytes(before.psk, after.psk) || !sameBytes(before.w0, after.w0) || !sameBytes(before.L, after.L);
+  if (!sameBytes(before.psk, after.psk)) return true;
+  // A verifier given to a PSK record that had none (`bun run users -- migrate`, which computes it
+  // from that PSK) adds v3 for the same password: nothing was re-keyed. Any other change to it is.
+  if (before.w0 === undefined && before.L === undefined && before.psk !== undefined) return false;
+  return !sameBytes(before.w0, after.w0) || !sameBytes(before.L, after.L);
 }
 
 /** Listeners for removals, each called once per event; a throwing listener does not stop the others. */

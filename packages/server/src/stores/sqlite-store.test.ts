@@ -132,9 +132,9 @@ test("JSON users files import into a database and export back, keys checked agai
   try {
     const doc = recordsToUsersFile(
       [
-        { username: "alice", psk: key(1), disabled: false, version: 1, updatedAt: 0 },
-        { username: "bob", psk: key(2), w0: key(3), L, disabled: true, version: 2, updatedAt: 0 },
-        { username: "carol", w0: key(4), L, disabled: false, version: 3, updatedAt: 0 },
+        { username: "alice", psk: key(1), disabled: false },
+        { username: "bob", psk: key(2), w0: key(3), L, disabled: true },
+        { username: "carol", w0: key(4), L, disabled: false },
       ],
       deviceSalt,
     );
@@ -143,7 +143,9 @@ test("JSON users files import into a database and export back, keys checked agai
     await w.putMany(recordsFromUsersFile(JSON.stringify(doc), deviceSalt));
     const back = recordsToUsersFile(await w.list(), deviceSalt);
     assert.deepEqual(back, doc);
-    assert.throws(() => recordsFromUsersFile(JSON.stringify(doc), Uint8Array.of(9)), /salt does not match/);
+    assert.throws(() => recordsFromUsersFile(JSON.stringify(doc), Uint8Array.of(9)), /written for device salt/);
+    const { deviceSalt: _, ...older } = doc; // a file from before the recorded salt: each record is checked
+    assert.throws(() => recordsFromUsersFile(JSON.stringify(older), Uint8Array.of(9)), /salt does not match/);
     await w.close();
   } finally {
     t.done();
@@ -181,7 +183,7 @@ test("users.db shared by a Bun and a Node server process: the CLI's changes reac
   const attempt = (port: number, u: string, psk: Uint8Array) =>
     connect({ port, username: u, psk, deviceSalt }).then(async (s) => (await s.close(), "ok"), (e: NstpError) => e.code);
   try {
-    await runUsersCli("bun", ["add", "erin", "--file", t.path], "erin-pw\n");
+    await runUsersCli("bun", ["add", "erin", "--file", t.path, "--device-salt", toHex(deviceSalt)], "erin-pw\n");
     for (const rt of ["bun", "node"] as const) {
       servers.push(await startServerProcess(rt, ["--port", "0", "--users", t.path, "--metrics", "127.0.0.1:0", "--log-level", "warn", "--summary-interval", "0", "--shutdown-grace", "1"]));
     }

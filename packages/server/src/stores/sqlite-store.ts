@@ -11,7 +11,7 @@ import { silentLogger } from "@nstp/core/node";
 import { type CredentialRecord, type CredentialStore, RecordCache, type RecordInput, RemovalListeners, type StoreHealth, checkRecord, credentialOf, endsSessions, pskOf } from "./records.ts";
 import { SCHEMA_VERSION, SQLITE_SCHEMA } from "./schema.ts";
 import { type SqliteDb, openSqlite } from "./sqlite-driver.ts";
-import { type UsersDb, checkDeviceSalt, rowToRecord } from "./users-db.ts";
+import { type UsersDb, checkDeviceSalt, chooseDeviceSalt, rowToRecord } from "./users-db.ts";
 
 export interface SqliteStoreOptions {
   path: string;
@@ -135,23 +135,29 @@ export class SqliteCredentialStore implements CredentialStore {
 /** The writer `bun run users` uses on a SQLite file: schema and WAL on creation, a transaction per change. */
 export class SqliteUsersDb implements UsersDb {
   private readonly db: SqliteDb;
-  private constructor(db: SqliteDb) {
+  readonly deviceSalt: Uint8Array;
+  readonly created: boolean;
+  private constructor(db: SqliteDb, salt: { deviceSalt: Uint8Array; created: boolean }) {
     this.db = db;
+    this.deviceSalt = salt.deviceSalt;
+    this.created = salt.created;
   }
 
-  static async open(path: string, deviceSalt: Uint8Array): Promise<SqliteUsersDb> {
+  /** Without `deviceSalt`, a new store gets a random one (chooseDeviceSalt); an existing one keeps its own. */
+  static async open(path: string, deviceSalt?: Uint8Array): Promise<SqliteUsersDb> {
     const db = await openSqlite(path, { create: true });
     try {
       db.exec("PRAGMA journal_mode = WAL");
       db.exec(SQLITE_SCHEMA);
-      db.transaction(() => {
-        const salt = db.get("SELECT value FROM nstp_meta WHERE key = 'device_salt'")?.value;
-        if (salt === undefined) {
-          db.run("INSERT INTO nstp_meta (key, value) VALUES ('schema', ?), ('device_salt', ?), ('version', 0)", SCHEMA_VERSION, deviceSalt);
+      const salt = db.transaction(() => {
+        const stored = db.get("SELECT value FROM nstp_meta WHERE key = 'device_salt'")?.value;
+        const chosen = chooseDeviceSalt(stored == null ? undefined : new Uint8Array(stored as Uint8Array), deviceSalt, path);
+        if (chosen.created) {
+          db.run("INSERT INTO nstp_meta (key, value) VALUES ('schema', ?), ('device_salt', ?), ('version', 0)", SCHEMA_VERSION, chosen.deviceSalt);
         }
-        checkDeviceSalt(salt ?? deviceSalt, deviceSalt, path);
+        return chosen;
       });
-      return new SqliteUsersDb(db);
+      return new SqliteUsersDb(db, salt);
     } catch (e) {
       db.close();
       throw e;

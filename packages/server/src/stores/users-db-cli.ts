@@ -1,17 +1,18 @@
 /**
  * `bun run users` on a database (SQLite file or PostgreSQL URL): add, remove, disable, enable, list,
- * import a JSON users file, export one. Each command is one transaction; running servers see it
- * within a second, without SIGHUP.
+ * migrate, import a JSON users file, export one. Each command is one transaction; running servers see
+ * it within a second, without SIGHUP.
  */
 import { readFileSync } from "node:fs";
-import { PBKDF2_ITERATIONS, PSK_SIZE, legacy, pskSalt, utf8 } from "@nstp/core";
+import { PBKDF2_ITERATIONS, PSK_SIZE, legacy, pskSalt, toHex, utf8 } from "@nstp/core";
 import { readPassword } from "@nstp/core/node";
 import { CryptoPool } from "@nstp/core/pool";
+import { type RecordOptions, migrateRecord, recordFromPsk } from "../users-records.ts";
 import { storeKind } from "./schema.ts";
 import { SqliteUsersDb } from "./sqlite-store.ts";
 import { type UsersDb, recordsFromUsersFile, recordsToUsersFile } from "./users-db.ts";
 
-export const DB_COMMANDS = "add NAME | remove NAME | disable NAME | enable NAME | list | import FILE.json | export";
+export const DB_COMMANDS = "add NAME | remove NAME | disable NAME | enable NAME | list | migrate | import FILE.json | export";
 
 /** PBKDF2 in a worker thread (the prompt's process stays responsive), as the server's pool runs it. */
 export async function deriveUserPsk(name: string, deviceSalt: Uint8Array): Promise<Uint8Array> {
@@ -26,25 +27,34 @@ export async function deriveUserPsk(name: string, deviceSalt: Uint8Array): Promi
   }
 }
 
-export async function openUsersDb(spec: string, deviceSalt: Uint8Array): Promise<UsersDb> {
+/** Told once, when `bun run users` has just created a store: the server must be given its salt. */
+export function announceNewStore(where: string, deviceSalt: Uint8Array): void {
+  const hex = toHex(deviceSalt);
+  console.error(`created ${where} with device salt ${hex}: start the server with --device-salt ${hex} (clients need it too)`);
+}
+
+/** Opens (creating if need be) a store; without `deviceSalt` a new one gets 16 random bytes. */
+export async function openUsersDb(spec: string, deviceSalt?: Uint8Array): Promise<UsersDb> {
   const { kind, location } = storeKind(spec);
   if (kind === "sqlite") return SqliteUsersDb.open(location, deviceSalt);
   if (kind === "postgres") return (await import("./postgres-store.ts")).PostgresUsersDb.open(location, deviceSalt);
   throw new Error(`${spec} is not a database`);
 }
 
-export async function runDbCommand(spec: string, command: string, arg: string | undefined, deviceSalt: Uint8Array): Promise<void> {
+export async function runDbCommand(spec: string, command: string, arg: string | undefined, deviceSalt: Uint8Array | undefined, opts: RecordOptions = {}): Promise<void> {
   const needsArg = ["add", "remove", "disable", "enable", "import"];
   if (needsArg.includes(command) && !arg) throw new Error(`${command} needs ${command === "import" ? "a file" : "a user name"}`);
-  if (![...needsArg, "list", "export"].includes(command)) throw new Error(`unknown command ${command}: ${DB_COMMANDS}`);
-  // Read the password (and derive) before opening the database: no transaction waits on a prompt.
-  const psk = command === "add" ? await deriveUserPsk(arg!, deviceSalt) : undefined;
+  if (![...needsArg, "list", "migrate", "export"].includes(command)) throw new Error(`unknown command ${command}: ${DB_COMMANDS}`);
+  if (command === "add") legacy.checkUsernameBytes(utf8(arg!));
+  // Opening takes (or creates) the store's salt in a transaction of its own: no transaction waits on
+  // the password prompt that follows.
   const db = await openUsersDb(spec, deviceSalt);
   try {
+    if (db.created) announceNewStore(spec, db.deviceSalt);
     switch (command) {
       case "add":
-        await db.put({ username: arg!, psk });
-        console.error(`${arg} saved to ${spec}`);
+        await db.put(recordFromPsk(arg!, await deriveUserPsk(arg!, db.deviceSalt), db.deviceSalt, opts));
+        console.error(`${arg} saved to ${spec}${opts.v3Only ? " (v3 only)" : ""}`);
         break;
       case "remove":
         if (!(await db.remove(arg!))) throw new Error(`no user "${arg}" in ${spec}`);
@@ -58,14 +68,21 @@ export async function runDbCommand(spec: string, command: string, arg: string | 
       case "list":
         for (const r of await db.list()) console.log(r.disabled ? `${r.username} (disabled)` : r.username);
         break;
+      case "migrate": {
+        // One transaction for the whole store: servers see every record converted at once.
+        const records = (await db.list()).map((r) => migrateRecord(r, db.deviceSalt, opts));
+        await db.putMany(records);
+        console.error(`migrated ${records.length} users in ${spec}${opts.v3Only ? " to v3 only (PSKs removed)" : " (v3 verifiers added)"}`);
+        break;
+      }
       case "import": {
-        const records = recordsFromUsersFile(readFileSync(arg!, "utf8"), deviceSalt);
+        const records = recordsFromUsersFile(readFileSync(arg!, "utf8"), db.deviceSalt);
         await db.putMany(records);
         console.error(`imported ${records.length} users into ${spec}`);
         break;
       }
       case "export":
-        console.log(JSON.stringify(recordsToUsersFile(await db.list(), deviceSalt), null, 2));
+        console.log(JSON.stringify(recordsToUsersFile(await db.list(), db.deviceSalt), null, 2));
         break;
     }
   } finally {
