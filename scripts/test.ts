@@ -1,6 +1,8 @@
 /**
- * The project's test command: every *.test.ts under Bun (`bun test`), then the same files under the
- * project's Node 24 (`node --test`), then the bench in --quick mode through turbo (it checks every
+ * The project's test command: the build (`turbo run build`: each package's dist), every *.test.ts
+ * under Bun (`bun test`), then the same files under the project's Node 24 (`node --test`), then the
+ * packaging test (scripts/packaging.ts: the packed packages installed and run under Node 22, Node 24
+ * and Bun, and the single-file executables), then the bench in --quick mode through turbo (it checks every
  * scenario ran and every reply was right; never speed), then the soak with 100 sessions against a
  * Bun and a Node server, then one closing line "N passed, N failed".
  * Exits non-zero if anything failed or if either runner ran no test. `--no-bench` skips the bench.
@@ -13,6 +15,9 @@ import { join, resolve } from "node:path";
 const root = resolve(import.meta.dir, "..");
 const bin = (name: string) => join(root, "node_modules", ".bin", name);
 const files = "packages/*/src/**/*.test.ts";
+
+/** turbo looks for the package manager (bun) on PATH: the project's own first, however this was started. */
+const turboEnv = { ...process.env, PATH: `${join(root, "node_modules", ".bin")}:${process.env.PATH ?? ""}` };
 
 function run(label: string, cmd: string, args: string[]): string {
   console.log(`\n=== ${label}: ${[cmd, ...args].join(" ")}`);
@@ -28,6 +33,13 @@ function count(out: string, re: RegExp): number {
   return m ? Number(m[1]) : 0;
 }
 
+// Node runs the built packages: the tests' sources import @nstp/* through the packages' exports,
+// which resolve to dist under Node (the "import" condition), and the CLI processes the tests spawn
+// on Node are the packages' dist/cli.js. Bun runs the sources (the "bun" condition).
+const build = spawnSync(bin("turbo"), ["run", "build", "--output-logs=errors-only"], { cwd: root, env: turboEnv, stdio: "inherit", timeout: 10 * 60_000 });
+const buildFail = build.status === 0 ? 0 : 1;
+if (buildFail) console.log(`build failed (${build.error?.message ?? `exit ${build.status}`}): the Node runs below use a stale or missing dist`);
+
 const bunOut = run("Bun", bin("bun"), ["test", "--timeout", "60000", "packages/"]);
 const bunPass = count(bunOut, /^\s*(\d+) pass$/gm);
 const bunFail = count(bunOut, /^\s*(\d+) fail$/gm) + count(bunOut, /^\s*(\d+) errors?$/gm);
@@ -36,12 +48,15 @@ const nodeOut = run("Node", bin("node"), ["--test", "--test-reporter=spec", file
 const nodePass = count(nodeOut, /^ℹ pass (\d+)$/gm);
 const nodeFail = count(nodeOut, /^ℹ fail (\d+)$/gm) + count(nodeOut, /^ℹ cancelled (\d+)$/gm);
 
+// The packaging test: one pass or fail per check it makes (it prints "packaging: N passed, N failed").
+const packOut = run("Packaging", bin("bun"), [join(root, "scripts", "packaging.ts"), "--no-build"]);
+const packPass = count(packOut, /^packaging: (\d+) passed/gm);
+const packFail = count(packOut, /^packaging: \d+ passed, (\d+) failed/gm) + (packOut.includes("packaging: ") ? 0 : 1);
+
 let benchPass = 0, benchFail = 0;
 if (!process.argv.includes("--no-bench")) {
   const out = mkdtempSync(join(tmpdir(), "nstp-bench-"));
-  // turbo finds the package manager (bun) on PATH: the project's own, as `bun run` would put it there.
-  const env = { ...process.env, PATH: `${join(root, "node_modules", ".bin")}:${process.env.PATH ?? ""}` };
-  const r = spawnSync(bin("turbo"), ["run", "bench", "--", "--quick", "--out", out], { cwd: root, stdio: "inherit", timeout: 10 * 60_000, env });
+  const r = spawnSync(bin("turbo"), ["run", "bench", "--", "--quick", "--out", out], { cwd: root, env: turboEnv, stdio: "inherit", timeout: 10 * 60_000 });
   rmSync(out, { recursive: true, force: true });
   if (r.status === 0) benchPass = 1;
   else benchFail = 1;
@@ -59,9 +74,9 @@ for (const server of ["bun", "node"]) {
   }
 }
 
-const passed = bunPass + nodePass + benchPass + soakPass;
-let failed = bunFail + nodeFail + benchFail + soakFail;
-console.log(`\nBun: ${bunPass} passed, ${bunFail} failed; Node: ${nodePass} passed, ${nodeFail} failed; bench: ${benchPass} passed, ${benchFail} failed; soak: ${soakPass} passed, ${soakFail} failed`);
+const passed = bunPass + nodePass + packPass + benchPass + soakPass;
+let failed = buildFail + bunFail + nodeFail + packFail + benchFail + soakFail;
+console.log(`\nbuild: ${buildFail ? "failed" : "ok"}; Bun: ${bunPass} passed, ${bunFail} failed; Node: ${nodePass} passed, ${nodeFail} failed; packaging: ${packPass} passed, ${packFail} failed; bench: ${benchPass} passed, ${benchFail} failed; soak: ${soakPass} passed, ${soakFail} failed`);
 if (bunPass === 0 || nodePass === 0) {
   console.log("a runner ran no test: counted as a failure");
   failed++;

@@ -5,7 +5,8 @@
  */
 import { readFileSync } from "node:fs";
 import * as tls from "node:tls";
-import { PROTOCOL_NAMES, type Wire, defaultTransport, legacy, protocolNamed } from "@nstp/core";
+import { PROTOCOL_NAMES, type Wire, legacy, protocolNamed } from "@nstp/core";
+import { defaultTransport } from "@nstp/core/node";
 import { type Session, connect } from "@nstp/client";
 import { Deframer, frame } from "./framing.ts";
 import type { Protocol } from "./report-types.ts";
@@ -36,7 +37,7 @@ export interface OpenOptions {
   psk?: Uint8Array;
   crypto?: import("@nstp/core").CryptoBackend;
   /** Where the client's v2 AES-GCM runs when the placement says so (noble). */
-  pool?: import("@nstp/core").CryptoPool;
+  pool?: import("@nstp/core/pool").CryptoPool;
 }
 
 export async function open(protocol: BenchProtocol, opts: OpenOptions): Promise<Exchanger> {

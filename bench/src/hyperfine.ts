@@ -21,9 +21,10 @@ export async function hyperfine(runtimes: Runtime[], quick: boolean, progress: (
   const server = await startServer("bun", ["--kdf", "pool"]);
   const dir = mkdtempSync(join(tmpdir(), "nstp-hyperfine-"));
   try {
-    const cli = join(ROOT, "packages", "client", "src", "cli.ts");
+    // Each build as users run it: Bun from the sources, Node from the built dist (`bun run build`).
+    const cli = (r: Runtime) => join(ROOT, "packages", "client", r === "node" ? "dist/cli.js" : "src/cli.ts");
     const args = `--port ${server.port} --user ${BENCH_USER} --password ${BENCH_PASSWORD}`;
-    const commands = runtimes.map((r) => (r === "node" ? `env ${Object.entries(NODE_MALLOC_ENV).map(([k, v]) => `${k}=${v}`).join(" ")} ${BIN[r]} ${cli} ${args}` : `${BIN[r]} ${cli} ${args}`));
+    const commands = runtimes.map((r) => (r === "node" ? `env ${Object.entries(NODE_MALLOC_ENV).map(([k, v]) => `${k}=${v}`).join(" ")} ${BIN[r]} ${cli(r)} ${args}` : `${BIN[r]} ${cli(r)} ${args}`));
     const out = join(dir, "hf.json");
     const r = spawnSync("hyperfine", ["--warmup", "1", "--runs", quick ? "3" : "15", "--export-json", out, "--style", "none", ...commands], { encoding: "utf8", timeout: 180_000 });
     if (r.status !== 0) throw new Error(`hyperfine failed: ${r.stderr}`);

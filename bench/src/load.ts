@@ -3,7 +3,9 @@
  * Every reply is compared with the bytes sent before it counts; a wrong one aborts the run.
  */
 import { parseArgs } from "node:util";
-import { CryptoPool, getBackend, legacy, utf8 } from "@nstp/core";
+import { legacy, utf8 } from "@nstp/core";
+import { getBackend } from "@nstp/core/node";
+import { CryptoPool } from "@nstp/core/pool";
 import { clearKeyCache } from "@nstp/client";
 import { type BenchProtocol, type Exchanger, open } from "./conns.ts";
 import { BENCH_PASSWORD, BENCH_USER, coldPassword, storeUserName, storeUserPsk } from "./users.ts";

@@ -1,5 +1,6 @@
 /** The bench's Markdown summary: the targets first, then every table the report holds. */
 import type { Protocol, Report, ResultRow } from "./report-types.ts";
+import { renderFleet } from "./fleet-markdown.ts";
 
 const SIZE_NAMES: Record<number, string> = { 64: "64 B", 1024: "1 KiB", 16384: "16 KiB", 61440: "60 KiB" };
 const sizeName = (s: number) => SIZE_NAMES[s] ?? `${s} B`;
@@ -187,6 +188,7 @@ export function renderMarkdown(report: Report, svgName: string): string {
     out.push("");
   }
 
+  out.push(...renderFleet(L, report, runtimes));
   out.push("## Whole process (hyperfine): client CLI connect, v2 handshake with its PBKDF2, five messages", "");
   const hf = runtimes.map((r) => [r, L.get({ scenario: "cli-connect-5-messages", runtime: r })] as const).filter(([, v]) => v !== undefined);
   if (hf.length) {

@@ -5,7 +5,9 @@
  */
 import { availableParallelism } from "node:os";
 import { parseArgs } from "node:util";
-import { BACKENDS, CryptoPool, type CryptoBackend } from "@nstp/core";
+import { type CryptoBackend } from "@nstp/core";
+import { BACKENDS } from "@nstp/core/node";
+import { CryptoPool } from "@nstp/core/pool";
 
 const { values } = parseArgs({ options: { ms: { type: "string", default: "300" }, sizes: { type: "string", default: "64,1024,16384,61440" } }, strict: true });
 const MS = Number(values.ms);

@@ -6,6 +6,11 @@ import { createInterface } from "node:readline";
 import { BIN, type Runtime, runtimeEnv as env, stopChild } from "@nstp/testkit";
 
 export { BIN, NODE_MALLOC_ENV, ROOT, type Runtime, version } from "@nstp/testkit";
+/**
+ * The bench's own scripts run from source on both runtimes; what they measure comes through the
+ * packages' exports, which resolve to src under Bun (the "bun" condition) and to the built dist under
+ * Node (the "import" condition): the Node columns are the Node build users install (`bun run build`).
+ */
 const SRC = dirname(fileURLToPath(import.meta.url));
 
 export interface ServerProc {
@@ -14,31 +19,50 @@ export interface ServerProc {
   stop(): Promise<void>;
 }
 
-export function startServer(runtime: Runtime, args: string[]): Promise<ServerProc> {
-  const child = spawn(BIN[runtime], [join(SRC, "server.ts"), ...args], { stdio: ["pipe", "pipe", "pipe"], env: env(runtime) });
+/** A bench process that prints a first line, then answers commands on stdin with one JSON line each. */
+export interface CommandProc {
+  first: string;
+  command(line: string, timeoutMs?: number): Promise<Record<string, unknown>>;
+  stop(): Promise<void>;
+}
+
+export async function startCommandProc(runtime: Runtime, script: string, args: string[], firstTimeoutMs = 30_000): Promise<CommandProc> {
+  // --expose-gc: the fleet bench's "gc" command collects before reading resident memory (Bun has Bun.gc).
+  const flags = runtime === "node" ? ["--expose-gc"] : [];
+  const child = spawn(BIN[runtime], [...flags, join(SRC, script), ...args], { stdio: ["pipe", "pipe", "pipe"], env: env(runtime) });
   let stderr = "";
-  child.stderr!.on("data", (d) => (stderr += d));
+  child.stderr!.on("data", (d) => (stderr = (stderr + d).slice(-4000)));
   const lines = createInterface({ input: child.stdout! });
-  const waiting: ((line: string) => void)[] = [];
-  lines.on("line", (l) => waiting.shift()?.(l));
+  const waiting: { line(l: string): void; exit(code: number | null): void }[] = [];
+  lines.on("line", (l) => waiting.shift()?.line(l));
+  child.on("exit", (code) => {
+    for (const w of waiting.splice(0)) w.exit(code);
+  });
   const nextLine = (timeoutMs: number) =>
     new Promise<string>((res, rej) => {
-      const t = setTimeout(() => rej(new Error(`bench server (${runtime}) did not answer: ${stderr.slice(-500)}`)), timeoutMs);
-      waiting.push((l) => (clearTimeout(t), res(l)));
+      const t = setTimeout(() => rej(new Error(`bench ${script} (${runtime}) did not answer: ${stderr.slice(-500)}`)), timeoutMs);
+      waiting.push({
+        line: (l) => (clearTimeout(t), res(l)),
+        exit: (code) => (clearTimeout(t), rej(new Error(`bench ${script} (${runtime}) exited ${code}: ${stderr.slice(-500)}`))),
+      });
     });
-  return nextLine(30_000).then((first) => {
-    const m = /listening on [^:]+:(\d+)/.exec(first);
-    if (!m) throw new Error(`bench server said ${first}`);
-    return {
-      port: Number(m[1]),
-      async command(line) {
-        const p = nextLine(10_000);
-        child.stdin!.write(line + "\n");
-        return JSON.parse(await p) as Record<string, number>;
-      },
-      stop: () => stopChild(child),
-    };
-  });
+  const first = await nextLine(firstTimeoutMs);
+  return {
+    first,
+    async command(line, timeoutMs = 10_000) {
+      const p = nextLine(timeoutMs);
+      child.stdin!.write(line + "\n");
+      return JSON.parse(await p) as Record<string, unknown>;
+    },
+    stop: () => stopChild(child),
+  };
+}
+
+export async function startServer(runtime: Runtime, args: string[]): Promise<ServerProc> {
+  const p = await startCommandProc(runtime, "server.ts", args);
+  const m = /listening on [^:]+:(\d+)/.exec(p.first);
+  if (!m) throw new Error(`bench server said ${p.first}`);
+  return { port: Number(m[1]), command: (line) => p.command(line) as Promise<Record<string, number>>, stop: p.stop };
 }
 
 /** Runs one load-generator scenario; resolves with its JSON result. */

@@ -17,6 +17,7 @@ import { renderMarkdown } from "./markdown.ts";
 import { renderSvg } from "./svg.ts";
 import { hyperfine } from "./hyperfine.ts";
 import { type StoreName, haproxyBinary, prepareStores, startHaproxy } from "./stores.ts";
+import { densityScenario, stormScenario, workersScenario } from "./fleet.ts";
 import { postgresBinDir } from "../../packages/server/src/testing/postgres.ts";
 
 const postgresInstalled = postgresBinDir() !== undefined;
@@ -26,7 +27,7 @@ const { values } = parseArgs({
     quick: { type: "boolean", default: false },
     runtimes: { type: "string", default: "bun,node" },
     out: { type: "string", default: join(ROOT, "bench", "results") },
-    /** Comma-separated groups to run (latency,rate,echo,flood,stalled,noble,cold,placement,curve,stores,hyperfine); default all. */
+    /** Comma-separated groups to run (latency,rate,echo,flood,stalled,noble,cold,placement,curve,fleet,stores,hyperfine); default all. */
     only: { type: "string" },
     /** Backends to run the echo scenarios with: native, noble, or both (default). */
     crypto: { type: "string", default: "native,noble" },
@@ -36,8 +37,8 @@ const { values } = parseArgs({
 
 const QUICK = values.quick!;
 const P = QUICK
-  ? { duration: 0.2, warmup: 0.1, reps: 1, latencySamples: 10, coldSamples: 2, coldUsers: 8, sizes: [64, 1024, 16384, 61440], rttSizes: [64], floodSeconds: 1, floodConns: 2000, nobleSizes: [1024], stalledSeconds: 4, stalledConns: 600, joinSamples: 3, storeUsers: 100 }
-  : { duration: 2, warmup: 0.5, reps: 3, latencySamples: 60, coldSamples: 8, coldUsers: 64, sizes: [64, 1024, 16384, 61440], rttSizes: [64, 1024, 16384, 61440], floodSeconds: 5, floodConns: 2000, nobleSizes: [64, 1024, 16384, 61440], stalledSeconds: 12, stalledConns: 2000, joinSamples: 20, storeUsers: 5000 };
+  ? { duration: 0.2, warmup: 0.1, reps: 1, latencySamples: 10, coldSamples: 2, coldUsers: 8, sizes: [64, 1024, 16384, 61440], rttSizes: [64], floodSeconds: 1, floodConns: 2000, nobleSizes: [1024], stalledSeconds: 4, stalledConns: 600, joinSamples: 3, storeUsers: 100, fleetSessions: 300, fleetCapacity: 400, fleetProcs: 2 }
+  : { duration: 2, warmup: 0.5, reps: 3, latencySamples: 60, coldSamples: 8, coldUsers: 64, sizes: [64, 1024, 16384, 61440], rttSizes: [64, 1024, 16384, 61440], floodSeconds: 5, floodConns: 2000, nobleSizes: [64, 1024, 16384, 61440], stalledSeconds: 12, stalledConns: 2000, joinSamples: 20, storeUsers: 5000, fleetSessions: 10_000, fleetCapacity: 15_000, fleetProcs: 4 };
 const LOAD_TIMEOUT = 120_000;
 const runtimes = values.runtimes!.split(",") as Runtime[];
 const only = values.only?.split(",");
@@ -294,6 +295,12 @@ async function benchRuntime(runtime: Runtime) {
   if (wants("cold")) await coldScenarios(runtime);
   if (wants("placement")) await placementScenario(runtime);
   if (wants("curve")) await curveScenario(runtime);
+  if (wants("fleet")) {
+    const fleet = { sessions: P.fleetSessions, capacity: P.fleetCapacity, deviceProcs: P.fleetProcs, duration: P.duration, warmup: P.warmup, reps: P.reps };
+    await densityScenario(runtime, fleet, add, progress);
+    await stormScenario(runtime, fleet, add, progress);
+    await workersScenario(runtime, fleet, add, progress);
+  }
 }
 
 const commit = (() => {
@@ -355,7 +362,7 @@ if (problems.length) {
 function checkComplete(r: Report): string[] {
   const out: string[] = [];
   for (const runtime of runtimes) {
-    for (const scenario of ["handshake-latency-warm", "handshake-latency-cold", "handshake-rate-c16", "handshake-rate-c64", "echo-pipelined", "echo-lockstep", "echo-pipelined-noble", "echo-pipelined-noble-inline", `flood-${P.floodConns}-unauthenticated`, `stalled-flood-${P.stalledConns}`, "pbkdf2-pool", `handshake-cold-${P.coldUsers}-pool`, `handshake-cold-${P.coldUsers}-inline`, "aead-native-inline", "aead-noble-pool", "v3-curve", "v3-curve-inline", "v3-curve-pool"]) {
+    for (const scenario of ["handshake-latency-warm", "handshake-latency-cold", "handshake-rate-c16", "handshake-rate-c64", "echo-pipelined", "echo-lockstep", "echo-pipelined-noble", "echo-pipelined-noble-inline", `flood-${P.floodConns}-unauthenticated`, `stalled-flood-${P.stalledConns}`, "pbkdf2-pool", `handshake-cold-${P.coldUsers}-pool`, `handshake-cold-${P.coldUsers}-inline`, "aead-native-inline", "aead-noble-pool", "v3-curve", "v3-curve-inline", "v3-curve-pool", `fleet-idle-${P.fleetSessions}`, `fleet-reconnect-${P.fleetSessions}`, `fleet-capacity-${P.fleetCapacity}`, "fleet-workers-1", "fleet-workers-2"]) {
       if (!r.results.some((x) => x.runtime === runtime && x.scenario === scenario)) out.push(`${runtime}: ${scenario} missing`);
     }
     for (const protocol of ["v3", "v2", "legacy", "tcp", "tls"]) {

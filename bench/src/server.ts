@@ -12,7 +12,9 @@ import { monitorEventLoopDelay } from "node:perf_hooks";
 import * as tls from "node:tls";
 import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
-import { CryptoPool, type CryptoBackend, curvePlacement, type Wire, defaultTransport, getBackend, legacy, runtimeVersion, utf8 } from "@nstp/core";
+import { type CryptoBackend, type Wire, legacy, utf8 } from "@nstp/core";
+import { defaultTransport, getBackend, runtimeVersion } from "@nstp/core/node";
+import { CryptoPool, curvePlacement } from "@nstp/core/pool";
 import { type CredentialStore, type KeyStore, PasswordKeyStore, StaticKeyStore, loadUsersFile, openCredentialStore, startServer, storeKind } from "@nstp/server";
 import { Deframer, frame } from "./framing.ts";
 import { BENCH_PASSWORD, BENCH_USER, coldPassword } from "./users.ts";
@@ -32,6 +34,9 @@ const { values } = parseArgs({
     users: { type: "string" },
     /** Comma-separated trusted proxies: the PROXY protocol on the listener. */
     "trusted-proxies": { type: "string" },
+    /** A fixed port (default 0: any); with --reuse-port several servers share it (the fleet bench's --workers). */
+    port: { type: "string", default: "0" },
+    "reuse-port": { type: "boolean", default: false },
   },
   strict: true,
 });
@@ -68,7 +73,8 @@ async function main(): Promise<{ host: string; port: number; close(): Promise<vo
   }
   const server = await startServer({
     keys,
-    port: 0,
+    port: Number(values.port),
+    reusePort: values["reuse-port"],
     crypto,
     handler: (m) => m,
     // v2 AES-GCM goes to the pool where the measured placement says so (noble; never native).
@@ -92,7 +98,7 @@ function inlineKdf(crypto: CryptoBackend): CryptoBackend {
 
 async function tcpEcho() {
   const transport = await defaultTransport();
-  const listener = await transport.listen({ host: "127.0.0.1", port: 0, maxConnections: 100_000 }, (wire: Wire) => {
+  const listener = await transport.listen({ host: "127.0.0.1", port: Number(values.port), maxConnections: 100_000 }, (wire: Wire) => {
     const deframer = new Deframer();
     return {
       data(chunk) {
@@ -126,7 +132,7 @@ async function tlsEcho() {
     socket.on("error", () => socket.destroy());
   });
   server.on("tlsClientError", () => {});
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+  await new Promise<void>((r) => server.listen(Number(values.port), "127.0.0.1", () => r()));
   const port = (server.address() as { port: number }).port;
   return { host: "127.0.0.1", port, close: () => new Promise<void>((r) => server.close(() => r())) };
 }
@@ -142,6 +148,12 @@ rl.on("line", (line) => {
     eld.reset();
     peakRss = process.memoryUsage().rss;
     console.log(JSON.stringify({ ok: true }));
+  } else if (line === "gc") {
+    // Resident memory after a full collection: what the open connections retain (the fleet bench).
+    const g = globalThis as { Bun?: { gc(force: boolean): void }; gc?: () => void };
+    if (g.Bun) g.Bun.gc(true);
+    else g.gc?.();
+    console.log(JSON.stringify({ rssMB: process.memoryUsage().rss / 1e6 }));
   } else if (line === "report") {
     console.log(JSON.stringify({
       eldP99Ms: eld.percentile(99) / 1e6,

@@ -25,7 +25,8 @@ export interface BenchStores {
 /** `n` store users (and the bench user) in each store that can run here. */
 export async function prepareStores(n: number): Promise<BenchStores> {
   const deviceSalt = legacy.DEMO_DEVICE_SALT;
-  const { nativeBackend, utf8 } = await import("@nstp/core");
+  const { utf8 } = await import("@nstp/core");
+  const { nativeBackend } = await import("@nstp/core/crypto/native");
   const benchPsk = await nativeBackend.pbkdf2Sha256(utf8(BENCH_PASSWORD), legacy.pskSalt(deviceSalt, utf8(BENCH_USER)), legacy.PBKDF2_ITERATIONS, 32);
   const records: RecordInput[] = [{ username: BENCH_USER, psk: benchPsk }];
   for (let i = 0; i < n; i++) records.push({ username: storeUserName(i), psk: storeUserPsk(storeUserName(i)) });

@@ -19,7 +19,9 @@
  * when the loop is busy (V3Server's deferCurve and need-curve exist for that).
  */
 import { parseArgs } from "node:util";
-import { CryptoPool, nativeBackend, utf8, v3, type Output } from "@nstp/core";
+import { utf8, v3, type Output } from "@nstp/core";
+import { nativeBackend } from "@nstp/core/crypto/native";
+import { CryptoPool } from "@nstp/core/pool";
 
 const { values } = parseArgs({ options: { ms: { type: "string", default: "2000" } }, strict: true });
 const MS = Number(values.ms);

@@ -3,7 +3,8 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
-import { detectRuntime, legacy } from "@nstp/core";
+import { legacy } from "@nstp/core";
+import { detectRuntime } from "@nstp/core/node";
 import { byteByByte, referenceHandshake, referencePsk, referenceServer } from "../../server/src/testing/reference-peer.ts";
 import { v2Handshake } from "../../server/src/testing/v2-peer.ts";
 import { v3Handshake } from "../../server/src/testing/v3-peer.ts";
@@ -14,7 +15,7 @@ const onBun = detectRuntime() === "bun";
 
 function run(runtime: Runtime, args: string[], timeoutMs = 20_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((res) => {
-    const child = spawn(BIN[runtime], [CLIENT_CLI, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(BIN[runtime], [CLIENT_CLI[runtime], ...args], { stdio: ["ignore", "pipe", "pipe"] });
     let stdout = "", stderr = "";
     child.stdout.on("data", (d) => (stdout += d));
     child.stderr.on("data", (d) => (stderr += d));

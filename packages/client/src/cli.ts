@@ -1,19 +1,22 @@
-#!/usr/bin/env bun
+#!/usr/bin/env node
 /**
  * nstp client CLI: bun run client -- --port N --host H --user U --password P [--legacy] [message ...]
  * With no messages it sends the reference's five and prints each reply. The password may also come
  * from NSTP_PASSWORD or a prompt without echo. Exits non-zero with a one-line reason on failure.
  */
 import { parseArgs } from "node:util";
-import { DEFAULT_PROTOCOL, NstpError, fromHex, protocolNamed, getBackend, legacy, readPassword, toHex } from "@nstp/core";
+import { DEFAULT_PROTOCOL, NstpError, fromHex, protocolNamed, legacy, toHex } from "@nstp/core";
+import { getBackend, readPassword } from "@nstp/core/node";
 import { connect } from "./connect.ts";
 
 const USAGE = `usage: client [--port N] [--host H] [--user U] [--password P] [--device-salt HEX] [--protocol v3|v2|legacy] [--legacy]
-              [--crypto native|noble] [message ...]
+              [--crypto native|noble] [--keepalive SECONDS] [message ...]
 Speaks protocol v3 (SPAKE2+) unless --protocol asks for v2 (Noise NNpsk0) or legacy (the Dart
 reference protocol; --legacy is an alias for --protocol legacy).
 Without --user, uses the reference demo user alice. The password comes from --password, NSTP_PASSWORD,
-or a prompt. Without messages, sends "Hello server! Message #0" .. "#4".`;
+or a prompt. Without messages, sends "Hello server! Message #0" .. "#4".
+--keepalive (v2, v3; default 30, 0 off): a ping after that long without sending, and ERR_TIMEOUT after
+twice that long without hearing the server.`;
 
 async function main(): Promise<number> {
   const { values, positionals } = parseArgs({
@@ -26,6 +29,7 @@ async function main(): Promise<number> {
       legacy: { type: "boolean", default: false },
       protocol: { type: "string" },
       crypto: { type: "string", default: "native" },
+      keepalive: { type: "string", default: "30" },
       help: { type: "boolean", short: "h" },
     },
     allowPositionals: true,
@@ -45,6 +49,8 @@ async function main(): Promise<number> {
   username ??= legacy.DEMO_USERNAME;
   password ??= await readPassword(`password for ${username}: `);
 
+  const keepalive = Number(values.keepalive);
+  if (!Number.isInteger(keepalive) || keepalive < 0 || keepalive > 1_000_000) throw new NstpError("ERR_INVALID_ARG", "--keepalive must be a whole number of seconds");
   const messages = positionals.length ? positionals : Array.from({ length: 5 }, (_, i) => `Hello server! Message #${i}`);
   const session = await connect({
     host: values.host!,
@@ -54,6 +60,7 @@ async function main(): Promise<number> {
     deviceSalt: fromHex(values["device-salt"]!),
     protocol: protocolNamed(values.protocol ?? (values.legacy ? "legacy" : DEFAULT_PROTOCOL)).name,
     crypto: getBackend(values.crypto!),
+    limits: { keepaliveMs: keepalive * 1000 },
   });
   const decoder = new TextDecoder();
   for (const m of messages) {

@@ -3,7 +3,9 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import * as net from "node:net";
-import { CryptoPool, type CryptoBackend, NstpError, legacy, nativeBackend } from "@nstp/core";
+import { type CryptoBackend, NstpError, legacy } from "@nstp/core";
+import { CryptoPool } from "@nstp/core/pool";
+import { nativeBackend } from "@nstp/core/crypto/native";
 import { referenceServer } from "../../server/src/testing/reference-peer.ts";
 import { clearKeyCache, connect } from "./index.ts";
 

@@ -1,20 +1,8 @@
 /** connect(): derive (or reuse) the key, dial, run the handshake, hand back a session. */
-import {
-  type ClientMachine,
-  type CryptoBackend,
-  type CryptoPool,
-  DEFAULT_PROTOCOL,
-  OrderedAead,
-  type Transport,
-  type Wire,
-  type WireEvents,
-  NstpError,
-  defaultTransport,
-  legacy,
-  nativeBackend,
-  pooledBackend,
-  protocolNamed,
-} from "@nstp/core";
+import { type ClientMachine, type CryptoBackend, DEFAULT_PROTOCOL, type Transport, type Wire, type WireEvents, NstpError, legacy, protocolNamed } from "@nstp/core";
+import { defaultTransport } from "@nstp/core/node";
+import { type CryptoPool, OrderedAead, pooledBackend } from "@nstp/core/pool";
+import { nativeBackend } from "@nstp/core/crypto/native";
 import { cachedPsk } from "./key-cache.ts";
 import { ClientSession, type SessionLimits } from "./session.ts";
 
@@ -42,6 +30,8 @@ export interface ConnectOptions {
   pool?: CryptoPool;
   transport?: Transport;
   connectTimeoutMs?: number;
+  /** TCP keepalive's idle time on the socket (default 60 s; 0 off). */
+  tcpKeepAliveMs?: number;
   limits?: Partial<SessionLimits>;
 }
 
@@ -66,7 +56,7 @@ export const DEFAULT_SESSION_LIMITS: SessionLimits = {
   maxQueued: 65_536,
   maxBuffered: 1024,
   writeHighWaterMark: 1 << 20,
-  keepaliveMs: 60_000,
+  keepaliveMs: 30_000,
 };
 
 /** v2 pipelines: its server answers in order and frames carry their own boundaries. */
@@ -86,7 +76,7 @@ export async function connectWire(open: (events: WireEvents) => Wire | Promise<W
 export async function connect(opts: ConnectOptions): Promise<Session> {
   const transport = opts.transport ?? (await defaultTransport());
   return connectWire(
-    (events) => transport.dial({ host: opts.host ?? "127.0.0.1", port: opts.port ?? legacy.DEMO_PORT, timeoutMs: opts.connectTimeoutMs ?? 10_000 }, () => events),
+    (events) => transport.dial({ host: opts.host ?? "127.0.0.1", port: opts.port ?? legacy.DEMO_PORT, timeoutMs: opts.connectTimeoutMs ?? 10_000, tcpKeepAliveMs: opts.tcpKeepAliveMs }, () => events),
     opts,
   );
 }

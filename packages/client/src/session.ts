@@ -6,7 +6,9 @@
  * unasked) goes to the messages() iterator. Both queues are bounded: a full one pauses reading, so a
  * slow consumer slows the server down through TCP instead of growing memory.
  */
-import { type ClientMachine, Fifo, ReadGate, OrderedAead, type Output, NstpError, type Wire, type WireEvents, toNstpError, utf8 } from "@nstp/core";
+import { Keepalive } from "./keepalive.ts";
+import { type ClientMachine, Fifo, ReadGate, type Output, NstpError, type Wire, type WireEvents, toNstpError, utf8 } from "@nstp/core";
+import { OrderedAead } from "@nstp/core/pool";
 
 interface Request {
   data: Uint8Array;
@@ -32,7 +34,9 @@ export interface SessionLimits {
   writeHighWaterMark: number;
   /**
    * v2: a ping goes out after this long without a frame from us, so that the server's idle timeout
-   * (default 5 minutes) does not end a session that only listens; 0 never. Default 60 s.
+   * (default 5 minutes) does not end a session that only listens, and the session fails with
+   * ERR_TIMEOUT after twice this long without an authenticated frame from the server (keepalive.ts);
+   * 0 never. Default 30 s.
    */
   keepaliveMs: number;
 }
@@ -53,7 +57,7 @@ export class ClientSession {
   /** close() waiting for the last reply. */
   private readonly idleWaiters: (() => void)[] = [];
   private timer: ReturnType<typeof setTimeout> | undefined;
-  private keepalive: ReturnType<typeof setInterval> | undefined;
+  private keepalive: Keepalive | undefined;
   private gate: ReadGate | undefined;
   private failure: NstpError | undefined;
   private endedCleanly = false;
@@ -173,6 +177,7 @@ export class ClientSession {
     } catch (e) {
       this.fail(e);
     }
+    this.keepalive?.noteInput();
   }
 
   private applyOrFail(outputs: Output[]): void {
@@ -182,6 +187,7 @@ export class ClientSession {
     } catch (e) {
       this.fail(e);
     }
+    this.keepalive?.noteInput();
   }
 
   private onDrain(): void {
@@ -193,7 +199,12 @@ export class ClientSession {
   /** The machine says what a close in its state means (busy, a failed guess, or a plain close). */
   private onClose(error?: Error): void {
     if (this.failure) return;
-    this.fail(this.machine.endOfStream(error));
+    const end = this.machine.endOfStream(error);
+    // A reset where the machine reads a verdict: our server answers a wrong password with an orderly
+    // close (FIN), never a reset. A server that drops a handshake to make room (admission) while our
+    // next bytes sit unread in its socket resets the connection, and the reset discards what it had
+    // sent; retryable, so that a reconnect storm does not read it as a wrong password.
+    this.fail(error && end.code === "ERR_AUTH" ? new NstpError("ERR_CLOSED", "connection reset during the handshake", { cause: error }) : end);
   }
 
   private apply(outputs: Output[]): void {
@@ -230,15 +241,16 @@ export class ClientSession {
       if (!this.failure && m.unconfirmed) this.ping(m);
     });
     if (this.limits.keepaliveMs > 0) {
-      let seen = -1;
-      this.keepalive = setInterval(() => {
-        // A ping only after a whole interval in which we sent nothing, and never past a frame still
-        // being sealed in the pool (its nonce comes first, so it must reach the wire first).
-        if (m.framesSent === seen && !this.aead?.pendingOut) this.ping(m);
-        seen = m.framesSent;
-      }, this.limits.keepaliveMs);
-      // The socket keeps the process alive while the session is open; the keepalive must not.
-      this.keepalive.unref?.();
+      this.keepalive = new Keepalive(this.limits.keepaliveMs, {
+        sent: () => m.framesSent,
+        heard: () => m.inputProgress,
+        // Never past a frame still being sealed in the pool (its nonce comes first, so it must reach
+        // the wire first): that frame is on its way, and counts as sent at the next look.
+        ping: () => {
+          if (!this.aead?.pendingOut) this.ping(m);
+        },
+        dead: (silentMs) => this.fail(new NstpError("ERR_TIMEOUT", `no authenticated frame from the server for ${silentMs} ms (two keepalive intervals)`)),
+      });
     }
   }
 
@@ -341,7 +353,7 @@ export class ClientSession {
     const err = toNstpError(e, "ERR_PROTOCOL", "session failed");
     this.failure = err;
     clearTimeout(this.timer);
-    clearInterval(this.keepalive);
+    this.keepalive?.stop();
     this.readyReject(err);
     for (const r of this.inflight.drain()) r.reject(err);
     for (const r of this.queue.drain()) r.reject(err);

@@ -83,15 +83,19 @@ export function indexOf(hay: Uint8Array, needle: Uint8Array, from: number): numb
  * An append-only byte buffer with a hard capacity: the capacity is checked before bytes are copied,
  * so a peer can never make it grow past the bound.
  */
+const NO_BYTES = new Uint8Array(0);
+
 export class ByteQueue {
-  private buf: Uint8Array;
+  /** Empty until bytes wait (and again once they have gone: release()), so an idle owner holds none. */
+  private buf: Uint8Array = NO_BYTES;
   private start = 0;
   private end = 0;
   readonly capacity: number;
+  private readonly initial: number;
 
   constructor(capacity: number, initial = 4096) {
     this.capacity = capacity;
-    this.buf = new Uint8Array(Math.min(initial, capacity));
+    this.initial = Math.min(initial, capacity);
   }
 
   get length(): number {
@@ -106,7 +110,7 @@ export class ByteQueue {
       if (len + chunk.length <= this.buf.length) {
         this.buf.copyWithin(0, this.start, this.end);
       } else {
-        let size = this.buf.length;
+        let size = Math.max(this.buf.length, this.initial, 1);
         while (size < len + chunk.length) size *= 2;
         const next = new Uint8Array(Math.min(size, this.capacity));
         next.set(this.buf.subarray(this.start, this.end));
@@ -118,6 +122,15 @@ export class ByteQueue {
     this.buf.set(chunk, this.end);
     this.end += chunk.length;
     return true;
+  }
+
+  /**
+   * Gives the buffer back if nothing waits in it: owners call it when a read has been processed, so
+   * that memory is held only while bytes are partly received (an idle session holds none). The next
+   * push allocates again, which costs one allocation per read that ends mid-record.
+   */
+  release(): void {
+    if (this.start === this.end) this.buf = NO_BYTES;
   }
 
   /** A view of the buffered bytes; valid until the next push or consume. */
@@ -146,6 +159,7 @@ export class ByteQueue {
 /**
  * Feeds a chunk into a bounded inbox no faster than `drain` empties it: each piece is sized to fit
  * before it is copied, and a full inbox that `drain` cannot shrink is an error (`full()`), never growth.
+ * An inbox left empty gives its buffer back (release()).
  */
 export function feedBounded(inbox: ByteQueue, chunk: Uint8Array, drain: () => void, full: () => Error): void {
   let rest = chunk;
@@ -157,4 +171,5 @@ export function feedBounded(inbox: ByteQueue, chunk: Uint8Array, drain: () => vo
     inbox.push(piece);
     drain();
   }
+  inbox.release();
 }

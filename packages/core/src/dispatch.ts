@@ -77,6 +77,16 @@ export class ServerDispatch implements ServerMachine {
     return this.machine?.inputProgress ?? 0;
   }
 
+  get pingsReceived(): number {
+    return this.machine?.pingsReceived ?? 0;
+  }
+
+  /** The chosen version's ping frame; absent before a version is chosen. */
+  ping(): Uint8Array {
+    if (!this.machine?.ping) throw new ProtocolError("ping before an established version that has one");
+    return this.machine.ping();
+  }
+
   receive(chunk: Uint8Array): Output[] {
     if (this.machine) return this.machine.receive(chunk);
     // Bounded: at most CLAIM_BYTES are held before a version claims them or none can.

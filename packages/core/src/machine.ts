@@ -88,6 +88,13 @@ export interface ServerMachine extends Machine {
   readonly judgeable: boolean;
   /** The password was found right (the guess is refunded). */
   readonly passwordVerified: boolean;
+  /**
+   * Ping chunks received so far; absent where the version has none. The driver answers a read that
+   * brought pings with one ping() while established (docs/PROTOCOL.md §v2 "Keepalive and dead peers").
+   */
+  readonly pingsReceived?: number;
+  /** One authenticated empty frame towards the client, established only; absent where the version has none. */
+  ping?(): Uint8Array;
 }
 
 export interface ClientMachine extends Machine {

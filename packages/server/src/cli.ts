@@ -1,10 +1,16 @@
-#!/usr/bin/env bun
+#!/usr/bin/env node
 /**
  * nstp server CLI: bun run server -- --port N --host H --device-salt HEX --users FILE
  * (the Node build: bun run server:node -- with the same flags).
  */
 import { parseArgs } from "node:util";
-import { CryptoPool, type LogFormat, type LogLevel, PROTOCOL_NAMES, createLogger, parseProtocolList, fromHex, getBackend, legacy, runtimeVersion, toHex, v2 } from "@nstp/core";
+import { type LogFormat, type LogLevel, PROTOCOL_NAMES, parseProtocolList, fromHex, legacy, toHex, v2 } from "@nstp/core";
+import { createLogger, getBackend, runtimeVersion } from "@nstp/core/node";
+import { CryptoPool } from "@nstp/core/pool";
+import { availableParallelism } from "node:os";
+import { fileURLToPath } from "node:url";
+import { runSupervisor } from "./supervisor.ts";
+import { defaultMaxConnections } from "./capacity.ts";
 import { type KeyStore, demoKeyStore, loadUsersFile, readUsersFile } from "./credentials.ts";
 import { readFileSync } from "node:fs";
 import { startServer } from "./server.ts";
@@ -23,6 +29,7 @@ const USAGE = `usage: server [--port N] [--host H] [--device-salt HEX] [--users 
               [--user-guesses BURST] [--user-guess-rate PER_SECOND]
               [--idle-timeout SECONDS] [--legacy-idle-timeout SECONDS] [--max-session-lifetime SECONDS]
               [--flush-timeout SECONDS] [--trusted-proxies ADDR|CIDR,...]
+              [--max-connections N] [--workers N|auto]
 Serves the --protocols listed (default every version: legacy,v2,v3) on the same port; --legacy off
 (an alias) drops the Dart reference protocol from them. --max-message-size-v2 bounds v2 and v3.
 Listens on 127.0.0.1:8080 by default. Without --users, serves the reference demo user (alice).
@@ -40,7 +47,13 @@ wrong password) and from its username (20, 1/s; then it waits, up to half the ha
 (PostgreSQL): database changes reach every server within a second.
 --trusted-proxies: load balancers whose connections begin with a PROXY protocol header (v1 or v2),
 required from them and refused from anyone else; the client address in it is the one budgets, logs
-and metrics see.`;
+and metrics see.
+--max-connections: open connections at most (default: what the open-file limit leaves room for);
+beyond it a connection gets the busy signal.
+--workers N|auto (default 1; auto: one per core): N server processes share the port (SO_REUSEPORT)
+under a supervisor that restarts a worker that dies, passes SIGHUP and SIGTERM on, and serves one
+--metrics with every worker's series labelled worker="i". Each worker has its own caps, guessing
+budgets and key cache.`;
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -71,6 +84,8 @@ async function main(): Promise<void> {
       "max-session-lifetime": { type: "string", default: "0" },
       "flush-timeout": { type: "string", default: "5" },
       "trusted-proxies": { type: "string" },
+      "max-connections": { type: "string" },
+      workers: { type: "string", default: "1" },
       help: { type: "boolean", short: "h" },
     },
     strict: true,
@@ -83,6 +98,25 @@ async function main(): Promise<void> {
   const crypto = getBackend(values.crypto!);
   const deviceSalt = fromHex(values["device-salt"]!);
   const port = parseIntArg("--port", values.port!, 0, 65535);
+  const workers = values.workers === "auto" ? availableParallelism() : parseIntArg("--workers", values.workers!, 1, 256);
+  if (workers > 1) {
+    // The supervisor: the workers are this CLI again, each a whole server (supervisor.ts).
+    await runSupervisor({
+      workers,
+      host: values.host!,
+      port,
+      argv: process.argv.slice(2),
+      script: fileURLToPath(import.meta.url),
+      metrics: values.metrics,
+      graceMs: parseIntArg("--shutdown-grace", values["shutdown-grace"]!, 0, 3600) * 1000,
+      log,
+    });
+    return;
+  }
+  const maxHandshaking = parseIntArg("--max-handshaking", values["max-handshaking"]!, 1, 1 << 20);
+  const maxConnections = values["max-connections"] === undefined
+    ? defaultMaxConnections(maxHandshaking)
+    : parseIntArg("--max-connections", values["max-connections"], 1, 1 << 22);
   if (values.legacy !== undefined && values.legacy !== "on" && values.legacy !== "off") throw new Error("--legacy must be on or off");
   // --legacy on|off is kept as an alias: it adds the reference protocol to --protocols, or drops it.
   const named = new Set(parseProtocolList(values.protocols!).map((p) => p.name));
@@ -126,19 +160,27 @@ async function main(): Promise<void> {
   // A database that several hosts share may keep the per-user budget for all of them (PostgreSQL), so
   // adding hosts does not multiply a guesser's tries at one user (the per-address budget stays per host).
   const sharedUserBudget = store?.openGuessBudget ? await store.openGuessBudget(userBudget) : undefined;
-  // v3's curve step runs in this pool when the event loop is busy, inline when it is idle
-  // (packages/core/src/pool/curve.ts, by the measured rule in crypto/placement.ts).
-  const pool = protocols.includes("v3") ? new CryptoPool({ backend: crypto }) : undefined;
+  // The noble backend's AES-GCM runs in a pool (crypto/placement.ts; native needs none: it is faster
+  // inline), and so does v3's curve step when the event loop is busy, inline when it is idle
+  // (packages/core/src/pool/curve.ts, by the measured rule there). Workers share the cores: threads =
+  // cores / workers.
+  const siblings = Number(process.env.NSTP_WORKERS ?? "1") || 1;
+  const pool = crypto.name === "noble" || protocols.includes("v3")
+    ? new CryptoPool({ backend: crypto, threads: Math.max(1, Math.floor(availableParallelism() / siblings)) })
+    : undefined;
   const server = await startServer({
     keys,
-    pool,
     host: values.host!,
     port,
     crypto,
     logger: log,
     protocols,
     deviceSalt,
-    maxHandshaking: parseIntArg("--max-handshaking", values["max-handshaking"]!, 1, 1 << 20),
+    maxHandshaking,
+    maxConnections,
+    pool,
+    // Workers share the port (supervisor.ts); a single process may too, harmlessly.
+    reusePort: process.env.NSTP_WORKER !== undefined,
     failureLimit: {
       burst: parseIntArg("--address-guesses", values["address-guesses"]!, 1, 1 << 20),
       refillPerSecond: parseRateArg("--address-guess-rate", values["address-guess-rate"]!),
@@ -166,6 +208,8 @@ async function main(): Promise<void> {
     runtime: runtimeVersion(),
     transport: server.transport,
     crypto: crypto.name,
+    maxConnections: server.maxConnections,
+    ...(process.env.NSTP_WORKER !== undefined ? { worker: process.env.NSTP_WORKER, pid: process.pid } : {}),
     ...(values["trusted-proxies"] ? { trustedProxies: values["trusted-proxies"] } : {}),
   });
   // Machine-readable line for scripts (the demo reads the port from it).
@@ -173,7 +217,7 @@ async function main(): Promise<void> {
 
   const eventLoop = monitorEventLoopDelay({ resolution: 10 });
   eventLoop.enable();
-  const metrics = values.metrics ? await startMetrics(values.metrics, { stats: server.stats, eventLoop, store }) : undefined;
+  const metrics = values.metrics ? await startMetrics(values.metrics, { stats: server.stats, eventLoop, store, pool }) : undefined;
   if (metrics) {
     log.info("metrics", { address: `http://${metrics.host}:${metrics.port}/metrics` });
     console.log(`metrics on ${metrics.host}:${metrics.port}`);

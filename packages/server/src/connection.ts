@@ -3,27 +3,8 @@
  * lookups, writes), runs the application's handler, and owns the connection's timers. It sees the
  * socket only as a Wire, so the Bun and Node builds run exactly this code.
  */
-import {
-  type CryptoBackend,
-  type Credential,
-  type CryptoPool,
-  type DeferredAead,
-  type Logger,
-  OrderedAead,
-  type Output,
-  type ProtocolName,
-  REFUSAL_SIGNAL,
-  ReadGate,
-  type ServerMachine,
-  type Wire,
-  type WireEvents,
-  AuthError,
-  NstpError,
-  runCurveJob,
-  toNstpError,
-  utf8,
-  type v3,
-} from "@nstp/core";
+import { type CryptoBackend, type Credential, type DeferredAead, type Logger, type Output, type ProtocolName, REFUSAL_SIGNAL, ReadGate, type ServerMachine, type Wire, type WireEvents, AuthError, NstpError, toNstpError, utf8, type v3 } from "@nstp/core";
+import { type CryptoPool, OrderedAead, runCurveJob } from "@nstp/core/pool";
 import type { HandshakeAdmission } from "./admission.ts";
 import type { GuessBudget, Ticket } from "./budget.ts";
 import { type KeyAnswer, type KeyStore, asCredential } from "./credentials.ts";
@@ -110,29 +91,37 @@ export class ServerConnection implements WireEvents {
   private claimedUser: string | undefined;
   private session: SessionInfo | undefined;
   /** Replies still being computed by an async handler; later replies wait behind them. */
-  private replies: Promise<void> = Promise.resolve();
+  private replies: Promise<void> | undefined;
   private asyncReplies = 0;
   /** Messages received and not yet answered. */
   private pending = 0;
   /** Plaintext replies and pushes gathered in this tick, sealed together by flush(). */
-  private outbox: Uint8Array[] = [];
+  /** Made when the first reply is queued, dropped by flush(): an idle session holds none. */
+  private outbox: Uint8Array[] | undefined;
   private outboxBytes = 0;
   private flushScheduled = false;
   private inData = false;
-  private readonly drainWaiters: (() => void)[] = [];
+  /** Pushes waiting for the socket to drain (made on demand, like outbox and replies). */
+  private drainWaiters: (() => void)[] | undefined;
   private readonly gate: ReadGate;
   private done = false;
   /** Failed or closed by the peer: queued writes are dropped (a graceful shutdown still sends them). */
   private dead = false;
   private readonly aead: OrderedAead | undefined;
-  /** Aborts the key derivation this connection waits for, when it goes away. */
-  private readonly abort = new AbortController();
+  /**
+   * Aborts the key derivation this connection waits for, when it goes away. Made at the lookup and
+   * dropped once established: an AbortController and its signal are a good share of an idle
+   * session's memory (the fleet bench).
+   */
+  private abort: AbortController | undefined;
   /** The handshake step last reported to admission. */
   private step = 0;
   /** The user's credential, held until the guess is here and the guessing budget lets it be judged. */
   private key: { username: string; credential: Credential | undefined } | undefined;
   private ticket: Ticket | undefined;
   private judgeTimer: ReturnType<typeof setTimeout> | undefined;
+  /** v2 ping chunks from the client seen so far (each batch of them is answered: answerPings). */
+  private pingsSeen = 0;
 
   constructor(wire: Wire, ctx: ConnectionContext) {
     this.wire = wire;
@@ -154,12 +143,28 @@ export class ServerConnection implements WireEvents {
   }
 
   /**
-   * Closed to make room for a newcomer (admission.ts): silently, like any failure. A newcomer that
-   * is itself the one to go (nothing received yet) gets the busy signal, as a refusal at accept.
+   * Closed to make room for a newcomer (admission.ts). A newcomer that is itself the one to go
+   * (nothing received yet) gets the busy signal, as a refusal at accept; so does a v2 handshake that
+   * has not been answered (message 2 not sent), in the place of message 2: its client then retries
+   * (ERR_BUSY) instead of reading the close as a wrong password and giving up, which in a reconnect
+   * storm after a restart left devices out (the fleet bench). Nothing about the password is told:
+   * it has not been judged, or its verdict has not been sent. Later victims, and the reference
+   * protocol's after its session nonce, are closed silently, like any failure.
    */
   evict(refused = false): void {
     if (refused) this.write(REFUSAL_SIGNAL);
+    else if (!this.ticket) {
+      // No guess reserved yet, so nothing that depends on the password has been sent: the version's
+      // busy signal (v2: in place of message 2) tells the client to retry (ERR_BUSY).
+      const busy = this.machine.busySignal();
+      if (busy) this.write(busy);
+    }
     this.fail(new NstpError("ERR_BUSY", "evicted: the handshake stalled longest when the cap was reached"));
+  }
+
+  /** Records or frames completed so far (the session clock's idle timeout watches it). */
+  get inputProgress(): number {
+    return this.machine.inputProgress;
   }
 
   /** The user this connection is (or is trying to become), for closing a removed user's sessions. */
@@ -195,8 +200,30 @@ export class ServerConnection implements WireEvents {
       this.inData = false;
     }
     this.clock?.noteInput();
+    this.answerPings();
     this.flush();
     return true;
+  }
+
+  /**
+   * Established, for versions whose clients ping: a read that brought pings is answered with one
+   * ping, unless a frame leaves in this tick anyway or one is being sealed in the pool
+   * (docs/PROTOCOL.md §v2 "Keepalive and dead peers"): the client's keepalive hears a live server
+   * within its deadline. Before key confirmation nothing is sent, and the confirming ping is not
+   * answered (onEstablished counts it as seen).
+   */
+  private answerPings(): void {
+    if (!this.session || this.done) return;
+    const n = this.machine.pingsReceived ?? 0;
+    if (n === this.pingsSeen) return;
+    this.pingsSeen = n;
+    if (this.outbox || this.aead?.pendingOut) return;
+    try {
+      const frame = this.machine.ping?.();
+      if (frame) this.write(frame);
+    } catch (e) {
+      this.fail(e);
+    }
   }
 
   /** Frames opened in the worker pool, delivered in order (the placement says so for this backend). */
@@ -327,6 +354,7 @@ export class ServerConnection implements WireEvents {
       send: (message) => this.push(message),
     };
     this.ctx.stats.handshaking--;
+    this.abort = undefined;
     // The peer proved its key: its guess is refunded (if not already), its address skips the user's
     // backoff from now on, and it leaves the handshake cap.
     if (this.ticket) this.ctx.budget.settle(this.ticket, true);
@@ -334,7 +362,8 @@ export class ServerConnection implements WireEvents {
     this.ctx.admission.left(this);
     this.ctx.stats.handshakeSucceeded(protocol);
     this.ctx.log.debug("session established", { user: username, remote: this.wire.remoteAddress, protocol });
-    this.clock = new SessionClock(this.ctx.limits, this.machine.capabilities.peerPings, () => this.machine.inputProgress, (reason) => this.end(reason));
+    this.pingsSeen = this.machine.pingsReceived ?? 0;
+    this.clock = new SessionClock(this.ctx.limits, this.machine.capabilities.peerPings, this);
   }
 
   private resolveKey(username: string): void {
@@ -344,6 +373,7 @@ export class ServerConnection implements WireEvents {
       // A synchronous ERR_BUSY lands here before anything was sent: the reference client sees a close
       // before the session nonce, a v2 client the busy signal in place of message 2.
       const keys = this.ctx.keys;
+      this.abort = new AbortController();
       lookup = keys.lookupCredential ? keys.lookupCredential(username, this.abort.signal) : keys.lookup(username, this.abort.signal);
     } catch (e) {
       const err = toNstpError(e, "ERR_AUTH", "key lookup failed");
@@ -401,7 +431,7 @@ export class ServerConnection implements WireEvents {
    * crypto/placement.ts measured); message 2 follows. Its guess was charged before (judge()).
    */
   private runCurve(job: v3.VerifierCurveInput): void {
-    void runCurveJob(job, this.ctx.curvePool, { signal: this.abort.signal }).then((result) => {
+    void runCurveJob(job, this.ctx.curvePool, { signal: this.abort?.signal }).then((result) => {
       if (!this.done) this.received(() => this.machine.provideCurve!(result));
     });
   }
@@ -445,7 +475,7 @@ export class ServerConnection implements WireEvents {
   /** Queues an asynchronous reply behind the ones before it, so replies leave in message order. */
   private chain(compute: () => Reply | PromiseLike<Reply>): void {
     this.asyncReplies++;
-    this.replies = this.replies.then(async () => {
+    this.replies = (this.replies ?? Promise.resolve()).then(async () => {
       if (this.done) return;
       try {
         const reply = await compute();
@@ -466,7 +496,7 @@ export class ServerConnection implements WireEvents {
   }
 
   private queue(bytes: Uint8Array): void {
-    this.outbox.push(bytes);
+    (this.outbox ??= []).push(bytes);
     this.outboxBytes += bytes.length;
     this.ctx.stats.messageOut(bytes.length);
     // Bound what one tick can gather: a large burst is sealed as it grows.
@@ -479,7 +509,7 @@ export class ServerConnection implements WireEvents {
     this.queue(typeof message === "string" ? utf8(message) : message);
     this.scheduleFlush();
     if (this.wire.bufferedAmount + this.outboxBytes < this.ctx.limits.writeHighWaterMark) return Promise.resolve();
-    return new Promise((resolve) => this.drainWaiters.push(resolve));
+    return new Promise((resolve) => (this.drainWaiters ??= []).push(resolve));
   }
 
   private scheduleFlush(): void {
@@ -493,10 +523,10 @@ export class ServerConnection implements WireEvents {
 
   /** Seals everything gathered into as few frames as fit, and writes it in one call. */
   private flush(close = false): void {
-    if (this.done || (!this.outbox.length && !close)) return;
-    const batch = this.outbox;
+    if (this.done || (!this.outbox && !close)) return;
+    const batch = this.outbox ?? [];
     const bytes = this.outboxBytes;
-    this.outbox = [];
+    this.outbox = undefined;
     this.outboxBytes = 0;
     const deferred = this.machine.deferred;
     if (deferred && this.aead?.wantsOut(bytes)) {
@@ -540,7 +570,13 @@ export class ServerConnection implements WireEvents {
     const congested =
       this.pending >= maxPendingMessages || buffered >= writeHighWaterMark || (this.aead?.pendingInBytes ?? 0) >= writeHighWaterMark;
     this.gate.set(congested);
-    if (buffered < writeHighWaterMark) for (const w of this.drainWaiters.splice(0)) w();
+    if (buffered < writeHighWaterMark && this.drainWaiters) this.releaseDrainWaiters();
+  }
+
+  private releaseDrainWaiters(): void {
+    const waiters = this.drainWaiters;
+    this.drainWaiters = undefined;
+    if (waiters) for (const w of waiters) w();
   }
 
   /**
@@ -575,7 +611,7 @@ export class ServerConnection implements WireEvents {
 
   private finish(msg: string, fields: Record<string, string>): void {
     this.done = true;
-    this.abort.abort();
+    this.abort?.abort();
     if (!this.session) {
       this.ctx.stats.handshaking--;
       this.ctx.admission.left(this);
@@ -588,8 +624,8 @@ export class ServerConnection implements WireEvents {
     clearTimeout(this.handshakeTimer);
     clearTimeout(this.recordTimer);
     this.clock?.stop();
-    this.outbox = [];
-    for (const w of this.drainWaiters.splice(0)) w();
+    this.outbox = undefined;
+    this.releaseDrainWaiters();
     this.ctx.stats.connectionClosed();
     this.ctx.log.debug(msg, { user: this.session?.username, remote: this.wire.remoteAddress, ...fields });
     this.ctx.onClosed(this);

@@ -2,7 +2,9 @@
 // users, bounded cache, busy refusal), and the failure limiter.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { CryptoPool, NstpError, legacy, nativeBackend, toHex, utf8 } from "@nstp/core";
+import { NstpError, legacy, toHex, utf8 } from "@nstp/core";
+import { CryptoPool } from "@nstp/core/pool";
+import { nativeBackend } from "@nstp/core/crypto/native";
 import { LeakyBuckets } from "./limiter.ts";
 import { DummyKeys, PasswordKeyStore, USERS_FILE_FORMAT, parseUsersFile, userRecord } from "./credentials.ts";
 

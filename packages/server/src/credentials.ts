@@ -4,7 +4,9 @@
  */
 import { readFileSync } from "node:fs";
 import { timingSafeEqual } from "node:crypto";
-import { type Credential, type CryptoBackend, type CryptoPool, NstpError, nativeBackend, v3, PBKDF2_ITERATIONS, PSK_SIZE, concat, derivePsk, fromHex, legacy, pskSalt, toHex, utf8 } from "@nstp/core";
+import { type Credential, type CryptoBackend, NstpError, v3, PBKDF2_ITERATIONS, PSK_SIZE, concat, derivePsk, fromHex, legacy, pskSalt, toHex, utf8 } from "@nstp/core";
+import { type CryptoPool } from "@nstp/core/pool";
+import { nativeBackend } from "@nstp/core/crypto/native";
 import { Lru } from "./lru.ts";
 
 /** Keys kept per store (least recently used evicted), real and dummy alike. */

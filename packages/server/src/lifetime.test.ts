@@ -3,7 +3,8 @@
 // The idle timeout and SIGHUP removal against real server processes are in hostile.test.ts.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { NstpError, type Transport, detectRuntime, legacy, nodeTransport, transportByName } from "@nstp/core";
+import { NstpError, type Transport, legacy } from "@nstp/core";
+import { detectRuntime, nodeTransport, transportByName } from "@nstp/core/node";
 import { connect } from "../../client/src/index.ts";
 import { type KeyStore, StaticKeyStore, startServer } from "./index.ts";
 import { referenceHandshake, referencePsk } from "./testing/reference-peer.ts";

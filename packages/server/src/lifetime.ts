@@ -19,30 +19,47 @@ export interface LifetimeLimits {
   maxSessionLifetimeMs: number;
 }
 
+/** The session a clock runs for: what it has read so far, and how to end it. */
+export interface ClockedSession {
+  /** Records or frames completed so far (authenticated input). */
+  readonly inputProgress: number;
+  end(reason: SessionEndReason): void;
+}
+
+/**
+ * The timers' callbacks are shared functions given the clock as an argument, and the clock holds its
+ * session rather than closures over it: an idle session's memory is mostly its count of objects
+ * (the fleet bench).
+ */
+function fireIdle(clock: SessionClock): void {
+  clock.idleFired();
+}
+
+function fireLifetime(clock: SessionClock): void {
+  clock.endNow("max_lifetime");
+}
+
 export class SessionClock {
   private readonly idleLimitMs: number;
-  /** Records or frames the machine had completed when last looked at, and when that changed. */
-  private readonly progress: () => number;
+  private readonly session: ClockedSession;
   private seenProgress: number;
   private lastInputAt = Date.now();
   private idleTimer: ReturnType<typeof setTimeout> | undefined;
   private readonly lifetimeTimer: ReturnType<typeof setTimeout> | undefined;
-  private readonly expire: (reason: SessionEndReason) => void;
 
   /** `peerPings`: the version's clients can ping (core's Capabilities), so the idle timeout is fair. */
-  constructor(limits: LifetimeLimits, peerPings: boolean, progress: () => number, expire: (reason: SessionEndReason) => void) {
+  constructor(limits: LifetimeLimits, peerPings: boolean, session: ClockedSession) {
     this.idleLimitMs = peerPings ? limits.idleTimeoutMs : limits.legacyIdleTimeoutMs;
-    this.progress = progress;
-    this.seenProgress = progress();
-    this.expire = expire;
-    if (this.idleLimitMs > 0) this.armIdle(this.idleLimitMs);
-    if (limits.maxSessionLifetimeMs > 0) this.lifetimeTimer = setTimeout(() => this.end("max_lifetime"), limits.maxSessionLifetimeMs);
+    this.session = session;
+    this.seenProgress = session.inputProgress;
+    if (this.idleLimitMs > 0) this.idleTimer = setTimeout(fireIdle, this.idleLimitMs, this);
+    if (limits.maxSessionLifetimeMs > 0) this.lifetimeTimer = setTimeout(fireLifetime, limits.maxSessionLifetimeMs, this);
   }
 
   /** Input was read: if it completed a record or frame (authenticated), the session is not idle. */
   noteInput(): void {
     if (this.idleLimitMs === 0) return;
-    const p = this.progress();
+    const p = this.session.inputProgress;
     if (p !== this.seenProgress) {
       this.seenProgress = p;
       this.lastInputAt = Date.now();
@@ -54,17 +71,15 @@ export class SessionClock {
     clearTimeout(this.lifetimeTimer);
   }
 
-  /** When it fires, it looks at how long ago input last completed a frame: end, or sleep the rest. */
-  private armIdle(delayMs: number): void {
-    this.idleTimer = setTimeout(() => {
-      const idle = Date.now() - this.lastInputAt;
-      if (idle >= this.idleLimitMs) this.end("idle_timeout");
-      else this.armIdle(this.idleLimitMs - idle);
-    }, delayMs);
+  /** The idle timer fired: it looks at how long ago input last completed a frame: end, or sleep the rest. */
+  idleFired(): void {
+    const idle = Date.now() - this.lastInputAt;
+    if (idle >= this.idleLimitMs) this.endNow("idle_timeout");
+    else this.idleTimer = setTimeout(fireIdle, this.idleLimitMs - idle, this);
   }
 
-  private end(reason: SessionEndReason): void {
+  endNow(reason: SessionEndReason): void {
     this.stop();
-    this.expire(reason);
+    this.session.end(reason);
   }
 }

@@ -4,7 +4,7 @@
  */
 import { createServer, type Server } from "node:http";
 import { type ELDHistogram, monitorEventLoopDelay } from "node:perf_hooks";
-import type { CryptoPool } from "@nstp/core";
+import type { CryptoPool } from "@nstp/core/pool";
 import type { ServerStats } from "./stats.ts";
 import { defenceSeries } from "./defence-metrics.ts";
 import type { StoreHealth } from "./stores/records.ts";

@@ -5,7 +5,8 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import * as nodeCrypto from "node:crypto";
-import { type CryptoBackend, legacy, nativeBackend } from "@nstp/core";
+import { type CryptoBackend, legacy } from "@nstp/core";
+import { nativeBackend } from "@nstp/core/crypto/native";
 import { type RunningServer, StaticKeyStore, startServer } from "./index.ts";
 import { referenceHandshake, referencePsk } from "./testing/reference-peer.ts";
 import { v2Handshake } from "./testing/v2-peer.ts";

@@ -2,7 +2,8 @@
 // the runtime running the test (Bun: Bun.listen and node:net; Node: node:net).
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { type Transport, detectRuntime, legacy, nodeTransport, transportByName } from "@nstp/core";
+import { type Transport, legacy } from "@nstp/core";
+import { detectRuntime, nodeTransport, transportByName } from "@nstp/core/node";
 import { type RunningServer, StaticKeyStore, startServer } from "./index.ts";
 import { byteByByte, dial, Reader, referenceHandshake, referencePsk } from "./testing/reference-peer.ts";
 

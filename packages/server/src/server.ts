@@ -1,26 +1,8 @@
 /** The server as a library: credentials and a message handler in, a listening server out. */
-import {
-  type CryptoBackend,
-  type CryptoPool,
-  type Logger,
-  type Transport,
-  DEFAULT_FLUSH_TIMEOUT_MS,
-  PROTOCOLS,
-  REFUSAL_SIGNAL,
-  ServerDispatch,
-  parseProtocolList,
-  type Wire,
-  type WireEvents,
-  concat,
-  defaultTransport,
-  legacy,
-  nativeBackend,
-  v2,
-  v3,
-  type CredentialFakes,
-  silentLogger,
-  warmCurve,
-} from "@nstp/core";
+import { type CryptoBackend, type Logger, type Transport, DEFAULT_FLUSH_TIMEOUT_MS, PROTOCOLS, REFUSAL_SIGNAL, ServerDispatch, parseProtocolList, type Wire, type WireEvents, concat, legacy, v2, v3, type CredentialFakes } from "@nstp/core";
+import { defaultTransport, silentLogger } from "@nstp/core/node";
+import { type CryptoPool, warmCurve } from "@nstp/core/pool";
+import { nativeBackend } from "@nstp/core/crypto/native";
 import { type ConnectionLimits, type MessageHandler, ServerConnection } from "./connection.ts";
 import { DummyKeys, type KeyStore } from "./credentials.ts";
 import { type AdmissionOptions, DEFAULT_ADMISSION, HandshakeAdmission } from "./admission.ts";
@@ -28,6 +10,7 @@ import { type BucketOptions, DEFAULT_ADDRESS_BUDGET, DEFAULT_USER_BUDGET, GuessB
 import { ServerStats } from "./stats.ts";
 import { proxyAcceptor } from "./proxy-acceptor.ts";
 import { TrustedProxies } from "./trusted-proxies.ts";
+import { defaultMaxConnections } from "./capacity.ts";
 
 export const DEFAULT_HOST = "127.0.0.1";
 
@@ -44,8 +27,8 @@ export interface ServerOptions {
   transport?: Transport;
   logger?: Logger;
   /**
-   * Open connections at most (default 10,000); a connection beyond it gets the busy signal, as at the
-   * handshake cap.
+   * Open connections at most; a connection beyond it gets the busy signal. Default: what the
+   * open-file limit leaves room for (capacity.ts: 18,720 at a limit of 20,000), at most 100,000.
    */
   maxConnections?: number;
   /**
@@ -73,6 +56,13 @@ export interface ServerOptions {
   legacy?: boolean;
   /** The device salt the users' keys were derived with (v3 binds it into SPAKE2+). Default 01..08. */
   deviceSalt?: Uint8Array;
+  /**
+   * Listen with SO_REUSEPORT, sharing the port with other processes that do (the CLI's --workers:
+   * supervisor.ts). Default false.
+   */
+  reusePort?: boolean;
+  /** TCP keepalive's idle time on accepted sockets (default 60 s; 0 off). */
+  tcpKeepAliveMs?: number;
   /**
    * Load balancers (addresses or CIDR blocks) whose connections begin with a PROXY protocol header
    * (v1 or v2), required from them and refused from anyone else; the client address in it is the
@@ -103,6 +93,8 @@ export interface RunningServer {
   readonly port: number;
   readonly stats: ServerStats;
   readonly transport: string;
+  /** The connection cap in force (maxConnections, or its default). */
+  readonly maxConnections: number;
   /**
    * Serves a connection that arrived some other way (a WebSocket or serial adapter: one file, no core
    * edit): admission, the budget and the handshake as for the listener's own. Returns its callbacks.
@@ -123,7 +115,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const live = new Set<ServerConnection>();
   const limits = { ...DEFAULT_LIMITS, ...opts.limits };
   const maxHandshaking = opts.maxHandshaking ?? 512;
-  const maxConnections = opts.maxConnections ?? 10_000;
+  const maxConnections = opts.maxConnections ?? defaultMaxConnections(maxHandshaking);
   const admission = new HandshakeAdmission({ ...DEFAULT_ADMISSION, ...opts.admission, maxHandshaking });
   const budget = new GuessBudget({
     address: { ...DEFAULT_ADDRESS_BUDGET, ...opts.failureLimit },
@@ -205,6 +197,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       // Admission may run over maxHandshaking by as much again for two event-loop turns (admission.ts).
       maxConnections: maxConnections + 2 * maxHandshaking,
       flushTimeoutMs: ctx.limits.flushTimeoutMs,
+      reusePort: opts.reusePort,
+      tcpKeepAliveMs: opts.tcpKeepAliveMs,
     },
     trusted
       ? proxyAcceptor({ trusted, timeoutMs: ctx.limits.handshakeTimeoutMs, maxPending: maxHandshaking, stats, log }, admit)
@@ -219,6 +213,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     port: listener.port,
     stats,
     transport: transport.name,
+    maxConnections,
     accept: (wire) => admit(wire),
     async close(closeOpts) {
       // Stop accepting first, then end the live connections: node:net's close() resolves only once

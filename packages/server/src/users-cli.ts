@@ -1,4 +1,4 @@
-#!/usr/bin/env bun
+#!/usr/bin/env node
 /**
  * bun run users -- add NAME --file FILE [--device-salt HEX] [--v3-only]   (password from a prompt, or stdin)
  * bun run users -- migrate [--v3-only] --file FILE

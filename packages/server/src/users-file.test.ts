@@ -5,10 +5,11 @@ import { chmodSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, statSync,
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { spawn, spawnSync } from "node:child_process";
-import { detectRuntime, fromHex } from "@nstp/core";
+import { fromHex } from "@nstp/core";
+import { detectRuntime } from "@nstp/core/node";
 import { parseUsersFile } from "./credentials.ts";
 import { withUsersFileLock, writeFileAtomic } from "./users-file.ts";
-import { BIN, ROOT } from "./testing/processes.ts";
+import { BIN, USERS_CLI } from "./testing/processes.ts";
 
 const mode = (p: string) => statSync(p).mode & 0o777;
 
@@ -60,7 +61,7 @@ test("the users CLI on both runtimes replaces a 0644 file with a 0600 one holdin
     const file = join(dir, "users.json");
     writeFileSync(file, JSON.stringify({ format: "nstp-users/1", users: {} }));
     chmodSync(file, 0o644);
-    const r = spawnSync(BIN[runtime], [join(ROOT, "packages", "server", "src", "users-cli.ts"), "add", "bob", "--file", file], { input: "bobs password\n", timeout: 30_000 });
+    const r = spawnSync(BIN[runtime], [USERS_CLI[runtime], "add", "bob", "--file", file], { input: "bobs password\n", timeout: 30_000 });
     assert.equal(r.status, 0, String(r.stderr));
     assert.equal(mode(file), 0o600, runtime);
     const text = readFileSync(file, "utf8");
@@ -72,7 +73,7 @@ test("the users CLI on both runtimes replaces a 0644 file with a 0600 one holdin
 test("a removal made while `users add` waits for its password is not undone by the add", { skip: detectRuntime() !== "bun" && "spawned from the Bun run" }, async () => {
   const dir = mkdtempSync(join(tmpdir(), "nstp-users-"));
   const file = join(dir, "users.json");
-  const cli = join(ROOT, "packages", "server", "src", "users-cli.ts");
+  const cli = USERS_CLI.bun;
   assert.equal(spawnSync(BIN.bun, [cli, "add", "mallory", "--file", file], { input: "old\n", timeout: 30_000 }).status, 0);
   // An operator starts adding bob and is still typing the password...
   const add = spawn(BIN.bun, [cli, "add", "bob", "--file", file], { stdio: ["pipe", "ignore", "pipe"] });

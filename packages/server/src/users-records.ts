@@ -4,7 +4,8 @@
  * legacy or v2 is still served to that user. A verifier is computed from the PSK, so converting a
  * store needs no password; the reverse is impossible by design (L = w1·G does not give w1 back).
  */
-import { type CryptoBackend, fromHex, nativeBackend, toHex, utf8, v3 } from "@nstp/core";
+import { type CryptoBackend, fromHex, toHex, utf8, v3 } from "@nstp/core";
+import { nativeBackend } from "@nstp/core/crypto/native";
 import type { UsersFile } from "./credentials.ts";
 import type { RecordInput } from "./stores/records.ts";
 

@@ -2,7 +2,10 @@
 // independent peer, the client library both ways, busy refusal, --legacy off, and backpressure.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { CryptoPool, type Transport, detectRuntime, legacy, nobleBackend, nodeTransport, transportByName } from "@nstp/core";
+import { type Transport, legacy } from "@nstp/core";
+import { detectRuntime, nodeTransport, transportByName } from "@nstp/core/node";
+import { CryptoPool } from "@nstp/core/pool";
+import { nobleBackend } from "@nstp/core/crypto/noble";
 import { connect } from "../../client/src/index.ts";
 import { type MessageHandler, type RunningServer, StaticKeyStore, referenceHandler, startServer } from "./index.ts";
 import { referenceHandshake, referencePsk } from "./testing/reference-peer.ts";

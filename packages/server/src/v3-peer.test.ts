@@ -6,7 +6,8 @@ import assert from "node:assert/strict";
 import * as net from "node:net";
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { BACKENDS, type CryptoBackend, type Output, utf8, v3 } from "@nstp/core";
+import { type CryptoBackend, type Output, utf8, v3 } from "@nstp/core";
+import { BACKENDS } from "@nstp/core/node";
 import { Reader, dial } from "./testing/reference-peer.ts";
 import { V3PeerHandshake, peerKeys, v3Handshake } from "./testing/v3-peer.ts";
 

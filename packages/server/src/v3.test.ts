@@ -5,7 +5,8 @@
  */
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { type Credential, type NstpError, derivePsk, nativeBackend, v3 } from "@nstp/core";
+import { type Credential, type NstpError, derivePsk, v3 } from "@nstp/core";
+import { nativeBackend } from "@nstp/core/crypto/native";
 import { connect } from "../../client/src/index.ts";
 import { type KeyStore, type RunningServer, readUsersFile, startServer, userRecord, USERS_FILE_FORMAT } from "./index.ts";
 

@@ -9,9 +9,17 @@ import { fileURLToPath } from "node:url";
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
 export type Runtime = "bun" | "node";
 export const BIN: Record<Runtime, string> = { bun: join(ROOT, "node_modules", ".bin", "bun"), node: join(ROOT, "node_modules", ".bin", "node") };
-export const SERVER_CLI = join(ROOT, "packages", "server", "src", "cli.ts");
-export const CLIENT_CLI = join(ROOT, "packages", "client", "src", "cli.ts");
-export const USERS_CLI = join(ROOT, "packages", "server", "src", "users-cli.ts");
+/**
+ * A CLI as each build runs it: Bun from the TypeScript sources, Node from the package's built dist
+ * (`bun run build`), the artefact that users install from the registry.
+ */
+export function cliPath(runtime: Runtime, pkg: "server" | "client", name: string): string {
+  return runtime === "node" ? join(ROOT, "packages", pkg, "dist", `${name}.js`) : join(ROOT, "packages", pkg, "src", `${name}.ts`);
+}
+const perRuntime = (pkg: "server" | "client", name: string): Record<Runtime, string> => ({ bun: cliPath("bun", pkg, name), node: cliPath("node", pkg, name) });
+export const SERVER_CLI = perRuntime("server", "cli");
+export const CLIENT_CLI = perRuntime("client", "cli");
+export const USERS_CLI = perRuntime("server", "users-cli");
 
 /**
  * Node's AES-GCM on 64 KiB buffers loses about two thirds of its speed to glibc returning each large

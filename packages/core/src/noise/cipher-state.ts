@@ -15,6 +15,12 @@ const EMPTY = new Uint8Array(0);
 const ZERO_KEY = new Uint8Array(AES_KEY_SIZE);
 /** §4.2: REKEY(k) = ENCRYPT(k, maxnonce, zerolen, zeros)[0:32], with maxnonce = 2^64 - 1. */
 const MAX_NONCE = new Uint8Array([0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+/**
+ * The nonce of the AEAD call in progress, one per thread: both backends read it synchronously and
+ * keep no reference (reserve() makes its own), and a buffer per CipherState was two of an idle
+ * session's few dozen objects (the fleet bench).
+ */
+const NONCE_SCRATCH = new Uint8Array(GCM_NONCE_SIZE);
 
 export function aesGcmNonce(n: number, out = new Uint8Array(GCM_NONCE_SIZE)): Uint8Array {
   // §12.3: 32 bits of zeros, then the 64-bit counter big-endian.
@@ -28,7 +34,6 @@ export class CipherState {
   private counter = 0;
   private readonly crypto: CryptoBackend;
   private readonly limit: number;
-  private readonly nonce = new Uint8Array(GCM_NONCE_SIZE);
 
   constructor(crypto: CryptoBackend, key: Uint8Array | null = null, limit = NONCE_LIMIT) {
     this.crypto = crypto;
@@ -53,7 +58,7 @@ export class CipherState {
   encryptWithAd(ad: Uint8Array, plaintext: Uint8Array): Uint8Array {
     if (!this.k) return plaintext;
     this.checkLimit();
-    const out = this.crypto.aesGcmSeal(this.k, aesGcmNonce(this.counter, this.nonce), plaintext, ad);
+    const out = this.crypto.aesGcmSeal(this.k, aesGcmNonce(this.counter, NONCE_SCRATCH), plaintext, ad);
     this.counter++;
     return out;
   }
@@ -62,7 +67,7 @@ export class CipherState {
   encryptInto(parts: readonly Uint8Array[], out: Uint8Array, offset: number): number {
     if (!this.k) throw new NstpError("ERR_PROTOCOL", "transport encryption without a key");
     this.checkLimit();
-    const n = this.crypto.aesGcmSealInto(this.k, aesGcmNonce(this.counter, this.nonce), parts, out, offset);
+    const n = this.crypto.aesGcmSealInto(this.k, aesGcmNonce(this.counter, NONCE_SCRATCH), parts, out, offset);
     this.counter++;
     return n;
   }
@@ -81,7 +86,7 @@ export class CipherState {
   decryptWithAd(ad: Uint8Array, ciphertext: Uint8Array): Uint8Array {
     if (!this.k) return ciphertext;
     this.checkLimit();
-    const out = this.crypto.aesGcmOpen(this.k, aesGcmNonce(this.counter, this.nonce), ciphertext, ad);
+    const out = this.crypto.aesGcmOpen(this.k, aesGcmNonce(this.counter, NONCE_SCRATCH), ciphertext, ad);
     if (!out) throw new DecryptError();
     this.counter++;
     return out;

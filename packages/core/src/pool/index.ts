@@ -13,6 +13,18 @@ import { NstpError } from "../errors.ts";
 import { InvalidPointError, type VerifierCurveInput, type VerifierCurveResult } from "../v3/spake2plus.ts";
 import type { CurveFailure, PoolTask } from "./worker.ts";
 
+/**
+ * The worker beside this module: worker.ts when running from src (Bun, or Node's type stripping in the
+ * workspace), worker.js when running from dist (the published build). A single-file executable
+ * (scripts/build-bin.ts, `bun build --compile`) embeds the worker as an extra entry point and defines
+ * NSTP_COMPILED_POOL_WORKER as its path inside the executable; elsewhere the name is undeclared.
+ */
+declare const NSTP_COMPILED_POOL_WORKER: string | undefined;
+const WORKER_URL =
+  typeof NSTP_COMPILED_POOL_WORKER === "string"
+    ? NSTP_COMPILED_POOL_WORKER
+    : new URL(import.meta.url.endsWith(".ts") ? "./worker.ts" : "./worker.js", import.meta.url).href;
+
 export interface CryptoPoolOptions {
   /** Backend the workers run (by name: functions do not cross threads). Default native. */
   backend?: CryptoBackend;
@@ -39,7 +51,7 @@ export class CryptoPool {
     this.threads = Math.max(1, opts.threads ?? availableParallelism());
     this.maxQueue = opts.maxQueue ?? 64 * this.threads;
     this.piscina = new Piscina({
-      filename: new URL("./worker.ts", import.meta.url).href,
+      filename: WORKER_URL,
       minThreads: this.threads,
       maxThreads: this.threads,
       maxQueue: this.maxQueue,

@@ -4,7 +4,7 @@
  */
 import type { Socket } from "bun";
 import { NstpError } from "../errors.ts";
-import { DEFAULT_FLUSH_TIMEOUT_MS, type DialOptions, type ListenOptions, type Listener, type Transport, type Wire, type WireEvents } from "./wire.ts";
+import { DEFAULT_FLUSH_TIMEOUT_MS, DEFAULT_TCP_KEEPALIVE_MS, type DialOptions, type ListenOptions, type Listener, type Transport, type Wire, type WireEvents } from "./wire.ts";
 
 interface Slot {
   wire?: BunWire;
@@ -12,7 +12,8 @@ interface Slot {
 }
 
 class BunWire implements Wire {
-  private queue: Uint8Array[] = [];
+  /** What the socket has not taken yet; made on the first partial write, dropped once empty. */
+  private queue: Uint8Array[] | undefined;
   private queued = 0;
   private ending = false;
   /** end()'s flush deadline: Bun's socket.end() waits for ever for a peer that stops reading. */
@@ -40,7 +41,7 @@ class BunWire implements Wire {
   write(data: Uint8Array): void {
     if (this.closed || this.ending) return;
     if (this.queued > 0) {
-      this.queue.push(data);
+      this.queue!.push(data);
       this.queued += data.length;
       return;
     }
@@ -48,14 +49,14 @@ class BunWire implements Wire {
     if (n < 0) return;
     if (n < data.length) {
       const rest = data.subarray(n);
-      this.queue.push(rest);
+      (this.queue ??= []).push(rest);
       this.queued += rest.length;
     }
   }
 
   /** Writes what is queued; returns true when the queue is empty. */
   flush(): boolean {
-    while (this.queue.length > 0 && !this.closed) {
+    while (this.queue && this.queue.length > 0 && !this.closed) {
       const head = this.queue[0]!;
       const n = this.socket.write(head);
       if (n < 0) return false;
@@ -66,6 +67,7 @@ class BunWire implements Wire {
       }
       this.queue.shift();
     }
+    if (this.queued === 0) this.queue = undefined;
     if (this.ending && this.queued === 0 && !this.closed) this.socket.end();
     return this.queued === 0;
   }
@@ -82,7 +84,7 @@ class BunWire implements Wire {
   destroy(): void {
     if (this.closed) return;
     this.markClosed();
-    this.queue = [];
+    this.queue = undefined;
     this.queued = 0;
     this.socket.terminate();
   }
@@ -94,6 +96,10 @@ class BunWire implements Wire {
   resume(): void {
     this.socket.resume();
   }
+}
+
+function keepAlive(socket: Socket<Slot>, ms = DEFAULT_TCP_KEEPALIVE_MS): void {
+  if (ms > 0) socket.setKeepAlive(true, ms);
 }
 
 function handlers(onOpen: (socket: Socket<Slot>) => void) {
@@ -134,6 +140,7 @@ export const bunTransport: Transport = {
         return;
       }
       open++;
+      keepAlive(socket, opts.tcpKeepAliveMs);
       const wire = new BunWire(socket, opts.flushTimeoutMs);
       // A fresh slot per connection: Bun would otherwise share one initial data object.
       socket.data = { wire };
@@ -143,6 +150,9 @@ export const bunTransport: Transport = {
     const listener = Bun.listen<Slot>({
       hostname: opts.host,
       port: opts.port,
+      // Bun.listen honours reusePort (SO_REUSEPORT; checked with two processes on one port under Bun
+      // 1.4.5), but bun-types 1.4.5 declares it on the connect options only.
+      ...({ reusePort: opts.reusePort === true } as {}),
       socket: {
         ...h,
         close(socket: Socket<Slot>, error?: Error) {
@@ -179,6 +189,7 @@ export const bunTransport: Transport = {
         }),
         timeout,
       ]);
+      keepAlive(socket, opts.tcpKeepAliveMs);
       const wire = new BunWire(socket, opts.flushTimeoutMs);
       slot.wire = wire;
       slot.events = attach(wire);

@@ -1,7 +1,7 @@
 /** node:net adapter (the Node build; also works under Bun's node:net). */
 import * as net from "node:net";
 import { NstpError } from "../errors.ts";
-import { DEFAULT_FLUSH_TIMEOUT_MS, type DialOptions, type ListenOptions, type Listener, type Transport, type Wire, type WireEvents } from "./wire.ts";
+import { DEFAULT_FLUSH_TIMEOUT_MS, DEFAULT_TCP_KEEPALIVE_MS, type DialOptions, type ListenOptions, type Listener, type Transport, type Wire, type WireEvents } from "./wire.ts";
 
 function wrap(socket: net.Socket, flushTimeoutMs = DEFAULT_FLUSH_TIMEOUT_MS): Wire {
   let ending = false;
@@ -36,6 +36,10 @@ function wrap(socket: net.Socket, flushTimeoutMs = DEFAULT_FLUSH_TIMEOUT_MS): Wi
   };
 }
 
+function keepAlive(socket: net.Socket, ms = DEFAULT_TCP_KEEPALIVE_MS): void {
+  if (ms > 0) socket.setKeepAlive(true, ms);
+}
+
 function bind(socket: net.Socket, events: WireEvents): void {
   let failure: Error | undefined;
   socket.on("data", (chunk: Buffer) => events.data(chunk));
@@ -54,13 +58,14 @@ export const nodeTransport: Transport = {
     server.on("connection", (socket) => {
       open++;
       socket.once("close", () => open--);
+      keepAlive(socket, opts.tcpKeepAliveMs);
       bind(socket, accept(wrap(socket, opts.flushTimeoutMs)));
     });
     return new Promise((resolve, reject) => {
       server.once("error", reject);
       // A deep accept queue: with Node's default of 511, a burst of connections overflows it and the
       // kernel leaves the excess half-accepted for seconds (capped by net.core.somaxconn).
-      server.listen({ port: opts.port, host: opts.host, backlog: 4096 }, () => {
+      server.listen({ port: opts.port, host: opts.host, backlog: 4096, reusePort: opts.reusePort === true }, () => {
         server.off("error", reject);
         const addr = server.address() as net.AddressInfo;
         resolve({
@@ -89,6 +94,7 @@ export const nodeTransport: Transport = {
       socket.once("connect", () => {
         clearTimeout(timer);
         socket.removeAllListeners("error");
+        keepAlive(socket, opts.tcpKeepAliveMs);
         const wire = wrap(socket, opts.flushTimeoutMs);
         bind(socket, attach(wire));
         resolve(wire);

@@ -34,9 +34,23 @@ export interface WireEvents {
  */
 export const DEFAULT_FLUSH_TIMEOUT_MS = 5000;
 
+/**
+ * TCP keepalive's idle time before the kernel's first probe (node:net setKeepAlive, Bun
+ * socket.setKeepAlive): it keeps NAT mappings warm and lets the kernel drop a peer that vanished
+ * even where the protocol cannot ping (the reference's sessions).
+ */
+export const DEFAULT_TCP_KEEPALIVE_MS = 60_000;
+
 export interface ListenOptions {
   host: string;
   port: number;
+  /**
+   * Share the port with other processes listening with reusePort (SO_REUSEPORT: the kernel spreads
+   * new connections over them): the server's --workers.
+   */
+  reusePort?: boolean;
+  /** TCP keepalive's idle time (default DEFAULT_TCP_KEEPALIVE_MS; 0 off). */
+  tcpKeepAliveMs?: number;
   /** Connections beyond this are closed as soon as they are accepted. */
   maxConnections: number;
   /** end()'s flush deadline (default DEFAULT_FLUSH_TIMEOUT_MS). */
@@ -58,6 +72,8 @@ export interface DialOptions {
   timeoutMs: number;
   /** end()'s flush deadline (default DEFAULT_FLUSH_TIMEOUT_MS). */
   flushTimeoutMs?: number;
+  /** TCP keepalive's idle time (default DEFAULT_TCP_KEEPALIVE_MS; 0 off). */
+  tcpKeepAliveMs?: number;
 }
 
 export interface Transport {

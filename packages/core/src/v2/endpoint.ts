@@ -32,6 +32,11 @@ export abstract class V2Endpoint implements DeferredAead {
     return this.channel()?.writer.frames ?? 0;
   }
 
+  /** Ping chunks received so far (the server answers them while established: docs/PROTOCOL.md §v2 "Ping"). */
+  get pingsReceived(): number {
+    return this.channel()?.reader.pings ?? 0;
+  }
+
   /** Established: the frames' AEAD may run in the worker pool (pool/ordered-aead.ts). */
   get deferred(): DeferredAead | undefined {
     return this.channel() ? this : undefined;

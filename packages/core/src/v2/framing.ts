@@ -34,11 +34,17 @@ const EMPTY = new Uint8Array(0);
  */
 const DIRECT_BODY = 8192;
 
+/**
+ * Where chunk headers and short bodies of the frame being sealed are gathered: one per thread, not
+ * per writer. seal() fills it and encrypts from it before returning, synchronously, so no two seals
+ * ever share it; a 64 KiB staging buffer per session was most of an idle v2 session's memory (the
+ * fleet bench, README "Fleet").
+ */
+const STAGING = new Uint8Array(MAX_FRAME_PLAINTEXT);
+
 export class FrameWriter {
   private readonly cipher: CipherState;
   private readonly rekeyInterval: number;
-  /** Where chunk headers and short bodies of the frame being sealed are gathered. */
-  private readonly staging = new Uint8Array(MAX_FRAME_PLAINTEXT);
   private closed = false;
 
   constructor(cipher: CipherState, rekeyInterval = REKEY_INTERVAL) {
@@ -65,14 +71,14 @@ export class FrameWriter {
     let staged = 0;
     let runStart = 0;
     const endRun = () => {
-      if (staged > runStart) parts.push(this.staging.subarray(runStart, staged));
+      if (staged > runStart) parts.push(STAGING.subarray(runStart, staged));
       runStart = staged;
     };
     layout(
       messages,
       close,
       (type, body) => {
-        const h = this.staging;
+        const h = STAGING;
         h[staged] = type;
         h[staged + 1] = body.length >>> 8;
         h[staged + 2] = body.length & 0xff;
@@ -228,6 +234,8 @@ export class FrameReader {
   /** The message still incomplete: memory bounded by what it retains (assembly.ts). */
   private readonly message: MessageAssembly;
   private closedByPeer = false;
+  /** Ping chunks received: the server answers a ping while established (docs/PROTOCOL.md §v2 "Ping"). */
+  private pingChunks = 0;
   /**
    * Called once, when the first frame's tag has verified and before any of its chunks is looked at:
    * the server's key confirmation (docs/PROTOCOL.md §v2 "Key confirmation").
@@ -256,9 +264,15 @@ export class FrameReader {
     return this.cipher.n;
   }
 
+  /** Ping chunks received so far. */
+  get pings(): number {
+    return this.pingChunks;
+  }
+
   /** Reads frames from `chunk`; complete frames are decrypted straight from it, without a copy. */
   receive(chunk: Uint8Array, out: Output[]): void {
     this.forEachFrame(chunk, (ct) => this.openFrame(ct, out));
+    this.partial.release();
   }
 
   /**
@@ -273,6 +287,7 @@ export class FrameReader {
       // A copy: the socket's buffer may be reused before the pool is done with it.
       jobs.push({ key, nonce, data: ct.slice() });
     });
+    this.partial.release();
     return jobs;
   }
 
@@ -354,6 +369,7 @@ export class FrameReader {
       if (type === CHUNK_PING) {
         // Ignored wherever it falls, even between the chunks of a message; it carries nothing.
         if (len !== 0) throw new ProtocolError("ping chunk with a body");
+        this.pingChunks++;
         continue;
       }
       if (type !== CHUNK_LAST && type !== CHUNK_MORE) throw new ProtocolError(`unknown chunk type ${type}`);

@@ -167,6 +167,8 @@ export class V2Server extends V2Endpoint implements ServerMachine {
       if (buf.length > MESSAGE1_SIZE) throw new ProtocolError("data before the handshake completed");
       if (buf.length < MESSAGE1_SIZE) return;
       s.message1 = this.inbox.take(MESSAGE1_SIZE).subarray(LENGTH_SIZE);
+      // The inbox has done its work: nothing more may arrive before message 2 (memory: bytes.ts).
+      this.inbox.release();
     } else if (this.inbox.length > 0) {
       throw new ProtocolError("data before the handshake completed");
     }

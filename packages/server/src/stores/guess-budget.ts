@@ -10,7 +10,8 @@
  * budget per host), and the shared rows catch up as failures are recorded again.
  */
 import type postgres from "postgres";
-import { type Logger, fromHex, silentLogger, toHex, utf8 } from "@nstp/core";
+import { type Logger, fromHex, toHex, utf8 } from "@nstp/core";
+import { silentLogger } from "@nstp/core/node";
 
 export const GUESS_CHANNEL = "nstp_guesses";
 

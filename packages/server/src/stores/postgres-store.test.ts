@@ -6,7 +6,9 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import postgres from "postgres";
-import { NstpError, detectRuntime, legacy, nativeBackend, toHex } from "@nstp/core";
+import { NstpError, legacy, toHex } from "@nstp/core";
+import { detectRuntime } from "@nstp/core/node";
+import { nativeBackend } from "@nstp/core/crypto/native";
 import { connect } from "../../../client/src/index.ts";
 import { PostgresCredentialStore, PostgresUsersDb } from "./postgres-store.ts";
 import { type RunningPostgres, postgresBinDir, startPostgres } from "../testing/postgres.ts";

@@ -13,7 +13,8 @@
  * health is logged on each change and exported (nstp_store_up).
  */
 import postgres from "postgres";
-import { type Credential, type Logger, NstpError, silentLogger, utf8 } from "@nstp/core";
+import { type Credential, type Logger, NstpError, utf8 } from "@nstp/core";
+import { silentLogger } from "@nstp/core/node";
 import { type CredentialRecord, type CredentialStore, RecordCache, type RecordInput, RemovalListeners, type StoreHealth, checkRecord, credentialOf, endsSessions, pskOf } from "./records.ts";
 import { POSTGRES_SCHEMA, SCHEMA_VERSION } from "./schema.ts";
 import { type UsersDb, checkDeviceSalt, chooseDeviceSalt, rowToRecord } from "./users-db.ts";

@@ -2,7 +2,7 @@
  * One small interface over the two runtimes' built-in SQLite: `bun:sqlite` under Bun and `node:sqlite`
  * under Node 24. Both are synchronous and return BLOBs as Uint8Array; only the names differ.
  */
-import { detectRuntime } from "@nstp/core";
+import { detectRuntime } from "@nstp/core/node";
 
 export type SqlValue = string | number | bigint | Uint8Array | null;
 export type Row = Record<string, SqlValue>;

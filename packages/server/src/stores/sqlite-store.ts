@@ -6,7 +6,8 @@
  * only then reads what changed since the store-wide version it last saw (schema.ts), and announces
  * each user removed, disabled or re-keyed (onUserRemoved), whose sessions the server then ends.
  */
-import { type Credential, type Logger, silentLogger, utf8 } from "@nstp/core";
+import { type Credential, type Logger, utf8 } from "@nstp/core";
+import { silentLogger } from "@nstp/core/node";
 import { type CredentialRecord, type CredentialStore, RecordCache, type RecordInput, RemovalListeners, type StoreHealth, checkRecord, credentialOf, endsSessions, pskOf } from "./records.ts";
 import { SCHEMA_VERSION, SQLITE_SCHEMA } from "./schema.ts";
 import { type SqliteDb, openSqlite } from "./sqlite-driver.ts";

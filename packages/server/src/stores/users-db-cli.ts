@@ -4,7 +4,9 @@
  * it within a second, without SIGHUP.
  */
 import { readFileSync } from "node:fs";
-import { CryptoPool, PBKDF2_ITERATIONS, PSK_SIZE, legacy, pskSalt, readPassword, toHex, utf8 } from "@nstp/core";
+import { PBKDF2_ITERATIONS, PSK_SIZE, legacy, pskSalt, toHex, utf8 } from "@nstp/core";
+import { readPassword } from "@nstp/core/node";
+import { CryptoPool } from "@nstp/core/pool";
 import { type RecordOptions, migrateRecord, recordFromPsk } from "../users-records.ts";
 import { storeKind } from "./schema.ts";
 import { SqliteUsersDb } from "./sqlite-store.ts";

@@ -2,7 +2,8 @@
  * What `bun run users` needs from a database store (SQLite or PostgreSQL), the row mapping both
  * share, and the JSON users format in and out of a database.
  */
-import { NstpError, fromHex, fromUtf8, nativeBackend, toHex } from "@nstp/core";
+import { NstpError, fromHex, fromUtf8, toHex } from "@nstp/core";
+import { nativeBackend } from "@nstp/core/crypto/native";
 import { USERS_FILE_FORMAT, type UserRecord, type UsersFile, derivedWith, parseUsersFile, userRecord } from "../credentials.ts";
 import { DEVICE_SALT_SIZE } from "../users-records.ts";
 import type { CredentialRecord, RecordInput } from "./records.ts";

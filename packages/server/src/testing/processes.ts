@@ -36,7 +36,7 @@ export interface ServerProcess {
 export async function startServerProcess(runtime: Runtime, args: string[]): Promise<ServerProcess> {
   const withMetrics = args.includes("--metrics");
   const pattern = withMetrics ? /listening on [^:]+:(\d+)\n[\s\S]*metrics on [^:]+:(\d+)/ : /listening on [^:]+:(\d+)/;
-  const { child, match } = await spawnUntil(BIN[runtime], [SERVER_CLI, ...args], pattern);
+  const { child, match } = await spawnUntil(BIN[runtime], [SERVER_CLI[runtime], ...args], pattern);
   return { child, port: Number(match[1]), metricsPort: withMetrics ? Number(match[2]) : undefined };
 }
 
@@ -53,7 +53,7 @@ export function collectStderr(child: ChildProcess, maxChars = 4 << 20): { text()
 /** Runs `bun run users` (or its Node build) to completion, the password on stdin; rejects on failure. */
 export function runUsersCli(runtime: Runtime, args: string[], stdin = "", timeoutMs = 60_000): Promise<string> {
   return new Promise((res, rej) => {
-    const child = spawn(BIN[runtime], [USERS_CLI, ...args], { stdio: ["pipe", "pipe", "pipe"] });
+    const child = spawn(BIN[runtime], [USERS_CLI[runtime], ...args], { stdio: ["pipe", "pipe", "pipe"] });
     let out = "", err = "";
     child.stdout!.on("data", (d) => (out += d));
     child.stderr!.on("data", (d) => (err += d));
