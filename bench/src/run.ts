@@ -294,13 +294,13 @@ async function benchRuntime(runtime: Runtime) {
   }
   if (wants("cold")) await coldScenarios(runtime);
   if (wants("placement")) await placementScenario(runtime);
+  if (wants("curve")) await curveScenario(runtime);
   if (wants("fleet")) {
     const fleet = { sessions: P.fleetSessions, capacity: P.fleetCapacity, deviceProcs: P.fleetProcs, duration: P.duration, warmup: P.warmup, reps: P.reps };
     await densityScenario(runtime, fleet, add, progress);
     await stormScenario(runtime, fleet, add, progress);
     await workersScenario(runtime, fleet, add, progress);
   }
-  if (wants("curve")) await curveScenario(runtime);
 }
 
 const commit = (() => {
@@ -362,7 +362,7 @@ if (problems.length) {
 function checkComplete(r: Report): string[] {
   const out: string[] = [];
   for (const runtime of runtimes) {
-    for (const scenario of ["handshake-latency-warm", "handshake-latency-cold", "handshake-rate-c16", "handshake-rate-c64", "echo-pipelined", "echo-lockstep", "echo-pipelined-noble", "echo-pipelined-noble-inline", `flood-${P.floodConns}-unauthenticated`, `stalled-flood-${P.stalledConns}`, "pbkdf2-pool", `handshake-cold-${P.coldUsers}-pool`, `handshake-cold-${P.coldUsers}-inline`, "aead-native-inline", "aead-noble-pool", `fleet-idle-${P.fleetSessions}`, `fleet-reconnect-${P.fleetSessions}`, `fleet-capacity-${P.fleetCapacity}`, "fleet-workers-1", "fleet-workers-2", "v3-curve", "v3-curve-inline", "v3-curve-pool"]) {
+    for (const scenario of ["handshake-latency-warm", "handshake-latency-cold", "handshake-rate-c16", "handshake-rate-c64", "echo-pipelined", "echo-lockstep", "echo-pipelined-noble", "echo-pipelined-noble-inline", `flood-${P.floodConns}-unauthenticated`, `stalled-flood-${P.stalledConns}`, "pbkdf2-pool", `handshake-cold-${P.coldUsers}-pool`, `handshake-cold-${P.coldUsers}-inline`, "aead-native-inline", "aead-noble-pool", "v3-curve", "v3-curve-inline", "v3-curve-pool", `fleet-idle-${P.fleetSessions}`, `fleet-reconnect-${P.fleetSessions}`, `fleet-capacity-${P.fleetCapacity}`, "fleet-workers-1", "fleet-workers-2"]) {
       if (!r.results.some((x) => x.runtime === runtime && x.scenario === scenario)) out.push(`${runtime}: ${scenario} missing`);
     }
     for (const protocol of ["v3", "v2", "legacy", "tcp", "tls"]) {

@@ -107,10 +107,8 @@ reports.forEach((report, i) => {
   const who = workers > 1 ? `server ${i}` : "server";
   console.log(`  ${who}: peak RSS ${report.peakRssMB!.toFixed(0)} MB, event-loop delay p99 ${report.eldP99Ms!.toFixed(2)} ms, max ${report.eldMaxMs!.toFixed(2)} ms`);
 });
-for (const report of reports) {
-  const curve = (report as Record<string, unknown>).curveJobs as { inline: number; pool: number } | undefined;
-  if (curve && curve.inline + curve.pool > 0) console.log(`  server curve steps (v3): ${curve.inline} inline, ${curve.pool} in the worker pool`);
-}
+const curve = (reports[0] as Record<string, unknown> | undefined)?.curveJobs as { inline: number; pool: number } | undefined;
+if (curve && curve.inline + curve.pool > 0) console.log(`  server curve steps (v3): ${curve.inline} inline, ${curve.pool} in the worker pool${workers > 1 ? " (server 0)" : ""}`);
 if (errors.size) console.log(`  errors: ${[...errors].map(([k, n]) => `${k} x${n}`).join(", ")}`);
 console.log(ok ? "soak: ok" : "soak: FAILED");
 process.exit(ok ? 0 : 1);

@@ -160,13 +160,14 @@ async function main(): Promise<void> {
   // A database that several hosts share may keep the per-user budget for all of them (PostgreSQL), so
   // adding hosts does not multiply a guesser's tries at one user (the per-address budget stays per host).
   const sharedUserBudget = store?.openGuessBudget ? await store.openGuessBudget(userBudget) : undefined;
-  // One pool for what runs off the event loop: v3's curve step when the loop is busy (inline when
-  // idle: packages/core/src/pool/curve.ts, by the measured rule in crypto/placement.ts) and the noble
-  // backend's AES-GCM (native needs none: it is faster inline). Workers share the cores: threads =
-  // cores / workers, so that workers x threads does not oversubscribe them.
+  // The noble backend's AES-GCM runs in a pool (crypto/placement.ts; native needs none: it is faster
+  // inline), and so does v3's curve step when the event loop is busy, inline when it is idle
+  // (packages/core/src/pool/curve.ts, by the measured rule there). Workers share the cores: threads =
+  // cores / workers.
   const siblings = Number(process.env.NSTP_WORKERS ?? "1") || 1;
-  const wantsPool = crypto.name === "noble" || protocols.includes("v3");
-  const pool = wantsPool ? new CryptoPool({ backend: crypto, threads: Math.max(1, Math.floor(availableParallelism() / siblings)) }) : undefined;
+  const pool = crypto.name === "noble" || protocols.includes("v3")
+    ? new CryptoPool({ backend: crypto, threads: Math.max(1, Math.floor(availableParallelism() / siblings)) })
+    : undefined;
   const server = await startServer({
     keys,
     host: values.host!,

@@ -127,7 +127,13 @@ export function parseUsersFile(text: string, deviceSalt: Uint8Array): Map<string
     if (rec.salt !== expectedSalt) throw new Error(`user "${name}": salt does not match --device-salt`);
     if (rec.iterations !== PBKDF2_ITERATIONS) throw new Error(`user "${name}": iterations must be ${PBKDF2_ITERATIONS}`);
     const { w0, L } = rec;
-    if (w0 !== undefined || L !== undefined) v3.verifierFromJson({ w0: w0 ?? "", L: L ?? "" }); // sizes and w0 < n
+    if (w0 !== undefined || L !== undefined) {
+      try {
+        v3.verifierFromJson({ w0: w0 ?? "", L: L ?? "" }); // sizes and w0 < n
+      } catch (cause) {
+        throw new Error(`user "${name}": w0 and L are not a v3 verifier`, { cause });
+      }
+    }
     // A v3-only user (verifier, no key) has no PSK: legacy and v2 fail for them as for a wrong password.
     if (rec.key === undefined) {
       if (w0 === undefined) throw new Error(`user "${name}": a record needs a key or a v3 verifier (w0, L)`);
