@@ -82,3 +82,18 @@ test("a source whose handshakes stalled is evicted before a source whose handsha
   clock.t += 61_000;
   assert.equal(a.admit(conn("10.0.0.66")), device, "stalls fade: the source is unmarked again, and the oldest goes");
 });
+
+test("stalls are remembered per IPv6 /64, as the guessing budget counts: a fresh address in the block is still marked", () => {
+  const clock = { t: 0 };
+  const a = table(2, clock);
+  a.stalled("2001:db8:1:2::66");
+  const device = conn("2001:db8:ffff::7");
+  a.admit(device);
+  clock.t += 1;
+  const attacker = conn("2001:db8:1:2:abcd::1"); // another address of the same /64
+  a.admit(attacker);
+  clock.t += 1;
+  a.nextTurn();
+  a.nextTurn();
+  assert.equal(a.admit(conn("2001:db8:ffff::8")), attacker, "the /64 with stalls goes first though its address is new");
+});

@@ -21,6 +21,7 @@
  * O(log n) per admission, step and exit (indexed heaps: handshakes per source, sources by their
  * first due; the nursery is a FIFO); the table of remembered stalls is bounded.
  */
+import { budgetSource } from "./budget.ts";
 import { Fifo } from "@nstp/core";
 import { LeakyBuckets } from "./limiter.ts";
 import { type HeapItem, MinHeap } from "./min-heap.ts";
@@ -170,7 +171,10 @@ export class HandshakeAdmission {
   }
 
   /** A handshake from `source` stalled (timed out, or was evicted). */
-  stalled(source: string): void {
+  stalled(address: string): void {
+    // Keyed like the guessing budget: an IPv6 subscriber holds a whole /64 and could otherwise
+    // present a fresh, unmarked source on every connection.
+    const source = budgetSource(address);
     this.stallsRecorded++;
     this.stalls.add(source, 1);
     const node = this.bySource.get(source);
@@ -182,7 +186,7 @@ export class HandshakeAdmission {
 
   /** Puts a handshake out of the nursery into the eviction order. */
   private order(e: Entry): void {
-    const address = e.contender.remoteAddress;
+    const address = budgetSource(e.contender.remoteAddress);
     let node = this.bySource.get(address);
     if (!node) {
       node = { address, entries: new MinHeap(stalledFirst), marked: this.isMarked(address), heapIndex: -1 };
