@@ -129,7 +129,7 @@ export class ServerConnection implements WireEvents {
     this.ctx = ctx;
     this.machine = ctx.newMachine();
     this.aead = ctx.aeadPool ? new OrderedAead(ctx.aeadPool, ctx.crypto) : undefined;
-    this.handshakeTimer = setTimeout(() => this.fail(new NstpError("ERR_TIMEOUT", "handshake deadline passed")), ctx.limits.handshakeTimeoutMs);
+    this.handshakeTimer = setTimeout(() => this.deadlinePassed(), ctx.limits.handshakeTimeoutMs);
     ctx.stats.connectionOpened();
     ctx.stats.handshaking++;
   }
@@ -144,22 +144,46 @@ export class ServerConnection implements WireEvents {
 
   /**
    * Closed to make room for a newcomer (admission.ts). A newcomer that is itself the one to go
-   * (nothing received yet) gets the busy signal, as a refusal at accept; so does a v2 handshake that
-   * has not been answered (message 2 not sent), in the place of message 2: its client then retries
-   * (ERR_BUSY) instead of reading the close as a wrong password and giving up, which in a reconnect
-   * storm after a restart left devices out (the fleet bench). Nothing about the password is told:
-   * it has not been judged, or its verdict has not been sent. Later victims, and the reference
-   * protocol's after its session nonce, are closed silently, like any failure.
+   * (nothing received yet) gets the busy signal, as a refusal at accept; so does a handshake the
+   * server has not answered yet (refuse()).
    */
   evict(refused = false): void {
-    if (refused) this.write(REFUSAL_SIGNAL);
-    else if (!this.ticket) {
-      // No guess reserved yet, so nothing that depends on the password has been sent: the version's
-      // busy signal (v2: in place of message 2) tells the client to retry (ERR_BUSY).
-      const busy = this.machine.busySignal();
-      if (busy) this.write(busy);
+    if (refused) {
+      this.write(REFUSAL_SIGNAL);
+      this.fail(new NstpError("ERR_BUSY", "evicted: refused as it arrived at the cap"));
+    } else {
+      this.refuse(new NstpError("ERR_BUSY", "evicted: the handshake stalled longest when the cap was reached"));
     }
-    this.fail(new NstpError("ERR_BUSY", "evicted: the handshake stalled longest when the cap was reached"));
+  }
+
+  /**
+   * Ends a handshake for the server's own reasons (evicted at the cap, or its deadline passed while
+   * the server owed the answer). If the server has not answered the client's guess yet (v2 and v3:
+   * message 2 not sent, the v3 curve step included), the version's busy signal goes in its place:
+   * the client retries (ERR_BUSY) instead of reading the close as a wrong password and giving up.
+   * In a reconnect storm, a v3 share waiting for its curve step, or a v2 handshake on a loop too
+   * busy to answer before the deadline, was closed silently and its device gave up with ERR_AUTH
+   * (the fleet bench). Nothing about the password is told: its verdict has not been sent (a v3 guess
+   * reserved for the curve step stays charged, as before: the budget bounds the curve work a source
+   * can cause). After the answer, and for the reference protocol after its session nonce, the close
+   * is silent like any failure.
+   */
+  private refuse(err: NstpError): void {
+    if (this.done) return;
+    const busy = this.session ? undefined : this.machine.busySignal();
+    if (busy) this.write(busy);
+    this.fail(err);
+  }
+
+  /**
+   * The handshake deadline: a client whose guess is here and unanswered (the server was too slow:
+   * its key, its judgement or its curve step still pending) is refused with the busy signal; one
+   * that has not sent its guess in time, or did not confirm after the answer, is closed silently.
+   */
+  private deadlinePassed(): void {
+    const err = new NstpError("ERR_TIMEOUT", "handshake deadline passed");
+    if (this.ticket || this.machine.judgeable) this.refuse(err);
+    else this.fail(err);
   }
 
   /** Records or frames completed so far (the session clock's idle timeout watches it). */
