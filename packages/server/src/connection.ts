@@ -3,9 +3,10 @@
  * lookups, writes), runs the application's handler, and owns the connection's timers. It sees the
  * socket only as a Wire, so the Bun and Node builds run exactly this code.
  */
-import { type CryptoBackend, type Credential, type DeferredAead, type Logger, type Output, type ProtocolName, REFUSAL_SIGNAL, ReadGate, type ServerMachine, type Wire, type WireEvents, AuthError, NstpError, toNstpError, utf8, type v3 } from "@nstp/core";
+import { type CryptoBackend, type Credential, type DeferredAead, type Logger, type Output, type ProtocolName, REFUSAL_SIGNAL, ReadGate, type ServerMachine, type Wire, type WireEvents, AuthError, NstpError, aeadInPool, toNstpError, utf8, type v3 } from "@nstp/core";
 import { type CryptoPool, OrderedAead, runCurveJob } from "@nstp/core/pool";
 import type { HandshakeAdmission } from "./admission.ts";
+import type { ClockWheel } from "./clock-wheel.ts";
 import type { GuessBudget, Ticket } from "./budget.ts";
 import { type KeyAnswer, type KeyStore, asCredential } from "./credentials.ts";
 import { type LifetimeLimits, SessionClock, type SessionEndReason } from "./lifetime.ts";
@@ -68,6 +69,8 @@ export interface ConnectionContext {
   admission: HandshakeAdmission;
   /** Reserved from before each password is judged (budget.ts). */
   budget: GuessBudget;
+  /** The sessions' idle and lifetime deadlines, one timer for all (clock-wheel.ts). */
+  clocks: ClockWheel;
 }
 
 type Reply = Uint8Array | string | undefined;
@@ -77,6 +80,27 @@ function isThenable<T>(x: T | PromiseLike<T>): x is PromiseLike<T> {
   // this runs once per message (measured: a quarter of the server's time on 1 KiB echo under Bun).
   if (x === undefined || x instanceof Uint8Array || typeof x === "string") return false;
   return typeof (x as PromiseLike<T>).then === "function";
+}
+
+/**
+ * What the application's handler sees of its session. A class, not an object literal with a
+ * closure: an idle session then holds one small object, not three (the fleet bench).
+ */
+class Session implements SessionInfo {
+  readonly username: string;
+  readonly remoteAddress: string;
+  readonly protocol: ProtocolName;
+  readonly #conn: ServerConnection;
+  constructor(username: string, remoteAddress: string, protocol: ProtocolName, conn: ServerConnection) {
+    this.username = username;
+    this.remoteAddress = remoteAddress;
+    this.protocol = protocol;
+    this.#conn = conn;
+  }
+
+  send(message: Uint8Array | string): Promise<void> {
+    return this.#conn.push(message);
+  }
 }
 
 export class ServerConnection implements WireEvents {
@@ -107,7 +131,8 @@ export class ServerConnection implements WireEvents {
   private done = false;
   /** Failed or closed by the peer: queued writes are dropped (a graceful shutdown still sends them). */
   private dead = false;
-  private readonly aead: OrderedAead | undefined;
+  /** The pool's ordered AEAD while batches go there (aeadFor): an idle session holds none. */
+  private aead: OrderedAead | undefined;
   /**
    * Aborts the key derivation this connection waits for, when it goes away. Made at the lookup and
    * dropped once established: an AbortController and its signal are a good share of an idle
@@ -128,7 +153,6 @@ export class ServerConnection implements WireEvents {
     this.gate = new ReadGate(wire);
     this.ctx = ctx;
     this.machine = ctx.newMachine();
-    this.aead = ctx.aeadPool ? new OrderedAead(ctx.aeadPool, ctx.crypto) : undefined;
     this.handshakeTimer = setTimeout(() => this.deadlinePassed(), ctx.limits.handshakeTimeoutMs);
     ctx.stats.connectionOpened();
     ctx.stats.handshaking++;
@@ -200,7 +224,7 @@ export class ServerConnection implements WireEvents {
     if (this.done) return;
     this.ctx.stats.bytesIn(chunk.length);
     const deferred = this.machine.deferred;
-    if (deferred && this.aead?.wantsIn(chunk.length)) {
+    if (deferred && this.aeadFor(chunk.length, "in")) {
       this.receiveDeferred(deferred, chunk);
       return;
     }
@@ -267,6 +291,23 @@ export class ServerConnection implements WireEvents {
     }
     this.armRecordTimer();
     this.updateFlow();
+  }
+
+  /**
+   * The pool's ordered AEAD for a batch of `bytes` in direction `dir`, or undefined to run it inline:
+   * made when the measured placement (crypto/placement.ts) first sends a batch to the pool, dropped
+   * once nothing is queued either way, so an idle session holds none (an OrderedAead and its two
+   * promise chains per session: the fleet bench). Order holds as before: a batch runs inline only
+   * while nothing of its direction is queued.
+   */
+  private aeadFor(bytes: number, dir: "in" | "out"): OrderedAead | undefined {
+    const pool = this.ctx.aeadPool;
+    if (!pool) return undefined;
+    const a = this.aead;
+    const wants = a ? (dir === "in" ? a.wantsIn(bytes) : a.wantsOut(bytes)) : aeadInPool(this.ctx.crypto.name, bytes);
+    if (wants) return (this.aead ??= new OrderedAead(pool, this.ctx.crypto));
+    if (a && a.pendingIn === 0 && a.pendingOut === 0) this.aead = undefined;
+    return undefined;
   }
 
   drain(): void {
@@ -371,23 +412,20 @@ export class ServerConnection implements WireEvents {
     clearTimeout(this.handshakeTimer);
     this.handshakeTimer = undefined;
     const protocol = this.machine.protocol!;
-    this.session = {
-      username,
-      remoteAddress: this.wire.remoteAddress,
-      protocol,
-      send: (message) => this.push(message),
-    };
+    this.session = new Session(username, this.wire.remoteAddress, protocol, this);
     this.ctx.stats.handshaking--;
     this.abort = undefined;
     // The peer proved its key: its guess is refunded (if not already), its address skips the user's
     // backoff from now on, and it leaves the handshake cap.
     if (this.ticket) this.ctx.budget.settle(this.ticket, true);
+    // Settled: an established session has no use for it (finish() reads it only during the handshake).
+    this.ticket = undefined;
     this.ctx.budget.confirmed(username, this.wire.remoteAddress);
     this.ctx.admission.left(this);
     this.ctx.stats.handshakeSucceeded(protocol);
     this.ctx.log.debug("session established", { user: username, remote: this.wire.remoteAddress, protocol });
     this.pingsSeen = this.machine.pingsReceived ?? 0;
-    this.clock = new SessionClock(this.ctx.limits, this.machine.capabilities.peerPings, this);
+    this.clock = new SessionClock(this.ctx.limits, this.machine.capabilities.peerPings, this, this.ctx.clocks);
   }
 
   private resolveKey(username: string): void {
@@ -527,7 +565,8 @@ export class ServerConnection implements WireEvents {
     if (this.outboxBytes >= this.ctx.limits.writeHighWaterMark) this.flush();
   }
 
-  private push(message: Uint8Array | string): Promise<void> {
+  /** SessionInfo.send: a message the client did not ask for (v2, v3). */
+  push(message: Uint8Array | string): Promise<void> {
     if (this.done) return Promise.reject(new NstpError("ERR_CLOSED", "session closed"));
     if (!this.machine.capabilities.mayPush) return Promise.reject(new NstpError("ERR_PROTOCOL", "this protocol version cannot send unasked"));
     this.queue(typeof message === "string" ? utf8(message) : message);
@@ -553,9 +592,10 @@ export class ServerConnection implements WireEvents {
     this.outbox = undefined;
     this.outboxBytes = 0;
     const deferred = this.machine.deferred;
-    if (deferred && this.aead?.wantsOut(bytes)) {
+    const aead = deferred && this.aeadFor(bytes, "out");
+    if (aead) {
       try {
-        this.aead.send(
+        aead.send(
           deferred,
           batch,
           close,
