@@ -3,7 +3,7 @@
  * lookups, writes), runs the application's handler, and owns the connection's timers. It sees the
  * socket only as a Wire, so the Bun and Node builds run exactly this code.
  */
-import { type CryptoBackend, type Credential, type DeferredAead, type Logger, type Output, type ProtocolName, REFUSAL_SIGNAL, ReadGate, type ServerMachine, type Wire, type WireEvents, AuthError, NstpError, toNstpError, utf8, type v3 } from "@nstp/core";
+import { AeadPlacement, type CryptoBackend, type Credential, Deadline, Flow, type Logger, type Output, Outbox, PartialInputDeadline, type ProtocolName, REFUSAL_SIGNAL, type ServerMachine, type Wire, type WireEvents, AuthError, NstpError, toNstpError, utf8, type v3 } from "@nstp/core";
 import { type CryptoPool, OrderedAead, runCurveJob } from "@nstp/core/pool";
 import type { HandshakeAdmission } from "./admission.ts";
 import type { GuessBudget, Ticket } from "./budget.ts";
@@ -83,8 +83,8 @@ export class ServerConnection implements WireEvents {
   private readonly machine: ServerMachine;
   private readonly wire: Wire;
   private readonly ctx: ConnectionContext;
-  private handshakeTimer: ReturnType<typeof setTimeout> | undefined;
-  private recordTimer: ReturnType<typeof setTimeout> | undefined;
+  private readonly handshakeDeadline = new Deadline();
+  private readonly partialInput: PartialInputDeadline;
   /** The idle timeout and maximum lifetime, from establishment on. */
   private clock: SessionClock | undefined;
   /** The username the client claimed, from the moment its key was asked for. */
@@ -95,19 +95,15 @@ export class ServerConnection implements WireEvents {
   private asyncReplies = 0;
   /** Messages received and not yet answered. */
   private pending = 0;
-  /** Plaintext replies and pushes gathered in this tick, sealed together by flush(). */
-  /** Made when the first reply is queued, dropped by flush(): an idle session holds none. */
-  private outbox: Uint8Array[] | undefined;
-  private outboxBytes = 0;
-  private flushScheduled = false;
-  private inData = false;
-  /** Pushes waiting for the socket to drain (made on demand, like outbox and replies). */
-  private drainWaiters: (() => void)[] | undefined;
-  private readonly gate: ReadGate;
+  /** Plaintext replies and pushes gathered in this turn, sealed together by flush(). */
+  private readonly outbox = new Outbox(() => this.flush());
+  /** Reading paused while congested; pushes wait here for the socket to drain. */
+  private readonly flow: Flow;
   private done = false;
   /** Failed or closed by the peer: queued writes are dropped (a graceful shutdown still sends them). */
   private dead = false;
-  private readonly aead: OrderedAead | undefined;
+  /** Where AEAD runs once established: inline, or in the worker pool where the measured placement says so. */
+  private readonly aead: AeadPlacement;
   /**
    * Aborts the key derivation this connection waits for, when it goes away. Made at the lookup and
    * dropped once established: an AbortController and its signal are a good share of an idle
@@ -119,17 +115,19 @@ export class ServerConnection implements WireEvents {
   /** The user's credential, held until the guess is here and the guessing budget lets it be judged. */
   private key: { username: string; credential: Credential | undefined } | undefined;
   private ticket: Ticket | undefined;
-  private judgeTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Waits out the user's backoff before judging (budget.ts); armed only while it does. */
+  private readonly judgeDelay = new Deadline();
   /** v2 ping chunks from the client seen so far (each batch of them is answered: answerPings). */
   private pingsSeen = 0;
 
   constructor(wire: Wire, ctx: ConnectionContext) {
     this.wire = wire;
-    this.gate = new ReadGate(wire);
+    this.flow = new Flow(wire, ctx.limits.writeHighWaterMark);
     this.ctx = ctx;
-    this.machine = ctx.newMachine();
-    this.aead = ctx.aeadPool ? new OrderedAead(ctx.aeadPool, ctx.crypto) : undefined;
-    this.handshakeTimer = setTimeout(() => this.fail(new NstpError("ERR_TIMEOUT", "handshake deadline passed")), ctx.limits.handshakeTimeoutMs);
+    const machine = (this.machine = ctx.newMachine());
+    this.aead = new AeadPlacement(machine, ctx.aeadPool ? new OrderedAead(ctx.aeadPool, ctx.crypto) : undefined);
+    this.partialInput = new PartialInputDeadline(machine, ctx.limits.recordTimeoutMs, () => this.fail(new NstpError("ERR_TIMEOUT", "record incomplete or forged at the deadline")));
+    this.handshakeDeadline.once(ctx.limits.handshakeTimeoutMs, () => this.fail(new NstpError("ERR_TIMEOUT", "handshake deadline passed")));
     ctx.stats.connectionOpened();
     ctx.stats.handshaking++;
   }
@@ -175,13 +173,22 @@ export class ServerConnection implements WireEvents {
   data(chunk: Uint8Array): void {
     if (this.done) return;
     this.ctx.stats.bytesIn(chunk.length);
-    const deferred = this.machine.deferred;
-    if (deferred && this.aead?.wantsIn(chunk.length)) {
-      this.receiveDeferred(deferred, chunk);
+    let outputs: Output[] | undefined;
+    try {
+      // Frames opened in the worker pool are delivered later, in order.
+      outputs = this.aead.receive(chunk, (later) => this.receivedLater(later), (e) => this.fail(e));
+    } catch (e) {
+      this.fail(e);
       return;
     }
-    if (!this.received(() => this.machine.receive(chunk))) return;
-    this.armRecordTimer();
+    if (outputs && !this.received(() => outputs)) return;
+    this.watchPartialInput();
+    if (!outputs) this.updateFlow();
+  }
+
+  /** Frames opened in the worker pool, delivered in order. */
+  private receivedLater(outputs: Output[]): void {
+    if (!this.done && this.received(() => outputs)) this.updateFlow();
   }
 
   /**
@@ -189,15 +196,14 @@ export class ServerConnection implements WireEvents {
    * handling them leave together, in as few frames as fit. False if the connection failed.
    */
   private received(outputs: () => Output[]): boolean {
-    this.inData = true;
     try {
-      this.apply(outputs());
-      this.handshakeMoved();
+      this.outbox.hold(() => {
+        this.apply(outputs());
+        this.handshakeMoved();
+      });
     } catch (e) {
       this.fail(e);
       return false;
-    } finally {
-      this.inData = false;
     }
     this.clock?.noteInput();
     this.answerPings();
@@ -217,32 +223,13 @@ export class ServerConnection implements WireEvents {
     const n = this.machine.pingsReceived ?? 0;
     if (n === this.pingsSeen) return;
     this.pingsSeen = n;
-    if (this.outbox || this.aead?.pendingOut) return;
+    if (!this.outbox.empty || this.aead.pendingOut) return;
     try {
       const frame = this.machine.ping?.();
       if (frame) this.write(frame);
     } catch (e) {
       this.fail(e);
     }
-  }
-
-  /** Frames opened in the worker pool, delivered in order (the placement says so for this backend). */
-  private receiveDeferred(machine: DeferredAead, chunk: Uint8Array): void {
-    try {
-      this.aead!.receive(
-        machine,
-        chunk,
-        (outputs) => {
-          if (!this.done && this.received(() => outputs)) this.updateFlow();
-        },
-        (e) => this.fail(e),
-      );
-    } catch (e) {
-      this.fail(e);
-      return;
-    }
-    this.armRecordTimer();
-    this.updateFlow();
   }
 
   drain(): void {
@@ -267,7 +254,7 @@ export class ServerConnection implements WireEvents {
       // Only an established session gets its replies and a close chunk: before key confirmation the
       // server sends nothing after message 2 (docs/PROTOCOL.md §v2 "Key confirmation").
       // A version without a close chunk seals nothing for it.
-      if (this.session) this.flush(true);
+      if (this.session) this.flush({ close: true });
     } catch {
       // The session is ending either way.
     }
@@ -295,7 +282,7 @@ export class ServerConnection implements WireEvents {
       this.shutdown();
       return;
     }
-    this.gate.set(true);
+    this.flow.set(true);
     await this.replies;
     this.shutdown();
   }
@@ -310,7 +297,7 @@ export class ServerConnection implements WireEvents {
 
   /** Ends the connection once every queued write (sealed in the pool, perhaps) has gone out. */
   private endWire(): void {
-    if (this.aead?.pendingOut) void this.aead.writesDone().then(() => this.wire.end());
+    if (this.aead.pendingOut) void this.aead.writesDone().then(() => this.wire.end());
     else this.wire.end();
   }
 
@@ -335,7 +322,7 @@ export class ServerConnection implements WireEvents {
           break;
         case "closed":
           // The client ended the session cleanly: answer what it sent, then close our side too.
-          this.flush(true);
+          this.flush({ close: true });
           this.finish("peer closed the session", {});
           this.endWire();
           return;
@@ -344,8 +331,7 @@ export class ServerConnection implements WireEvents {
   }
 
   private onEstablished(username: string): void {
-    clearTimeout(this.handshakeTimer);
-    this.handshakeTimer = undefined;
+    this.handshakeDeadline.cancel();
     const protocol = this.machine.protocol!;
     this.session = {
       username,
@@ -423,7 +409,7 @@ export class ServerConnection implements WireEvents {
     if (verdict.kind === "over") throw new AuthError("over the guessing budget", { cause: verdict.scope });
     this.ticket = verdict.ticket;
     if (verdict.delayMs <= 0) this.judge();
-    else this.judgeTimer = setTimeout(() => this.received(() => (this.judge(), [])), verdict.delayMs);
+    else this.judgeDelay.once(verdict.delayMs, () => this.received(() => (this.judge(), [])));
   }
 
   /**
@@ -438,7 +424,6 @@ export class ServerConnection implements WireEvents {
 
   /** Provides the key: the machine judges the proof now. */
   private judge(): void {
-    this.judgeTimer = undefined;
     const { credential } = this.key!;
     this.key = undefined;
     // A wrong password throws here or later (fail() then keeps the guess spent). Once the machine says
@@ -482,7 +467,7 @@ export class ServerConnection implements WireEvents {
         if (this.done) return;
         this.asyncReplies--;
         this.answered(reply);
-        this.scheduleFlush();
+        this.outbox.schedule();
       } catch (e) {
         this.fail(toNstpError(e, "ERR_PROTOCOL", "message handler failed"));
       }
@@ -496,64 +481,41 @@ export class ServerConnection implements WireEvents {
   }
 
   private queue(bytes: Uint8Array): void {
-    (this.outbox ??= []).push(bytes);
-    this.outboxBytes += bytes.length;
+    this.outbox.push(bytes);
     this.ctx.stats.messageOut(bytes.length);
-    // Bound what one tick can gather: a large burst is sealed as it grows.
-    if (this.outboxBytes >= this.ctx.limits.writeHighWaterMark) this.flush();
+    // Bound what one turn can gather: a large burst is sealed as it grows.
+    if (this.outbox.bytes >= this.ctx.limits.writeHighWaterMark) this.flush();
   }
 
   private push(message: Uint8Array | string): Promise<void> {
     if (this.done) return Promise.reject(new NstpError("ERR_CLOSED", "session closed"));
     if (!this.machine.capabilities.mayPush) return Promise.reject(new NstpError("ERR_PROTOCOL", "this protocol version cannot send unasked"));
     this.queue(typeof message === "string" ? utf8(message) : message);
-    this.scheduleFlush();
-    if (this.wire.bufferedAmount + this.outboxBytes < this.ctx.limits.writeHighWaterMark) return Promise.resolve();
-    return new Promise((resolve) => (this.drainWaiters ??= []).push(resolve));
-  }
-
-  private scheduleFlush(): void {
-    if (this.flushScheduled || this.inData) return;
-    this.flushScheduled = true;
-    setImmediate(() => {
-      this.flushScheduled = false;
-      this.flush();
-    });
+    this.outbox.schedule();
+    return this.flow.writable(this.outbox.bytes);
   }
 
   /** Seals everything gathered into as few frames as fit, and writes it in one call. */
-  private flush(close = false): void {
-    if (this.done || (!this.outbox && !close)) return;
-    const batch = this.outbox ?? [];
-    const bytes = this.outboxBytes;
-    this.outbox = undefined;
-    this.outboxBytes = 0;
-    const deferred = this.machine.deferred;
-    if (deferred && this.aead?.wantsOut(bytes)) {
-      try {
-        this.aead.send(
-          deferred,
-          batch,
-          close,
-          (wire) => {
-            if (this.dead) return;
-            this.write(wire);
-            this.updateFlow();
-          },
-          (e) => this.fail(e),
-        );
-      } catch (e) {
-        this.fail(e);
-      }
-      return;
-    }
+  private flush(opts: { close?: boolean } = {}): void {
+    if (this.done || (this.outbox.empty && !opts.close)) return;
+    const bytes = this.outbox.bytes;
+    const batch = this.outbox.take();
     try {
-      this.write(this.machine.seal(batch, close));
+      this.aead.seal(
+        batch,
+        bytes,
+        opts,
+        (wire) => {
+          // Sealed in the pool after the peer went away: nothing more to write.
+          if (this.dead) return;
+          this.write(wire);
+          this.updateFlow();
+        },
+        (e) => this.fail(e),
+      );
     } catch (e) {
       this.fail(e);
-      return;
     }
-    this.updateFlow();
   }
 
   private write(data: Uint8Array): void {
@@ -562,39 +524,19 @@ export class ServerConnection implements WireEvents {
     this.wire.write(data);
   }
 
-  /** Pauses reading while too many messages wait for replies or too many reply bytes wait to leave. */
+  /**
+   * Pauses reading while too many messages wait for replies or too many reply bytes wait to leave
+   * (on the socket, or to be opened in the pool); pushes waiting for the socket wake once it drains.
+   */
   private updateFlow(): void {
     if (this.done) return;
     const { maxPendingMessages, writeHighWaterMark } = this.ctx.limits;
-    const buffered = this.wire.bufferedAmount;
-    const congested =
-      this.pending >= maxPendingMessages || buffered >= writeHighWaterMark || (this.aead?.pendingInBytes ?? 0) >= writeHighWaterMark;
-    this.gate.set(congested);
-    if (buffered < writeHighWaterMark && this.drainWaiters) this.releaseDrainWaiters();
+    this.flow.set(this.pending >= maxPendingMessages || this.flow.writeCongested() || this.aead.pendingInBytes >= writeHighWaterMark);
   }
 
-  private releaseDrainWaiters(): void {
-    const waiters = this.drainWaiters;
-    this.drainWaiters = undefined;
-    if (waiters) for (const w of waiters) w();
-  }
-
-  /**
-   * A partly received record or frame must complete within recordTimeoutMs, however slowly it
-   * dribbles. One timer, not moved per read: when it fires, input that is still partial and has not
-   * completed a single record or frame since the timer was armed fails the connection; otherwise it
-   * re-arms. A sender streaming large frames back to back (every read ending mid-frame) keeps
-   * completing frames, so it is never cut off.
-   */
-  private armRecordTimer(): void {
-    if (this.done || !this.established || this.recordTimer || !this.machine.hasPartialInput) return;
-    const progress = this.machine.inputProgress;
-    this.recordTimer = setTimeout(() => {
-      this.recordTimer = undefined;
-      if (this.done || !this.machine.hasPartialInput) return;
-      if (this.machine.inputProgress === progress) this.fail(new NstpError("ERR_TIMEOUT", "record incomplete or forged at the deadline"));
-      else this.armRecordTimer();
-    }, this.ctx.limits.recordTimeoutMs);
+  /** A partly received record or frame must complete within recordTimeoutMs (PartialInputDeadline). */
+  private watchPartialInput(): void {
+    if (!this.done && this.established) this.partialInput.watch();
   }
 
   private fail(e: unknown): void {
@@ -617,15 +559,15 @@ export class ServerConnection implements WireEvents {
       this.ctx.admission.left(this);
       // Closed while waiting for its judgement: nothing was judged, nothing is charged. Judged and
       // not settled (a wrong password): the guess stays spent.
-      if (this.ticket && this.judgeTimer) this.ctx.budget.cancel(this.ticket);
+      if (this.ticket && this.judgeDelay.armed) this.ctx.budget.cancel(this.ticket);
       else if (this.ticket) this.ctx.budget.settle(this.ticket, false);
     }
-    clearTimeout(this.judgeTimer);
-    clearTimeout(this.handshakeTimer);
-    clearTimeout(this.recordTimer);
+    this.judgeDelay.cancel();
+    this.handshakeDeadline.cancel();
+    this.partialInput.cancel();
     this.clock?.stop();
-    this.outbox = undefined;
-    this.releaseDrainWaiters();
+    this.outbox.clear();
+    this.flow.release();
     this.ctx.stats.connectionClosed();
     this.ctx.log.debug(msg, { user: this.session?.username, remote: this.wire.remoteAddress, ...fields });
     this.ctx.onClosed(this);

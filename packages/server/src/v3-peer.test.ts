@@ -29,7 +29,7 @@ function machineServer(crypto: CryptoBackend): Promise<{ port: number; failures:
         if (o.type === "send") socket.write(o.data);
         else if (o.type === "need-key") apply(machine.provideVerifier(o.username === "alice" ? record : fakes.record(utf8(o.username))));
         else if (o.type === "message") socket.write(machine.seal([o.data]));
-        else if (o.type === "closed") socket.end(machine.seal([], true));
+        else if (o.type === "closed") socket.end(machine.seal([], { close: true }));
       }
     };
     socket.on("data", (d) => {

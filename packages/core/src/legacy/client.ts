@@ -12,7 +12,7 @@ import { GCM_NONCE_SIZE } from "../crypto/backend.ts";
 import type { CryptoBackend } from "../crypto/backend.ts";
 import { AuthError, DecryptError, NstpError, ProtocolError, TooLargeError } from "../errors.ts";
 import type { Output, Random } from "../events.ts";
-import { type ClientMachine, endOf } from "../machine.ts";
+import { type ClientMachine, type SealOptions, endOf } from "../machine.ts";
 import { LEGACY_CAPABILITIES } from "./server.ts";
 import { ByteQueue, feedBounded, concat, startsWith, toHex, utf8 } from "../bytes.ts";
 import { clientProof, serverProof, sessionKey } from "./keys.ts";
@@ -149,7 +149,7 @@ export class LegacyClient implements ClientMachine {
   }
 
   /** One record per message (the reference has no packing and no close message: `close` adds nothing). */
-  seal(messages: readonly Uint8Array[], _close?: boolean): Uint8Array {
+  seal(messages: readonly Uint8Array[], _opts?: SealOptions): Uint8Array {
     return messages.length === 1 ? this.sealMessage(messages[0]!) : concat(...messages.map((m) => this.sealMessage(m)));
   }
 

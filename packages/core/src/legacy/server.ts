@@ -19,7 +19,7 @@
 import type { CryptoBackend } from "../crypto/backend.ts";
 import { AuthError, DecryptError, ProtocolError, TooLargeError } from "../errors.ts";
 import type { Output, Random } from "../events.ts";
-import { type Capabilities, type Credential, type CredentialFakes, type ServerMachine, pskOrFake } from "../machine.ts";
+import { type Capabilities, type Credential, type CredentialFakes, type SealOptions, type ServerMachine, pskOrFake } from "../machine.ts";
 import { ByteQueue, concat, feedBounded, indexOf, readU32BE, startsWith } from "../bytes.ts";
 import { clientProof, serverProof, sessionKey } from "./keys.ts";
 import {
@@ -201,7 +201,7 @@ export class LegacyServer implements ServerMachine {
   }
 
   /** Seals replies, one record each (the reference has no packing and no close message: `close` adds nothing). */
-  seal(messages: readonly Uint8Array[], _close?: boolean): Uint8Array {
+  seal(messages: readonly Uint8Array[], _opts?: SealOptions): Uint8Array {
     if (messages.length === 1) return this.sealReply(messages[0]!);
     return concat(...messages.map((m) => this.sealReply(m)));
   }

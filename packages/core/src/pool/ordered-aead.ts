@@ -9,7 +9,7 @@ import type { CryptoBackend } from "../crypto/backend.ts";
 import { aeadInPool } from "../crypto/placement.ts";
 import { NstpError } from "../errors.ts";
 import type { Output } from "../events.ts";
-import type { DeferredAead } from "../machine.ts";
+import type { DeferredAead, SealOptions } from "../machine.ts";
 import type { AeadJob, PreparedFrames } from "../v2/framing.ts";
 import type { CryptoPool } from "./index.ts";
 
@@ -59,8 +59,8 @@ export class OrderedAead {
   }
 
   /** Lays out `messages` (nonces taken now), seals them, and calls `write` after every earlier batch. */
-  send(endpoint: DeferredAead, messages: readonly Uint8Array[], close: boolean, write: (bytes: Uint8Array) => void, fail: (e: unknown) => void): void {
-    this.seal(endpoint.prepare(messages, close), write, fail);
+  send(endpoint: DeferredAead, messages: readonly Uint8Array[], opts: SealOptions, write: (bytes: Uint8Array) => void, fail: (e: unknown) => void): void {
+    this.seal(endpoint.prepare(messages, opts), write, fail);
   }
 
   /** Opens `jobs`, then calls `deliver` after every batch queued before it was delivered. */

@@ -4,7 +4,7 @@
  */
 import { ProtocolError } from "../errors.ts";
 import type { Output } from "../events.ts";
-import type { Capabilities, DeferredAead } from "../machine.ts";
+import type { Capabilities, DeferredAead, SealOptions } from "../machine.ts";
 import type { Channel } from "./channel.ts";
 import type { AeadJob, PreparedFrames } from "./framing.ts";
 
@@ -53,8 +53,8 @@ export abstract class V2Endpoint implements DeferredAead {
   }
 
   /** Packs messages (and a close chunk if asked) into as few frames as fit. */
-  seal(messages: readonly Uint8Array[], close = false): Uint8Array {
-    return this.requireChannel("send").writer.seal(messages, close);
+  seal(messages: readonly Uint8Array[], opts?: SealOptions): Uint8Array {
+    return this.requireChannel("send").writer.seal(messages, opts?.close ?? false);
   }
 
   /** One frame holding one empty ping chunk: the client's key confirmation, or a keepalive. */
@@ -63,8 +63,8 @@ export abstract class V2Endpoint implements DeferredAead {
   }
 
   /** Frames laid out with their nonces taken, to seal in the worker pool. */
-  prepare(messages: readonly Uint8Array[], close = false): PreparedFrames {
-    return this.requireChannel("send").writer.prepare(messages, close);
+  prepare(messages: readonly Uint8Array[], opts?: SealOptions): PreparedFrames {
+    return this.requireChannel("send").writer.prepare(messages, opts?.close ?? false);
   }
 
   /** The frames `chunk` completes, to open in the worker pool; then acceptFrames(). */

@@ -89,7 +89,7 @@ describe("v2 handshake", () => {
       assert.equal(server.stateName, "responseSent");
       // The server sends nothing after message 2 until the client has proven its keys.
       assert.throws(() => server.seal([utf8("push")]), { code: "ERR_PROTOCOL" });
-      assert.throws(() => server.seal([], true), { code: "ERR_PROTOCOL" });
+      assert.throws(() => server.seal([], { close: true }), { code: "ERR_PROTOCOL" });
       assert.throws(() => server.prepare([utf8("push")]), { code: "ERR_PROTOCOL" });
       assert.throws(() => server.ping(), { code: "ERR_PROTOCOL" });
       // The replayer lacks the ephemeral key behind message 1, so any first frame it makes fails its tag.
