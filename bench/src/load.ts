@@ -9,7 +9,7 @@ import { CryptoPool } from "@nstp/core/pool";
 import { clearKeyCache } from "@nstp/client";
 import { type BenchProtocol, type Exchanger, open } from "./conns.ts";
 import { BENCH_PASSWORD, BENCH_USER, coldPassword, storeUserName, storeUserPsk } from "./users.ts";
-import { stalledFlood as openStalledFlood, stallingFlights } from "../../packages/server/src/testing/flood.ts";
+import { stalledFlood as openStalledFlood, stallingFlights } from "@nstp/testkit";
 import { percentile, sortNumbers } from "./stats.ts";
 
 const { values } = parseArgs({

@@ -18,7 +18,7 @@ import { renderSvg } from "./svg.ts";
 import { hyperfine } from "./hyperfine.ts";
 import { type StoreName, haproxyBinary, prepareStores, startHaproxy } from "./stores.ts";
 import { densityScenario, stormScenario, workersScenario } from "./fleet.ts";
-import { postgresBinDir } from "../../packages/server/src/testing/postgres.ts";
+import { postgresBinDir } from "@nstp/testkit";
 
 const postgresInstalled = postgresBinDir() !== undefined;
 

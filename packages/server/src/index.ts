@@ -13,3 +13,4 @@ export { PostgresCredentialStore, PostgresUsersDb, type PostgresStoreOptions } f
 export { openCredentialStore, describeStore } from "./stores/open.ts";
 export { storeKind, SQLITE_SCHEMA, POSTGRES_SCHEMA } from "./stores/schema.ts";
 export { recordsFromUsersFile, recordsToUsersFile, type UsersDb } from "./stores/users-db.ts";
+export { DEVICE_SALT_SIZE } from "./users-records.ts";

@@ -8,8 +8,7 @@ import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { type CryptoBackend, type Output, utf8, v3 } from "@nstp/core";
 import { BACKENDS } from "@nstp/core/node";
-import { Reader, dial } from "./testing/reference-peer.ts";
-import { V3PeerHandshake, peerKeys, v3Handshake } from "./testing/v3-peer.ts";
+import { dial, peerKeys, Reader, v3Handshake, V3PeerHandshake } from "@nstp/testkit";
 
 const DEVICE_SALT = Buffer.from("00112233445566778899aabbccddeeff", "hex");
 const PSK = Buffer.alloc(32, 0x5a);

@@ -8,6 +8,8 @@ import type { DeferredAead, SealOptions } from "../machine.ts";
 import { protocolNamed } from "../registry.ts";
 import { AeadPlacement, type PooledAead } from "./aead-placement.ts";
 
+const never = (e: unknown) => assert.fail(`unexpected failure: ${String(e)}`);
+
 /** A v2 pair, established and confirmed, in memory. */
 function pair() {
   const psk = crypto.sha256(utf8("psk"));
@@ -53,9 +55,9 @@ for (const inPool of [false, true]) {
     const rx = new AeadPlacement(server, pool);
     const wire: Uint8Array[] = [];
     const batch = [utf8("one"), utf8("two")];
-    tx.seal(batch, 6, {}, (b) => wire.push(b), assert.fail);
+    tx.seal(batch, 6, {}, (b) => wire.push(b), never);
     const delivered: Output[] = [];
-    const now = rx.receive(wire[0]!, (later) => delivered.push(...later), assert.fail);
+    const now = rx.receive(wire[0]!, (later) => delivered.push(...later), never);
     if (inPool) {
       assert.equal(now, undefined, "handed to the pool");
       assert.deepEqual(used, ["seal", "open"]);
@@ -64,8 +66,8 @@ for (const inPool of [false, true]) {
       assert.deepEqual(used, [], "inline: the pool is not asked");
     }
     assert.deepEqual(delivered, batch.map((data) => ({ type: "message", data })));
-    tx.seal([], 0, { close: true }, (b) => wire.push(b), assert.fail);
-    assert.deepEqual(rx.receive(wire[1]!, (later) => delivered.push(...later), assert.fail) ?? delivered.slice(-1), [{ type: "closed" }]);
+    tx.seal([], 0, { close: true }, (b) => wire.push(b), never);
+    assert.deepEqual(rx.receive(wire[1]!, (later) => delivered.push(...later), never) ?? delivered.slice(-1), [{ type: "closed" }]);
   });
 }
 

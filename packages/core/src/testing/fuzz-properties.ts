@@ -5,7 +5,7 @@
  * fuzz.test.ts (a short pass) and scripts/fuzz.ts (a million cases or more); fast-check prints the
  * seed and path of every failure, so `--seed` replays it.
  */
-import fc from "fast-check";
+import { type FuzzProperty, fc, p } from "@nstp/testkit";
 import { nativeBackend } from "../crypto/index.ts";
 import { NstpError } from "../errors.ts";
 import type { Output } from "../events.ts";
@@ -148,16 +148,7 @@ function legacyPair(backend: CryptoBackend): { server: LegacyServer; client: Leg
   return { server, client, sessionNonce, fed: hello.length + proof.data.length };
 }
 
-export interface FuzzProperty {
-  name: string;
-  property: fc.IProperty<never>;
-}
-
-// Each property is typed loosely for the table; fast-check checks its own arguments.
-export const p = <T extends unknown[]>(name: string, arbs: { [K in keyof T]: fc.Arbitrary<T[K]> }, f: (...args: T) => void): FuzzProperty => ({
-  name,
-  property: fc.property(...(arbs as unknown as [fc.Arbitrary<unknown>]), f as (...a: unknown[]) => void) as unknown as fc.IProperty<never>,
-});
+export { type FuzzProperty, p };
 
 export const FUZZ_PROPERTIES: FuzzProperty[] = [
   p("v2 preamble parser: random bytes", [arbBytes], (b: Uint8Array) => {
