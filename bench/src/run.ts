@@ -11,7 +11,8 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { ROOT, type Runtime, type ServerProc, runLoad, runScript, startServer, version } from "./procs.ts";
-import { type Report, type ResultRow, type Protocol } from "./report-types.ts";
+import { REPORTED, type Report, type ResultRow, type Protocol, VERSIONS } from "./report-types.ts";
+import { isRegisteredProtocol } from "@nstp/core";
 import { median, percentile, sortNumbers, spread } from "./stats.ts";
 import { renderMarkdown } from "./markdown.ts";
 import { renderSvg } from "./svg.ts";
@@ -71,8 +72,8 @@ async function withServer<T>(runtime: Runtime, args: string[], fn: (s: ServerPro
 }
 
 async function latencyScenarios(runtime: Runtime, ports: Record<Protocol, number>) {
-  for (const protocol of ["v3", "v2", "legacy", "tls", "tcp"] as Protocol[]) {
-    for (const cold of protocol === "v3" || protocol === "v2" || protocol === "legacy" ? [false, true] : [false]) {
+  for (const protocol of REPORTED) {
+    for (const cold of isRegisteredProtocol(protocol) ? [false, true] : [false]) {
       const n = cold ? P.coldSamples : P.latencySamples;
       const r = await load(runtime, ["--scenario", "latency", "--protocol", protocol, "--port", ports[protocol], "--samples", n, ...(cold ? ["--cold"] : [])]);
       const s = sortNumbers(r.samples as number[]);
@@ -87,7 +88,8 @@ async function latencyScenarios(runtime: Runtime, ports: Record<Protocol, number
 
 async function rateScenarios(runtime: Runtime, ports: Record<Protocol, number>, server: ServerProc) {
   for (const c of [16, 64]) {
-    for (const protocol of ["v3", "v2", "legacy", "tls"] as Protocol[]) {
+    // Raw TCP has no handshake to rate.
+    for (const protocol of REPORTED.filter((p) => p !== "tcp")) {
       if (protocol !== "tls") await server.command("reset");
       const r = await load(runtime, ["--scenario", "rate", "--protocol", protocol, "--port", ports[protocol], "--concurrency", c, ...common()]);
       add({ scenario: `handshake-rate-c${c}`, runtime, protocol, metric: "handshakes/s", unit: "1/s", samples: r.samples as number[] });
@@ -107,7 +109,7 @@ async function coldScenarios(runtime: Runtime) {
   progress(`${runtime} pool PBKDF2: ${median(rate.samples as number[]).toFixed(1)}/s`);
   for (const kdf of ["pool", "inline"]) {
     await withServer(runtime, ["--kdf", kdf], async (server) => {
-      for (const protocol of ["v3", "v2", "legacy"] as Protocol[]) {
+      for (const protocol of VERSIONS) {
         await server.command("reset");
         const r = await load(runtime, ["--scenario", "cold", "--protocol", protocol, "--port", server.port, "--users", P.coldUsers, "--run-id", `${protocol}${Date.now()}`]);
         const e = await server.command("report");
@@ -276,7 +278,8 @@ async function benchRuntime(runtime: Runtime) {
   const nstp = await startServer(runtime, ["--kdf", "pool"]);
   const tcp = await startServer(runtime, ["--protocol", "tcp"]);
   const tls = await startServer(runtime, ["--protocol", "tls"]);
-  const ports: Record<Protocol, number> = { v3: nstp.port, v2: nstp.port, legacy: nstp.port, tcp: tcp.port, tls: tls.port };
+  // Every version on the one nstp port (dispatch), each baseline on its own.
+  const ports = { ...Object.fromEntries(VERSIONS.map((v) => [v, nstp.port])), tcp: tcp.port, tls: tls.port } as Record<Protocol, number>;
   try {
     if (wants("latency")) await latencyScenarios(runtime, ports);
     if (wants("rate")) await rateScenarios(runtime, ports, nstp);
@@ -365,7 +368,7 @@ function checkComplete(r: Report): string[] {
     for (const scenario of ["handshake-latency-warm", "handshake-latency-cold", "handshake-rate-c16", "handshake-rate-c64", "echo-pipelined", "echo-lockstep", "echo-pipelined-noble", "echo-pipelined-noble-inline", `flood-${P.floodConns}-unauthenticated`, `stalled-flood-${P.stalledConns}`, "pbkdf2-pool", `handshake-cold-${P.coldUsers}-pool`, `handshake-cold-${P.coldUsers}-inline`, "aead-native-inline", "aead-noble-pool", "v3-curve", "v3-curve-inline", "v3-curve-pool", `fleet-idle-${P.fleetSessions}`, `fleet-reconnect-${P.fleetSessions}`, `fleet-capacity-${P.fleetCapacity}`, "fleet-workers-1", "fleet-workers-2"]) {
       if (!r.results.some((x) => x.runtime === runtime && x.scenario === scenario)) out.push(`${runtime}: ${scenario} missing`);
     }
-    for (const protocol of ["v3", "v2", "legacy", "tcp", "tls"]) {
+    for (const protocol of REPORTED) {
       for (const size of P.sizes) {
         if (!r.results.some((x) => x.runtime === runtime && x.scenario === "echo-pipelined" && x.protocol === protocol && x.size === size && x.unit === "MB/s")) {
           out.push(`${runtime}: echo ${protocol} ${size} B missing`);
