@@ -3,83 +3,16 @@
  * lookups, writes), runs the application's handler, and owns the connection's timers. It sees the
  * socket only as a Wire, so the Bun and Node builds run exactly this code.
  */
-import { AeadPlacement, type CryptoBackend, type Credential, Deadline, Flow, type Logger, type Output, Outbox, PartialInputDeadline, type ProtocolName, REFUSAL_SIGNAL, type ServerMachine, type Wire, type WireEvents, AuthError, NstpError, toNstpError, utf8, type v3 } from "@nstp/core";
-import { type CryptoPool, OrderedAead, runCurveJob } from "@nstp/core/pool";
-import type { HandshakeAdmission } from "./admission.ts";
-import type { GuessBudget, Ticket } from "./budget.ts";
-import { type KeyAnswer, type KeyStore, asCredential } from "./credentials.ts";
-import { type LifetimeLimits, SessionClock, type SessionEndReason } from "./lifetime.ts";
-import type { ServerStats } from "./stats.ts";
-
-export interface SessionInfo {
-  readonly username: string;
-  readonly remoteAddress: string;
-  readonly protocol: ProtocolName;
-  /**
-   * Where the version may push (v2, v3): sends a message the client did not ask for (the reference
-   * protocol has no such thing and throws ERR_PROTOCOL). Resolves once the connection's write buffer is below its high-water
-   * mark, so a pushing application slows down with a slow reader.
-   */
-  send(message: Uint8Array | string): Promise<void>;
-}
-
-/**
- * The application's answer to one message: a reply (sent in order, packed with the replies of the
- * same tick), or undefined for none (v2 only: the reference client waits for one reply per message).
- */
-export type MessageHandler = (
-  message: Uint8Array,
-  session: SessionInfo,
-) => Uint8Array | string | undefined | Promise<Uint8Array | string | undefined>;
-
-/** Per connection; the session lifetime limits (idle, maximum lifetime) are lifetime.ts's. */
-export interface ConnectionLimits extends LifetimeLimits {
-  /** Largest message of the reference protocol (default 64 KiB). */
-  maxMessageSize: number;
-  /** Largest v2 message, enforced while it arrives (default 16 MiB). */
-  maxMessageSizeV2: number;
-  /** Time from accept to an authenticated session. */
-  handshakeTimeoutMs: number;
-  /** Time a partly received record may wait for its remaining bytes. */
-  recordTimeoutMs: number;
-  /** Messages received but not yet answered before reading pauses. */
-  maxPendingMessages: number;
-  /** Reply bytes queued for a slow reader before reading pauses. */
-  writeHighWaterMark: number;
-  /** A closing connection whose peer has not taken our last bytes by then is destroyed. */
-  flushTimeoutMs: number;
-}
-
-export interface ConnectionContext {
-  crypto: CryptoBackend;
-  /** Where v2 AEAD runs when the measured placement says so (crypto/placement.ts). */
-  aeadPool?: CryptoPool;
-  /** Where v3's curve step runs when the loop is busy (crypto/placement.ts, pool/curve.ts). */
-  curvePool?: CryptoPool;
-  keys: KeyStore;
-  handler: MessageHandler;
-  limits: ConnectionLimits;
-  /** A machine for a new connection: dispatch over the enabled versions (core's registry). */
-  newMachine(): ServerMachine;
-  log: Logger;
-  stats: ServerStats;
-  onClosed(conn: ServerConnection): void;
-  /** Told of every handshake step, stall and exit (admission.ts). */
-  admission: HandshakeAdmission;
-  /** Reserved from before each password is judged (budget.ts). */
-  budget: GuessBudget;
-}
+import { AeadPlacement, Deadline, Flow, type Output, Outbox, PartialInputDeadline, REFUSAL_SIGNAL, type ServerMachine, type Wire, type WireEvents, NstpError, toNstpError, utf8 } from "@nstp/core";
+import { OrderedAead } from "@nstp/core/pool";
+import type { ConnectionContext, SessionInfo } from "./connection-context.ts";
+import { type HandshakeHost, ServerHandshake } from "./handshake.ts";
+import { isThenable } from "./thenable.ts";
+import { SessionClock, type SessionEndReason } from "./lifetime.ts";
 
 type Reply = Uint8Array | string | undefined;
 
-function isThenable<T>(x: T | PromiseLike<T>): x is PromiseLike<T> {
-  // The common answers first: a "then" lookup on a Uint8Array walks its whole prototype chain, and
-  // this runs once per message (measured: a quarter of the server's time on 1 KiB echo under Bun).
-  if (x === undefined || x instanceof Uint8Array || typeof x === "string") return false;
-  return typeof (x as PromiseLike<T>).then === "function";
-}
-
-export class ServerConnection implements WireEvents {
+export class ServerConnection implements WireEvents, HandshakeHost {
   private readonly machine: ServerMachine;
   private readonly wire: Wire;
   private readonly ctx: ConnectionContext;
@@ -87,8 +20,8 @@ export class ServerConnection implements WireEvents {
   private readonly partialInput: PartialInputDeadline;
   /** The idle timeout and maximum lifetime, from establishment on. */
   private clock: SessionClock | undefined;
-  /** The username the client claimed, from the moment its key was asked for. */
-  private claimedUser: string | undefined;
+  /** The handshake's lookup, budget and admission state; dropped once established. */
+  private handshake: ServerHandshake | undefined;
   private session: SessionInfo | undefined;
   /** Replies still being computed by an async handler; later replies wait behind them. */
   private replies: Promise<void> | undefined;
@@ -99,24 +32,12 @@ export class ServerConnection implements WireEvents {
   private readonly outbox = new Outbox(() => this.flush());
   /** Reading paused while congested; pushes wait here for the socket to drain. */
   private readonly flow: Flow;
-  private done = false;
+  /** Closed, failed or ended: nothing more is done (done). */
+  private finished = false;
   /** Failed or closed by the peer: queued writes are dropped (a graceful shutdown still sends them). */
   private dead = false;
   /** Where AEAD runs once established: inline, or in the worker pool where the measured placement says so. */
   private readonly aead: AeadPlacement;
-  /**
-   * Aborts the key derivation this connection waits for, when it goes away. Made at the lookup and
-   * dropped once established: an AbortController and its signal are a good share of an idle
-   * session's memory (the fleet bench).
-   */
-  private abort: AbortController | undefined;
-  /** The handshake step last reported to admission. */
-  private step = 0;
-  /** The user's credential, held until the guess is here and the guessing budget lets it be judged. */
-  private key: { username: string; credential: Credential | undefined } | undefined;
-  private ticket: Ticket | undefined;
-  /** Waits out the user's backoff before judging (budget.ts); armed only while it does. */
-  private readonly judgeDelay = new Deadline();
   /** v2 ping chunks from the client seen so far (each batch of them is answered: answerPings). */
   private pingsSeen = 0;
 
@@ -127,9 +48,14 @@ export class ServerConnection implements WireEvents {
     const machine = (this.machine = ctx.newMachine());
     this.aead = new AeadPlacement(machine, ctx.aeadPool ? new OrderedAead(ctx.aeadPool, ctx.crypto) : undefined);
     this.partialInput = new PartialInputDeadline(machine, ctx.limits.recordTimeoutMs, () => this.fail(new NstpError("ERR_TIMEOUT", "record incomplete or forged at the deadline")));
+    this.handshake = new ServerHandshake(machine, ctx, this);
     this.handshakeDeadline.once(ctx.limits.handshakeTimeoutMs, () => this.fail(new NstpError("ERR_TIMEOUT", "handshake deadline passed")));
     ctx.stats.connectionOpened();
     ctx.stats.handshaking++;
+  }
+
+  get done(): boolean {
+    return this.finished;
   }
 
   get established(): boolean {
@@ -151,7 +77,7 @@ export class ServerConnection implements WireEvents {
    */
   evict(refused = false): void {
     if (refused) this.write(REFUSAL_SIGNAL);
-    else if (!this.ticket) {
+    else if (!this.session && !this.handshake?.guessReserved) {
       // No guess reserved yet, so nothing that depends on the password has been sent: the version's
       // busy signal (v2: in place of message 2) tells the client to retry (ERR_BUSY).
       const busy = this.machine.busySignal();
@@ -167,7 +93,7 @@ export class ServerConnection implements WireEvents {
 
   /** The user this connection is (or is trying to become), for closing a removed user's sessions. */
   get user(): string | undefined {
-    return this.session?.username ?? this.claimedUser;
+    return this.session?.username ?? this.handshake?.claimedUser;
   }
 
   data(chunk: Uint8Array): void {
@@ -195,11 +121,11 @@ export class ServerConnection implements WireEvents {
    * Applies what the machine made of received bytes; then the replies computed synchronously while
    * handling them leave together, in as few frames as fit. False if the connection failed.
    */
-  private received(outputs: () => Output[]): boolean {
+  received(outputs: () => Output[]): boolean {
     try {
       this.outbox.hold(() => {
         this.apply(outputs());
-        this.handshakeMoved();
+        if (!this.done) this.handshake?.moved();
       });
     } catch (e) {
       this.fail(e);
@@ -301,7 +227,8 @@ export class ServerConnection implements WireEvents {
     else this.wire.end();
   }
 
-  private apply(outputs: Output[]): void {
+  /** Performs what the machine asks, in order. */
+  apply(outputs: Output[]): void {
     for (const o of outputs) {
       if (this.done) return;
       switch (o.type) {
@@ -309,10 +236,10 @@ export class ServerConnection implements WireEvents {
           this.write(o.data);
           break;
         case "need-key":
-          this.resolveKey(o.username);
+          this.handshake?.lookup(o.username);
           break;
         case "need-curve":
-          this.runCurve(o.job);
+          this.handshake?.curve(o.job);
           break;
         case "established":
           this.onEstablished(o.username);
@@ -340,97 +267,12 @@ export class ServerConnection implements WireEvents {
       send: (message) => this.push(message),
     };
     this.ctx.stats.handshaking--;
-    this.abort = undefined;
-    // The peer proved its key: its guess is refunded (if not already), its address skips the user's
-    // backoff from now on, and it leaves the handshake cap.
-    if (this.ticket) this.ctx.budget.settle(this.ticket, true);
-    this.ctx.budget.confirmed(username, this.wire.remoteAddress);
-    this.ctx.admission.left(this);
+    this.handshake?.established(username);
+    this.handshake = undefined;
     this.ctx.stats.handshakeSucceeded(protocol);
     this.ctx.log.debug("session established", { user: username, remote: this.wire.remoteAddress, protocol });
     this.pingsSeen = this.machine.pingsReceived ?? 0;
     this.clock = new SessionClock(this.ctx.limits, this.machine.capabilities.peerPings, this);
-  }
-
-  private resolveKey(username: string): void {
-    this.claimedUser = username;
-    let lookup: ReturnType<KeyStore["lookup"]>;
-    try {
-      // A synchronous ERR_BUSY lands here before anything was sent: the reference client sees a close
-      // before the session nonce, a v2 client the busy signal in place of message 2.
-      const keys = this.ctx.keys;
-      this.abort = new AbortController();
-      lookup = keys.lookupCredential ? keys.lookupCredential(username, this.abort.signal) : keys.lookup(username, this.abort.signal);
-    } catch (e) {
-      const err = toNstpError(e, "ERR_AUTH", "key lookup failed");
-      if (err.code === "ERR_BUSY") {
-        const signal = this.machine.busySignal();
-        if (signal) this.write(signal);
-      }
-      this.fail(err);
-      return;
-    }
-    if (isThenable(lookup)) {
-      lookup.then(
-        (answer) => this.keyResolved(username, answer),
-        (e: unknown) => this.fail(toNstpError(e, "ERR_AUTH", "key lookup failed")),
-      );
-    } else {
-      this.keyResolved(username, lookup);
-    }
-  }
-
-  private keyResolved(username: string, answer: KeyAnswer): void {
-    if (this.done) return;
-    // An unknown user (undefined) proceeds with the machine's fake of the same kind and fails at the
-    // proof, exactly like a wrong password (machine.ts, CredentialFakes).
-    this.key = { username, credential: asCredential(answer) };
-    try {
-      this.handshakeMoved();
-    } catch (e) {
-      this.fail(e);
-    }
-  }
-
-  /**
-   * After input or a key: tells admission of a new handshake step, and once the proof (legacy) or
-   * message 1 (v2) is here with the key, reserves a guess from the budget before judging it: at once,
-   * after the user's backoff, or not at all (over budget: the same failure as a wrong password).
-   */
-  private handshakeMoved(): void {
-    if (this.done || this.session) return;
-    const step = this.machine.handshakeStep;
-    if (step !== this.step) {
-      this.step = step;
-      this.ctx.admission.stepped(this, step);
-    }
-    if (!this.key || this.ticket || !this.machine.judgeable) return;
-    const verdict = this.ctx.budget.reserve(this.wire.remoteAddress, this.key.username);
-    if (verdict.kind === "over") throw new AuthError("over the guessing budget", { cause: verdict.scope });
-    this.ticket = verdict.ticket;
-    if (verdict.delayMs <= 0) this.judge();
-    else this.judgeDelay.once(verdict.delayMs, () => this.received(() => (this.judge(), [])));
-  }
-
-  /**
-   * v3's curve step, inline on an idle loop or in the pool on a busy one (runCurveJob decides, as
-   * crypto/placement.ts measured); message 2 follows. Its guess was charged before (judge()).
-   */
-  private runCurve(job: v3.VerifierCurveInput): void {
-    void runCurveJob(job, this.ctx.curvePool, { signal: this.abort?.signal }).then((result) => {
-      if (!this.done) this.received(() => this.machine.provideCurve!(result));
-    });
-  }
-
-  /** Provides the key: the machine judges the proof now. */
-  private judge(): void {
-    const { credential } = this.key!;
-    this.key = undefined;
-    // A wrong password throws here or later (fail() then keeps the guess spent). Once the machine says
-    // the password is right, the guess is refunded: for v2 at message 1, even a replayed one, which
-    // guesses nothing; for a protocol that learns it later (v3: message 3), when the session is.
-    this.apply(this.machine.provideCredential(credential));
-    if (this.ticket && this.machine.passwordVerified) this.ctx.budget.settle(this.ticket, true);
   }
 
   private onMessage(message: Uint8Array): void {
@@ -518,7 +360,7 @@ export class ServerConnection implements WireEvents {
     }
   }
 
-  private write(data: Uint8Array): void {
+  write(data: Uint8Array): void {
     if (!data.length) return;
     this.ctx.stats.bytesOut(data.length);
     this.wire.write(data);
@@ -539,7 +381,7 @@ export class ServerConnection implements WireEvents {
     if (!this.done && this.established) this.partialInput.watch();
   }
 
-  private fail(e: unknown): void {
+  fail(e: unknown): void {
     if (this.done) return;
     const err = toNstpError(e, "ERR_PROTOCOL", "connection failed");
     if (!this.session && err.code === "ERR_TIMEOUT") this.ctx.admission.stalled(this.wire.remoteAddress);
@@ -552,17 +394,9 @@ export class ServerConnection implements WireEvents {
   }
 
   private finish(msg: string, fields: Record<string, string>): void {
-    this.done = true;
-    this.abort?.abort();
-    if (!this.session) {
-      this.ctx.stats.handshaking--;
-      this.ctx.admission.left(this);
-      // Closed while waiting for its judgement: nothing was judged, nothing is charged. Judged and
-      // not settled (a wrong password): the guess stays spent.
-      if (this.ticket && this.judgeDelay.armed) this.ctx.budget.cancel(this.ticket);
-      else if (this.ticket) this.ctx.budget.settle(this.ticket, false);
-    }
-    this.judgeDelay.cancel();
+    this.finished = true;
+    if (!this.session) this.ctx.stats.handshaking--;
+    this.handshake?.ended(this.session !== undefined);
     this.handshakeDeadline.cancel();
     this.partialInput.cancel();
     this.clock?.stop();

@@ -1,5 +1,5 @@
 export { startServer, referenceHandler, DEFAULT_HOST, DEFAULT_LIMITS, type ServerOptions, type RunningServer } from "./server.ts";
-export type { MessageHandler, SessionInfo, ConnectionLimits } from "./connection.ts";
+export type { MessageHandler, SessionInfo, ConnectionLimits } from "./connection-context.ts";
 export * from "./credentials.ts";
 export { ServerStats } from "./stats.ts";
 export { LeakyBuckets, type LeakyBucketsOptions } from "./limiter.ts";
