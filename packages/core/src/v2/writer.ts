@@ -4,6 +4,7 @@
  * messages share one AEAD operation and one write. Sealed inline (seal) or, with the same layout and
  * the same nonces, in the worker pool (prepare).
  */
+import { allocOverwritten } from "../bytes.ts";
 import { NstpError } from "../errors.ts";
 import type { CipherState } from "../noise/cipher-state.ts";
 import { type AeadJob, TransportCipher } from "./cipher.ts";
@@ -76,7 +77,8 @@ export class FrameWriter {
     this.checkOpen(close);
     let total = 0;
     layout(messages, close, () => {}, (plaintext) => (total += frameSize(plaintext)));
-    const out = new Uint8Array(total);
+    // Every byte is written below: frame headers, then each frame's ciphertext and tag.
+    const out = allocOverwritten(total);
     let pos = 0;
     let parts: Uint8Array[] = [];
     let staged = 0;
@@ -106,6 +108,8 @@ export class FrameWriter {
         staged = runStart = 0;
       },
     );
+    // Uninitialised bytes must never leave: the layout and the sealing agree, or the session fails.
+    if (pos !== total) throw new NstpError("ERR_PROTOCOL", `sealed ${pos} of ${total} bytes laid out`);
     return out;
   }
 
@@ -158,7 +162,7 @@ export class FrameWriter {
 function assemble(sealed: readonly Uint8Array[]): Uint8Array {
   let total = 0;
   for (const c of sealed) total += FRAME_HEADER_SIZE + c.length;
-  const out = new Uint8Array(total);
+  const out = allocOverwritten(total);
   let pos = 0;
   for (const c of sealed) {
     pos = writeFrameHeader(out, pos, c.length);
