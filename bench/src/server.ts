@@ -7,13 +7,13 @@
  * the baselines move the same bytes.
  */
 import { pbkdf2Sync } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { appendFileSync, readFileSync } from "node:fs";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import * as tls from "node:tls";
 import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
-import { type CryptoBackend, type Wire, legacy, utf8 } from "@nstp/core";
-import { defaultTransport, getBackend, runtimeVersion } from "@nstp/core/node";
+import { type CryptoBackend, type LogLevel, type Wire, legacy, utf8 } from "@nstp/core";
+import { createLogger, defaultTransport, getBackend, runtimeVersion } from "@nstp/core/node";
 import { CryptoPool, curvePlacement } from "@nstp/core/pool";
 import { type CredentialStore, type KeyStore, PasswordKeyStore, StaticKeyStore, loadUsersFile, openCredentialStore, startServer, storeKind } from "@nstp/server";
 import { Deframer, frame } from "./framing.ts";
@@ -87,6 +87,9 @@ async function main(): Promise<{ host: string; port: number; close(): Promise<vo
     userBudget: { burst: 1e9, refillPerSecond: 1e9 },
     limits: { maxPendingMessages: 1 << 16, writeHighWaterMark: 4 << 20 },
     trustedProxies: values["trusted-proxies"]?.split(","),
+    // NSTP_BENCH_LOG=FILE appends the server's debug log there, to see why sessions end (never keys or
+    // plaintext: the logger has no field for them). The bench keeps the server's stderr only for errors.
+    logger: process.env.NSTP_BENCH_LOG ? createLogger({ level: "debug" as LogLevel, write: (l) => appendFileSync(process.env.NSTP_BENCH_LOG!, l + "\n") }) : undefined,
   });
   return { host: server.host, port: server.port, close: async () => (await server.close(), await dbStore?.close()) };
 }
