@@ -5,18 +5,16 @@
  */
 import { readFileSync } from "node:fs";
 import * as tls from "node:tls";
-import { PROTOCOL_NAMES, type Wire, legacy, protocolNamed } from "@nstp/core";
+import { PROTOCOL_NAMES, type Wire, isRegisteredProtocol, legacy, protocolNamed } from "@nstp/core";
 import { defaultTransport } from "@nstp/core/node";
 import { type Session, connect } from "@nstp/client";
 import { Deframer, frame } from "./framing.ts";
-import type { Protocol } from "./report-types.ts";
+import { BASELINES, type Protocol } from "./report-types.ts";
 import { BENCH_PASSWORD, BENCH_USER } from "./users.ts";
 
 /** A registry version (core's registry.ts) or one of the baselines. */
 export type BenchProtocol = Protocol | (string & {});
 
-/** The baselines the secure versions are measured against. */
-export const BASELINES = ["tcp", "tls"] as const;
 
 /** A connection that sends messages and resolves each with its echo, in order. */
 export interface Exchanger {
@@ -41,7 +39,7 @@ export interface OpenOptions {
 }
 
 export async function open(protocol: BenchProtocol, opts: OpenOptions): Promise<Exchanger> {
-  if (PROTOCOL_NAMES.includes(protocol)) return openNstp(protocol, opts);
+  if (isRegisteredProtocol(protocol)) return openNstp(protocol, opts);
   if (protocol === "tcp") return openTcp(opts.port);
   if (protocol === "tls") return openTls(opts.port);
   throw new Error(`unknown protocol ${protocol} (known: ${[...PROTOCOL_NAMES, ...BASELINES].join(", ")})`);

@@ -1,5 +1,18 @@
 /** The bench report's JSON shape (bench/results/*.json). */
-export type Protocol = "legacy" | "v2" | "v3" | "tcp" | "tls";
+import { PROTOCOL_NAMES, type RegisteredProtocol } from "@nstp/core";
+
+/** The baselines the secure versions are measured against: raw TCP and TLS 1.3. */
+export const BASELINES = ["tcp", "tls"] as const;
+export type Baseline = (typeof BASELINES)[number];
+
+/** A row's protocol: a registered version (core's registry.ts) or a baseline. */
+export type Protocol = RegisteredProtocol | Baseline;
+
+/** Every registered version, newest first: the bench measures each one the registry lists. */
+export const VERSIONS: readonly RegisteredProtocol[] = [...PROTOCOL_NAMES].reverse();
+
+/** What the echo, latency and chart rows cover: every version, then the baselines. */
+export const REPORTED: readonly Protocol[] = [...VERSIONS, ...BASELINES];
 
 export interface ResultRow {
   scenario: string;

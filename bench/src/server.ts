@@ -7,7 +7,7 @@
  * the baselines move the same bytes.
  */
 import { pbkdf2Sync } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { appendFileSync, readFileSync } from "node:fs";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import * as tls from "node:tls";
 import { createInterface } from "node:readline";
@@ -87,8 +87,9 @@ async function main(): Promise<{ host: string; port: number; close(): Promise<vo
     userBudget: { burst: 1e9, refillPerSecond: 1e9 },
     limits: { maxPendingMessages: 1 << 16, writeHighWaterMark: 4 << 20 },
     trustedProxies: values["trusted-proxies"]?.split(","),
-    // NSTP_BENCH_LOG=debug: the server's log on stderr (why connections closed), for diagnosing a scenario.
-    ...(process.env.NSTP_BENCH_LOG ? { logger: createLogger({ level: process.env.NSTP_BENCH_LOG as LogLevel }) } : {}),
+    // NSTP_BENCH_LOG=FILE appends the server's debug log there, to see why sessions end (never keys or
+    // plaintext: the logger has no field for them). The bench keeps the server's stderr only for errors.
+    logger: process.env.NSTP_BENCH_LOG ? createLogger({ level: "debug" as LogLevel, write: (l) => appendFileSync(process.env.NSTP_BENCH_LOG!, l + "\n") }) : undefined,
   });
   return { host: server.host, port: server.port, close: async () => (await server.close(), await dbStore?.close()) };
 }
@@ -178,7 +179,7 @@ rl.on("close", async () => {
   process.exit(0);
 });
 
-/** Objects by type (Bun: bun:jsc heapStats) or V8 heap spaces (Node), after a full collection; a heap snapshot with NSTP_HEAP_SNAPSHOT=path. */
+/** Objects by type (Bun: bun:jsc heapStats) or V8 heap statistics (Node), after a full collection; a heap snapshot with NSTP_HEAP_SNAPSHOT=path. */
 async function heapCensus(): Promise<Record<string, unknown>> {
   const g = globalThis as { Bun?: { gc(force: boolean): void; generateHeapSnapshot?(): unknown }; gc?: () => void };
   const out: Record<string, unknown> = {};

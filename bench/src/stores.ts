@@ -9,8 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { legacy } from "@nstp/core";
 import { PostgresUsersDb, type RecordInput, SqliteUsersDb, USERS_FILE_FORMAT, type UsersDb, userRecord } from "@nstp/server";
-import { haproxyBinary, startHaproxy } from "../../packages/server/src/testing/haproxy.ts";
-import { type RunningPostgres, postgresBinDir, startPostgres } from "../../packages/server/src/testing/postgres.ts";
+import { haproxyBinary, postgresBinDir, type RunningPostgres, startHaproxy, startPostgres } from "@nstp/testkit";
 import { BENCH_PASSWORD, BENCH_USER, storeUserName, storeUserPsk } from "./users.ts";
 
 export type StoreName = "json" | "sqlite" | "postgres";

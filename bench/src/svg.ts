@@ -1,9 +1,11 @@
 /** An SVG chart (no scripts, viewable offline) of echo throughput by message size, log scale. */
-import type { Protocol, Report } from "./report-types.ts";
+import { type Protocol, REPORTED, type Report } from "./report-types.ts";
 
 const W = 760, H = 420, M = { left: 70, right: 200, top: 40, bottom: 50 };
-const COLORS: Record<Protocol, string> = { v2: "#1b7f3b", v3: "#7a1fa2", legacy: "#8a5a00", tcp: "#555555", tls: "#1f4fbf" };
-const NAMES: Record<Protocol, string> = { v2: "v2", v3: "v3", legacy: "legacy pipelined", tcp: "raw TCP", tls: "TLS 1.3" };
+// Chart colours and labels; a version without its own gets the fallback colour and its registry name.
+const COLORS: Partial<Record<Protocol, string>> = { v2: "#1b7f3b", v3: "#7a1fa2", legacy: "#8a5a00", tcp: "#555555", tls: "#1f4fbf" };
+const NAMES: Partial<Record<Protocol, string>> = { legacy: "legacy pipelined", tcp: "raw TCP", tls: "TLS 1.3" };
+const FALLBACK_COLOR = "#b22222";
 const DASH: Record<string, string> = { bun: "", node: "6 4" };
 const SIZE_LABEL: Record<number, string> = { 64: "64 B", 1024: "1 KiB", 16384: "16 KiB", 61440: "60 KiB" };
 
@@ -12,13 +14,13 @@ export function renderSvg(report: Report): string {
   const runtimes = Object.keys(report.env.runtimes);
   const series: { label: string; color: string; dash: string; points: [number, number][] }[] = [];
   for (const r of runtimes) {
-    for (const p of ["v3", "v2", "legacy", "tcp", "tls"] as Protocol[]) {
+    for (const p of REPORTED) {
       const points: [number, number][] = [];
       sizes.forEach((s, i) => {
         const v = report.results.find((x) => x.scenario === "echo-pipelined" && x.runtime === r && x.protocol === p && x.size === s && x.unit === "MB/s")?.value;
         if (v !== undefined && v > 0) points.push([i, v]);
       });
-      if (points.length) series.push({ label: `${r} ${NAMES[p]}`, color: COLORS[p], dash: DASH[r] ?? "2 2", points });
+      if (points.length) series.push({ label: `${r} ${NAMES[p] ?? p}`, color: COLORS[p] ?? FALLBACK_COLOR, dash: DASH[r] ?? "2 2", points });
     }
   }
   const all = series.flatMap((s) => s.points.map((p) => p[1]));

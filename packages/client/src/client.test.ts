@@ -6,7 +6,7 @@ import * as net from "node:net";
 import { type CryptoBackend, NstpError, legacy } from "@nstp/core";
 import { CryptoPool } from "@nstp/core/pool";
 import { nativeBackend } from "@nstp/core/crypto/native";
-import { referenceServer } from "../../server/src/testing/reference-peer.ts";
+import { referenceServer } from "@nstp/testkit";
 import { clearKeyCache, connect } from "./index.ts";
 
 const deviceSalt = Buffer.from(legacy.DEMO_DEVICE_SALT);

@@ -4,6 +4,7 @@ import { defaultTransport } from "@nstp/core/node";
 import { type CryptoPool, OrderedAead, pooledBackend } from "@nstp/core/pool";
 import { nativeBackend } from "@nstp/core/crypto/native";
 import { cachedPsk } from "./key-cache.ts";
+import { DEFAULT_SESSION_LIMITS } from "./limits.ts";
 import { ClientSession, type SessionLimits } from "./session.ts";
 
 export interface ConnectOptions {
@@ -16,9 +17,9 @@ export interface ConnectOptions {
   host?: string;
   port?: number;
   /**
-   * A registry name: "v3" (default): SPAKE2+ (RFC 9383); "v2": Noise NNpsk0; "legacy": the Dart
-   * reference protocol, for servers that speak only it. An authentication failure is final: never
-   * retried by connectWithBackoff, never answered by falling back to an older version.
+   * A registry name (core's PROTOCOL_NAMES; default DEFAULT_PROTOCOL, the newest; README lists what
+   * each is). An authentication failure is final: never retried by connectWithBackoff, never
+   * answered by falling back to an older version.
    */
   protocol?: string;
   crypto?: CryptoBackend;
@@ -40,27 +41,14 @@ export interface Session {
   readonly protocol: string;
   /** Sends one message and resolves with the next message from the server (its reply). */
   request(message: Uint8Array | string): Promise<Uint8Array>;
-  /** v2: sends a message expecting no reply; resolves when the socket can take more. */
+  /** Where the version may push: sends a message expecting no reply; resolves when the socket can take more. */
   send(message: Uint8Array | string): Promise<void>;
-  /** v2: messages from the server that no request() was waiting for. */
+  /** Messages from the server that no request() was waiting for (versions that may push). */
   messages(): AsyncIterableIterator<Uint8Array>;
-  /** Waits for replies still due, then closes (v2: with a close chunk). */
+  /** Waits for replies still due, then closes (with the version's close chunk where it has one). */
   close(): Promise<void>;
   readonly closed: boolean;
 }
-
-export const DEFAULT_SESSION_LIMITS: SessionLimits = {
-  handshakeTimeoutMs: 10_000,
-  replyTimeoutMs: 30_000,
-  window: 1,
-  maxQueued: 65_536,
-  maxBuffered: 1024,
-  writeHighWaterMark: 1 << 20,
-  keepaliveMs: 30_000,
-};
-
-/** v2 pipelines: its server answers in order and frames carry their own boundaries. */
-export const V2_WINDOW = protocolNamed("v2").defaults.window;
 
 /**
  * connect() over any byte stream: `open` receives the session's callbacks and returns the Wire it

@@ -1,22 +1,7 @@
-// Reconnect with backoff: retries what waiting can cure, never a wrong password.
+// Reconnect with backoff: the delay schedule (the retries against a real server are in packages/integration).
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import * as net from "node:net";
-import { legacy } from "@nstp/core";
-import { StaticKeyStore, startServer } from "../../server/src/index.ts";
-import { referencePsk } from "../../server/src/testing/reference-peer.ts";
-import { backoffDelay, connectWithBackoff } from "./index.ts";
-
-const deviceSalt = legacy.DEMO_DEVICE_SALT;
-const psk = new Uint8Array(referencePsk("userpassword", Buffer.from(deviceSalt), "alice"));
-
-async function freePort(): Promise<number> {
-  const probe = net.createServer();
-  await new Promise<void>((r) => probe.listen(0, "127.0.0.1", () => r()));
-  const port = (probe.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => probe.close(() => r()));
-  return port;
-}
+import { backoffDelay } from "./retry.ts";
 
 test("backoff grows by the factor up to the cap, with jitter in the upper half", () => {
   const o = { initialDelayMs: 100, factor: 2, maxDelayMs: 1000 };
@@ -24,53 +9,4 @@ test("backoff grows by the factor up to the cap, with jitter in the upper half",
   assert.equal(backoffDelay(1, { ...o, random: () => 1 }), 100);
   assert.equal(backoffDelay(3, { ...o, random: () => 1 }), 400);
   assert.equal(backoffDelay(10, { ...o, random: () => 1 }), 1000);
-});
-
-test("a server that comes up later is reached; each failed attempt is reported", async () => {
-  const port = await freePort();
-  const failures: string[] = [];
-  let server: Awaited<ReturnType<typeof startServer>> | undefined;
-  const session = connectWithBackoff(
-    { port, username: "alice", psk, deviceSalt },
-    {
-      initialDelayMs: 50,
-      attempts: 40,
-      onRetry: (e, n) => {
-        failures.push(e.code);
-        // The server starts after the second failure.
-        if (n === 2) void startServer({ keys: new StaticKeyStore(new Map([["alice", psk]])), port }).then((s) => (server = s));
-      },
-    },
-  );
-  const s = await session;
-  try {
-    assert.ok(failures.length >= 2);
-    assert.ok(failures.every((c) => c === "ERR_CONNECT"));
-    assert.equal(new TextDecoder().decode(await s.request("x")), "Server received: x");
-    await s.close();
-  } finally {
-    await server?.close();
-  }
-});
-
-test("a wrong password is not retried", async () => {
-  const server = await startServer({ keys: new StaticKeyStore(new Map([["alice", psk]])), port: 0 });
-  try {
-    let retries = 0;
-    await assert.rejects(
-      connectWithBackoff({ port: server.port, username: "alice", psk: new Uint8Array(32), deviceSalt }, { onRetry: () => retries++ }),
-      { code: "ERR_AUTH" },
-    );
-    assert.equal(retries, 0);
-  } finally {
-    await server.close();
-  }
-});
-
-test("giving up after the attempts, and cancelling, end with an error", async () => {
-  const port = await freePort();
-  await assert.rejects(connectWithBackoff({ port, username: "alice", psk, deviceSalt }, { attempts: 2, initialDelayMs: 10 }), { code: "ERR_CONNECT" });
-  const c = new AbortController();
-  const p = connectWithBackoff({ port, username: "alice", psk, deviceSalt }, { attempts: Infinity, initialDelayMs: 10_000, signal: c.signal, onRetry: () => c.abort() });
-  await assert.rejects(p, { code: "ERR_CLOSED" });
 });

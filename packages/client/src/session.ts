@@ -7,8 +7,7 @@
  * slow consumer slows the server down through TCP instead of growing memory.
  */
 import { Keepalive } from "./keepalive.ts";
-import { type ClientMachine, Fifo, ReadGate, type Output, NstpError, type Wire, type WireEvents, toNstpError, utf8 } from "@nstp/core";
-import { OrderedAead } from "@nstp/core/pool";
+import { AeadPlacement, type ClientMachine, Deadline, Fifo, Flow, HandshakeReader, type Output, NstpError, Outbox, type PooledAead, type Wire, type WireEvents, clientHandshake, toNstpError, utf8 } from "@nstp/core";
 
 interface Request {
   data: Uint8Array;
@@ -47,18 +46,21 @@ export class ClientSession {
   private readonly limits: SessionLimits;
   private readonly queue = new Fifo<Request>();
   private readonly inflight = new Fifo<Request>();
-  /** Unrequested messages (v2), waiting for messages(). */
+  /** Unrequested messages (v2, v3), waiting for messages(). */
   private readonly incoming: Uint8Array[] = [];
   private readonly readers: { resolve(r: IteratorResult<Uint8Array>): void; reject(e: NstpError): void }[] = [];
-  /** v2 messages given to send(), sealed together at the end of the tick. */
-  private outbox: Uint8Array[] = [];
-  private flushQueued = false;
-  private readonly drainWaiters: { resolve(): void; reject(e: NstpError): void }[] = [];
+  /** Messages given to send() and requests let into the window, sealed together at the end of the turn. */
+  private readonly outbox = new Outbox(() => this.flushTurn());
+  /** The first turn's flush after establishment checks that the server has our key confirmation. */
+  private confirmDue = false;
   /** close() waiting for the last reply. */
   private readonly idleWaiters: (() => void)[] = [];
-  private timer: ReturnType<typeof setTimeout> | undefined;
+  /** The handshake deadline, then the reply deadline (one timer for the oldest request in flight). */
+  private readonly deadline = new Deadline();
   private keepalive: Keepalive | undefined;
-  private gate: ReadGate | undefined;
+  private flow: Flow | undefined;
+  /** The server's bytes while the handshake reads them (clientHandshake); undefined after. */
+  private handshake: HandshakeReader | undefined;
   private failure: NstpError | undefined;
   private endedCleanly = false;
   private readyResolve!: () => void;
@@ -68,12 +70,12 @@ export class ClientSession {
   readonly username: string;
   readonly protocol: string;
 
-  /** v2 AEAD in the worker pool, where the measured placement says so. */
-  private readonly aead: OrderedAead | undefined;
+  /** Where AEAD runs once established: inline, or in the worker pool where the measured placement says so. */
+  private readonly aead: AeadPlacement;
 
-  constructor(machine: ClientMachine, limits: SessionLimits, aead?: OrderedAead) {
+  constructor(machine: ClientMachine, limits: SessionLimits, pool?: PooledAead) {
     this.machine = machine;
-    this.aead = aead;
+    this.aead = new AeadPlacement(machine, pool);
     this.username = machine.username;
     this.protocol = machine.protocol;
     this.limits = limits;
@@ -84,12 +86,16 @@ export class ClientSession {
     this.ready.catch(() => {});
   }
 
-  /** Called once the wire exists: sends the hello and arms the handshake deadline. */
+  /** Called once the wire exists: arms the handshake deadline and runs the handshake on it. */
   attach(wire: Wire): void {
     this.wire = wire;
-    this.gate = new ReadGate(wire);
-    this.timer = setTimeout(() => this.fail(new NstpError("ERR_TIMEOUT", "handshake deadline passed")), this.limits.handshakeTimeoutMs);
-    this.apply(this.machine.start());
+    const flow = (this.flow = new Flow(wire, this.limits.writeHighWaterMark));
+    const reader = (this.handshake = new HandshakeReader((paused) => flow.set(paused)));
+    this.deadline.once(this.limits.handshakeTimeoutMs, () => this.fail(new NstpError("ERR_TIMEOUT", "handshake deadline passed")));
+    clientHandshake(this.machine, { write: (bytes) => wire.write(bytes), read: () => reader.read() }).then(
+      (rest) => this.established(rest),
+      (e: unknown) => this.fail(e),
+    );
   }
 
   get closed(): boolean {
@@ -104,7 +110,7 @@ export class ClientSession {
     const data = typeof message === "string" ? utf8(message) : message;
     return new Promise<Uint8Array>((resolve, reject) => {
       this.queue.push({ data, sentAt: 0, resolve, reject });
-      this.schedulePump();
+      this.outbox.schedule();
     });
   }
 
@@ -113,9 +119,8 @@ export class ClientSession {
     if (this.failure) return Promise.reject(this.failure);
     if (!this.machine.capabilities.mayPush) return Promise.reject(new NstpError("ERR_PROTOCOL", "the reference protocol pairs every message with a reply: use request()"));
     this.outbox.push(typeof message === "string" ? utf8(message) : message);
-    this.schedulePump();
-    if ((this.wire?.bufferedAmount ?? 0) < this.limits.writeHighWaterMark) return Promise.resolve();
-    return new Promise((resolve, reject) => this.drainWaiters.push({ resolve, reject }));
+    this.outbox.schedule();
+    return this.flow?.writable() ?? Promise.resolve();
   }
 
   /** Messages the server sent that no request() was waiting for; ends when the session ends. */
@@ -142,14 +147,14 @@ export class ClientSession {
   }
 
   /**
-   * Waits for the replies still due (each bounded by the reply deadline), then closes: v2 sends its
-   * close chunk first, so the server can tell a clean end from a cut connection.
+   * Waits for the replies still due (each bounded by the reply deadline), then closes: v2 and v3 send
+   * their close chunk first, so the server can tell a clean end from a cut connection.
    */
   async close(): Promise<void> {
     if (!this.failure && (this.queue.length || this.inflight.length)) await new Promise<void>((res) => this.idleWaiters.push(res));
     if (!this.failure && this.machine.established) {
-      this.sealAndWrite(this.takeOutbox(), true);
-      if (this.aead?.pendingOut) await this.aead.writesDone();
+      this.seal(this.outbox.take(), { close: true });
+      await this.aead.writesDone();
     }
     this.endedCleanly = true;
     this.fail(new NstpError("ERR_CLOSED", "session closed"), false);
@@ -166,14 +171,13 @@ export class ClientSession {
 
   private onData(chunk: Uint8Array): void {
     if (this.failure) return;
-    const m = this.machine;
+    if (this.handshake) {
+      this.handshake.push(chunk);
+      return;
+    }
     try {
-      const deferred = m.deferred;
-      if (deferred && this.aead?.wantsIn(chunk.length)) {
-        this.aead.receive(deferred, chunk, (outputs) => this.applyOrFail(outputs), (e) => this.fail(e));
-      } else {
-        this.apply(m.receive(chunk));
-      }
+      const outputs = this.aead.receive(chunk, (later) => this.applyOrFail(later), (e) => this.fail(e));
+      if (outputs) this.apply(outputs);
     } catch (e) {
       this.fail(e);
     }
@@ -192,7 +196,7 @@ export class ClientSession {
 
   private onDrain(): void {
     if (this.failure) return;
-    if ((this.wire?.bufferedAmount ?? 0) < this.limits.writeHighWaterMark) for (const w of this.drainWaiters.splice(0)) w.resolve();
+    this.updateFlow();
     this.pump();
   }
 
@@ -207,20 +211,37 @@ export class ClientSession {
     this.fail(error && end.code === "ERR_AUTH" ? new NstpError("ERR_CLOSED", "connection reset during the handshake", { cause: error }) : end);
   }
 
+  /**
+   * The handshake is done: requests may go. What the machine produced after establishment, then what
+   * arrived while the handshake's last step ran, take the session's own path, in order.
+   */
+  private established(rest: Output[]): void {
+    if (this.failure) return;
+    const leftover = this.handshake!.takeRest();
+    this.handshake = undefined;
+    this.deadline.cancel();
+    this.readyResolve();
+    this.startKeepalive();
+    this.apply(rest);
+    for (const chunk of leftover) this.onData(chunk);
+    this.updateFlow();
+    this.pump();
+    // Where the server counts the session only once our first frame authenticates (v2, v3:
+    // docs/PROTOCOL.md §v2 "Key confirmation"), what the application sends in this turn confirms it;
+    // if it sends nothing, the turn's flush sends a ping.
+    if (this.machine.ping) {
+      this.confirmDue = true;
+      this.outbox.schedule();
+    }
+  }
+
   private apply(outputs: Output[]): void {
     for (const o of outputs) {
       if (this.failure) return;
       if (o.type === "send") this.wire!.write(o.data);
-      else if (o.type === "established") {
-        clearTimeout(this.timer);
-        this.timer = undefined;
-        this.readyResolve();
-        this.pump();
-        this.scheduleConfirmation();
-      } else if (o.type === "message") {
-        this.deliver(o.data);
-      } else if (o.type === "closed") {
-        // The server ended the session cleanly (v2 close chunk): nothing was cut off.
+      else if (o.type === "message") this.deliver(o.data);
+      else if (o.type === "closed") {
+        // The server ended the session cleanly (close chunk): nothing was cut off.
         this.endedCleanly = true;
         this.fail(new NstpError("ERR_CLOSED", "the server closed the session"), false);
       }
@@ -228,36 +249,26 @@ export class ClientSession {
     if (this.inflight.length || this.queue.length) this.pump();
   }
 
-  /**
-   * Where the server counts the session only once our first frame authenticates (v2: docs/PROTOCOL.md
-   * §v2 "Key confirmation"), what the application sends in this tick (requests are pumped in
-   * microtasks, before this runs) confirms it; if it sends nothing, a ping does. Versions that can
-   * ping also keep an idle session alive with one.
-   */
-  private scheduleConfirmation(): void {
+  /** Versions that can ping keep an idle session alive with one, and find a dead server by its silence. */
+  private startKeepalive(): void {
     const m = this.machine;
-    if (!m.ping) return;
-    setImmediate(() => {
-      if (!this.failure && m.unconfirmed) this.ping(m);
+    if (!m.ping || this.limits.keepaliveMs <= 0) return;
+    this.keepalive = new Keepalive(this.limits.keepaliveMs, {
+      sent: () => m.framesSent,
+      heard: () => m.inputProgress,
+      // Never past a frame still being sealed in the pool (its nonce comes first, so it must reach
+      // the wire first): that frame is on its way, and counts as sent at the next look.
+      ping: () => {
+        if (!this.aead.pendingOut) this.ping();
+      },
+      dead: (silentMs) => this.fail(new NstpError("ERR_TIMEOUT", `no authenticated frame from the server for ${silentMs} ms (two keepalive intervals)`)),
     });
-    if (this.limits.keepaliveMs > 0) {
-      this.keepalive = new Keepalive(this.limits.keepaliveMs, {
-        sent: () => m.framesSent,
-        heard: () => m.inputProgress,
-        // Never past a frame still being sealed in the pool (its nonce comes first, so it must reach
-        // the wire first): that frame is on its way, and counts as sent at the next look.
-        ping: () => {
-          if (!this.aead?.pendingOut) this.ping(m);
-        },
-        dead: (silentMs) => this.fail(new NstpError("ERR_TIMEOUT", `no authenticated frame from the server for ${silentMs} ms (two keepalive intervals)`)),
-      });
-    }
   }
 
-  private ping(m: ClientMachine): void {
+  private ping(): void {
     if (this.failure) return;
     try {
-      this.wire!.write(m.ping!());
+      this.wire!.write(this.machine.ping!());
     } catch (e) {
       this.fail(e);
     }
@@ -267,7 +278,7 @@ export class ClientSession {
     const req = this.inflight.shift();
     if (req) {
       req.resolve(data);
-      this.rearm();
+      this.watchReplies();
       if (!this.inflight.length && !this.queue.length) for (const w of this.idleWaiters.splice(0)) w();
       return;
     }
@@ -279,25 +290,17 @@ export class ClientSession {
     }
   }
 
-  private schedulePump(): void {
-    if (this.flushQueued) return;
-    this.flushQueued = true;
-    // Everything requested or sent in this tick is sealed together (v2 packs it into shared frames).
-    queueMicrotask(() => {
-      this.flushQueued = false;
-      this.pump();
-    });
-  }
-
-  private takeOutbox(): Uint8Array[] {
-    const batch = this.outbox;
-    this.outbox = [];
-    return batch;
+  /** The end of a turn: what it gathered leaves; the first one after establishment confirms our key. */
+  private flushTurn(): void {
+    this.pump();
+    if (!this.confirmDue || this.failure) return;
+    this.confirmDue = false;
+    if (this.machine.unconfirmed) this.ping();
   }
 
   private pump(): void {
     if (this.failure || !this.machine.established || !this.wire) return;
-    const batch = this.takeOutbox();
+    const batch = this.outbox.take();
     const sentAt = Date.now();
     while (this.queue.length && this.inflight.length < this.limits.window) {
       const req = this.queue.shift()!;
@@ -305,30 +308,22 @@ export class ClientSession {
       this.inflight.push(req);
       batch.push(req.data);
     }
-    if (batch.length) this.sealAndWrite(batch, false);
-    this.rearm();
+    if (batch.length) this.seal(batch, {});
+    this.watchReplies();
   }
 
   /** Seals a batch inline, or in the pool where the placement says so (writes stay in order). */
-  private sealAndWrite(batch: Uint8Array[], close: boolean): void {
-    const m = this.machine;
+  private seal(batch: Uint8Array[], opts: { close?: boolean }): void {
     try {
-      const deferred = m.deferred;
-      if (deferred && this.aead?.wantsOut(batch.reduce((n, b) => n + b.length, 0))) {
-        this.aead.send(deferred, batch, close, (bytes) => this.wire?.write(bytes), (e) => this.fail(e));
-      } else {
-        const bytes = m.seal(batch, close);
-        // A version without a close chunk seals nothing for it.
-        if (bytes.length) this.wire!.write(bytes);
-      }
+      this.aead.seal(batch, batch.reduce((n, b) => n + b.length, 0), opts, (bytes) => this.wire?.write(bytes), (e) => this.fail(e));
     } catch (e) {
       this.fail(e);
     }
   }
 
-  /** Reading pauses while unrequested messages pile up unread. */
+  /** Reading pauses while unrequested messages pile up unread; senders waiting for the socket wake once it drains. */
   private updateFlow(): void {
-    this.gate?.set(this.incoming.length >= this.limits.maxBuffered);
+    this.flow?.set(this.incoming.length >= this.limits.maxBuffered);
   }
 
   /**
@@ -336,28 +331,31 @@ export class ClientSession {
    * answers hundreds of thousands a second): when it fires it checks the oldest request's age and
    * either fails the session or sleeps for the time that request has left.
    */
-  private rearm(): void {
-    if (!this.machine.established || this.timer || !this.inflight.length) return;
-    const due = this.inflight.peek()!.sentAt + this.limits.replyTimeoutMs;
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
+  private watchReplies(): void {
+    if (!this.machine.established || !this.inflight.length) return;
+    const timeout = this.limits.replyTimeoutMs;
+    this.deadline.arm(Math.max(1, this.inflight.peek()!.sentAt + timeout - Date.now()), () => {
       const oldest = this.inflight.peek();
-      if (!oldest || this.failure) return;
-      if (Date.now() - oldest.sentAt >= this.limits.replyTimeoutMs) this.fail(new NstpError("ERR_TIMEOUT", "no reply within the deadline"));
-      else this.rearm();
-    }, Math.max(1, due - Date.now()));
+      if (!oldest || this.failure) return undefined;
+      const left = oldest.sentAt + timeout - Date.now();
+      if (left > 0) return left;
+      this.fail(new NstpError("ERR_TIMEOUT", "no reply within the deadline"));
+      return undefined;
+    });
   }
 
   private fail(e: unknown, abort = true): void {
     if (this.failure) return;
     const err = toNstpError(e, "ERR_PROTOCOL", "session failed");
     this.failure = err;
-    clearTimeout(this.timer);
+    this.deadline.cancel();
     this.keepalive?.stop();
+    this.handshake?.fail(err);
+    this.outbox.clear();
     this.readyReject(err);
     for (const r of this.inflight.drain()) r.reject(err);
     for (const r of this.queue.drain()) r.reject(err);
-    for (const w of this.drainWaiters.splice(0)) w.reject(err);
+    this.flow?.release(err);
     for (const w of this.idleWaiters.splice(0)) w();
     for (const r of this.readers.splice(0)) {
       if (this.endedCleanly || err.code === "ERR_CLOSED") r.resolve({ value: undefined, done: true });

@@ -10,7 +10,7 @@ import { ProtocolError } from "./errors.ts";
 import type { Output, Random } from "./events.ts";
 import { DEMO_DEVICE_SALT } from "./legacy/wire.ts";
 import { LEGACY_CAPABILITIES } from "./legacy/server.ts";
-import type { Capabilities, Credential, CredentialFakes, DeferredAead, ServerMachine } from "./machine.ts";
+import type { Capabilities, Credential, CredentialFakes, DeferredAead, SealOptions, ServerMachine } from "./machine.ts";
 import { CLAIM_BYTES, PROTOCOLS, type ProtocolEntry } from "./registry.ts";
 import type { VerifierCurveResult } from "./v3/spake2plus.ts";
 
@@ -125,9 +125,9 @@ export class ServerDispatch implements ServerMachine {
     return this.machine.provideCurve(result);
   }
 
-  seal(messages: readonly Uint8Array[], close = false): Uint8Array {
+  seal(messages: readonly Uint8Array[], opts?: SealOptions): Uint8Array {
     if (!this.machine) throw new ProtocolError("send before the protocol is known");
-    return this.machine.seal(messages, close);
+    return this.machine.seal(messages, opts);
   }
 
   busySignal(): Uint8Array | undefined {

@@ -5,7 +5,8 @@
  */
 import { AuthError, NstpError, ProtocolError } from "./errors.ts";
 import type { Output } from "./events.ts";
-import type { AeadJob, PreparedFrames } from "./v2/framing.ts";
+import type { AeadJob } from "./v2/cipher.ts";
+import type { PreparedFrames } from "./v2/writer.ts";
 import type { VerifierCurveResult } from "./v3/spake2plus.ts";
 
 /** What a version allows once established; the registry lists it per version (registry.ts). */
@@ -24,7 +25,7 @@ export interface Capabilities {
  * opened frames back in order (pool/ordered-aead.ts).
  */
 export interface DeferredAead {
-  prepare(messages: readonly Uint8Array[], close?: boolean): PreparedFrames;
+  prepare(messages: readonly Uint8Array[], opts?: SealOptions): PreparedFrames;
   splitFrames(chunk: Uint8Array): AeadJob[];
   acceptFrames(plaintexts: readonly (Uint8Array | null)[]): Output[];
 }
@@ -55,14 +56,20 @@ export function pskOrFake(credential: Credential | undefined, fakes: CredentialF
   return fakes.psk(username);
 }
 
+/** How a batch is sealed. */
+export interface SealOptions {
+  /** End the session after these messages, with the version's close chunk where it has one (v2, v3). */
+  readonly close?: boolean;
+}
+
 /** What both roles share. */
 export interface Machine {
   /** The registry name of the version, for logs and metrics labels only. */
   readonly protocol: string | undefined;
   readonly capabilities: Capabilities;
   receive(chunk: Uint8Array): Output[];
-  /** Seals messages towards the peer; `close` ends the session where the version has a close chunk. */
-  seal(messages: readonly Uint8Array[], close?: boolean): Uint8Array;
+  /** Seals messages towards the peer, packed as the version allows. */
+  seal(messages: readonly Uint8Array[], opts?: SealOptions): Uint8Array;
   /** A record or frame is partly received (the driver's partial-input deadline). */
   readonly hasPartialInput: boolean;
   /** Records or frames completed so far; a partial-input deadline checks that it advances. */

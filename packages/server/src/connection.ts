@@ -3,84 +3,14 @@
  * lookups, writes), runs the application's handler, and owns the connection's timers. It sees the
  * socket only as a Wire, so the Bun and Node builds run exactly this code.
  */
-import { type CryptoBackend, type Credential, type DeferredAead, type Logger, type Output, type ProtocolName, REFUSAL_SIGNAL, ReadGate, type ServerMachine, type Wire, type WireEvents, AuthError, NstpError, aeadInPool, toNstpError, utf8, type v3 } from "@nstp/core";
-import { type CryptoPool, OrderedAead, runCurveJob } from "@nstp/core/pool";
-import type { HandshakeAdmission } from "./admission.ts";
-import type { ClockWheel } from "./clock-wheel.ts";
-import type { GuessBudget, Ticket } from "./budget.ts";
-import { type KeyAnswer, type KeyStore, asCredential } from "./credentials.ts";
-import { type LifetimeLimits, SessionClock, type SessionEndReason } from "./lifetime.ts";
-import type { ServerStats } from "./stats.ts";
-
-export interface SessionInfo {
-  readonly username: string;
-  readonly remoteAddress: string;
-  readonly protocol: ProtocolName;
-  /**
-   * Where the version may push (v2, v3): sends a message the client did not ask for (the reference
-   * protocol has no such thing and throws ERR_PROTOCOL). Resolves once the connection's write buffer is below its high-water
-   * mark, so a pushing application slows down with a slow reader.
-   */
-  send(message: Uint8Array | string): Promise<void>;
-}
-
-/**
- * The application's answer to one message: a reply (sent in order, packed with the replies of the
- * same tick), or undefined for none (v2 only: the reference client waits for one reply per message).
- */
-export type MessageHandler = (
-  message: Uint8Array,
-  session: SessionInfo,
-) => Uint8Array | string | undefined | Promise<Uint8Array | string | undefined>;
-
-/** Per connection; the session lifetime limits (idle, maximum lifetime) are lifetime.ts's. */
-export interface ConnectionLimits extends LifetimeLimits {
-  /** Largest message of the reference protocol (default 64 KiB). */
-  maxMessageSize: number;
-  /** Largest v2 message, enforced while it arrives (default 16 MiB). */
-  maxMessageSizeV2: number;
-  /** Time from accept to an authenticated session. */
-  handshakeTimeoutMs: number;
-  /** Time a partly received record may wait for its remaining bytes. */
-  recordTimeoutMs: number;
-  /** Messages received but not yet answered before reading pauses. */
-  maxPendingMessages: number;
-  /** Reply bytes queued for a slow reader before reading pauses. */
-  writeHighWaterMark: number;
-  /** A closing connection whose peer has not taken our last bytes by then is destroyed. */
-  flushTimeoutMs: number;
-}
-
-export interface ConnectionContext {
-  crypto: CryptoBackend;
-  /** Where v2 AEAD runs when the measured placement says so (crypto/placement.ts). */
-  aeadPool?: CryptoPool;
-  /** Where v3's curve step runs when the loop is busy (crypto/placement.ts, pool/curve.ts). */
-  curvePool?: CryptoPool;
-  keys: KeyStore;
-  handler: MessageHandler;
-  limits: ConnectionLimits;
-  /** A machine for a new connection: dispatch over the enabled versions (core's registry). */
-  newMachine(): ServerMachine;
-  log: Logger;
-  stats: ServerStats;
-  onClosed(conn: ServerConnection): void;
-  /** Told of every handshake step, stall and exit (admission.ts). */
-  admission: HandshakeAdmission;
-  /** Reserved from before each password is judged (budget.ts). */
-  budget: GuessBudget;
-  /** The sessions' idle and lifetime deadlines, one timer for all (clock-wheel.ts). */
-  clocks: ClockWheel;
-}
+import { AeadPlacement, Deadline, Flow, type Output, Outbox, PartialInputDeadline, type ProtocolName, REFUSAL_SIGNAL, type ServerMachine, type Wire, type WireEvents, NstpError, toNstpError, utf8 } from "@nstp/core";
+import { OrderedAead } from "@nstp/core/pool";
+import type { ConnectionContext, SessionInfo } from "./connection-context.ts";
+import { type HandshakeHost, ServerHandshake } from "./handshake.ts";
+import { isThenable } from "./thenable.ts";
+import { SessionClock, type SessionEndReason } from "./lifetime.ts";
 
 type Reply = Uint8Array | string | undefined;
-
-function isThenable<T>(x: T | PromiseLike<T>): x is PromiseLike<T> {
-  // The common answers first: a "then" lookup on a Uint8Array walks its whole prototype chain, and
-  // this runs once per message (measured: a quarter of the server's time on 1 KiB echo under Bun).
-  if (x === undefined || x instanceof Uint8Array || typeof x === "string") return false;
-  return typeof (x as PromiseLike<T>).then === "function";
-}
 
 /**
  * What the application's handler sees of its session. A class, not an object literal with a
@@ -103,59 +33,50 @@ class Session implements SessionInfo {
   }
 }
 
-export class ServerConnection implements WireEvents {
+export class ServerConnection implements WireEvents, HandshakeHost {
   private readonly machine: ServerMachine;
   private readonly wire: Wire;
   private readonly ctx: ConnectionContext;
-  private handshakeTimer: ReturnType<typeof setTimeout> | undefined;
-  private recordTimer: ReturnType<typeof setTimeout> | undefined;
+  private readonly handshakeDeadline = new Deadline();
+  private readonly partialInput: PartialInputDeadline;
   /** The idle timeout and maximum lifetime, from establishment on. */
   private clock: SessionClock | undefined;
-  /** The username the client claimed, from the moment its key was asked for. */
-  private claimedUser: string | undefined;
+  /** The handshake's lookup, budget and admission state; dropped once established. */
+  private handshake: ServerHandshake | undefined;
   private session: SessionInfo | undefined;
   /** Replies still being computed by an async handler; later replies wait behind them. */
   private replies: Promise<void> | undefined;
   private asyncReplies = 0;
   /** Messages received and not yet answered. */
   private pending = 0;
-  /** Plaintext replies and pushes gathered in this tick, sealed together by flush(). */
-  /** Made when the first reply is queued, dropped by flush(): an idle session holds none. */
-  private outbox: Uint8Array[] | undefined;
-  private outboxBytes = 0;
-  private flushScheduled = false;
-  private inData = false;
-  /** Pushes waiting for the socket to drain (made on demand, like outbox and replies). */
-  private drainWaiters: (() => void)[] | undefined;
-  private readonly gate: ReadGate;
-  private done = false;
+  /** Plaintext replies and pushes gathered in this turn, sealed together by flush(). */
+  private readonly outbox = new Outbox(() => this.flush());
+  /** Reading paused while congested; pushes wait here for the socket to drain. */
+  private readonly flow: Flow;
+  /** Closed, failed or ended: nothing more is done (done). */
+  private finished = false;
   /** Failed or closed by the peer: queued writes are dropped (a graceful shutdown still sends them). */
   private dead = false;
-  /** The pool's ordered AEAD while batches go there (aeadFor): an idle session holds none. */
-  private aead: OrderedAead | undefined;
-  /**
-   * Aborts the key derivation this connection waits for, when it goes away. Made at the lookup and
-   * dropped once established: an AbortController and its signal are a good share of an idle
-   * session's memory (the fleet bench).
-   */
-  private abort: AbortController | undefined;
-  /** The handshake step last reported to admission. */
-  private step = 0;
-  /** The user's credential, held until the guess is here and the guessing budget lets it be judged. */
-  private key: { username: string; credential: Credential | undefined } | undefined;
-  private ticket: Ticket | undefined;
-  private judgeTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Where AEAD runs once established: inline, or in the worker pool where the measured placement says so. */
+  private readonly aead: AeadPlacement;
   /** v2 ping chunks from the client seen so far (each batch of them is answered: answerPings). */
   private pingsSeen = 0;
 
   constructor(wire: Wire, ctx: ConnectionContext) {
     this.wire = wire;
-    this.gate = new ReadGate(wire);
+    this.flow = new Flow(wire, ctx.limits.writeHighWaterMark);
     this.ctx = ctx;
-    this.machine = ctx.newMachine();
-    this.handshakeTimer = setTimeout(() => this.deadlinePassed(), ctx.limits.handshakeTimeoutMs);
+    const machine = (this.machine = ctx.newMachine());
+    this.aead = new AeadPlacement(machine, ctx.aeadPool ? new OrderedAead(ctx.aeadPool, ctx.crypto) : undefined);
+    this.partialInput = new PartialInputDeadline(machine, ctx.limits.recordTimeoutMs, () => this.fail(new NstpError("ERR_TIMEOUT", "record incomplete or forged at the deadline")));
+    this.handshake = new ServerHandshake(machine, ctx, this);
+    this.handshakeDeadline.once(ctx.limits.handshakeTimeoutMs, () => this.deadlinePassed());
     ctx.stats.connectionOpened();
     ctx.stats.handshaking++;
+  }
+
+  get done(): boolean {
+    return this.finished;
   }
 
   get established(): boolean {
@@ -206,7 +127,7 @@ export class ServerConnection implements WireEvents {
    */
   private deadlinePassed(): void {
     const err = new NstpError("ERR_TIMEOUT", "handshake deadline passed");
-    if (this.ticket || this.machine.judgeable) this.refuse(err);
+    if (this.handshake?.guessReserved || this.machine.judgeable) this.refuse(err);
     else this.fail(err);
   }
 
@@ -217,35 +138,43 @@ export class ServerConnection implements WireEvents {
 
   /** The user this connection is (or is trying to become), for closing a removed user's sessions. */
   get user(): string | undefined {
-    return this.session?.username ?? this.claimedUser;
+    return this.session?.username ?? this.handshake?.claimedUser;
   }
 
   data(chunk: Uint8Array): void {
     if (this.done) return;
     this.ctx.stats.bytesIn(chunk.length);
-    const deferred = this.machine.deferred;
-    if (deferred && this.aeadFor(chunk.length, "in")) {
-      this.receiveDeferred(deferred, chunk);
+    let outputs: Output[] | undefined;
+    try {
+      // Frames opened in the worker pool are delivered later, in order.
+      outputs = this.aead.receive(chunk, (later) => this.receivedLater(later), (e) => this.fail(e));
+    } catch (e) {
+      this.fail(e);
       return;
     }
-    if (!this.received(() => this.machine.receive(chunk))) return;
-    this.armRecordTimer();
+    if (outputs && !this.received(() => outputs)) return;
+    this.watchPartialInput();
+    if (!outputs) this.updateFlow();
+  }
+
+  /** Frames opened in the worker pool, delivered in order. */
+  private receivedLater(outputs: Output[]): void {
+    if (!this.done && this.received(() => outputs)) this.updateFlow();
   }
 
   /**
    * Applies what the machine made of received bytes; then the replies computed synchronously while
    * handling them leave together, in as few frames as fit. False if the connection failed.
    */
-  private received(outputs: () => Output[]): boolean {
-    this.inData = true;
+  received(outputs: () => Output[]): boolean {
     try {
-      this.apply(outputs());
-      this.handshakeMoved();
+      this.outbox.hold(() => {
+        this.apply(outputs());
+        if (!this.done) this.handshake?.moved();
+      });
     } catch (e) {
       this.fail(e);
       return false;
-    } finally {
-      this.inData = false;
     }
     this.clock?.noteInput();
     this.answerPings();
@@ -265,49 +194,13 @@ export class ServerConnection implements WireEvents {
     const n = this.machine.pingsReceived ?? 0;
     if (n === this.pingsSeen) return;
     this.pingsSeen = n;
-    if (this.outbox || this.aead?.pendingOut) return;
+    if (!this.outbox.empty || this.aead.pendingOut) return;
     try {
       const frame = this.machine.ping?.();
       if (frame) this.write(frame);
     } catch (e) {
       this.fail(e);
     }
-  }
-
-  /** Frames opened in the worker pool, delivered in order (the placement says so for this backend). */
-  private receiveDeferred(machine: DeferredAead, chunk: Uint8Array): void {
-    try {
-      this.aead!.receive(
-        machine,
-        chunk,
-        (outputs) => {
-          if (!this.done && this.received(() => outputs)) this.updateFlow();
-        },
-        (e) => this.fail(e),
-      );
-    } catch (e) {
-      this.fail(e);
-      return;
-    }
-    this.armRecordTimer();
-    this.updateFlow();
-  }
-
-  /**
-   * The pool's ordered AEAD for a batch of `bytes` in direction `dir`, or undefined to run it inline:
-   * made when the measured placement (crypto/placement.ts) first sends a batch to the pool, dropped
-   * once nothing is queued either way, so an idle session holds none (an OrderedAead and its two
-   * promise chains per session: the fleet bench). Order holds as before: a batch runs inline only
-   * while nothing of its direction is queued.
-   */
-  private aeadFor(bytes: number, dir: "in" | "out"): OrderedAead | undefined {
-    const pool = this.ctx.aeadPool;
-    if (!pool) return undefined;
-    const a = this.aead;
-    const wants = a ? (dir === "in" ? a.wantsIn(bytes) : a.wantsOut(bytes)) : aeadInPool(this.ctx.crypto.name, bytes);
-    if (wants) return (this.aead ??= new OrderedAead(pool, this.ctx.crypto));
-    if (a && a.pendingIn === 0 && a.pendingOut === 0) this.aead = undefined;
-    return undefined;
   }
 
   drain(): void {
@@ -332,7 +225,7 @@ export class ServerConnection implements WireEvents {
       // Only an established session gets its replies and a close chunk: before key confirmation the
       // server sends nothing after message 2 (docs/PROTOCOL.md §v2 "Key confirmation").
       // A version without a close chunk seals nothing for it.
-      if (this.session) this.flush(true);
+      if (this.session) this.flush({ close: true });
     } catch {
       // The session is ending either way.
     }
@@ -360,7 +253,7 @@ export class ServerConnection implements WireEvents {
       this.shutdown();
       return;
     }
-    this.gate.set(true);
+    this.flow.set(true);
     await this.replies;
     this.shutdown();
   }
@@ -375,11 +268,12 @@ export class ServerConnection implements WireEvents {
 
   /** Ends the connection once every queued write (sealed in the pool, perhaps) has gone out. */
   private endWire(): void {
-    if (this.aead?.pendingOut) void this.aead.writesDone().then(() => this.wire.end());
+    if (this.aead.pendingOut) void this.aead.writesDone().then(() => this.wire.end());
     else this.wire.end();
   }
 
-  private apply(outputs: Output[]): void {
+  /** Performs what the machine asks, in order. */
+  apply(outputs: Output[]): void {
     for (const o of outputs) {
       if (this.done) return;
       switch (o.type) {
@@ -387,10 +281,10 @@ export class ServerConnection implements WireEvents {
           this.write(o.data);
           break;
         case "need-key":
-          this.resolveKey(o.username);
+          this.handshake?.lookup(o.username);
           break;
         case "need-curve":
-          this.runCurve(o.job);
+          this.handshake?.curve(o.job);
           break;
         case "established":
           this.onEstablished(o.username);
@@ -400,7 +294,7 @@ export class ServerConnection implements WireEvents {
           break;
         case "closed":
           // The client ended the session cleanly: answer what it sent, then close our side too.
-          this.flush(true);
+          this.flush({ close: true });
           this.finish("peer closed the session", {});
           this.endWire();
           return;
@@ -409,105 +303,16 @@ export class ServerConnection implements WireEvents {
   }
 
   private onEstablished(username: string): void {
-    clearTimeout(this.handshakeTimer);
-    this.handshakeTimer = undefined;
+    this.handshakeDeadline.cancel();
     const protocol = this.machine.protocol!;
     this.session = new Session(username, this.wire.remoteAddress, protocol, this);
     this.ctx.stats.handshaking--;
-    this.abort = undefined;
-    // The peer proved its key: its guess is refunded (if not already), its address skips the user's
-    // backoff from now on, and it leaves the handshake cap.
-    if (this.ticket) this.ctx.budget.settle(this.ticket, true);
-    // Settled: an established session has no use for it (finish() reads it only during the handshake).
-    this.ticket = undefined;
-    this.ctx.budget.confirmed(username, this.wire.remoteAddress);
-    this.ctx.admission.left(this);
+    this.handshake?.established(username);
+    this.handshake = undefined;
     this.ctx.stats.handshakeSucceeded(protocol);
     this.ctx.log.debug("session established", { user: username, remote: this.wire.remoteAddress, protocol });
     this.pingsSeen = this.machine.pingsReceived ?? 0;
     this.clock = new SessionClock(this.ctx.limits, this.machine.capabilities.peerPings, this, this.ctx.clocks);
-  }
-
-  private resolveKey(username: string): void {
-    this.claimedUser = username;
-    let lookup: ReturnType<KeyStore["lookup"]>;
-    try {
-      // A synchronous ERR_BUSY lands here before anything was sent: the reference client sees a close
-      // before the session nonce, a v2 client the busy signal in place of message 2.
-      const keys = this.ctx.keys;
-      this.abort = new AbortController();
-      lookup = keys.lookupCredential ? keys.lookupCredential(username, this.abort.signal) : keys.lookup(username, this.abort.signal);
-    } catch (e) {
-      const err = toNstpError(e, "ERR_AUTH", "key lookup failed");
-      if (err.code === "ERR_BUSY") {
-        const signal = this.machine.busySignal();
-        if (signal) this.write(signal);
-      }
-      this.fail(err);
-      return;
-    }
-    if (isThenable(lookup)) {
-      lookup.then(
-        (answer) => this.keyResolved(username, answer),
-        (e: unknown) => this.fail(toNstpError(e, "ERR_AUTH", "key lookup failed")),
-      );
-    } else {
-      this.keyResolved(username, lookup);
-    }
-  }
-
-  private keyResolved(username: string, answer: KeyAnswer): void {
-    if (this.done) return;
-    // An unknown user (undefined) proceeds with the machine's fake of the same kind and fails at the
-    // proof, exactly like a wrong password (machine.ts, CredentialFakes).
-    this.key = { username, credential: asCredential(answer) };
-    try {
-      this.handshakeMoved();
-    } catch (e) {
-      this.fail(e);
-    }
-  }
-
-  /**
-   * After input or a key: tells admission of a new handshake step, and once the proof (legacy) or
-   * message 1 (v2) is here with the key, reserves a guess from the budget before judging it: at once,
-   * after the user's backoff, or not at all (over budget: the same failure as a wrong password).
-   */
-  private handshakeMoved(): void {
-    if (this.done || this.session) return;
-    const step = this.machine.handshakeStep;
-    if (step !== this.step) {
-      this.step = step;
-      this.ctx.admission.stepped(this, step);
-    }
-    if (!this.key || this.ticket || !this.machine.judgeable) return;
-    const verdict = this.ctx.budget.reserve(this.wire.remoteAddress, this.key.username);
-    if (verdict.kind === "over") throw new AuthError("over the guessing budget", { cause: verdict.scope });
-    this.ticket = verdict.ticket;
-    if (verdict.delayMs <= 0) this.judge();
-    else this.judgeTimer = setTimeout(() => this.received(() => (this.judge(), [])), verdict.delayMs);
-  }
-
-  /**
-   * v3's curve step, inline on an idle loop or in the pool on a busy one (runCurveJob decides, as
-   * crypto/placement.ts measured); message 2 follows. Its guess was charged before (judge()).
-   */
-  private runCurve(job: v3.VerifierCurveInput): void {
-    void runCurveJob(job, this.ctx.curvePool, { signal: this.abort?.signal }).then((result) => {
-      if (!this.done) this.received(() => this.machine.provideCurve!(result));
-    });
-  }
-
-  /** Provides the key: the machine judges the proof now. */
-  private judge(): void {
-    this.judgeTimer = undefined;
-    const { credential } = this.key!;
-    this.key = undefined;
-    // A wrong password throws here or later (fail() then keeps the guess spent). Once the machine says
-    // the password is right, the guess is refunded: for v2 at message 1, even a replayed one, which
-    // guesses nothing; for a protocol that learns it later (v3: message 3), when the session is.
-    this.apply(this.machine.provideCredential(credential));
-    if (this.ticket && this.machine.passwordVerified) this.ctx.budget.settle(this.ticket, true);
   }
 
   private onMessage(message: Uint8Array): void {
@@ -544,7 +349,7 @@ export class ServerConnection implements WireEvents {
         if (this.done) return;
         this.asyncReplies--;
         this.answered(reply);
-        this.scheduleFlush();
+        this.outbox.schedule();
       } catch (e) {
         this.fail(toNstpError(e, "ERR_PROTOCOL", "message handler failed"));
       }
@@ -558,11 +363,10 @@ export class ServerConnection implements WireEvents {
   }
 
   private queue(bytes: Uint8Array): void {
-    (this.outbox ??= []).push(bytes);
-    this.outboxBytes += bytes.length;
+    this.outbox.push(bytes);
     this.ctx.stats.messageOut(bytes.length);
-    // Bound what one tick can gather: a large burst is sealed as it grows.
-    if (this.outboxBytes >= this.ctx.limits.writeHighWaterMark) this.flush();
+    // Bound what one turn can gather: a large burst is sealed as it grows.
+    if (this.outbox.bytes >= this.ctx.limits.writeHighWaterMark) this.flush();
   }
 
   /** SessionInfo.send: a message the client did not ask for (v2, v3). */
@@ -570,98 +374,55 @@ export class ServerConnection implements WireEvents {
     if (this.done) return Promise.reject(new NstpError("ERR_CLOSED", "session closed"));
     if (!this.machine.capabilities.mayPush) return Promise.reject(new NstpError("ERR_PROTOCOL", "this protocol version cannot send unasked"));
     this.queue(typeof message === "string" ? utf8(message) : message);
-    this.scheduleFlush();
-    if (this.wire.bufferedAmount + this.outboxBytes < this.ctx.limits.writeHighWaterMark) return Promise.resolve();
-    return new Promise((resolve) => (this.drainWaiters ??= []).push(resolve));
-  }
-
-  private scheduleFlush(): void {
-    if (this.flushScheduled || this.inData) return;
-    this.flushScheduled = true;
-    setImmediate(() => {
-      this.flushScheduled = false;
-      this.flush();
-    });
+    this.outbox.schedule();
+    return this.flow.writable(this.outbox.bytes);
   }
 
   /** Seals everything gathered into as few frames as fit, and writes it in one call. */
-  private flush(close = false): void {
-    if (this.done || (!this.outbox && !close)) return;
-    const batch = this.outbox ?? [];
-    const bytes = this.outboxBytes;
-    this.outbox = undefined;
-    this.outboxBytes = 0;
-    const deferred = this.machine.deferred;
-    const aead = deferred && this.aeadFor(bytes, "out");
-    if (aead) {
-      try {
-        aead.send(
-          deferred,
-          batch,
-          close,
-          (wire) => {
-            if (this.dead) return;
-            this.write(wire);
-            this.updateFlow();
-          },
-          (e) => this.fail(e),
-        );
-      } catch (e) {
-        this.fail(e);
-      }
-      return;
-    }
+  private flush(opts: { close?: boolean } = {}): void {
+    if (this.done || (this.outbox.empty && !opts.close)) return;
+    const bytes = this.outbox.bytes;
+    const batch = this.outbox.take();
     try {
-      this.write(this.machine.seal(batch, close));
+      this.aead.seal(
+        batch,
+        bytes,
+        opts,
+        (wire) => {
+          // Sealed in the pool after the peer went away: nothing more to write.
+          if (this.dead) return;
+          this.write(wire);
+          this.updateFlow();
+        },
+        (e) => this.fail(e),
+      );
     } catch (e) {
       this.fail(e);
-      return;
     }
-    this.updateFlow();
   }
 
-  private write(data: Uint8Array): void {
+  write(data: Uint8Array): void {
     if (!data.length) return;
     this.ctx.stats.bytesOut(data.length);
     this.wire.write(data);
   }
 
-  /** Pauses reading while too many messages wait for replies or too many reply bytes wait to leave. */
+  /**
+   * Pauses reading while too many messages wait for replies or too many reply bytes wait to leave
+   * (on the socket, or to be opened in the pool); pushes waiting for the socket wake once it drains.
+   */
   private updateFlow(): void {
     if (this.done) return;
     const { maxPendingMessages, writeHighWaterMark } = this.ctx.limits;
-    const buffered = this.wire.bufferedAmount;
-    const congested =
-      this.pending >= maxPendingMessages || buffered >= writeHighWaterMark || (this.aead?.pendingInBytes ?? 0) >= writeHighWaterMark;
-    this.gate.set(congested);
-    if (buffered < writeHighWaterMark && this.drainWaiters) this.releaseDrainWaiters();
+    this.flow.set(this.pending >= maxPendingMessages || this.flow.writeCongested() || this.aead.pendingInBytes >= writeHighWaterMark);
   }
 
-  private releaseDrainWaiters(): void {
-    const waiters = this.drainWaiters;
-    this.drainWaiters = undefined;
-    if (waiters) for (const w of waiters) w();
+  /** A partly received record or frame must complete within recordTimeoutMs (PartialInputDeadline). */
+  private watchPartialInput(): void {
+    if (!this.done && this.established) this.partialInput.watch();
   }
 
-  /**
-   * A partly received record or frame must complete within recordTimeoutMs, however slowly it
-   * dribbles. One timer, not moved per read: when it fires, input that is still partial and has not
-   * completed a single record or frame since the timer was armed fails the connection; otherwise it
-   * re-arms. A sender streaming large frames back to back (every read ending mid-frame) keeps
-   * completing frames, so it is never cut off.
-   */
-  private armRecordTimer(): void {
-    if (this.done || !this.established || this.recordTimer || !this.machine.hasPartialInput) return;
-    const progress = this.machine.inputProgress;
-    this.recordTimer = setTimeout(() => {
-      this.recordTimer = undefined;
-      if (this.done || !this.machine.hasPartialInput) return;
-      if (this.machine.inputProgress === progress) this.fail(new NstpError("ERR_TIMEOUT", "record incomplete or forged at the deadline"));
-      else this.armRecordTimer();
-    }, this.ctx.limits.recordTimeoutMs);
-  }
-
-  private fail(e: unknown): void {
+  fail(e: unknown): void {
     if (this.done) return;
     const err = toNstpError(e, "ERR_PROTOCOL", "connection failed");
     if (!this.session && err.code === "ERR_TIMEOUT") this.ctx.admission.stalled(this.wire.remoteAddress);
@@ -674,22 +435,14 @@ export class ServerConnection implements WireEvents {
   }
 
   private finish(msg: string, fields: Record<string, string>): void {
-    this.done = true;
-    this.abort?.abort();
-    if (!this.session) {
-      this.ctx.stats.handshaking--;
-      this.ctx.admission.left(this);
-      // Closed while waiting for its judgement: nothing was judged, nothing is charged. Judged and
-      // not settled (a wrong password): the guess stays spent.
-      if (this.ticket && this.judgeTimer) this.ctx.budget.cancel(this.ticket);
-      else if (this.ticket) this.ctx.budget.settle(this.ticket, false);
-    }
-    clearTimeout(this.judgeTimer);
-    clearTimeout(this.handshakeTimer);
-    clearTimeout(this.recordTimer);
+    this.finished = true;
+    if (!this.session) this.ctx.stats.handshaking--;
+    this.handshake?.ended(this.session !== undefined);
+    this.handshakeDeadline.cancel();
+    this.partialInput.cancel();
     this.clock?.stop();
-    this.outbox = undefined;
-    this.releaseDrainWaiters();
+    this.outbox.clear();
+    this.flow.release();
     this.ctx.stats.connectionClosed();
     this.ctx.log.debug(msg, { user: this.session?.username, remote: this.wire.remoteAddress, ...fields });
     this.ctx.onClosed(this);

@@ -6,7 +6,7 @@ import { NstpError, legacy, toHex, utf8 } from "@nstp/core";
 import { CryptoPool } from "@nstp/core/pool";
 import { nativeBackend } from "@nstp/core/crypto/native";
 import { LeakyBuckets } from "./limiter.ts";
-import { DummyKeys, PasswordKeyStore, USERS_FILE_FORMAT, parseUsersFile, userRecord } from "./credentials.ts";
+import { DummyKeys, PasswordKeyStore, StaticKeyStore, USERS_FILE_FORMAT, parseUsersFile, userRecord } from "./credentials.ts";
 
 const salt = legacy.DEMO_DEVICE_SALT;
 
@@ -132,4 +132,17 @@ test("dummy keys: one stable array per unknown name while cached, as a known use
   assert.notEqual(again, a);
   assert.deepEqual(again, a, "re-derived the same, deterministically");
   assert.notDeepEqual(new DummyKeys(nativeBackend).key("mallory"), a, "keyed by a per-process secret");
+});
+
+const filled = (n: number) => new Uint8Array(32).fill(n);
+
+test("StaticKeyStore.replace tells listeners of removed and re-keyed users, not of kept ones", () => {
+  const store = new StaticKeyStore(new Map([["alice", filled(1)], ["bob", filled(2)], ["carol", filled(1)]]));
+  const told: string[] = [];
+  const unsubscribe = store.onUserRemoved((u) => told.push(u));
+  store.replace(new Map([["alice", filled(1)], ["carol", filled(2)], ["dave", filled(2)]]));
+  assert.deepEqual(told.sort(), ["bob", "carol"]);
+  unsubscribe();
+  store.replace(new Map());
+  assert.deepEqual(told.sort(), ["bob", "carol"]);
 });

@@ -4,10 +4,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { legacy } from "@nstp/core";
-import { referencePsk } from "./testing/reference-peer.ts";
-import { v2Handshake } from "./testing/v2-peer.ts";
-import { collectStderr, scrapeMetrics, startServerProcess, type ServerProcess } from "./testing/processes.ts";
-import { haproxyBinary, startHaproxy } from "./testing/haproxy.ts";
+import { collectStderr, haproxyBinary, referencePsk, scrapeMetrics, type ServerProcess, startHaproxy, startServerProcess, v2Handshake } from "@nstp/testkit";
 
 const HAPROXY = haproxyBinary();
 const psk = referencePsk(legacy.DEMO_PASSWORD, Buffer.from(legacy.DEMO_DEVICE_SALT), legacy.DEMO_USERNAME);

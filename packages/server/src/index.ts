@@ -1,5 +1,5 @@
 export { startServer, referenceHandler, DEFAULT_HOST, DEFAULT_LIMITS, type ServerOptions, type RunningServer } from "./server.ts";
-export type { MessageHandler, SessionInfo, ConnectionLimits } from "./connection.ts";
+export type { MessageHandler, SessionInfo, ConnectionLimits } from "./connection-context.ts";
 export * from "./credentials.ts";
 export { ServerStats } from "./stats.ts";
 export { LeakyBuckets, type LeakyBucketsOptions } from "./limiter.ts";
@@ -13,3 +13,4 @@ export { PostgresCredentialStore, PostgresUsersDb, type PostgresStoreOptions } f
 export { openCredentialStore, describeStore } from "./stores/open.ts";
 export { storeKind, SQLITE_SCHEMA, POSTGRES_SCHEMA } from "./stores/schema.ts";
 export { recordsFromUsersFile, recordsToUsersFile, type UsersDb } from "./stores/users-db.ts";
+export { DEVICE_SALT_SIZE } from "./users-records.ts";

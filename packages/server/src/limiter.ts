@@ -42,11 +42,21 @@ export class LeakyBuckets {
     this.leak(b);
     b.level = Math.min(this.opts.maxLevel ?? Infinity, Math.max(0, b.level + n));
     this.buckets.delete(key);
-    if (b.level > 0) {
-      this.buckets.set(key, b);
-      if (this.buckets.size > this.opts.maxKeys) this.buckets.delete(this.buckets.keys().next().value!);
-    }
+    this.store(key, b);
     return b.level;
+  }
+
+  /** Keeps a non-empty bucket as the most recent; past maxKeys the least recently touched goes. */
+  private store(key: string, b: Bucket): void {
+    if (b.level <= 0) return;
+    this.buckets.set(key, b);
+    if (this.buckets.size > this.opts.maxKeys) this.buckets.delete(this.buckets.keys().next().value!);
+  }
+
+  /** Sets the key's level (clamped as add() does) and makes it the most recent. */
+  set(key: string, level: number): void {
+    this.buckets.delete(key);
+    this.store(key, { level: Math.min(this.opts.maxLevel ?? Infinity, Math.max(0, level)), at: this.now() });
   }
 
   get size(): number {

@@ -8,9 +8,7 @@ import * as nodeCrypto from "node:crypto";
 import { type CryptoBackend, legacy } from "@nstp/core";
 import { nativeBackend } from "@nstp/core/crypto/native";
 import { type RunningServer, StaticKeyStore, startServer } from "./index.ts";
-import { referenceHandshake, referencePsk } from "./testing/reference-peer.ts";
-import { v2Handshake } from "./testing/v2-peer.ts";
-import { v3Handshake } from "./testing/v3-peer.ts";
+import { referenceHandshake, referencePsk, v2Handshake, v3Handshake } from "@nstp/testkit";
 
 /** The native backend, counting what its KeyObject cache would import and every HMAC. */
 function counting(): { backend: CryptoBackend; counts: { imports: number; hmacs: number } } {

@@ -5,8 +5,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { legacy } from "@nstp/core";
 import { type ServerOptions, StaticKeyStore, TrustedProxies, renderPrometheus, startServer } from "./index.ts";
-import { Reader, dial, referencePsk } from "./testing/reference-peer.ts";
-import { v2Handshake } from "./testing/v2-peer.ts";
+import { dial, Reader, referencePsk, v2Handshake } from "@nstp/testkit";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 
 const deviceSalt = legacy.DEMO_DEVICE_SALT;

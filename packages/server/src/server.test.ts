@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { type Transport, legacy } from "@nstp/core";
 import { detectRuntime, nodeTransport, transportByName } from "@nstp/core/node";
 import { type RunningServer, StaticKeyStore, startServer } from "./index.ts";
-import { byteByByte, dial, Reader, referenceHandshake, referencePsk } from "./testing/reference-peer.ts";
+import { byteByByte, dial, Reader, referenceHandshake, referencePsk } from "@nstp/testkit";
 
 const deviceSalt = Buffer.from(legacy.DEMO_DEVICE_SALT);
 const psk = referencePsk("userpassword", deviceSalt, "alice");

@@ -3,7 +3,8 @@ import { type CryptoBackend, type Logger, type Transport, DEFAULT_FLUSH_TIMEOUT_
 import { defaultTransport, silentLogger } from "@nstp/core/node";
 import { type CryptoPool, warmCurve } from "@nstp/core/pool";
 import { nativeBackend } from "@nstp/core/crypto/native";
-import { type ConnectionLimits, type MessageHandler, ServerConnection } from "./connection.ts";
+import type { ConnectionLimits, MessageHandler } from "./connection-context.ts";
+import { ServerConnection } from "./connection.ts";
 import { DummyKeys, type KeyStore } from "./credentials.ts";
 import { type AdmissionOptions, DEFAULT_ADMISSION, HandshakeAdmission } from "./admission.ts";
 import { type BucketOptions, DEFAULT_ADDRESS_BUDGET, DEFAULT_USER_BUDGET, GuessBudget, type SharedUserBudget } from "./budget.ts";

@@ -9,7 +9,7 @@ import { fromHex } from "@nstp/core";
 import { detectRuntime } from "@nstp/core/node";
 import { parseUsersFile } from "./credentials.ts";
 import { withUsersFileLock, writeFileAtomic } from "./users-file.ts";
-import { BIN, USERS_CLI } from "./testing/processes.ts";
+import { BIN, USERS_CLI } from "@nstp/testkit";
 
 const mode = (p: string) => statSync(p).mode & 0o777;
 

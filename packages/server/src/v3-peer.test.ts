@@ -8,8 +8,7 @@ import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { type CryptoBackend, type Output, utf8, v3 } from "@nstp/core";
 import { BACKENDS } from "@nstp/core/node";
-import { Reader, dial } from "./testing/reference-peer.ts";
-import { V3PeerHandshake, peerKeys, v3Handshake } from "./testing/v3-peer.ts";
+import { dial, peerKeys, Reader, v3Handshake, V3PeerHandshake } from "@nstp/testkit";
 
 const DEVICE_SALT = Buffer.from("00112233445566778899aabbccddeeff", "hex");
 const PSK = Buffer.alloc(32, 0x5a);
@@ -29,7 +28,7 @@ function machineServer(crypto: CryptoBackend): Promise<{ port: number; failures:
         if (o.type === "send") socket.write(o.data);
         else if (o.type === "need-key") apply(machine.provideVerifier(o.username === "alice" ? record : fakes.record(utf8(o.username))));
         else if (o.type === "message") socket.write(machine.seal([o.data]));
-        else if (o.type === "closed") socket.end(machine.seal([], true));
+        else if (o.type === "closed") socket.end(machine.seal([], { close: true }));
       }
     };
     socket.on("data", (d) => {

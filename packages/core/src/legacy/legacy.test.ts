@@ -11,7 +11,7 @@ import { LegacyClient } from "./client.ts";
 import { LegacyServer } from "./server.ts";
 import { derivePsk, sessionKey } from "./keys.ts";
 import { MAX_FALSE_BOUNDARIES } from "./server.ts";
-import { plantedRecord } from "../testing/planted-record.ts";
+import { plantedRecord } from "@nstp/testkit";
 
 interface Vector {
   name: string; device_salt: string; username: string; password: string; client_nonce: string; session_nonce: string;

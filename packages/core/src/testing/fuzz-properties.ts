@@ -5,7 +5,7 @@
  * fuzz.test.ts (a short pass) and scripts/fuzz.ts (a million cases or more); fast-check prints the
  * seed and path of every failure, so `--seed` replays it.
  */
-import fc from "fast-check";
+import { type FuzzProperty, fc, p } from "@nstp/testkit";
 import { nativeBackend } from "../crypto/index.ts";
 import { NstpError } from "../errors.ts";
 import type { Output } from "../events.ts";
@@ -16,7 +16,8 @@ import { MessageAssembly, retainedLimit } from "../v2/assembly.ts";
 import { CHUNK_HEADER_SIZE, MAX_FRAME_PLAINTEXT } from "../v2/wire.ts";
 import { parseClientHello } from "../legacy/wire.ts";
 import { CipherState } from "../noise/cipher-state.ts";
-import { FrameReader, FrameWriter } from "../v2/framing.ts";
+import { FrameReader } from "../v2/reader.ts";
+import { FrameWriter } from "../v2/writer.ts";
 import { V2Client } from "../v2/client.ts";
 import { V2Server } from "../v2/server.ts";
 import { CHUNK_PING, parsePreamble } from "../v2/wire.ts";
@@ -148,16 +149,7 @@ function legacyPair(backend: CryptoBackend): { server: LegacyServer; client: Leg
   return { server, client, sessionNonce, fed: hello.length + proof.data.length };
 }
 
-export interface FuzzProperty {
-  name: string;
-  property: fc.IProperty<never>;
-}
-
-// Each property is typed loosely for the table; fast-check checks its own arguments.
-export const p = <T extends unknown[]>(name: string, arbs: { [K in keyof T]: fc.Arbitrary<T[K]> }, f: (...args: T) => void): FuzzProperty => ({
-  name,
-  property: fc.property(...(arbs as unknown as [fc.Arbitrary<unknown>]), f as (...a: unknown[]) => void) as unknown as fc.IProperty<never>,
-});
+export { type FuzzProperty, p };
 
 export const FUZZ_PROPERTIES: FuzzProperty[] = [
   p("v2 preamble parser: random bytes", [arbBytes], (b: Uint8Array) => {

@@ -43,10 +43,10 @@ type ClientState =
 
 const EMPTY = new Uint8Array(0);
 
-export class V2Client extends V2Endpoint implements ClientMachine {
+export class V2Client extends V2Endpoint<ClientState> implements ClientMachine {
   readonly protocol = "v2" as const;
   readonly username: string;
-  private state: ClientState = { kind: "start" };
+  protected state: ClientState = { kind: "start" };
   private readonly opts: V2ClientOptions;
   private readonly preamble: Uint8Array;
 
@@ -56,18 +56,6 @@ export class V2Client extends V2Endpoint implements ClientMachine {
     this.opts = opts;
     this.username = opts.username;
     this.preamble = encodePreamble(utf8(opts.username));
-  }
-
-  protected channel(): Channel | undefined {
-    return this.state.kind === "established" ? this.state.channel : undefined;
-  }
-
-  protected markFailed(): void {
-    this.state = { kind: "failed" };
-  }
-
-  get stateName(): ClientState["kind"] {
-    return this.state.kind;
   }
 
   start(): Output[] {

@@ -2,21 +2,47 @@
  * What both v2 roles do once established, in one place: seal, and the split/accept and prepare pair
  * that lets the driver run the AEAD in the worker pool. Any error marks the machine failed.
  */
+import type { ByteQueue } from "../bytes.ts";
 import { ProtocolError } from "../errors.ts";
 import type { Output } from "../events.ts";
-import type { Capabilities, DeferredAead } from "../machine.ts";
+import type { Capabilities, DeferredAead, SealOptions } from "../machine.ts";
 import type { Channel } from "./channel.ts";
-import type { AeadJob, PreparedFrames } from "./framing.ts";
+import type { AeadJob } from "./cipher.ts";
+import type { PreparedFrames } from "./writer.ts";
 
 /** v2's transport (and v3's, which reuses it): pushes both ways, pings, frames sealable in the pool. */
 export const STREAM_CAPABILITIES: Capabilities = { mayPush: true, oneReplyPerMessage: false, peerPings: true };
 
-export abstract class V2Endpoint implements DeferredAead {
-  abstract readonly stateName: string;
+/**
+ * The states every endpoint on this transport ends in: its role's own handshake states come first
+ * (each machine names its own), then these two.
+ */
+export type EndpointEnd = { kind: "established"; channel: Channel } | { kind: "failed" };
+
+export abstract class V2Endpoint<S extends { kind: string }> implements DeferredAead {
+  /** The role's state: its handshake states, then EndpointEnd's. */
+  protected abstract state: S;
   readonly capabilities = STREAM_CAPABILITIES;
+
+  get stateName(): S["kind"] {
+    return this.state.kind;
+  }
+
   /** The established channel, or undefined before (and after failure). */
-  protected abstract channel(): Channel | undefined;
-  protected abstract markFailed(): void;
+  protected channel(): Channel | undefined {
+    // S includes EndpointEnd's established state (each role's union lists it); only it has a channel.
+    const s = this.state as unknown as { kind: string; channel?: Channel };
+    return s.kind === "established" ? s.channel : undefined;
+  }
+
+  /** Any error: the machine is failed from now on, and holds nothing more. */
+  protected markFailed(): void {
+    this.state = { kind: "failed" } as EndpointEnd as unknown as S;
+    this.releaseInput();
+  }
+
+  /** What a role holds of its handshake's input, dropped when it fails (the servers' inbox). */
+  protected releaseInput(): void {}
 
   get hasPartialInput(): boolean {
     return this.channel()?.reader.hasPartialInput ?? false;
@@ -53,8 +79,8 @@ export abstract class V2Endpoint implements DeferredAead {
   }
 
   /** Packs messages (and a close chunk if asked) into as few frames as fit. */
-  seal(messages: readonly Uint8Array[], close = false): Uint8Array {
-    return this.requireChannel("send").writer.seal(messages, close);
+  seal(messages: readonly Uint8Array[], opts?: SealOptions): Uint8Array {
+    return this.requireChannel("send").writer.seal(messages, opts?.close ?? false);
   }
 
   /** One frame holding one empty ping chunk: the client's key confirmation, or a keepalive. */
@@ -63,8 +89,8 @@ export abstract class V2Endpoint implements DeferredAead {
   }
 
   /** Frames laid out with their nonces taken, to seal in the worker pool. */
-  prepare(messages: readonly Uint8Array[], close = false): PreparedFrames {
-    return this.requireChannel("send").writer.prepare(messages, close);
+  prepare(messages: readonly Uint8Array[], opts?: SealOptions): PreparedFrames {
+    return this.requireChannel("send").writer.prepare(messages, opts?.close ?? false);
   }
 
   /** The frames `chunk` completes, to open in the worker pool; then acceptFrames(). */
@@ -74,10 +100,8 @@ export abstract class V2Endpoint implements DeferredAead {
 
   /** The opened frames from splitFrames(), in order: outputs as receive() would give them. */
   acceptFrames(plaintexts: readonly (Uint8Array | null)[]): Output[] {
-    return this.guard(() => {
-      const out: Output[] = [];
+    return this.collect((out) => {
       this.requireChannel("data").reader.accept(plaintexts, out);
-      return out;
     });
   }
 
@@ -87,12 +111,31 @@ export abstract class V2Endpoint implements DeferredAead {
    * the rest goes to the established channel.
    */
   protected receiveAfterHandshake(chunk: Uint8Array, handshake: ((chunk: Uint8Array, out: Output[]) => number) | undefined): Output[] {
-    return this.guard(() => {
-      const out: Output[] = [];
+    return this.collect((out) => {
       const used = handshake ? handshake(chunk, out) : 0;
       if (used < chunk.length) this.requireChannel("data").receive(chunk.subarray(used), out);
+    });
+  }
+
+  /** Runs `f` with a fresh output list under guard(), and returns the list. */
+  protected collect(f: (out: Output[]) => void): Output[] {
+    return this.guard(() => {
+      const out: Output[] = [];
+      f(out);
       return out;
     });
+  }
+
+  /**
+   * A server's first step: the preamble `parse` finds at the front of `inbox`, consumed, and the
+   * driver asked for the user's key ("need-key"); undefined while it is incomplete.
+   */
+  protected takePreamble<P extends { bytes: Uint8Array; username: string }>(inbox: ByteQueue, parse: (head: Uint8Array) => P | undefined, out: Output[]): P | undefined {
+    const preamble = parse(inbox.view());
+    if (!preamble) return undefined;
+    inbox.consume(preamble.bytes.length);
+    out.push({ type: "need-key", username: preamble.username });
+    return preamble;
   }
 
   /** Runs `f`; a thrown error fails the machine before it propagates. */

@@ -52,9 +52,9 @@ type ServerState =
 const EMPTY = new Uint8Array(0);
 const MESSAGE1_SIZE = LENGTH_SIZE + HANDSHAKE_MESSAGE_SIZE;
 
-export class V2Server extends V2Endpoint implements ServerMachine {
+export class V2Server extends V2Endpoint<ServerState> implements ServerMachine {
   readonly protocol = "v2" as const;
-  private state: ServerState = { kind: "start" };
+  protected state: ServerState = { kind: "start" };
   private readonly opts: V2ServerOptions;
   /** Holds the preamble and message 1 only: the client cannot send more before message 2. */
   private readonly inbox = new ByteQueue(PREAMBLE_MAGIC.length + 1 + MAX_USERNAME_SIZE + MESSAGE1_SIZE, 64);
@@ -64,16 +64,8 @@ export class V2Server extends V2Endpoint implements ServerMachine {
     this.opts = opts;
   }
 
-  protected channel(): Channel | undefined {
-    return this.state.kind === "established" ? this.state.channel : undefined;
-  }
-
-  protected markFailed(): void {
-    this.fail();
-  }
-
-  get stateName(): ServerState["kind"] {
-    return this.state.kind;
+  protected override releaseInput(): void {
+    this.inbox.clear();
   }
 
   get username(): string | undefined {
@@ -118,15 +110,13 @@ export class V2Server extends V2Endpoint implements ServerMachine {
   }
 
   receive(chunk: Uint8Array): Output[] {
-    return this.guard(() => {
-      const out: Output[] = [];
+    return this.collect((out) => {
       if (this.state.kind === "established" || this.state.kind === "responseSent") this.state.channel.receive(chunk, out);
       else if (this.state.kind === "failed") throw new ProtocolError("data after failure");
       else {
         if (!this.inbox.push(chunk)) throw new ProtocolError("data before the handshake completed");
         this.process(out);
       }
-      return out;
     });
   }
 
@@ -140,26 +130,15 @@ export class V2Server extends V2Endpoint implements ServerMachine {
     const s = this.state;
     if (s.kind !== "preambleConsumed" || s.key) throw new ProtocolError(`key provided in state ${s.kind}`);
     s.key = psk;
-    return this.guard(() => {
-      const out: Output[] = [];
-      this.process(out);
-      return out;
-    });
-  }
-
-  private fail(): void {
-    this.state = { kind: "failed" };
-    this.inbox.clear();
+    return this.collect((out) => this.process(out));
   }
 
   private process(out: Output[]): void {
     const s = this.state;
     if (s.kind === "start") {
-      const preamble = parsePreamble(this.inbox.view());
+      const preamble = this.takePreamble(this.inbox, parsePreamble, out);
       if (!preamble) return;
-      this.inbox.consume(preamble.bytes.length);
       this.state = { kind: "preambleConsumed", preamble };
-      out.push({ type: "need-key", username: preamble.username });
       this.process(out);
       return;
     }

@@ -8,7 +8,8 @@ import type { Output } from "../events.ts";
 import { CipherState } from "../noise/cipher-state.ts";
 import { ServerDispatch } from "../dispatch.ts";
 import { parseProtocolList } from "../registry.ts";
-import { FrameReader, FrameWriter } from "./framing.ts";
+import { FrameReader } from "./reader.ts";
+import { FrameWriter } from "./writer.ts";
 import { V2Client } from "./client.ts";
 import { V2Server } from "./server.ts";
 import { BUSY_SIGNAL, CHUNK_HEADER_SIZE, LENGTH_SIZE, MAX_CHUNK_BODY, TAG_SIZE } from "./wire.ts";
@@ -89,7 +90,7 @@ describe("v2 handshake", () => {
       assert.equal(server.stateName, "responseSent");
       // The server sends nothing after message 2 until the client has proven its keys.
       assert.throws(() => server.seal([utf8("push")]), { code: "ERR_PROTOCOL" });
-      assert.throws(() => server.seal([], true), { code: "ERR_PROTOCOL" });
+      assert.throws(() => server.seal([], { close: true }), { code: "ERR_PROTOCOL" });
       assert.throws(() => server.prepare([utf8("push")]), { code: "ERR_PROTOCOL" });
       assert.throws(() => server.ping(), { code: "ERR_PROTOCOL" });
       // The replayer lacks the ephemeral key behind message 1, so any first frame it makes fails its tag.

@@ -40,10 +40,10 @@ type ClientState =
   | { kind: "established"; channel: Channel }
   | { kind: "failed" };
 
-export class V3Client extends V2Endpoint implements ClientMachine {
+export class V3Client extends V2Endpoint<ClientState> implements ClientMachine {
   readonly protocol = "v3" as const;
   readonly username: string;
-  private state: ClientState = { kind: "start" };
+  protected state: ClientState = { kind: "start" };
   private readonly opts: V3ClientOptions;
   private readonly preamble: Uint8Array;
 
@@ -53,18 +53,6 @@ export class V3Client extends V2Endpoint implements ClientMachine {
     this.opts = opts;
     this.username = opts.username;
     this.preamble = encodeV3Preamble(utf8(opts.username));
-  }
-
-  protected channel(): Channel | undefined {
-    return this.state.kind === "established" ? this.state.channel : undefined;
-  }
-
-  protected markFailed(): void {
-    this.state = { kind: "failed" };
-  }
-
-  get stateName(): ClientState["kind"] {
-    return this.state.kind;
   }
 
   /** The preamble and message 1, in one write. */

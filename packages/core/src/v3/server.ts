@@ -67,9 +67,9 @@ type ServerState =
   | { kind: "established"; username: string; channel: Channel }
   | { kind: "failed" };
 
-export class V3Server extends V2Endpoint implements ServerMachine {
+export class V3Server extends V2Endpoint<ServerState> implements ServerMachine {
   readonly protocol = "v3" as const;
-  private state: ServerState = { kind: "start" };
+  protected state: ServerState = { kind: "start" };
   private readonly opts: V3ServerOptions;
   /** The preamble and message 1, then message 3: nothing else may arrive before the session. */
   private readonly inbox = new ByteQueue(MAX_PREAMBLE_SIZE + MESSAGE1_SIZE, 64);
@@ -79,17 +79,8 @@ export class V3Server extends V2Endpoint implements ServerMachine {
     this.opts = opts;
   }
 
-  protected channel(): Channel | undefined {
-    return this.state.kind === "established" ? this.state.channel : undefined;
-  }
-
-  protected markFailed(): void {
-    this.state = { kind: "failed" };
+  protected override releaseInput(): void {
     this.inbox.clear();
-  }
-
-  get stateName(): ServerState["kind"] {
-    return this.state.kind;
   }
 
   get username(): string | undefined {
@@ -136,11 +127,9 @@ export class V3Server extends V2Endpoint implements ServerMachine {
     const s = this.state;
     if (s.kind === "responseSent") return this.receiveAfterHandshake(chunk, (c, out) => this.receiveConfirmation(s, c, out));
     if (s.kind !== "start" && s.kind !== "preambleReceived") return this.receiveAfterHandshake(chunk, undefined);
-    return this.guard(() => {
-      const out: Output[] = [];
+    return this.collect((out) => {
       if (!this.inbox.push(chunk)) throw new ProtocolError("data before the handshake completed");
       this.process(out);
-      return out;
     });
   }
 
@@ -148,11 +137,9 @@ export class V3Server extends V2Endpoint implements ServerMachine {
   provideVerifier(record: Verifier): Output[] {
     const s = this.state;
     if (s.kind !== "preambleReceived" || s.record) throw new ProtocolError(`record provided in state ${s.kind}`);
-    return this.guard(() => {
+    return this.collect((out) => {
       s.record = checkVerifier(record);
-      const out: Output[] = [];
       this.process(out);
-      return out;
     });
   }
 
@@ -180,22 +167,18 @@ export class V3Server extends V2Endpoint implements ServerMachine {
   provideCurve(result: VerifierCurveResult | Error): Output[] {
     const s = this.state;
     if (s.kind !== "curvePending") throw new ProtocolError(`curve result in state ${s.kind}`);
-    return this.guard(() => {
+    return this.collect((out) => {
       if (result instanceof Error) throw new AuthError("message 1 did not verify", { cause: result });
-      const out: Output[] = [];
       this.respond(s.preamble, s.job, result, out);
-      return out;
     });
   }
 
   private process(out: Output[]): void {
     const s = this.state;
     if (s.kind === "start") {
-      const preamble = parseV3Preamble(this.inbox.view());
+      const preamble = this.takePreamble(this.inbox, parseV3Preamble, out);
       if (!preamble) return;
-      this.inbox.consume(preamble.bytes.length);
       this.state = { kind: "preambleReceived", preamble };
-      out.push({ type: "need-key", username: preamble.username });
       this.process(out);
       return;
     }

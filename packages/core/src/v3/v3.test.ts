@@ -66,7 +66,7 @@ for (const crypto of Object.values(BACKENDS)) {
     test("the transport is v2's: rekeying and the close chunk work across it", () => {
       const { client, server } = established(crypto, 3);
       for (let i = 0; i < 10; i++) assert.deepEqual(messages(server.receive(client.seal([utf8(`m${i}`)]))), [utf8(`m${i}`)]);
-      assert.deepEqual(server.receive(client.seal([], true)), [{ type: "closed" }]);
+      assert.deepEqual(server.receive(client.seal([], { close: true })), [{ type: "closed" }]);
     });
   });
 }
@@ -188,7 +188,7 @@ describe("v3 handshake", () => {
     assert.equal(server.stateName, "responseSent");
     assert.throws(() => server.seal([utf8("early push")]), { code: "ERR_PROTOCOL" });
     const f = handshake(crypto);
-    assert.throws(() => f.server.seal([], true), { code: "ERR_PROTOCOL" });
+    assert.throws(() => f.server.seal([], { close: true }), { code: "ERR_PROTOCOL" });
     assert.equal(f.server.receive(message3.subarray(0, 10)).length, 0, "a partial message 3 yields nothing");
   });
 });

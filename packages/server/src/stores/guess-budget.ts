@@ -12,6 +12,7 @@
 import type postgres from "postgres";
 import { type Logger, fromHex, toHex, utf8 } from "@nstp/core";
 import { silentLogger } from "@nstp/core/node";
+import { LeakyBuckets } from "../limiter.ts";
 
 export const GUESS_CHANNEL = "nstp_guesses";
 
@@ -24,11 +25,6 @@ export interface GuessBudgetOptions {
   log?: Logger;
 }
 
-interface Bucket {
-  tokens: number;
-  at: number;
-}
-
 /** A row's tokens refilled to now on the database's clock (SQL fragment). */
 function refilled(sql: postgres.Sql, opts: GuessBudgetOptions): postgres.Fragment {
   return sql`LEAST(${opts.burst}::float8, tokens + ((extract(epoch FROM clock_timestamp()) * 1000)::bigint - at_ms) / 1000.0 * ${opts.refillPerSecond}::float8)`;
@@ -37,8 +33,11 @@ function refilled(sql: postgres.Sql, opts: GuessBudgetOptions): postgres.Fragmen
 export class PostgresGuessBudget {
   private readonly sql: postgres.Sql;
   private readonly opts: GuessBudgetOptions;
-  private readonly now: () => number;
-  private readonly local = new Map<string, Bucket>();
+  /**
+   * The local view: each user's spent tokens as a leaky bucket's level (tokens = burst − level),
+   * refilled by leaking, bounded to maxUsers, least recently touched forgotten first.
+   */
+  private readonly local: LeakyBuckets;
   private unlisten: (() => Promise<void>) | undefined;
   /** Writes to the database not yet answered (bounded: beyond maxUsers they are dropped, the local view still counts). */
   private pending = 0;
@@ -46,7 +45,7 @@ export class PostgresGuessBudget {
   private constructor(sql: postgres.Sql, opts: GuessBudgetOptions) {
     this.sql = sql;
     this.opts = opts;
-    this.now = opts.now ?? (() => performance.now());
+    this.local = new LeakyBuckets({ leakPerSecond: opts.refillPerSecond, maxLevel: opts.burst, maxKeys: opts.maxUsers ?? 65_536, now: opts.now });
   }
 
   /** Uses `sql` (the store's connection pool); LISTENs for buckets other hosts emptied. */
@@ -63,16 +62,12 @@ export class PostgresGuessBudget {
 
   /** Whether `username` may be tried now, from the local view. */
   allows(username: string): boolean {
-    const b = this.local.get(username);
-    return !b || this.refill(b) >= 1;
+    return this.opts.burst - this.local.level(username) >= 1;
   }
 
   /** Records one failed authentication of `username`, here at once and in the shared row. */
   failed(username: string): void {
-    const b = this.local.get(username) ?? { tokens: this.opts.burst, at: this.now() };
-    this.refill(b);
-    b.tokens = Math.max(0, b.tokens - 1);
-    this.touch(username, b);
+    this.local.add(username, 1);
     if (this.pending >= (this.opts.maxUsers ?? 65_536)) return;
     this.pending++;
     void this.record(username).finally(() => this.pending--);
@@ -108,21 +103,9 @@ export class PostgresGuessBudget {
     }
   }
 
+  /** The shared row's tokens for `username` (refilled to now) replace the local view's. */
   set(username: string, tokens: number): void {
-    this.touch(username, { tokens, at: this.now() });
-  }
-
-  private touch(username: string, b: Bucket): void {
-    this.local.delete(username);
-    this.local.set(username, b);
-    if (this.local.size > (this.opts.maxUsers ?? 65_536)) this.local.delete(this.local.keys().next().value!);
-  }
-
-  private refill(b: Bucket): number {
-    const t = this.now();
-    b.tokens = Math.min(this.opts.burst, b.tokens + ((t - b.at) / 1000) * this.opts.refillPerSecond);
-    b.at = t;
-    return b.tokens;
+    this.local.set(username, this.opts.burst - tokens);
   }
 
   async close(): Promise<void> {

@@ -7,15 +7,11 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { NstpError, legacy, toHex } from "@nstp/core";
-import { detectRuntime } from "@nstp/core/node";
-import { nativeBackend } from "@nstp/core/crypto/native";
-import { connect } from "../../../client/src/index.ts";
-import { startServer } from "../server.ts";
 import { SqliteCredentialStore, SqliteUsersDb } from "./sqlite-store.ts";
 import { openSqlite } from "./sqlite-driver.ts";
 import { recordsFromUsersFile, recordsToUsersFile } from "./users-db.ts";
 import { storeKind } from "./schema.ts";
-import { type ServerProcess, runUsersCli, scrapeMetrics, startServerProcess } from "../testing/processes.ts";
+import { within } from "@nstp/testkit";
 
 const deviceSalt = legacy.DEMO_DEVICE_SALT;
 const key = (n: number) => new Uint8Array(32).fill(n);
@@ -24,15 +20,6 @@ const L = Uint8Array.from({ length: 65 }, (_, i) => (i === 0 ? 4 : i));
 function tempDb(): { path: string; done(): void } {
   const dir = mkdtempSync(join(tmpdir(), "nstp-sqlite-"));
   return { path: join(dir, "users.db"), done: () => rmSync(dir, { recursive: true, force: true }) };
-}
-
-/** Polls `check` every 20 ms for up to `ms`; true once it holds. */
-async function within(ms: number, check: () => boolean | Promise<boolean>): Promise<boolean> {
-  for (const end = Date.now() + ms; Date.now() < end; ) {
-    if (await check()) return true;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  return check();
 }
 
 test("--users values name their store by prefix or extension", () => {
@@ -152,58 +139,3 @@ test("JSON users files import into a database and export back, keys checked agai
   }
 });
 
-test("a server on the store: a user added is served; removed, her open session ends and she is refused; no restart", async () => {
-  const t = tempDb();
-  const w = await SqliteUsersDb.open(t.path, deviceSalt);
-  const psk = await legacy.derivePsk(nativeBackend, { username: "dora", password: "d", deviceSalt });
-  const store = await SqliteCredentialStore.open({ path: t.path, deviceSalt, pollMs: 100 });
-  const server = await startServer({ keys: store, port: 0 });
-  const attempt = () => connect({ port: server.port, username: "dora", psk, deviceSalt }).then(async (s) => (await s.close(), "ok"), (e: NstpError) => e.code);
-  try {
-    assert.equal(await attempt(), "ERR_AUTH");
-    await w.put({ username: "dora", psk });
-    assert.ok(await within(1000, async () => (await attempt()) === "ok"), "dora served within a second");
-    const live = await connect({ port: server.port, username: "dora", psk, deviceSalt });
-    await w.remove("dora");
-    assert.ok(await within(1000, () => live.closed), "dora's open session ended within a second");
-    assert.equal(server.stats.sessionsEnded.user_removed, 1);
-    assert.equal(await attempt(), "ERR_AUTH", "and she is refused");
-  } finally {
-    await server.close();
-    await store.close();
-    await w.close();
-    t.done();
-  }
-});
-
-test("users.db shared by a Bun and a Node server process: the CLI's changes reach both within a second, no SIGHUP", { skip: detectRuntime() !== "bun" && "spawned from the Bun run", timeout: 120_000 }, async () => {
-  const t = tempDb();
-  const servers: ServerProcess[] = [];
-  const derive = (u: string, p: string) => legacy.derivePsk(nativeBackend, { username: u, password: p, deviceSalt });
-  const attempt = (port: number, u: string, psk: Uint8Array) =>
-    connect({ port, username: u, psk, deviceSalt }).then(async (s) => (await s.close(), "ok"), (e: NstpError) => e.code);
-  try {
-    await runUsersCli("bun", ["add", "erin", "--file", t.path, "--device-salt", toHex(deviceSalt)], "erin-pw\n");
-    for (const rt of ["bun", "node"] as const) {
-      servers.push(await startServerProcess(rt, ["--port", "0", "--users", t.path, "--metrics", "127.0.0.1:0", "--log-level", "warn", "--summary-interval", "0", "--shutdown-grace", "1"]));
-    }
-    const erin = await derive("erin", "erin-pw");
-    for (const s of servers) assert.equal(await attempt(s.port, "erin", erin), "ok");
-    await runUsersCli("node", ["add", "frank", "--file", `sqlite:${t.path}`], "frank-pw\n");
-    const frank = await derive("frank", "frank-pw");
-    for (const s of servers) assert.ok(await within(1000, async () => (await attempt(s.port, "frank", frank)) === "ok"), `frank on ${s.port}`);
-    await runUsersCli("bun", ["disable", "frank", "--file", t.path]);
-    for (const s of servers) assert.ok(await within(1000, async () => (await attempt(s.port, "frank", frank)) === "ERR_AUTH"), `frank disabled on ${s.port}`);
-    assert.equal(await runUsersCli("node", ["list", "--file", t.path]), "erin\nfrank (disabled)\n");
-    const exported = JSON.parse(await runUsersCli("bun", ["export", "--file", t.path]));
-    assert.deepEqual(Object.keys(exported.users), ["erin", "frank"]);
-    for (const s of servers) {
-      const m = await scrapeMetrics(s.metricsPort!);
-      assert.equal(m.get("nstp_store_up"), 1);
-      assert.ok((m.get("nstp_store_cached_records") ?? 0) >= 1);
-    }
-  } finally {
-    for (const s of servers) s.child.kill("SIGTERM");
-    t.done();
-  }
-});

@@ -6,7 +6,7 @@
  * handshake of a marked source before any other, then the one stalled longest since its last step; never one accepted
  * less than two turns ago; over the cap until the next turn, up to twice the cap, then refusal).
  */
-import { type FuzzProperty, fc } from "../../../core/src/testing/fuzz-properties.ts";
+import { type FuzzProperty, fc } from "@nstp/testkit";
 import { type Contender, HandshakeAdmission } from "../admission.ts";
 import { GuessBudget } from "../budget.ts";
 

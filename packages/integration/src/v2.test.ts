@@ -6,10 +6,9 @@ import { type Transport, legacy } from "@nstp/core";
 import { detectRuntime, nodeTransport, transportByName } from "@nstp/core/node";
 import { CryptoPool } from "@nstp/core/pool";
 import { nobleBackend } from "@nstp/core/crypto/noble";
-import { connect } from "../../client/src/index.ts";
-import { type MessageHandler, type RunningServer, StaticKeyStore, referenceHandler, startServer } from "./index.ts";
-import { referenceHandshake, referencePsk } from "./testing/reference-peer.ts";
-import { v2Handshake } from "./testing/v2-peer.ts";
+import { connect } from "@nstp/client";
+import { type MessageHandler, type RunningServer, StaticKeyStore, referenceHandler, startServer } from "@nstp/server";
+import { referenceHandshake, referencePsk, v2Handshake } from "@nstp/testkit";
 
 const deviceSalt = legacy.DEMO_DEVICE_SALT;
 const psk = referencePsk("userpassword", Buffer.from(deviceSalt), "alice");

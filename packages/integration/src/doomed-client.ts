@@ -4,8 +4,7 @@
  * Prints "ready" once it is where it should be.
  */
 import { legacy } from "@nstp/core";
-import { Reader, dial, referencePsk } from "./reference-peer.ts";
-import { v2Handshake } from "./v2-peer.ts";
+import { dial, Reader, referencePsk, v2Handshake } from "@nstp/testkit";
 
 const [port, mode] = [Number(process.argv[2]), process.argv[3]];
 const psk = referencePsk(legacy.DEMO_PASSWORD, Buffer.from(legacy.DEMO_DEVICE_SALT), legacy.DEMO_USERNAME);

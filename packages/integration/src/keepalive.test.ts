@@ -7,10 +7,9 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { NstpError, type Transport, legacy } from "@nstp/core";
 import { detectRuntime, nodeTransport, transportByName } from "@nstp/core/node";
-import { connect } from "../../client/src/index.ts";
-import { StaticKeyStore, startServer } from "./index.ts";
-import { referencePsk } from "./testing/reference-peer.ts";
-import { startFreezingProxy } from "./testing/freezing-proxy.ts";
+import { connect } from "@nstp/client";
+import { StaticKeyStore, startServer } from "@nstp/server";
+import { referencePsk, startFreezingProxy } from "@nstp/testkit";
 
 const deviceSalt = Buffer.from(legacy.DEMO_DEVICE_SALT);
 const alice = new Uint8Array(referencePsk("userpassword", deviceSalt, "alice"));

@@ -12,15 +12,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { legacy } from "@nstp/core";
 import { detectRuntime } from "@nstp/core/node";
-import { type Session, connect, connectWithBackoff } from "../../client/src/index.ts";
-import { Reader, dial, referenceHandshake, referencePsk } from "./testing/reference-peer.ts";
-import { v2Handshake } from "./testing/v2-peer.ts";
-import { V3PeerHandshake, peerKeys, v3Handshake } from "./testing/v3-peer.ts";
+import { type Session, connect, connectWithBackoff } from "@nstp/client";
+import { BIN, dial, peerKeys, plantedRecord, Reader, referenceHandshake, referencePsk, ROOT, scrapeMetrics as metrics, type ServerProcess, spawnUntil, startServerProcess, v2Handshake, v3Handshake, V3PeerHandshake, wrongGuess } from "@nstp/testkit";
 import { p256 } from "@noble/curves/nist.js";
-import { BIN, type ServerProcess, scrapeMetrics as metrics, spawnUntil, startServerProcess } from "./testing/processes.ts";
-import { wrongGuess } from "./testing/flood.ts";
-import { USERS_FILE_FORMAT, userRecord } from "./credentials.ts";
-import { plantedRecord } from "../../core/src/testing/planted-record.ts";
+import { USERS_FILE_FORMAT, userRecord } from "@nstp/server";
 
 const onBun = detectRuntime() === "bun";
 const psk = referencePsk(legacy.DEMO_PASSWORD, Buffer.from(legacy.DEMO_DEVICE_SALT), legacy.DEMO_USERNAME);
@@ -299,7 +294,7 @@ for (const runtime of ["bun", "node"] as const) {
         connect({ port: p.port, username: "alice", psk: new Uint8Array(psk), deviceSalt: legacy.DEMO_DEVICE_SALT, protocol, limits: { keepaliveMs: KEEPALIVE_MS } });
       const resident = await login("v2");
       // The attacker is a process of its own (a client sharing its event loop would be slowed by it).
-      const { child: flood } = await spawnUntil(BIN.bun, [new URL("./testing/flood-cli.ts", import.meta.url).pathname, String(p.port), "2000", "30"], /flooding 2000/);
+      const { child: flood } = await spawnUntil(BIN.bun, [join(ROOT, "packages", "testkit", "src", "flood-cli.ts"), String(p.port), "2000", "30"], /flooding 2000/);
       try {
         let m = await metrics(p.metricsPort);
         for (let i = 0; i < 50 && (m.get("nstp_handshaking") ?? 0) < 500; i++) {

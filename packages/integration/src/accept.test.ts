@@ -6,9 +6,9 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { PROTOCOL_NAMES, type Wire, type WireEvents, legacy } from "@nstp/core";
-import { connectWire } from "../../client/src/index.ts";
-import { StaticKeyStore, startServer } from "./index.ts";
-import { referencePsk } from "./testing/reference-peer.ts";
+import { connectWire } from "@nstp/client";
+import { StaticKeyStore, startServer } from "@nstp/server";
+import { referencePsk } from "@nstp/testkit";
 
 const deviceSalt = legacy.DEMO_DEVICE_SALT;
 const psk = referencePsk("userpassword", Buffer.from(deviceSalt), "alice");

@@ -10,10 +10,9 @@ import { NstpError, legacy } from "@nstp/core";
 import { detectRuntime, transportByName } from "@nstp/core/node";
 import { CryptoPool } from "@nstp/core/pool";
 import { nativeBackend } from "@nstp/core/crypto/native";
-import { connect } from "../../client/src/index.ts";
-import { PasswordKeyStore, StaticKeyStore, USERS_FILE_FORMAT, startServer, userRecord } from "./index.ts";
-import { dial, referencePsk } from "./testing/reference-peer.ts";
-import { startServerProcess } from "./testing/processes.ts";
+import { connect } from "@nstp/client";
+import { PasswordKeyStore, StaticKeyStore, USERS_FILE_FORMAT, startServer, userRecord } from "@nstp/server";
+import { dial, referencePsk, startServerProcess } from "@nstp/testkit";
 
 const deviceSalt = legacy.DEMO_DEVICE_SALT;
 const alicePsk = new Uint8Array(referencePsk("userpassword", Buffer.from(deviceSalt), "alice"));

@@ -5,9 +5,8 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { NstpError, legacy } from "@nstp/core";
 import { detectRuntime } from "@nstp/core/node";
-import { connect, connectWithBackoff, type Session } from "../../client/src/index.ts";
-import { BIN, SERVER_CLI, exited, scrapeMetrics, spawnUntil, startServerProcess } from "./testing/processes.ts";
-import { referencePsk } from "./testing/reference-peer.ts";
+import { connect, connectWithBackoff, type Session } from "@nstp/client";
+import { BIN, exited, referencePsk, scrapeMetrics, SERVER_CLI, spawnUntil, startServerProcess } from "@nstp/testkit";
 
 const runtime = detectRuntime() === "bun" ? "bun" : "node";
 const psk = new Uint8Array(referencePsk(legacy.DEMO_PASSWORD, Buffer.from(legacy.DEMO_DEVICE_SALT), legacy.DEMO_USERNAME));

@@ -2,10 +2,9 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { legacy } from "@nstp/core";
-import { connect } from "../../client/src/index.ts";
-import { StaticKeyStore, parseAddress, startMetrics, startServer } from "./index.ts";
-import { referencePsk } from "./testing/reference-peer.ts";
-import { v2Handshake } from "./testing/v2-peer.ts";
+import { connect } from "@nstp/client";
+import { StaticKeyStore, parseAddress, startMetrics, startServer } from "@nstp/server";
+import { referencePsk, v2Handshake } from "@nstp/testkit";
 
 const deviceSalt = legacy.DEMO_DEVICE_SALT;
 const psk = referencePsk("userpassword", Buffer.from(deviceSalt), "alice");

@@ -5,10 +5,7 @@ import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
 import { legacy } from "@nstp/core";
 import { detectRuntime } from "@nstp/core/node";
-import { byteByByte, referenceHandshake, referencePsk, referenceServer } from "../../server/src/testing/reference-peer.ts";
-import { v2Handshake } from "../../server/src/testing/v2-peer.ts";
-import { v3Handshake } from "../../server/src/testing/v3-peer.ts";
-import { BIN, CLIENT_CLI, type Runtime, startServerProcess as spawnServer } from "../../server/src/testing/processes.ts";
+import { BIN, byteByByte, CLIENT_CLI, referenceHandshake, referencePsk, referenceServer, type Runtime, startServerProcess as spawnServer, v2Handshake, v3Handshake } from "@nstp/testkit";
 
 const FIVE = Array.from({ length: 5 }, (_, i) => `Server received: Hello server! Message #${i}`);
 const onBun = detectRuntime() === "bun";

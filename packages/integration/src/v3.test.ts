@@ -7,8 +7,8 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { type Credential, type NstpError, derivePsk, v3 } from "@nstp/core";
 import { nativeBackend } from "@nstp/core/crypto/native";
-import { connect } from "../../client/src/index.ts";
-import { type KeyStore, type RunningServer, readUsersFile, startServer, userRecord, USERS_FILE_FORMAT } from "./index.ts";
+import { connect } from "@nstp/client";
+import { type KeyStore, type RunningServer, readUsersFile, startServer, userRecord, USERS_FILE_FORMAT } from "@nstp/server";
 
 const deviceSalt = Uint8Array.from([9, 8, 7, 6, 5, 4, 3, 2]);
 const derive = (username: string, password: string) => derivePsk(nativeBackend, { username, password, deviceSalt });

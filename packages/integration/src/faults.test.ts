@@ -7,12 +7,10 @@ import type { ChildProcess } from "node:child_process";
 import { join } from "node:path";
 import { legacy } from "@nstp/core";
 import { detectRuntime } from "@nstp/core/node";
-import { connect, connectWithBackoff } from "../../client/src/index.ts";
-import { BIN, ROOT, exited, scrapeMetrics, spawnUntil, startServerProcess } from "./testing/processes.ts";
-import { referencePsk } from "./testing/reference-peer.ts";
-import { v2Handshake } from "./testing/v2-peer.ts";
+import { connect, connectWithBackoff } from "@nstp/client";
+import { BIN, exited, referencePsk, ROOT, scrapeMetrics, spawnUntil, startServerProcess, v2Handshake } from "@nstp/testkit";
 
-const DOOMED = join(ROOT, "packages", "server", "src", "testing", "doomed-client.ts");
+const DOOMED = join(ROOT, "packages", "integration", "src", "doomed-client.ts");
 const onBun = detectRuntime() === "bun";
 const psk = referencePsk(legacy.DEMO_PASSWORD, Buffer.from(legacy.DEMO_DEVICE_SALT), legacy.DEMO_USERNAME);
 const login = { username: "alice", psk: new Uint8Array(psk), deviceSalt: legacy.DEMO_DEVICE_SALT };

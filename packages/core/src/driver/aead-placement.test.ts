@@ -1,0 +1,76 @@
+// The inline-or-pool choice: which path a batch takes, and that both give the peer the same messages.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { utf8 } from "../bytes.ts";
+import { nativeBackend as crypto } from "../crypto/native.ts";
+import type { Output } from "../events.ts";
+import type { DeferredAead, SealOptions } from "../machine.ts";
+import { PROTOCOLS } from "../registry.ts";
+import { establishedPair } from "../testing/pair.ts";
+import { AeadPlacement, type PooledAead } from "./aead-placement.ts";
+
+const never = (e: unknown) => assert.fail(`unexpected failure: ${String(e)}`);
+
+/** A pool that runs the deferred AEAD inline, synchronously, and records that it was used. */
+function fakePool(wants: boolean) {
+  const used: string[] = [];
+  const pool: PooledAead = {
+    pendingOut: 0,
+    pendingInBytes: 0,
+    wantsIn: () => wants,
+    wantsOut: () => wants,
+    receive(endpoint: DeferredAead, chunk: Uint8Array, deliver: (o: Output[]) => void) {
+      used.push("open");
+      const jobs = endpoint.splitFrames(chunk);
+      deliver(endpoint.acceptFrames(jobs.map((j) => crypto.aesGcmOpen(j.key, j.nonce, j.data))));
+    },
+    send(endpoint: DeferredAead, messages: readonly Uint8Array[], opts: SealOptions, write: (b: Uint8Array) => void) {
+      used.push("seal");
+      const prepared = endpoint.prepare(messages, opts);
+      write(prepared.assemble(prepared.items.map((j) => crypto.aesGcmSeal(j.key, j.nonce, j.data))));
+    },
+    writesDone: () => Promise.resolve(),
+  };
+  return { pool, used };
+}
+
+// Each version with deferred AEAD, both paths; the others inline only (their machines offer none).
+for (const entry of PROTOCOLS) for (const inPool of [false, true]) {
+  test(`aead placement, ${entry.name} (${inPool ? "pool" : "inline"}): the batch takes its path and the peer reads the same messages`, () => {
+    const { client, server } = establishedPair(entry, crypto);
+    const pooled = inPool && client.deferred !== undefined;
+    const { pool, used } = fakePool(inPool);
+    const tx = new AeadPlacement(client, pool);
+    const rx = new AeadPlacement(server, pool);
+    const wire: Uint8Array[] = [];
+    const batch = [utf8("one"), utf8("two")];
+    tx.seal(batch, 6, {}, (b) => wire.push(b), never);
+    const delivered: Output[] = [];
+    const now = rx.receive(wire[0]!, (later) => delivered.push(...later), never);
+    if (pooled) {
+      assert.equal(now, undefined, "handed to the pool");
+      assert.deepEqual(used, ["seal", "open"]);
+    } else {
+      delivered.push(...now!);
+      assert.deepEqual(used, [], "inline: the pool is not asked");
+    }
+    assert.deepEqual(delivered, batch.map((data) => ({ type: "message", data })));
+    // A close: the version's close chunk where it has one (what may push has one), nothing otherwise.
+    tx.seal([], 0, { close: true }, (b) => wire.push(b), never);
+    if (!client.capabilities.mayPush) assert.equal(wire.length, 1, "nothing written for a close");
+    else assert.deepEqual(rx.receive(wire[1]!, (later) => delivered.push(...later), never) ?? delivered.slice(-1), [{ type: "closed" }]);
+  });
+}
+
+test("aead placement: before establishment, and without a pool, everything is inline", () => {
+  const psk = crypto.sha256(utf8("psk"));
+  const entry = PROTOCOLS.at(-1)!;
+  const client = entry.client({ crypto, username: "alice", deviceSalt: new Uint8Array(8), psk });
+  const { pool, used } = fakePool(true);
+  const placement = new AeadPlacement(client, pool);
+  assert.throws(() => placement.seal([utf8("early")], 5, {}, () => {}, () => {}), { code: "ERR_PROTOCOL" });
+  assert.deepEqual(used, [], "no deferred AEAD before establishment");
+  const alone = new AeadPlacement(establishedPair(entry, crypto).client, undefined);
+  assert.equal(alone.pendingOut, 0);
+  assert.equal(alone.pendingInBytes, 0);
+});

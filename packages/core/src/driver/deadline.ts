@@ -1,0 +1,77 @@
+/**
+ * Deadlines with one timer each, never moved per event: a pipelined session completes hundreds of
+ * thousands of messages a second, and re-arming a timer per message would cost more than the
+ * messages. When the timer fires, the driver's check looks at what has happened since and either
+ * declares the deadline passed or asks to look again later.
+ */
+import type { Machine } from "../machine.ts";
+
+export class Deadline {
+  private timer: ReturnType<typeof setTimeout> | undefined;
+
+  get armed(): boolean {
+    return this.timer !== undefined;
+  }
+
+  /**
+   * Arms the timer unless it is armed already. When it fires, `check` returns how many ms until the
+   * next look (the timer re-arms for that), or undefined when nothing more is to be watched (it has
+   * passed, and the check acted on it; or what it watched is done).
+   */
+  arm(ms: number, check: () => number | undefined): void {
+    if (this.timer) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      const next = check();
+      if (next !== undefined) this.arm(Math.max(1, next), check);
+    }, ms);
+  }
+
+  /** A plain deadline: `expire` runs once, `ms` from now, unless cancelled first. */
+  once(ms: number, expire: () => void): void {
+    this.arm(ms, () => (expire(), undefined));
+  }
+
+  cancel(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+}
+
+/**
+ * A partly received record or frame must complete within `ms`, however slowly it dribbles. When the
+ * timer fires, input that is still partial and has not completed a single record or frame since the
+ * timer was armed has passed its deadline; otherwise it re-arms. A sender streaming large frames
+ * back to back (every read ending mid-frame) keeps completing frames, so it is never cut off.
+ */
+export class PartialInputDeadline {
+  private readonly deadline = new Deadline();
+  private readonly machine: Pick<Machine, "hasPartialInput" | "inputProgress">;
+  private readonly ms: number;
+  private readonly expire: () => void;
+
+  constructor(machine: Pick<Machine, "hasPartialInput" | "inputProgress">, ms: number, expire: () => void) {
+    this.machine = machine;
+    this.ms = ms;
+    this.expire = expire;
+  }
+
+  /** After a read: starts watching if input is left partial and nothing watches it yet. */
+  watch(): void {
+    if (this.deadline.armed || !this.machine.hasPartialInput) return;
+    let progress = this.machine.inputProgress;
+    this.deadline.arm(this.ms, () => {
+      if (!this.machine.hasPartialInput) return undefined;
+      if (this.machine.inputProgress === progress) {
+        this.expire();
+        return undefined;
+      }
+      progress = this.machine.inputProgress;
+      return this.ms;
+    });
+  }
+
+  cancel(): void {
+    this.deadline.cancel();
+  }
+}

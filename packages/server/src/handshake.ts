@@ -1,0 +1,168 @@
+/**
+ * The server's side of one connection's handshake, beside its driver (connection.ts): the key
+ * lookup the machine asks for, admission's view of each step (admission.ts), the guessing budget's
+ * reservation before a password is judged and its backoff delay (budget.ts), and v3's curve step.
+ * The driver owns the wire and the machine's outputs; this owns what the handshake holds until the
+ * session is established or the connection ends.
+ */
+import { AuthError, type Credential, Deadline, type Output, type ServerMachine, toNstpError, type v3 } from "@nstp/core";
+import { runCurveJob } from "@nstp/core/pool";
+import type { Contender } from "./admission.ts";
+import type { Ticket } from "./budget.ts";
+import type { ConnectionContext } from "./connection-context.ts";
+import { type KeyAnswer, type KeyStore, asCredential } from "./credentials.ts";
+import { isThenable } from "./thenable.ts";
+
+/** What the handshake needs of its connection. */
+export interface HandshakeHost extends Contender {
+  /** The connection has ended: late answers are dropped. */
+  readonly done: boolean;
+  write(bytes: Uint8Array): void;
+  fail(e: unknown): void;
+  /** Applies the machine's outputs (the driver's switch). */
+  apply(outputs: Output[]): void;
+  /** Applies outputs as for received bytes, then lets the replies they made leave; false if it failed. */
+  received(outputs: () => Output[]): boolean;
+}
+
+export class ServerHandshake {
+  private readonly machine: ServerMachine;
+  private readonly ctx: ConnectionContext;
+  private readonly host: HandshakeHost;
+  /** The username the client claimed, from the moment its key was asked for. */
+  claimedUser: string | undefined;
+  /**
+   * Aborts the key derivation and curve work this connection waits for, when it goes away. Made at
+   * the lookup and dropped once established: an AbortController and its signal are a good share of
+   * an idle session's memory (the fleet bench).
+   */
+  private abort: AbortController | undefined;
+  /** The handshake step last reported to admission. */
+  private step = 0;
+  /** The user's credential, held until the guess is here and the guessing budget lets it be judged. */
+  private key: { username: string; credential: Credential | undefined } | undefined;
+  private ticket: Ticket | undefined;
+  /** Waits out the user's backoff before judging (budget.ts); armed only while it does. */
+  private readonly judgeDelay = new Deadline();
+  /** Established or ended: nothing more is reported or judged. */
+  private over = false;
+
+  constructor(machine: ServerMachine, ctx: ConnectionContext, host: HandshakeHost) {
+    this.machine = machine;
+    this.ctx = ctx;
+    this.host = host;
+  }
+
+  /** A guess has been reserved: something that depends on the password may have been sent. */
+  get guessReserved(): boolean {
+    return this.ticket !== undefined;
+  }
+
+  /** The machine's "need-key": looks the user up (synchronously or not), then moves on. */
+  lookup(username: string): void {
+    this.claimedUser = username;
+    let lookup: ReturnType<KeyStore["lookup"]>;
+    try {
+      // A synchronous ERR_BUSY lands here before anything was sent: the reference client sees a close
+      // before the session nonce, a v2 client the busy signal in place of message 2.
+      const keys = this.ctx.keys;
+      this.abort = new AbortController();
+      lookup = keys.lookupCredential ? keys.lookupCredential(username, this.abort.signal) : keys.lookup(username, this.abort.signal);
+    } catch (e) {
+      const err = toNstpError(e, "ERR_AUTH", "key lookup failed");
+      if (err.code === "ERR_BUSY") {
+        const signal = this.machine.busySignal();
+        if (signal) this.host.write(signal);
+      }
+      this.host.fail(err);
+      return;
+    }
+    if (isThenable(lookup)) {
+      lookup.then(
+        (answer) => this.keyResolved(username, answer),
+        (e: unknown) => this.host.fail(toNstpError(e, "ERR_AUTH", "key lookup failed")),
+      );
+    } else {
+      this.keyResolved(username, lookup);
+    }
+  }
+
+  private keyResolved(username: string, answer: KeyAnswer): void {
+    if (this.host.done || this.over) return;
+    // An unknown user (undefined) proceeds with the machine's fake of the same kind and fails at the
+    // proof, exactly like a wrong password (machine.ts, CredentialFakes).
+    this.key = { username, credential: asCredential(answer) };
+    try {
+      this.moved();
+    } catch (e) {
+      this.host.fail(e);
+    }
+  }
+
+  /**
+   * After input or a key: tells admission of a new handshake step, and once the proof (legacy) or
+   * message 1 (v2) is here with the key, reserves a guess from the budget before judging it: at once,
+   * after the user's backoff, or not at all (over budget: the same failure as a wrong password).
+   */
+  moved(): void {
+    if (this.over) return;
+    const step = this.machine.handshakeStep;
+    if (step !== this.step) {
+      this.step = step;
+      this.ctx.admission.stepped(this.host, step);
+    }
+    if (!this.key || this.ticket || !this.machine.judgeable) return;
+    const verdict = this.ctx.budget.reserve(this.host.remoteAddress, this.key.username);
+    if (verdict.kind === "over") throw new AuthError("over the guessing budget", { cause: verdict.scope });
+    this.ticket = verdict.ticket;
+    if (verdict.delayMs <= 0) this.judge();
+    else this.judgeDelay.once(verdict.delayMs, () => this.host.received(() => (this.judge(), [])));
+  }
+
+  /**
+   * v3's curve step, inline on an idle loop or in the pool on a busy one (runCurveJob decides, as
+   * crypto/placement.ts measured); message 2 follows. Its guess was charged before (judge()).
+   */
+  curve(job: v3.VerifierCurveInput): void {
+    void runCurveJob(job, this.ctx.curvePool, { signal: this.abort?.signal }).then((result) => {
+      if (!this.host.done) this.host.received(() => this.machine.provideCurve!(result));
+    });
+  }
+
+  /** Provides the key: the machine judges the proof now. */
+  private judge(): void {
+    const { credential } = this.key!;
+    this.key = undefined;
+    // A wrong password throws here or later (fail() then keeps the guess spent). Once the machine says
+    // the password is right, the guess is refunded: for v2 at message 1, even a replayed one, which
+    // guesses nothing; for a protocol that learns it later (v3: message 3), when the session is.
+    this.host.apply(this.machine.provideCredential(credential));
+    if (this.ticket && this.machine.passwordVerified) this.ctx.budget.settle(this.ticket, true);
+  }
+
+  /**
+   * The peer proved its key: its guess is refunded (if not already), its address skips the user's
+   * backoff from now on, and it leaves the handshake cap.
+   */
+  established(username: string): void {
+    this.over = true;
+    this.abort = undefined;
+    if (this.ticket) this.ctx.budget.settle(this.ticket, true);
+    this.ctx.budget.confirmed(username, this.host.remoteAddress);
+    this.ctx.admission.left(this.host);
+  }
+
+  /** The connection ended before establishment (or after: then only the waits are stopped). */
+  ended(established: boolean): void {
+    this.over = true;
+    this.abort?.abort();
+    if (!established) {
+      this.ctx.admission.left(this.host);
+      // Closed while waiting for its judgement: nothing was judged, nothing is charged. Judged and
+      // not settled (a wrong password): the guess stays spent.
+      if (this.ticket && this.judgeDelay.armed) this.ctx.budget.cancel(this.ticket);
+      else if (this.ticket) this.ctx.budget.settle(this.ticket, false);
+    }
+    this.judgeDelay.cancel();
+  }
+}
