@@ -2,6 +2,7 @@
 // timing asserted beyond order).
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { createServer, connect } from "node:net";
 import { Deadline, PartialInputDeadline } from "./deadline.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -13,6 +14,8 @@ test("deadline: once() fires once; cancel() stops it; arm() while armed is ignor
   assert.ok(d.armed);
   d.once(1, () => (fired += 100));
   await sleep(40);
+  // The check runs after the turn's reads (setImmediate), so give it that turn.
+  await new Promise((r) => setImmediate(r));
   assert.equal(fired, 1);
   assert.ok(!d.armed);
   d.once(5, () => fired++);
@@ -56,4 +59,32 @@ test("partial-input deadline: progress keeps it alive, a stall expires it, compl
   assert.equal(expired, 1, "input completed before the deadline");
   p.watch();
   p.cancel();
+});
+
+test("deadline: after a stall longer than the deadline, bytes that arrived meanwhile are read before the check", async () => {
+  // A loopback socket pair; the peer writes while this loop is blocked past the deadline. The check
+  // must see those bytes (the event loop runs expired timers before it polls the sockets).
+  let received = 0;
+  const server = createServer((s) => s.on("data", (d) => (received += d.length)));
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const port = (server.address() as { port: number }).port;
+  const client = connect(port, "127.0.0.1");
+  await new Promise((r) => client.once("connect", r));
+  await sleep(20);
+  try {
+    const d = new Deadline();
+    let seenAtCheck = -1;
+    // From the check phase, so that the next turn starts with the timers (as after any stall).
+    setImmediate(() => {
+      d.once(10, () => (seenAtCheck = received));
+      client.write(Buffer.alloc(100, 1));
+      const until = Date.now() + 60;
+      while (Date.now() < until); // the stall: the deadline passes while the bytes wait unread
+    });
+    for (let i = 0; i < 100 && seenAtCheck < 0; i++) await sleep(5);
+    assert.equal(seenAtCheck, 100, "the check ran after the waiting bytes were read");
+  } finally {
+    client.destroy();
+    await new Promise((r) => server.close(r));
+  }
 });

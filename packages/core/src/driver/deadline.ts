@@ -20,11 +20,20 @@ export class Deadline {
    */
   arm(ms: number, check: () => number | undefined): void {
     if (this.timer) return;
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      const next = check();
-      if (next !== undefined) this.arm(Math.max(1, next), check);
+    const timer = setTimeout(() => {
+      // Judged after this turn's reads, not before them: the event loop runs expired timers before
+      // it polls the sockets, so after a stall longer than the deadline (a loaded host: the soak with
+      // --workers 2 saw 6.8 s) the peer's bytes that arrived meanwhile were still unread when the
+      // check ran, and live sessions were cut mid-frame (ERR_CLOSED at the client) and handshakes
+      // whose last message was waiting failed. setImmediate runs after the poll phase.
+      setImmediate(() => {
+        if (this.timer !== timer) return; // cancelled meanwhile
+        this.timer = undefined;
+        const next = check();
+        if (next !== undefined) this.arm(Math.max(1, next), check);
+      });
     }, ms);
+    this.timer = timer;
   }
 
   /** A plain deadline: `expire` runs once, `ms` from now, unless cancelled first. */
