@@ -11,21 +11,21 @@ export function renderFleet(L: Lookup, report: Report, runtimes: readonly ("bun"
   if (!sessions || !runtimes.some((r) => L.get({ scenario: `fleet-idle-${sessions}`, runtime: r }) !== undefined)) return [];
   const out: string[] = [];
   const idle = `fleet-idle-${sessions}`;
-  const per = (runtime: "bun" | "node", protocol: "tcp" | "tls" | "legacy" | "v2") =>
+  const per = (runtime: "bun" | "node", protocol: "tcp" | "tls" | "legacy" | "v2" | "v3") =>
     L.get({ scenario: idle, runtime, protocol, metric: "server RSS per idle session" });
   out.push(
     `## A fleet: ${sessions.toLocaleString("en-US")} idle sessions, a reconnect storm, one and two processes`,
     "",
     "Server resident memory per idle session (a handshake and one echo, then idle; after a full collection), and above a bare socket of the same runtime:",
     "",
-    "| build | bare socket (KiB) | node:tls (KiB) | legacy (KiB) | v2 (KiB) | legacy above bare | v2 above bare | answering (of each) |",
-    "|---|---|---|---|---|---|---|---|",
+    "| build | bare socket (KiB) | node:tls (KiB) | legacy (KiB) | v2 (KiB) | v3 (KiB) | legacy above bare | v2 above bare | v3 above bare | answering (of each) |",
+    "|---|---|---|---|---|---|---|---|---|---|",
   );
   for (const r of runtimes) {
     const bare = per(r, "tcp");
     const above = (x: number | undefined) => (x !== undefined && bare !== undefined ? f(x - bare) : "–");
-    const answering = (["tcp", "tls", "legacy", "v2"] as const).map((p) => f(L.get({ scenario: idle, runtime: r, protocol: p, metric: "sessions answering" }), 0)).join(" / ");
-    out.push(`| ${r} | ${f(bare)} | ${f(per(r, "tls"))} | ${f(per(r, "legacy"))} | ${f(per(r, "v2"))} | ${above(per(r, "legacy"))} | ${above(per(r, "v2"))} | ${answering} |`);
+    const answering = (["tcp", "tls", "legacy", "v2", "v3"] as const).map((p) => f(L.get({ scenario: idle, runtime: r, protocol: p, metric: "sessions answering" }), 0)).join(" / ");
+    out.push(`| ${r} | ${f(bare)} | ${f(per(r, "tls"))} | ${f(per(r, "legacy"))} | ${f(per(r, "v2"))} | ${f(per(r, "v3"))} | ${above(per(r, "legacy"))} | ${above(per(r, "v2"))} | ${above(per(r, "v3"))} | ${answering} |`);
   }
   if (capacity) {
     out.push("", `One server process holding ${capacity.toLocaleString("en-US")} v2 sessions (devices over ${report.env.options.fleetProcs} processes):`, "", "| build | answering | KiB per session |", "|---|---|---|");
