@@ -9,7 +9,16 @@ import { type CryptoBackend } from "@nstp/core";
 import { BACKENDS } from "@nstp/core/node";
 import { CryptoPool } from "@nstp/core/pool";
 
-const { values } = parseArgs({ options: { ms: { type: "string", default: "300" }, sizes: { type: "string", default: "64,1024,16384,61440" } }, strict: true });
+const { values } = parseArgs({
+  options: {
+    ms: { type: "string", default: "300" },
+    sizes: { type: "string", default: "64,1024,16384,61440" },
+    backends: { type: "string", default: "native,noble" },
+    /** One core's seal+open rate only (the echo group's crypto-inclusive ceiling): no pool. */
+    "inline-only": { type: "boolean", default: false },
+  },
+  strict: true,
+});
 const MS = Number(values.ms);
 const SIZES = values.sizes!.split(",").map(Number);
 const BATCH_BYTES = 256 * 1024;
@@ -71,15 +80,15 @@ async function pooled(pool: CryptoPool, b: CryptoBackend, size: number) {
   return { mbps: (frames * size) / secs / 1e6, handoverUs };
 }
 
-const out: { backend: string; size: number; inlineMBps: number; inlineUsPerFrame: number; poolMBps: number; poolHandoverUs: number }[] = [];
-for (const b of Object.values(BACKENDS)) {
-  const pool = new CryptoPool({ backend: b });
+const out: { backend: string; size: number; inlineMBps: number; inlineUsPerFrame: number; poolMBps?: number; poolHandoverUs?: number }[] = [];
+for (const b of Object.values(BACKENDS).filter((b) => values.backends!.split(",").includes(b.name))) {
+  const pool = values["inline-only"] ? undefined : new CryptoPool({ backend: b });
   for (const size of SIZES) {
     const i = inline(b, size);
-    const p = await pooled(pool, b, size);
-    out.push({ backend: b.name, size, inlineMBps: i.mbps, inlineUsPerFrame: i.usPerFrame, poolMBps: p.mbps, poolHandoverUs: p.handoverUs });
+    const p = pool ? await pooled(pool, b, size) : undefined;
+    out.push({ backend: b.name, size, inlineMBps: i.mbps, inlineUsPerFrame: i.usPerFrame, poolMBps: p?.mbps, poolHandoverUs: p?.handoverUs });
   }
-  await pool.destroy();
+  await pool?.destroy();
 }
 console.log(JSON.stringify({ threads: availableParallelism(), results: out }));
 process.exit(0);

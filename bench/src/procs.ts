@@ -13,6 +13,23 @@ export { BIN, NODE_MALLOC_ENV, ROOT, type Runtime, version } from "@nstp/testkit
  */
 const SRC = dirname(fileURLToPath(import.meta.url));
 
+/** Where CPU profiles go (`bench --profile`); undefined: no profiling. */
+let profileDir: string | undefined;
+
+/** From now on, processes started with a profile name write a CPU profile there when they exit. */
+export function profileInto(dir: string): void {
+  profileDir = dir;
+}
+
+export function profiling(): boolean {
+  return profileDir !== undefined;
+}
+
+/** Bun and Node take the same flags: a .cpuprofile (Chrome DevTools format) written at exit. */
+function profileFlags(name: string | undefined): string[] {
+  return profileDir && name ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${name}.cpuprofile`] : [];
+}
+
 export interface ServerProc {
   port: number;
   command(line: string): Promise<Record<string, number>>;
@@ -26,9 +43,9 @@ export interface CommandProc {
   stop(): Promise<void>;
 }
 
-export async function startCommandProc(runtime: Runtime, script: string, args: string[], firstTimeoutMs = 30_000): Promise<CommandProc> {
+export async function startCommandProc(runtime: Runtime, script: string, args: string[], firstTimeoutMs = 30_000, profileName?: string): Promise<CommandProc> {
   // --expose-gc: the fleet bench's "gc" command collects before reading resident memory (Bun has Bun.gc).
-  const flags = runtime === "node" ? ["--expose-gc"] : [];
+  const flags = [...(runtime === "node" ? ["--expose-gc"] : []), ...profileFlags(profileName)];
   const child = spawn(BIN[runtime], [...flags, join(SRC, script), ...args], { stdio: ["pipe", "pipe", "pipe"], env: env(runtime) });
   let stderr = "";
   child.stderr!.on("data", (d) => (stderr = (stderr + d).slice(-4000)));
@@ -58,22 +75,23 @@ export async function startCommandProc(runtime: Runtime, script: string, args: s
   };
 }
 
-export async function startServer(runtime: Runtime, args: string[]): Promise<ServerProc> {
-  const p = await startCommandProc(runtime, "server.ts", args);
+/** `profileName`: with `bench --profile`, the server's CPU profile, written when it stops. */
+export async function startServer(runtime: Runtime, args: string[], profileName?: string): Promise<ServerProc> {
+  const p = await startCommandProc(runtime, "server.ts", args, 30_000, profileName);
   const m = /listening on [^:]+:(\d+)/.exec(p.first);
   if (!m) throw new Error(`bench server said ${p.first}`);
   return { port: Number(m[1]), command: (line) => p.command(line) as Promise<Record<string, number>>, stop: p.stop };
 }
 
 /** Runs one load-generator scenario; resolves with its JSON result. */
-export function runLoad(runtime: Runtime, args: string[], timeoutMs: number): Promise<Record<string, unknown>> {
-  return runScript(runtime, "load.ts", args, timeoutMs);
+export function runLoad(runtime: Runtime, args: string[], timeoutMs: number, profileName?: string): Promise<Record<string, unknown>> {
+  return runScript(runtime, "load.ts", args, timeoutMs, profileName);
 }
 
 /** Runs a bench script that prints one JSON line last; resolves with it. */
-export function runScript(runtime: Runtime, script: string, args: string[], timeoutMs: number): Promise<Record<string, unknown>> {
+export function runScript(runtime: Runtime, script: string, args: string[], timeoutMs: number, profileName?: string): Promise<Record<string, unknown>> {
   return new Promise((res, rej) => {
-    const child = spawn(BIN[runtime], [join(SRC, script), ...args], { stdio: ["ignore", "pipe", "pipe"], env: env(runtime) });
+    const child = spawn(BIN[runtime], [...profileFlags(profileName), join(SRC, script), ...args], { stdio: ["ignore", "pipe", "pipe"], env: env(runtime) });
     let out = "", err = "";
     child.stdout.on("data", (d) => (out += d));
     child.stderr.on("data", (d) => (err += d));

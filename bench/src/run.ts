@@ -7,10 +7,11 @@
  */
 import { execSync } from "node:child_process";
 import { cpus } from "node:os";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { ROOT, type Runtime, type ServerProc, runLoad, runScript, startServer, version } from "./procs.ts";
+import { ROOT, type Runtime, type ServerProc, profileInto, profiling, runLoad, runScript, startServer, version } from "./procs.ts";
+import { summarise } from "./profile-summary.ts";
 import { REPORTED, type Report, type ResultRow, type Protocol, VERSIONS } from "./report-types.ts";
 import { isRegisteredProtocol } from "@nstp/core";
 import { median, percentile, sortNumbers, spread } from "./stats.ts";
@@ -32,6 +33,11 @@ const { values } = parseArgs({
     only: { type: "string" },
     /** Backends to run the echo scenarios with: native, noble, or both (default). */
     crypto: { type: "string", default: "native,noble" },
+    /**
+     * CPU profiles of the echo group's secure runs at PROFILE_SIZES (a server of their own, and the
+     * load generator), written to OUT/profiles-DATE/ with a summary of their top frames.
+     */
+    profile: { type: "boolean", default: false },
   },
   strict: true,
 });
@@ -49,6 +55,14 @@ const backends = values.crypto!.split(",");
 const windowFor = (size: number) => Math.min(4096, Math.max(16, Math.ceil((256 * 1024) / size)));
 const results: ResultRow[] = [];
 const started = Date.now();
+const startStamp = new Date(started).toISOString().replace(/[:.]/g, "-");
+/** The sizes `--profile` profiles at (issue 15: 1 KiB and 16 KiB). */
+const PROFILE_SIZES = [1024, 16384];
+const profileDir = join(values.out!, `profiles-${startStamp}`);
+if (values.profile) {
+  mkdirSync(profileDir, { recursive: true });
+  profileInto(profileDir);
+}
 
 function progress(msg: string): void {
   process.stderr.write(`[${((Date.now() - started) / 1000).toFixed(0).padStart(3)}s] ${msg}\n`);
@@ -59,11 +73,11 @@ function add(row: Omit<ResultRow, "value"> & { value?: number }): void {
   results.push({ ...row, value });
 }
 
-const load = (runtime: Runtime, args: (string | number)[]) => runLoad(runtime, args.map(String), LOAD_TIMEOUT);
+const load = (runtime: Runtime, args: (string | number)[], profileName?: string) => runLoad(runtime, args.map(String), LOAD_TIMEOUT, profileName);
 const common = () => ["--duration", P.duration, "--warmup", P.warmup, "--reps", P.reps];
 
-async function withServer<T>(runtime: Runtime, args: string[], fn: (s: ServerProc) => Promise<T>): Promise<T> {
-  const s = await startServer(runtime, args);
+async function withServer<T>(runtime: Runtime, args: string[], fn: (s: ServerProc) => Promise<T>, profileName?: string): Promise<T> {
+  const s = await startServer(runtime, args, profileName);
   try {
     return await fn(s);
   } finally {
@@ -123,8 +137,29 @@ async function coldScenarios(runtime: Runtime) {
   }
 }
 
+/**
+ * One core sealing and opening AES-256-GCM (native backend, inline) at each echo size, in this
+ * runtime and this run: A of the crypto-inclusive ceiling (issue 15).
+ */
+async function aeadOneCore(runtime: Runtime): Promise<Map<number, number>> {
+  const r = await runScript(runtime, "placement.ts", ["--ms", QUICK ? "100" : "400", "--backends", "native", "--inline-only", "--sizes", P.sizes.join(",")], LOAD_TIMEOUT);
+  const rates = new Map<number, number>();
+  for (const x of (r as { results: { size: number; inlineMBps: number }[] }).results) {
+    add({ scenario: "aead-one-core", runtime, protocol: "v2", size: x.size, metric: "seal+open", unit: "MB/s", samples: [x.inlineMBps] });
+    rates.set(x.size, x.inlineMBps);
+  }
+  return rates;
+}
+
+/**
+ * The echo's crypto-inclusive ceiling: each message is sealed and opened twice (request and reply),
+ * spread over the two cores that also carry the raw TCP echo at R MB/s, so about 1 / (1/R + 1/A).
+ */
+const echoCeiling = (rawTcp: number, aead: number) => 1 / (1 / rawTcp + 1 / aead);
+
 async function throughputScenarios(runtime: Runtime, ports: Record<Protocol, number>, crypto = "native", aead = "auto") {
   const sizes = crypto === "native" ? P.sizes : P.nobleSizes;
+  const oneCore = crypto === "native" ? await aeadOneCore(runtime) : undefined;
   for (const size of sizes) {
     const runs: { protocol: Protocol; window: number; scenario: string }[] = crypto === "native"
       ? [
@@ -140,7 +175,12 @@ async function throughputScenarios(runtime: Runtime, ports: Record<Protocol, num
         ]
       : [{ protocol: "v2", window: windowFor(size), scenario: aead === "inline" ? "echo-pipelined-noble-inline" : "echo-pipelined-noble" }];
     for (const run of runs) {
-      const r = await load(runtime, ["--scenario", "throughput", "--protocol", run.protocol, "--port", ports[run.protocol], "--size", size, "--window", run.window, "--crypto", crypto, "--aead", aead, ...common()]);
+      // Profiled runs get a server of their own, so that its profile holds this run alone.
+      const profiled = profiling() && crypto === "native" && run.scenario === "echo-pipelined" && PROFILE_SIZES.includes(size) && ["v2", "v3", "legacy"].includes(run.protocol);
+      const name = `${runtime}-${run.protocol}-${size}`;
+      const measure = (port: number) =>
+        load(runtime, ["--scenario", "throughput", "--protocol", run.protocol, "--port", port, "--size", size, "--window", run.window, "--crypto", crypto, "--aead", aead, ...common()], profiled ? `client-${name}` : undefined);
+      const r = profiled ? await withServer(runtime, ["--kdf", "pool"], (s) => measure(s.port), `server-${name}`) : await measure(ports[run.protocol]);
       const msgs = r.samples as number[];
       add({ scenario: run.scenario, runtime, protocol: run.protocol, size, metric: "throughput", unit: "msg/s", samples: msgs });
       add({ scenario: run.scenario, runtime, protocol: run.protocol, size, metric: "throughput", unit: "MB/s", samples: msgs.map((m) => (m * size) / 1e6) });
@@ -150,7 +190,18 @@ async function throughputScenarios(runtime: Runtime, ports: Record<Protocol, num
         add({ scenario: run.scenario, runtime, protocol: run.protocol, size, metric: "rtt p99", unit: "ms", value: rtt.p99, samples: [rtt.p99] });
       }
       if (r.cipher) tlsCipher[runtime] = String(r.cipher);
-      progress(`${runtime} ${run.scenario} ${run.protocol} w${run.window} ${size} B: ${((median(msgs) * size) / 1e6).toFixed(1)} MB/s, ${median(msgs).toFixed(0)} msg/s`);
+      progress(`${runtime} ${run.scenario} ${run.protocol} w${run.window} ${size} B: ${((median(msgs) * size) / 1e6).toFixed(1)} MB/s, ${median(msgs).toFixed(0)} msg/s${profiled ? " (profiled)" : ""}`);
+    }
+    const a = oneCore?.get(size);
+    const raw = results.find((x) => x.runtime === runtime && x.scenario === "echo-pipelined" && x.protocol === "tcp" && x.size === size && x.unit === "MB/s")?.value;
+    if (a !== undefined && raw !== undefined) {
+      const ceiling = echoCeiling(raw, a);
+      add({ scenario: "echo-ceiling", runtime, protocol: "v2", size, metric: "1/(1/R + 1/A)", unit: "MB/s", samples: [ceiling] });
+      const fractions = (["v3", "v2", "legacy", "tls"] as Protocol[]).map((p) => {
+        const v = results.find((x) => x.runtime === runtime && x.scenario === "echo-pipelined" && x.protocol === p && x.size === size && x.unit === "MB/s")?.value;
+        return `${p} ${v === undefined ? "–" : (v / ceiling).toFixed(2)}`;
+      });
+      progress(`${runtime} ${size} B ceiling: raw TCP ${raw.toFixed(0)} MB/s, one core's AES-256-GCM seal+open ${a.toFixed(0)} MB/s, ceiling ${ceiling.toFixed(0)} MB/s; of it: ${fractions.join(", ")}`);
     }
   }
 }
@@ -198,15 +249,15 @@ async function placementScenario(runtime: Runtime) {
   for (const x of r) {
     add({ scenario: `aead-${x.backend}-inline`, runtime, protocol: "v2", size: x.size, metric: "seal+open", unit: "MB/s", samples: [x.inlineMBps] });
     add({ scenario: `aead-${x.backend}-inline`, runtime, protocol: "v2", size: x.size, metric: "event-loop time per frame", unit: "us", samples: [x.inlineUsPerFrame] });
-    add({ scenario: `aead-${x.backend}-pool`, runtime, protocol: "v2", size: x.size, metric: "seal+open", unit: "MB/s", samples: [x.poolMBps] });
-    add({ scenario: `aead-${x.backend}-pool`, runtime, protocol: "v2", size: x.size, metric: "hand-over round trip", unit: "us", samples: [x.poolHandoverUs] });
+    add({ scenario: `aead-${x.backend}-pool`, runtime, protocol: "v2", size: x.size, metric: "seal+open", unit: "MB/s", samples: [x.poolMBps!] });
+    add({ scenario: `aead-${x.backend}-pool`, runtime, protocol: "v2", size: x.size, metric: "hand-over round trip", unit: "us", samples: [x.poolHandoverUs!] });
   }
   progress(`${runtime} AEAD placement measured (${r.length} points)`);
 }
 
 async function runPlacement(runtime: Runtime) {
   const r = await runScript(runtime, "placement.ts", ["--ms", QUICK ? "100" : "400"], LOAD_TIMEOUT);
-  return (r as { results: { backend: string; size: number; inlineMBps: number; inlineUsPerFrame: number; poolMBps: number; poolHandoverUs: number }[] }).results;
+  return (r as { results: { backend: string; size: number; inlineMBps: number; inlineUsPerFrame: number; poolMBps?: number; poolHandoverUs?: number }[] }).results;
 }
 
 /**
@@ -354,6 +405,13 @@ const md = renderMarkdown(report, `${base.split("/").at(-1)}.svg`);
 writeFileSync(`${base}.md`, md);
 writeFileSync(`${base}.svg`, renderSvg(report));
 process.stdout.write(md + "\n");
+if (values.profile) {
+  const files = readdirSync(profileDir).filter((f) => f.endsWith(".cpuprofile")).sort();
+  const summary = [`# CPU profiles, commit ${commit}`, "", "Echo runs at 1 KiB and 16 KiB; `server-*` is the nstp server, `client-*` the load generator (the client library).", ""];
+  for (const f of files) summary.push(`## ${f}`, "", ...summarise(JSON.parse(readFileSync(join(profileDir, f), "utf8")), 15), "");
+  writeFileSync(join(profileDir, "summary.md"), summary.join("\n"));
+  progress(`profiles: ${files.length} in ${profileDir} (summary.md)`);
+}
 const repeated = results.filter((r) => r.unit === "MB/s" || r.unit === "1/s");
 progress(`report: ${base}.json (.md, .svg); largest spread across repetitions ${(Math.max(0, ...repeated.map((r) => spread(r.samples))) * 100).toFixed(0)}%`);
 if (problems.length) {

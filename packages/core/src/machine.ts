@@ -5,7 +5,8 @@
  */
 import { AuthError, NstpError, ProtocolError } from "./errors.ts";
 import type { Output } from "./events.ts";
-import type { AeadJob, PreparedFrames } from "./v2/framing.ts";
+import type { AeadJob } from "./v2/cipher.ts";
+import type { PreparedFrames } from "./v2/writer.ts";
 import type { VerifierCurveResult } from "./v3/spake2plus.ts";
 
 /** What a version allows once established; the registry lists it per version (registry.ts). */

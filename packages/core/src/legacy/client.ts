@@ -14,17 +14,19 @@ import { AuthError, DecryptError, NstpError, ProtocolError, TooLargeError } from
 import type { Output, Random } from "../events.ts";
 import { type ClientMachine, type SealOptions, endOf } from "../machine.ts";
 import { LEGACY_CAPABILITIES } from "./server.ts";
-import { ByteQueue, feedBounded, concat, startsWith, toHex, utf8 } from "../bytes.ts";
+import { ByteQueue, allocOverwritten, feedBounded, startsWith, toHex, utf8 } from "../bytes.ts";
 import { clientProof, serverProof, sessionKey } from "./keys.ts";
 import {
   CLIENT_NONCE_SIZE,
   MAX_COUNTER,
   MAX_REPLY_BODY,
   PROOF_SIZE,
+  RECORD_NONCE_SIZE,
   REPLY_LENGTH_SIZE,
   SESSION_NONCE_SIZE,
   TAG_SIZE,
   checkUsernameBytes,
+  clientRecordSize,
   encodeClientHello,
   recordNonce,
   replyBodyLength,
@@ -137,20 +139,30 @@ export class LegacyClient implements ClientMachine {
 
   /** Seals one message; the caller writes the returned record. */
   sealMessage(plaintext: Uint8Array): Uint8Array {
-    const s = this.state;
-    if (s.kind !== "established") throw new ProtocolError(`message in state ${s.kind}`);
-    if (s.nextCounter > MAX_COUNTER) throw new NstpError("ERR_EXHAUSTED", "message counter exhausted: reconnect");
-    const nonce = recordNonce(s.sessionNonce, s.nextCounter);
-    const record = concat(nonce, this.crypto.aesGcmSeal(s.key, nonce, plaintext));
-    s.nextCounter++;
-    s.outstanding++;
-    this.framesSent++;
-    return record;
+    return this.seal([plaintext]);
   }
 
-  /** One record per message (the reference has no packing and no close message: `close` adds nothing). */
+  /**
+   * One record per message, sealed straight into one output buffer (the reference has no packing and
+   * no close message: `close` adds nothing).
+   */
   seal(messages: readonly Uint8Array[], _opts?: SealOptions): Uint8Array {
-    return messages.length === 1 ? this.sealMessage(messages[0]!) : concat(...messages.map((m) => this.sealMessage(m)));
+    const s = this.state;
+    if (s.kind !== "established") throw new ProtocolError(`message in state ${s.kind}`);
+    if (s.nextCounter + messages.length - 1 > MAX_COUNTER) throw new NstpError("ERR_EXHAUSTED", "message counter exhausted: reconnect");
+    let total = 0;
+    for (const m of messages) total += clientRecordSize(m.length);
+    const out = allocOverwritten(total);
+    let pos = 0;
+    for (const m of messages) {
+      const nonce = recordNonce(s.sessionNonce, s.nextCounter, out, pos);
+      pos += RECORD_NONCE_SIZE;
+      pos += this.crypto.aesGcmSealInto(s.key, nonce, [m], out, pos);
+      s.nextCounter++;
+      s.outstanding++;
+      this.framesSent++;
+    }
+    return out;
   }
 
   private fail(): void {

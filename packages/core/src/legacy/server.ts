@@ -20,7 +20,7 @@ import type { CryptoBackend } from "../crypto/backend.ts";
 import { AuthError, DecryptError, ProtocolError, TooLargeError } from "../errors.ts";
 import type { Output, Random } from "../events.ts";
 import { type Capabilities, type Credential, type CredentialFakes, type SealOptions, type ServerMachine, pskOrFake } from "../machine.ts";
-import { ByteQueue, concat, feedBounded, indexOf, readU32BE, startsWith } from "../bytes.ts";
+import { ByteQueue, allocOverwritten, feedBounded, indexOf, readU32BE, startsWith } from "../bytes.ts";
 import { clientProof, serverProof, sessionKey } from "./keys.ts";
 import {
   type ClientHello,
@@ -30,8 +30,9 @@ import {
   SESSION_NONCE_SIZE,
   TAG_SIZE,
   clientHelloLength,
-  encodeReplyRecord,
   parseClientHello,
+  replyRecordSize,
+  writeReplyHeader,
 } from "./wire.ts";
 import { GCM_NONCE_SIZE } from "../crypto/backend.ts";
 
@@ -186,13 +187,7 @@ export class LegacyServer implements ServerMachine {
 
   /** Seals one reply record for the established session. */
   sealReply(plaintext: Uint8Array): Uint8Array {
-    const s = this.state;
-    if (s.kind !== "established") throw new ProtocolError(`reply in state ${s.kind}`);
-    let nonce = this.random(GCM_NONCE_SIZE);
-    // A reply nonce that began with the session nonce could repeat a client record nonce under the
-    // same key (probability 2^-64 per reply, but the check is free) and would look reflected.
-    while (startsWith(nonce, s.sessionNonce)) nonce = this.random(GCM_NONCE_SIZE);
-    return encodeReplyRecord(nonce, this.crypto.aesGcmSeal(s.key, nonce, plaintext));
+    return this.seal([plaintext]);
   }
 
   /** The reference has no busy signal: a refusal is a close before the session nonce. */
@@ -200,10 +195,26 @@ export class LegacyServer implements ServerMachine {
     return undefined;
   }
 
-  /** Seals replies, one record each (the reference has no packing and no close message: `close` adds nothing). */
+  /**
+   * Seals replies, one record each, straight into one output buffer (the reference has no packing
+   * and no close message: `close` adds nothing).
+   */
   seal(messages: readonly Uint8Array[], _opts?: SealOptions): Uint8Array {
-    if (messages.length === 1) return this.sealReply(messages[0]!);
-    return concat(...messages.map((m) => this.sealReply(m)));
+    const s = this.state;
+    if (s.kind !== "established") throw new ProtocolError(`reply in state ${s.kind}`);
+    let total = 0;
+    for (const m of messages) total += replyRecordSize(m.length);
+    const out = allocOverwritten(total);
+    let pos = 0;
+    for (const m of messages) {
+      let nonce = this.random(GCM_NONCE_SIZE);
+      // A reply nonce that began with the session nonce could repeat a client record nonce under the
+      // same key (probability 2^-64 per reply, but the check is free) and would look reflected.
+      while (startsWith(nonce, s.sessionNonce)) nonce = this.random(GCM_NONCE_SIZE);
+      pos = writeReplyHeader(out, pos, nonce, m.length);
+      pos += this.crypto.aesGcmSealInto(s.key, nonce, [m], out, pos);
+    }
+    return out;
   }
 
   private fail(): void {

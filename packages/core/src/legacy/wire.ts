@@ -82,22 +82,33 @@ export function parseClientHello(bytes: Uint8Array): ClientHello {
   return { username, usernameBytes, clientNonce: bytes.slice(USERNAME_LENGTH_SIZE + nameLen) };
 }
 
-export function recordNonce(sessionNonce: Uint8Array, counter: number): Uint8Array {
-  const nonce = new Uint8Array(RECORD_NONCE_SIZE);
-  nonce.set(sessionNonce, 0);
-  writeU32BE(nonce, SESSION_NONCE_SIZE, counter);
-  return nonce;
+/** sessionNonce || counter, written at `at` of `out` (a new array unless given). */
+export function recordNonce(sessionNonce: Uint8Array, counter: number, out: Uint8Array = new Uint8Array(RECORD_NONCE_SIZE), at = 0): Uint8Array {
+  out.set(sessionNonce, at);
+  writeU32BE(out, at + SESSION_NONCE_SIZE, counter);
+  return out.subarray(at, at + RECORD_NONCE_SIZE);
 }
 
-/** Server record: [uint16 length][nonce][sealed]. */
-export function encodeReplyRecord(nonce: Uint8Array, sealed: Uint8Array): Uint8Array {
-  const bodyLen = nonce.length + sealed.length;
-  if (bodyLen > MAX_REPLY_BODY) throw new TooLargeError(`reply of ${bodyLen - MIN_REPLY_BODY} bytes exceeds ${MAX_REPLY_PLAINTEXT}`);
-  const out = new Uint8Array(REPLY_LENGTH_SIZE + bodyLen);
-  writeU16BE(out, 0, bodyLen);
-  out.set(nonce, REPLY_LENGTH_SIZE);
-  out.set(sealed, REPLY_LENGTH_SIZE + nonce.length);
-  return out;
+/** Bytes of a server record, [uint16 length][nonce][sealed], carrying `plaintextLength` bytes. */
+export function replyRecordSize(plaintextLength: number): number {
+  const bodyLen = GCM_NONCE_SIZE + plaintextLength + TAG_SIZE;
+  if (bodyLen > MAX_REPLY_BODY) throw new TooLargeError(`reply of ${plaintextLength} bytes exceeds ${MAX_REPLY_PLAINTEXT}`);
+  return REPLY_LENGTH_SIZE + bodyLen;
+}
+
+/**
+ * Writes a server record's length and nonce at `at` (the caller sized it with replyRecordSize);
+ * returns where its sealed bytes, ciphertext and tag, go.
+ */
+export function writeReplyHeader(out: Uint8Array, at: number, nonce: Uint8Array, plaintextLength: number): number {
+  writeU16BE(out, at, nonce.length + plaintextLength + TAG_SIZE);
+  out.set(nonce, at + REPLY_LENGTH_SIZE);
+  return at + REPLY_LENGTH_SIZE + nonce.length;
+}
+
+/** Bytes of a client record, [nonce][sealed], carrying `plaintextLength` bytes. */
+export function clientRecordSize(plaintextLength: number): number {
+  return RECORD_NONCE_SIZE + plaintextLength + TAG_SIZE;
 }
 
 /**

@@ -17,12 +17,12 @@ const ZERO_KEY = new Uint8Array(AES_KEY_SIZE);
 const MAX_NONCE = new Uint8Array([0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
 /**
  * The nonce of the AEAD call in progress, one per thread: both backends read it synchronously and
- * keep no reference (reserve() makes its own), and a buffer per CipherState was two of an idle
+ * keep no reference (the transport cipher, v2/cipher.ts, has its own), and a buffer per CipherState was two of an idle
  * session's few dozen objects (the fleet bench).
  */
 const NONCE_SCRATCH = new Uint8Array(GCM_NONCE_SIZE);
 
-export function aesGcmNonce(n: number, out = new Uint8Array(GCM_NONCE_SIZE)): Uint8Array {
+export function aesGcmNonce(n: number, out: Uint8Array = new Uint8Array(GCM_NONCE_SIZE)): Uint8Array {
   // §12.3: 32 bits of zeros, then the 64-bit counter big-endian.
   writeU32BE(out, 4, Math.floor(n / 0x1_0000_0000));
   writeU32BE(out, 8, n >>> 0);
@@ -32,7 +32,7 @@ export function aesGcmNonce(n: number, out = new Uint8Array(GCM_NONCE_SIZE)): Ui
 export class CipherState {
   private k: Uint8Array | null;
   private counter = 0;
-  private readonly crypto: CryptoBackend;
+  readonly crypto: CryptoBackend;
   private readonly limit: number;
 
   constructor(crypto: CryptoBackend, key: Uint8Array | null = null, limit = NONCE_LIMIT) {
@@ -63,23 +63,16 @@ export class CipherState {
     return out;
   }
 
-  /** EncryptWithAd with empty AD of the concatenation of `parts`, into `out` at `offset`. */
-  encryptInto(parts: readonly Uint8Array[], out: Uint8Array, offset: number): number {
-    if (!this.k) throw new NstpError("ERR_PROTOCOL", "transport encryption without a key");
-    this.checkLimit();
-    const n = this.crypto.aesGcmSealInto(this.k, aesGcmNonce(this.counter, NONCE_SCRATCH), parts, out, offset);
-    this.counter++;
-    return n;
-  }
-
   /**
-   * Takes the key and nonce for the next message without encrypting, for AEAD run elsewhere (the
-   * worker pool). The counter advances now; a frame that then fails its tag ends the session anyway.
+   * Takes the key for the next message and writes its nonce into `nonce`, without encrypting, for an
+   * AEAD run by the caller (v2/cipher.ts, inline or in the worker pool). The counter advances now; a
+   * frame that then fails its tag ends the session anyway.
    */
-  reserve(): { key: Uint8Array; nonce: Uint8Array } {
+  next(nonce: Uint8Array): Uint8Array {
     if (!this.k) throw new NstpError("ERR_PROTOCOL", "transport encryption without a key");
     this.checkLimit();
-    return { key: this.k, nonce: aesGcmNonce(this.counter++) };
+    aesGcmNonce(this.counter++, nonce);
+    return this.k;
   }
 
   /** Throws DecryptError on a failed tag; n advances only on success (§5.1). */

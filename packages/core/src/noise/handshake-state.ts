@@ -6,7 +6,7 @@
  * payload authenticated, so a forged message leaves the state as it was.
  */
 import type { CryptoBackend } from "../crypto/backend.ts";
-import { X25519_KEY_SIZE } from "../crypto/backend.ts";
+import { GCM_TAG_SIZE, X25519_KEY_SIZE } from "../crypto/backend.ts";
 import { DecryptError, NstpError, ProtocolError } from "../errors.ts";
 import { concat } from "../bytes.ts";
 import { CipherState } from "./cipher-state.ts";
@@ -16,7 +16,7 @@ import { SymmetricState } from "./symmetric-state.ts";
 export const PSK_SIZE = 32;
 /** §4.1: DHLEN for 25519; the AEAD tag is 16 bytes (§5.1: ENCRYPT adds 16). */
 export const DH_SIZE = X25519_KEY_SIZE;
-const TAG_SIZE = 16;
+const TAG_SIZE = GCM_TAG_SIZE;
 
 export interface KeyPair {
   publicKey: Uint8Array;

@@ -10,7 +10,8 @@ import { aeadInPool } from "../crypto/placement.ts";
 import { NstpError } from "../errors.ts";
 import type { Output } from "../events.ts";
 import type { DeferredAead, SealOptions } from "../machine.ts";
-import type { AeadJob, PreparedFrames } from "../v2/framing.ts";
+import type { AeadJob } from "../v2/cipher.ts";
+import type { PreparedFrames } from "../v2/writer.ts";
 import type { CryptoPool } from "./index.ts";
 
 export class OrderedAead {

@@ -1,7 +1,8 @@
 /** The established v2 session, the same for both roles: one writer and one reader over Split's keys. */
 import type { TransportKeys } from "../noise/handshake-state.ts";
 import type { Output } from "../events.ts";
-import { FrameReader, FrameWriter } from "./framing.ts";
+import { FrameReader } from "./reader.ts";
+import { FrameWriter } from "./writer.ts";
 import { REKEY_INTERVAL } from "./wire.ts";
 
 export interface ChannelOptions {

@@ -7,7 +7,8 @@ import { ProtocolError } from "../errors.ts";
 import type { Output } from "../events.ts";
 import type { Capabilities, DeferredAead, SealOptions } from "../machine.ts";
 import type { Channel } from "./channel.ts";
-import type { AeadJob, PreparedFrames } from "./framing.ts";
+import type { AeadJob } from "./cipher.ts";
+import type { PreparedFrames } from "./writer.ts";
 
 /** v2's transport (and v3's, which reuses it): pushes both ways, pings, frames sealable in the pool. */
 export const STREAM_CAPABILITIES: Capabilities = { mayPush: true, oneReplyPerMessage: false, peerPings: true };

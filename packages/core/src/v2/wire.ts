@@ -11,8 +11,8 @@
  * The client's first frame is the key confirmation (docs/PROTOCOL.md §v2 "Key confirmation"): the
  * server counts a session only once it has authenticated a frame from the client.
  */
-import { fromUtf8, readU16BE, startsWith } from "../bytes.ts";
-import { GCM_TAG_SIZE } from "../crypto/backend.ts";
+import { fromUtf8, readU16BE, startsWith, writeU16BE } from "../bytes.ts";
+import { GCM_TAG_SIZE, X25519_KEY_SIZE } from "../crypto/backend.ts";
 import { ProtocolError } from "../errors.ts";
 
 export const PROTOCOL_NAME = "Noise_NNpsk0_25519_AESGCM_SHA256";
@@ -20,21 +20,28 @@ export const PROTOCOL_NAME = "Noise_NNpsk0_25519_AESGCM_SHA256";
 export const V2_MARKER = 0x00;
 export const PREAMBLE_MAGIC = new Uint8Array([0x00, 0x4e, 0x53, 0x54, 0x50, 0x02]);
 export const MAX_USERNAME_SIZE = 255;
+/** Every length-prefixed unit (handshake messages, frames) starts with a u16be length: the frame header. */
 export const LENGTH_SIZE = 2;
+export const FRAME_HEADER_SIZE = LENGTH_SIZE;
 /** AES-GCM's tag: the one definition is the crypto interface's (crypto/backend.ts). */
 export const TAG_SIZE = GCM_TAG_SIZE;
 /** Curve25519 public key (Noise §4.1 DHLEN). */
-export const EPHEMERAL_SIZE = 32;
+export const EPHEMERAL_SIZE = X25519_KEY_SIZE;
 /** Both handshake messages: an ephemeral key and the tag of the empty payload. */
 export const HANDSHAKE_MESSAGE_SIZE = EPHEMERAL_SIZE + TAG_SIZE;
 /**
  * What a server that refuses for load sends in place of message 2, then closes: a zero length, which
  * no Noise message can have, so a peer that does not know it fails the handshake as it should.
  */
-export const BUSY_SIGNAL = new Uint8Array([0, 0]);
-export const MAX_FRAME_CIPHERTEXT = 0xffff;
+export const BUSY_SIGNAL = new Uint8Array(LENGTH_SIZE);
+/** The largest length a frame header can state: 2^16 - 1 (Noise §3 caps messages at 65,535 bytes too). */
+export const MAX_FRAME_CIPHERTEXT = 2 ** (8 * LENGTH_SIZE) - 1;
 export const MAX_FRAME_PLAINTEXT = MAX_FRAME_CIPHERTEXT - TAG_SIZE;
-export const CHUNK_HEADER_SIZE = 3;
+/** Chunk header: type (1 byte), then the body's length (u16be). */
+export const CHUNK_TYPE_SIZE = 1;
+export const CHUNK_LENGTH_OFFSET = CHUNK_TYPE_SIZE;
+export const CHUNK_LENGTH_SIZE = 2;
+export const CHUNK_HEADER_SIZE = CHUNK_TYPE_SIZE + CHUNK_LENGTH_SIZE;
 export const MAX_CHUNK_BODY = MAX_FRAME_PLAINTEXT - CHUNK_HEADER_SIZE;
 /** The smallest frame: the tag of one chunk header (a close or an empty message). */
 export const MIN_FRAME_CIPHERTEXT = CHUNK_HEADER_SIZE + TAG_SIZE;
@@ -88,16 +95,43 @@ export function parsePreamble(buf: Uint8Array, magic: Uint8Array = PREAMBLE_MAGI
   return { username, bytes };
 }
 
-/** Length of the u16-prefixed unit at the start of `buf`, or undefined if the prefix is incomplete. */
-export function framedLength(buf: Uint8Array, at = 0): number | undefined {
-  return buf.length - at < LENGTH_SIZE ? undefined : readU16BE(buf, at);
+/** Writes the frame header (the ciphertext's length) at `at`; returns where the ciphertext starts. */
+export function writeFrameHeader(out: Uint8Array, at: number, ciphertextLength: number): number {
+  if (ciphertextLength > MAX_FRAME_CIPHERTEXT) throw new RangeError("frame too large");
+  writeU16BE(out, at, ciphertextLength);
+  return at + FRAME_HEADER_SIZE;
 }
 
+/** The length a frame header at `at` states (the caller has checked that LENGTH_SIZE bytes are there). */
+export function readFrameHeader(buf: Uint8Array, at: number): number {
+  return readU16BE(buf, at);
+}
+
+/** Length of the u16-prefixed unit at the start of `buf`, or undefined if the prefix is incomplete. */
+export function framedLength(buf: Uint8Array, at = 0): number | undefined {
+  return buf.length - at < FRAME_HEADER_SIZE ? undefined : readFrameHeader(buf, at);
+}
+
+/** `body` behind its frame header: the handshake messages' framing. */
 export function encodeFramed(body: Uint8Array): Uint8Array {
-  if (body.length > MAX_FRAME_CIPHERTEXT) throw new RangeError("frame too large");
-  const out = new Uint8Array(LENGTH_SIZE + body.length);
-  out[0] = body.length >>> 8;
-  out[1] = body.length & 0xff;
-  out.set(body, LENGTH_SIZE);
+  const out = new Uint8Array(FRAME_HEADER_SIZE + body.length);
+  out.set(body, writeFrameHeader(out, 0, body.length));
   return out;
+}
+
+/** Writes a chunk header at `at`; returns where the body starts. */
+export function writeChunkHeader(out: Uint8Array, at: number, type: number, bodyLength: number): number {
+  out[at] = type;
+  writeU16BE(out, at + CHUNK_LENGTH_OFFSET, bodyLength);
+  return at + CHUNK_HEADER_SIZE;
+}
+
+/** The type of the chunk whose header starts at `at` (CHUNK_HEADER_SIZE bytes are there). */
+export function chunkType(plaintext: Uint8Array, at: number): number {
+  return plaintext[at]!;
+}
+
+/** The body length of the chunk whose header starts at `at`. */
+export function chunkBodyLength(plaintext: Uint8Array, at: number): number {
+  return readU16BE(plaintext, at + CHUNK_LENGTH_OFFSET);
 }
