@@ -5,7 +5,7 @@
  * The driver owns the wire and the machine's outputs; this owns what the handshake holds until the
  * session is established or the connection ends.
  */
-import { AuthError, type Credential, Deadline, type Output, type ServerMachine, toNstpError, type v3 } from "@nstp/core";
+import { AuthError, type Credential, Deadline, NstpError, type Output, type ServerMachine, toNstpError, type v3 } from "@nstp/core";
 import { runCurveJob } from "@nstp/core/pool";
 import type { Contender } from "./admission.ts";
 import type { Ticket } from "./budget.ts";
@@ -44,6 +44,8 @@ export class ServerHandshake {
   private ticket: Ticket | undefined;
   /** Waits out the user's backoff before judging (budget.ts); armed only while it does. */
   private readonly judgeDelay = new Deadline();
+  /** From accept to an authenticated session (ConnectionLimits.handshakeTimeoutMs). */
+  private readonly deadline = new Deadline();
   /** Established or ended: nothing more is reported or judged. */
   private over = false;
 
@@ -51,6 +53,7 @@ export class ServerHandshake {
     this.machine = machine;
     this.ctx = ctx;
     this.host = host;
+    this.deadline.once(ctx.limits.handshakeTimeoutMs, () => host.fail(new NstpError("ERR_TIMEOUT", "handshake deadline passed")));
   }
 
   /** A guess has been reserved: something that depends on the password may have been sent. */
@@ -146,6 +149,7 @@ export class ServerHandshake {
    */
   established(username: string): void {
     this.over = true;
+    this.deadline.cancel();
     this.abort = undefined;
     if (this.ticket) this.ctx.budget.settle(this.ticket, true);
     this.ctx.budget.confirmed(username, this.host.remoteAddress);
@@ -164,5 +168,6 @@ export class ServerHandshake {
       else if (this.ticket) this.ctx.budget.settle(this.ticket, false);
     }
     this.judgeDelay.cancel();
+    this.deadline.cancel();
   }
 }
