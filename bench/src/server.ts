@@ -157,6 +157,9 @@ rl.on("line", (line) => {
     if (g.Bun) g.Bun.gc(true);
     else g.gc?.();
     console.log(JSON.stringify({ rssMB: process.memoryUsage().rss / 1e6 }));
+  } else if (line === "heap") {
+    // Where the memory is (the fleet bench's density work): live objects by type after a collection.
+    void heapCensus().then((r) => console.log(JSON.stringify(r)));
   } else if (line === "report") {
     console.log(JSON.stringify({
       eldP99Ms: eld.percentile(99) / 1e6,
@@ -175,3 +178,29 @@ rl.on("close", async () => {
   await pool?.destroy();
   process.exit(0);
 });
+
+/** Objects by type (Bun: bun:jsc heapStats) or V8 heap statistics (Node), after a full collection; a heap snapshot with NSTP_HEAP_SNAPSHOT=path. */
+async function heapCensus(): Promise<Record<string, unknown>> {
+  const g = globalThis as { Bun?: { gc(force: boolean): void; generateHeapSnapshot?(): unknown }; gc?: () => void };
+  const out: Record<string, unknown> = {};
+  if (g.Bun) {
+    g.Bun.gc(true);
+    const { heapStats } = (await import("bun:jsc")) as { heapStats(): { objectTypeCounts: Record<string, number>; heapSize: number; objectCount: number } };
+    const h = heapStats();
+    out.heapSize = h.heapSize;
+    out.objectCount = h.objectCount;
+    out.types = Object.fromEntries(Object.entries(h.objectTypeCounts).sort((a, b) => b[1] - a[1]).slice(0, 40));
+    if (process.env.NSTP_HEAP_SNAPSHOT && g.Bun.generateHeapSnapshot) {
+      const { writeFileSync } = await import("node:fs");
+      writeFileSync(process.env.NSTP_HEAP_SNAPSHOT, JSON.stringify(g.Bun.generateHeapSnapshot()));
+      out.snapshot = process.env.NSTP_HEAP_SNAPSHOT;
+    }
+  } else {
+    g.gc?.();
+    const v8 = await import("node:v8");
+    out.heap = v8.getHeapStatistics();
+    if (process.env.NSTP_HEAP_SNAPSHOT) out.snapshot = v8.writeHeapSnapshot(process.env.NSTP_HEAP_SNAPSHOT);
+  }
+  out.memory = process.memoryUsage();
+  return out;
+}

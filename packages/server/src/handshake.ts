@@ -5,7 +5,7 @@
  * The driver owns the wire and the machine's outputs; this owns what the handshake holds until the
  * session is established or the connection ends.
  */
-import { AuthError, type Credential, Deadline, NstpError, type Output, type ServerMachine, toNstpError, type v3 } from "@nstp/core";
+import { AuthError, type Credential, Deadline, type Output, type ServerMachine, toNstpError, type v3 } from "@nstp/core";
 import { runCurveJob } from "@nstp/core/pool";
 import type { Contender } from "./admission.ts";
 import type { Ticket } from "./budget.ts";
@@ -23,6 +23,8 @@ export interface HandshakeHost extends Contender {
   apply(outputs: Output[]): void;
   /** Applies outputs as for received bytes, then lets the replies they made leave; false if it failed. */
   received(outputs: () => Output[]): boolean;
+  /** The handshake deadline passed: refuse (busy) or close, as the connection decides. */
+  deadlinePassed(): void;
 }
 
 export class ServerHandshake {
@@ -70,14 +72,14 @@ export class ServerHandshake {
    * Node server at load 10-16 (2026-11-27), the 100th message 2 left 9.9 s after accept, and clients
    * that answered within milliseconds of reading it were closed at 10 s, some after they had sent
    * message 3 and counted themselves established. The peer's own silence still counts in full.
-   * Returns how long until the next look, or fails the handshake (undefined).
+   * Returns how long until the next look, or tells the connection the deadline passed (undefined).
    */
   private overdue(): number | undefined {
     const now = performance.now();
     const ours = this.curveWaitMs + (this.curveSince === undefined ? 0 : now - this.curveSince);
     const left = this.acceptedAt + this.ctx.limits.handshakeTimeoutMs + ours - now;
     if (left >= 1) return left;
-    this.host.fail(new NstpError("ERR_TIMEOUT", "handshake deadline passed"));
+    this.host.deadlinePassed();
     return undefined;
   }
 
