@@ -23,6 +23,8 @@ export interface HandshakeHost extends Contender {
   apply(outputs: Output[]): void;
   /** Applies outputs as for received bytes, then lets the replies they made leave; false if it failed. */
   received(outputs: () => Output[]): boolean;
+  /** The handshake deadline passed: refuse (busy) or close, as the connection decides. */
+  deadlinePassed(): void;
 }
 
 export class ServerHandshake {
@@ -44,6 +46,8 @@ export class ServerHandshake {
   private ticket: Ticket | undefined;
   /** Waits out the user's backoff before judging (budget.ts); armed only while it does. */
   private readonly judgeDelay = new Deadline();
+  /** From accept to an authenticated session (ConnectionLimits.handshakeTimeoutMs). */
+  private readonly deadline = new Deadline();
   /** Established or ended: nothing more is reported or judged. */
   private over = false;
 
@@ -51,6 +55,7 @@ export class ServerHandshake {
     this.machine = machine;
     this.ctx = ctx;
     this.host = host;
+    this.deadline.once(ctx.limits.handshakeTimeoutMs, () => host.deadlinePassed());
   }
 
   /** A guess has been reserved: something that depends on the password may have been sent. */
@@ -146,6 +151,7 @@ export class ServerHandshake {
    */
   established(username: string): void {
     this.over = true;
+    this.deadline.cancel();
     this.abort = undefined;
     if (this.ticket) this.ctx.budget.settle(this.ticket, true);
     this.ctx.budget.confirmed(username, this.host.remoteAddress);
@@ -164,5 +170,6 @@ export class ServerHandshake {
       else if (this.ticket) this.ctx.budget.settle(this.ticket, false);
     }
     this.judgeDelay.cancel();
+    this.deadline.cancel();
   }
 }
