@@ -76,3 +76,28 @@ test("the queue is bounded; a cancelled waiter frees its place; close refuses th
   assert.equal(await running, 0);
   assert.deepEqual(t.started, [0]);
 });
+
+test("a waiter that goes away leaves the queue at once: submit-then-cancel, many times over, holds nothing", async () => {
+  const t = threads();
+  const gate = new ThreadGate<number | Uint8Array>((task) => t.exec(task as number), 1, 4);
+  const running = gate.run(0); // the thread is busy
+  const honest = gate.run(1); // one waiter ahead
+  for (let i = 0; i < 10_000; i++) {
+    const caller = new AbortController();
+    gate.run(new Uint8Array(16), caller.signal).catch(() => {});
+    caller.abort();
+  }
+  assert.equal(gate.queued, 1);
+  assert.equal(gate.held, 1, "the queue really holds only the live waiter");
+  // One cancelled from the middle of the queue: its neighbours stay linked, in order.
+  const middle = new AbortController();
+  const waiters = [gate.run(2), gate.run(3, middle.signal), gate.run(4)];
+  assert.equal(gate.saturated, true);
+  middle.abort();
+  await assert.rejects(waiters[1]!, code("ERR_CLOSED"));
+  assert.equal(gate.held, 3);
+  for (const i of [0, 1, 2, 4]) await t.end(i);
+  assert.deepEqual(t.started, [0, 1, 2, 4], "no cancelled task reached a thread");
+  assert.deepEqual([await running, await honest, await waiters[0], await waiters[2]], [0, 10, 20, 40]);
+  assert.equal(gate.held, 0);
+});

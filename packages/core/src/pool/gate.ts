@@ -9,21 +9,26 @@
  * once, 2026-11-27), a curve step queued 0.4 s after the start came back at 10.1 s, past its
  * handshake deadline, while the ones queued after it had run: every 4th handshake from the 5th on.
  *
- * A caller that goes away (its AbortSignal) is answered ERR_CLOSED at once. Waiting, its task is
- * dropped; running, it runs to its end on its thread and the result is dropped: piscina would
- * terminate the thread to stop it, and a new thread costs more (its start, and on Node 230 ms of
- * cold curve tables: curve.ts warmCurve) than the one job it saves.
+ * A caller that goes away (its AbortSignal) is answered ERR_CLOSED at once. Waiting, its job is
+ * unlinked from the queue and its task (a password, a w0) let go at once, so the queue holds only
+ * live jobs and its bound is its real length (100,000 submit-then-cancel calls left 100,001 jobs
+ * held when they stayed until their turn); running, it runs to its end on its thread and the result
+ * is dropped: piscina would terminate the thread to stop it, and a new thread costs more (its start,
+ * and on Node 230 ms of cold curve tables: curve.ts warmCurve) than the one job it saves.
  */
 import { NstpError } from "../errors.ts";
-import { Fifo } from "../fifo.ts";
 
 interface Job<T> {
-  task: T;
+  /** Let go once the job is cancelled. */
+  task: T | undefined;
   state: "waiting" | "running" | "cancelled";
   resolve(result: unknown): void;
   reject(e: unknown): void;
   /** Stops listening for the caller's AbortSignal. */
   unlisten?: () => void;
+  /** Neighbours in the queue while waiting: a cancelled job is unlinked in O(1). */
+  prev?: Job<T>;
+  next?: Job<T>;
 }
 
 export class ThreadGate<T> {
@@ -32,9 +37,10 @@ export class ThreadGate<T> {
   private readonly maxQueue: number;
   /** Tasks handed to piscina and not yet back: at most one per thread, so piscina never queues. */
   private running = 0;
-  /** Tasks waiting for a thread, oldest first; cancelled ones stay until their turn and are skipped. */
-  private readonly waiting = new Fifo<Job<T>>();
-  /** Tasks waiting and not cancelled: what the bound counts. */
+  /** Tasks waiting for a thread, oldest (head) first, doubly linked; a cancelled one leaves at once. */
+  private head: Job<T> | undefined;
+  private tail: Job<T> | undefined;
+  /** Jobs linked in the queue, all waiting: what the bound counts. */
   private waitingCount = 0;
   private closed = false;
 
@@ -44,9 +50,16 @@ export class ThreadGate<T> {
     this.maxQueue = maxQueue;
   }
 
-  /** Tasks waiting for a thread. */
+  /** Tasks waiting for a thread: the queue's real length (cancelled ones are unlinked at once). */
   get queued(): number {
     return this.waitingCount;
+  }
+
+  /** Jobs linked in the queue, counted by walking it (for tests: what the queue really holds). */
+  get held(): number {
+    let n = 0;
+    for (let job = this.head; job; job = job.next) n++;
+    return n;
   }
 
   /** True when a new task would be refused. */
@@ -63,7 +76,10 @@ export class ThreadGate<T> {
       const job: Job<T> = { task, state: "waiting", resolve, reject };
       if (signal) {
         const onAbort = () => {
-          if (job.state === "waiting") this.waitingCount--;
+          if (job.state === "waiting") {
+            this.unlink(job);
+            job.task = undefined;
+          }
           job.state = "cancelled";
           reject(cancelled(signal.reason));
         };
@@ -71,28 +87,27 @@ export class ThreadGate<T> {
         job.unlisten = () => signal.removeEventListener("abort", onAbort);
       }
       if (this.running < this.threads) this.start(job);
-      else {
-        this.waiting.push(job);
-        this.waitingCount++;
-      }
+      else this.link(job);
     });
   }
 
   /** Refuses every waiting task (ERR_BUSY) and any later one; running tasks end with their threads. */
   close(): void {
     this.closed = true;
-    for (const job of this.waiting.drain()) {
-      if (job.state !== "waiting") continue;
+    for (let job = this.head; job; job = this.head) {
+      this.unlink(job);
+      job.task = undefined;
       job.unlisten?.();
       job.reject(new NstpError("ERR_BUSY", "crypto pool shut down"));
     }
-    this.waitingCount = 0;
   }
 
   private start(job: Job<T>): void {
     job.state = "running";
     this.running++;
-    this.exec(job.task)
+    const task = job.task!;
+    job.task = undefined; // the thread has it now
+    this.exec(task)
       .then(job.resolve, (e: unknown) => job.reject(new NstpError("ERR_BUSY", "crypto pool refused the task", { cause: e })))
       .finally(() => {
         job.unlisten?.();
@@ -103,13 +118,30 @@ export class ThreadGate<T> {
 
   /** Starts the oldest waiting tasks while threads are free. */
   private next(): void {
-    while (this.running < this.threads && !this.closed) {
-      const job = this.waiting.shift();
-      if (!job) return;
-      if (job.state !== "waiting") continue;
-      this.waitingCount--;
+    while (this.running < this.threads && !this.closed && this.head) {
+      const job = this.head;
+      this.unlink(job);
       this.start(job);
     }
+  }
+
+  /** Appends a waiting job. */
+  private link(job: Job<T>): void {
+    job.prev = this.tail;
+    if (this.tail) this.tail.next = job;
+    else this.head = job;
+    this.tail = job;
+    this.waitingCount++;
+  }
+
+  /** Takes a waiting job out of the queue, wherever it is. */
+  private unlink(job: Job<T>): void {
+    if (job.prev) job.prev.next = job.next;
+    else this.head = job.next;
+    if (job.next) job.next.prev = job.prev;
+    else this.tail = job.prev;
+    job.prev = job.next = undefined;
+    this.waitingCount--;
   }
 }
 
