@@ -48,7 +48,7 @@ export class ServerHandshake {
   private readonly judgeDelay = new Deadline();
   /**
    * From accept to an authenticated session (ConnectionLimits.handshakeTimeoutMs), less the time our
-   * own curve step kept the peer waiting (see overdue()).
+   * own curve step kept the peer waiting, up to as long again (see overdue()).
    */
   private readonly deadline = new Deadline();
   private readonly acceptedAt = performance.now();
@@ -72,12 +72,17 @@ export class ServerHandshake {
    * Node server at load 10-16 (2026-11-27), the 100th message 2 left 9.9 s after accept, and clients
    * that answered within milliseconds of reading it were closed at 10 s, some after they had sent
    * message 3 and counted themselves established. The peer's own silence still counts in full.
-   * Returns how long until the next look, or tells the connection the deadline passed (undefined).
+   * The time excluded is capped at the deadline itself, so a handshake holds its place (admission's
+   * cap, its connection) for at most twice the deadline: the pool's queue alone bounds it only at
+   * maxQueue × task time ÷ threads (19 s on the 2-core review machine, 2026-11-27, past a 10 s
+   * deadline). Returns how long until the next look, or tells the connection the deadline passed
+   * (undefined).
    */
   private overdue(): number | undefined {
     const now = performance.now();
-    const ours = this.curveWaitMs + (this.curveSince === undefined ? 0 : now - this.curveSince);
-    const left = this.acceptedAt + this.ctx.limits.handshakeTimeoutMs + ours - now;
+    const timeout = this.ctx.limits.handshakeTimeoutMs;
+    const ours = Math.min(timeout, this.curveWaitMs + (this.curveSince === undefined ? 0 : now - this.curveSince));
+    const left = this.acceptedAt + timeout + ours - now;
     if (left >= 1) return left;
     this.host.deadlinePassed();
     return undefined;
