@@ -92,18 +92,22 @@ for (const runtime of ["bun", "node"] as const) {
     }, { timeout: 30_000 });
 
     after(async () => {
-      // Every attacker is gone: only the well-behaved client is left, and memory is near where it was.
-      let m = await metrics(srv.metricsPort);
-      for (let i = 0; i < 50 && m.get("nstp_connections") !== 1; i++) {
-        await sleep(100);
-        m = await metrics(srv.metricsPort);
+      try {
+        // Every attacker is gone: only the well-behaved client is left, and memory is near where it was.
+        let m = await metrics(srv.metricsPort);
+        for (let i = 0; i < 50 && m.get("nstp_connections") !== 1; i++) {
+          await sleep(100);
+          m = await metrics(srv.metricsPort);
+        }
+        assert.equal(m.get("nstp_connections"), 1, "connections back to the well-behaved client alone");
+        assert.equal(m.get("nstp_handshaking"), 0);
+        const grown = (m.get("nstp_resident_memory_bytes")! - baselineRss) / 1e6;
+        assert.ok(grown < 96, `resident memory grew ${grown.toFixed(0)} MB over the suite`);
+        await good.close();
+      } finally {
+        // A failed check must not leave the server process running after the suite.
+        srv.child.kill("SIGTERM");
       }
-      assert.equal(m.get("nstp_connections"), 1, "connections back to the well-behaved client alone");
-      assert.equal(m.get("nstp_handshaking"), 0);
-      const grown = (m.get("nstp_resident_memory_bytes")! - baselineRss) / 1e6;
-      assert.ok(grown < 96, `resident memory grew ${grown.toFixed(0)} MB over the suite`);
-      await good.close();
-      srv.child.kill("SIGTERM");
     });
 
     /** Runs an attack, then checks the close, the deadline, the counted error and the good client. */
