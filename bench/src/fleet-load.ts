@@ -10,7 +10,7 @@
 import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
 import { NstpError, legacy, utf8 } from "@nstp/core";
-import { type ConnectOptions, type Session, connectWithBackoff } from "@nstp/client";
+import { type ConnectOptions, RETRYABLE, type Session, backoffDelay, connectWithBackoff } from "@nstp/client";
 import { type BenchProtocol, type Exchanger, open } from "./conns.ts";
 import { BENCH_PASSWORD, BENCH_USER } from "./users.ts";
 
@@ -88,15 +88,42 @@ async function attach(d: Device): Promise<void> {
 
 let closing = false;
 
+/** Handshakes the server refused busy (or cut) while the sessions were opened, then retried. */
+let openRetries = 0;
+
+/**
+ * Opens one session and echoes once, as a device would: what waiting can cure (the server busy, or
+ * its handshake deadline passed under the load of this very burst: a v3 client that sent message 3
+ * late finds its session cut at its first request) is retried with jittered backoff, at most 20
+ * times; a wrong password or anything else fails the run.
+ */
+async function openRetrying(): Promise<Exchanger> {
+  for (let failures = 0; ; failures++) {
+    let ex: Exchanger | undefined;
+    try {
+      ex = await open(protocol, { port, window: 1, password: BENCH_PASSWORD });
+      if (!equal(await ex.request(PAYLOAD), PAYLOAD)) throw new Error("wrong echo");
+      return ex;
+    } catch (e) {
+      void ex?.close().catch(() => {});
+      if (!(e instanceof NstpError) || !RETRYABLE.has(e.code) || failures >= 20) throw e;
+      openRetries++;
+      await new Promise((r) => setTimeout(r, backoffDelay(failures, { initialDelayMs: 200, maxDelayMs: 5000 })));
+    }
+  }
+}
+
 async function openAll(): Promise<void> {
   let next = 0;
   const worker = async () => {
     while (next < n) {
       const d = devices[next++]!;
-      if (values.reconnect) await attach(d);
-      else d.ex = await open(protocol, { port, window: 1, password: BENCH_PASSWORD });
-      const reply = await d.ex!.request(PAYLOAD);
-      if (!equal(reply, PAYLOAD)) throw new Error("wrong echo");
+      if (values.reconnect) {
+        await attach(d);
+        if (!equal(await d.ex!.request(PAYLOAD), PAYLOAD)) throw new Error("wrong echo");
+      } else {
+        d.ex = await openRetrying();
+      }
     }
   };
   await Promise.all(Array.from({ length: Math.min(n, Number(values.concurrency)) }, worker));
@@ -118,7 +145,7 @@ async function waitStorm(): Promise<Record<string, unknown>> {
 
 const t0 = performance.now();
 await openAll();
-console.log(JSON.stringify({ opened: n, ms: performance.now() - t0 }));
+console.log(JSON.stringify({ opened: n, ms: performance.now() - t0, retries: openRetries }));
 const rl = createInterface({ input: process.stdin });
 rl.on("line", (line) => {
   const reply = line === "check" ? check() : line === "storm" ? waitStorm() : Promise.resolve({ error: `unknown command ${line}` });

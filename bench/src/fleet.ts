@@ -1,8 +1,9 @@
 /**
  * The bench group "fleet": many idle devices on one host.
  * - Density: the server's resident memory per idle session (handshake and one echo, then idle) at
- *   `sessions` sessions, measured after a full collection, beside a bare socket (the same runtime's
- *   transport, raw TCP) and a node:tls connection. The devices are spread over several processes.
+ *   `sessions` sessions, for every version, measured after a full collection, beside a bare socket
+ *   (the same runtime's transport, raw TCP) and a node:tls connection. The devices are spread over
+ *   several processes.
  * - Reconnect storm: `sessions` v2 devices (connectWithBackoff, jittered) lose their server to a
  *   restart; the time each takes to be back (p50/p99/max) and how many were refused busy and retried.
  * - Every core: handshakes/s and echo MB/s against 1 and 2 server processes on one port (reusePort).
@@ -47,7 +48,7 @@ const rssAfterGc = async (s: ServerProc) => (await s.command("gc")).rssMB! * 1e6
  * the capacity row: `capacity` v2 sessions on one server process, each still answering.
  */
 export async function densityScenario(runtime: Runtime, p: FleetParams, add: Add, progress: (m: string) => void): Promise<void> {
-  for (const protocol of ["tcp", "tls", "legacy", "v2"] as Protocol[]) await idleSessions(runtime, protocol, p.sessions, `fleet-idle-${p.sessions}`, p, add, progress);
+  for (const protocol of ["tcp", "tls", "legacy", "v2", "v3"] as Protocol[]) await idleSessions(runtime, protocol, p.sessions, `fleet-idle-${p.sessions}`, p, add, progress);
   await idleSessions(runtime, "v2", p.capacity, `fleet-capacity-${p.capacity}`, p, add, progress);
 }
 

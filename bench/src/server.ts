@@ -7,13 +7,13 @@
  * the baselines move the same bytes.
  */
 import { pbkdf2Sync } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { appendFileSync, readFileSync } from "node:fs";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import * as tls from "node:tls";
 import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
-import { type CryptoBackend, type Wire, legacy, utf8 } from "@nstp/core";
-import { defaultTransport, getBackend, runtimeVersion } from "@nstp/core/node";
+import { type CryptoBackend, type LogLevel, type Wire, legacy, utf8 } from "@nstp/core";
+import { createLogger, defaultTransport, getBackend, runtimeVersion } from "@nstp/core/node";
 import { CryptoPool, curvePlacement } from "@nstp/core/pool";
 import { type CredentialStore, type KeyStore, PasswordKeyStore, StaticKeyStore, loadUsersFile, openCredentialStore, startServer, storeKind } from "@nstp/server";
 import { Deframer, frame } from "./framing.ts";
@@ -87,6 +87,9 @@ async function main(): Promise<{ host: string; port: number; close(): Promise<vo
     userBudget: { burst: 1e9, refillPerSecond: 1e9 },
     limits: { maxPendingMessages: 1 << 16, writeHighWaterMark: 4 << 20 },
     trustedProxies: values["trusted-proxies"]?.split(","),
+    // NSTP_BENCH_LOG=FILE appends the server's debug log there, to see why sessions end (never keys or
+    // plaintext: the logger has no field for them). The bench keeps the server's stderr only for errors.
+    logger: process.env.NSTP_BENCH_LOG ? createLogger({ level: "debug" as LogLevel, write: (l) => appendFileSync(process.env.NSTP_BENCH_LOG!, l + "\n") }) : undefined,
   });
   return { host: server.host, port: server.port, close: async () => (await server.close(), await dbStore?.close()) };
 }
@@ -154,6 +157,9 @@ rl.on("line", (line) => {
     if (g.Bun) g.Bun.gc(true);
     else g.gc?.();
     console.log(JSON.stringify({ rssMB: process.memoryUsage().rss / 1e6 }));
+  } else if (line === "heap") {
+    // Where the memory is (the fleet bench's density work): live objects by type after a collection.
+    void heapCensus().then((r) => console.log(JSON.stringify(r)));
   } else if (line === "report") {
     console.log(JSON.stringify({
       eldP99Ms: eld.percentile(99) / 1e6,
@@ -172,3 +178,29 @@ rl.on("close", async () => {
   await pool?.destroy();
   process.exit(0);
 });
+
+/** Objects by type (Bun: bun:jsc heapStats) or V8 heap statistics (Node), after a full collection; a heap snapshot with NSTP_HEAP_SNAPSHOT=path. */
+async function heapCensus(): Promise<Record<string, unknown>> {
+  const g = globalThis as { Bun?: { gc(force: boolean): void; generateHeapSnapshot?(): unknown }; gc?: () => void };
+  const out: Record<string, unknown> = {};
+  if (g.Bun) {
+    g.Bun.gc(true);
+    const { heapStats } = (await import("bun:jsc")) as { heapStats(): { objectTypeCounts: Record<string, number>; heapSize: number; objectCount: number } };
+    const h = heapStats();
+    out.heapSize = h.heapSize;
+    out.objectCount = h.objectCount;
+    out.types = Object.fromEntries(Object.entries(h.objectTypeCounts).sort((a, b) => b[1] - a[1]).slice(0, 40));
+    if (process.env.NSTP_HEAP_SNAPSHOT && g.Bun.generateHeapSnapshot) {
+      const { writeFileSync } = await import("node:fs");
+      writeFileSync(process.env.NSTP_HEAP_SNAPSHOT, JSON.stringify(g.Bun.generateHeapSnapshot()));
+      out.snapshot = process.env.NSTP_HEAP_SNAPSHOT;
+    }
+  } else {
+    g.gc?.();
+    const v8 = await import("node:v8");
+    out.heap = v8.getHeapStatistics();
+    if (process.env.NSTP_HEAP_SNAPSHOT) out.snapshot = v8.writeHeapSnapshot(process.env.NSTP_HEAP_SNAPSHOT);
+  }
+  out.memory = process.memoryUsage();
+  return out;
+}

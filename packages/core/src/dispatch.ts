@@ -33,10 +33,12 @@ export interface ServerDispatchOptions {
 
 /** Before a version is chosen nothing is established: the most restrictive capabilities (the reference's). */
 const NOT_CHOSEN = LEGACY_CAPABILITIES;
+/** No bytes held: shared, so a connection holds no array of its own once its version is chosen. */
+const NO_HEAD = new Uint8Array(0);
 
 export class ServerDispatch implements ServerMachine {
   private machine: ServerMachine | undefined;
-  private head = new Uint8Array(0);
+  private head = NO_HEAD;
   private readonly candidates: readonly ProtocolEntry[];
   private readonly opts: ServerDispatchOptions;
 
@@ -96,7 +98,7 @@ export class ServerDispatch implements ServerMachine {
       this.head = head.slice(0, CLAIM_BYTES);
       return [];
     }
-    this.head = new Uint8Array(0);
+    this.head = NO_HEAD;
     this.machine = entry.server({
       crypto: this.opts.crypto,
       deviceSalt: this.opts.deviceSalt ?? DEMO_DEVICE_SALT,

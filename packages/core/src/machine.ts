@@ -87,7 +87,11 @@ export interface ServerMachine extends Machine {
    * v3 built with deferCurve): the result of runCurveJob (pool/curve.ts), or its Error.
    */
   provideCurve?(result: VerifierCurveResult | Error): Output[];
-  /** Bytes to send before closing when refusing for load (undefined: the version has none). */
+  /**
+   * Bytes to send before closing when refusing for load or at the handshake deadline: only while the
+   * server's answer to the client's guess has not been sent (undefined after that, or where the
+   * version has none).
+   */
   busySignal(): Uint8Array | undefined;
   /** Handshake steps taken so far (0 before the version's first message parses). */
   readonly handshakeStep: number;

@@ -166,3 +166,19 @@ test("busy is busy: at maxConnections a newcomer gets the busy signal (ERR_BUSY)
     }
   }
 });
+
+test("a handshake the server has not answered by its deadline gets the busy signal (ERR_BUSY, retried), v2 and v3 alike", async () => {
+  // The key lookup never answers (a store stalled under a reconnect storm): the deadline passes
+  // before message 2. The client's guess was not judged, so a bare close (read as a wrong password,
+  // ERR_AUTH, never retried) would leave the device out for good. (The reference protocol has sent
+  // its session nonce by then and has no busy signal: its close stays silent.)
+  const keys = { lookup: () => new Promise<undefined>(() => {}) };
+  const server = await startServer({ keys, port: 0, limits: { handshakeTimeoutMs: 300 } });
+  try {
+    for (const protocol of ["v2", "v3"] as const) {
+      assert.equal(await codeOf(connect({ port: server.port, username: "alice", psk: alicePsk, protocol })), "ERR_BUSY", protocol);
+    }
+  } finally {
+    await server.close();
+  }
+});

@@ -5,6 +5,7 @@
 import type { CryptoBackend, Logger, ProtocolName, ServerMachine } from "@nstp/core";
 import type { CryptoPool } from "@nstp/core/pool";
 import type { HandshakeAdmission } from "./admission.ts";
+import type { ClockWheel } from "./clock-wheel.ts";
 import type { GuessBudget } from "./budget.ts";
 import type { ServerConnection } from "./connection.ts";
 import type { KeyStore } from "./credentials.ts";
@@ -68,4 +69,6 @@ export interface ConnectionContext {
   admission: HandshakeAdmission;
   /** Reserved from before each password is judged (budget.ts). */
   budget: GuessBudget;
+  /** The sessions' idle and lifetime deadlines, one timer for all (clock-wheel.ts). */
+  clocks: ClockWheel;
 }

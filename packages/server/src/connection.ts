@@ -3,7 +3,7 @@
  * lookups, writes), runs the application's handler, and owns the connection's timers. It sees the
  * socket only as a Wire, so the Bun and Node builds run exactly this code.
  */
-import { AeadPlacement, Flow, type Output, Outbox, PartialInputDeadline, REFUSAL_SIGNAL, type ServerMachine, type Wire, type WireEvents, NstpError, toNstpError, utf8 } from "@nstp/core";
+import { AeadPlacement, Flow, type Output, Outbox, PartialInputDeadline, type ProtocolName, REFUSAL_SIGNAL, type ServerMachine, type Wire, type WireEvents, NstpError, toNstpError, utf8 } from "@nstp/core";
 import { OrderedAead } from "@nstp/core/pool";
 import type { ConnectionContext, SessionInfo } from "./connection-context.ts";
 import { type HandshakeHost, ServerHandshake } from "./handshake.ts";
@@ -11,6 +11,27 @@ import { isThenable } from "./thenable.ts";
 import { SessionClock, type SessionEndReason } from "./lifetime.ts";
 
 type Reply = Uint8Array | string | undefined;
+
+/**
+ * What the application's handler sees of its session. A class, not an object literal with a
+ * closure: an idle session then holds one small object, not three (the fleet bench).
+ */
+class Session implements SessionInfo {
+  readonly username: string;
+  readonly remoteAddress: string;
+  readonly protocol: ProtocolName;
+  readonly #conn: ServerConnection;
+  constructor(username: string, remoteAddress: string, protocol: ProtocolName, conn: ServerConnection) {
+    this.username = username;
+    this.remoteAddress = remoteAddress;
+    this.protocol = protocol;
+    this.#conn = conn;
+  }
+
+  send(message: Uint8Array | string): Promise<void> {
+    return this.#conn.push(message);
+  }
+}
 
 export class ServerConnection implements WireEvents, HandshakeHost {
   private readonly machine: ServerMachine;
@@ -67,22 +88,46 @@ export class ServerConnection implements WireEvents, HandshakeHost {
 
   /**
    * Closed to make room for a newcomer (admission.ts). A newcomer that is itself the one to go
-   * (nothing received yet) gets the busy signal, as a refusal at accept; so does a v2 handshake that
-   * has not been answered (message 2 not sent), in the place of message 2: its client then retries
-   * (ERR_BUSY) instead of reading the close as a wrong password and giving up, which in a reconnect
-   * storm after a restart left devices out (the fleet bench). Nothing about the password is told:
-   * it has not been judged, or its verdict has not been sent. Later victims, and the reference
-   * protocol's after its session nonce, are closed silently, like any failure.
+   * (nothing received yet) gets the busy signal, as a refusal at accept; so does a handshake the
+   * server has not answered yet (refuse()).
    */
   evict(refused = false): void {
-    if (refused) this.write(REFUSAL_SIGNAL);
-    else if (!this.session && !this.handshake?.guessReserved) {
-      // No guess reserved yet, so nothing that depends on the password has been sent: the version's
-      // busy signal (v2: in place of message 2) tells the client to retry (ERR_BUSY).
-      const busy = this.machine.busySignal();
-      if (busy) this.write(busy);
+    if (refused) {
+      this.write(REFUSAL_SIGNAL);
+      this.fail(new NstpError("ERR_BUSY", "evicted: refused as it arrived at the cap"));
+    } else {
+      this.refuse(new NstpError("ERR_BUSY", "evicted: the handshake stalled longest when the cap was reached"));
     }
-    this.fail(new NstpError("ERR_BUSY", "evicted: the handshake stalled longest when the cap was reached"));
+  }
+
+  /**
+   * Ends a handshake for the server's own reasons (evicted at the cap, or its deadline passed while
+   * the server owed the answer). If the server has not answered the client's guess yet (v2 and v3:
+   * message 2 not sent, the v3 curve step included), the version's busy signal goes in its place:
+   * the client retries (ERR_BUSY) instead of reading the close as a wrong password and giving up.
+   * In a reconnect storm, a v3 share waiting for its curve step, or a v2 handshake on a loop too
+   * busy to answer before the deadline, was closed silently and its device gave up with ERR_AUTH
+   * (the fleet bench). Nothing about the password is told: its verdict has not been sent (a v3 guess
+   * reserved for the curve step stays charged, as before: the budget bounds the curve work a source
+   * can cause). After the answer, and for the reference protocol after its session nonce, the close
+   * is silent like any failure.
+   */
+  private refuse(err: NstpError): void {
+    if (this.done) return;
+    const busy = this.session ? undefined : this.machine.busySignal();
+    if (busy) this.write(busy);
+    this.fail(err);
+  }
+
+  /**
+   * The handshake deadline: a client whose guess is here and unanswered (the server was too slow:
+   * its key, its judgement or its curve step still pending) is refused with the busy signal; one
+   * that has not sent its guess in time, or did not confirm after the answer, is closed silently.
+   */
+  deadlinePassed(): void {
+    const err = new NstpError("ERR_TIMEOUT", "handshake deadline passed");
+    if (this.handshake?.guessReserved || this.machine.judgeable) this.refuse(err);
+    else this.fail(err);
   }
 
   /** Records or frames completed so far (the session clock's idle timeout watches it). */
@@ -258,19 +303,14 @@ export class ServerConnection implements WireEvents, HandshakeHost {
 
   private onEstablished(username: string): void {
     const protocol = this.machine.protocol!;
-    this.session = {
-      username,
-      remoteAddress: this.wire.remoteAddress,
-      protocol,
-      send: (message) => this.push(message),
-    };
+    this.session = new Session(username, this.wire.remoteAddress, protocol, this);
     this.ctx.stats.handshaking--;
     this.handshake?.established(username);
     this.handshake = undefined;
     this.ctx.stats.handshakeSucceeded(protocol);
     this.ctx.log.debug("session established", { user: username, remote: this.wire.remoteAddress, protocol });
     this.pingsSeen = this.machine.pingsReceived ?? 0;
-    this.clock = new SessionClock(this.ctx.limits, this.machine.capabilities.peerPings, this);
+    this.clock = new SessionClock(this.ctx.limits, this.machine.capabilities.peerPings, this, this.ctx.clocks);
   }
 
   private onMessage(message: Uint8Array): void {
@@ -327,7 +367,8 @@ export class ServerConnection implements WireEvents, HandshakeHost {
     if (this.outbox.bytes >= this.ctx.limits.writeHighWaterMark) this.flush();
   }
 
-  private push(message: Uint8Array | string): Promise<void> {
+  /** SessionInfo.send: a message the client did not ask for (v2, v3). */
+  push(message: Uint8Array | string): Promise<void> {
     if (this.done) return Promise.reject(new NstpError("ERR_CLOSED", "session closed"));
     if (!this.machine.capabilities.mayPush) return Promise.reject(new NstpError("ERR_PROTOCOL", "this protocol version cannot send unasked"));
     this.queue(typeof message === "string" ? utf8(message) : message);

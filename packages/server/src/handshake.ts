@@ -5,7 +5,7 @@
  * The driver owns the wire and the machine's outputs; this owns what the handshake holds until the
  * session is established or the connection ends.
  */
-import { AuthError, type Credential, Deadline, NstpError, type Output, type ServerMachine, toNstpError, type v3 } from "@nstp/core";
+import { AuthError, type Credential, Deadline, type Output, type ServerMachine, toNstpError, type v3 } from "@nstp/core";
 import { runCurveJob } from "@nstp/core/pool";
 import type { Contender } from "./admission.ts";
 import type { Ticket } from "./budget.ts";
@@ -23,6 +23,8 @@ export interface HandshakeHost extends Contender {
   apply(outputs: Output[]): void;
   /** Applies outputs as for received bytes, then lets the replies they made leave; false if it failed. */
   received(outputs: () => Output[]): boolean;
+  /** The handshake deadline passed: refuse (busy) or close, as the connection decides. */
+  deadlinePassed(): void;
 }
 
 export class ServerHandshake {
@@ -53,7 +55,7 @@ export class ServerHandshake {
     this.machine = machine;
     this.ctx = ctx;
     this.host = host;
-    this.deadline.once(ctx.limits.handshakeTimeoutMs, () => host.fail(new NstpError("ERR_TIMEOUT", "handshake deadline passed")));
+    this.deadline.once(ctx.limits.handshakeTimeoutMs, () => host.deadlinePassed());
   }
 
   /** A guess has been reserved: something that depends on the password may have been sent. */

@@ -1,8 +1,9 @@
 /**
- * A session's idle timeout and maximum lifetime (docs/PROTOCOL.md §v2 "Session lifetime"): two timers
- * per session, neither moved per frame. The driver tells it when input has been read; it calls back
- * once when the session has to end.
+ * A session's idle timeout and maximum lifetime (docs/PROTOCOL.md §v2 "Session lifetime"), on one
+ * timer wheel per server. The driver tells it when input has been read; it calls back once when the
+ * session has to end.
  */
+import type { ClockWheel, WheelEntry } from "./clock-wheel.ts";
 
 /** Why the server ended a session that had not failed (nstp_sessions_ended_total's reason label). */
 export type SessionEndReason = "idle_timeout" | "max_lifetime" | "user_removed";
@@ -27,33 +28,28 @@ export interface ClockedSession {
 }
 
 /**
- * The timers' callbacks are shared functions given the clock as an argument, and the clock holds its
- * session rather than closures over it: an idle session's memory is mostly its count of objects
- * (the fleet bench).
+ * A session's two deadlines, on the server's shared ClockWheel (clock-wheel.ts) rather than a timer
+ * each: the clock is in the wheel once, at the earlier of its idle deadline (moved by input, checked
+ * when it comes up) and its maximum lifetime. Neither deadline is moved per frame.
  */
-function fireIdle(clock: SessionClock): void {
-  clock.idleFired();
-}
-
-function fireLifetime(clock: SessionClock): void {
-  clock.endNow("max_lifetime");
-}
-
-export class SessionClock {
+export class SessionClock implements WheelEntry {
+  wheelTick: number | undefined;
   private readonly idleLimitMs: number;
+  private readonly endOfLife: number;
   private readonly session: ClockedSession;
+  private readonly wheel: ClockWheel;
   private seenProgress: number;
-  private lastInputAt = Date.now();
-  private idleTimer: ReturnType<typeof setTimeout> | undefined;
-  private readonly lifetimeTimer: ReturnType<typeof setTimeout> | undefined;
+  private lastInputAt: number;
 
   /** `peerPings`: the version's clients can ping (core's Capabilities), so the idle timeout is fair. */
-  constructor(limits: LifetimeLimits, peerPings: boolean, session: ClockedSession) {
+  constructor(limits: LifetimeLimits, peerPings: boolean, session: ClockedSession, wheel: ClockWheel, now = Date.now()) {
     this.idleLimitMs = peerPings ? limits.idleTimeoutMs : limits.legacyIdleTimeoutMs;
+    this.endOfLife = limits.maxSessionLifetimeMs > 0 ? now + limits.maxSessionLifetimeMs : Infinity;
     this.session = session;
+    this.wheel = wheel;
     this.seenProgress = session.inputProgress;
-    if (this.idleLimitMs > 0) this.idleTimer = setTimeout(fireIdle, this.idleLimitMs, this);
-    if (limits.maxSessionLifetimeMs > 0) this.lifetimeTimer = setTimeout(fireLifetime, limits.maxSessionLifetimeMs, this);
+    this.lastInputAt = now;
+    this.scheduleNext();
   }
 
   /** Input was read: if it completed a record or frame (authenticated), the session is not idle. */
@@ -67,19 +63,34 @@ export class SessionClock {
   }
 
   stop(): void {
-    clearTimeout(this.idleTimer);
-    clearTimeout(this.lifetimeTimer);
+    this.wheel.cancel(this);
   }
 
-  /** The idle timer fired: it looks at how long ago input last completed a frame: end, or sleep the rest. */
-  idleFired(): void {
-    const idle = Date.now() - this.lastInputAt;
-    if (idle >= this.idleLimitMs) this.endNow("idle_timeout");
-    else this.idleTimer = setTimeout(fireIdle, this.idleLimitMs - idle, this);
+  /** The wheel reached this clock: end the session if a deadline passed, or sleep until the next. */
+  due(now: number): void {
+    if (now >= this.endOfLife) this.endNow("max_lifetime");
+    else if (this.idleLimitMs > 0 && now - this.lastInputAt >= this.idleLimitMs) this.endNow("idle_timeout");
+    else this.scheduleNext();
   }
 
-  endNow(reason: SessionEndReason): void {
+  private scheduleNext(): void {
+    const idleAt = this.idleLimitMs > 0 ? this.lastInputAt + this.idleLimitMs : Infinity;
+    const at = Math.min(idleAt, this.endOfLife);
+    if (at !== Infinity) this.wheel.schedule(this, at);
+  }
+
+  private endNow(reason: SessionEndReason): void {
     this.stop();
     this.session.end(reason);
   }
+}
+
+/**
+ * The wheel's granule for these limits: a sixteenth of the shortest deadline in use (so a deadline
+ * fires at most about 6 % late), at most a second, at least 10 ms.
+ */
+export function clockGranularityMs(limits: LifetimeLimits): number {
+  const used = [limits.idleTimeoutMs, limits.legacyIdleTimeoutMs, limits.maxSessionLifetimeMs].filter((ms) => ms > 0);
+  if (!used.length) return 1000;
+  return Math.min(1000, Math.max(10, Math.floor(Math.min(...used) / 16)));
 }

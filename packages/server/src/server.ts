@@ -1,5 +1,5 @@
 /** The server as a library: credentials and a message handler in, a listening server out. */
-import { type CryptoBackend, type Logger, type Transport, DEFAULT_FLUSH_TIMEOUT_MS, PROTOCOLS, REFUSAL_SIGNAL, ServerDispatch, parseProtocolList, type Wire, type WireEvents, concat, legacy, v2, v3, type CredentialFakes } from "@nstp/core";
+import { type CryptoBackend, type Logger, type Transport, DEFAULT_FLUSH_TIMEOUT_MS, PROTOCOLS, REFUSAL_SIGNAL, ServerDispatch, type ServerDispatchOptions, parseProtocolList, type Wire, type WireEvents, concat, legacy, v2, v3, type CredentialFakes } from "@nstp/core";
 import { defaultTransport, silentLogger } from "@nstp/core/node";
 import { type CryptoPool, warmCurve } from "@nstp/core/pool";
 import { nativeBackend } from "@nstp/core/crypto/native";
@@ -12,6 +12,9 @@ import { ServerStats } from "./stats.ts";
 import { proxyAcceptor } from "./proxy-acceptor.ts";
 import { TrustedProxies } from "./trusted-proxies.ts";
 import { defaultMaxConnections } from "./capacity.ts";
+import { ClockWheel } from "./clock-wheel.ts";
+import { clockGranularityMs } from "./lifetime.ts";
+import { CollectionNudge } from "./collection-nudge.ts";
 
 export const DEFAULT_HOST = "127.0.0.1";
 
@@ -57,6 +60,12 @@ export interface ServerOptions {
   legacy?: boolean;
   /** The device salt the users' keys were derived with (v3 binds it into SPAKE2+). Default 01..08. */
   deviceSalt?: Uint8Array;
+  /**
+   * While connections arrive, a young-generation collection at most this often (default 50 ms; 0
+   * never): the handshakes' native crypto temporaries, which the collectors do not count, otherwise
+   * pile up between collections and stay in RSS (collection-nudge.ts).
+   */
+  collectionIntervalMs?: number;
   /**
    * Listen with SO_REUSEPORT, sharing the port with other processes that do (the CLI's --workers:
    * supervisor.ts). Default false.
@@ -140,22 +149,24 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const fakes: CredentialFakes = { psk: new DummyKeys(crypto).key, verifier: (u) => fakeVerifiers.record(u) };
   // `legacy: false` is the alias kept from before `protocols`: the reference protocol is dropped.
   const enabled = (opts.protocols ? parseProtocolList(opts.protocols.join(",")) : PROTOCOLS).filter((p) => opts.legacy !== false || p.name !== "legacy");
+  // One options object for every connection's machine: made per connection, it and its limits
+  // table were three objects of each idle session (the fleet bench).
+  const dispatchOptions: ServerDispatchOptions = {
+    crypto,
+    protocols: enabled,
+    deviceSalt: opts.deviceSalt,
+    // v3's curve step goes to the driver, which runs it inline or in the pool (pool/curve.ts).
+    deferCurve: opts.pool !== undefined,
+    fakes,
+    // The reference's limit is its own; every later version shares v2's transport and its limit.
+    maxMessageSize: Object.fromEntries(enabled.map((p) => [p.name, p.name === "legacy" ? limits.maxMessageSize : limits.maxMessageSizeV2])),
+  };
   const ctx = {
     crypto,
     keys: opts.keys,
     handler: opts.handler ?? referenceHandler,
     limits,
-    newMachine: () =>
-      new ServerDispatch({
-        crypto,
-        protocols: enabled,
-        deviceSalt: opts.deviceSalt,
-        // v3's curve step goes to the driver, which runs it inline or in the pool (pool/curve.ts).
-        deferCurve: opts.pool !== undefined,
-        fakes,
-        // The reference's limit is its own; every later version shares v2's transport and its limit.
-        maxMessageSize: Object.fromEntries(enabled.map((p) => [p.name, p.name === "legacy" ? limits.maxMessageSize : limits.maxMessageSizeV2])),
-      }),
+    newMachine: () => new ServerDispatch(dispatchOptions),
     aeadPool: opts.pool,
     curvePool: opts.pool,
     log,
@@ -163,9 +174,12 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     onClosed: (c: ServerConnection) => live.delete(c),
     admission,
     budget,
+    clocks: new ClockWheel(clockGranularityMs(limits)),
   };
+  const nudge = new CollectionNudge(opts.collectionIntervalMs ?? 50);
   const admit = (wire: Wire, headerMs = 0): WireEvents => {
     stats.sockets++;
+    nudge.noteConnection();
     // Refused before any work: at maxConnections, or from an address out of guesses. Two zero bytes
     // then a close read as "busy" in both protocols: v2's busy signal in place of message 2, and a
     // close before the reference's 8-byte session nonce. The handshake cap refuses no one: it evicts.
@@ -220,6 +234,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       // Stop accepting first, then end the live connections: node:net's close() resolves only once
       // every connection is gone, so awaiting it before the shutdowns would wait forever.
       unsubscribe?.();
+      nudge.stop();
       const stopped = listener.close();
       const graceMs = closeOpts?.graceMs ?? 5000;
       if (graceMs <= 0) {

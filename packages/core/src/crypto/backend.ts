@@ -11,6 +11,12 @@ export interface CryptoBackend {
   randomBytes(length: number): Uint8Array;
   sha256(data: Uint8Array): Uint8Array;
   hmacSha256(key: Uint8Array, data: Uint8Array): Uint8Array;
+  /**
+   * HKDF-SHA256 (RFC 5869) in one call, where the backend has it natively; absent, hkdf.ts builds it
+   * from hmacSha256. (node:crypto: one call instead of 3-4 HMACs and as many KeyObjects, each of
+   * which left native garbage behind; measured 20 to 3 µs on Bun, 74 to 42 µs on Node.)
+   */
+  hkdfSha256?(salt: Uint8Array, ikm: Uint8Array, info: Uint8Array, length: number): Uint8Array;
   pbkdf2Sha256(password: Uint8Array, salt: Uint8Array, iterations: number, length: number): Promise<Uint8Array>;
   /** AES-256-GCM encryption: returns ciphertext || 16-byte tag. */
   aesGcmSeal(key: Uint8Array, nonce: Uint8Array, plaintext: Uint8Array, aad?: Uint8Array): Uint8Array;

@@ -9,6 +9,7 @@ export const HKDF_MAX_LENGTH = 255 * SHA256_SIZE;
 
 export function hkdfSha256(crypto: CryptoBackend, salt: Uint8Array, ikm: Uint8Array, info: Uint8Array, length: number): Uint8Array {
   if (!Number.isInteger(length) || length < 0 || length > HKDF_MAX_LENGTH) throw new RangeError(`HKDF length must be 0..${HKDF_MAX_LENGTH}`);
+  if (crypto.hkdfSha256 && length > 0) return crypto.hkdfSha256(salt, ikm, info, length);
   // RFC 5869 §2.2: an absent salt is HashLen zero bytes (HMAC pads an empty key the same way).
   const prk = crypto.hmacSha256(salt, ikm);
   const out = new Uint8Array(length);

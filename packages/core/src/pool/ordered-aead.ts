@@ -14,11 +14,19 @@ import type { AeadJob } from "../v2/cipher.ts";
 import type { PreparedFrames } from "../v2/writer.ts";
 import type { CryptoPool } from "./index.ts";
 
+/** Where a chain starts when nothing is queued in its direction. */
+const SETTLED: Promise<void> = Promise.resolve();
+
 export class OrderedAead {
   private readonly pool: CryptoPool;
   private readonly crypto: CryptoBackend;
-  private inChain: Promise<void> = Promise.resolve();
-  private outChain: Promise<void> = Promise.resolve();
+  /**
+   * The tail of each direction's chain while batches are queued; undefined once none are, so an idle
+   * session holds no promises (the fleet bench: two per session, for every connection of a server
+   * with a pool).
+   */
+  private inChain: Promise<void> | undefined;
+  private outChain: Promise<void> | undefined;
   /** Batches queued and not yet released, per direction. */
   pendingIn = 0;
   pendingOut = 0;
@@ -69,7 +77,7 @@ export class OrderedAead {
     this.pendingIn++;
     this.pendingInBytes += bytes;
     const work = this.run(jobs, "open");
-    this.inChain = this.inChain.then(async () => {
+    this.inChain = (this.inChain ?? SETTLED).then(async () => {
       try {
         const pts = await work;
         this.pendingIn--;
@@ -78,6 +86,8 @@ export class OrderedAead {
       } catch (e) {
         fail(e);
       }
+      // Nothing queued after this batch (deliver may have queued one): the next starts a new chain.
+      if (this.pendingIn === 0) this.inChain = undefined;
     });
   }
 
@@ -85,7 +95,7 @@ export class OrderedAead {
   private seal(prepared: PreparedFrames, write: (bytes: Uint8Array) => void, fail: (e: unknown) => void): void {
     this.pendingOut++;
     const work = this.run(prepared.items, "seal");
-    this.outChain = this.outChain.then(async () => {
+    this.outChain = (this.outChain ?? SETTLED).then(async () => {
       try {
         const sealed = (await work) as Uint8Array[];
         this.pendingOut--;
@@ -93,12 +103,13 @@ export class OrderedAead {
       } catch (e) {
         fail(e);
       }
+      if (this.pendingOut === 0) this.outChain = undefined;
     });
   }
 
   /** Resolves when every queued write has been handed over. */
   writesDone(): Promise<void> {
-    return this.outChain;
+    return this.outChain ?? SETTLED;
   }
 
   /** Runs jobs grouped by key (a rekey changes it mid-batch), all groups at once, results in order. */

@@ -99,9 +99,14 @@ export class V2Server extends V2Endpoint<ServerState> implements ServerMachine {
     return s.kind === "preambleConsumed" && s.message1 !== undefined && s.key === undefined;
   }
 
-  /** What to send in place of message 2 when refusing for load: 00 00 (docs/PROTOCOL.md §v2 "Busy"). */
-  busySignal(): Uint8Array {
-    return BUSY_SIGNAL;
+  /**
+   * What to send in place of message 2 when refusing for load: 00 00 (docs/PROTOCOL.md §v2 "Busy");
+   * nothing once message 2 has left (the client then has its answer, and a close must look like any
+   * failure).
+   */
+  busySignal(): Uint8Array | undefined {
+    const k = this.state.kind;
+    return k === "start" || k === "preambleConsumed" ? BUSY_SIGNAL : undefined;
   }
 
   receive(chunk: Uint8Array): Output[] {

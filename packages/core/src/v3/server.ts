@@ -113,9 +113,14 @@ export class V3Server extends V2Endpoint<ServerState> implements ServerMachine {
     return this.state.kind === "established";
   }
 
-  /** What to send in place of message 2 when refusing for load: v2's busy signal, 00 00. */
-  busySignal(): Uint8Array {
-    return BUSY_SIGNAL;
+  /**
+   * What to send in place of message 2 when refusing for load: v2's busy signal, 00 00; nothing once
+   * message 2 has left. Until then (the curve step included) the client has learnt nothing of its
+   * password, so a refusal tells it only to come back.
+   */
+  busySignal(): Uint8Array | undefined {
+    const k = this.state.kind;
+    return k === "start" || k === "preambleReceived" || k === "curvePending" ? BUSY_SIGNAL : undefined;
   }
 
   receive(chunk: Uint8Array): Output[] {

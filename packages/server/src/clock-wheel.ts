@@ -1,0 +1,106 @@
+/**
+ * One timer for every session's deadlines (idle timeout, maximum lifetime), instead of a timer per
+ * session: a setTimeout was an idle session's largest object (a Timeout and its native entry, about
+ * 0.3 KiB on Bun; the fleet bench's heap census). Deadlines are kept in buckets of `granularityMs`
+ * (rounded up, so a deadline fires at most one granule late, never early); the wheel's single
+ * timer sleeps until the earliest bucket. A session is in at most one bucket at a time.
+ */
+import { type HeapItem, MinHeap } from "./min-heap.ts";
+
+/** What the wheel calls back: the session decides whether its deadline has really come. */
+export interface WheelEntry {
+  /** The bucket the entry is in (owned by the wheel); undefined when not scheduled. */
+  wheelTick: number | undefined;
+  due(now: number): void;
+}
+
+interface Bucket extends HeapItem {
+  tick: number;
+  entries: Set<WheelEntry>;
+}
+
+export class ClockWheel {
+  private readonly granularityMs: number;
+  private readonly now: () => number;
+  private readonly buckets = new Map<number, Bucket>();
+  /** Buckets by tick, earliest first: the timer sleeps until the top one. */
+  private readonly order = new MinHeap<Bucket>((a, b) => a.tick < b.tick);
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private timerTick = Infinity;
+
+  constructor(granularityMs: number, now: () => number = Date.now) {
+    this.granularityMs = Math.max(1, granularityMs);
+    this.now = now;
+  }
+
+  /** Entries scheduled (for tests and metrics). */
+  get size(): number {
+    let n = 0;
+    for (const b of this.buckets.values()) n += b.entries.size;
+    return n;
+  }
+
+  /** Calls `entry.due(now)` at `at` (epoch ms) or up to one granule later; replaces an earlier schedule. */
+  schedule(entry: WheelEntry, at: number): void {
+    const tick = Math.ceil(at / this.granularityMs);
+    if (entry.wheelTick === tick) return;
+    this.cancel(entry);
+    let bucket = this.buckets.get(tick);
+    if (!bucket) {
+      bucket = { tick, entries: new Set(), heapIndex: -1 };
+      this.buckets.set(tick, bucket);
+      this.order.push(bucket);
+    }
+    bucket.entries.add(entry);
+    entry.wheelTick = tick;
+    this.arm();
+  }
+
+  cancel(entry: WheelEntry): void {
+    const tick = entry.wheelTick;
+    if (tick === undefined) return;
+    entry.wheelTick = undefined;
+    const bucket = this.buckets.get(tick);
+    if (!bucket) return;
+    bucket.entries.delete(entry);
+    if (bucket.entries.size === 0) this.drop(bucket);
+  }
+
+  private drop(bucket: Bucket): void {
+    this.buckets.delete(bucket.tick);
+    this.order.remove(bucket);
+  }
+
+  /** Sleeps until the earliest bucket; one timer, moved only when an earlier bucket appears. */
+  private arm(): void {
+    const first = this.order.peek();
+    if (!first) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+      this.timerTick = Infinity;
+      return;
+    }
+    if (this.timer && first.tick >= this.timerTick) return;
+    clearTimeout(this.timer);
+    this.timerTick = first.tick;
+    this.timer = setTimeout(() => this.fire(), Math.max(0, first.tick * this.granularityMs - this.now()));
+    // The sessions' sockets keep the process alive, not their deadlines.
+    this.timer.unref?.();
+  }
+
+  private fire(): void {
+    this.timer = undefined;
+    this.timerTick = Infinity;
+    const now = this.now();
+    const nowTick = Math.floor(now / this.granularityMs);
+    for (let b = this.order.peek(); b && b.tick <= nowTick; b = this.order.peek()) {
+      this.drop(b);
+      for (const entry of b.entries) {
+        entry.wheelTick = undefined;
+        // An entry's callback may end its session or schedule it again (into a later bucket).
+        entry.due(now);
+      }
+    }
+    this.arm();
+  }
+}
