@@ -1,0 +1,116 @@
+/**
+ * The pool's own queue in front of piscina: a task is handed to piscina only when a thread is free,
+ * so tasks start strictly in the order they came, and the queue is bounded here.
+ *
+ * piscina 5.3's queue is not first-in first-out under a burst: a task it shifts but cannot place goes
+ * back to the tail (tasks with an AbortSignal into a second queue; with its stricterFIFO option, to
+ * that queue's head, so newest first), and an early task is passed over again and again
+ * (piscinajs/piscina#1031, #899). In the v3 soak against the Node server (2 threads, 100 handshakes at
+ * once, 2026-11-27), a curve step queued 0.4 s after the start came back at 10.1 s, past its
+ * handshake deadline, while the ones queued after it had run: every 4th handshake from the 5th on.
+ *
+ * A caller that goes away (its AbortSignal) is answered ERR_CLOSED at once. Waiting, its task is
+ * dropped; running, it runs to its end on its thread and the result is dropped: piscina would
+ * terminate the thread to stop it, and a new thread costs more (its start, and on Node 230 ms of
+ * cold curve tables: curve.ts warmCurve) than the one job it saves.
+ */
+import { NstpError } from "../errors.ts";
+import { Fifo } from "../fifo.ts";
+
+interface Job<T> {
+  task: T;
+  state: "waiting" | "running" | "cancelled";
+  resolve(result: unknown): void;
+  reject(e: unknown): void;
+  /** Stops listening for the caller's AbortSignal. */
+  unlisten?: () => void;
+}
+
+export class ThreadGate<T> {
+  private readonly exec: (task: T) => Promise<unknown>;
+  private readonly threads: number;
+  private readonly maxQueue: number;
+  /** Tasks handed to piscina and not yet back: at most one per thread, so piscina never queues. */
+  private running = 0;
+  /** Tasks waiting for a thread, oldest first; cancelled ones stay until their turn and are skipped. */
+  private readonly waiting = new Fifo<Job<T>>();
+  /** Tasks waiting and not cancelled: what the bound counts. */
+  private waitingCount = 0;
+  private closed = false;
+
+  constructor(exec: (task: T) => Promise<unknown>, threads: number, maxQueue: number) {
+    this.exec = exec;
+    this.threads = threads;
+    this.maxQueue = maxQueue;
+  }
+
+  /** Tasks waiting for a thread. */
+  get queued(): number {
+    return this.waitingCount;
+  }
+
+  /** True when a new task would be refused. */
+  get saturated(): boolean {
+    return this.waitingCount >= this.maxQueue;
+  }
+
+  /** Starts the task on a free thread, or queues it behind the others (ERR_BUSY when the queue is full). */
+  run(task: T, signal?: AbortSignal): Promise<unknown> {
+    if (this.closed) return Promise.reject(new NstpError("ERR_BUSY", "crypto pool shut down"));
+    if (this.saturated) return Promise.reject(new NstpError("ERR_BUSY", "crypto pool queue is full"));
+    if (signal?.aborted) return Promise.reject(cancelled(signal.reason));
+    return new Promise((resolve, reject) => {
+      const job: Job<T> = { task, state: "waiting", resolve, reject };
+      if (signal) {
+        const onAbort = () => {
+          if (job.state === "waiting") this.waitingCount--;
+          job.state = "cancelled";
+          reject(cancelled(signal.reason));
+        };
+        signal.addEventListener("abort", onAbort, { once: true });
+        job.unlisten = () => signal.removeEventListener("abort", onAbort);
+      }
+      if (this.running < this.threads) this.start(job);
+      else {
+        this.waiting.push(job);
+        this.waitingCount++;
+      }
+    });
+  }
+
+  /** Refuses every waiting task (ERR_BUSY) and any later one; running tasks end with their threads. */
+  close(): void {
+    this.closed = true;
+    for (const job of this.waiting.drain()) {
+      if (job.state !== "waiting") continue;
+      job.unlisten?.();
+      job.reject(new NstpError("ERR_BUSY", "crypto pool shut down"));
+    }
+    this.waitingCount = 0;
+  }
+
+  private start(job: Job<T>): void {
+    job.state = "running";
+    this.running++;
+    this.exec(job.task)
+      .then(job.resolve, (e: unknown) => job.reject(new NstpError("ERR_BUSY", "crypto pool refused the task", { cause: e })))
+      .finally(() => {
+        job.unlisten?.();
+        this.running--;
+        this.next();
+      });
+  }
+
+  /** Starts the oldest waiting tasks while threads are free. */
+  private next(): void {
+    while (this.running < this.threads && !this.closed) {
+      const job = this.waiting.shift();
+      if (!job) return;
+      if (job.state !== "waiting") continue;
+      this.waitingCount--;
+      this.start(job);
+    }
+  }
+}
+
+const cancelled = (cause?: unknown) => new NstpError("ERR_CLOSED", "cancelled: the caller went away", { cause });
