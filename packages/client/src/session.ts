@@ -40,6 +40,12 @@ export interface SessionLimits {
    * 0 never. Default 30 s.
    */
   keepaliveMs: number;
+  /**
+   * v2, v3: the silence (no authenticated frame from the server) after which the session fails with
+   * ERR_TIMEOUT; default, or 0: two keepalive intervals. Longer suits a server that may be slow to
+   * answer a ping (a loaded host); never shorter than one interval.
+   */
+  deadPeerMs?: number;
 }
 
 export class ClientSession {
@@ -263,8 +269,8 @@ export class ClientSession {
       ping: () => {
         if (!this.aead.pendingOut) this.ping();
       },
-      dead: (silentMs) => this.fail(new NstpError("ERR_TIMEOUT", `no authenticated frame from the server for ${silentMs} ms (two keepalive intervals)`)),
-    });
+      dead: (silentMs) => this.fail(new NstpError("ERR_TIMEOUT", `no authenticated frame from the server for ${silentMs} ms`)),
+    }, this.limits.deadPeerMs || undefined);
   }
 
   private ping(): void {
