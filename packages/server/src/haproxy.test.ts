@@ -96,7 +96,8 @@ test(
       // Logs reach us through a pipe: poll (bounded) rather than guess how long a loaded machine takes.
       const loggedBoth = () => logs.every((l) => l.text().includes('"remote":"127.0.0.6"'));
       for (let i = 0; i < 50 && !loggedBoth(); i++) await new Promise((r) => setTimeout(r, 100));
-      assert.ok(loggedBoth(), "127.0.0.6 logged by both");
+      const logged = logs.map((l) => [...new Set([...l.text().matchAll(/"remote":"([^"]+)"/g)].map((m) => m[1]))].join(" "));
+      assert.ok(loggedBoth(), `127.0.0.6 logged by both (each backend's remotes: ${logged.join(" | ")})`);
     } finally {
       await v1?.stop();
       await haproxy?.stop();
