@@ -54,3 +54,16 @@ test("keepalive: a timer that fires late (a stalled loop) pings and looks again 
   assert.equal(p.dead, -1, "heard in time");
   p.k.stop();
 });
+
+test("keepalive: deadPeerMs sets the silence before a dead verdict (never under one interval)", async () => {
+  const patient = fakePeer(false);
+  const floor = fakePeer(false);
+  patient.k = new Keepalive(40, patient.peer, 400);
+  floor.k = new Keepalive(40, floor.peer, 5);
+  for (const end = Date.now() + 3000; patient.dead < 0 && Date.now() < end; ) await sleep(10);
+  assert.ok(patient.dead >= 400, `declared dead after ${patient.dead} ms of silence, asked for 400`);
+  assert.ok(patient.pings >= 5, "it kept pinging while it waited");
+  assert.ok(floor.dead >= 40, `a deadline under one interval is raised to one (${floor.dead} ms)`);
+  patient.k.stop();
+  floor.k.stop();
+});

@@ -17,12 +17,14 @@ export interface KeepalivePeer {
   /** Frames from the server opened (authenticated) so far. */
   heard(): number;
   ping(): void;
-  /** Nothing authenticated for two intervals. */
+  /** Nothing authenticated for two intervals (or the session's deadPeerMs). */
   dead(silentMs: number): void;
 }
 
 export class Keepalive {
   private readonly intervalMs: number;
+  /** Silence after which the server is dead: two intervals unless the application says otherwise. */
+  private readonly deadAfterMs: number;
   private readonly peer: KeepalivePeer;
   private timer: ReturnType<typeof setTimeout> | undefined;
   private sentSeen: number;
@@ -31,8 +33,10 @@ export class Keepalive {
   /** When the timer should fire: firing much later means our own loop was stalled. */
   private dueAt = 0;
 
-  constructor(intervalMs: number, peer: KeepalivePeer) {
+  constructor(intervalMs: number, peer: KeepalivePeer, deadAfterMs = 2 * intervalMs) {
     this.intervalMs = intervalMs;
+    // Never before an interval has passed: a live server answers a ping within one.
+    this.deadAfterMs = Math.max(intervalMs, deadAfterMs);
     this.peer = peer;
     this.sentSeen = peer.sent();
     this.heardSeen = peer.heard();
@@ -63,7 +67,7 @@ export class Keepalive {
   private fire(): void {
     const now = Date.now();
     const silent = now - this.heardAt;
-    const deadline = 2 * this.intervalMs;
+    const deadline = this.deadAfterMs;
     const late = now - this.dueAt > this.intervalMs / 4;
     if (silent >= deadline && late) {
       // Read what arrived while we were stalled (I/O is polled after timers), and give a ping sent

@@ -1,9 +1,11 @@
 /**
- * Drives one client connection over either protocol machine: the handshake, then messages. It sees
- * the socket only as a Wire, so the Bun and Node builds run exactly this code.
+ * Drives one client connection over any registered version's ClientMachine: the handshake (core's
+ * straight-line clientHandshake), then requests, replies, messages() and the keepalive. The batching,
+ * deadlines, flow control and AEAD placement are core/driver's, shared with the server. It sees the
+ * socket only as a Wire, so the Bun and Node builds run exactly this code.
  *
- * Incoming messages answer the oldest outstanding request(); any other message (a v2 server may send
- * unasked) goes to the messages() iterator. Both queues are bounded: a full one pauses reading, so a
+ * Incoming messages answer the oldest outstanding request(); any other message (a version that may
+ * push sends unasked) goes to the messages() iterator. Both queues are bounded: a full one pauses reading, so a
  * slow consumer slows the server down through TCP instead of growing memory.
  */
 import { Keepalive } from "./keepalive.ts";
@@ -38,6 +40,12 @@ export interface SessionLimits {
    * 0 never. Default 30 s.
    */
   keepaliveMs: number;
+  /**
+   * v2, v3: the silence (no authenticated frame from the server) after which the session fails with
+   * ERR_TIMEOUT; default, or 0: two keepalive intervals. Longer suits a server that may be slow to
+   * answer a ping (a loaded host); never shorter than one interval.
+   */
+  deadPeerMs?: number;
 }
 
 export class ClientSession {
@@ -261,8 +269,8 @@ export class ClientSession {
       ping: () => {
         if (!this.aead.pendingOut) this.ping();
       },
-      dead: (silentMs) => this.fail(new NstpError("ERR_TIMEOUT", `no authenticated frame from the server for ${silentMs} ms (two keepalive intervals)`)),
-    });
+      dead: (silentMs) => this.fail(new NstpError("ERR_TIMEOUT", `no authenticated frame from the server for ${silentMs} ms`)),
+    }, this.limits.deadPeerMs || undefined);
   }
 
   private ping(): void {

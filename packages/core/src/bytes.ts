@@ -18,6 +18,8 @@ export function fromUtf8(b: Uint8Array): string {
  * Buffer where the runtime has it (Bun, Node): native memory search and allocation without zero
  * fill. The browser build has neither and takes the plain paths; nothing here imports node:.
  */
+import { NstpError } from "./errors.ts";
+
 const NativeBuffer = (globalThis as { Buffer?: typeof Buffer }).Buffer;
 
 /**
@@ -31,6 +33,16 @@ export function allocOverwritten(length: number): Uint8Array {
   if (!NativeBuffer || length < 4096) return new Uint8Array(length);
   const b = NativeBuffer.allocUnsafeSlow(length);
   return new Uint8Array(b.buffer, b.byteOffset, length);
+}
+
+/**
+ * Returns `out` (from allocOverwritten) once `written` bytes of it were written, which must be all of
+ * them: uninitialised memory (old keys, old plaintext) must never leave. A backend that wrote fewer
+ * bytes than the layout promised fails the session instead.
+ */
+export function overwritten(out: Uint8Array, written: number): Uint8Array {
+  if (written !== out.length) throw new NstpError("ERR_PROTOCOL", `sealed ${written} of ${out.length} bytes laid out`);
+  return out;
 }
 
 export function concat(...parts: Uint8Array[]): Uint8Array {

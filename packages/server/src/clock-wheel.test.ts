@@ -14,7 +14,7 @@ function entry(onDue: (now: number) => void = () => {}): WheelEntry & { fired: n
 
 test("entries fire at their deadline or up to one granule later, never before", async () => {
   const wheel = new ClockWheel(20);
-  const start = Date.now();
+  const start = wheel.now();
   const es = [60, 100, 140].map((d) => ({ d, e: entry() }));
   for (const { d, e } of es) wheel.schedule(e, start + d);
   await sleep(300);
@@ -29,7 +29,7 @@ test("entries fire at their deadline or up to one granule later, never before", 
 
 test("a cancelled entry does not fire; scheduling again moves it to one bucket only", async () => {
   const wheel = new ClockWheel(10);
-  const now = Date.now();
+  const now = wheel.now();
   const cancelled = entry();
   const moved = entry();
   wheel.schedule(cancelled, now + 30);
@@ -50,10 +50,30 @@ test("an entry that reschedules itself from its callback fires again later, not 
   const e: WheelEntry & { fired: number[] } = entry((now) => {
     if (++times < 3) wheel.schedule(e, now + 20);
   });
-  wheel.schedule(e, Date.now() + 20);
+  wheel.schedule(e, wheel.now() + 20);
   await sleep(300);
   assert.equal(e.fired.length, 3);
   assert.ok(e.fired[1]! - e.fired[0]! >= 20 && e.fired[2]! - e.fired[1]! >= 20);
+});
+
+test("an entry whose callback throws does not strand the others of its bucket, and the wheel stays armed", async () => {
+  const errors: unknown[] = [];
+  const wheel = new ClockWheel(10, undefined, (e) => errors.push(e));
+  const at = wheel.now() + 20;
+  const thrower = entry(() => {
+    throw new Error("an application's logger failed");
+  });
+  const others = [entry(), entry(), entry()];
+  wheel.schedule(thrower, at);
+  for (const e of others) wheel.schedule(e, at);
+  const later = entry();
+  wheel.schedule(later, at + 60);
+  await sleep(300);
+  assert.equal(thrower.fired.length, 1);
+  for (const e of others) assert.equal(e.fired.length, 1, "served although an entry before it threw");
+  assert.equal(later.fired.length, 1, "the wheel re-armed after the failure");
+  assert.equal(errors.length, 1);
+  assert.equal(wheel.size, 0);
 });
 
 test("the granule is a sixteenth of the shortest deadline in use, between 10 ms and a second", () => {

@@ -21,16 +21,24 @@ interface Bucket extends HeapItem {
 
 export class ClockWheel {
   private readonly granularityMs: number;
-  private readonly now: () => number;
+  /**
+   * The wheel's clock, which its users read too (lifetime.ts): monotonic by default, so a step of the
+   * wall clock neither ends every session at once nor keeps them past their limits (attacker review).
+   */
+  readonly now: () => number;
   private readonly buckets = new Map<number, Bucket>();
   /** Buckets by tick, earliest first: the timer sleeps until the top one. */
   private readonly order = new MinHeap<Bucket>((a, b) => a.tick < b.tick);
   private timer: ReturnType<typeof setTimeout> | undefined;
   private timerTick = Infinity;
 
-  constructor(granularityMs: number, now: () => number = Date.now) {
+  /** What an entry's callback threw, once every due entry was served (by default: thrown on). */
+  private readonly onError: (e: unknown) => void;
+
+  constructor(granularityMs: number, now: () => number = () => performance.now(), onError: (e: unknown) => void = (e) => { throw e; }) {
     this.granularityMs = Math.max(1, granularityMs);
     this.now = now;
+    this.onError = onError;
   }
 
   /** Entries scheduled (for tests and metrics). */
@@ -40,7 +48,7 @@ export class ClockWheel {
     return n;
   }
 
-  /** Calls `entry.due(now)` at `at` (epoch ms) or up to one granule later; replaces an earlier schedule. */
+  /** Calls `entry.due(now)` at `at` (the wheel's clock, ms) or up to one granule later; replaces an earlier schedule. */
   schedule(entry: WheelEntry, at: number): void {
     const tick = Math.ceil(at / this.granularityMs);
     if (entry.wheelTick === tick) return;
@@ -93,14 +101,27 @@ export class ClockWheel {
     this.timerTick = Infinity;
     const now = this.now();
     const nowTick = Math.floor(now / this.granularityMs);
+    const due: WheelEntry[] = [];
     for (let b = this.order.peek(); b && b.tick <= nowTick; b = this.order.peek()) {
       this.drop(b);
+      // Every entry leaves its bucket before any is called: one that throws cannot strand the
+      // others in a dropped bucket (never called again: sessions past their limits).
       for (const entry of b.entries) {
         entry.wheelTick = undefined;
-        // An entry's callback may end its session or schedule it again (into a later bucket).
+        due.push(entry);
+      }
+    }
+    const failures: unknown[] = [];
+    for (const entry of due) {
+      // An entry's callback may end its session or schedule it again (into a later bucket).
+      try {
         entry.due(now);
+      } catch (e) {
+        failures.push(e);
       }
     }
     this.arm();
+    // A failure still surfaces (an application's logger, say), after every entry was served.
+    for (const e of failures) this.onError(e);
   }
 }

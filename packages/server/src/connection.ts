@@ -3,7 +3,7 @@
  * lookups, writes), runs the application's handler, and owns the connection's timers. It sees the
  * socket only as a Wire, so the Bun and Node builds run exactly this code.
  */
-import { AeadPlacement, Deadline, Flow, type Output, Outbox, PartialInputDeadline, type ProtocolName, REFUSAL_SIGNAL, type ServerMachine, type Wire, type WireEvents, NstpError, toNstpError, utf8 } from "@nstp/core";
+import { AeadPlacement, Flow, type Output, Outbox, PartialInputDeadline, type ProtocolName, REFUSAL_SIGNAL, type ServerMachine, type Wire, type WireEvents, NstpError, toNstpError, utf8 } from "@nstp/core";
 import { OrderedAead } from "@nstp/core/pool";
 import type { ConnectionContext, SessionInfo } from "./connection-context.ts";
 import { type HandshakeHost, ServerHandshake } from "./handshake.ts";
@@ -37,7 +37,6 @@ export class ServerConnection implements WireEvents, HandshakeHost {
   private readonly machine: ServerMachine;
   private readonly wire: Wire;
   private readonly ctx: ConnectionContext;
-  private readonly handshakeDeadline = new Deadline();
   private readonly partialInput: PartialInputDeadline;
   /** The idle timeout and maximum lifetime, from establishment on. */
   private clock: SessionClock | undefined;
@@ -69,8 +68,8 @@ export class ServerConnection implements WireEvents, HandshakeHost {
     const machine = (this.machine = ctx.newMachine());
     this.aead = new AeadPlacement(machine, ctx.aeadPool ? new OrderedAead(ctx.aeadPool, ctx.crypto) : undefined);
     this.partialInput = new PartialInputDeadline(machine, ctx.limits.recordTimeoutMs, () => this.fail(new NstpError("ERR_TIMEOUT", "record incomplete or forged at the deadline")));
+    // Arms the handshake deadline; dropped once established (onEstablished).
     this.handshake = new ServerHandshake(machine, ctx, this);
-    this.handshakeDeadline.once(ctx.limits.handshakeTimeoutMs, () => this.deadlinePassed());
     ctx.stats.connectionOpened();
     ctx.stats.handshaking++;
   }
@@ -125,7 +124,7 @@ export class ServerConnection implements WireEvents, HandshakeHost {
    * its key, its judgement or its curve step still pending) is refused with the busy signal; one
    * that has not sent its guess in time, or did not confirm after the answer, is closed silently.
    */
-  private deadlinePassed(): void {
+  deadlinePassed(): void {
     const err = new NstpError("ERR_TIMEOUT", "handshake deadline passed");
     if (this.handshake?.guessReserved || this.machine.judgeable) this.refuse(err);
     else this.fail(err);
@@ -303,7 +302,6 @@ export class ServerConnection implements WireEvents, HandshakeHost {
   }
 
   private onEstablished(username: string): void {
-    this.handshakeDeadline.cancel();
     const protocol = this.machine.protocol!;
     this.session = new Session(username, this.wire.remoteAddress, protocol, this);
     this.ctx.stats.handshaking--;
@@ -438,7 +436,6 @@ export class ServerConnection implements WireEvents, HandshakeHost {
     this.finished = true;
     if (!this.session) this.ctx.stats.handshaking--;
     this.handshake?.ended(this.session !== undefined);
-    this.handshakeDeadline.cancel();
     this.partialInput.cancel();
     this.clock?.stop();
     this.outbox.clear();

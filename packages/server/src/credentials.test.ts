@@ -62,29 +62,60 @@ test("password lookup: refuses synchronously with ERR_BUSY when the pool queue i
   }
 });
 
-test("password lookup: a derivation every waiter abandoned is cancelled", async () => {
+/** Waits (bounded) until the store has nothing pending: abandoned lookups run to their end. */
+async function settled(store: PasswordKeyStore): Promise<void> {
+  for (let i = 0; i < 500 && store.pending > 0; i++) await new Promise((r) => setTimeout(r, 20));
+  assert.equal(store.pending, 0, "pending lookups ended within 10 s");
+}
+
+/** Whether a lookup answers within the current turn (microtasks only, no timer, no derivation). */
+async function answersAtOnce(answer: ReturnType<PasswordKeyStore["lookup"]>): Promise<boolean> {
+  let done = false;
+  void Promise.resolve(answer).then(() => (done = true));
+  await new Promise((r) => setTimeout(r, 0));
+  return done;
+}
+
+test("password lookup: a probe abandoned early still ends, known and unknown alike: the key is cached, the name seen", async () => {
   const pool = new CryptoPool({ threads: 1 });
   try {
     await pool.pbkdf2(utf8("warm"), salt, 1, 32);
-    const store = new PasswordKeyStore({ deviceSalt: salt, crypto: nativeBackend, pool, lookup: (u) => "pw-" + u });
-    const first = store.lookup("busy1"); // occupies the only thread
-    await new Promise((r) => setTimeout(r, 20));
-    const c1 = new AbortController(), c2 = new AbortController();
-    const w1 = Promise.resolve(store.lookup("queued", c1.signal)).catch((e: NstpError) => e.code);
-    const w2 = Promise.resolve(store.lookup("queued", c2.signal)).catch((e: NstpError) => e.code);
-    await new Promise((r) => setTimeout(r, 10)); // "queued" now waits in the pool queue
-    assert.equal(pool.queued, 1);
-    c1.abort();
-    assert.equal(pool.queued, 1, "one waiter left: still queued");
-    c2.abort();
-    assert.equal(await w1, "ERR_CLOSED");
-    assert.equal(await w2, "ERR_CLOSED");
-    assert.equal(pool.queued, 0);
-    await first;
-    assert.equal(store.cached, 1, "only the first user was derived and cached");
+    const store = new PasswordKeyStore({ deviceSalt: salt, crypto: nativeBackend, pool, lookup: (u) => (u === "alice" ? "pw-alice" : undefined), unknownDelayMs: 100 });
+    for (const name of ["alice", "zed"]) {
+      // Connect, name the user, hang up after 20 ms: the lookup is still pending, not dropped.
+      const caller = new AbortController();
+      const first = Promise.resolve(store.lookup(name, caller.signal));
+      await new Promise((r) => setTimeout(r, 20));
+      caller.abort();
+      assert.equal(store.pending, 1, `${name}: pending after its caller went`);
+      await settled(store);
+      assert.equal(await first, name === "alice" ? store.lookup("alice") : undefined);
+      // The second probe finds what the first left: no derivation, no delay.
+      assert.equal(await answersAtOnce(store.lookup(name)), true, `${name}: the second probe answers at once`);
+    }
+    assert.equal(store.derivations, 1, "one derivation, for the known name");
+    assert.equal(store.cached, 1);
+    // Connect, name, hang up, again and again: no more derivations while the key is cached.
+    for (let i = 0; i < 10; i++) {
+      const caller = new AbortController();
+      void store.lookup("alice", caller.signal);
+      caller.abort();
+    }
+    assert.equal(store.derivations, 1);
+    assert.equal(store.pending, 0);
   } finally {
     await pool.destroy();
   }
+});
+
+test("password lookup: pending lookups, derivations and unknown names' delays alike, are bounded (ERR_BUSY)", async () => {
+  const store = new PasswordKeyStore({ deviceSalt: salt, crypto: nativeBackend, lookup: () => undefined, unknownDelayMs: 50, maxPending: 1 });
+  const first = store.lookup("ghost1");
+  assert.equal(store.lookup("ghost1"), first, "a second probe of a pending name joins it");
+  assert.throws(() => store.lookup("ghost2"), (e: unknown) => e instanceof NstpError && e.code === "ERR_BUSY");
+  assert.equal(await first, undefined);
+  await settled(store);
+  assert.equal(await store.lookup("ghost2"), undefined, "room again once the first has ended");
 });
 
 test("leaky buckets: levels drain at their rate, never below 0 nor above the maximum; the table is bounded", () => {
@@ -105,20 +136,15 @@ test("leaky buckets: levels drain at their rate, never below 0 nor above the max
   assert.equal(l.level("a"), 0, "the least recently touched key went");
 });
 
-test("password lookup: a first-seen unknown user waits like a cold derivation (cancellable); a repeat answers at once", async () => {
-  const store = new PasswordKeyStore({ deviceSalt: salt, crypto: nativeBackend, lookup: () => undefined, unknownDelayMs: 60_000 });
-  const controller = new AbortController();
-  let settled = false;
-  const first = Promise.resolve(store.lookup("ghost", controller.signal)).then((k) => ((settled = true), k));
+test("password lookup: a first-seen unknown user waits like a cold derivation; a repeat answers at once", async () => {
+  const store = new PasswordKeyStore({ deviceSalt: salt, crypto: nativeBackend, lookup: () => undefined, unknownDelayMs: 200 });
+  let done = false;
+  const first = Promise.resolve(store.lookup("ghost")).then((k) => ((done = true), k));
   await new Promise((r) => setTimeout(r, 50));
-  assert.equal(settled, false, "still waiting, as a derivation would");
-  controller.abort();
-  assert.equal(await first, undefined, "the wait ends with the connection");
+  assert.equal(done, false, "still waiting, as a derivation would");
+  assert.equal(await first, undefined);
   // Seen once: now answered like a cached key, with no wait.
-  let second = false;
-  void Promise.resolve(store.lookup("ghost")).then(() => (second = true));
-  await new Promise((r) => setTimeout(r, 20));
-  assert.equal(second, true);
+  assert.equal(await answersAtOnce(store.lookup("ghost")), true);
   assert.equal(store.derivations, 0, "no PBKDF2 for an unknown user");
 });
 

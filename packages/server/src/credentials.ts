@@ -3,6 +3,7 @@
  * the password) with the salt and iteration count it was derived with.
  */
 import { readFileSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import { timingSafeEqual } from "node:crypto";
 import { type Credential, type CryptoBackend, NstpError, v3, PBKDF2_ITERATIONS, PSK_SIZE, concat, derivePsk, fromHex, legacy, pskSalt, toHex, utf8 } from "@nstp/core";
 import { type CryptoPool } from "@nstp/core/pool";
@@ -92,7 +93,7 @@ export class StaticKeyStore implements KeyStore {
   lookup(username: string): Uint8Array | undefined {
     return this.keys.get(username);
   }
-  lookupCredential(username: string): Credential | undefined {
+  lookupCredential(username: string, _signal?: AbortSignal): Credential | undefined {
     const psk = this.keys.get(username);
     const verifier = this.verifiers.get(username);
     // A v3-only user (`users migrate --v3-only`) has a verifier and no PSK.
@@ -243,25 +244,36 @@ export interface PasswordKeyStoreOptions {
    * unknown name seen recently (remembered in an LRU as large as the key cache).
    */
   unknownDelayMs?: number;
-}
-
-interface Derivation {
-  promise: Promise<Uint8Array | undefined>;
-  controller: AbortController;
-  waiters: number;
+  /**
+   * Lookups pending at once (derivations and unknown names' delays, each outliving the connection
+   * that asked: see PasswordKeyStore) before new ones are refused with ERR_BUSY. Default: what the
+   * pool holds (its maxQueue plus its threads).
+   */
+  maxPending?: number;
 }
 
 /**
  * Keys derived on first use from a password lookup: once per user however many connect at the same
  * moment (single flight), cached in a bounded LRU, and run in the pool. No PBKDF2 runs for a username
- * the lookup does not know. A derivation every waiter has abandoned is cancelled.
+ * the lookup does not know.
+ *
+ * A derivation is never cancelled, even when every connection that asked for it has gone: it runs to
+ * its end and its key is cached, and an unknown name's delay likewise runs out and marks the name
+ * seen. Were an abandoned derivation dropped, a stranger could name a known user and hang up, over
+ * and over, each time costing a full PBKDF2 on a pool thread (the pool's gate lets a running task end
+ * and drops only its result), and a second probe of a known name would cost a derivation where an
+ * unknown name's costs nothing, which tells the two apart (docs/PROTOCOL.md, "Uniform failure": only
+ * the first probe of a name may differ). Hanging up now costs the server what waiting would have, once
+ * per name while cached; what is pending is bounded (maxPending).
  */
 export class PasswordKeyStore implements KeyStore {
   private readonly opts: PasswordKeyStoreOptions;
   private readonly cache: Lru<Uint8Array>;
   /** v3 verifiers derived with the cached keys, as many. */
   private readonly verifiers: Lru<v3.Verifier>;
-  private readonly inflight = new Map<string, Derivation>();
+  /** Lookups not yet answered, known names' derivations and unknown names' delays alike. */
+  private readonly inflight = new Map<string, Promise<Uint8Array | undefined>>();
+  private readonly maxPending: number;
   /** Unknown names already kept waiting once: like a cached known user, they now answer at once. */
   private readonly unknownSeen: Lru<true>;
   /** Recent derivation times (ms), for the delay an unknown first-seen user is given. */
@@ -273,29 +285,36 @@ export class PasswordKeyStore implements KeyStore {
     this.cache = new Lru(opts.maxCached ?? DEFAULT_MAX_CACHED_KEYS);
     this.unknownSeen = new Lru(this.cache.max);
     this.verifiers = new Lru(this.cache.max);
+    this.maxPending = opts.maxPending ?? defaultMaxPending(opts.pool);
   }
 
-  lookup(username: string, signal?: AbortSignal): Uint8Array | Promise<Uint8Array | undefined> {
+  /**
+   * The user's key, from the cache or derived. The connection's `signal` is not listened to: what a
+   * connection started finishes without it (see the class comment), and its late answer is dropped
+   * by the handshake.
+   */
+  lookup(username: string, _signal?: AbortSignal): Uint8Array | Promise<Uint8Array | undefined> {
     const hit = this.cache.get(username);
     if (hit) return hit;
-    let d = this.inflight.get(username);
-    if (!d) {
-      // Refuse synchronously, before the server has sent anything, when the pool cannot take more.
-      if (this.opts.pool?.saturated) throw new NstpError("ERR_BUSY", "key derivation queue is full");
-      d = this.start(username);
-    }
-    const entry = d;
-    entry.waiters++;
-    signal?.addEventListener("abort", () => {
-      if (--entry.waiters === 0) entry.controller.abort();
-    }, { once: true });
-    return entry.promise;
+    const pending = this.inflight.get(username);
+    if (pending) return pending;
+    // Refuse synchronously, before the server has sent anything, when the pool cannot take more, or
+    // when as many lookups are pending as it could hold (unknown names' delays take no thread, and are
+    // bounded here as known names' derivations are there, before either is told apart).
+    if (this.opts.pool?.saturated || this.inflight.size >= this.maxPending) throw new NstpError("ERR_BUSY", "key derivation queue is full");
+    return this.start(username);
   }
 
+  /** Lookups pending: derivations and unknown names' delays not yet over. */
+  get pending(): number {
+    return this.inflight.size;
+  }
+
+
   /** The PSK and, for v3, the verifier derived with it (and cached beside it): no derivation per handshake. */
-  lookupCredential(username: string, signal?: AbortSignal): Credential | Promise<Credential | undefined> | undefined {
+  lookupCredential(username: string, _signal?: AbortSignal): Credential | Promise<Credential | undefined> | undefined {
     const withVerifier = (psk: Uint8Array | undefined): Credential | undefined => psk && { psk, verifier: this.verifiers.get(username) };
-    const r = this.lookup(username, signal);
+    const r = this.lookup(username);
     return r instanceof Uint8Array ? withVerifier(r) : r.then(withVerifier);
   }
 
@@ -319,33 +338,23 @@ export class PasswordKeyStore implements KeyStore {
   /**
    * A cold known user costs a derivation; an unknown one costs none (no PBKDF2 for strangers), so the
    * first attempt on an unknown name is made to wait as long as a derivation would, on a timer that
-   * uses no CPU and is cancelled with the connection. Later attempts answer at once, like a cached key.
+   * uses no CPU. The name is marked seen when the wait is over, as a known name's key is cached when
+   * its derivation is: then later attempts answer at once, like a cached key, and a probe abandoned
+   * early leaves both in the same state (pending, then seen or cached).
    */
-  private async unknownDelay(username: string, signal: AbortSignal): Promise<void> {
+  private async unknownDelay(username: string): Promise<void> {
     if (this.unknownSeen.get(username)) return;
-    this.unknownSeen.set(username, true);
     const ms = this.unknownDelayMs;
-    if (ms <= 0 || signal.aborted) return;
-    await new Promise<void>((resolve) => {
-      const t = setTimeout(done, ms);
-      function done() {
-        clearTimeout(t);
-        signal.removeEventListener("abort", done);
-        resolve();
-      }
-      signal.addEventListener("abort", done, { once: true });
-    });
+    if (ms > 0) await new Promise<void>((resolve) => setTimeout(resolve, ms));
+    this.unknownSeen.set(username, true);
   }
 
-  private start(username: string): Derivation {
-    const controller = new AbortController();
-    const d: Derivation = { controller, waiters: 0, promise: Promise.resolve(undefined) };
-    d.promise = (async () => {
+  private start(username: string): Promise<Uint8Array | undefined> {
+    const promise = (async () => {
       try {
         const password = await this.opts.lookup(username);
-        if (controller.signal.aborted) return undefined;
         if (password === undefined) {
-          await this.unknownDelay(username, controller.signal);
+          await this.unknownDelay(username);
           return undefined;
         }
         this.derivations++;
@@ -353,7 +362,7 @@ export class PasswordKeyStore implements KeyStore {
         const salt = pskSalt(this.opts.deviceSalt, utf8(username));
         const pw = utf8(password);
         const key = this.opts.pool
-          ? await this.opts.pool.pbkdf2(pw, salt, PBKDF2_ITERATIONS, PSK_SIZE, controller.signal)
+          ? await this.opts.pool.pbkdf2(pw, salt, PBKDF2_ITERATIONS, PSK_SIZE)
           : await this.opts.crypto.pbkdf2Sha256(pw, salt, PBKDF2_ITERATIONS, PSK_SIZE);
         this.recordDerivation(Date.now() - started);
         this.verifiers.set(username, v3.verifierFromPsk(this.opts.crypto, key, this.opts.deviceSalt, utf8(username)));
@@ -363,7 +372,18 @@ export class PasswordKeyStore implements KeyStore {
         this.inflight.delete(username);
       }
     })();
-    this.inflight.set(username, d);
-    return d;
+    this.inflight.set(username, promise);
+    return promise;
   }
+}
+
+/**
+ * As many lookups may be pending as the pool can hold derivations (its queue and one on each thread:
+ * more are refused there anyway); without a pool, as a pool's default would hold on this machine
+ * (CryptoPoolOptions.maxQueue: 64 per thread).
+ */
+function defaultMaxPending(pool: CryptoPool | undefined): number {
+  if (pool) return pool.maxQueue + pool.threads;
+  const threads = availableParallelism();
+  return 64 * threads + threads;
 }

@@ -23,6 +23,8 @@ export interface HandshakeHost extends Contender {
   apply(outputs: Output[]): void;
   /** Applies outputs as for received bytes, then lets the replies they made leave; false if it failed. */
   received(outputs: () => Output[]): boolean;
+  /** The handshake deadline passed: refuse (busy) or close, as the connection decides. */
+  deadlinePassed(): void;
 }
 
 export class ServerHandshake {
@@ -44,6 +46,15 @@ export class ServerHandshake {
   private ticket: Ticket | undefined;
   /** Waits out the user's backoff before judging (budget.ts); armed only while it does. */
   private readonly judgeDelay = new Deadline();
+  /**
+   * From accept to an authenticated session (ConnectionLimits.handshakeTimeoutMs), less the time our
+   * own curve step kept the peer waiting, up to as long again (see overdue()).
+   */
+  private readonly deadline = new Deadline();
+  private readonly acceptedAt = performance.now();
+  /** Time spent waiting for our curve step, finished ones; and since when the current one waits. */
+  private curveWaitMs = 0;
+  private curveSince: number | undefined;
   /** Established or ended: nothing more is reported or judged. */
   private over = false;
 
@@ -51,6 +62,30 @@ export class ServerHandshake {
     this.machine = machine;
     this.ctx = ctx;
     this.host = host;
+    this.deadline.arm(ctx.limits.handshakeTimeoutMs, () => this.overdue());
+  }
+
+  /**
+   * The handshake deadline bounds the peer's time, not ours: the time message 2 waited for our curve
+   * step does not count. That wait is the pool's queue (bounded: CryptoPool.maxQueue, beyond which
+   * the step runs inline), and under load it was most of the deadline: in the v3 soak against the
+   * Node server at load 10-16 (2026-11-27), the 100th message 2 left 9.9 s after accept, and clients
+   * that answered within milliseconds of reading it were closed at 10 s, some after they had sent
+   * message 3 and counted themselves established. The peer's own silence still counts in full.
+   * The time excluded is capped at the deadline itself, so a handshake holds its place (admission's
+   * cap, its connection) for at most twice the deadline: the pool's queue alone bounds it only at
+   * maxQueue × task time ÷ threads (19 s on the 2-core review machine, 2026-11-27, past a 10 s
+   * deadline). Returns how long until the next look, or tells the connection the deadline passed
+   * (undefined).
+   */
+  private overdue(): number | undefined {
+    const now = performance.now();
+    const timeout = this.ctx.limits.handshakeTimeoutMs;
+    const ours = Math.min(timeout, this.curveWaitMs + (this.curveSince === undefined ? 0 : now - this.curveSince));
+    const left = this.acceptedAt + timeout + ours - now;
+    if (left >= 1) return left;
+    this.host.deadlinePassed();
+    return undefined;
   }
 
   /** A guess has been reserved: something that depends on the password may have been sent. */
@@ -124,7 +159,10 @@ export class ServerHandshake {
    * crypto/placement.ts measured); message 2 follows. Its guess was charged before (judge()).
    */
   curve(job: v3.VerifierCurveInput): void {
+    this.curveSince = performance.now();
     void runCurveJob(job, this.ctx.curvePool, { signal: this.abort?.signal }).then((result) => {
+      this.curveWaitMs += performance.now() - this.curveSince!;
+      this.curveSince = undefined;
       if (!this.host.done) this.host.received(() => this.machine.provideCurve!(result));
     });
   }
@@ -146,6 +184,7 @@ export class ServerHandshake {
    */
   established(username: string): void {
     this.over = true;
+    this.deadline.cancel();
     this.abort = undefined;
     if (this.ticket) this.ctx.budget.settle(this.ticket, true);
     this.ctx.budget.confirmed(username, this.host.remoteAddress);
@@ -164,5 +203,6 @@ export class ServerHandshake {
       else if (this.ticket) this.ctx.budget.settle(this.ticket, false);
     }
     this.judgeDelay.cancel();
+    this.deadline.cancel();
   }
 }

@@ -89,14 +89,20 @@ test(
 
       // The same servers behind an HAProxy sending the text header (v1, `send-proxy`).
       v1 = await startHaproxy(HAPROXY!, servers.map((s) => s.port), "send-proxy");
-      for (let j = 0; j < 2; j++) await echo(v1.port, "127.0.0.6", `v1 ${j}`);
-      const v1Metrics = await Promise.all(servers.map((s) => scrapeMetrics(s.metricsPort!)));
-      // At least one each (HAProxy may also relay its readiness probe, from 127.0.0.254, to one of them).
-      v1Metrics.forEach((m, i) => assert.ok((m.get('nstp_proxy_headers_total{version="1"}') ?? 0) >= 1, `backend ${i} took a v1 header`));
       // Logs reach us through a pipe: poll (bounded) rather than guess how long a loaded machine takes.
       const loggedBoth = () => logs.every((l) => l.text().includes('"remote":"127.0.0.6"'));
+      // Round robin over two backends, but HAProxy's readiness probe (from 127.0.0.254) may take a
+      // turn, so two echoes can both land on one backend: echo until each has logged the client (at
+      // most six echoes, each followed by a bounded wait for the logs).
+      for (let j = 0; j < 6 && !loggedBoth(); j++) {
+        await echo(v1.port, "127.0.0.6", `v1 ${j}`);
+        for (let i = 0; i < (j === 0 ? 0 : 20) && !loggedBoth(); i++) await new Promise((r) => setTimeout(r, 100));
+      }
+      const v1Metrics = await Promise.all(servers.map((s) => scrapeMetrics(s.metricsPort!)));
+      v1Metrics.forEach((m, i) => assert.ok((m.get('nstp_proxy_headers_total{version="1"}') ?? 0) >= 1, `backend ${i} took a v1 header`));
       for (let i = 0; i < 50 && !loggedBoth(); i++) await new Promise((r) => setTimeout(r, 100));
-      assert.ok(loggedBoth(), "127.0.0.6 logged by both");
+      const logged = logs.map((l) => [...new Set([...l.text().matchAll(/"remote":"([^"]+)"/g)].map((m) => m[1]))].join(" "));
+      assert.ok(loggedBoth(), `127.0.0.6 logged by both (each backend's remotes: ${logged.join(" | ")})`);
     } finally {
       await v1?.stop();
       await haproxy?.stop();

@@ -42,7 +42,7 @@ export class SessionClock implements WheelEntry {
   private lastInputAt: number;
 
   /** `peerPings`: the version's clients can ping (core's Capabilities), so the idle timeout is fair. */
-  constructor(limits: LifetimeLimits, peerPings: boolean, session: ClockedSession, wheel: ClockWheel, now = Date.now()) {
+  constructor(limits: LifetimeLimits, peerPings: boolean, session: ClockedSession, wheel: ClockWheel, now = wheel.now()) {
     this.idleLimitMs = peerPings ? limits.idleTimeoutMs : limits.legacyIdleTimeoutMs;
     this.endOfLife = limits.maxSessionLifetimeMs > 0 ? now + limits.maxSessionLifetimeMs : Infinity;
     this.session = session;
@@ -58,7 +58,7 @@ export class SessionClock implements WheelEntry {
     const p = this.session.inputProgress;
     if (p !== this.seenProgress) {
       this.seenProgress = p;
-      this.lastInputAt = Date.now();
+      this.lastInputAt = this.wheel.now();
     }
   }
 

@@ -53,13 +53,14 @@ export class Deadline {
  * timer was armed has passed its deadline; otherwise it re-arms. A sender streaming large frames
  * back to back (every read ending mid-frame) keeps completing frames, so it is never cut off.
  */
-export class PartialInputDeadline {
-  private readonly deadline = new Deadline();
+export class PartialInputDeadline extends Deadline {
   private readonly machine: Pick<Machine, "hasPartialInput" | "inputProgress">;
   private readonly ms: number;
   private readonly expire: () => void;
 
+  // One object per session, not two: a fleet holds tens of thousands of them (the fleet bench).
   constructor(machine: Pick<Machine, "hasPartialInput" | "inputProgress">, ms: number, expire: () => void) {
+    super();
     this.machine = machine;
     this.ms = ms;
     this.expire = expire;
@@ -67,9 +68,9 @@ export class PartialInputDeadline {
 
   /** After a read: starts watching if input is left partial and nothing watches it yet. */
   watch(): void {
-    if (this.deadline.armed || !this.machine.hasPartialInput) return;
+    if (this.armed || !this.machine.hasPartialInput) return;
     let progress = this.machine.inputProgress;
-    this.deadline.arm(this.ms, () => {
+    this.arm(this.ms, () => {
       if (!this.machine.hasPartialInput) return undefined;
       if (this.machine.inputProgress === progress) {
         this.expire();
@@ -78,9 +79,5 @@ export class PartialInputDeadline {
       progress = this.machine.inputProgress;
       return this.ms;
     });
-  }
-
-  cancel(): void {
-    this.deadline.cancel();
   }
 }

@@ -14,7 +14,7 @@ import { AuthError, DecryptError, NstpError, ProtocolError, TooLargeError } from
 import type { Output, Random } from "../events.ts";
 import { type ClientMachine, type SealOptions, endOf } from "../machine.ts";
 import { LEGACY_CAPABILITIES } from "./server.ts";
-import { ByteQueue, allocOverwritten, feedBounded, startsWith, toHex, utf8 } from "../bytes.ts";
+import { ByteQueue, allocOverwritten, overwritten, feedBounded, startsWith, toHex, utf8 } from "../bytes.ts";
 import { clientProof, serverProof, sessionKey } from "./keys.ts";
 import {
   CLIENT_NONCE_SIZE,
@@ -162,7 +162,7 @@ export class LegacyClient implements ClientMachine {
       s.outstanding++;
       this.framesSent++;
     }
-    return out;
+    return overwritten(out, pos);
   }
 
   private fail(): void {

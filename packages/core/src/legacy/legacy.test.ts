@@ -191,6 +191,19 @@ describe("legacy failures close with typed errors", () => {
     return "no error";
   }
 
+  test("a backend that seals fewer bytes than laid out fails the seal: no uninitialised memory leaves", () => {
+    // Records of 4 KiB and more are laid out in memory that is not zero-filled (bytes.allocOverwritten).
+    const short: CryptoBackend = { ...crypto, aesGcmSealInto: (...a: Parameters<CryptoBackend["aesGcmSealInto"]>) => crypto.aesGcmSealInto(...a) - 1 };
+    let first = true;
+    const random = (n: number) => (first ? ((first = false), fromHex(v.session_nonce)) : crypto.randomBytes(n));
+    const s = new LegacyServer({ crypto: short, random });
+    s.receive(fromHex(v.client_hello));
+    s.receive(fromHex(v.client_proof));
+    s.provideKey(psk);
+    assert.equal(s.stateName, "established");
+    assert.equal(code(() => s.seal([new Uint8Array(8192)])), "ERR_PROTOCOL");
+  });
+
   test("wrong password: the proof fails with ERR_AUTH and nothing is sent", () => {
     const s = new LegacyServer({ crypto, random: scripted([fromHex(v.session_nonce)]) });
     s.receive(fromHex(v.client_hello));

@@ -20,7 +20,7 @@ import type { CryptoBackend } from "../crypto/backend.ts";
 import { AuthError, DecryptError, ProtocolError, TooLargeError } from "../errors.ts";
 import type { Output, Random } from "../events.ts";
 import { type Capabilities, type Credential, type CredentialFakes, type SealOptions, type ServerMachine, pskOrFake } from "../machine.ts";
-import { ByteQueue, allocOverwritten, feedBounded, indexOf, readU32BE, startsWith } from "../bytes.ts";
+import { ByteQueue, allocOverwritten, overwritten, feedBounded, indexOf, readU32BE, startsWith } from "../bytes.ts";
 import { clientProof, serverProof, sessionKey } from "./keys.ts";
 import {
   type ClientHello,
@@ -214,7 +214,7 @@ export class LegacyServer implements ServerMachine {
       pos = writeReplyHeader(out, pos, nonce, m.length);
       pos += this.crypto.aesGcmSealInto(s.key, nonce, [m], out, pos);
     }
-    return out;
+    return overwritten(out, pos);
   }
 
   private fail(): void {

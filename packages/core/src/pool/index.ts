@@ -4,13 +4,14 @@
  *
  * The queue is bounded: when it is full, work is refused at once (ERR_BUSY) rather than queued without
  * limit, and callers check `saturated` synchronously so a server can refuse a handshake before it has
- * sent anything. Queued tasks whose caller has gone are cancelled through an AbortSignal.
+ * sent anything. Queued tasks whose caller has gone are dropped, through an AbortSignal. The queue
+ * is ours (gate.ts), in front of piscina's, so that tasks start in the order they came.
  */
 import { availableParallelism } from "node:os";
 import { Piscina } from "piscina";
 import type { CryptoBackend } from "../crypto/backend.ts";
-import { NstpError } from "../errors.ts";
 import { InvalidPointError, type VerifierCurveInput, type VerifierCurveResult } from "../v3/spake2plus.ts";
+import { ThreadGate } from "./gate.ts";
 import type { CurveFailure, PoolTask } from "./worker.ts";
 
 /**
@@ -42,6 +43,7 @@ export interface AeadItem {
 
 export class CryptoPool {
   private readonly piscina: Piscina;
+  private readonly gate: ThreadGate<PoolTask>;
   readonly backendName: string;
   readonly threads: number;
   readonly maxQueue: number;
@@ -58,11 +60,13 @@ export class CryptoPool {
       // Threads start once and stay: a derivation should not pay for a thread start.
       idleTimeout: 2 ** 31 - 1,
     });
+    // piscina is given no AbortSignal: the gate answers a caller that went away (gate.ts).
+    this.gate = new ThreadGate((task) => this.piscina.run(task), this.threads, this.maxQueue);
   }
 
   /** Tasks waiting for a thread. */
   get queued(): number {
-    return this.piscina.queueSize;
+    return this.gate.queued;
   }
 
   /** Tasks finished since the pool started. */
@@ -72,7 +76,7 @@ export class CryptoPool {
 
   /** True when a new task would be refused. */
   get saturated(): boolean {
-    return this.piscina.queueSize >= this.maxQueue;
+    return this.gate.saturated;
   }
 
   pbkdf2(password: Uint8Array, salt: Uint8Array, iterations: number, length: number, signal?: AbortSignal): Promise<Uint8Array> {
@@ -99,17 +103,14 @@ export class CryptoPool {
     return "failed" in r ? new InvalidPointError(r.failed) : r;
   }
 
-  /** Finishes running tasks, refuses queued ones, and stops the threads. */
+  /** Refuses queued tasks, and stops the threads (running tasks fail with ERR_BUSY). */
   async destroy(): Promise<void> {
+    this.gate.close();
     await this.piscina.destroy();
   }
 
   private run(task: PoolTask, signal?: AbortSignal): Promise<unknown> {
-    if (this.saturated) return Promise.reject(new NstpError("ERR_BUSY", "crypto pool queue is full"));
-    return this.piscina.run(task, signal ? { signal } : {}).catch((e: unknown) => {
-      if ((e as Error)?.name === "AbortError") throw new NstpError("ERR_CLOSED", "cancelled: the caller went away", { cause: e });
-      throw new NstpError("ERR_BUSY", "crypto pool refused the task", { cause: e });
-    });
+    return this.gate.run(task, signal);
   }
 }
 

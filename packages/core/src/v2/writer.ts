@@ -4,7 +4,7 @@
  * messages share one AEAD operation and one write. Sealed inline (seal) or, with the same layout and
  * the same nonces, in the worker pool (prepare).
  */
-import { allocOverwritten } from "../bytes.ts";
+import { allocOverwritten, overwritten } from "../bytes.ts";
 import { NstpError } from "../errors.ts";
 import type { CipherState } from "../noise/cipher-state.ts";
 import { type AeadJob, TransportCipher } from "./cipher.ts";
@@ -109,8 +109,7 @@ export class FrameWriter {
       },
     );
     // Uninitialised bytes must never leave: the layout and the sealing agree, or the session fails.
-    if (pos !== total) throw new NstpError("ERR_PROTOCOL", `sealed ${pos} of ${total} bytes laid out`);
-    return out;
+    return overwritten(out, pos);
   }
 
   /** One frame holding one empty ping chunk (docs/PROTOCOL.md §v2 "Ping"). */

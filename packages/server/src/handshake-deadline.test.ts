@@ -1,0 +1,83 @@
+// The handshake deadline counts the peer's time, not the time message 2 waits for our own curve step
+// in the worker pool (handshake.ts overdue()): a v3 peer whose curve step is held past the deadline
+// still completes; a peer that is silent after message 2 is still closed at the deadline; and the time
+// excluded is capped at the deadline, so a step held without end closes the handshake at twice it.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { v3 } from "@nstp/core";
+import { type CryptoPool, curvePlacement } from "@nstp/core/pool";
+import { dial, Reader, V3PeerHandshake, v3Handshake, within } from "@nstp/testkit";
+import { StaticKeyStore, startServer } from "./index.ts";
+
+const DEVICE_SALT = Buffer.from("00112233445566778899aabbccddeeff", "hex");
+const PSK = Buffer.alloc(32, 0x5a);
+const DEADLINE_MS = 400;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A pool whose curve steps wait until the test releases them (while `hold`); the rest never runs here. */
+function heldPool() {
+  const held: (() => void)[] = [];
+  const pool = {
+    hold: false,
+    held,
+    threads: 1,
+    saturated: false,
+    verifierShares(job: v3.VerifierCurveInput) {
+      if (!pool.hold) return Promise.resolve(v3.verifierShares(job));
+      return new Promise((resolve) => held.push(() => resolve(v3.verifierShares(job))));
+    },
+  };
+  return pool;
+}
+
+test("v3: time waiting for our curve step is not the peer's; the peer's own silence is", async () => {
+  const pool = heldPool();
+  const server = await startServer({
+    keys: new StaticKeyStore(new Map([["alice", PSK]])),
+    port: 0,
+    deviceSalt: DEVICE_SALT,
+    handler: (m) => m,
+    pool: pool as unknown as CryptoPool,
+    limits: { handshakeTimeoutMs: DEADLINE_MS },
+  });
+  // Every curve step to the pool: as when a burst has it busy (pool/curve.ts).
+  const quiet = curvePlacement.inlineQuietUntilMs;
+  curvePlacement.inlineQuietUntilMs = Number.POSITIVE_INFINITY;
+  try {
+    pool.hold = true;
+    const session = v3Handshake(server.port, { username: "alice", deviceSalt: DEVICE_SALT, psk: PSK });
+    assert.ok(await within(5000, () => pool.held.length === 1), "the curve step reached the pool");
+    await sleep(1.5 * DEADLINE_MS); // past the deadline (within its cap), all of it spent waiting for the pool
+    pool.held.shift()!();
+    const s = await session;
+    s.send([Buffer.from("ping")]);
+    assert.deepEqual(await s.receive(), Buffer.from("ping"));
+    s.destroy();
+
+    // The step done at once, then the peer never sends message 3: closed at the deadline.
+    pool.hold = false;
+    const socket = await dial(server.port);
+    const reader = new Reader(socket);
+    socket.write(new V3PeerHandshake({ username: "alice", deviceSalt: DEVICE_SALT, psk: PSK }).hello());
+    assert.equal((await reader.read(99)).readUInt16BE(0), 97, "message 2");
+    assert.deepEqual(await reader.closedWithin(5000), { closed: true, extra: 0 });
+    socket.destroy();
+
+    // The step held without end (a queue longer than the deadline): the wait is excused only up to the
+    // deadline, then the handshake is refused with the busy signal (00 00) in place of message 2 and
+    // closed, its place given back.
+    pool.hold = true;
+    const held = await dial(server.port);
+    const heldReader = new Reader(held);
+    held.write(new V3PeerHandshake({ username: "alice", deviceSalt: DEVICE_SALT, psk: PSK }).hello());
+    assert.ok(await within(5000, () => pool.held.length === 1), "the curve step reached the pool");
+    assert.deepEqual(await heldReader.closedWithin(DEADLINE_MS), { closed: false, extra: 0 }, "excused past the deadline");
+    assert.deepEqual(await heldReader.closedWithin(5000), { closed: true, extra: 2 }, "closed once the excuse is used up");
+    assert.deepEqual(await heldReader.read(2), Buffer.from([0, 0]), "the busy signal");
+    held.destroy();
+    pool.held.shift()!(); // the step ends later: its answer is dropped
+  } finally {
+    curvePlacement.inlineQuietUntilMs = quiet;
+    await server.close({ graceMs: 0 });
+  }
+});
