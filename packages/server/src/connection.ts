@@ -112,7 +112,7 @@ export class ServerConnection implements WireEvents, HandshakeHost {
    * can cause). After the answer, and for the reference protocol after its session nonce, the close
    * is silent like any failure.
    */
-  private refuse(err: NstpError): void {
+  refuse(err: NstpError): void {
     if (this.done) return;
     const busy = this.session ? undefined : this.machine.busySignal();
     if (busy) this.write(busy);
