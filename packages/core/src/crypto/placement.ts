@@ -49,7 +49,9 @@ export function aeadInPool(backend: BackendName, batchBytes: number): boolean {
  * curve jobs handed to it and not yet back (a burst is under way: join it rather than block the
  * loop), and the loop's measure, its inline curve time (so a steady trickle of handshakes cannot
  * hold the loop more than that share). The job's cost is measured as it runs, so the rule adapts to
- * the runtime (four to five times dearer on Node) without a table per runtime.
+ * the runtime (four to five times dearer on Node) without a table per runtime. Whatever the rule,
+ * at most CURVE_INLINE_PER_TURN steps run inline in one event-loop turn, and a full pool queue is
+ * overload (below).
  */
 export const CURVE_INLINE_SHARE = 0.1;
 
