@@ -5,22 +5,15 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { v3 } from "@nstp/core";
-import { type CryptoPool, curvePlacement } from "@nstp/core/pool";
+import { curvePlacement } from "@nstp/core/pool";
 import { dial, Reader, V3PeerHandshake, v3Handshake } from "@nstp/testkit";
-import { StaticKeyStore, startServer } from "./index.ts";
+import { ALICE, startPoolServer } from "./testing/v3-pool-server.ts";
 
-const DEVICE_SALT = Buffer.from("00112233445566778899aabbccddeeff", "hex");
-const PSK = Buffer.alloc(32, 0x5a);
 const BURST = 2;
 
 test("v3: a curve step refused in overload is the busy signal, and its guess is refunded", async () => {
   const pool = { threads: 1, saturated: true, verifierShares: (job: v3.VerifierCurveInput) => Promise.resolve(v3.verifierShares(job)) };
-  const server = await startServer({
-    keys: new StaticKeyStore(new Map([["alice", PSK]])),
-    port: 0,
-    deviceSalt: DEVICE_SALT,
-    handler: (m) => m,
-    pool: pool as unknown as CryptoPool,
+  const server = await startPoolServer(pool, {
     // Tiny budgets that do not refill within the test: charged refusals would use them up.
     failureLimit: { burst: BURST, refillPerSecond: 0.001 },
     userBudget: { burst: BURST, refillPerSecond: 0.001 },
@@ -33,7 +26,7 @@ test("v3: a curve step refused in overload is the busy signal, and its guess is 
     for (let i = 0; i < BURST * 3; i++) {
       const socket = await dial(server.port);
       const reader = new Reader(socket);
-      socket.write(new V3PeerHandshake({ username: "alice", deviceSalt: DEVICE_SALT, psk: PSK }).hello());
+      socket.write(new V3PeerHandshake(ALICE).hello());
       assert.deepEqual(await reader.read(2), Buffer.from([0, 0]), `attempt ${i}: the busy signal in place of message 2`);
       assert.deepEqual(await reader.closedWithin(5000), { closed: true, extra: 0 }, `attempt ${i}: then the close`);
       socket.destroy();
@@ -43,7 +36,7 @@ test("v3: a curve step refused in overload is the busy signal, and its guess is 
     // The queue drains: the same user from the same address still has all of its guesses.
     pool.saturated = false;
     curvePlacement.overloadQuietUntilMs = quiet;
-    const s = await v3Handshake(server.port, { username: "alice", deviceSalt: DEVICE_SALT, psk: PSK });
+    const s = await v3Handshake(server.port, ALICE);
     s.send([Buffer.from("ping")]);
     assert.deepEqual(await s.receive(), Buffer.from("ping"));
     s.destroy();
