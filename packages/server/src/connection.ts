@@ -109,10 +109,11 @@ export class ServerConnection implements WireEvents, HandshakeHost {
    * busy to answer before the deadline, was closed silently and its device gave up with ERR_AUTH
    * (the fleet bench). Nothing about the password is told: its verdict has not been sent (a v3 guess
    * reserved for the curve step stays charged, as before: the budget bounds the curve work a source
-   * can cause). After the answer, and for the reference protocol after its session nonce, the close
+   * can cause; a step refused in overload was never run, and its guess is refunded: handshake.ts
+   * curve()). After the answer, and for the reference protocol after its session nonce, the close
    * is silent like any failure.
    */
-  private refuse(err: NstpError): void {
+  refuse(err: NstpError): void {
     if (this.done) return;
     const busy = this.session ? undefined : this.machine.busySignal();
     if (busy) this.write(busy);

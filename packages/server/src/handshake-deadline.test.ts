@@ -5,12 +5,10 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { v3 } from "@nstp/core";
-import { type CryptoPool, curvePlacement } from "@nstp/core/pool";
+import { curvePlacement } from "@nstp/core/pool";
 import { dial, Reader, V3PeerHandshake, v3Handshake, within } from "@nstp/testkit";
-import { StaticKeyStore, startServer } from "./index.ts";
+import { ALICE, startPoolServer } from "./testing/v3-pool-server.ts";
 
-const DEVICE_SALT = Buffer.from("00112233445566778899aabbccddeeff", "hex");
-const PSK = Buffer.alloc(32, 0x5a);
 const DEADLINE_MS = 400;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -32,20 +30,13 @@ function heldPool() {
 
 test("v3: time waiting for our curve step is not the peer's; the peer's own silence is", async () => {
   const pool = heldPool();
-  const server = await startServer({
-    keys: new StaticKeyStore(new Map([["alice", PSK]])),
-    port: 0,
-    deviceSalt: DEVICE_SALT,
-    handler: (m) => m,
-    pool: pool as unknown as CryptoPool,
-    limits: { handshakeTimeoutMs: DEADLINE_MS },
-  });
+  const server = await startPoolServer(pool, { limits: { handshakeTimeoutMs: DEADLINE_MS } });
   // Every curve step to the pool: as when a burst has it busy (pool/curve.ts).
   const quiet = curvePlacement.inlineQuietUntilMs;
   curvePlacement.inlineQuietUntilMs = Number.POSITIVE_INFINITY;
   try {
     pool.hold = true;
-    const session = v3Handshake(server.port, { username: "alice", deviceSalt: DEVICE_SALT, psk: PSK });
+    const session = v3Handshake(server.port, ALICE);
     assert.ok(await within(5000, () => pool.held.length === 1), "the curve step reached the pool");
     await sleep(1.5 * DEADLINE_MS); // past the deadline (within its cap), all of it spent waiting for the pool
     pool.held.shift()!();
@@ -58,7 +49,7 @@ test("v3: time waiting for our curve step is not the peer's; the peer's own sile
     pool.hold = false;
     const socket = await dial(server.port);
     const reader = new Reader(socket);
-    socket.write(new V3PeerHandshake({ username: "alice", deviceSalt: DEVICE_SALT, psk: PSK }).hello());
+    socket.write(new V3PeerHandshake(ALICE).hello());
     assert.equal((await reader.read(99)).readUInt16BE(0), 97, "message 2");
     assert.deepEqual(await reader.closedWithin(5000), { closed: true, extra: 0 });
     socket.destroy();
@@ -69,7 +60,7 @@ test("v3: time waiting for our curve step is not the peer's; the peer's own sile
     pool.hold = true;
     const held = await dial(server.port);
     const heldReader = new Reader(held);
-    held.write(new V3PeerHandshake({ username: "alice", deviceSalt: DEVICE_SALT, psk: PSK }).hello());
+    held.write(new V3PeerHandshake(ALICE).hello());
     assert.ok(await within(5000, () => pool.held.length === 1), "the curve step reached the pool");
     assert.deepEqual(await heldReader.closedWithin(DEADLINE_MS), { closed: false, extra: 0 }, "excused past the deadline");
     assert.deepEqual(await heldReader.closedWithin(5000), { closed: true, extra: 2 }, "closed once the excuse is used up");

@@ -5,8 +5,8 @@
  * The driver owns the wire and the machine's outputs; this owns what the handshake holds until the
  * session is established or the connection ends.
  */
-import { AuthError, type Credential, Deadline, type Output, type ServerMachine, toNstpError, type v3 } from "@nstp/core";
-import { runCurveJob } from "@nstp/core/pool";
+import { AuthError, type Credential, Deadline, type NstpError, type Output, type ServerMachine, toNstpError, type v3 } from "@nstp/core";
+import { CurveRefusal, runCurveJob } from "@nstp/core/pool";
 import type { Contender } from "./admission.ts";
 import type { Ticket } from "./budget.ts";
 import type { ConnectionContext } from "./connection-context.ts";
@@ -25,6 +25,8 @@ export interface HandshakeHost extends Contender {
   received(outputs: () => Output[]): boolean;
   /** The handshake deadline passed: refuse (busy) or close, as the connection decides. */
   deadlinePassed(): void;
+  /** Ends the handshake for the server's own reason: the busy signal if its answer is not sent yet. */
+  refuse(err: NstpError): void;
 }
 
 export class ServerHandshake {
@@ -156,14 +158,24 @@ export class ServerHandshake {
 
   /**
    * v3's curve step, inline on an idle loop or in the pool on a busy one (runCurveJob decides, as
-   * crypto/placement.ts measured); message 2 follows. Its guess was charged before (judge()).
+   * crypto/placement.ts measured); message 2 follows. Its guess was charged before (judge()). On an
+   * overloaded server (the pool's queue full, the loop's budget for curve work spent) the step is
+   * not run and the handshake is refused with the busy signal; its guess is refunded, since no
+   * curve work was done for it and nothing that depends on the password was sent.
    */
   curve(job: v3.VerifierCurveInput): void {
     this.curveSince = performance.now();
     void runCurveJob(job, this.ctx.curvePool, { signal: this.abort?.signal }).then((result) => {
       this.curveWaitMs += performance.now() - this.curveSince!;
       this.curveSince = undefined;
-      if (!this.host.done) this.host.received(() => this.machine.provideCurve!(result));
+      if (this.host.done) return;
+      if (result instanceof CurveRefusal) {
+        if (this.ticket) this.ctx.budget.cancel(this.ticket);
+        this.ticket = undefined;
+        this.host.refuse(result);
+      } else {
+        this.host.received(() => this.machine.provideCurve!(result));
+      }
     });
   }
 

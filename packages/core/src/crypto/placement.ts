@@ -49,30 +49,60 @@ export function aeadInPool(backend: BackendName, batchBytes: number): boolean {
  * curve jobs handed to it and not yet back (a burst is under way: join it rather than block the
  * loop), and the loop's measure, its inline curve time (so a steady trickle of handshakes cannot
  * hold the loop more than that share). The job's cost is measured as it runs, so the rule adapts to
- * the runtime (four to five times dearer on Node) without a table per runtime.
+ * the runtime (four to five times dearer on Node) without a table per runtime. Whatever the rule,
+ * at most CURVE_INLINE_PER_TURN steps run inline in one event-loop turn, and a full pool queue is
+ * overload (below).
  */
 export const CURVE_INLINE_SHARE = 0.1;
+
+/**
+ * Overload: the pool's queue is full (CryptoPool.maxQueue). Running every further step inline, as
+ * this rule once did, stalled the loop: in the v3 soak (1,000 sessions, `--workers 2`, Node server,
+ * 2026-11-27) server 0 ran 437 steps of 9-17 ms on its loop and 75 in its pool, both loops went up
+ * to 7.8 s without a turn, and 900 echo replies of established sessions were lost. So the loop lends
+ * itself to curve work within a budget, and beyond it the handshake is refused with the busy signal
+ * (shed, don't stall: the client retries, ERR_BUSY, and nothing about its password was judged):
+ *
+ * - at most CURVE_INLINE_PER_TURN steps per event-loop turn: one, so a turn is delayed by one step
+ *   (≤ 17 ms on Node, ≤ 6 ms on Bun) and not by a burst of them;
+ * - at most CURVE_OVERLOAD_SHARE of the loop's recent time: after an inline step of c ms the next
+ *   may run inline no sooner than c·(1/share − 1) ms later (half: c ms), so the sessions already
+ *   established get at least as much of the loop as the curve work does.
+ *
+ * The pool's queue is not made deeper for curve work: it is already worth 64 steps per thread (about
+ * 1.1 s on Node), and a deeper one only makes the client wait longer for an answer it gets sooner by
+ * retrying after the busy signal.
+ */
+export const CURVE_INLINE_PER_TURN = 1;
+export const CURVE_OVERLOAD_SHARE = 0.5;
 
 export interface CurvePlacementState {
   /** A pool exists to run the job. */
   pool: boolean;
-  /** The pool would refuse a task (its queue is full): the job must then run here. */
+  /** The pool would refuse a task (its queue is full). */
   poolSaturated: boolean;
   /** Curve jobs in the pool and not yet back. */
   poolOutstanding: number;
-  /** Now, and the time before which the loop's share of inline curve work is spent (ms, one clock). */
+  /** Curve steps run inline in this event-loop turn. */
+  inlineThisTurn: number;
+  /** Now, and the times before which the loop's share of inline curve work is spent, at CURVE_INLINE_SHARE and at CURVE_OVERLOAD_SHARE (ms, one clock). */
   nowMs: number;
   inlineQuietUntilMs: number;
+  overloadQuietUntilMs: number;
 }
 
-export function curveInline(s: CurvePlacementState): boolean {
-  // Message 2 is owed once the record is looked up (the busy signal comes before any lookup), so a
-  // full queue means running it here rather than failing a user who may have the right password.
-  if (!s.pool || s.poolSaturated) return true;
-  return s.poolOutstanding === 0 && s.nowMs >= s.inlineQuietUntilMs;
+/** Where a curve step goes: run it here, hand it to the pool, or refuse the handshake (busy). */
+export type CurvePlace = "inline" | "pool" | "refuse";
+
+export function curvePlace(s: CurvePlacementState): CurvePlace {
+  // Without a pool the step has nowhere else to go (a server without one computes it in the machine).
+  if (!s.pool) return "inline";
+  const turnLeft = s.inlineThisTurn < CURVE_INLINE_PER_TURN;
+  if (s.poolSaturated) return turnLeft && s.nowMs >= s.overloadQuietUntilMs ? "inline" : "refuse";
+  return turnLeft && s.poolOutstanding === 0 && s.nowMs >= s.inlineQuietUntilMs ? "inline" : "pool";
 }
 
-/** When the loop may next run a curve job inline, after one that ran from startMs to endMs. */
-export function curveQuietUntil(startMs: number, endMs: number): number {
-  return endMs + (endMs - startMs) * (1 / CURVE_INLINE_SHARE - 1);
+/** When the loop may next run a curve job inline at `share` of its time, after one that ran from startMs to endMs. */
+export function curveQuietUntil(startMs: number, endMs: number, share = CURVE_INLINE_SHARE): number {
+  return endMs + (endMs - startMs) * (1 / share - 1);
 }

@@ -6,13 +6,13 @@ import assert from "node:assert/strict";
 import { p256 } from "@noble/curves/nist.js";
 import { nativeBackend } from "../crypto/index.ts";
 import { NstpError } from "../errors.ts";
-import { curveInline, curveQuietUntil } from "../crypto/placement.ts";
+import { CURVE_INLINE_PER_TURN, curvePlace, curveQuietUntil } from "../crypto/placement.ts";
 import { concat, utf8 } from "../bytes.ts";
 import type { Output } from "../events.ts";
 import { V3Client, V3Server } from "../v3/index.ts";
 import { FakeVerifiers, proverKeysFromPsk, verifierFromProverKeys } from "../v3/keys.ts";
 import { InvalidPointError, proverShare, randomScalar, scalarFromBytes, verifierShares } from "../v3/spake2plus.ts";
-import { CurvePlacement, runCurveJob, warmCurve } from "./curve.ts";
+import { CurvePlacement, CurveRefusal, runCurveJob, warmCurve } from "./curve.ts";
 import { CryptoPool } from "./index.ts";
 
 const crypto = nativeBackend;
@@ -62,7 +62,7 @@ test("a whole v3 handshake with the server's curve step run by runCurveJob in th
     const [need] = server.provideVerifier(record);
     assert.ok(need?.type === "need-curve");
     const result = await runCurveJob(need.job, pool, { placement });
-    assert.deepEqual(placement.ran, { inline: 0, pool: 1 });
+    assert.deepEqual(placement.ran, { inline: 0, pool: 1, refused: 0 });
     const message3 = sends(client.receive(sends(server.provideCurve(result))));
     assert.deepEqual(server.receive(message3), [{ type: "established", username: "alice" }]);
   } finally {
@@ -71,13 +71,18 @@ test("a whole v3 handshake with the server's curve step run by runCurveJob in th
 });
 
 test("placement: inline when idle; the pool while curve jobs are out there or the loop's share of curve time is spent", async () => {
-  const base = { pool: true, poolSaturated: false, poolOutstanding: 0, nowMs: 100, inlineQuietUntilMs: 0 };
-  assert.equal(curveInline(base), true, "idle");
-  assert.equal(curveInline({ ...base, poolOutstanding: 1 }), false, "a burst under way");
-  assert.equal(curveInline({ ...base, inlineQuietUntilMs: 101 }), false, "the loop's share spent");
-  assert.equal(curveInline({ ...base, pool: false, poolOutstanding: 3, inlineQuietUntilMs: 1e9 }), true, "no pool");
-  assert.equal(curveInline({ ...base, poolSaturated: true, poolOutstanding: 3 }), true, "a full queue: message 2 is owed, so here");
+  const base = { pool: true, poolSaturated: false, poolOutstanding: 0, inlineThisTurn: 0, nowMs: 100, inlineQuietUntilMs: 0, overloadQuietUntilMs: 0 };
+  assert.equal(curvePlace(base), "inline", "idle");
+  assert.equal(curvePlace({ ...base, poolOutstanding: 1 }), "pool", "a burst under way");
+  assert.equal(curvePlace({ ...base, inlineQuietUntilMs: 101 }), "pool", "the loop's share spent");
+  assert.equal(curvePlace({ ...base, inlineThisTurn: CURVE_INLINE_PER_TURN }), "pool", "this turn's budget spent");
+  assert.equal(curvePlace({ ...base, pool: false, poolOutstanding: 3, inlineThisTurn: 9, inlineQuietUntilMs: 1e9 }), "inline", "no pool");
+  const full = { ...base, poolSaturated: true, poolOutstanding: 3, inlineQuietUntilMs: 1e9 };
+  assert.equal(curvePlace(full), "inline", "a full queue: here, within the overload budget");
+  assert.equal(curvePlace({ ...full, inlineThisTurn: CURVE_INLINE_PER_TURN }), "refuse", "a full queue and this turn's step taken");
+  assert.equal(curvePlace({ ...full, overloadQuietUntilMs: 101 }), "refuse", "a full queue and the loop's overload share spent");
   assert.equal(curveQuietUntil(10, 15), 15 + 45, "a 5 ms job: the next inline one no sooner than 45 ms later (10% share)");
+  assert.equal(curveQuietUntil(10, 15, 0.5), 15 + 5, "in overload (50% share): 5 ms later");
 
   const pool = new CryptoPool({ threads: 1 });
   const placement = new CurvePlacement();
@@ -103,8 +108,50 @@ test("placement: inline when idle; the pool while curve jobs are out there or th
   busy.inlineQuietUntilMs = Number.POSITIVE_INFINITY;
   const job = { ...record, shareP, y: 7n };
   assert.deepEqual(await runCurveJob(job, failing, { placement: busy }), verifierShares(job));
-  assert.deepEqual(busy.ran, { inline: 1, pool: 1 });
+  assert.deepEqual(busy.ran, { inline: 1, pool: 1, refused: 0 });
+  // ... but only within this turn's budget: the next one in the same turn is refused (busy).
+  assert.ok((await runCurveJob(job, failing, { placement: busy })) instanceof CurveRefusal);
+  assert.deepEqual(busy.ran, { inline: 1, pool: 2, refused: 1 });
   assert.ok((await runCurveJob({ ...job, shareP: new Uint8Array(65) })) instanceof InvalidPointError, "inline errors come back too");
+});
+
+const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+test("a burst with the pool's queue full: at most the budget runs inline per event-loop turn, the rest is queued or refused (busy)", async () => {
+  const pool = new CryptoPool({ threads: 1, maxQueue: 4 });
+  const placement = new CurvePlacement();
+  try {
+    const job = () => ({ ...record, shareP, y: randomScalar(crypto) });
+    await pool.verifierShares(job()); // the thread is up
+    // 40 steps asked for in one turn (a burst of message 1s read together): the first runs inline on
+    // the idle loop, the next five go to the pool (one running, four queued: maxQueue), and with the
+    // queue full and this turn's inline step taken, the other 34 are refused at once.
+    const burst = Array.from({ length: 40 }, () => runCurveJob(job(), pool, { placement }));
+    assert.deepEqual(placement.ran, { inline: CURVE_INLINE_PER_TURN, pool: 5, refused: 40 - 5 - CURVE_INLINE_PER_TURN });
+    assert.ok(pool.saturated);
+    const results = await Promise.all(burst);
+    assert.equal(results.filter((r) => r instanceof CurveRefusal).length, 40 - 5 - CURVE_INLINE_PER_TURN);
+    assert.ok(results.filter((r) => !(r instanceof CurveRefusal)).every((r) => !(r instanceof Error)), "the ones run are shares");
+
+    // Turn after turn with the queue full, each turn runs at most the budget inline (here with the
+    // overload share left, as after a long pause), and refuses the rest.
+    const full = { saturated: true } as unknown as CryptoPool;
+    for (let turn = 0; turn < 3; turn++) {
+      await nextTurn();
+      placement.overloadQuietUntilMs = 0;
+      const before = { ...placement.ran };
+      const rs = await Promise.all(Array.from({ length: 10 }, () => runCurveJob(job(), full, { placement })));
+      assert.equal(placement.ran.inline - before.inline, CURVE_INLINE_PER_TURN, `turn ${turn}: inline`);
+      assert.equal(placement.ran.refused - before.refused, 10 - CURVE_INLINE_PER_TURN, `turn ${turn}: refused`);
+      assert.equal(rs.filter((r) => r instanceof CurveRefusal).length, 10 - CURVE_INLINE_PER_TURN);
+    }
+    // The overload share: right after an inline step, a new turn is not enough.
+    await nextTurn();
+    placement.overloadQuietUntilMs = Number.POSITIVE_INFINITY;
+    assert.ok((await runCurveJob(job(), full, { placement })) instanceof CurveRefusal);
+  } finally {
+    await pool.destroy();
+  }
 });
 
 test("warmCurve runs the curve step here and twice per pool thread, before any handshake", async () => {

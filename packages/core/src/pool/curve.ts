@@ -1,61 +1,92 @@
 /**
  * Running v3's server curve step for a driver: on "need-curve", `runCurveJob(job, pool)` and hand
- * what it resolves with to `V3Server.provideCurve`. Inline or in the pool as crypto/placement.ts
- * decides; either way the same function (v3 verifierShares) runs, and it never rejects: an invalid
- * point, a library exception or a connection gone comes back as an Error, which the machine turns
- * into the ordinary silent authentication failure.
+ * what it resolves with to `V3Server.provideCurve`, unless it is a CurveRefusal: then refuse the
+ * handshake with the busy signal. Inline, in the pool or refused as crypto/placement.ts decides
+ * (curvePlace: inline within a budget per event-loop turn and share of its time, so a burst cannot
+ * stall the loop). Run, the same function (v3 verifierShares) runs either way, and it never
+ * rejects: an invalid point, a library exception or a connection gone comes back as an Error, which
+ * the machine turns into the ordinary silent authentication failure.
  */
 import { fromHex } from "../bytes.ts";
-import { CURVE_INLINE_SHARE, curveInline, curveQuietUntil } from "../crypto/placement.ts";
+import { CURVE_INLINE_SHARE, CURVE_OVERLOAD_SHARE, type CurvePlace, curvePlace, curveQuietUntil } from "../crypto/placement.ts";
+import { NstpError } from "../errors.ts";
 import { type VerifierCurveInput, type VerifierCurveResult, SCALAR_SIZE, verifierShares } from "../v3/spake2plus.ts";
 import type { CryptoPool } from "./index.ts";
+
+/** The step was not run: the pool's queue is full and the loop's budget for curve work is spent. */
+export class CurveRefusal extends NstpError {
+  constructor() {
+    super("ERR_BUSY", "server overloaded: curve step refused (pool queue full, inline budget spent)");
+  }
+}
 
 /** The event loop's curve accounting: one per thread (module state, as the event loop is). */
 export class CurvePlacement {
   /** Curve jobs in the pool and not yet back. */
   outstanding = 0;
   inlineQuietUntilMs = 0;
-  /** Jobs run each way, for tests and metrics. */
-  readonly ran = { inline: 0, pool: 0 };
+  overloadQuietUntilMs = 0;
+  /** Steps run inline in this event-loop turn; set back to 0 at the next turn (setImmediate). */
+  inlineThisTurn = 0;
+  /** Jobs run each way, and refused, for tests and metrics. */
+  readonly ran = { inline: 0, pool: 0, refused: 0 };
   readonly share = CURVE_INLINE_SHARE;
 
-  inline(pool: CryptoPool | undefined): boolean {
-    return curveInline({
+  place(pool: CryptoPool | undefined, saturated = pool?.saturated ?? false): CurvePlace {
+    return curvePlace({
       pool: pool !== undefined,
-      poolSaturated: pool?.saturated ?? false,
+      poolSaturated: saturated,
       poolOutstanding: this.outstanding,
+      inlineThisTurn: this.inlineThisTurn,
       nowMs: performance.now(),
       inlineQuietUntilMs: this.inlineQuietUntilMs,
+      overloadQuietUntilMs: this.overloadQuietUntilMs,
     });
+  }
+
+  /** Counts an inline step against this turn's budget; the first of a turn arms the reset. */
+  tookTurn(): void {
+    if (this.inlineThisTurn++ === 0) setImmediate(() => (this.inlineThisTurn = 0));
   }
 }
 
 export const curvePlacement = new CurvePlacement();
 
 function runInline(job: VerifierCurveInput, placement: CurvePlacement): VerifierCurveResult | Error {
+  placement.tookTurn();
   const start = performance.now();
   try {
     return verifierShares(job);
   } catch (e) {
     return e instanceof Error ? e : new Error(String(e));
   } finally {
+    const end = performance.now();
     placement.ran.inline++;
-    placement.inlineQuietUntilMs = curveQuietUntil(start, performance.now());
+    placement.inlineQuietUntilMs = curveQuietUntil(start, end);
+    placement.overloadQuietUntilMs = curveQuietUntil(start, end, CURVE_OVERLOAD_SHARE);
   }
+}
+
+function refuse(placement: CurvePlacement): CurveRefusal {
+  placement.ran.refused++;
+  return new CurveRefusal();
 }
 
 export async function runCurveJob(job: VerifierCurveInput, pool?: CryptoPool, opts: { signal?: AbortSignal; placement?: CurvePlacement } = {}): Promise<VerifierCurveResult | Error> {
   const placement = opts.placement ?? curvePlacement;
-  if (!pool || placement.inline(pool)) return runInline(job, placement);
+  const place = placement.place(pool);
+  if (!pool || place === "inline") return runInline(job, placement);
+  if (place === "refuse") return refuse(placement);
   placement.outstanding++;
   placement.ran.pool++;
   try {
     return await pool.verifierShares(job, opts.signal);
   } catch (e) {
     // The pool's own failure (its queue filled since we looked, a thread lost) is no fault of the
-    // peer's: the job runs here instead. A connection gone (ERR_CLOSED) needs no answer at all.
+    // peer's: the job runs here, as on a full queue, within the loop's budget (else refused, busy).
+    // A connection gone (ERR_CLOSED) needs no answer at all.
     if (opts.signal?.aborted) return e as Error;
-    return runInline(job, placement);
+    return placement.place(pool, true) === "inline" ? runInline(job, placement) : refuse(placement);
   } finally {
     placement.outstanding--;
   }

@@ -123,4 +123,4 @@ export function pooledBackend(base: CryptoBackend, pool: CryptoPool): CryptoBack
 }
 
 export { OrderedAead } from "./ordered-aead.ts";
-export { CurvePlacement, curvePlacement, runCurveJob, warmCurve } from "./curve.ts";
+export { CurvePlacement, CurveRefusal, curvePlacement, runCurveJob, warmCurve } from "./curve.ts";
