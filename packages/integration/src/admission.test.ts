@@ -169,11 +169,13 @@ test("busy is busy: at maxConnections a newcomer gets the busy signal (ERR_BUSY)
   }
 });
 
-test("at the cap with only young handshakes, a newcomer is refused busy (ERR_BUSY) and none of them is closed", async () => {
-  // The stall threshold is longer than the test: the three held handshakes count as progressing.
+test("at the cap with only progressing handshakes, a newcomer is refused busy (ERR_BUSY) and none of them is closed", async () => {
+  // The stall threshold is longer than the test: the three held handshakes, each of which took a step
+  // (a reference hello, answered with the session nonce), count as progressing.
   const server = await startServer({ keys: new StaticKeyStore(new Map([["alice", alicePsk]])), port: 0, maxHandshaking: 3, admission: { stallMs: 60_000 } });
   try {
     const held = await Promise.all(Array.from({ length: 3 }, () => dial(server.port)));
+    for (const s of held) s.write(legacy.encodeClientHello(new TextEncoder().encode("alice"), new Uint8Array(16)));
     let closes = 0;
     held.forEach((s) => s.on("close", () => void closes++));
     for (let i = 0; i < 50 && server.stats.handshaking < 3; i++) await new Promise((r) => setTimeout(r, 20));

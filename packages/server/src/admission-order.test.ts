@@ -11,7 +11,7 @@ function table(max: number, clock: { t: number }) {
 }
 const conn = (remoteAddress: string, name = remoteAddress): Contender & { name: string } => ({ remoteAddress, name });
 
-test("at the cap the newcomer is admitted and the handshake stalled longest (since its last step, past stallMs) is evicted", () => {
+test("at the cap the newcomer is admitted and a stalled handshake (no step once read, or none for stallMs) is evicted, earliest stalled first", () => {
   const clock = { t: 0 };
   const a = table(3, clock);
   const [x, y, z] = [conn("127.0.0.1", "x"), conn("127.0.0.1", "y"), conn("127.0.0.1", "z")];
@@ -32,11 +32,7 @@ test("at the cap the newcomer is admitted and the handshake stalled longest (sin
   assert.equal(admit(late), undefined, "nothing out of the nursery: the table runs over the cap");
   assert.equal(a.size, 4);
   assert.deepEqual(a.nextTurn(), [], "one turn later they may still be unread");
-  assert.deepEqual(a.nextTurn(), [], "two turns later, but none stalled yet: the table stays over the cap");
-  assert.equal(a.wantsTurns, false, "over the cap with only progressing handshakes: no turns to count");
-  clock.t += STALL_MS;
-  assert.equal(a.wantsTurns, true);
-  assert.deepEqual(a.nextTurn(), [n1], "once stalled, the silent one stalled longest goes: back at the cap");
+  assert.deepEqual(a.nextTurn(), [n1], "two turns later, read and still without a step: the silent one accepted first goes");
   assert.equal(admit(conn("127.0.0.1")), n2, "silent ones go before the honest one, which stepped since");
   a.left(honest);
   assert.equal(a.size, 2);
@@ -142,11 +138,31 @@ test("a young handshake of a marked source does not shield an unmarked source's 
   const a = table(2, clock);
   const device = conn("10.0.0.7");
   a.admit(device);
+  a.stepped(device, 1);
   clock.t += STALL_MS;
   a.stalled("10.0.0.66");
   const attacker = conn("10.0.0.66");
   a.admit(attacker);
+  a.stepped(attacker, 1);
   a.nextTurn();
   a.nextTurn();
   assert.equal(a.admit(conn("10.0.0.8")), device, "the marked source is first in order but progressing; the stalled device goes");
+});
+
+test("over the cap from the nursery with only progressing handshakes: none evicted, no turns asked for until one stalls", () => {
+  const clock = { t: 0 };
+  const a = table(2, clock);
+  const [x, y, z] = [conn("127.0.0.1", "x"), conn("127.0.0.1", "y"), conn("127.0.0.1", "z")];
+  for (const c of [x, y, z]) assert.equal(a.admit(c), undefined, "all in the nursery: the table runs over the cap");
+  for (const c of [x, y, z]) {
+    clock.t += 1;
+    a.stepped(c, 1);
+  }
+  a.nextTurn();
+  assert.deepEqual(a.nextTurn(), [], "read and progressing: kept over the cap");
+  assert.equal(a.size, 3);
+  assert.equal(a.wantsTurns, false, "no busy loop of turns while none is stalled");
+  clock.t += STALL_MS - 1;
+  assert.equal(a.wantsTurns, true, "x has now gone stallMs without a step");
+  assert.deepEqual(a.nextTurn(), [x], "back to the cap");
 });

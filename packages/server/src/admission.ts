@@ -1,8 +1,9 @@
 /**
  * Admission that favours progress (docs/PROTOCOL.md, "Admission that favours progress"). At most
  * `maxHandshaking` connections may be in the handshake. When a newcomer arrives at the cap, it is
- * admitted only if a handshake there is stalled (no step for `stallMs`): the one whose last step is
- * oldest is closed to make room. If every handshake there is progressing, the newcomer itself is
+ * admitted only if a handshake there is stalled: one that has taken no step since it left the
+ * nursery (every client speaks first and sends its first flight at once), or none for `stallMs`; the
+ * one stalled earliest is closed to make room. If every handshake there is progressing, the newcomer itself is
  * refused with the busy signal and retries after its back-off: evicting a progressing handshake for
  * it wastes the work done and, when honest arrivals outpace completions (a reconnect storm), lets
  * almost none finish (the fleet bench's Bun storm: 721 of 10,000 back in 300 s). A step is the protocol machine's state advancing (a hello, preamble,
@@ -37,8 +38,9 @@ export interface AdmissionOptions {
   maxSources: number;
   /**
    * A handshake whose last step is older than this is stalled, and may be closed for a newcomer at the
-   * cap. An honest client steps once per round trip plus the server's own step; an attacker without the
-   * password gets at most two steps (docs/PROTOCOL.md says what that buys it).
+   * cap (one with no step at all is stalled once out of the nursery). An honest client steps once per
+   * round trip plus the server's own step; an attacker without the password gets at most two steps,
+   * three replaying a recorded first flight (docs/PROTOCOL.md says what that buys it).
    */
   stallMs: number;
   now?: () => number;
@@ -48,8 +50,8 @@ export const DEFAULT_ADMISSION: Omit<AdmissionOptions, "maxHandshaking"> = {
   stallMemorySeconds: 60,
   maxSources: 65_536,
   // Far above an honest step on a loaded server (the fleet storm's Node loop: p99 delay 16 ms), and
-  // short enough that an attacker's slot, young for at most three of these (accept and two steps),
-  // keeps coming free within the 10 s handshake deadline.
+  // short enough that an attacker's slot, young for at most three of these (its steps without the
+  // password), keeps coming free well within the 10 s handshake deadline.
   stallMs: 500,
 };
 
@@ -62,8 +64,11 @@ interface Entry extends HeapItem {
   readonly contender: Contender;
   /** Handshake steps taken (the protocol machine's; 0 at accept). */
   step: number;
-  /** When the handshake last stepped (or was accepted). */
-  since: number;
+  /**
+   * When it counts as stalled: at accept for one that has taken no step (once out of the nursery:
+   * the server has read whatever it sent), else stallMs after its last step.
+   */
+  stallsAt: number;
   /** The event-loop turn it was accepted in: until two turns later the server may not have read it. */
   readonly turn: number;
   /** Its source's node, once out of the nursery and in the eviction order. */
@@ -84,8 +89,8 @@ interface AgeNode extends HeapItem {
   readonly source: SourceNode;
 }
 
-/** Stalled longest first (since its last step). */
-const stalledFirst = (a: Entry, b: Entry) => a.since < b.since;
+/** Stalled earliest first. */
+const stalledFirst = (a: Entry, b: Entry) => a.stallsAt < b.stallsAt;
 const oldestFirst = (a: AgeNode, b: AgeNode) => stalledFirst(a.source.entries.peek()!, b.source.entries.peek()!);
 const evictFirst = (a: SourceNode, b: SourceNode) =>
   a.marked !== b.marked ? a.marked : stalledFirst(a.entries.peek()!, b.entries.peek()!);
@@ -142,7 +147,7 @@ export class HandshakeAdmission {
       this.busyRefusals++;
       return c;
     }
-    const e: Entry = { contender: c, step: 0, since: this.now(), turn: this.turn, source: undefined, heapIndex: -1 };
+    const e: Entry = { contender: c, step: 0, stallsAt: this.now(), turn: this.turn, source: undefined, heapIndex: -1 };
     this.entries.set(c, e);
     this.nursery.push(e);
     if (victim) return this.evict(victim);
@@ -195,7 +200,7 @@ export class HandshakeAdmission {
     const e = this.entries.get(c);
     if (!e) return;
     e.step = step;
-    e.since = this.now();
+    e.stallsAt = this.now() + this.opts.stallMs;
     if (!e.source) return;
     e.source.entries.update(e);
     this.sources.update(e.source);
@@ -257,8 +262,8 @@ export class HandshakeAdmission {
   }
 
   /**
-   * The source whose first due handshake is stalled (no step for stallMs), marked sources first, then
-   * the one stalled longest; none if every handshake out of the nursery is progressing.
+   * The source whose first due handshake is stalled, marked sources first, then the one stalled
+   * earliest; none if every handshake out of the nursery is progressing.
    */
   private stalledVictim(): SourceNode | undefined {
     const top = this.due();
@@ -271,7 +276,7 @@ export class HandshakeAdmission {
   }
 
   private isStalled(node: SourceNode): boolean {
-    return this.now() - node.entries.peek()!.since >= this.opts.stallMs;
+    return this.now() >= node.entries.peek()!.stallsAt;
   }
 
   private evict(top: SourceNode): Contender {

@@ -3,8 +3,8 @@
  * packages/core/src/testing/fuzz-properties.ts and run with them by scripts/fuzz.ts: random
  * sequences of arrivals from a few sources, handshake steps, exits, stalls, clock moves and
  * event-loop turns, checked after every operation against a model written from the rule itself (the
- * handshake of a marked source before any other, then the one stalled longest since its last step; only one
- * stalled for stallMs, else the newcomer is refused; never one accepted less than two turns ago; over the cap
+ * handshake of a marked source before any other, then the one stalled earliest; only a stalled one (no step
+ * since accept, or none for stallMs), else the newcomer is refused; never one accepted less than two turns ago; over the cap
  * until the next turn, up to twice the cap, then refusal).
  */
 import { type FuzzProperty, fc } from "@nstp/testkit";
@@ -27,7 +27,8 @@ const arbOp: fc.Arbitrary<Op> = fc.oneof(
 );
 
 const STALL_MEMORY_S = 5;
-const STALL_MS = 500;
+// Half a millisecond off the integer clock: a stepped handshake's stall time never ties with an accept.
+const STALL_MS = 500.5;
 
 function admissionMatchesModel(max: number, ops: Op[]): void {
   let now = 0;
@@ -45,11 +46,13 @@ function admissionMatchesModel(max: number, ops: Op[]): void {
   const stall = (s: string) => level.set(s, { v: Math.min(STALL_MEMORY_S, levelOf(s) + 1), at: now });
   // Steps restart the stall clock but buy no rank of their own (docs/PROTOCOL.md says why).
   // Marked while the level is above limiter.ts's EPSILON (a level that small is drained).
-  const rank = (c: Contender) => [levelOf(c.remoteAddress) > 1e-9 ? 0 : 1, live.get(c)!];
+  // Stalled at accept if it never stepped (judged only once out of the nursery), else stallMs after its last step.
+  const stallsAt = (c: Contender) => live.get(c)! + (steps.get(c)! === 0 ? 0 : STALL_MS);
+  const rank = (c: Contender) => [levelOf(c.remoteAddress) > 1e-9 ? 0 : 1, stallsAt(c)];
   const before = (x: number[], y: number[]) => (x[0]! !== y[0]! ? x[0]! < y[0]! : x[1]! < y[1]!);
   const ripe = (c: Contender) => acceptedIn.get(c)! <= turn - 2;
   /** The next to evict: out of the nursery (accepted two turns ago or more), least rank. */
-  const stalledLong = (c: Contender) => now - live.get(c)! >= STALL_MS;
+  const stalledLong = (c: Contender) => now >= stallsAt(c);
   const judgeable = () => [...live.keys()].some(ripe);
   const due = () =>
     [...live.keys()].filter((c) => ripe(c) && stalledLong(c)).reduce<Contender | undefined>((a, b) => (!a || before(rank(b), rank(a)) ? b : a), undefined);
@@ -160,7 +163,7 @@ const arbBudgetOp: fc.Arbitrary<BudgetOp> = fc.record({
 
 export const ADMISSION_PROPERTIES: FuzzProperty[] = [
   {
-    name: "admission: eviction follows the rule (marked source first, then stalled longest since its last step) and holds the cap",
+    name: "admission: eviction follows the rule (only stalled handshakes: marked source first, then stalled earliest; else the newcomer refused) and holds the cap",
     property: fc.property(fc.integer({ min: 0, max: 6 }), fc.array(arbOp, { maxLength: 80, size: "max" }), admissionMatchesModel) as unknown as fc.IProperty<never>,
   },
   {
