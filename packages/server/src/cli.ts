@@ -41,8 +41,8 @@ ping); any session after --max-session-lifetime (default 0: never). A close wait
 SIGHUP reloads --users FILE; the sessions of users it removes or re-keys end. SIGTERM and SIGINT stop accepting, let
 sessions finish the replies due (v2 ends each with a close chunk) and exit within --shutdown-grace.
 --metrics serves Prometheus text at http://HOST:PORT/metrics (off unless given).
-At --max-handshaking (512) a newcomer is admitted if a handshake has gone --handshake-stall-ms (500)
-without a step (the one stalled longest is closed); if none has, the newcomer is refused busy.
+At --max-handshaking (512) a newcomer is admitted if a handshake is stalled, silent once read or
+--handshake-stall-ms (500) without a step (the one stalled earliest is closed); else it is refused busy.
 Each password judged takes a guess from its address (20, refilled at 1/s; then it fails like a
 wrong password) and from its username (20, 1/s; then it waits, up to half the handshake timeout).
 --users FILE.json (SIGHUP reloads it), users.db or sqlite:PATH (SQLite), or postgres://USER@HOST/DB
