@@ -6,8 +6,9 @@ import assert from "node:assert/strict";
 import { type Contender, HandshakeAdmission } from "./admission.ts";
 
 const STALL_MS = 100;
+const SILENT_MS = 0;
 function table(max: number, clock: { t: number }) {
-  return new HandshakeAdmission({ maxHandshaking: max, stallMemorySeconds: 60, maxSources: 16, stallMs: STALL_MS, now: () => clock.t });
+  return new HandshakeAdmission({ maxHandshaking: max, stallMemorySeconds: 60, maxSources: 16, stallMs: STALL_MS, silentMs: SILENT_MS, now: () => clock.t });
 }
 const conn = (remoteAddress: string, name = remoteAddress): Contender & { name: string } => ({ remoteAddress, name });
 

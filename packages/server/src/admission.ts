@@ -1,8 +1,8 @@
 /**
  * Admission that favours progress (docs/PROTOCOL.md, "Admission that favours progress"). At most
  * `maxHandshaking` connections may be in the handshake. When a newcomer arrives at the cap, it is
- * admitted only if a handshake there is stalled: one that has taken no step since it left the
- * nursery (every client speaks first and sends its first flight at once), or none for `stallMs`; the
+ * admitted only if a handshake there is stalled: one that has taken no step `silentMs` after its
+ * accept (every client speaks first and sends its first flight at once), or none for `stallMs`; the
  * one stalled earliest is closed to make room. If every handshake there is progressing, the newcomer itself is
  * refused with the busy signal and retries after its back-off: evicting a progressing handshake for
  * it wastes the work done and, when honest arrivals outpace completions (a reconnect storm), lets
@@ -38,11 +38,18 @@ export interface AdmissionOptions {
   maxSources: number;
   /**
    * A handshake whose last step is older than this is stalled, and may be closed for a newcomer at the
-   * cap (one with no step at all is stalled once out of the nursery). An honest client steps once per
+   * cap (one with no step at all: silentMs after its accept). An honest client steps once per
    * round trip plus the server's own step; an attacker without the password gets at most two steps,
    * three replaying a recorded first flight (docs/PROTOCOL.md says what that buys it).
    */
   stallMs: number;
+  /**
+   * A handshake that has taken no step this long after its accept is stalled (every client speaks
+   * first, sending its first flight at once). Shorter than stallMs, so that a silent flood's slots
+   * come free quickly; not zero, so that a device on a loaded host whose flight is late is not
+   * evicted at once (the fleet storm lost devices to that: at 20 refusals they give up).
+   */
+  silentMs: number;
   now?: () => number;
 }
 
@@ -53,6 +60,7 @@ export const DEFAULT_ADMISSION: Omit<AdmissionOptions, "maxHandshaking"> = {
   // short enough that an attacker's slot, young for at most three of these (its steps without the
   // password), keeps coming free well within the 10 s handshake deadline.
   stallMs: 500,
+  silentMs: 125,
 };
 
 /** A connection in the handshake, as admission sees it. */
@@ -65,8 +73,8 @@ interface Entry extends HeapItem {
   /** Handshake steps taken (the protocol machine's; 0 at accept). */
   step: number;
   /**
-   * When it counts as stalled: at accept for one that has taken no step (once out of the nursery:
-   * the server has read whatever it sent), else stallMs after its last step.
+   * When it counts as stalled: silentMs after accept for one that has taken no step (and only once
+   * out of the nursery: the server has read whatever it sent), else stallMs after its last step.
    */
   stallsAt: number;
   /** The event-loop turn it was accepted in: until two turns later the server may not have read it. */
@@ -147,7 +155,7 @@ export class HandshakeAdmission {
       this.busyRefusals++;
       return c;
     }
-    const e: Entry = { contender: c, step: 0, stallsAt: this.now(), turn: this.turn, source: undefined, heapIndex: -1 };
+    const e: Entry = { contender: c, step: 0, stallsAt: this.now() + this.opts.silentMs, turn: this.turn, source: undefined, heapIndex: -1 };
     this.entries.set(c, e);
     this.nursery.push(e);
     if (victim) return this.evict(victim);

@@ -4,7 +4,7 @@
  * sequences of arrivals from a few sources, handshake steps, exits, stalls, clock moves and
  * event-loop turns, checked after every operation against a model written from the rule itself (the
  * handshake of a marked source before any other, then the one stalled earliest; only a stalled one (no step
- * since accept, or none for stallMs), else the newcomer is refused; never one accepted less than two turns ago; over the cap
+ * silentMs after accept, or none for stallMs), else the newcomer is refused; never one accepted less than two turns ago; over the cap
  * until the next turn, up to twice the cap, then refusal).
  */
 import { type FuzzProperty, fc } from "@nstp/testkit";
@@ -29,10 +29,11 @@ const arbOp: fc.Arbitrary<Op> = fc.oneof(
 const STALL_MEMORY_S = 5;
 // Half a millisecond off the integer clock: a stepped handshake's stall time never ties with an accept.
 const STALL_MS = 500.5;
+const SILENT_MS = 100.25;
 
 function admissionMatchesModel(max: number, ops: Op[]): void {
   let now = 0;
-  const table = new HandshakeAdmission({ maxHandshaking: max, stallMemorySeconds: STALL_MEMORY_S, maxSources: 64, stallMs: STALL_MS, now: () => now });
+  const table = new HandshakeAdmission({ maxHandshaking: max, stallMemorySeconds: STALL_MEMORY_S, maxSources: 64, stallMs: STALL_MS, silentMs: SILENT_MS, now: () => now });
   // The model: live handshakes with their stall clock, and each source's stall level (leaks 1/s).
   const live = new Map<Contender, number>();
   const steps = new Map<Contender, number>();
@@ -46,8 +47,8 @@ function admissionMatchesModel(max: number, ops: Op[]): void {
   const stall = (s: string) => level.set(s, { v: Math.min(STALL_MEMORY_S, levelOf(s) + 1), at: now });
   // Steps restart the stall clock but buy no rank of their own (docs/PROTOCOL.md says why).
   // Marked while the level is above limiter.ts's EPSILON (a level that small is drained).
-  // Stalled at accept if it never stepped (judged only once out of the nursery), else stallMs after its last step.
-  const stallsAt = (c: Contender) => live.get(c)! + (steps.get(c)! === 0 ? 0 : STALL_MS);
+  // silentMs after accept if it never stepped (judged only once out of the nursery), else stallMs after its last step.
+  const stallsAt = (c: Contender) => live.get(c)! + (steps.get(c)! === 0 ? SILENT_MS : STALL_MS);
   const rank = (c: Contender) => [levelOf(c.remoteAddress) > 1e-9 ? 0 : 1, stallsAt(c)];
   const before = (x: number[], y: number[]) => (x[0]! !== y[0]! ? x[0]! < y[0]! : x[1]! < y[1]!);
   const ripe = (c: Contender) => acceptedIn.get(c)! <= turn - 2;
