@@ -60,7 +60,7 @@ export const DEFAULT_ADMISSION: Omit<AdmissionOptions, "maxHandshaking"> = {
   // short enough that an attacker's slot, young for at most three of these (its steps without the
   // password), keeps coming free well within the 10 s handshake deadline.
   stallMs: 500,
-  silentMs: 125,
+  silentMs: 25,
 };
 
 /** A connection in the handshake, as admission sees it. */
