@@ -3,11 +3,12 @@
  * `maxHandshaking` connections may be in the handshake. When a newcomer arrives at the cap, it is
  * admitted only if a handshake there is stalled: one that has taken no step `silentMs` after its
  * accept (every client speaks first and sends its first flight at once), or none for `stallMs`; the
- * one stalled earliest is closed to make room. If every handshake there is progressing, the newcomer itself is
- * refused with the busy signal and retries after its back-off: evicting a progressing handshake for
- * it wastes the work done and, when honest arrivals outpace completions (a reconnect storm), lets
- * almost none finish (the fleet bench's Bun storm: 721 of 10,000 back in 300 s). A step is the protocol machine's state advancing (a hello, preamble,
- * proof or message 1 parsed, message 2 sent), never mere bytes, so a connection that sent a whole
+ * one stalled earliest is closed to make room. If every handshake there is progressing, the
+ * newcomer itself is refused with the busy signal and retries after its back-off: evicting a
+ * progressing handshake for it wastes the work done and, when honest arrivals outpace completions
+ * (a reconnect storm), lets almost none finish (the fleet bench's Bun storm: 721 of 10,000 back in
+ * 300 s). A step is the protocol machine's state advancing (a hello, preamble, proof or message 1
+ * parsed, message 2 sent), never mere bytes, so a connection that sent a whole
  * message 1 and then waits is stalled from that step on. The number of steps buys no rank: an
  * attacker who sends a preamble and stops would otherwise outrank every honest newcomer.
  *
@@ -23,7 +24,8 @@
  * the newcomer itself is refused.
  *
  * O(log n) per admission, step and exit (indexed heaps: handshakes per source, sources by their
- * first due and by their oldest handshake; the nursery is a FIFO); the table of remembered stalls is bounded.
+ * first due and by their oldest handshake; the nursery is a FIFO); the table of remembered stalls
+ * is bounded.
  */
 import { budgetSource } from "./budget.ts";
 import { Fifo } from "@nstp/core";
