@@ -77,6 +77,7 @@ test("at the cap on connections in the handshake a newcomer is served and the ol
     keys: new StaticKeyStore(new Map([["alice", alicePsk]])),
     port: 0,
     maxHandshaking: 3,
+    admission: { stallMs: 200 },
     failureLimit: { burst: 2, refillPerSecond: 0.001 },
     limits: { handshakeTimeoutMs: 5000 },
   });
@@ -90,7 +91,8 @@ test("at the cap on connections in the handshake a newcomer is served and the ol
       s.on("close", () => r(true));
       setTimeout(() => r(false), 3000);
     }));
-    await new Promise((r) => setTimeout(r, 50));
+    // Past the stall threshold: the silent ones are stalled, and may be closed for a newcomer.
+    await new Promise((r) => setTimeout(r, 250));
     assert.equal(server.stats.handshaking, 3);
     const session = await connect({ port: server.port, username: "alice", psk: alicePsk });
     assert.equal(new TextDecoder().decode(await session.request("hi")), "Server received: hi");
@@ -164,6 +166,33 @@ test("busy is busy: at maxConnections a newcomer gets the busy signal (ERR_BUSY)
     } finally {
       await server.close();
     }
+  }
+});
+
+test("at the cap with only progressing handshakes, a newcomer is refused busy (ERR_BUSY) and none of them is closed", async () => {
+  // The stall threshold is longer than the test: the three held handshakes, each of which took a step
+  // (a reference hello, answered with the session nonce), count as progressing.
+  const server = await startServer({ keys: new StaticKeyStore(new Map([["alice", alicePsk]])), port: 0, maxHandshaking: 3, admission: { stallMs: 60_000 } });
+  try {
+    const held = await Promise.all(Array.from({ length: 3 }, () => dial(server.port)));
+    for (const s of held) s.write(legacy.encodeClientHello(new TextEncoder().encode("alice"), new Uint8Array(16)));
+    let closes = 0;
+    held.forEach((s) => s.on("close", () => void closes++));
+    for (let i = 0; i < 50 && server.stats.handshaking < 3; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(server.stats.handshaking, 3);
+    // Past the nursery's two turns, the held ones can be judged: they are young, so the newcomer waits.
+    await new Promise((r) => setTimeout(r, 50));
+    const refusedBefore = server.stats.refused;
+    for (const protocol of ["v2", "v3", "legacy"] as const) {
+      assert.equal(await codeOf(connect({ port: server.port, username: "alice", psk: alicePsk, protocol })), "ERR_BUSY", protocol);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(closes, 0, "no handshake in progress was closed for the newcomers");
+    assert.equal(server.stats.handshaking, 3);
+    assert.equal(server.stats.refused - refusedBefore, 3);
+    held.forEach((s) => s.destroy());
+  } finally {
+    await server.close();
   }
 });
 

@@ -1,15 +1,18 @@
-// Admission's eviction order on a fake clock: the handshake that has gone longest without a step goes
-// first; a step restarts the clock; a source with recent stalls goes before others; tables bounded.
+// Admission's eviction order on a fake clock: only a handshake stalled (no step for stallMs) is evicted,
+// the one that has gone longest without a step first; a step restarts the clock; a source with recent
+// stalls goes before others; at the cap with only progressing handshakes the newcomer is refused.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { type Contender, HandshakeAdmission } from "./admission.ts";
 
+const STALL_MS = 100;
+const SILENT_MS = 0;
 function table(max: number, clock: { t: number }) {
-  return new HandshakeAdmission({ maxHandshaking: max, stallMemorySeconds: 60, maxSources: 16, now: () => clock.t });
+  return new HandshakeAdmission({ maxHandshaking: max, stallMemorySeconds: 60, maxSources: 16, stallMs: STALL_MS, silentMs: SILENT_MS, now: () => clock.t });
 }
 const conn = (remoteAddress: string, name = remoteAddress): Contender & { name: string } => ({ remoteAddress, name });
 
-test("at the cap the newcomer is admitted and the handshake stalled longest (since its last step) is evicted", () => {
+test("at the cap the newcomer is admitted and a stalled handshake (no step once read, or none for stallMs) is evicted, earliest stalled first", () => {
   const clock = { t: 0 };
   const a = table(3, clock);
   const [x, y, z] = [conn("127.0.0.1", "x"), conn("127.0.0.1", "y"), conn("127.0.0.1", "z")];
@@ -18,7 +21,7 @@ test("at the cap the newcomer is admitted and the handshake stalled longest (sin
     clock.t += 10;
   }
   a.stepped(x, 1); // x parsed its hello at t=30: its stall clock restarts
-  clock.t += 10;
+  clock.t += STALL_MS; // t=130: all three stalled, x the least
   assert.deepEqual([a.nextTurn(), a.nextTurn()], [[], []], "within the cap: nothing to do");
   const [honest, n1, n2, late] = [conn("127.0.0.1", "honest"), conn("127.0.0.1", "n1"), conn("127.0.0.1", "n2"), conn("127.0.0.1", "late")];
   const admit = (c: Contender) => ((clock.t += 1), a.admit(c));
@@ -30,7 +33,7 @@ test("at the cap the newcomer is admitted and the handshake stalled longest (sin
   assert.equal(admit(late), undefined, "nothing out of the nursery: the table runs over the cap");
   assert.equal(a.size, 4);
   assert.deepEqual(a.nextTurn(), [], "one turn later they may still be unread");
-  assert.deepEqual(a.nextTurn(), [n1], "two turns later, the silent one stalled longest goes: back at the cap");
+  assert.deepEqual(a.nextTurn(), [n1], "two turns later, read and still without a step: the silent one accepted first goes");
   assert.equal(admit(conn("127.0.0.1")), n2, "silent ones go before the honest one, which stepped since");
   a.left(honest);
   assert.equal(a.size, 2);
@@ -48,7 +51,8 @@ test("over twice the cap of connections too fresh to judge, the newcomer is refu
   assert.equal(a.admit(late), late);
   assert.equal(a.size, 4);
   a.nextTurn();
-  assert.deepEqual(a.nextTurn(), [first[0], first[1]], "back to the cap once they had their turn");
+  clock.t += STALL_MS;
+  assert.deepEqual(a.nextTurn(), [first[0], first[1]], "back to the cap once they had their turn and stalled");
 });
 
 test("a handshake that left is never evicted; leaving twice is harmless", () => {
@@ -61,6 +65,7 @@ test("a handshake that left is never evicted; leaving twice is harmless", () => 
   a.nextTurn();
   a.left(x);
   a.left(x);
+  clock.t += STALL_MS;
   assert.equal(a.admit(conn("c")), undefined);
   assert.equal(a.admit(conn("d")), y);
 });
@@ -77,6 +82,7 @@ test("a source whose handshakes stalled is evicted before a source whose handsha
   clock.t += 1;
   a.nextTurn();
   a.nextTurn();
+  clock.t += STALL_MS;
   assert.equal(a.admit(conn("10.0.0.8")), attacker, "the marked source goes first though it is younger");
   assert.equal(a.markedSources, 1);
   clock.t += 61_000;
@@ -95,5 +101,69 @@ test("stalls are remembered per IPv6 /64, as the guessing budget counts: a fresh
   clock.t += 1;
   a.nextTurn();
   a.nextTurn();
+  clock.t += STALL_MS;
   assert.equal(a.admit(conn("2001:db8:ffff::8")), attacker, "the /64 with stalls goes first though its address is new");
+});
+
+test("at the cap with only progressing handshakes, the newcomer is refused and none of them is evicted", () => {
+  const clock = { t: 0 };
+  const a = table(3, clock);
+  const held = [conn("127.0.0.1", "a"), conn("127.0.0.1", "b"), conn("127.0.0.1", "c")];
+  for (const c of held) assert.equal(a.admit(c), undefined);
+  a.nextTurn();
+  a.nextTurn();
+  // Each steps every round trip, well within stallMs (a reconnect storm of honest devices).
+  for (let i = 1; i <= 3; i++) {
+    clock.t += STALL_MS / 2;
+    for (const c of held) a.stepped(c, i);
+    const late = conn("127.0.0.1", `late${i}`);
+    assert.equal(a.admit(late), late, "the newcomer is refused busy");
+    assert.equal(a.size, 3);
+    assert.deepEqual(a.nextTurn(), []);
+  }
+  assert.equal(a.evictions, 0, "no progressing handshake was evicted");
+  assert.equal(a.busyRefusals, 3);
+  assert.equal(a.markedSources, 0, "a refusal at the cap is not a stall of the source");
+  // One falls silent: past stallMs it is evicted for the next newcomer.
+  a.stepped(held[0]!, 4);
+  a.stepped(held[2]!, 4);
+  clock.t += STALL_MS / 2;
+  a.stepped(held[0]!, 5);
+  a.stepped(held[2]!, 5);
+  clock.t += STALL_MS / 2;
+  assert.equal(a.admit(conn("127.0.0.1", "next")), held[1], "b has gone stallMs without a step");
+});
+
+test("a young handshake of a marked source does not shield an unmarked source's stalled one", () => {
+  const clock = { t: 0 };
+  const a = table(2, clock);
+  const device = conn("10.0.0.7");
+  a.admit(device);
+  a.stepped(device, 1);
+  clock.t += STALL_MS;
+  a.stalled("10.0.0.66");
+  const attacker = conn("10.0.0.66");
+  a.admit(attacker);
+  a.stepped(attacker, 1);
+  a.nextTurn();
+  a.nextTurn();
+  assert.equal(a.admit(conn("10.0.0.8")), device, "the marked source is first in order but progressing; the stalled device goes");
+});
+
+test("over the cap from the nursery with only progressing handshakes: none evicted, no turns asked for until one stalls", () => {
+  const clock = { t: 0 };
+  const a = table(2, clock);
+  const [x, y, z] = [conn("127.0.0.1", "x"), conn("127.0.0.1", "y"), conn("127.0.0.1", "z")];
+  for (const c of [x, y, z]) assert.equal(a.admit(c), undefined, "all in the nursery: the table runs over the cap");
+  for (const c of [x, y, z]) {
+    clock.t += 1;
+    a.stepped(c, 1);
+  }
+  a.nextTurn();
+  assert.deepEqual(a.nextTurn(), [], "read and progressing: kept over the cap");
+  assert.equal(a.size, 3);
+  assert.equal(a.wantsTurns, false, "no busy loop of turns while none is stalled");
+  clock.t += STALL_MS - 1;
+  assert.equal(a.wantsTurns, true, "x has now gone stallMs without a step");
+  assert.deepEqual(a.nextTurn(), [x], "back to the cap");
 });

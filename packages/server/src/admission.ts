@@ -1,9 +1,14 @@
 /**
- * Admission that favours progress (docs/PROTOCOL.md, "Admission and guessing budget"). At most
- * `maxHandshaking` connections may be in the handshake; when a newcomer arrives at the cap, it is
- * admitted and the handshake that has gone longest without progress is closed to make room: the one
- * whose last step is oldest. A step is the protocol machine's state advancing (a hello, preamble,
- * proof or message 1 parsed, message 2 sent), never mere bytes, so a connection that sent a whole
+ * Admission that favours progress (docs/PROTOCOL.md, "Admission that favours progress"). At most
+ * `maxHandshaking` connections may be in the handshake. When a newcomer arrives at the cap, it is
+ * admitted only if a handshake there is stalled: one that has taken no step `silentMs` after its
+ * accept (every client speaks first and sends its first flight at once), or none for `stallMs`; the
+ * one stalled earliest is closed to make room. If every handshake there is progressing, the
+ * newcomer itself is refused with the busy signal and retries after its back-off: evicting a
+ * progressing handshake for it wastes the work done and, when honest arrivals outpace completions
+ * (a reconnect storm), lets almost none finish (the fleet bench's Bun storm: 721 of 10,000 back in
+ * 300 s). A step is the protocol machine's state advancing (a hello, preamble, proof or message 1
+ * parsed, message 2 sent), never mere bytes, so a connection that sent a whole
  * message 1 and then waits is stalled from that step on. The number of steps buys no rank: an
  * attacker who sends a preamble and stops would otherwise outrank every honest newcomer.
  *
@@ -19,7 +24,8 @@
  * the newcomer itself is refused.
  *
  * O(log n) per admission, step and exit (indexed heaps: handshakes per source, sources by their
- * first due; the nursery is a FIFO); the table of remembered stalls is bounded.
+ * first due and by their oldest handshake; the nursery is a FIFO); the table of remembered stalls
+ * is bounded.
  */
 import { budgetSource } from "./budget.ts";
 import { Fifo } from "@nstp/core";
@@ -32,12 +38,32 @@ export interface AdmissionOptions {
   stallMemorySeconds: number;
   /** Sources whose stalls are remembered at most. */
   maxSources: number;
+  /**
+   * A handshake whose last step is older than this is stalled, and may be closed for a newcomer at the
+   * cap (one with no step at all: silentMs after its accept). An honest client steps once per
+   * round trip plus the server's own step; an attacker without the password gets at most two steps,
+   * three replaying a recorded first flight (docs/PROTOCOL.md says what that buys it).
+   */
+  stallMs: number;
+  /**
+   * A handshake that has taken no step this long after its accept is stalled (every client speaks
+   * first, sending its first flight at once). Shorter than stallMs, so that a silent flood's slots
+   * come free quickly (at 125 ms the hostile suite's loopback flood took most freed slots); not zero,
+   * so that a device on a loaded host whose flight is late is not evicted at once (at 0 the fleet
+   * storm lost 89 of 10,000 devices to that: at 20 refusals they give up).
+   */
+  silentMs: number;
   now?: () => number;
 }
 
 export const DEFAULT_ADMISSION: Omit<AdmissionOptions, "maxHandshaking"> = {
   stallMemorySeconds: 60,
   maxSources: 65_536,
+  // Far above an honest step on a loaded server (the fleet storm's Node loop: p99 delay 16 ms), and
+  // short enough that an attacker's slot, young for at most three of these (its steps without the
+  // password), keeps coming free well within the 10 s handshake deadline.
+  stallMs: 500,
+  silentMs: 25,
 };
 
 /** A connection in the handshake, as admission sees it. */
@@ -49,8 +75,11 @@ interface Entry extends HeapItem {
   readonly contender: Contender;
   /** Handshake steps taken (the protocol machine's; 0 at accept). */
   step: number;
-  /** When the handshake last stepped (or was accepted). */
-  since: number;
+  /**
+   * When it counts as stalled: silentMs after accept for one that has taken no step (and only once
+   * out of the nursery: the server has read whatever it sent), else stallMs after its last step.
+   */
+  stallsAt: number;
   /** The event-loop turn it was accepted in: until two turns later the server may not have read it. */
   readonly turn: number;
   /** Its source's node, once out of the nursery and in the eviction order. */
@@ -63,16 +92,25 @@ interface SourceNode extends HeapItem {
   readonly entries: MinHeap<Entry>;
   /** The source has stalls remembered: its handshakes go before any unmarked source's. */
   marked: boolean;
+  readonly age: AgeNode;
 }
 
-/** Stalled longest first (since its last step). */
-const stalledFirst = (a: Entry, b: Entry) => a.since < b.since;
+/** A source's place in the order of age alone, marks aside. */
+interface AgeNode extends HeapItem {
+  readonly source: SourceNode;
+}
+
+/** Stalled earliest first. */
+const stalledFirst = (a: Entry, b: Entry) => a.stallsAt < b.stallsAt;
+const oldestFirst = (a: AgeNode, b: AgeNode) => stalledFirst(a.source.entries.peek()!, b.source.entries.peek()!);
 const evictFirst = (a: SourceNode, b: SourceNode) =>
   a.marked !== b.marked ? a.marked : stalledFirst(a.entries.peek()!, b.entries.peek()!);
 
 export class HandshakeAdmission {
   /** Sources with handshakes in the eviction order, ordered by mark then by their first due. */
   private readonly sources = new MinHeap<SourceNode>(evictFirst);
+  /** The same sources by their oldest handshake alone: where a stalled one is when marked ones are young. */
+  private readonly byAge = new MinHeap<AgeNode>(oldestFirst);
   private readonly bySource = new Map<string, SourceNode>();
   /** Every handshake admitted and not gone: in the nursery or in the eviction order. */
   private readonly entries = new Map<Contender, Entry>();
@@ -83,6 +121,8 @@ export class HandshakeAdmission {
   private readonly now: () => number;
   /** Handshakes closed to make room (or refused over twice the cap), and stalls recorded, since start. */
   evictions = 0;
+  /** Newcomers refused busy at the cap because every handshake there was progressing. */
+  busyRefusals = 0;
   stallsRecorded = 0;
   /** Event-loop turns counted by the server (nextTurn). */
   private turn = 0;
@@ -103,18 +143,25 @@ export class HandshakeAdmission {
   }
 
   /**
-   * Admits `c`. Returns the connection to close to make room (already removed, its stall recorded)
-   * if the cap was passed and one out of the nursery is due; else the table runs over the cap until
-   * a later turn, up to twice the cap, past which `c` itself is returned (refused).
+   * Admits `c`, or returns what to close: at the cap, a stalled handshake (already removed, its stall
+   * recorded) to make room for `c`; or `c` itself (not admitted), refused busy, when the handshakes out
+   * of the nursery are all progressing. While none is out of the nursery, the table runs over the cap
+   * until a later turn, up to twice the cap, past which `c` is refused too.
    */
   admit(c: Contender): Contender | undefined {
     if (this.entries.has(c)) return undefined;
-    const e: Entry = { contender: c, step: 0, since: this.now(), turn: this.turn, source: undefined, heapIndex: -1 };
+    const full = this.entries.size >= this.opts.maxHandshaking;
+    const judged = full && this.due() !== undefined;
+    const victim = judged ? this.stalledVictim() : undefined;
+    if (judged && !victim) {
+      // Every handshake that can be judged is progressing: the newcomer waits its turn, not they.
+      this.busyRefusals++;
+      return c;
+    }
+    const e: Entry = { contender: c, step: 0, stallsAt: this.now() + this.opts.silentMs, turn: this.turn, source: undefined, heapIndex: -1 };
     this.entries.set(c, e);
     this.nursery.push(e);
-    if (this.entries.size <= this.opts.maxHandshaking) return undefined;
-    const due = this.due();
-    if (due) return this.evict(due);
+    if (victim) return this.evict(victim);
     if (this.entries.size <= 2 * this.opts.maxHandshaking) return undefined;
     // Everything is too fresh to judge and the overflow is full: refuse the newcomer.
     this.left(c);
@@ -126,7 +173,8 @@ export class HandshakeAdmission {
   /**
    * The server calls this once per event-loop turn while `wantsTurns` (from setImmediate, after the
    * turn's reads). Moves the handshakes accepted two turns ago into the eviction order, and returns
-   * those to close to bring the table back to the cap.
+   * the stalled ones to close to bring the table back to the cap (progressing ones stay: the table
+   * remains over the cap, at most twice it, until they finish or stall).
    *
    * Why turns: under a flood whose every closed connection is reopened at once, one turn can accept
    * hundreds of connections before it reads any of them; evicting them by stall age would then close
@@ -140,13 +188,22 @@ export class HandshakeAdmission {
       if (this.entries.get(e.contender) === e) this.order(e);
     }
     const out: Contender[] = [];
-    for (let due = this.due(); due && this.entries.size > this.opts.maxHandshaking; due = this.due()) out.push(this.evict(due));
+    while (this.entries.size > this.opts.maxHandshaking) {
+      const victim = this.stalledVictim();
+      if (!victim) break;
+      out.push(this.evict(victim));
+    }
     return out;
   }
 
-  /** True while the nursery holds handshakes, or the table is over the cap. */
+  /**
+   * True while the nursery holds handshakes, or the table is over the cap with a stalled handshake to
+   * close. Over the cap with only progressing ones, turns stop (no busy loop); one that stalls later
+   * is closed at the next arrival, which asks for turns again.
+   */
   get wantsTurns(): boolean {
-    return this.nursery.length > 0 || this.entries.size > this.opts.maxHandshaking;
+    if (this.nursery.length > 0) return true;
+    return this.entries.size > this.opts.maxHandshaking && this.stalledVictim() !== undefined;
   }
 
   /** `c`'s handshake reached step `step`: its stall clock restarts. */
@@ -154,10 +211,11 @@ export class HandshakeAdmission {
     const e = this.entries.get(c);
     if (!e) return;
     e.step = step;
-    e.since = this.now();
+    e.stallsAt = this.now() + this.opts.stallMs;
     if (!e.source) return;
     e.source.entries.update(e);
     this.sources.update(e.source);
+    this.byAge.update(e.source.age);
   }
 
   /** `c` left the handshake (session confirmed, or closed). */
@@ -189,7 +247,11 @@ export class HandshakeAdmission {
     const address = budgetSource(e.contender.remoteAddress);
     let node = this.bySource.get(address);
     if (!node) {
-      node = { address, entries: new MinHeap(stalledFirst), marked: this.isMarked(address), heapIndex: -1 };
+      const entries = new MinHeap(stalledFirst);
+      const marked = this.isMarked(address);
+      const age: { heapIndex: number; source?: SourceNode } = { heapIndex: -1 };
+      node = { address, entries, marked, heapIndex: -1, age: age as AgeNode };
+      age.source = node;
       this.bySource.set(address, node);
     }
     e.source = node;
@@ -210,6 +272,24 @@ export class HandshakeAdmission {
     return top;
   }
 
+  /**
+   * The source whose first due handshake is stalled, marked sources first, then the one stalled
+   * earliest; none if every handshake out of the nursery is progressing.
+   */
+  private stalledVictim(): SourceNode | undefined {
+    const top = this.due();
+    if (!top) return undefined;
+    if (this.isStalled(top)) return top;
+    // A young marked source is on top: an unmarked one may still hold the longest-stalled handshake.
+    if (!top.marked) return undefined;
+    const oldest = this.byAge.peek()!.source;
+    return this.isStalled(oldest) ? oldest : undefined;
+  }
+
+  private isStalled(node: SourceNode): boolean {
+    return this.now() >= node.entries.peek()!.stallsAt;
+  }
+
   private evict(top: SourceNode): Contender {
     const victim = top.entries.pop()!;
     victim.source = undefined;
@@ -224,11 +304,14 @@ export class HandshakeAdmission {
   private placeSource(node: SourceNode): void {
     if (node.entries.size === 0) {
       this.sources.remove(node);
+      this.byAge.remove(node.age);
       this.bySource.delete(node.address);
     } else if (this.sources.has(node)) {
       this.sources.update(node);
+      this.byAge.update(node.age);
     } else {
       this.sources.push(node);
+      this.byAge.push(node.age);
     }
   }
 

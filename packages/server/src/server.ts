@@ -182,7 +182,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     nudge.noteConnection();
     // Refused before any work: at maxConnections, or from an address out of guesses. Two zero bytes
     // then a close read as "busy" in both protocols: v2's busy signal in place of message 2, and a
-    // close before the reference's 8-byte session nonce. The handshake cap refuses no one: it evicts.
+    // close before the reference's 8-byte session nonce. At the handshake cap a newcomer is refused the
+    // same way only while every handshake there is progressing; otherwise a stalled one is evicted.
     if (live.size >= maxConnections || !budget.allows(wire.remoteAddress)) {
       stats.refused++;
       wire.write(REFUSAL_SIGNAL);

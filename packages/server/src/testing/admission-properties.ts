@@ -3,8 +3,9 @@
  * packages/core/src/testing/fuzz-properties.ts and run with them by scripts/fuzz.ts: random
  * sequences of arrivals from a few sources, handshake steps, exits, stalls, clock moves and
  * event-loop turns, checked after every operation against a model written from the rule itself (the
- * handshake of a marked source before any other, then the one stalled longest since its last step; never one accepted
- * less than two turns ago; over the cap until the next turn, up to twice the cap, then refusal).
+ * handshake of a marked source before any other, then the one stalled earliest; only a stalled one (no step
+ * silentMs after accept, or none for stallMs), else the newcomer is refused; never one accepted less than two turns ago; over the cap
+ * until the next turn, up to twice the cap, then refusal).
  */
 import { type FuzzProperty, fc } from "@nstp/testkit";
 import { type Contender, HandshakeAdmission } from "../admission.ts";
@@ -26,10 +27,13 @@ const arbOp: fc.Arbitrary<Op> = fc.oneof(
 );
 
 const STALL_MEMORY_S = 5;
+// Half a millisecond off the integer clock: a stepped handshake's stall time never ties with an accept.
+const STALL_MS = 500.5;
+const SILENT_MS = 100.25;
 
 function admissionMatchesModel(max: number, ops: Op[]): void {
   let now = 0;
-  const table = new HandshakeAdmission({ maxHandshaking: max, stallMemorySeconds: STALL_MEMORY_S, maxSources: 64, now: () => now });
+  const table = new HandshakeAdmission({ maxHandshaking: max, stallMemorySeconds: STALL_MEMORY_S, maxSources: 64, stallMs: STALL_MS, silentMs: SILENT_MS, now: () => now });
   // The model: live handshakes with their stall clock, and each source's stall level (leaks 1/s).
   const live = new Map<Contender, number>();
   const steps = new Map<Contender, number>();
@@ -43,11 +47,16 @@ function admissionMatchesModel(max: number, ops: Op[]): void {
   const stall = (s: string) => level.set(s, { v: Math.min(STALL_MEMORY_S, levelOf(s) + 1), at: now });
   // Steps restart the stall clock but buy no rank of their own (docs/PROTOCOL.md says why).
   // Marked while the level is above limiter.ts's EPSILON (a level that small is drained).
-  const rank = (c: Contender) => [levelOf(c.remoteAddress) > 1e-9 ? 0 : 1, live.get(c)!];
+  // silentMs after accept if it never stepped (judged only once out of the nursery), else stallMs after its last step.
+  const stallsAt = (c: Contender) => live.get(c)! + (steps.get(c)! === 0 ? SILENT_MS : STALL_MS);
+  const rank = (c: Contender) => [levelOf(c.remoteAddress) > 1e-9 ? 0 : 1, stallsAt(c)];
   const before = (x: number[], y: number[]) => (x[0]! !== y[0]! ? x[0]! < y[0]! : x[1]! < y[1]!);
   const ripe = (c: Contender) => acceptedIn.get(c)! <= turn - 2;
   /** The next to evict: out of the nursery (accepted two turns ago or more), least rank. */
-  const due = () => [...live.keys()].filter(ripe).reduce<Contender | undefined>((a, b) => (!a || before(rank(b), rank(a)) ? b : a), undefined);
+  const stalledLong = (c: Contender) => now >= stallsAt(c);
+  const judgeable = () => [...live.keys()].some(ripe);
+  const due = () =>
+    [...live.keys()].filter((c) => ripe(c) && stalledLong(c)).reduce<Contender | undefined>((a, b) => (!a || before(rank(b), rank(a)) ? b : a), undefined);
   const evicted = (c: Contender) => {
     live.delete(c);
     stall(c.remoteAddress);
@@ -60,21 +69,26 @@ function admissionMatchesModel(max: number, ops: Op[]): void {
     now += 1; // every operation at its own instant: no two stall clocks tie
     if (op.kind === "admit") {
       const c: Contender = { remoteAddress: `10.0.0.${op.source}` };
-      live.set(c, now);
-      steps.set(c, 0);
-      acceptedIn.set(c, turn);
       const best = due();
-      const victim = table.admit(c);
-      if (live.size <= max) {
-        if (victim) fail("evicted below the cap");
-      } else if (best) {
-        if (victim !== best) fail(`evicted ${victim ? rank(victim) : "nothing"} where ${rank(best)} was due`);
-        evicted(best);
-      } else if (live.size <= 2 * max) {
-        if (victim) fail("evicted a connection accepted less than two turns ago");
+      if (live.size >= max && judgeable() && !best) {
+        // At the cap with every judgeable handshake progressing: the newcomer is refused, nothing evicted.
+        if (table.admit(c) !== c) fail("a newcomer admitted at the cap with no handshake stalled");
       } else {
-        if (victim !== c) fail("over twice the cap and the newcomer not refused");
-        evicted(c);
+        live.set(c, now);
+        steps.set(c, 0);
+        acceptedIn.set(c, turn);
+        const victim = table.admit(c);
+        if (live.size <= max) {
+          if (victim) fail("evicted below the cap");
+        } else if (best) {
+          if (victim !== best) fail(`evicted ${victim ? rank(victim) : "nothing"} where ${rank(best)} was due`);
+          evicted(best);
+        } else if (live.size <= 2 * max) {
+          if (victim) fail("evicted a connection accepted less than two turns ago");
+        } else {
+          if (victim !== c) fail("over twice the cap and the newcomer not refused");
+          evicted(c);
+        }
       }
     } else if (op.kind === "turn") {
       turn++;
@@ -150,7 +164,7 @@ const arbBudgetOp: fc.Arbitrary<BudgetOp> = fc.record({
 
 export const ADMISSION_PROPERTIES: FuzzProperty[] = [
   {
-    name: "admission: eviction follows the rule (marked source first, then stalled longest since its last step) and holds the cap",
+    name: "admission: eviction follows the rule (only stalled handshakes: marked source first, then stalled earliest; else the newcomer refused) and holds the cap",
     property: fc.property(fc.integer({ min: 0, max: 6 }), fc.array(arbOp, { maxLength: 80, size: "max" }), admissionMatchesModel) as unknown as fc.IProperty<never>,
   },
   {
