@@ -148,6 +148,21 @@ test("password lookup: a first-seen unknown user waits like a cold derivation; a
   assert.equal(store.derivations, 0, "no PBKDF2 for an unknown user");
 });
 
+test("password lookup: a repeat probe of an unknown name does not ask the application again (its lookup time would tell names apart)", async () => {
+  let lookups = 0;
+  // An application lookup that takes time, as a database query does.
+  const lookup = async (name: string) => (lookups++, await new Promise((r) => setTimeout(r, 30)), name === "alice" ? "pw" : undefined);
+  const store = new PasswordKeyStore({ deviceSalt: salt, crypto: nativeBackend, lookup, unknownDelayMs: 0 });
+  assert.equal(await store.lookup("ghost"), undefined);
+  assert.equal(lookups, 1);
+  assert.equal(await answersAtOnce(store.lookup("ghost")), true, "answered like a cached key");
+  assert.equal(lookups, 1, "the application was not asked again");
+  // A user added later: forget() makes the next handshake ask again.
+  store.forget("ghost");
+  assert.equal(await store.lookup("ghost"), undefined);
+  assert.equal(lookups, 2);
+});
+
 test("dummy keys: one stable array per unknown name while cached, as a known user's key is; bounded", () => {
   const dummy = new DummyKeys(nativeBackend, { maxCached: 2 });
   const a = dummy.key("mallory");

@@ -241,7 +241,8 @@ export interface PasswordKeyStoreOptions {
    * How long a first-seen unknown user is kept waiting before the handshake goes on with its dummy
    * key: by default the running median of real derivations (starting at 100 ms), so that whether a
    * name exists does not show in the timing. Cached known users answer at once, and so does an
-   * unknown name seen recently (remembered in an LRU as large as the key cache).
+   * unknown name seen recently (remembered in an LRU as large as the key cache), without a second
+   * call to the application's lookup; `forget()` drops either.
    */
   unknownDelayMs?: number;
   /**
@@ -296,6 +297,10 @@ export class PasswordKeyStore implements KeyStore {
   lookup(username: string, _signal?: AbortSignal): Uint8Array | Promise<Uint8Array | undefined> {
     const hit = this.cache.get(username);
     if (hit) return hit;
+    // A name already found unknown answers at once, as a cached key does, without asking the
+    // application again: its lookup (a database query, say) would otherwise make every repeat probe of
+    // an unknown name slower than one of a cached known name by exactly that query's time.
+    if (this.unknownSeen.get(username)) return undefined;
     const pending = this.inflight.get(username);
     if (pending) return pending;
     // Refuse synchronously, before the server has sent anything, when the pool cannot take more, or
@@ -303,6 +308,17 @@ export class PasswordKeyStore implements KeyStore {
     // bounded here as known names' derivations are there, before either is told apart).
     if (this.opts.pool?.saturated || this.inflight.size >= this.maxPending) throw new NstpError("ERR_BUSY", "key derivation queue is full");
     return this.start(username);
+  }
+
+  /**
+   * Forgets what is cached about `username` (its key and verifier, or that it is unknown): call it
+   * when the application adds a user or changes a password, so the next handshake asks the lookup
+   * again. Sessions already open are not touched.
+   */
+  forget(username: string): void {
+    this.cache.delete(username);
+    this.verifiers.delete(username);
+    this.unknownSeen.delete(username);
   }
 
   /** Lookups pending: derivations and unknown names' delays not yet over. */
