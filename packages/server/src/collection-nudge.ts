@@ -27,9 +27,15 @@ export function youngCollection(): Collect | undefined {
   if (!gc) {
     try {
       // V8's gc extension, made available to a new context only: the application's global scope is
-      // unchanged. It takes { type: "minor" } for a scavenge of the young generation.
+      // unchanged. It takes { type: "minor" } for a scavenge of the young generation. The flag is
+      // turned off again at once, so contexts the host application creates later (node:vm) do not
+      // get a `gc` global from us.
       setFlagsFromString("--expose-gc");
-      gc = runInNewContext("gc") as typeof gc;
+      try {
+        gc = runInNewContext("gc") as typeof gc;
+      } finally {
+        setFlagsFromString("--no-expose-gc");
+      }
     } catch {
       return undefined;
     }
