@@ -94,7 +94,7 @@ test("password lookup: a probe abandoned early still ends, known and unknown ali
       assert.equal(await answersAtOnce(store.lookup(name)), true, `${name}: the second probe answers at once`);
     }
     assert.equal(store.derivations, 1, "one derivation, for the known name");
-    assert.equal(store.cached, 1);
+    assert.equal(store.cachedNames, 2, "the known name's key and the unknown name's mark");
     // Connect, name, hang up, again and again: no more derivations while the key is cached.
     for (let i = 0; i < 10; i++) {
       const caller = new AbortController();
@@ -161,6 +161,85 @@ test("password lookup: a repeat probe of an unknown name does not ask the applic
   store.forget("ghost");
   assert.equal(await store.lookup("ghost"), undefined);
   assert.equal(lookups, 2);
+});
+
+test("password lookup: lookupCredential answers a seen unknown name at once with undefined, as lookup does", async () => {
+  const store = new PasswordKeyStore({ deviceSalt: salt, crypto: nativeBackend, lookup: () => undefined, unknownDelayMs: 0 });
+  assert.equal(await store.lookupCredential("ghost"), undefined);
+  assert.equal(store.lookupCredential("ghost"), undefined, "synchronously, not a throw");
+});
+
+/** Known user "alice" (password "pw") and nobody else; counts the application's lookups. */
+function countingStore(opts: { maxCached?: number; maxAgeMs?: number } = {}) {
+  const calls = { n: 0 };
+  const store = new PasswordKeyStore({
+    deviceSalt: salt,
+    crypto: nativeBackend,
+    lookup: (name) => (calls.n++, name === "alice" ? "pw" : undefined),
+    unknownDelayMs: 0,
+    ...opts,
+  });
+  return { store, calls };
+}
+
+test("password lookup: known keys and unknown marks share one LRU, so a flood of random names makes both first probes again", async () => {
+  const { store, calls } = countingStore({ maxCached: 4 });
+  await store.lookup("alice");
+  await store.lookup("ghost");
+  assert.equal(await answersAtOnce(store.lookup("alice")), true);
+  assert.equal(await answersAtOnce(store.lookup("ghost")), true);
+  for (let i = 0; i < 4; i++) await store.lookup(`random-${i}`);
+  const before = calls.n;
+  // Neither answers from the cache any more: both ask the application again (a separate table of
+  // unknown marks was flushed alone, so "ghost" asked and "alice" did not: existence told apart).
+  await Promise.all([store.lookup("alice"), store.lookup("ghost")]);
+  assert.equal(calls.n - before, 2);
+  assert.equal(store.derivations, 2, "alice derived again, as on her first probe");
+});
+
+test("password lookup: a known key and an unknown mark expire together after maxAgeMs", async () => {
+  const { store, calls } = countingStore({ maxAgeMs: 300 });
+  await store.lookup("alice");
+  await store.lookup("ghost");
+  await store.lookup("alice");
+  await store.lookup("ghost");
+  assert.equal(calls.n, 2, "cached while young");
+  await new Promise((r) => setTimeout(r, 400));
+  await store.lookup("alice");
+  await store.lookup("ghost");
+  assert.equal(calls.n, 4, "both asked again once expired");
+});
+
+test("password lookup: forget() during a lookup keeps its (possibly stale) answer out of the cache", async () => {
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  let calls = 0;
+  const store = new PasswordKeyStore({
+    deviceSalt: salt,
+    crypto: nativeBackend,
+    lookup: async () => (calls++, await gate, undefined),
+    unknownDelayMs: 0,
+  });
+  const first = store.lookup("newcomer");
+  store.forget("newcomer"); // the application adds the user while the first probe's lookup runs
+  release();
+  assert.equal(await first, undefined);
+  assert.equal(await store.lookup("newcomer"), undefined);
+  assert.equal(calls, 2, "asked again: the answer from before forget() was not cached");
+  assert.equal(store.pending, 0);
+});
+
+test("password lookup: a lookup that throws at once fails that probe and leaves nothing pending", async () => {
+  const store = new PasswordKeyStore({
+    deviceSalt: salt,
+    crypto: nativeBackend,
+    lookup: () => {
+      throw new Error("database down");
+    },
+  });
+  await assert.rejects(Promise.resolve(store.lookup("alice")), /database down/);
+  assert.equal(store.pending, 0);
+  await assert.rejects(Promise.resolve(store.lookup("alice")), /database down/, "asked again, not a stuck failure");
 });
 
 test("dummy keys: one stable array per unknown name while cached, as a known user's key is; bounded", () => {

@@ -229,20 +229,28 @@ export class DummyKeys {
 /** The application's password lookup, as the reference effectively had. */
 export type PasswordLookup = (username: string) => string | undefined | Promise<string | undefined>;
 
+/** Default maximum age of what PasswordKeyStore caches about a name, known or unknown alike. */
+export const DEFAULT_PASSWORD_CACHE_MAX_AGE_MS = 10 * 60_000;
+
 export interface PasswordKeyStoreOptions {
   lookup: PasswordLookup;
   deviceSalt: Uint8Array;
   crypto: CryptoBackend;
   /** Where derivations run; without one they run on the backend directly (native PBKDF2 is async). */
   pool?: CryptoPool;
-  /** Derived keys kept (least recently used evicted). Default 10,000. */
+  /** Names cached, derived keys and unknown names in one LRU (least recently used evicted). Default 10,000. */
   maxCached?: number;
+  /**
+   * How long what is cached about a name (its key, or that it is unknown) is trusted: after that the
+   * next handshake asks the lookup again (and derives again). The same for known and unknown names,
+   * so that expiry does not tell them apart. Default 10 minutes; `forget()` drops a name at once.
+   */
+  maxAgeMs?: number;
   /**
    * How long a first-seen unknown user is kept waiting before the handshake goes on with its dummy
    * key: by default the running median of real derivations (starting at 100 ms), so that whether a
    * name exists does not show in the timing. Cached known users answer at once, and so does an
-   * unknown name seen recently (remembered in an LRU as large as the key cache), without a second
-   * call to the application's lookup; `forget()` drops either.
+   * unknown name seen recently, without a second call to the application's lookup.
    */
   unknownDelayMs?: number;
   /**
@@ -251,6 +259,14 @@ export interface PasswordKeyStoreOptions {
    * pool holds (its maxQueue plus its threads).
    */
   maxPending?: number;
+}
+
+/** What is cached about a name: its key and verifier, or that the lookup does not know it (no psk). */
+interface CachedName {
+  psk: Uint8Array | undefined;
+  verifier: v3.Verifier | undefined;
+  /** When it was cached (performance.now()). */
+  at: number;
 }
 
 /**
@@ -266,41 +282,41 @@ export interface PasswordKeyStoreOptions {
  * unknown name's costs nothing, which tells the two apart (docs/PROTOCOL.md, "Uniform failure": only
  * the first probe of a name may differ). Hanging up now costs the server what waiting would have, once
  * per name while cached; what is pending is bounded (maxPending).
+ *
+ * Known and unknown names share one LRU and one maximum age, so that nothing an attacker can do to
+ * the cache (flood it with random names, wait) makes a name probed before answer differently for
+ * known and unknown names: both become first probes again together.
  */
 export class PasswordKeyStore implements KeyStore {
   private readonly opts: PasswordKeyStoreOptions;
-  private readonly cache: Lru<Uint8Array>;
-  /** v3 verifiers derived with the cached keys, as many. */
-  private readonly verifiers: Lru<v3.Verifier>;
+  private readonly names: Lru<CachedName>;
+  private readonly maxAgeMs: number;
   /** Lookups not yet answered, known names' derivations and unknown names' delays alike. */
   private readonly inflight = new Map<string, Promise<Uint8Array | undefined>>();
   private readonly maxPending: number;
-  /** Unknown names already kept waiting once: like a cached known user, they now answer at once. */
-  private readonly unknownSeen: Lru<true>;
+  /** Bumped by forget(): a lookup that started before does not cache its (possibly stale) answer. */
+  private generation = 0;
   /** Recent derivation times (ms), for the delay an unknown first-seen user is given. */
   private readonly recentDerivations: number[] = [];
   derivations = 0;
 
   constructor(opts: PasswordKeyStoreOptions) {
     this.opts = opts;
-    this.cache = new Lru(opts.maxCached ?? DEFAULT_MAX_CACHED_KEYS);
-    this.unknownSeen = new Lru(this.cache.max);
-    this.verifiers = new Lru(this.cache.max);
+    this.names = new Lru(opts.maxCached ?? DEFAULT_MAX_CACHED_KEYS);
+    this.maxAgeMs = opts.maxAgeMs ?? DEFAULT_PASSWORD_CACHE_MAX_AGE_MS;
     this.maxPending = opts.maxPending ?? defaultMaxPending(opts.pool);
   }
 
   /**
-   * The user's key, from the cache or derived. The connection's `signal` is not listened to: what a
-   * connection started finishes without it (see the class comment), and its late answer is dropped
-   * by the handshake.
+   * The user's key, from the cache or derived; undefined, at once, for a name recently found unknown
+   * (as a cached key answers at once, without asking the application's lookup again: a database
+   * query's time would otherwise tell a repeat probe of an unknown name from one of a known name).
+   * The connection's `signal` is not listened to: what a connection started finishes without it (see
+   * the class comment), and its late answer is dropped by the handshake.
    */
-  lookup(username: string, _signal?: AbortSignal): Uint8Array | Promise<Uint8Array | undefined> {
-    const hit = this.cache.get(username);
-    if (hit) return hit;
-    // A name already found unknown answers at once, as a cached key does, without asking the
-    // application again: its lookup (a database query, say) would otherwise make every repeat probe of
-    // an unknown name slower than one of a cached known name by exactly that query's time.
-    if (this.unknownSeen.get(username)) return undefined;
+  lookup(username: string, _signal?: AbortSignal): Uint8Array | Promise<Uint8Array | undefined> | undefined {
+    const hit = this.cached(username);
+    if (hit) return hit.psk;
     const pending = this.inflight.get(username);
     if (pending) return pending;
     // Refuse synchronously, before the server has sent anything, when the pool cannot take more, or
@@ -310,15 +326,23 @@ export class PasswordKeyStore implements KeyStore {
     return this.start(username);
   }
 
+  /** The PSK and, for v3, the verifier derived with it (and cached beside it): no derivation per handshake. */
+  lookupCredential(username: string, _signal?: AbortSignal): Credential | Promise<Credential | undefined> | undefined {
+    const r = this.lookup(username);
+    if (r === undefined || r instanceof Uint8Array) return this.credential(username, r);
+    return r.then((psk) => this.credential(username, psk));
+  }
+
   /**
-   * Forgets what is cached about `username` (its key and verifier, or that it is unknown): call it
-   * when the application adds a user or changes a password, so the next handshake asks the lookup
-   * again. Sessions already open are not touched.
+   * Forgets what is cached about `username` (its key and verifier, or that it is unknown), and makes
+   * a lookup already under way for it not cache its answer: call it when the application adds a
+   * user or changes a password, so the next handshake asks the lookup again. Open sessions are not
+   * touched.
    */
   forget(username: string): void {
-    this.cache.delete(username);
-    this.verifiers.delete(username);
-    this.unknownSeen.delete(username);
+    this.names.delete(username);
+    this.inflight.delete(username);
+    this.generation++;
   }
 
   /** Lookups pending: derivations and unknown names' delays not yet over. */
@@ -326,16 +350,9 @@ export class PasswordKeyStore implements KeyStore {
     return this.inflight.size;
   }
 
-
-  /** The PSK and, for v3, the verifier derived with it (and cached beside it): no derivation per handshake. */
-  lookupCredential(username: string, _signal?: AbortSignal): Credential | Promise<Credential | undefined> | undefined {
-    const withVerifier = (psk: Uint8Array | undefined): Credential | undefined => psk && { psk, verifier: this.verifiers.get(username) };
-    const r = this.lookup(username);
-    return r instanceof Uint8Array ? withVerifier(r) : r.then(withVerifier);
-  }
-
-  get cached(): number {
-    return this.cache.size;
+  /** Names cached, known and unknown. */
+  get cachedNames(): number {
+    return this.names.size;
   }
 
   /** What a first-seen unknown user waits: the configured delay, or the median recent derivation. */
@@ -344,6 +361,20 @@ export class PasswordKeyStore implements KeyStore {
     if (!this.recentDerivations.length) return 100;
     const sorted = [...this.recentDerivations].sort((a, b) => a - b);
     return sorted[Math.floor(sorted.length / 2)]!;
+  }
+
+  private credential(username: string, psk: Uint8Array | undefined): Credential | undefined {
+    return psk && { psk, verifier: this.cached(username)?.verifier };
+  }
+
+  /** The cache's entry for `username` while younger than maxAgeMs; an older one is dropped. */
+  private cached(username: string): CachedName | undefined {
+    const e = this.names.get(username);
+    if (e && performance.now() - e.at > this.maxAgeMs) {
+      this.names.delete(username);
+      return undefined;
+    }
+    return e;
   }
 
   private recordDerivation(ms: number): void {
@@ -358,38 +389,44 @@ export class PasswordKeyStore implements KeyStore {
    * its derivation is: then later attempts answer at once, like a cached key, and a probe abandoned
    * early leaves both in the same state (pending, then seen or cached).
    */
-  private async unknownDelay(username: string): Promise<void> {
-    if (this.unknownSeen.get(username)) return;
+  private async unknownDelay(): Promise<void> {
     const ms = this.unknownDelayMs;
     if (ms > 0) await new Promise<void>((resolve) => setTimeout(resolve, ms));
-    this.unknownSeen.set(username, true);
   }
 
   private start(username: string): Promise<Uint8Array | undefined> {
-    const promise = (async () => {
-      try {
-        const password = await this.opts.lookup(username);
-        if (password === undefined) {
-          await this.unknownDelay(username);
-          return undefined;
-        }
-        this.derivations++;
-        const started = Date.now();
-        const salt = pskSalt(this.opts.deviceSalt, utf8(username));
-        const pw = utf8(password);
-        const key = this.opts.pool
-          ? await this.opts.pool.pbkdf2(pw, salt, PBKDF2_ITERATIONS, PSK_SIZE)
-          : await this.opts.crypto.pbkdf2Sha256(pw, salt, PBKDF2_ITERATIONS, PSK_SIZE);
-        this.recordDerivation(Date.now() - started);
-        this.verifiers.set(username, v3.verifierFromPsk(this.opts.crypto, key, this.opts.deviceSalt, utf8(username)));
-        this.cache.set(username, key);
-        return key;
-      } finally {
-        this.inflight.delete(username);
-      }
-    })();
+    const generation = this.generation;
+    // Begun in a microtask, so that it is in `inflight` before any of it runs (a lookup that throws at
+    // once still ends here, and its entry goes).
+    const promise: Promise<Uint8Array | undefined> = Promise.resolve()
+      .then(() => this.resolve(username, generation))
+      .finally(() => {
+        if (this.inflight.get(username) === promise) this.inflight.delete(username);
+      });
     this.inflight.set(username, promise);
     return promise;
+  }
+
+  /** Asks the application, then derives (or waits as long, for an unknown name), then caches. */
+  private async resolve(username: string, generation: number): Promise<Uint8Array | undefined> {
+    let entry: Omit<CachedName, "at"> = { psk: undefined, verifier: undefined };
+    const password = await this.opts.lookup(username);
+    if (password === undefined) {
+      await this.unknownDelay();
+    } else {
+      this.derivations++;
+      const started = Date.now();
+      const salt = pskSalt(this.opts.deviceSalt, utf8(username));
+      const pw = utf8(password);
+      const psk = this.opts.pool
+        ? await this.opts.pool.pbkdf2(pw, salt, PBKDF2_ITERATIONS, PSK_SIZE)
+        : await this.opts.crypto.pbkdf2Sha256(pw, salt, PBKDF2_ITERATIONS, PSK_SIZE);
+      this.recordDerivation(Date.now() - started);
+      entry = { psk, verifier: v3.verifierFromPsk(this.opts.crypto, psk, this.opts.deviceSalt, utf8(username)) };
+    }
+    // Not cached when forget() ran meanwhile: the answer may predate the change it announced.
+    if (generation === this.generation) this.names.set(username, { ...entry, at: performance.now() });
+    return entry.psk;
   }
 }
 

@@ -118,34 +118,33 @@ export class RemovalListeners {
 }
 
 /**
- * Bounded LRUs of records, and of names the store does not have, by username. Remembering misses
+ * One bounded LRU of records and of names the store does not have, by username. Remembering misses
  * makes a probe for an unknown name answer as fast as one for a cached user (no store round trip to
- * time), and a flood of random names only evicts other misses, never records. Every change to a
- * name drops it from both.
+ * time). Records and misses share the one bound, so a flood of random names evicts both alike: with
+ * a separate table for misses, such a flood evicted only the misses, and a name probed before the
+ * flood then answered from the cache if it existed and went to the store if it did not, which told
+ * the two apart (the review of session 5). Every change to a name drops it.
  */
 export class RecordCache {
-  private readonly records: Lru<CredentialRecord>;
-  private readonly missing: Lru<true>;
+  private readonly entries: Lru<CredentialRecord | null>;
   constructor(max: number) {
-    this.records = new Lru(max);
-    this.missing = new Lru(max);
+    this.entries = new Lru(max);
   }
   /** The record; null when the store is known not to have the name; undefined when not known here. */
   get(username: string): CredentialRecord | null | undefined {
-    return this.records.get(username) ?? (this.missing.get(username) ? null : undefined);
+    return this.entries.get(username);
   }
   set(r: CredentialRecord): void {
-    this.missing.delete(r.username);
-    this.records.set(r.username, r);
+    this.entries.set(r.username, r);
   }
   setMissing(username: string): void {
-    this.missing.set(username, true);
+    this.entries.set(username, null);
   }
   delete(username: string): void {
-    this.records.delete(username);
-    this.missing.delete(username);
+    this.entries.delete(username);
   }
+  /** Names cached, records and misses alike. */
   get size(): number {
-    return this.records.size;
+    return this.entries.size;
   }
 }
