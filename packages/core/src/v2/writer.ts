@@ -15,6 +15,7 @@ import {
   CHUNK_MORE,
   CHUNK_PING,
   FRAME_HEADER_SIZE,
+  MAX_CHUNK_BODY,
   MAX_FRAME_PLAINTEXT,
   REKEY_INTERVAL,
   TAG_SIZE,
@@ -172,9 +173,12 @@ function assemble(sealed: readonly Uint8Array[]): Uint8Array {
 }
 
 /**
- * The packing rule, shared by both passes of both paths: chunks fill each frame greedily; a message
- * continues in the next frame when it does not fit; a chunk is never started without room for a byte
- * of it.
+ * The packing rule, shared by both passes of both paths: chunks fill each frame greedily, except that
+ * a message that fits a frame of its own but not the room left in this one starts the next frame (the
+ * wire allows any packing: docs/PROTOCOL.md §v2 "Transport"), so that the reader hands it out as a
+ * view of its opened frame instead of reassembling (copying) it from two (assembly.ts); a larger
+ * message continues in the next frame when it does not fit; a chunk is never started without room
+ * for a byte of it.
  */
 function layout(
   messages: readonly Uint8Array[],
@@ -185,6 +189,10 @@ function layout(
   let fill = 0;
   for (const m of messages) {
     let off = 0;
+    if (fill > 0 && m.length <= MAX_CHUNK_BODY && fill + CHUNK_HEADER_SIZE + m.length > MAX_FRAME_PLAINTEXT) {
+      onFrame(fill);
+      fill = 0;
+    }
     do {
       let room = MAX_FRAME_PLAINTEXT - fill - CHUNK_HEADER_SIZE;
       if (room < 0 || (room === 0 && off < m.length)) {
