@@ -325,7 +325,9 @@ export class ClientSession {
   /** Seals a batch inline, or in the pool where the placement says so (writes stay in order). */
   private seal(batch: Uint8Array[], opts: { close?: boolean }): void {
     try {
-      this.aead.seal(batch, batch.reduce((n, b) => n + b.length, 0), opts, (bytes) => this.wire?.write(bytes), (e) => this.fail(e));
+      // Written before seal returns (inline), so a wire that copies writes lets the version reuse its
+      // output buffer (SealOptions.transient).
+      this.aead.seal(batch, batch.reduce((n, b) => n + b.length, 0), { close: opts.close, transient: this.wire?.copiesWrites }, (bytes) => this.wire?.write(bytes), (e) => this.fail(e));
     } catch (e) {
       this.fail(e);
     }

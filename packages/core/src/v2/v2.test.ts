@@ -9,7 +9,7 @@ import { CipherState } from "../noise/cipher-state.ts";
 import { ServerDispatch } from "../dispatch.ts";
 import { parseProtocolList } from "../registry.ts";
 import { FrameReader } from "./reader.ts";
-import { FrameWriter } from "./writer.ts";
+import { FrameWriter, TRANSIENT_OUT_MAX } from "./writer.ts";
 import { V2Client } from "./client.ts";
 import { V2Server } from "./server.ts";
 import { BUSY_SIGNAL, CHUNK_HEADER_SIZE, LENGTH_SIZE, MAX_CHUNK_BODY, MAX_FRAME_PLAINTEXT, TAG_SIZE } from "./wire.ts";
@@ -243,6 +243,22 @@ describe("v2 framing", () => {
       // A view of its opened frame (which also holds a chunk header), not a reassembled buffer.
       for (const m of got) assert.ok(m.buffer.byteLength > m.byteLength, `size ${size}: a copy`);
     }
+  });
+
+  test("a transient seal (for a wire that copies writes) reuses one output buffer per thread, up to its maximum", () => {
+    const { writer, reader } = pair();
+    const a = [crypto.randomBytes(1000)];
+    const first = writer.seal(a, false, true);
+    assert.deepEqual(messages(read(reader, first)), a, "read before the next seal, as the wire does");
+    const b = [crypto.randomBytes(70_000), utf8("y")];
+    const second = writer.seal(b, false, true);
+    assert.equal(second.buffer, first.buffer, "the same memory");
+    assert.deepEqual(messages(read(reader, second)), b);
+    const large = [crypto.randomBytes(TRANSIENT_OUT_MAX)];
+    const third = writer.seal(large, false, true);
+    assert.notEqual(third.buffer, first.buffer, "a batch beyond the maximum gets its own memory");
+    assert.notEqual(writer.seal([utf8("z")]).buffer, first.buffer, "not transient: its own memory");
+    assert.deepEqual(messages(read(reader, third)), large);
   });
 
   test("chunk boundaries: sizes around the largest chunk body", () => {

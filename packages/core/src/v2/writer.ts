@@ -38,6 +38,23 @@ const DIRECT_BODY = 8192;
  */
 const STAGING = new Uint8Array(MAX_FRAME_PLAINTEXT);
 
+/**
+ * Batches sealed for a wire that copies writes (SealOptions.transient) and at most this long are
+ * sealed into one per-thread buffer, reused by every such seal: fresh memory per batch cost its page
+ * faults on every write (issue 15's profiles: zero-fill or first touch of each batch's output). Longer
+ * batches (rare: a read's replies or a turn's requests beyond four full frames) get fresh memory.
+ */
+export const TRANSIENT_OUT_MAX = 4 * (FRAME_HEADER_SIZE + MAX_FRAME_PLAINTEXT + TAG_SIZE);
+/** Made by the first transient seal on this thread. */
+let transientOut: Uint8Array | undefined;
+
+/** The output of a seal of `total` bytes. */
+function output(total: number, transient: boolean): Uint8Array {
+  if (!transient || total > TRANSIENT_OUT_MAX) return allocOverwritten(total);
+  transientOut ??= allocOverwritten(TRANSIENT_OUT_MAX);
+  return transientOut.subarray(0, total);
+}
+
 const NO_BODY = new Uint8Array(0);
 /** A frame's plaintext of one ping chunk (type 3, empty body). */
 const PING_PLAINTEXT = new Uint8Array(CHUNK_HEADER_SIZE);
@@ -72,14 +89,16 @@ export class FrameWriter {
 
   /**
    * Seals `messages` (then a close chunk if asked) into as few frames as fit, in one output buffer:
-   * a first pass sizes the frames, a second seals each straight into place.
+   * a first pass sizes the frames, a second seals each straight into place. `transient`: the caller
+   * is done with the bytes before the next seal on this thread (SealOptions.transient), so they may
+   * live in the thread's reused output buffer.
    */
-  seal(messages: readonly Uint8Array[], close = false): Uint8Array {
+  seal(messages: readonly Uint8Array[], close = false, transient = false): Uint8Array {
     this.checkOpen(close);
     let total = 0;
     layout(messages, close, () => {}, (plaintext) => (total += frameSize(plaintext)));
     // Every byte is written below: frame headers, then each frame's ciphertext and tag.
-    const out = allocOverwritten(total);
+    const out = output(total, transient);
     let pos = 0;
     let parts: Uint8Array[] = [];
     let staged = 0;
