@@ -41,17 +41,20 @@ const STAGING = new Uint8Array(MAX_FRAME_PLAINTEXT);
 /**
  * Batches sealed for a wire that copies writes (SealOptions.transient) and at most this long are
  * sealed into one per-thread buffer, reused by every such seal: fresh memory per batch cost its page
- * faults on every write (issue 15's profiles: zero-fill or first touch of each batch's output). Longer
- * batches (rare: a read's replies or a turn's requests beyond four full frames) get fresh memory.
+ * faults on every write (issue 15's profiles: zero-fill or first touch of each batch's output). 16
+ * full frames cover a batch up to the drivers' default write high-water mark (1 MiB), at which they
+ * seal what they have gathered; longer batches get fresh memory.
  */
-export const TRANSIENT_OUT_MAX = 4 * (FRAME_HEADER_SIZE + MAX_FRAME_PLAINTEXT + TAG_SIZE);
-/** Made by the first transient seal on this thread. */
+export const TRANSIENT_OUT_MAX = 16 * (FRAME_HEADER_SIZE + MAX_FRAME_PLAINTEXT + TAG_SIZE);
+/** Grown by the transient seals on this thread, up to TRANSIENT_OUT_MAX; never shrunk. */
 let transientOut: Uint8Array | undefined;
 
 /** The output of a seal of `total` bytes. */
 function output(total: number, transient: boolean): Uint8Array {
   if (!transient || total > TRANSIENT_OUT_MAX) return allocOverwritten(total);
-  transientOut ??= allocOverwritten(TRANSIENT_OUT_MAX);
+  if (!transientOut || transientOut.length < total) {
+    transientOut = allocOverwritten(Math.min(TRANSIENT_OUT_MAX, Math.max(total, 2 * (transientOut?.length ?? 0))));
+  }
   return transientOut.subarray(0, total);
 }
 
