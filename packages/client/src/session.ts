@@ -344,7 +344,9 @@ export class ClientSession {
    * either fails the session or sleeps for the time that request has left.
    */
   private watchReplies(): void {
-    if (!this.machine.established || !this.inflight.length) return;
+    // Asked after every reply: armed already, it costs no clock read and no closure (the 64 B echo's
+    // profile showed both).
+    if (this.deadline.armed || !this.machine.established || !this.inflight.length) return;
     const timeout = this.limits.replyTimeoutMs;
     this.deadline.arm(Math.max(1, this.inflight.peek()!.sentAt + timeout - Date.now()), () => {
       const oldest = this.inflight.peek();
