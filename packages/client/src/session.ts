@@ -118,9 +118,7 @@ export class ClientSession {
     const data = typeof message === "string" ? utf8(message) : message;
     return new Promise<Uint8Array>((resolve, reject) => {
       this.queue.push({ data, sentAt: 0, resolve, reject });
-      // With nothing in flight no reply of this turn can bring more requests: the batch leaves at the
-      // end of this microtask run, not a loop turn later (core/driver/outbox.ts, prompt).
-      this.outbox.schedule(this.inflight.length === 0);
+      this.outbox.schedule();
     });
   }
 

@@ -348,10 +348,7 @@ export class ServerConnection implements WireEvents, HandshakeHost {
         if (this.done) return;
         this.asyncReplies--;
         this.answered(reply);
-        // The chain has run dry: no later reply can join this batch, so it leaves now rather than a
-        // loop turn later (core/driver/outbox.ts, prompt); while replies are still being computed,
-        // those resolved in this turn gather until its end.
-        this.outbox.schedule(this.asyncReplies === 0);
+        this.outbox.schedule();
       } catch (e) {
         this.fail(toNstpError(e, "ERR_PROTOCOL", "message handler failed"));
       }

@@ -47,27 +47,3 @@ test("outbox: schedule() inside hold() does nothing (the holder flushes); clear(
   assert.ok(box.empty);
   assert.deepEqual(box.take(), []);
 });
-
-test("outbox: a prompt schedule flushes at the end of the microtasks already queued, with what they pushed, before the turn ends", async () => {
-  const flushed: Uint8Array[][] = [];
-  const box: Outbox = new Outbox(() => flushed.push(box.take()));
-  let immediate = false;
-  setImmediate(() => (immediate = true));
-  // Reactions queued before the prompt schedule (the replies of one read resolving their requests)
-  // run before its flush: what they push shares the batch.
-  const reactions = [1, 2, 3].map((i) => Promise.resolve(i).then((n) => {
-    box.push(bytes(n));
-    box.schedule(n === 1);
-  }));
-  box.push(bytes(0));
-  await Promise.all(reactions);
-  await Promise.resolve();
-  assert.equal(immediate, false, "still the same turn");
-  assert.deepEqual(flushed, [[bytes(0), bytes(1), bytes(2), bytes(3)]], "one flush, in order, within the turn");
-  // A message pushed after the prompt flush waits for the next (here: the turn's end), not lost.
-  box.push(bytes(4));
-  box.schedule();
-  box.schedule(true);
-  await turn();
-  assert.deepEqual(flushed, [[bytes(0), bytes(1), bytes(2), bytes(3)], [bytes(4)]], "one flush per schedule, however asked");
-});

@@ -7,13 +7,6 @@
  * The turn ends at setImmediate: after the I/O callbacks of this turn and every microtask they started,
  * so the replies an async handler resolves one after another in a chain, and the requests an
  * application makes after each `await` in the same turn, leave together.
- *
- * A prompt schedule ends the batch sooner, at a microtask: the driver asks for it when nothing else
- * can join the batch in this turn (a client with nothing in flight, a server whose chain of async
- * replies has just run dry), where waiting for setImmediate would only add a turn of the event loop to
- * every round trip (issue 15: round trips at window 1). The microtask runs after the synchronous run
- * that pushed and after the microtasks already queued (the reactions to the replies of one read), so
- * what they push still leaves in the same flush.
  */
 export class Outbox {
   /** Made when the first message is queued and dropped by take(): an idle session holds none. */
@@ -50,19 +43,14 @@ export class Outbox {
     return batch;
   }
 
-  /**
-   * Flushes at the end of this turn (once, however often it is asked), unless a hold() is under way;
-   * `prompt`: at the end of the microtasks queued so far instead, unless a flush is already due.
-   */
-  schedule(prompt = false): void {
+  /** Flushes at the end of this turn (once, however often it is asked), unless a hold() is under way. */
+  schedule(): void {
     if (this.scheduled || this.held) return;
     this.scheduled = true;
-    const run = () => {
+    setImmediate(() => {
       this.scheduled = false;
       this.flush();
-    };
-    if (prompt) queueMicrotask(run);
-    else setImmediate(run);
+    });
   }
 
   /**
