@@ -60,6 +60,12 @@ export function pskOrFake(credential: Credential | undefined, fakes: CredentialF
 export interface SealOptions {
   /** End the session after these messages, with the version's close chunk where it has one (v2, v3). */
   readonly close?: boolean;
+  /**
+   * The caller hands the sealed bytes to a wire that copies writes (Wire.copiesWrites) and keeps no
+   * reference to them: the version may seal into a per-thread buffer that its next seal reuses
+   * (v2, v3), instead of fresh memory per batch.
+   */
+  readonly transient?: boolean;
 }
 
 /** What both roles share. */

@@ -386,7 +386,9 @@ export class ServerConnection implements WireEvents, HandshakeHost {
       this.aead.seal(
         batch,
         bytes,
-        opts,
+        // Written before seal returns (inline), so a wire that copies writes lets the version reuse
+        // its output buffer (SealOptions.transient).
+        { close: opts.close, transient: this.wire.copiesWrites },
         (wire) => {
           // Sealed in the pool after the peer went away: nothing more to write.
           if (this.dead) return;

@@ -1,6 +1,7 @@
 /**
  * Bun.listen / Bun.connect adapter (the Bun build). Bun's socket.write may accept only part of the
- * bytes; the rest waits here, bounded by the driver's backpressure, and goes out on "drain".
+ * bytes; the rest waits here, as a copy (copiesWrites), bounded by the driver's backpressure, and goes
+ * out on "drain".
  */
 import type { Socket } from "bun";
 import { NstpError } from "../errors.ts";
@@ -38,17 +39,25 @@ class BunWire implements Wire {
     return this.queued;
   }
 
+  /**
+   * Bun's socket.write takes what the kernel accepts at once and keeps nothing; what is left is
+   * copied into the queue, so the caller may reuse its buffer as soon as write() returns.
+   */
+  get copiesWrites(): boolean {
+    return true;
+  }
+
   write(data: Uint8Array): void {
     if (this.closed || this.ending) return;
     if (this.queued > 0) {
-      this.queue!.push(data);
+      this.queue!.push(data.slice());
       this.queued += data.length;
       return;
     }
     const n = this.socket.write(data);
     if (n < 0) return;
     if (n < data.length) {
-      const rest = data.subarray(n);
+      const rest = data.slice(n);
       (this.queue ??= []).push(rest);
       this.queued += rest.length;
     }

@@ -17,6 +17,13 @@ export interface Wire {
   resume(): void;
   /** Bytes accepted by write() but not yet handed to the kernel. */
   readonly bufferedAmount: number;
+  /**
+   * True when write() has handed every byte to the kernel or copied what it keeps before it returns,
+   * so the caller may reuse the buffer it wrote from (the v2 writer's per-thread output: SealOptions
+   * `transient`). Absent or false where the transport keeps a reference to the bytes until they have
+   * gone (node:net's socket.write).
+   */
+  readonly copiesWrites?: boolean;
   readonly remoteAddress: string;
 }
 

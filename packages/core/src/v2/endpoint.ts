@@ -80,7 +80,7 @@ export abstract class V2Endpoint<S extends { kind: string }> implements Deferred
 
   /** Packs messages (and a close chunk if asked) into as few frames as fit. */
   seal(messages: readonly Uint8Array[], opts?: SealOptions): Uint8Array {
-    return this.requireChannel("send").writer.seal(messages, opts?.close ?? false);
+    return this.requireChannel("send").writer.seal(messages, opts?.close ?? false, opts?.transient ?? false);
   }
 
   /** One frame holding one empty ping chunk: the client's key confirmation, or a keepalive. */

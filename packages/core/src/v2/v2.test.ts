@@ -9,10 +9,10 @@ import { CipherState } from "../noise/cipher-state.ts";
 import { ServerDispatch } from "../dispatch.ts";
 import { parseProtocolList } from "../registry.ts";
 import { FrameReader } from "./reader.ts";
-import { FrameWriter } from "./writer.ts";
+import { FrameWriter, TRANSIENT_OUT_MAX } from "./writer.ts";
 import { V2Client } from "./client.ts";
 import { V2Server } from "./server.ts";
-import { BUSY_SIGNAL, CHUNK_HEADER_SIZE, LENGTH_SIZE, MAX_CHUNK_BODY, TAG_SIZE } from "./wire.ts";
+import { BUSY_SIGNAL, CHUNK_HEADER_SIZE, LENGTH_SIZE, MAX_CHUNK_BODY, MAX_FRAME_PLAINTEXT, TAG_SIZE } from "./wire.ts";
 
 const messages = (outs: Output[]) => outs.flatMap((o) => (o.type === "message" ? [o.data] : []));
 const sends = (outs: Output[]) => concat(...outs.flatMap((o) => (o.type === "send" ? [o.data] : [])));
@@ -227,6 +227,38 @@ describe("v2 framing", () => {
     assert.equal(frameCount(bytes), 2); // 1000 * 67 = 67,000 > 65,519: two frames
     assert.equal(writer.frames, 2);
     assert.deepEqual(messages(read(reader, bytes)), batch);
+  });
+
+  test("a message that fits a frame of its own is never split across two (the reader hands out views, not copies)", () => {
+    for (const size of [16_384, 61_440, MAX_CHUNK_BODY]) {
+      const { writer, reader } = pair();
+      const batch = Array.from({ length: 5 }, (_, i) => crypto.randomBytes(size).fill(i, 0, 1));
+      // Greedily, 16 KiB messages would share 4 to a frame with every 4th split (65,519 < 4 x 16,387),
+      // and every 60 KiB message after the first would be split.
+      const perFrame = Math.floor(MAX_FRAME_PLAINTEXT / (CHUNK_HEADER_SIZE + size));
+      const bytes = writer.seal(batch);
+      assert.equal(frameCount(bytes), Math.ceil(5 / perFrame), `size ${size}`);
+      const got = messages(read(reader, bytes));
+      assert.deepEqual(got, batch);
+      // A view of its opened frame (which also holds a chunk header), not a reassembled buffer.
+      for (const m of got) assert.ok(m.buffer.byteLength > m.byteLength, `size ${size}: a copy`);
+    }
+  });
+
+  test("a transient seal (for a wire that copies writes) reuses one output buffer per thread, up to its maximum", () => {
+    const { writer, reader } = pair();
+    const a = [crypto.randomBytes(70_000), utf8("y")];
+    const first = writer.seal(a, false, true);
+    assert.deepEqual(messages(read(reader, first)), a, "read before the next seal, as the wire does");
+    const b = [crypto.randomBytes(1000)];
+    const second = writer.seal(b, false, true);
+    assert.equal(second.buffer, first.buffer, "the same memory");
+    assert.deepEqual(messages(read(reader, second)), b);
+    const large = [crypto.randomBytes(TRANSIENT_OUT_MAX)];
+    const third = writer.seal(large, false, true);
+    assert.notEqual(third.buffer, first.buffer, "a batch beyond the maximum gets its own memory");
+    assert.notEqual(writer.seal([utf8("z")]).buffer, first.buffer, "not transient: its own memory");
+    assert.deepEqual(messages(read(reader, third)), large);
   });
 
   test("chunk boundaries: sizes around the largest chunk body", () => {

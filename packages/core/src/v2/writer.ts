@@ -15,6 +15,7 @@ import {
   CHUNK_MORE,
   CHUNK_PING,
   FRAME_HEADER_SIZE,
+  MAX_CHUNK_BODY,
   MAX_FRAME_PLAINTEXT,
   REKEY_INTERVAL,
   TAG_SIZE,
@@ -36,6 +37,26 @@ const DIRECT_BODY = 8192;
  * fleet bench, README "Fleet").
  */
 const STAGING = new Uint8Array(MAX_FRAME_PLAINTEXT);
+
+/**
+ * Batches sealed for a wire that copies writes (SealOptions.transient) and at most this long are
+ * sealed into one per-thread buffer, reused by every such seal: fresh memory per batch cost its page
+ * faults on every write (issue 15's profiles: zero-fill or first touch of each batch's output). 16
+ * full frames cover a batch up to the drivers' default write high-water mark (1 MiB), at which they
+ * seal what they have gathered; longer batches get fresh memory.
+ */
+export const TRANSIENT_OUT_MAX = 16 * (FRAME_HEADER_SIZE + MAX_FRAME_PLAINTEXT + TAG_SIZE);
+/** Grown by the transient seals on this thread, up to TRANSIENT_OUT_MAX; never shrunk. */
+let transientOut: Uint8Array | undefined;
+
+/** The output of a seal of `total` bytes. */
+function output(total: number, transient: boolean): Uint8Array {
+  if (!transient || total > TRANSIENT_OUT_MAX) return allocOverwritten(total);
+  if (!transientOut || transientOut.length < total) {
+    transientOut = allocOverwritten(Math.min(TRANSIENT_OUT_MAX, Math.max(total, 2 * (transientOut?.length ?? 0))));
+  }
+  return transientOut.subarray(0, total);
+}
 
 const NO_BODY = new Uint8Array(0);
 /** A frame's plaintext of one ping chunk (type 3, empty body). */
@@ -71,14 +92,16 @@ export class FrameWriter {
 
   /**
    * Seals `messages` (then a close chunk if asked) into as few frames as fit, in one output buffer:
-   * a first pass sizes the frames, a second seals each straight into place.
+   * a first pass sizes the frames, a second seals each straight into place. `transient`: the caller
+   * is done with the bytes before the next seal on this thread (SealOptions.transient), so they may
+   * live in the thread's reused output buffer.
    */
-  seal(messages: readonly Uint8Array[], close = false): Uint8Array {
+  seal(messages: readonly Uint8Array[], close = false, transient = false): Uint8Array {
     this.checkOpen(close);
     let total = 0;
     layout(messages, close, () => {}, (plaintext) => (total += frameSize(plaintext)));
     // Every byte is written below: frame headers, then each frame's ciphertext and tag.
-    const out = allocOverwritten(total);
+    const out = output(total, transient);
     let pos = 0;
     let parts: Uint8Array[] = [];
     let staged = 0;
@@ -172,9 +195,12 @@ function assemble(sealed: readonly Uint8Array[]): Uint8Array {
 }
 
 /**
- * The packing rule, shared by both passes of both paths: chunks fill each frame greedily; a message
- * continues in the next frame when it does not fit; a chunk is never started without room for a byte
- * of it.
+ * The packing rule, shared by both passes of both paths: chunks fill each frame greedily, except that
+ * a message that fits a frame of its own but not the room left in this one starts the next frame (the
+ * wire allows any packing: docs/PROTOCOL.md §v2 "Transport"), so that the reader hands it out as a
+ * view of its opened frame instead of reassembling (copying) it from two (assembly.ts); a larger
+ * message continues in the next frame when it does not fit; a chunk is never started without room
+ * for a byte of it.
  */
 function layout(
   messages: readonly Uint8Array[],
@@ -185,6 +211,10 @@ function layout(
   let fill = 0;
   for (const m of messages) {
     let off = 0;
+    if (fill > 0 && m.length <= MAX_CHUNK_BODY && fill + CHUNK_HEADER_SIZE + m.length > MAX_FRAME_PLAINTEXT) {
+      onFrame(fill);
+      fill = 0;
+    }
     do {
       let room = MAX_FRAME_PLAINTEXT - fill - CHUNK_HEADER_SIZE;
       if (room < 0 || (room === 0 && off < m.length)) {
