@@ -7,7 +7,7 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { NstpError, legacy } from "@nstp/core";
-import { detectRuntime, transportByName } from "@nstp/core/node";
+import { type Transport, type Wire, defaultTransport, detectRuntime, transportByName } from "@nstp/core/node";
 import { CryptoPool } from "@nstp/core/pool";
 import { nativeBackend } from "@nstp/core/crypto/native";
 import { connect } from "@nstp/client";
@@ -208,6 +208,63 @@ test("a handshake the server has not answered by its deadline gets the busy sign
       assert.equal(await codeOf(connect({ port: server.port, username: "alice", psk: alicePsk, protocol })), "ERR_BUSY", protocol);
     }
   } finally {
+    await server.close();
+  }
+});
+
+/**
+ * A transport whose first flight never leaves: a device on a loaded host whose connect completed in
+ * the kernel (so the server accepted it) while its own event loop had not yet sent a byte.
+ */
+async function silentTransport(): Promise<Transport> {
+  const base = await defaultTransport();
+  return {
+    name: `${base.name}-silent`,
+    async dial(opts, attach) {
+      const wire = await base.dial(opts, attach);
+      const held: Wire = {
+        write() {},
+        end: () => wire.end(),
+        destroy: () => wire.destroy(),
+        pause: () => wire.pause(),
+        resume: () => wire.resume(),
+        get bufferedAmount() {
+          return wire.bufferedAmount;
+        },
+        remoteAddress: wire.remoteAddress,
+      };
+      return held;
+    },
+    listen: (opts, accept) => base.listen(opts, accept),
+  };
+}
+
+test("a handshake evicted before the server read a byte of it gets the busy signal (ERR_BUSY, retried), not a bare close read as a wrong password", async () => {
+  // The reconnect storm's devices that gave up: at the cap, a connection with nothing read 25 ms
+  // after its accept (silentMs) is stalled and evicted for a newcomer. Before a version is chosen the
+  // dispatcher offered no busy signal, so the eviction was a bare close, which a client that had sent
+  // its first flight (late, from its loaded host) reads as a wrong password (ERR_AUTH, never retried).
+  const server = await startServer({ keys: new StaticKeyStore(new Map([["alice", alicePsk]])), port: 0, maxHandshaking: 1 });
+  const newcomers: import("node:net").Socket[] = [];
+  try {
+    const transport = await silentTransport();
+    for (const protocol of ["v2", "v3", "legacy"] as const) {
+      const late = codeOf(connect({ port: server.port, username: "alice", psk: alicePsk, protocol, transport }));
+      for (let i = 0; i < 100 && server.stats.handshaking < 1; i++) await new Promise((r) => setTimeout(r, 10));
+      assert.equal(server.stats.handshaking, 1, "the silent device is in the handshake");
+      // Out of the nursery and silent past silentMs: the next arrival evicts it.
+      await new Promise((r) => setTimeout(r, 100));
+      const evictionsBefore = server.stats.defence!.admission.evictions;
+      const newcomer = await dial(server.port);
+      newcomer.on("error", () => {});
+      newcomers.push(newcomer);
+      assert.equal(await late, "ERR_BUSY", protocol);
+      assert.equal(server.stats.defence!.admission.evictions - evictionsBefore, 1, `${protocol}: evicted, not refused`);
+      newcomer.destroy();
+      for (let i = 0; i < 100 && server.stats.handshaking > 0; i++) await new Promise((r) => setTimeout(r, 10));
+    }
+  } finally {
+    for (const s of newcomers) s.destroy();
     await server.close();
   }
 });
