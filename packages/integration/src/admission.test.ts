@@ -87,6 +87,9 @@ test("at the cap on connections in the handshake a newcomer is served and the ol
       idle.push(await dial(server.port));
       await new Promise((r) => setTimeout(r, 20));
     }
+    // What each is sent before its close: an evicted one, whose version is not even known, the busy signal.
+    const received = idle.map(() => [] as Buffer[]);
+    idle.forEach((s, i) => s.on("data", (d: Buffer) => received[i]!.push(d)));
     const closed = idle.map((s) => new Promise<boolean>((r) => {
       s.on("close", () => r(true));
       setTimeout(() => r(false), 3000);
@@ -98,6 +101,7 @@ test("at the cap on connections in the handshake a newcomer is served and the ol
     assert.equal(new TextDecoder().decode(await session.request("hi")), "Server received: hi");
     await session.close();
     assert.equal(await closed[0], true, "the oldest stalled handshake was closed to make room");
+    assert.deepEqual(Buffer.concat(received[0]!), Buffer.from([0, 0]), "with the busy signal");
     idle.forEach((s) => s.destroy());
     await new Promise((r) => setTimeout(r, 50));
     for (let i = 0; i < 2; i++) assert.equal(await codeOf(connect({ port: server.port, username: "alice", psk: new Uint8Array(32) })), "ERR_AUTH");
