@@ -5,6 +5,7 @@
 // peer's own silence still counts. Both failed before: the lookup aged the handshake like silence.
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { NstpError } from "@nstp/core";
 import { Reader, codeOf, dial, v2Handshake, within } from "@nstp/testkit";
 import { type KeyStore, startServer } from "./index.ts";
 
@@ -90,5 +91,27 @@ test("the handshake deadline does not count the server's key lookup (up to the d
     assert.ok(Date.now() - t0 >= 2 * DEADLINE_MS - 50, `refused after ${Date.now() - t0} ms: the excuse is capped at the deadline, not void`);
   } finally {
     await server.close({ graceMs: 0 });
+  }
+});
+
+test("a handshake the server ends for its own reasons before answering gets the busy signal: a shutdown, a store that fails busy or too slow", async () => {
+  // Each was a bare close after message 1, which a client reads as a wrong password (ERR_AUTH, never
+  // retried): a device mid-handshake when its server restarts would stay out for good.
+  const keys = heldKeys();
+  const server = await startServer({ keys, port: 0, handler: (m) => m });
+  const pending = v2Handshake(server.port, { username: "alice", psk: PSK });
+  pending.catch(() => {});
+  assert.ok(await within(5000, () => keys.waiting.length === 1), "its key lookup began");
+  await server.close({ graceMs: 1000 });
+  assert.match(await codeOf(pending), /message 2 of 0 bytes/, "shutdown: the busy signal in place of message 2");
+
+  for (const code of ["ERR_BUSY", "ERR_TIMEOUT"] as const) {
+    const failing: KeyStore = { lookup: () => Promise.reject(new NstpError(code, "store unavailable")) };
+    const s = await startServer({ keys: failing, port: 0, handler: (m) => m });
+    try {
+      assert.match(await codeOf(v2Handshake(s.port, { username: "alice", psk: PSK })), /message 2 of 0 bytes/, `a lookup failing with ${code}`);
+    } finally {
+      await s.close({ graceMs: 0 });
+    }
   }
 });
