@@ -241,9 +241,10 @@ export class HandshakeAdmission {
       e.stallLeft = e.stallsAt - now;
       this.stallAt(e, Number.POSITIVE_INFINITY);
     } else {
+      // Already stalled when the wait began (left < 0): stalled as long before as it was then.
       const left = e.stallLeft!;
       e.stallLeft = undefined;
-      this.stallAt(e, now + Math.max(0, left));
+      this.stallAt(e, now + left);
     }
   }
 
