@@ -272,3 +272,28 @@ test("a handshake evicted before the server read a byte of it gets the busy sign
     await server.close();
   }
 });
+
+test("CLI: --handshake-silent-ms sets how long a silent connection holds its slot; an out-of-range value is refused", { skip: detectRuntime() !== "bun" && "spawned from the Bun run" }, async () => {
+  for (const runtime of ["bun", "node"] as const) {
+    // A minute of silence allowed: a connection that sends nothing holds the one slot, and a newcomer
+    // is refused busy (with the default, 25 ms, it would be evicted for the newcomer).
+    const { child, port } = await startServerProcess(runtime, ["--port", "0", "--max-handshaking", "1", "--handshake-silent-ms", "60000", "--log-level", "warn", "--summary-interval", "0"]);
+    const silent = await dial(port);
+    silent.on("error", () => {});
+    try {
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(await codeOf(connect({ port, username: "alice", psk: alicePsk })), "ERR_BUSY", `${runtime}: the silent one kept its slot`);
+      silent.destroy();
+      let served = false;
+      for (let i = 0; i < 50 && !served; i++) {
+        await new Promise((r) => setTimeout(r, 50));
+        served = (await codeOf(connect({ port, username: "alice", psk: alicePsk }).then((s) => s.close()))) === "no error";
+      }
+      assert.ok(served, `${runtime}: served once the slot is free`);
+    } finally {
+      silent.destroy();
+      child.kill("SIGTERM");
+    }
+    await assert.rejects(startServerProcess(runtime, ["--port", "0", "--handshake-silent-ms", "-1"]), /exited with 1/, `${runtime}: --handshake-silent-ms -1 refused`);
+  }
+});
