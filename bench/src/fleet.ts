@@ -109,6 +109,12 @@ export async function stormScenario(runtime: Runtime, p: FleetParams, add: Add, 
     const { ok } = await checkAll(devices);
     add({ scenario, runtime, protocol: "v2", metric: "sessions answering", unit: "count", samples: [ok] });
     progress(`${runtime} reconnect storm of ${p.sessions}: ${times.length} back in ${(wall / 1000).toFixed(1)} s (p50 ${percentile(times, 50).toFixed(0)} ms, p99 ${percentile(times, 99).toFixed(0)} ms, max ${(times.at(-1) ?? 0).toFixed(0)} ms), ${sum("busy")} busy and ${sum("retried")} other retries, ${sum("pending") + sum("failed")} not back, ${ok} answering; server event-loop delay p99 ${eld.eldP99Ms!.toFixed(1)} ms, max ${eld.eldMaxMs!.toFixed(1)} ms`);
+    // Why devices gave up (each a non-retryable error: should be none), and what the server shed.
+    const reasons = new Map<string, number>();
+    for (const x of r) for (const [why, k] of Object.entries((x.gaveUp ?? {}) as Record<string, number>)) reasons.set(why, (reasons.get(why) ?? 0) + k);
+    if (reasons.size) progress(`${runtime} storm: gave up: ${[...reasons].map(([why, k]) => `${k} × ${why}`).join("; ")}`);
+    const shed = eld as unknown as { handshakesFailed?: Record<string, number>; evictions?: number; busyRefusals?: number; refusedAtAccept?: number };
+    progress(`${runtime} storm server: handshakes failed ${JSON.stringify(shed.handshakesFailed ?? {})}, ${shed.evictions ?? 0} evicted, ${shed.busyRefusals ?? 0} refused busy at the cap, ${shed.refusedAtAccept ?? 0} refused at accept`);
   } finally {
     await Promise.all(devices.map((d) => d.stop()));
     await server.stop();

@@ -29,7 +29,10 @@ const { values } = parseArgs({
     quick: { type: "boolean", default: false },
     runtimes: { type: "string", default: "bun,node" },
     out: { type: "string", default: join(ROOT, "bench", "results") },
-    /** Comma-separated groups to run (latency,rate,echo,flood,stalled,noble,cold,placement,curve,fleet,stores,hyperfine); default all. */
+    /**
+     * Comma-separated groups to run (latency,rate,echo,flood,stalled,noble,cold,placement,curve,fleet,stores,hyperfine);
+     * default all. `storm` runs the fleet group's reconnect storm alone.
+     */
     only: { type: "string" },
     /** Backends to run the echo scenarios with: native, noble, or both (default). */
     crypto: { type: "string", default: "native,noble" },
@@ -349,11 +352,11 @@ async function benchRuntime(runtime: Runtime) {
   if (wants("cold")) await coldScenarios(runtime);
   if (wants("placement")) await placementScenario(runtime);
   if (wants("curve")) await curveScenario(runtime);
-  if (wants("fleet")) {
+  if (wants("fleet") || wants("storm")) {
     const fleet = { sessions: P.fleetSessions, capacity: P.fleetCapacity, deviceProcs: P.fleetProcs, duration: P.duration, warmup: P.warmup, reps: P.reps };
-    await densityScenario(runtime, fleet, add, progress);
+    if (wants("fleet")) await densityScenario(runtime, fleet, add, progress);
     await stormScenario(runtime, fleet, add, progress);
-    await workersScenario(runtime, fleet, add, progress);
+    if (wants("fleet")) await workersScenario(runtime, fleet, add, progress);
   }
 }
 

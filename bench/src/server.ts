@@ -15,7 +15,7 @@ import { parseArgs } from "node:util";
 import { type CryptoBackend, type LogLevel, type Wire, legacy, utf8 } from "@nstp/core";
 import { createLogger, defaultTransport, getBackend, runtimeVersion } from "@nstp/core/node";
 import { CryptoPool, curvePlacement } from "@nstp/core/pool";
-import { type CredentialStore, type KeyStore, PasswordKeyStore, StaticKeyStore, loadUsersFile, openCredentialStore, startServer, storeKind } from "@nstp/server";
+import { type CredentialStore, type KeyStore, PasswordKeyStore, type ServerStats, StaticKeyStore, loadUsersFile, openCredentialStore, startServer, storeKind } from "@nstp/server";
 import { Deframer, frame } from "./framing.ts";
 import { BENCH_PASSWORD, BENCH_USER, coldPassword } from "./users.ts";
 
@@ -47,6 +47,8 @@ eld.enable();
 let pool: CryptoPool | undefined;
 let store: PasswordKeyStore | undefined;
 let dbStore: CredentialStore | undefined;
+/** The nstp server's own counters (handshake failures by code, admission), for the report. */
+let serverStats: ServerStats | undefined;
 
 async function main(): Promise<{ host: string; port: number; close(): Promise<void> }> {
   const protocol = values.protocol!;
@@ -91,6 +93,7 @@ async function main(): Promise<{ host: string; port: number; close(): Promise<vo
     // plaintext: the logger has no field for them). The bench keeps the server's stderr only for errors.
     logger: process.env.NSTP_BENCH_LOG ? createLogger({ level: "debug" as LogLevel, write: (l) => appendFileSync(process.env.NSTP_BENCH_LOG!, l + "\n") }) : undefined,
   });
+  serverStats = server.stats;
   return { host: server.host, port: server.port, close: async () => (await server.close(), await dbStore?.close()) };
 }
 
@@ -170,6 +173,11 @@ rl.on("line", (line) => {
       poolCompleted: pool?.completed ?? 0,
       // Where v3's curve steps ran since the server started (packages/core/src/pool/curve.ts).
       curveJobs: { ...curvePlacement.ran },
+      // Why handshakes ended without a session, and what admission shed (the fleet bench's storm).
+      handshakesFailed: { ...serverStats?.handshakesFailed },
+      refusedAtAccept: serverStats?.refused ?? 0,
+      evictions: serverStats?.defence?.admission.evictions ?? 0,
+      busyRefusals: serverStats?.defence?.admission.busyRefusals ?? 0,
     }));
   }
 });

@@ -11,7 +11,7 @@ import type { Output, Random } from "./events.ts";
 import { DEMO_DEVICE_SALT } from "./legacy/wire.ts";
 import { LEGACY_CAPABILITIES } from "./legacy/server.ts";
 import type { Capabilities, Credential, CredentialFakes, DeferredAead, SealOptions, ServerMachine } from "./machine.ts";
-import { CLAIM_BYTES, PROTOCOLS, type ProtocolEntry } from "./registry.ts";
+import { CLAIM_BYTES, PROTOCOLS, type ProtocolEntry, REFUSAL_SIGNAL } from "./registry.ts";
 import type { VerifierCurveResult } from "./v3/spake2plus.ts";
 
 /** A version's name, from the registry. */
@@ -130,8 +130,14 @@ export class ServerDispatch implements ServerMachine {
     return this.machine.seal(messages, opts);
   }
 
+  /**
+   * Before a version is chosen (nothing read yet, or a marker still incomplete), REFUSAL_SIGNAL, which
+   * reads as busy to every version: nothing of the client's guess has been read. A bare close there
+   * was what a client whose first flight left late (its host loaded) read as a wrong password when
+   * admission evicted its silent connection: ERR_AUTH, never retried, in the fleet bench's storm.
+   */
   busySignal(): Uint8Array | undefined {
-    return this.machine?.busySignal();
+    return this.machine ? this.machine.busySignal() : REFUSAL_SIGNAL;
   }
 
   /** The entry that claims `head`; undefined while one still might; throws when none can. */

@@ -7,7 +7,7 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { NstpError, legacy } from "@nstp/core";
-import { detectRuntime, transportByName } from "@nstp/core/node";
+import { type Transport, type Wire, defaultTransport, detectRuntime, transportByName } from "@nstp/core/node";
 import { CryptoPool } from "@nstp/core/pool";
 import { nativeBackend } from "@nstp/core/crypto/native";
 import { connect } from "@nstp/client";
@@ -87,6 +87,9 @@ test("at the cap on connections in the handshake a newcomer is served and the ol
       idle.push(await dial(server.port));
       await new Promise((r) => setTimeout(r, 20));
     }
+    // What each is sent before its close: an evicted one, whose version is not even known, the busy signal.
+    const received = idle.map(() => [] as Buffer[]);
+    idle.forEach((s, i) => s.on("data", (d: Buffer) => received[i]!.push(d)));
     const closed = idle.map((s) => new Promise<boolean>((r) => {
       s.on("close", () => r(true));
       setTimeout(() => r(false), 3000);
@@ -98,6 +101,7 @@ test("at the cap on connections in the handshake a newcomer is served and the ol
     assert.equal(new TextDecoder().decode(await session.request("hi")), "Server received: hi");
     await session.close();
     assert.equal(await closed[0], true, "the oldest stalled handshake was closed to make room");
+    assert.deepEqual(Buffer.concat(received[0]!), Buffer.from([0, 0]), "with the busy signal");
     idle.forEach((s) => s.destroy());
     await new Promise((r) => setTimeout(r, 50));
     for (let i = 0; i < 2; i++) assert.equal(await codeOf(connect({ port: server.port, username: "alice", psk: new Uint8Array(32) })), "ERR_AUTH");
@@ -209,5 +213,87 @@ test("a handshake the server has not answered by its deadline gets the busy sign
     }
   } finally {
     await server.close();
+  }
+});
+
+/**
+ * A transport whose first flight never leaves: a device on a loaded host whose connect completed in
+ * the kernel (so the server accepted it) while its own event loop had not yet sent a byte.
+ */
+async function silentTransport(): Promise<Transport> {
+  const base = await defaultTransport();
+  return {
+    name: `${base.name}-silent`,
+    async dial(opts, attach) {
+      const wire = await base.dial(opts, attach);
+      const held: Wire = {
+        write() {},
+        end: () => wire.end(),
+        destroy: () => wire.destroy(),
+        pause: () => wire.pause(),
+        resume: () => wire.resume(),
+        get bufferedAmount() {
+          return wire.bufferedAmount;
+        },
+        remoteAddress: wire.remoteAddress,
+      };
+      return held;
+    },
+    listen: (opts, accept) => base.listen(opts, accept),
+  };
+}
+
+test("a handshake evicted before the server read a byte of it gets the busy signal (ERR_BUSY, retried), not a bare close read as a wrong password", async () => {
+  // The reconnect storm's devices that gave up: at the cap, a connection with nothing read 25 ms
+  // after its accept (silentMs) is stalled and evicted for a newcomer. Before a version is chosen the
+  // dispatcher offered no busy signal, so the eviction was a bare close, which a client that had sent
+  // its first flight (late, from its loaded host) reads as a wrong password (ERR_AUTH, never retried).
+  const server = await startServer({ keys: new StaticKeyStore(new Map([["alice", alicePsk]])), port: 0, maxHandshaking: 1 });
+  const newcomers: import("node:net").Socket[] = [];
+  try {
+    const transport = await silentTransport();
+    for (const protocol of ["v2", "v3", "legacy"] as const) {
+      const late = codeOf(connect({ port: server.port, username: "alice", psk: alicePsk, protocol, transport }));
+      for (let i = 0; i < 100 && server.stats.handshaking < 1; i++) await new Promise((r) => setTimeout(r, 10));
+      assert.equal(server.stats.handshaking, 1, "the silent device is in the handshake");
+      // Out of the nursery and silent past silentMs: the next arrival evicts it.
+      await new Promise((r) => setTimeout(r, 100));
+      const evictionsBefore = server.stats.defence!.admission.evictions;
+      const newcomer = await dial(server.port);
+      newcomer.on("error", () => {});
+      newcomers.push(newcomer);
+      assert.equal(await late, "ERR_BUSY", protocol);
+      assert.equal(server.stats.defence!.admission.evictions - evictionsBefore, 1, `${protocol}: evicted, not refused`);
+      newcomer.destroy();
+      for (let i = 0; i < 100 && server.stats.handshaking > 0; i++) await new Promise((r) => setTimeout(r, 10));
+    }
+  } finally {
+    for (const s of newcomers) s.destroy();
+    await server.close();
+  }
+});
+
+test("CLI: --handshake-silent-ms sets how long a silent connection holds its slot; an out-of-range value is refused", { skip: detectRuntime() !== "bun" && "spawned from the Bun run" }, async () => {
+  for (const runtime of ["bun", "node"] as const) {
+    // A minute of silence allowed: a connection that sends nothing holds the one slot, and a newcomer
+    // is refused busy (with the default, 25 ms, it would be evicted for the newcomer).
+    const { child, port } = await startServerProcess(runtime, ["--port", "0", "--max-handshaking", "1", "--handshake-silent-ms", "60000", "--log-level", "warn", "--summary-interval", "0"]);
+    const silent = await dial(port);
+    silent.on("error", () => {});
+    try {
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(await codeOf(connect({ port, username: "alice", psk: alicePsk })), "ERR_BUSY", `${runtime}: the silent one kept its slot`);
+      silent.destroy();
+      let served = false;
+      for (let i = 0; i < 50 && !served; i++) {
+        await new Promise((r) => setTimeout(r, 50));
+        served = (await codeOf(connect({ port, username: "alice", psk: alicePsk }).then((s) => s.close()))) === "no error";
+      }
+      assert.ok(served, `${runtime}: served once the slot is free`);
+    } finally {
+      silent.destroy();
+      child.kill("SIGTERM");
+    }
+    await assert.rejects(startServerProcess(runtime, ["--port", "0", "--handshake-silent-ms", "-1"]), /exited with 1/, `${runtime}: --handshake-silent-ms -1 refused`);
   }
 });

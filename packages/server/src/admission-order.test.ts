@@ -1,6 +1,7 @@
 // Admission's eviction order on a fake clock: only a handshake stalled (no step for stallMs) is evicted,
 // the one that has gone longest without a step first; a step restarts the clock; a source with recent
-// stalls goes before others; at the cap with only progressing handshakes the newcomer is refused.
+// stalls goes before others; at the cap with only progressing handshakes the newcomer is refused; the
+// server's own waits (serverWaiting) stop the stall clock.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { type Contender, HandshakeAdmission } from "./admission.ts";
@@ -166,4 +167,51 @@ test("over the cap from the nursery with only progressing handshakes: none evict
   clock.t += STALL_MS - 1;
   assert.equal(a.wantsTurns, true, "x has now gone stallMs without a step");
   assert.deepEqual(a.nextTurn(), [x], "back to the cap");
+});
+
+test("the server's own waits stop the stall clock: a handshake whose key the server is looking up is not stalled, and its clock runs on from where it stopped", () => {
+  const clock = { t: 0 };
+  const a = table(2, clock);
+  const [x, y] = [conn("127.0.0.1", "x"), conn("127.0.0.1", "y")];
+  a.admit(x);
+  a.admit(y);
+  a.nextTurn();
+  a.nextTurn();
+  a.stepped(x, 1);
+  a.stepped(y, 1);
+  clock.t += STALL_MS / 4; // a quarter of the threshold waiting for the client
+  a.stepped(y, 2);
+  a.serverWaiting(x, true); // x's key lookup begins
+  clock.t += STALL_MS / 4;
+  a.serverWaiting(x, true); // a second wait begun while one runs changes nothing
+  clock.t += 10 * STALL_MS; // the lookup takes ten thresholds: y, waiting for its client, is stalled
+  assert.equal(a.admit(conn("127.0.0.1", "n1")), y, "the one waiting for its client goes");
+  const n2 = conn("127.0.0.1", "n2");
+  assert.equal(a.admit(n2), n2, "x waits on the server: not stalled, the newcomer refused");
+  a.serverWaiting(x, false);
+  clock.t += (3 * STALL_MS) / 4 - 1;
+  const n3 = conn("127.0.0.1", "n3");
+  assert.equal(a.admit(n3), n3, "x has 1 ms of its clock left");
+  clock.t += 1;
+  assert.equal(a.admit(conn("127.0.0.1", "n4")), x, "stalled once its client's time made up the threshold");
+  a.serverWaiting(x, false); // gone: harmless
+
+  // A step while the server keeps it waiting restarts the clock, still stopped until the wait ends.
+  const b = table(1, clock);
+  const z = conn("127.0.0.1", "z");
+  b.admit(z);
+  b.nextTurn();
+  b.nextTurn();
+  b.stepped(z, 1);
+  b.serverWaiting(z, true);
+  clock.t += STALL_MS / 2;
+  b.stepped(z, 2);
+  clock.t += 5 * STALL_MS;
+  const m = conn("127.0.0.1", "m");
+  assert.equal(b.admit(m), m, "stopped");
+  b.serverWaiting(z, false);
+  clock.t += STALL_MS - 1;
+  assert.equal(b.admit(m), m, "a full threshold from the end of the wait");
+  clock.t += 1;
+  assert.equal(b.admit(conn("127.0.0.1", "m2")), z);
 });

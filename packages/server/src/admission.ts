@@ -18,6 +18,13 @@
  * order rests on the stall clock alone: an honest client steps every round trip, so it is younger
  * than the stalled handshakes around it.
  *
+ * The stall clock counts only time the server waits for the client. While the server itself keeps a
+ * handshake waiting (its key lookup, the guessing budget's judge delay, v3's curve step: see
+ * serverWaiting), its clock stops, and it resumes where it stopped: a server slowed by a reconnect
+ * storm does not evict, for its own slowness, the handshakes it has not answered yet. Each of those
+ * waits is bounded elsewhere (the store's pending lookups, a guess from the budget, the pool's queue),
+ * and the handshake deadline excuses them only up to the deadline itself (handshake.ts).
+ *
  * A connection is not evicted before the server has had the chance to read it: it waits two
  * event-loop turns in a nursery (see nextTurn) before it joins the eviction order. When only nursery
  * connections are left to evict, the table runs over the cap, never beyond twice the cap; past that
@@ -80,6 +87,11 @@ interface Entry extends HeapItem {
    * out of the nursery: the server has read whatever it sent), else stallMs after its last step.
    */
   stallsAt: number;
+  /**
+   * While the server keeps it waiting (serverWaiting): what was left of its stall clock when the wait
+   * began (stallsAt is then +Infinity). Undefined otherwise.
+   */
+  stallLeft: number | undefined;
   /** The event-loop turn it was accepted in: until two turns later the server may not have read it. */
   readonly turn: number;
   /** Its source's node, once out of the nursery and in the eviction order. */
@@ -158,7 +170,7 @@ export class HandshakeAdmission {
       this.busyRefusals++;
       return c;
     }
-    const e: Entry = { contender: c, step: 0, stallsAt: this.now() + this.opts.silentMs, turn: this.turn, source: undefined, heapIndex: -1 };
+    const e: Entry = { contender: c, step: 0, stallsAt: this.now() + this.opts.silentMs, stallLeft: undefined, turn: this.turn, source: undefined, heapIndex: -1 };
     this.entries.set(c, e);
     this.nursery.push(e);
     if (victim) return this.evict(victim);
@@ -206,12 +218,39 @@ export class HandshakeAdmission {
     return this.entries.size > this.opts.maxHandshaking && this.stalledVictim() !== undefined;
   }
 
-  /** `c`'s handshake reached step `step`: its stall clock restarts. */
+  /** `c`'s handshake reached step `step`: its stall clock restarts (stopped still, if the server keeps it waiting). */
   stepped(c: Contender, step: number): void {
     const e = this.entries.get(c);
     if (!e) return;
     e.step = step;
-    e.stallsAt = this.now() + this.opts.stallMs;
+    if (e.stallLeft !== undefined) e.stallLeft = this.opts.stallMs;
+    else this.stallAt(e, this.now() + this.opts.stallMs);
+  }
+
+  /**
+   * The server starts (true) or ends (false) keeping `c` waiting on its own work: its key lookup, the
+   * guessing budget's judge delay, v3's curve step. Meanwhile its stall clock is stopped, so it cannot
+   * be evicted as stalled; it then runs on from where it stopped. Under a reconnect storm the server's
+   * own waits grow (a busy loop, a queued pool), and a handshake evicted for them had done nothing wrong.
+   */
+  serverWaiting(c: Contender, waiting: boolean): void {
+    const e = this.entries.get(c);
+    if (!e || waiting === (e.stallLeft !== undefined)) return;
+    const now = this.now();
+    if (waiting) {
+      e.stallLeft = e.stallsAt - now;
+      this.stallAt(e, Number.POSITIVE_INFINITY);
+    } else {
+      // Already stalled when the wait began (left < 0): stalled as long before as it was then.
+      const left = e.stallLeft!;
+      e.stallLeft = undefined;
+      this.stallAt(e, now + left);
+    }
+  }
+
+  /** Moves `e`'s stall time, and its place in the eviction order. */
+  private stallAt(e: Entry, t: number): void {
+    e.stallsAt = t;
     if (!e.source) return;
     e.source.entries.update(e);
     this.sources.update(e.source);

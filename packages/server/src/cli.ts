@@ -26,7 +26,8 @@ const USAGE = `usage: server [--port N] [--host H] [--device-salt HEX] [--users 
               [--protocols legacy,v2,v3] [--legacy on|off] [--max-message-size BYTES] [--max-message-size-v2 BYTES]
               [--handshake-timeout SECONDS] [--record-timeout SECONDS] [--log-level L] [--log-format json|pretty]
               [--metrics HOST:PORT] [--summary-interval SECONDS] [--shutdown-grace SECONDS]
-              [--max-handshaking N] [--handshake-stall-ms MS] [--address-guesses BURST] [--address-guess-rate PER_SECOND]
+              [--max-handshaking N] [--handshake-stall-ms MS] [--handshake-silent-ms MS]
+              [--address-guesses BURST] [--address-guess-rate PER_SECOND]
               [--user-guesses BURST] [--user-guess-rate PER_SECOND]
               [--idle-timeout SECONDS] [--legacy-idle-timeout SECONDS] [--max-session-lifetime SECONDS]
               [--flush-timeout SECONDS] [--trusted-proxies ADDR|CIDR,...]
@@ -41,8 +42,9 @@ ping); any session after --max-session-lifetime (default 0: never). A close wait
 SIGHUP reloads --users FILE; the sessions of users it removes or re-keys end. SIGTERM and SIGINT stop accepting, let
 sessions finish the replies due (v2 ends each with a close chunk) and exit within --shutdown-grace.
 --metrics serves Prometheus text at http://HOST:PORT/metrics (off unless given).
-At --max-handshaking (512) a newcomer is admitted if a handshake is stalled, silent once read or
---handshake-stall-ms (500) without a step (the one stalled earliest is closed); else it is refused busy.
+At --max-handshaking (512) a newcomer is admitted if a handshake is stalled, silent --handshake-silent-ms
+(25) after its accept or --handshake-stall-ms (500) without a step, time the server itself kept it
+waiting not counted (the one stalled earliest is closed); else it is refused busy.
 Each password judged takes a guess from its address (20, refilled at 1/s; then it fails like a
 wrong password) and from its username (20, 1/s; then it waits, up to half the handshake timeout).
 --users FILE.json (SIGHUP reloads it), users.db or sqlite:PATH (SQLite), or postgres://USER@HOST/DB
@@ -78,6 +80,7 @@ async function main(): Promise<void> {
       "shutdown-grace": { type: "string", default: "5" },
       "max-handshaking": { type: "string", default: "512" },
       "handshake-stall-ms": { type: "string", default: String(DEFAULT_ADMISSION.stallMs) },
+      "handshake-silent-ms": { type: "string", default: String(DEFAULT_ADMISSION.silentMs) },
       "address-guesses": { type: "string", default: "20" },
       "address-guess-rate": { type: "string", default: "1" },
       "user-guesses": { type: "string", default: "20" },
@@ -181,7 +184,10 @@ async function main(): Promise<void> {
     protocols,
     deviceSalt,
     maxHandshaking,
-    admission: { stallMs: parseIntArg("--handshake-stall-ms", values["handshake-stall-ms"]!, 1, 3_600_000) },
+    admission: {
+      stallMs: parseIntArg("--handshake-stall-ms", values["handshake-stall-ms"]!, 1, 3_600_000),
+      silentMs: parseIntArg("--handshake-silent-ms", values["handshake-silent-ms"]!, 0, 3_600_000),
+    },
     maxConnections,
     pool,
     // Workers share the port (supervisor.ts); a single process may too, harmlessly.

@@ -123,12 +123,18 @@ export class ServerConnection implements WireEvents, HandshakeHost {
   /**
    * The handshake deadline: a client whose guess is here and unanswered (the server was too slow:
    * its key, its judgement or its curve step still pending) is refused with the busy signal; one
-   * that has not sent its guess in time, or did not confirm after the answer, is closed silently.
+   * that has not sent its guess in time, or did not confirm after the answer, is closed silently, and
+   * only then is its source marked as one whose handshakes stall (admission.ts): the server's own
+   * slowness is not held against the client.
    */
   deadlinePassed(): void {
     const err = new NstpError("ERR_TIMEOUT", "handshake deadline passed");
-    if (this.handshake?.guessReserved || this.machine.judgeable) this.refuse(err);
-    else this.fail(err);
+    if (this.handshake?.guessReserved || this.machine.judgeable) {
+      this.refuse(err);
+    } else {
+      this.ctx.admission.stalled(this.wire.remoteAddress);
+      this.fail(err);
+    }
   }
 
   /** Records or frames completed so far (the session clock's idle timeout watches it). */
@@ -217,7 +223,10 @@ export class ServerConnection implements WireEvents, HandshakeHost {
 
   /**
    * Closes the connection from our side (server shutdown): replies already computed leave first, and
-   * a v2 session ends with a close chunk so the client can tell a clean end from a cut.
+   * a v2 session ends with a close chunk so the client can tell a clean end from a cut. A handshake
+   * whose guess the server has not answered gets the busy signal, as when it is evicted (refuse()):
+   * a client that sent message 1 to a server going down for a restart would read a bare close as a
+   * wrong password and give up (ERR_AUTH), where it should come back to the restarted server.
    */
   shutdown(msg = "server shutting down"): void {
     if (this.done) return;
@@ -225,7 +234,9 @@ export class ServerConnection implements WireEvents, HandshakeHost {
       // Only an established session gets its replies and a close chunk: before key confirmation the
       // server sends nothing after message 2 (docs/PROTOCOL.md §v2 "Key confirmation").
       // A version without a close chunk seals nothing for it.
+      const busy = this.session ? undefined : this.machine.busySignal();
       if (this.session) this.flush({ close: true });
+      else if (busy) this.write(busy);
     } catch {
       // The session is ending either way.
     }
@@ -426,7 +437,6 @@ export class ServerConnection implements WireEvents, HandshakeHost {
   fail(e: unknown): void {
     if (this.done) return;
     const err = toNstpError(e, "ERR_PROTOCOL", "connection failed");
-    if (!this.session && err.code === "ERR_TIMEOUT") this.ctx.admission.stalled(this.wire.remoteAddress);
     if (!this.session) this.ctx.stats.handshakeFailed(err.code);
     else this.ctx.stats.sessionFailed(err.code);
     this.dead = true;

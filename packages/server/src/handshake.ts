@@ -17,7 +17,6 @@ import { isThenable } from "./thenable.ts";
 export interface HandshakeHost extends Contender {
   /** The connection has ended: late answers are dropped. */
   readonly done: boolean;
-  write(bytes: Uint8Array): void;
   fail(e: unknown): void;
   /** Applies the machine's outputs (the driver's switch). */
   apply(outputs: Output[]): void;
@@ -49,14 +48,19 @@ export class ServerHandshake {
   /** Waits out the user's backoff before judging (budget.ts); armed only while it does. */
   private readonly judgeDelay = new Deadline();
   /**
-   * From accept to an authenticated session (ConnectionLimits.handshakeTimeoutMs), less the time our
-   * own curve step kept the peer waiting, up to as long again (see overdue()).
+   * From accept to an authenticated session (ConnectionLimits.handshakeTimeoutMs), less the time the
+   * server kept the peer waiting on its own work, up to as long again (see overdue()).
    */
   private readonly deadline = new Deadline();
   private readonly acceptedAt = performance.now();
-  /** Time spent waiting for our curve step, finished ones; and since when the current one waits. */
-  private curveWaitMs = 0;
-  private curveSince: number | undefined;
+  /**
+   * The server's own waits in progress (its key lookup, the judge delay, the curve step); the time
+   * spent in finished ones, and since when the current ones run. Admission's stall clock stops for
+   * them too (admission.ts serverWaiting).
+   */
+  private serverWaits = 0;
+  private serverWaitedMs = 0;
+  private serverSince = 0;
   /** Established or ended: nothing more is reported or judged. */
   private over = false;
 
@@ -68,26 +72,40 @@ export class ServerHandshake {
   }
 
   /**
-   * The handshake deadline bounds the peer's time, not ours: the time message 2 waited for our curve
-   * step does not count. That wait is the pool's queue (bounded: CryptoPool.maxQueue, beyond which
-   * the step runs inline), and under load it was most of the deadline: in the v3 soak against the
-   * Node server at load 10-16 (2026-11-27), the 100th message 2 left 9.9 s after accept, and clients
-   * that answered within milliseconds of reading it were closed at 10 s, some after they had sent
-   * message 3 and counted themselves established. The peer's own silence still counts in full.
-   * The time excluded is capped at the deadline itself, so a handshake holds its place (admission's
-   * cap, its connection) for at most twice the deadline: the pool's queue alone bounds it only at
-   * maxQueue × task time ÷ threads (19 s on the 2-core review machine, 2026-11-27, past a 10 s
-   * deadline). Returns how long until the next look, or tells the connection the deadline passed
-   * (undefined).
+   * The handshake deadline bounds the peer's time, not ours: the time the server kept the peer waiting
+   * on its own work (the key lookup, the guessing budget's judge delay, v3's curve step) does not
+   * count. The curve step's wait is the pool's queue (bounded: CryptoPool.maxQueue, beyond which the
+   * step runs inline), and under load it was most of the deadline: in the v3 soak against the Node
+   * server at load 10-16 (2026-11-27), the 100th message 2 left 9.9 s after accept, and clients that
+   * answered within milliseconds of reading it were closed at 10 s, some after they had sent message 3
+   * and counted themselves established. A store's lookup under a reconnect storm is the same kind of
+   * wait. The peer's own silence still counts in full. The time excluded is capped at the deadline
+   * itself, so a handshake holds its place (admission's cap, its connection) for at most twice the
+   * deadline: the pool's queue alone bounds it only at maxQueue × task time ÷ threads (19 s on the
+   * 2-core review machine, 2026-11-27, past a 10 s deadline). Returns how long until the next look, or
+   * tells the connection the deadline passed (undefined).
    */
   private overdue(): number | undefined {
     const now = performance.now();
     const timeout = this.ctx.limits.handshakeTimeoutMs;
-    const ours = Math.min(timeout, this.curveWaitMs + (this.curveSince === undefined ? 0 : now - this.curveSince));
+    const ours = Math.min(timeout, this.serverWaitedMs + (this.serverWaits > 0 ? now - this.serverSince : 0));
     const left = this.acceptedAt + timeout + ours - now;
     if (left >= 1) return left;
     this.host.deadlinePassed();
     return undefined;
+  }
+
+  /** The server starts keeping the peer waiting on its own work: neither clock counts it (overdue()). */
+  private waitBegins(): void {
+    if (this.serverWaits++ > 0) return;
+    this.serverSince = performance.now();
+    this.ctx.admission.serverWaiting(this.host, true);
+  }
+
+  private waitEnds(): void {
+    if (this.serverWaits === 0 || --this.serverWaits > 0) return;
+    this.serverWaitedMs += performance.now() - this.serverSince;
+    this.ctx.admission.serverWaiting(this.host, false);
   }
 
   /** A guess has been reserved: something that depends on the password may have been sent. */
@@ -106,22 +124,35 @@ export class ServerHandshake {
       this.abort = new AbortController();
       lookup = keys.lookupCredential ? keys.lookupCredential(username, this.abort.signal) : keys.lookup(username, this.abort.signal);
     } catch (e) {
-      const err = toNstpError(e, "ERR_AUTH", "key lookup failed");
-      if (err.code === "ERR_BUSY") {
-        const signal = this.machine.busySignal();
-        if (signal) this.host.write(signal);
-      }
-      this.host.fail(err);
+      this.lookupFailed(toNstpError(e, "ERR_AUTH", "key lookup failed"));
       return;
     }
     if (isThenable(lookup)) {
+      this.waitBegins();
       lookup.then(
-        (answer) => this.keyResolved(username, answer),
-        (e: unknown) => this.host.fail(toNstpError(e, "ERR_AUTH", "key lookup failed")),
+        (answer) => {
+          this.waitEnds();
+          this.keyResolved(username, answer);
+        },
+        (e: unknown) => {
+          this.waitEnds();
+          this.lookupFailed(toNstpError(e, "ERR_AUTH", "key lookup failed"));
+        },
       );
     } else {
       this.keyResolved(username, lookup);
     }
+  }
+
+  /**
+   * A lookup that failed for the server's own reason (its store unavailable or too slow: ERR_BUSY,
+   * ERR_TIMEOUT) refuses with the busy signal, as a synchronous ERR_BUSY does: nothing of the guess has
+   * been judged, and a bare close after message 1 reads to a client as a wrong password (ERR_AUTH,
+   * never retried). Any other failure closes like an authentication failure.
+   */
+  private lookupFailed(err: NstpError): void {
+    if (err.code === "ERR_BUSY" || err.code === "ERR_TIMEOUT") this.host.refuse(err);
+    else this.host.fail(err);
   }
 
   private keyResolved(username: string, answer: KeyAnswer): void {
@@ -153,7 +184,13 @@ export class ServerHandshake {
     if (verdict.kind === "over") throw new AuthError("over the guessing budget", { cause: verdict.scope });
     this.ticket = verdict.ticket;
     if (verdict.delayMs <= 0) this.judge();
-    else this.judgeDelay.once(verdict.delayMs, () => this.host.received(() => (this.judge(), [])));
+    else {
+      this.waitBegins();
+      this.judgeDelay.once(verdict.delayMs, () => {
+        this.waitEnds();
+        this.host.received(() => (this.judge(), []));
+      });
+    }
   }
 
   /**
@@ -164,10 +201,9 @@ export class ServerHandshake {
    * curve work was done for it and nothing that depends on the password was sent.
    */
   curve(job: v3.VerifierCurveInput): void {
-    this.curveSince = performance.now();
+    this.waitBegins();
     void runCurveJob(job, this.ctx.curvePool, { signal: this.abort?.signal }).then((result) => {
-      this.curveWaitMs += performance.now() - this.curveSince!;
-      this.curveSince = undefined;
+      this.waitEnds();
       if (this.host.done) return;
       if (result instanceof CurveRefusal) {
         if (this.ticket) this.ctx.budget.cancel(this.ticket);

@@ -2,10 +2,11 @@
  * Fuzzing properties of the admission table (admission.ts), beside the protocol ones in
  * packages/core/src/testing/fuzz-properties.ts and run with them by scripts/fuzz.ts: random
  * sequences of arrivals from a few sources, handshake steps, exits, stalls, clock moves and
- * event-loop turns, checked after every operation against a model written from the rule itself (the
- * handshake of a marked source before any other, then the one stalled earliest; only a stalled one (no step
- * silentMs after accept, or none for stallMs), else the newcomer is refused; never one accepted less than two turns ago; over the cap
- * until the next turn, up to twice the cap, then refusal).
+ * event-loop turns, and the server's own waits, checked after every operation against a model written
+ * from the rule itself (the handshake of a marked source before any other, then the one stalled
+ * earliest; only a stalled one (no step silentMs after accept, or none for stallMs, not counting the
+ * time the server kept it waiting), else the newcomer is refused; never one accepted less than two
+ * turns ago; over the cap until the next turn, up to twice the cap, then refusal).
  */
 import { type FuzzProperty, fc } from "@nstp/testkit";
 import { type Contender, HandshakeAdmission } from "../admission.ts";
@@ -14,6 +15,7 @@ import { GuessBudget } from "../budget.ts";
 type Op =
   | { kind: "admit"; source: number }
   | { kind: "step" | "leave"; pick: number }
+  | { kind: "wait"; pick: number; on: boolean }
   | { kind: "stall"; source: number }
   | { kind: "tick"; ms: number }
   | { kind: "turn" };
@@ -21,6 +23,7 @@ type Op =
 const arbOp: fc.Arbitrary<Op> = fc.oneof(
   fc.record({ kind: fc.constant("admit" as const), source: fc.nat(3) }),
   fc.record({ kind: fc.constantFrom("step" as const, "leave" as const), pick: fc.nat() }),
+  fc.record({ kind: fc.constant("wait" as const), pick: fc.nat(), on: fc.boolean() }),
   fc.record({ kind: fc.constant("stall" as const), source: fc.nat(3) }),
   fc.record({ kind: fc.constant("tick" as const), ms: fc.nat(3000) }),
   fc.record({ kind: fc.constant("turn" as const) }),
@@ -38,6 +41,9 @@ function admissionMatchesModel(max: number, ops: Op[]): void {
   const live = new Map<Contender, number>();
   const steps = new Map<Contender, number>();
   const acceptedIn = new Map<Contender, number>();
+  // The server's own waits: since when one runs, and the time excused by finished ones since the last step.
+  const waitingSince = new Map<Contender, number>();
+  const excused = new Map<Contender, number>();
   let turn = 0;
   const level = new Map<string, { v: number; at: number }>();
   const levelOf = (s: string) => {
@@ -47,9 +53,13 @@ function admissionMatchesModel(max: number, ops: Op[]): void {
   const stall = (s: string) => level.set(s, { v: Math.min(STALL_MEMORY_S, levelOf(s) + 1), at: now });
   // Steps restart the stall clock but buy no rank of their own (docs/PROTOCOL.md says why).
   // Marked while the level is above limiter.ts's EPSILON (a level that small is drained).
-  // silentMs after accept if it never stepped (judged only once out of the nursery), else stallMs after its last step.
-  const stallsAt = (c: Contender) => live.get(c)! + (steps.get(c)! === 0 ? SILENT_MS : STALL_MS);
+  // silentMs after accept if it never stepped (judged only once out of the nursery), else stallMs after its last step,
+  // not counting the time the server kept it waiting (never, while it does).
+  const stallsAt = (c: Contender) =>
+    waitingSince.has(c) ? Number.POSITIVE_INFINITY : live.get(c)! + (steps.get(c)! === 0 ? SILENT_MS : STALL_MS) + (excused.get(c) ?? 0);
   const rank = (c: Contender) => [levelOf(c.remoteAddress) > 1e-9 ? 0 : 1, stallsAt(c)];
+  // The time excused can make two stall clocks tie; then either may go, and the model follows the table.
+  const tied = (x: Contender, y: Contender) => rank(x)[0] === rank(y)[0] && rank(x)[1] === rank(y)[1];
   const before = (x: number[], y: number[]) => (x[0]! !== y[0]! ? x[0]! < y[0]! : x[1]! < y[1]!);
   const ripe = (c: Contender) => acceptedIn.get(c)! <= turn - 2;
   /** The next to evict: out of the nursery (accepted two turns ago or more), least rank. */
@@ -81,8 +91,8 @@ function admissionMatchesModel(max: number, ops: Op[]): void {
         if (live.size <= max) {
           if (victim) fail("evicted below the cap");
         } else if (best) {
-          if (victim !== best) fail(`evicted ${victim ? rank(victim) : "nothing"} where ${rank(best)} was due`);
-          evicted(best);
+          if (victim !== best && !(victim && live.has(victim) && victim !== c && tied(victim, best))) fail(`evicted ${victim ? rank(victim) : "nothing"} where ${rank(best)} was due`);
+          evicted(victim as Contender);
         } else if (live.size <= 2 * max) {
           if (victim) fail("evicted a connection accepted less than two turns ago");
         } else {
@@ -95,7 +105,9 @@ function admissionMatchesModel(max: number, ops: Op[]): void {
       const victims = table.nextTurn();
       const expected: Contender[] = [];
       while (live.size > max && due()) {
-        const v = due()!;
+        let v = due()!;
+        const got = victims[expected.length];
+        if (got && got !== v && live.has(got) && ripe(got) && stalledLong(got) && tied(got, v)) v = got;
         expected.push(v);
         evicted(v);
       }
@@ -103,8 +115,18 @@ function admissionMatchesModel(max: number, ops: Op[]): void {
     } else if (op.kind === "step" && conns.length) {
       const c = conns[op.pick % conns.length]!;
       live.set(c, now);
+      excused.set(c, 0);
+      if (waitingSince.has(c)) waitingSince.set(c, now);
       steps.set(c, Math.min(3, steps.get(c)! + 1));
       table.stepped(c, steps.get(c)!);
+    } else if (op.kind === "wait" && conns.length) {
+      const c = conns[op.pick % conns.length]!;
+      if (op.on && !waitingSince.has(c)) waitingSince.set(c, now);
+      if (!op.on && waitingSince.has(c)) {
+        excused.set(c, (excused.get(c) ?? 0) + now - waitingSince.get(c)!);
+        waitingSince.delete(c);
+      }
+      table.serverWaiting(c, op.on);
     } else if (op.kind === "leave" && conns.length) {
       const c = conns[op.pick % conns.length]!;
       live.delete(c);
