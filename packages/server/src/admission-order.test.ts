@@ -215,3 +215,26 @@ test("the server's own waits stop the stall clock: a handshake whose key the ser
   clock.t += 1;
   assert.equal(b.admit(conn("127.0.0.1", "m2")), z);
 });
+
+test("at most a quarter of the cap have their stall clock stopped for the server's waits: beyond that a waiting handshake stalls as usual", () => {
+  // A stranger can make the server wait for free (names whose lookups queue at a slow store): were
+  // every waiting handshake's clock stopped, such waits would pin every slot (the review of session 5).
+  const clock = { t: 0 };
+  const a = table(4, clock); // a quarter of 4: one stopped clock at a time
+  const [w1, w2, w3, w4] = ["w1", "w2", "w3", "w4"].map((n) => conn(`10.0.0.${n.slice(1)}`, n));
+  for (const c of [w1!, w2!, w3!, w4!]) a.admit(c);
+  a.nextTurn();
+  a.nextTurn();
+  for (const c of [w1!, w2!, w3!, w4!]) a.stepped(c, 1);
+  a.serverWaiting(w1!, true);
+  a.serverWaiting(w2!, true); // over the bound: its clock runs on
+  assert.equal(a.serverWaitingCount, 1);
+  clock.t += 10 * STALL_MS;
+  const evicted = [a.admit(conn("10.1.0.1", "n1")), a.admit(conn("10.1.0.2", "n2")), a.admit(conn("10.1.0.3", "n3"))];
+  assert.deepEqual(new Set(evicted.map((c) => (c as unknown as { name: string }).name)), new Set(["w2", "w3", "w4"]), "w2 stalled like the ones waiting for their clients");
+  const n4 = conn("10.1.0.4", "n4");
+  assert.equal(a.admit(n4), n4, "w1, stopped, is not stalled: the newcomer is refused");
+  // Its place frees when it leaves, for the next wait.
+  a.left(w1!);
+  assert.equal(a.serverWaitingCount, 0);
+});

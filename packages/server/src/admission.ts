@@ -60,6 +60,13 @@ export interface AdmissionOptions {
    * storm lost 89 of 10,000 devices to that: at 20 refusals they give up).
    */
   silentMs: number;
+  /**
+   * Handshakes whose stall clock may be stopped at once while the server keeps them waiting on its
+   * own load (key lookup, curve step: serverWaiting). Default a quarter of maxHandshaking: a store or
+   * pool slowed by a storm does not cost honest handshakes their places, and a stranger who makes the
+   * server wait (names whose lookups queue) pins at most that many slots.
+   */
+  maxServerWaiting?: number;
   now?: () => number;
 }
 
@@ -138,10 +145,14 @@ export class HandshakeAdmission {
   stallsRecorded = 0;
   /** Event-loop turns counted by the server (nextTurn). */
   private turn = 0;
+  /** Handshakes whose stall clock is stopped (serverWaiting), and how many may be at once. */
+  private stoppedClocks = 0;
+  private readonly maxServerWaiting: number;
 
   constructor(opts: AdmissionOptions) {
     this.opts = opts;
     this.now = opts.now ?? (() => performance.now());
+    this.maxServerWaiting = opts.maxServerWaiting ?? Math.max(1, Math.floor(opts.maxHandshaking / 4));
     this.stalls = new LeakyBuckets({ leakPerSecond: 1, maxLevel: opts.stallMemorySeconds, maxKeys: opts.maxSources, now: this.now });
   }
 
@@ -238,14 +249,25 @@ export class HandshakeAdmission {
     if (!e || waiting === (e.stallLeft !== undefined)) return;
     const now = this.now();
     if (waiting) {
+      // Bounded: a stranger can make the server wait (a flood of names whose lookups queue at a slow
+      // store costs no guess), so at most maxServerWaiting handshakes have their clock stopped; beyond
+      // that one waits with its clock running, evictable as before (the review of session 5).
+      if (this.stoppedClocks >= this.maxServerWaiting) return;
+      this.stoppedClocks++;
       e.stallLeft = e.stallsAt - now;
       this.stallAt(e, Number.POSITIVE_INFINITY);
     } else {
       // Already stalled when the wait began (left < 0): stalled as long before as it was then.
       const left = e.stallLeft!;
       e.stallLeft = undefined;
+      this.stoppedClocks--;
       this.stallAt(e, now + left);
     }
+  }
+
+  /** Handshakes whose stall clock is stopped now (serverWaiting). */
+  get serverWaitingCount(): number {
+    return this.stoppedClocks;
   }
 
   /** Moves `e`'s stall time, and its place in the eviction order. */
@@ -262,6 +284,7 @@ export class HandshakeAdmission {
     const e = this.entries.get(c);
     if (!e) return;
     this.entries.delete(c);
+    if (e.stallLeft !== undefined) this.stoppedClocks--;
     if (!e.source) return; // in the nursery: skipped when it reaches the head
     e.source.entries.remove(e);
     this.placeSource(e.source);
@@ -333,6 +356,8 @@ export class HandshakeAdmission {
     const victim = top.entries.pop()!;
     victim.source = undefined;
     this.entries.delete(victim.contender);
+    // A stopped clock is never stalled (stallsAt is +Infinity), so a victim has none; kept exact anyway.
+    if (victim.stallLeft !== undefined) this.stoppedClocks--;
     this.placeSource(top);
     this.evictions++;
     this.stalled(top.address);

@@ -56,9 +56,11 @@ export class ServerHandshake {
   /**
    * The server's own waits in progress (its key lookup, the judge delay, the curve step); the time
    * spent in finished ones, and since when the current ones run. Admission's stall clock stops for
-   * them too (admission.ts serverWaiting).
+   * the lookup and the curve step (waitBegins).
    */
   private serverWaits = 0;
+  /** Of those, the waits on the server's load (lookup, curve step), for which admission's clock stops. */
+  private loadWaits = 0;
   private serverWaitedMs = 0;
   private serverSince = 0;
   /** Established or ended: nothing more is reported or judged. */
@@ -95,17 +97,24 @@ export class ServerHandshake {
     return undefined;
   }
 
-  /** The server starts keeping the peer waiting on its own work: neither clock counts it (overdue()). */
-  private waitBegins(): void {
+  /**
+   * The server starts keeping the peer waiting on its own work: the deadline does not count it
+   * (overdue()), and, for the server's load (`load`: the key lookup, the curve step), neither does
+   * admission's stall clock, within admission's bound on such handshakes (admission.ts
+   * serverWaiting). The judge delay is not load but a penalty on guesses at that user: a handshake
+   * waiting it out stays evictable as stalled, or a guesser holding one name over its budget could
+   * pin a slot per wrong guess for the whole delay (the review of session 5).
+   */
+  private waitBegins(load: boolean): void {
+    if (load && this.loadWaits++ === 0) this.ctx.admission.serverWaiting(this.host, true);
     if (this.serverWaits++ > 0) return;
     this.serverSince = performance.now();
-    this.ctx.admission.serverWaiting(this.host, true);
   }
 
-  private waitEnds(): void {
+  private waitEnds(load: boolean): void {
+    if (load && this.loadWaits > 0 && --this.loadWaits === 0) this.ctx.admission.serverWaiting(this.host, false);
     if (this.serverWaits === 0 || --this.serverWaits > 0) return;
     this.serverWaitedMs += performance.now() - this.serverSince;
-    this.ctx.admission.serverWaiting(this.host, false);
   }
 
   /** A guess has been reserved: something that depends on the password may have been sent. */
@@ -128,14 +137,14 @@ export class ServerHandshake {
       return;
     }
     if (isThenable(lookup)) {
-      this.waitBegins();
+      this.waitBegins(true);
       lookup.then(
         (answer) => {
-          this.waitEnds();
+          this.waitEnds(true);
           this.keyResolved(username, answer);
         },
         (e: unknown) => {
-          this.waitEnds();
+          this.waitEnds(true);
           this.lookupFailed(toNstpError(e, "ERR_AUTH", "key lookup failed"));
         },
       );
@@ -185,9 +194,9 @@ export class ServerHandshake {
     this.ticket = verdict.ticket;
     if (verdict.delayMs <= 0) this.judge();
     else {
-      this.waitBegins();
+      this.waitBegins(false);
       this.judgeDelay.once(verdict.delayMs, () => {
-        this.waitEnds();
+        this.waitEnds(false);
         this.host.received(() => (this.judge(), []));
       });
     }
@@ -201,9 +210,9 @@ export class ServerHandshake {
    * curve work was done for it and nothing that depends on the password was sent.
    */
   curve(job: v3.VerifierCurveInput): void {
-    this.waitBegins();
+    this.waitBegins(true);
     void runCurveJob(job, this.ctx.curvePool, { signal: this.abort?.signal }).then((result) => {
-      this.waitEnds();
+      this.waitEnds(true);
       if (this.host.done) return;
       if (result instanceof CurveRefusal) {
         if (this.ticket) this.ctx.budget.cancel(this.ticket);

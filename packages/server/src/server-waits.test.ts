@@ -7,7 +7,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { NstpError } from "@nstp/core";
 import { Reader, codeOf, dial, v2Handshake, within } from "@nstp/testkit";
-import { type KeyStore, startServer } from "./index.ts";
+import { type KeyStore, StaticKeyStore, startServer } from "./index.ts";
 
 const PSK = Buffer.alloc(32, 0x5a);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -114,5 +114,34 @@ test("a handshake the server ends for its own reasons before answering gets the 
     } finally {
       await s.close({ graceMs: 0 });
     }
+  }
+});
+
+test("a handshake waiting out the guessing budget's judge delay stays evictable as stalled: the delay is a penalty on guesses at that user, not the server's load", async () => {
+  // Were its stall clock stopped, a guesser keeping one name over its budget would pin a slot per
+  // wrong guess for the whole delay (1-5 s), and hanging up refunds the guess (the review of session 5).
+  const keys = new StaticKeyStore(new Map([["alice", new Uint8Array(PSK)], ["bob", new Uint8Array(PSK)]]));
+  const server = await startServer({
+    keys,
+    port: 0,
+    maxHandshaking: 1,
+    admission: { stallMs: 100 },
+    failureLimit: { burst: 1000 },
+    userBudget: { burst: 1, refillPerSecond: 0.5 },
+    handler: (m) => m,
+  });
+  try {
+    const WRONG = Buffer.alloc(32, 1);
+    assert.notEqual(await codeOf(v2Handshake(server.port, { username: "alice", psk: WRONG })), "ok", "the first wrong guess, judged at once");
+    const budget = server.stats.defence!.budget;
+    const delayed = v2Handshake(server.port, { username: "alice", psk: WRONG });
+    delayed.catch(() => {});
+    assert.ok(await within(5000, () => budget.counts.waited === 1), "the second waits out alice's backoff (2 s)");
+    await sleep(300); // three stall thresholds: its client has sent everything it can
+    const newcomer = await v2Handshake(server.port, { username: "bob", psk: PSK });
+    newcomer.destroy();
+    assert.match(await codeOf(delayed), /message 2 of 0 bytes/, "the delayed one evicted for the newcomer, with the busy signal");
+  } finally {
+    await server.close({ graceMs: 0 });
   }
 });

@@ -121,7 +121,9 @@ function admissionMatchesModel(max: number, ops: Op[]): void {
       table.stepped(c, steps.get(c)!);
     } else if (op.kind === "wait" && conns.length) {
       const c = conns[op.pick % conns.length]!;
-      if (op.on && !waitingSince.has(c)) waitingSince.set(c, now);
+      // At most a quarter of the cap (admission.ts maxServerWaiting's default) have their clock stopped.
+      const stopped = [...waitingSince.keys()].filter((x) => live.has(x)).length;
+      if (op.on && !waitingSince.has(c) && stopped < Math.max(1, Math.floor(max / 4))) waitingSince.set(c, now);
       if (!op.on && waitingSince.has(c)) {
         excused.set(c, (excused.get(c) ?? 0) + now - waitingSince.get(c)!);
         waitingSince.delete(c);
