@@ -39,12 +39,12 @@ export function renderFleet(L: Lookup, report: Report, runtimes: readonly ("bun"
     "",
     `${sessions.toLocaleString("en-US")} v2 devices (connectWithBackoff, jittered, cached keys) after a server restart on the same port: time from losing the session to having it back:`,
     "",
-    "| build | p50 (ms) | p99 (ms) | max (ms) | back | busy, retried | other retries | gave up | server eld p99 / max (ms) |",
-    "|---|---|---|---|---|---|---|---|---|",
+    "| build | p50 (ms) | p99 (ms) | max (ms) | back | busy, retried | other retries | gave up | server eld p99 / max (ms) | of the longest gap: ran / waited for a CPU (ms) | longest CPU stretch (ms) |",
+    "|---|---|---|---|---|---|---|---|---|---|---|",
   );
   for (const r of runtimes) {
     const g = (metric: string) => L.get({ scenario: storm, runtime: r, metric });
-    out.push(`| ${r} | ${f(g("back after restart p50"), 0)} | ${f(g("back after restart p99"), 0)} | ${f(g("back after restart max"), 0)} | ${f(g("re-established"), 0)} | ${f(g("refused busy and retried"), 0)} | ${f(g("other failures retried"), 0)} | ${f(g("gave up"), 0)} | ${f(g("server eld p99"))} / ${f(g("server eld max"))} |`);
+    out.push(`| ${r} | ${f(g("back after restart p50"), 0)} | ${f(g("back after restart p99"), 0)} | ${f(g("back after restart max"), 0)} | ${f(g("re-established"), 0)} | ${f(g("refused busy and retried"), 0)} | ${f(g("other failures retried"), 0)} | ${f(g("gave up"), 0)} | ${f(g("server eld p99"))} / ${f(g("server eld max"))} | ${f(g("server longest gap, ran"), 0)} / ${f(g("server longest gap, waited for a CPU"), 0)} | ${f(g("server longest CPU stretch"), 0)} |`);
   }
   out.push("", "v2 against one and two server processes on one port (reusePort), loads from two processes:", "", "| build | handshakes/s, 1 process | 2 processes | echo 16 KiB MB/s, 1 process | 2 processes |", "|---|---|---|---|---|");
   for (const r of runtimes) {

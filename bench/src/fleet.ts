@@ -8,6 +8,7 @@
  *   restart; the time each takes to be back (p50/p99/max) and how many were refused busy and retried.
  * - Every core: handshakes/s and echo MB/s against 1 and 2 server processes on one port (reusePort).
  */
+import type { LoopStallReport } from "@nstp/testkit";
 import { type CommandProc, type Runtime, type ServerProc, runLoad, startCommandProc, startServer } from "./procs.ts";
 import type { Protocol, ResultRow } from "./report-types.ts";
 import { median, percentile, sortNumbers } from "./stats.ts";
@@ -81,12 +82,13 @@ async function idleSessions(runtime: Runtime, protocol: Protocol, sessions: numb
 
 /** `sessions` v2 devices lose their server to a restart on the same port, and come back. */
 export async function stormScenario(runtime: Runtime, p: FleetParams, add: Add, progress: (m: string) => void): Promise<void> {
-  let server = await startServer(runtime, ["--kdf", "pool", "--threads", "1", "--max-handshaking", "512"]);
+  // The server in a session of its own, apart from its 4 device processes (procs.ts: autogroups).
+  let server = await startServer(runtime, ["--kdf", "pool", "--threads", "1", "--max-handshaking", "512"], undefined, { ownSession: true });
   const port = server.port;
   const devices = await startDevices("v2", port, p.sessions, p.deviceProcs, ["--reconnect"]);
   try {
     await server.stop();
-    server = await startServer(runtime, ["--kdf", "pool", "--threads", "1", "--max-handshaking", "512", "--port", String(port)]);
+    server = await startServer(runtime, ["--kdf", "pool", "--threads", "1", "--max-handshaking", "512", "--port", String(port)], undefined, { ownSession: true });
     await server.command("reset");
     const t0 = performance.now();
     // The devices give up waiting after their --storm-timeout (300 s), before this does.
@@ -96,6 +98,14 @@ export async function stormScenario(runtime: Runtime, p: FleetParams, add: Add, 
     const eld = await server.command("report");
     add({ scenario: `fleet-reconnect-${p.sessions}`, runtime, protocol: "v2", metric: "server eld p99", unit: "ms", samples: [eld.eldP99Ms!] });
     add({ scenario: `fleet-reconnect-${p.sessions}`, runtime, protocol: "v2", metric: "server eld max", unit: "ms", samples: [eld.eldMaxMs!] });
+    // The longest gap split into the loop thread's own CPU and its wait for a CPU (Linux; loop-stalls.ts):
+    // the devices run on the same two cores, so a seconds-long delay can be starvation, not our code.
+    const stalls = (eld as unknown as { loopStalls?: LoopStallReport }).loopStalls;
+    if (stalls) {
+      for (const [metric, v] of [["server longest gap, ran", stalls.longestGapRanMs], ["server longest gap, waited for a CPU", stalls.longestGapWaitedMs], ["server longest CPU stretch", stalls.longestRanMs], ["server run-queue wait", stalls.runQueueWaitMs]] as const) {
+        add({ scenario: `fleet-reconnect-${p.sessions}`, runtime, protocol: "v2", metric, unit: "ms", samples: [v] });
+      }
+    }
     const times = sortNumbers(r.flatMap((x) => x.times as number[]));
     const sum = (k: string) => r.reduce((n, x) => n + (x[k] as number), 0);
     const scenario = `fleet-reconnect-${p.sessions}`;
@@ -109,6 +119,7 @@ export async function stormScenario(runtime: Runtime, p: FleetParams, add: Add, 
     const { ok } = await checkAll(devices);
     add({ scenario, runtime, protocol: "v2", metric: "sessions answering", unit: "count", samples: [ok] });
     progress(`${runtime} reconnect storm of ${p.sessions}: ${times.length} back in ${(wall / 1000).toFixed(1)} s (p50 ${percentile(times, 50).toFixed(0)} ms, p99 ${percentile(times, 99).toFixed(0)} ms, max ${(times.at(-1) ?? 0).toFixed(0)} ms), ${sum("busy")} busy and ${sum("retried")} other retries, ${sum("pending") + sum("failed")} not back, ${ok} answering; server event-loop delay p99 ${eld.eldP99Ms!.toFixed(1)} ms, max ${eld.eldMaxMs!.toFixed(1)} ms`);
+    if (stalls) progress(`${runtime} storm server loop: longest gap ${stalls.longestGapMs.toFixed(0)} ms (ran ${stalls.longestGapRanMs.toFixed(0)} ms, waited for a CPU ${stalls.longestGapWaitedMs.toFixed(0)} ms), longest CPU stretch ${stalls.longestRanMs.toFixed(0)} ms, run-queue wait ${(stalls.runQueueWaitMs / 1000).toFixed(1)} s in all`);
     // Why devices gave up (each a non-retryable error: should be none), and what the server shed.
     const reasons = new Map<string, number>();
     for (const x of r) for (const [why, k] of Object.entries((x.gaveUp ?? {}) as Record<string, number>)) reasons.set(why, (reasons.get(why) ?? 0) + k);

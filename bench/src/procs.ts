@@ -43,10 +43,21 @@ export interface CommandProc {
   stop(): Promise<void>;
 }
 
-export async function startCommandProc(runtime: Runtime, script: string, args: string[], firstTimeoutMs = 30_000, profileName?: string): Promise<CommandProc> {
+/**
+ * `ownSession`: the process starts a session of its own (setsid). Linux's scheduler autogroups
+ * (sched_autogroup_enabled, on here) share the CPU fairly between sessions first and only then between
+ * the processes of one session, and nice works only inside a session. Left in the runner's session, a
+ * server under test shares one session's share with its own load processes (four busy device
+ * processes in the storm), and other engineers' niced runs, each in a session of its own, weigh as
+ * much as all of ours together: the storm's server waited for a CPU for half the storm, 2.7 s at a
+ * time (bench/results/loop5-storm.md). In a session of its own it competes like a process on its
+ * own host would, with its load generator kept apart. It still exits when the runner does: the
+ * bench server ends when its stdin closes.
+ */
+export async function startCommandProc(runtime: Runtime, script: string, args: string[], firstTimeoutMs = 30_000, profileName?: string, opts: { ownSession?: boolean } = {}): Promise<CommandProc> {
   // --expose-gc: the fleet bench's "gc" command collects before reading resident memory (Bun has Bun.gc).
   const flags = [...(runtime === "node" ? ["--expose-gc"] : []), ...profileFlags(profileName)];
-  const child = spawn(BIN[runtime], [...flags, join(SRC, script), ...args], { stdio: ["pipe", "pipe", "pipe"], env: env(runtime) });
+  const child = spawn(BIN[runtime], [...flags, join(SRC, script), ...args], { stdio: ["pipe", "pipe", "pipe"], env: env(runtime), detached: opts.ownSession === true });
   let stderr = "";
   child.stderr!.on("data", (d) => (stderr = (stderr + d).slice(-4000)));
   const lines = createInterface({ input: child.stdout! });
@@ -76,8 +87,8 @@ export async function startCommandProc(runtime: Runtime, script: string, args: s
 }
 
 /** `profileName`: with `bench --profile`, the server's CPU profile, written when it stops. */
-export async function startServer(runtime: Runtime, args: string[], profileName?: string): Promise<ServerProc> {
-  const p = await startCommandProc(runtime, "server.ts", args, 30_000, profileName);
+export async function startServer(runtime: Runtime, args: string[], profileName?: string, opts: { ownSession?: boolean } = {}): Promise<ServerProc> {
+  const p = await startCommandProc(runtime, "server.ts", args, 30_000, profileName, opts);
   const m = /listening on [^:]+:(\d+)/.exec(p.first);
   if (!m) throw new Error(`bench server said ${p.first}`);
   return { port: Number(m[1]), command: (line) => p.command(line) as Promise<Record<string, number>>, stop: p.stop };

@@ -17,6 +17,7 @@ import { createLogger, defaultTransport, getBackend, runtimeVersion } from "@nst
 import { CryptoPool, curvePlacement } from "@nstp/core/pool";
 import { type CredentialStore, type KeyStore, PasswordKeyStore, type ServerStats, StaticKeyStore, loadUsersFile, openCredentialStore, startServer, storeKind } from "@nstp/server";
 import { Deframer, frame } from "./framing.ts";
+import { startLoopStallMonitor } from "@nstp/testkit";
 import { BENCH_PASSWORD, BENCH_USER, coldPassword } from "./users.ts";
 
 const { values } = parseArgs({
@@ -44,6 +45,9 @@ const { values } = parseArgs({
 const FIXTURES = new URL("../fixtures/", import.meta.url);
 const eld = monitorEventLoopDelay({ resolution: 1 });
 eld.enable();
+// Beside the delay: how much of the longest gap the loop's thread ran, and how much it waited for a CPU
+// (a storm's devices share the machine's cores with this server: a late timer is not always our code).
+const stalls = startLoopStallMonitor(10);
 let pool: CryptoPool | undefined;
 let store: PasswordKeyStore | undefined;
 let dbStore: CredentialStore | undefined;
@@ -152,6 +156,7 @@ const rl = createInterface({ input: process.stdin });
 rl.on("line", (line) => {
   if (line === "reset") {
     eld.reset();
+    stalls?.reset();
     peakRss = process.memoryUsage().rss;
     console.log(JSON.stringify({ ok: true }));
   } else if (line === "gc") {
@@ -167,6 +172,8 @@ rl.on("line", (line) => {
     console.log(JSON.stringify({
       eldP99Ms: eld.percentile(99) / 1e6,
       eldMaxMs: eld.max / 1e6,
+      // Linux only (undefined elsewhere): loop-stalls.ts in @nstp/testkit.
+      loopStalls: stalls?.report(),
       rssMB: process.memoryUsage().rss / 1e6,
       peakRssMB: Math.max(peakRss, process.memoryUsage().rss) / 1e6,
       derivations: store?.derivations ?? 0,

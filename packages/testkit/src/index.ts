@@ -9,3 +9,4 @@ export * from "./haproxy.ts";
 export * from "./postgres.ts";
 export * from "./fuzz.ts";
 export * from "./wait.ts";
+export * from "./loop-stalls.ts";
