@@ -2,6 +2,7 @@
  * The pool's worker: runs the CryptoBackend interface in another thread. Each task names the backend
  * and the operation, so the pool is a way of running that interface, not a second implementation.
  */
+import { CountedCollection, runtimeCollection } from "../collection.ts";
 import { getBackend } from "../crypto/index.ts";
 import { type VerifierCurveInput, type VerifierCurveResult, verifierShares } from "../v3/spake2plus.ts";
 
@@ -16,6 +17,18 @@ export type PoolTask =
   | { op: "open"; backend: string; key: Uint8Array; items: { nonce: Uint8Array; data: Uint8Array; aad?: Uint8Array }[] }
   | { op: "verifierShares"; backend: string; job: VerifierCurveInput };
 
+/**
+ * A full collection of this thread's heap every CURVE_STEPS_PER_COLLECTION curve steps (before the
+ * step, as this thread's event loop does not turn between tasks: collection.ts CountedCollection).
+ * Why: a step makes megabytes of short-lived BigInts (noble's P-256 field arithmetic), and a pool
+ * thread blocked in Atomics.wait between tasks never runs the runtime's scheduled collections: over
+ * a burst of a few thousand steps its heap grew by 30 MB (Bun) and 44 MB (Node) and kept it, 3 KiB
+ * of RSS per session at the fleet bench's 10,000 idle v3 sessions (bench/src/density.ts,
+ * 2026-11-27). Counted in steps because the garbage is made per step.
+ */
+export const CURVE_STEPS_PER_COLLECTION = 128;
+export const curveCollections = new CountedCollection(CURVE_STEPS_PER_COLLECTION, runtimeCollection("major"));
+
 export default async function run(task: PoolTask): Promise<Uint8Array | (Uint8Array | null)[] | VerifierCurveResult | CurveFailure> {
   const backend = getBackend(task.backend);
   switch (task.op) {
@@ -29,6 +42,7 @@ export default async function run(task: PoolTask): Promise<Uint8Array | (Uint8Ar
       // The same function V3Server runs inline (docs/PROTOCOL.md §v3 "Validation"): an invalid or
       // identity point, or any library exception, comes back as a failure the machine turns into the
       // ordinary silent AuthError.
+      curveCollections.tick();
       try {
         return verifierShares(task.job);
       } catch (e) {
