@@ -20,11 +20,16 @@ export type PoolTask =
 /**
  * A full collection of this thread's heap every CURVE_STEPS_PER_COLLECTION curve steps (before the
  * step, as this thread's event loop does not turn between tasks: collection.ts CountedCollection).
- * Why: a step makes megabytes of short-lived BigInts (noble's P-256 field arithmetic), and a pool
- * thread blocked in Atomics.wait between tasks never runs the runtime's scheduled collections: over
- * a burst of a few thousand steps its heap grew by 30 MB (Bun) and 44 MB (Node) and kept it, 3 KiB
- * of RSS per session at the fleet bench's 10,000 idle v3 sessions (bench/src/density.ts,
- * 2026-11-27). Counted in steps because the garbage is made per step.
+ * Why: a step makes tens of thousands of short-lived BigInts (noble's P-256 field arithmetic: five
+ * scalar multiplications of hundreds of point operations each), and a pool thread blocked in
+ * Atomics.wait between tasks never runs the runtime's scheduled collections: over a burst of a few
+ * thousand steps its heap grew by 30 MB (Bun) and kept it, 3 KiB of RSS per session at the fleet
+ * bench's 10,000 idle v3 sessions (bench/src/density.ts, 2026-11-27). With a full collection every
+ * 128 steps the same 10,000 steps leave 0-5 MB (every 256: 5-8 MB), for one collection of 11-18 ms
+ * per 128 steps of 4-9 ms (niced, loaded machine): 2-3 % of the thread's curve work; v3 handshakes/s
+ * unchanged within the noise. Counted in steps because the garbage is made per step. (On Node the
+ * thread grew by 44 MB with or without these collections; 18 MB of it was V8's young generation,
+ * which index.ts caps.)
  */
 export const CURVE_STEPS_PER_COLLECTION = 128;
 export const curveCollections = new CountedCollection(CURVE_STEPS_PER_COLLECTION, runtimeCollection("major"));
