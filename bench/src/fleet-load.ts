@@ -96,11 +96,15 @@ let openRetries = 0;
 /**
  * Opens one session and echoes once, as a device would: what waiting can cure (the server busy, or
  * its handshake deadline passed under the load of this very burst: a v3 client that sent message 3
- * late finds its session cut at its first request) is retried with jittered backoff, at most 20
- * times; a wrong password or anything else fails the run.
+ * late finds its session cut at its first request) is retried with jittered backoff: a busy refusal
+ * until OPEN_GIVE_UP_MS have passed (a v3 burst of 256 handshakes on a 1-thread pool is refused in
+ * part by design, and on a loaded host 20 refusals in a row happen), anything else at most 20 times;
+ * a wrong password or anything else fails the run.
  */
+const OPEN_GIVE_UP_MS = 240_000;
 async function openRetrying(): Promise<Exchanger> {
-  for (let failures = 0; ; failures++) {
+  const giveUpAt = performance.now() + OPEN_GIVE_UP_MS;
+  for (let failures = 0, busy = 0; ; ) {
     let ex: Exchanger | undefined;
     try {
       ex = await open(protocol, { port, window: 1, password: BENCH_PASSWORD });
@@ -108,9 +112,11 @@ async function openRetrying(): Promise<Exchanger> {
       return ex;
     } catch (e) {
       void ex?.close().catch(() => {});
-      if (!(e instanceof NstpError) || !RETRYABLE.has(e.code) || failures >= 20) throw e;
+      if (!(e instanceof NstpError) || !RETRYABLE.has(e.code) || performance.now() > giveUpAt) throw e;
+      if (e.code === "ERR_BUSY") busy++;
+      else if (++failures > 20) throw e;
       openRetries++;
-      await new Promise((r) => setTimeout(r, backoffDelay(failures, { initialDelayMs: 200, maxDelayMs: 5000 })));
+      await new Promise((r) => setTimeout(r, backoffDelay(failures + busy - 1, { initialDelayMs: 200, maxDelayMs: 5000 })));
     }
   }
 }

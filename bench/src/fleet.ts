@@ -53,31 +53,72 @@ export async function densityScenario(runtime: Runtime, p: FleetParams, add: Add
   await idleSessions(runtime, "v2", p.capacity, `fleet-capacity-${p.capacity}`, p, add, progress);
 }
 
-async function idleSessions(runtime: Runtime, protocol: Protocol, sessions: number, scenario: string, p: FleetParams, add: Add, progress: (m: string) => void): Promise<void> {
-  {
-    // The server's default handshake cap (512), so that its default connection cap (from the
-    // open-file limit, capacity.ts) leaves room for the capacity row.
-    const server = await startServer(runtime, protocol === "tcp" || protocol === "tls" ? ["--protocol", protocol] : ["--kdf", "pool", "--threads", "1", "--max-handshaking", "512"]);
-    let devices: CommandProc[] = [];
-    try {
-      // Warm the server's code paths and allocator with a few sessions first, then measure from there.
-      const warm = await startDevices(protocol, server.port, 50, 1);
-      await Promise.all(warm.map((d) => d.stop()));
-      await sleep(500);
-      const before = await rssAfterGc(server);
-      devices = await startDevices(protocol, server.port, sessions, p.deviceProcs);
-      await sleep(1000);
-      const after = await rssAfterGc(server);
-      const perSession = (after - before) / sessions / 1024;
-      const { ok, failed } = await checkAll(devices);
-      add({ scenario, runtime, protocol, metric: "server RSS per idle session", unit: "KiB", samples: [perSession] });
-      add({ scenario, runtime, protocol, metric: "sessions answering", unit: "count", samples: [ok] });
-      progress(`${runtime} ${sessions} idle ${protocol}: ${perSession.toFixed(1)} KiB per session (server RSS ${(before / 1e6).toFixed(0)} -> ${(after / 1e6).toFixed(0)} MB), ${ok} answering, ${failed} not`);
-    } finally {
+/** What one density measurement found (fleet group and bench/src/density.ts). */
+export interface IdleMeasurement {
+  /** Server RSS per idle session (KiB), after a full collection, above the warmed-up server's. */
+  perSession: number;
+  rssBefore: number;
+  rssAfter: number;
+  /** Server RSS after every session closed (bytes): the allocator's high-water the burst left. */
+  rssClosed?: number;
+  ok: number;
+  failed: number;
+  /** Handshakes the devices retried while opening (refused busy, mostly). */
+  retries: number;
+  /** With `census`: the server's heap command before, with the sessions, and after closing them. */
+  heap?: { before: Record<string, unknown>; after: Record<string, unknown>; closed: Record<string, unknown> };
+  /** The server's report (where v3's curve steps ran) once the sessions are up. */
+  report: Record<string, unknown>;
+}
+
+/** The server arguments of a density run: the server's default handshake cap (512), kdf in a 1-thread pool. */
+export function densityServerArgs(protocol: Protocol): string[] {
+  return protocol === "tcp" || protocol === "tls" ? ["--protocol", protocol] : ["--kdf", "pool", "--threads", "1", "--max-handshaking", "512"];
+}
+
+/**
+ * `sessions` idle sessions of `protocol` on a fresh server of `runtime`: its RSS per session after a
+ * full collection; with `census`, also its heap figures and the RSS left once every session closed.
+ */
+export async function measureIdle(runtime: Runtime, protocol: Protocol, sessions: number, deviceProcs: number, census = false, serverArgs = densityServerArgs(protocol), deviceArgs: string[] = []): Promise<IdleMeasurement> {
+  // The server's default handshake cap (512), so that its default connection cap (from the
+  // open-file limit, capacity.ts) leaves room for the capacity row.
+  const server = await startServer(runtime, serverArgs);
+  let devices: CommandProc[] = [];
+  try {
+    // Warm the server's code paths and allocator with a few sessions first, then measure from there.
+    const warm = await startDevices(protocol, server.port, 50, 1);
+    await Promise.all(warm.map((d) => d.stop()));
+    await sleep(500);
+    const rssBefore = await rssAfterGc(server);
+    const heapBefore = census ? await server.command("heap") : undefined;
+    devices = await startDevices(protocol, server.port, sessions, deviceProcs, deviceArgs);
+    await sleep(1000);
+    const rssAfter = await rssAfterGc(server);
+    const heapAfter = census ? await server.command("heap") : undefined;
+    const report = await server.command("report");
+    const { ok, failed } = await checkAll(devices);
+    const retries = devices.reduce((n, d) => n + ((JSON.parse(d.first) as { retries?: number }).retries ?? 0), 0);
+    const m: IdleMeasurement = { perSession: (rssAfter - rssBefore) / sessions / 1024, rssBefore, rssAfter, ok, failed, retries, report };
+    if (census) {
       await Promise.all(devices.map((d) => d.stop()));
-      await server.stop();
+      devices = [];
+      await sleep(1000);
+      m.rssClosed = await rssAfterGc(server);
+      m.heap = { before: heapBefore!, after: heapAfter!, closed: await server.command("heap") };
     }
+    return m;
+  } finally {
+    await Promise.all(devices.map((d) => d.stop()));
+    await server.stop();
   }
+}
+
+async function idleSessions(runtime: Runtime, protocol: Protocol, sessions: number, scenario: string, p: FleetParams, add: Add, progress: (m: string) => void): Promise<void> {
+  const { perSession, rssBefore, rssAfter, ok, failed } = await measureIdle(runtime, protocol, sessions, p.deviceProcs);
+  add({ scenario, runtime, protocol, metric: "server RSS per idle session", unit: "KiB", samples: [perSession] });
+  add({ scenario, runtime, protocol, metric: "sessions answering", unit: "count", samples: [ok] });
+  progress(`${runtime} ${sessions} idle ${protocol}: ${perSession.toFixed(1)} KiB per session (server RSS ${(rssBefore / 1e6).toFixed(0)} -> ${(rssAfter / 1e6).toFixed(0)} MB), ${ok} answering, ${failed} not`);
 }
 
 /** `sessions` v2 devices lose their server to a restart on the same port, and come back. */

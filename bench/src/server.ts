@@ -200,9 +200,12 @@ async function heapCensus(): Promise<Record<string, unknown>> {
   const out: Record<string, unknown> = {};
   if (g.Bun) {
     g.Bun.gc(true);
-    const { heapStats } = (await import("bun:jsc")) as { heapStats(): { objectTypeCounts: Record<string, number>; heapSize: number; objectCount: number } };
+    const { heapStats } = (await import("bun:jsc")) as { heapStats(): { objectTypeCounts: Record<string, number>; heapSize: number; heapCapacity: number; extraMemorySize: number; objectCount: number } };
     const h = heapStats();
     out.heapSize = h.heapSize;
+    // Capacity: what JSC holds in blocks (live or not); extra: native memory its objects report.
+    out.heapCapacity = h.heapCapacity;
+    out.extraMemorySize = h.extraMemorySize;
     out.objectCount = h.objectCount;
     out.types = Object.fromEntries(Object.entries(h.objectTypeCounts).sort((a, b) => b[1] - a[1]).slice(0, 40));
     if (process.env.NSTP_HEAP_SNAPSHOT && g.Bun.generateHeapSnapshot) {
@@ -214,6 +217,7 @@ async function heapCensus(): Promise<Record<string, unknown>> {
     g.gc?.();
     const v8 = await import("node:v8");
     out.heap = v8.getHeapStatistics();
+    out.spaces = Object.fromEntries(v8.getHeapSpaceStatistics().map((x) => [x.space_name, { size: x.space_size, used: x.space_used_size }]));
     if (process.env.NSTP_HEAP_SNAPSHOT) out.snapshot = v8.writeHeapSnapshot(process.env.NSTP_HEAP_SNAPSHOT);
   }
   out.memory = process.memoryUsage();

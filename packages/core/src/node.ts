@@ -8,3 +8,4 @@ export { BACKENDS, getBackend } from "./crypto/index.ts";
 export * from "./log.ts";
 export * from "./runtime.ts";
 export { readPassword } from "./cli/prompt.ts";
+export { CollectionNudge, type CollectionKind, runtimeCollection, youngCollection } from "./collection.ts";

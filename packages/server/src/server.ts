@@ -14,7 +14,7 @@ import { TrustedProxies } from "./trusted-proxies.ts";
 import { defaultMaxConnections } from "./capacity.ts";
 import { ClockWheel } from "./clock-wheel.ts";
 import { clockGranularityMs } from "./lifetime.ts";
-import { CollectionNudge } from "./collection-nudge.ts";
+import { CollectionNudge } from "@nstp/core/node";
 
 export const DEFAULT_HOST = "127.0.0.1";
 
@@ -63,7 +63,7 @@ export interface ServerOptions {
   /**
    * While connections arrive, a young-generation collection at most this often (default 50 ms; 0
    * never): the handshakes' native crypto temporaries, which the collectors do not count, otherwise
-   * pile up between collections and stay in RSS (collection-nudge.ts).
+   * pile up between collections and stay in RSS (@nstp/core collection.ts).
    */
   collectionIntervalMs?: number;
   /**
@@ -179,7 +179,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const nudge = new CollectionNudge(opts.collectionIntervalMs ?? 50);
   const admit = (wire: Wire, headerMs = 0): WireEvents => {
     stats.sockets++;
-    nudge.noteConnection();
+    nudge.note();
     // Refused before any work: at maxConnections, or from an address out of guesses. Two zero bytes
     // then a close read as "busy" in both protocols: v2's busy signal in place of message 2, and a
     // close before the reference's 8-byte session nonce. At the handshake cap a newcomer is refused the

@@ -164,3 +164,11 @@ test("warmCurve runs the curve step here and twice per pool thread, before any h
     await pool.destroy();
   }
 });
+
+test("a pool thread runs a full collection every CURVE_STEPS_PER_COLLECTION curve steps (its event loop does not turn between tasks)", async () => {
+  // The worker's task function, called here on this thread: its counter is the one a pool thread keeps.
+  const { default: run, curveCollections, CURVE_STEPS_PER_COLLECTION } = await import("./worker.ts");
+  const before = curveCollections.collections;
+  for (let i = 0; i < CURVE_STEPS_PER_COLLECTION; i++) await run({ op: "verifierShares", backend: "native", job: { w0: new Uint8Array(32), L: new Uint8Array(65), shareP: new Uint8Array(65), y: 1n } });
+  assert.equal(curveCollections.collections, before + 1);
+});

@@ -26,6 +26,9 @@ const WORKER_URL =
     ? NSTP_COMPILED_POOL_WORKER
     : new URL(import.meta.url.endsWith(".ts") ? "./worker.ts" : "./worker.js", import.meta.url).href;
 
+/** A pool thread's young generation at most (Node; see the constructor). */
+export const POOL_YOUNG_GENERATION_MB = 4;
+
 export interface CryptoPoolOptions {
   /** Backend the workers run (by name: functions do not cross threads). Default native. */
   backend?: CryptoBackend;
@@ -59,6 +62,12 @@ export class CryptoPool {
       maxQueue: this.maxQueue,
       // Threads start once and stay: a derivation should not pay for a thread start.
       idleTimeout: 2 ** 31 - 1,
+      // Node: V8 grows a thread's young generation with its allocation rate (v3 curve steps make
+      // megabytes of short-lived BigInts each) up to 16 MB semi-spaces, and shrinks it only in idle
+      // tasks that a thread blocked in Atomics.wait never runs. Capped, a 1-thread pool grew by 26 MB
+      // over 2,500 curve steps instead of 44 (2026-11-27, niced, loaded machine); its tasks keep
+      // little alive, so a small young generation costs only more, cheap, scavenges. Bun ignores it.
+      resourceLimits: { maxYoungGenerationSizeMb: POOL_YOUNG_GENERATION_MB },
     });
     // piscina is given no AbortSignal: the gate answers a caller that went away (gate.ts).
     this.gate = new ThreadGate((task) => this.piscina.run(task), this.threads, this.maxQueue);

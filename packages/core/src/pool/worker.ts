@@ -2,6 +2,7 @@
  * The pool's worker: runs the CryptoBackend interface in another thread. Each task names the backend
  * and the operation, so the pool is a way of running that interface, not a second implementation.
  */
+import { CountedCollection, runtimeCollection } from "../collection.ts";
 import { getBackend } from "../crypto/index.ts";
 import { type VerifierCurveInput, type VerifierCurveResult, verifierShares } from "../v3/spake2plus.ts";
 
@@ -16,6 +17,23 @@ export type PoolTask =
   | { op: "open"; backend: string; key: Uint8Array; items: { nonce: Uint8Array; data: Uint8Array; aad?: Uint8Array }[] }
   | { op: "verifierShares"; backend: string; job: VerifierCurveInput };
 
+/**
+ * A full collection of this thread's heap every CURVE_STEPS_PER_COLLECTION curve steps (before the
+ * step, as this thread's event loop does not turn between tasks: collection.ts CountedCollection).
+ * Why: a step makes tens of thousands of short-lived BigInts (noble's P-256 field arithmetic: five
+ * scalar multiplications of hundreds of point operations each), and a pool thread blocked in
+ * Atomics.wait between tasks never runs the runtime's scheduled collections: over a burst of a few
+ * thousand steps its heap grew by 30 MB (Bun) and kept it, 3 KiB of RSS per session at the fleet
+ * bench's 10,000 idle v3 sessions (bench/src/density.ts, 2026-11-27). With a full collection every
+ * 128 steps the same 10,000 steps leave 0-5 MB (every 256: 5-8 MB), for one collection of 11-18 ms
+ * per 128 steps of 4-9 ms (niced, loaded machine): 2-3 % of the thread's curve work; v3 handshakes/s
+ * unchanged within the noise. Counted in steps because the garbage is made per step. (On Node the
+ * thread grew by 44 MB with or without these collections; 18 MB of it was V8's young generation,
+ * which index.ts caps.)
+ */
+export const CURVE_STEPS_PER_COLLECTION = 128;
+export const curveCollections = new CountedCollection(CURVE_STEPS_PER_COLLECTION, runtimeCollection("major"));
+
 export default async function run(task: PoolTask): Promise<Uint8Array | (Uint8Array | null)[] | VerifierCurveResult | CurveFailure> {
   const backend = getBackend(task.backend);
   switch (task.op) {
@@ -29,6 +47,7 @@ export default async function run(task: PoolTask): Promise<Uint8Array | (Uint8Ar
       // The same function V3Server runs inline (docs/PROTOCOL.md §v3 "Validation"): an invalid or
       // identity point, or any library exception, comes back as a failure the machine turns into the
       // ordinary silent AuthError.
+      curveCollections.tick();
       try {
         return verifierShares(task.job);
       } catch (e) {
