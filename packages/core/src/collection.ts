@@ -18,6 +18,7 @@
  */
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
+import { isMainThread } from "node:worker_threads";
 
 type Collect = () => void;
 
@@ -30,6 +31,12 @@ export function runtimeCollection(kind: CollectionKind): Collect | undefined {
   // Bun.gc(false): a collection without forcing a full synchronous one; Bun.gc(true): a full one.
   if (bun) return () => bun.gc(kind === "major");
   let gc = (globalThis as { gc?: (opts?: { type: CollectionKind }) => void }).gc;
+  // V8's flags are process-wide: toggled from several threads at once (every pool thread loads this
+  // module), one thread's --no-expose-gc can land between another's two toggles, which then gets no
+  // collection, and a context the application makes meanwhile gets a gc global (the review of session
+  // 5). Only the main thread takes it. A Node pool thread does without: its growth under curve
+  // garbage is held by its young-generation cap (pool/index.ts), which full collections did not do.
+  if (!gc && !isMainThread) return undefined;
   if (!gc) {
     try {
       // V8's gc extension, made available to a new context only: the application's global scope is

@@ -238,3 +238,20 @@ test("at most a quarter of the cap have their stall clock stopped for the server
   a.left(w1!);
   assert.equal(a.serverWaitingCount, 0);
 });
+
+test("a handshake evicted while the server keeps it waiting (its clock running past the bound, or the judge delay) does not mark its source", () => {
+  const clock = { t: 0 };
+  const a = table(4, clock); // one stopped clock at a time
+  const [w1, w2, w3, w4] = ["1", "2", "3", "4"].map((n) => conn(`10.0.0.${n}`, `w${n}`));
+  for (const c of [w1!, w2!, w3!, w4!]) a.admit(c);
+  a.nextTurn();
+  a.nextTurn();
+  for (const c of [w1!, w2!, w3!, w4!]) a.stepped(c, 1);
+  a.serverWaiting(w1!, true); // stopped
+  a.serverWaiting(w2!, true); // over the bound: waits on the server, clock running
+  a.serverWaiting(w3!, true, false); // the judge delay: clock running
+  clock.t += 10 * STALL_MS;
+  const evicted = [a.admit(conn("10.1.0.1", "n1")), a.admit(conn("10.1.0.2", "n2")), a.admit(conn("10.1.0.3", "n3"))];
+  assert.deepEqual(new Set(evicted.map((c) => (c as unknown as { name: string }).name)), new Set(["w2", "w3", "w4"]));
+  assert.equal(a.markedSources, 1, "only w4's source, which kept the server waiting for its client, is marked");
+});

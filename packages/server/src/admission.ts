@@ -99,6 +99,12 @@ interface Entry extends HeapItem {
    * began (stallsAt is then +Infinity). Undefined otherwise.
    */
   stallLeft: number | undefined;
+  /**
+   * The server keeps it waiting now (serverWaiting), its clock stopped or not: evicted meanwhile, it
+   * does not mark its source, which did nothing wrong (only a client that keeps the server waiting for
+   * it stalls its source).
+   */
+  onServer: boolean;
   /** The event-loop turn it was accepted in: until two turns later the server may not have read it. */
   readonly turn: number;
   /** Its source's node, once out of the nursery and in the eviction order. */
@@ -181,7 +187,7 @@ export class HandshakeAdmission {
       this.busyRefusals++;
       return c;
     }
-    const e: Entry = { contender: c, step: 0, stallsAt: this.now() + this.opts.silentMs, stallLeft: undefined, turn: this.turn, source: undefined, heapIndex: -1 };
+    const e: Entry = { contender: c, step: 0, stallsAt: this.now() + this.opts.silentMs, stallLeft: undefined, onServer: false, turn: this.turn, source: undefined, heapIndex: -1 };
     this.entries.set(c, e);
     this.nursery.push(e);
     if (victim) return this.evict(victim);
@@ -244,21 +250,23 @@ export class HandshakeAdmission {
    * be evicted as stalled; it then runs on from where it stopped. Under a reconnect storm the server's
    * own waits grow (a busy loop, a queued pool), and a handshake evicted for them had done nothing wrong.
    */
-  serverWaiting(c: Contender, waiting: boolean): void {
+  serverWaiting(c: Contender, waiting: boolean, stopClock = true): void {
     const e = this.entries.get(c);
-    if (!e || waiting === (e.stallLeft !== undefined)) return;
+    if (!e || waiting === e.onServer) return;
+    e.onServer = waiting;
     const now = this.now();
     if (waiting) {
       // Bounded: a stranger can make the server wait (a flood of names whose lookups queue at a slow
       // store costs no guess), so at most maxServerWaiting handshakes have their clock stopped; beyond
-      // that one waits with its clock running, evictable as before (the review of session 5).
-      if (this.stoppedClocks >= this.maxServerWaiting) return;
+      // that one waits with its clock running, evictable as before (the review of session 5). The
+      // judge delay never stops it (stopClock false: a penalty on guesses, not the server's load).
+      if (!stopClock || this.stoppedClocks >= this.maxServerWaiting) return;
       this.stoppedClocks++;
       e.stallLeft = e.stallsAt - now;
       this.stallAt(e, Number.POSITIVE_INFINITY);
-    } else {
+    } else if (e.stallLeft !== undefined) {
       // Already stalled when the wait began (left < 0): stalled as long before as it was then.
-      const left = e.stallLeft!;
+      const left = e.stallLeft;
       e.stallLeft = undefined;
       this.stoppedClocks--;
       this.stallAt(e, now + left);
@@ -360,7 +368,7 @@ export class HandshakeAdmission {
     if (victim.stallLeft !== undefined) this.stoppedClocks--;
     this.placeSource(top);
     this.evictions++;
-    this.stalled(top.address);
+    if (!victim.onServer) this.stalled(top.address);
     return victim.contender;
   }
 

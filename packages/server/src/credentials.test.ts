@@ -111,7 +111,8 @@ test("password lookup: a probe abandoned early still ends, known and unknown ali
 test("password lookup: pending lookups, derivations and unknown names' delays alike, are bounded (ERR_BUSY)", async () => {
   const store = new PasswordKeyStore({ deviceSalt: salt, crypto: nativeBackend, lookup: () => undefined, unknownDelayMs: 50, maxPending: 1 });
   const first = store.lookup("ghost1");
-  assert.equal(store.lookup("ghost1"), first, "a second probe of a pending name joins it");
+  void store.lookup("ghost1");
+  assert.equal(store.pending, 1, "a second probe of a pending name joins it");
   assert.throws(() => store.lookup("ghost2"), (e: unknown) => e instanceof NstpError && e.code === "ERR_BUSY");
   assert.equal(await first, undefined);
   await settled(store);
@@ -240,6 +241,49 @@ test("password lookup: a lookup that throws at once fails that probe and leaves 
   await assert.rejects(Promise.resolve(store.lookup("alice")), /database down/);
   assert.equal(store.pending, 0);
   await assert.rejects(Promise.resolve(store.lookup("alice")), /database down/, "asked again, not a stuck failure");
+});
+
+test("password lookup: a pool that fills during the application's lookup refuses known and unknown names alike (ERR_BUSY), caching neither", async () => {
+  // Only the known name's derivation used to meet the full pool (busy signal) while the unknown name
+  // went on to its silent close: a first probe told them apart (the review of session 5).
+  const pool = { saturated: false, threads: 1, maxQueue: 1, pbkdf2: async () => new Uint8Array(32) } as unknown as CryptoPool;
+  const store = new PasswordKeyStore({
+    deviceSalt: salt,
+    crypto: nativeBackend,
+    pool,
+    unknownDelayMs: 0,
+    lookup: async (name) => {
+      (pool as unknown as { saturated: boolean }).saturated = true; // the attacker's curve steps fill it meanwhile
+      await new Promise((r) => setTimeout(r, 5));
+      return name === "alice" ? "pw" : undefined;
+    },
+  });
+  for (const name of ["alice", "ghost"]) {
+    (pool as unknown as { saturated: boolean }).saturated = false;
+    await assert.rejects(Promise.resolve(store.lookup(name)), (e: unknown) => e instanceof NstpError && e.code === "ERR_BUSY", name);
+  }
+  assert.equal(store.cachedNames, 0);
+  assert.equal(store.derivations, 0);
+});
+
+test("password lookup: an application lookup that never answers is given up after lookupTimeoutMs (ERR_TIMEOUT), leaving nothing pending", async () => {
+  const store = new PasswordKeyStore({ deviceSalt: salt, crypto: nativeBackend, lookup: () => new Promise(() => {}), lookupTimeoutMs: 50 });
+  await assert.rejects(Promise.resolve(store.lookup("alice")), (e: unknown) => e instanceof NstpError && e.code === "ERR_TIMEOUT");
+  assert.equal(store.pending, 0);
+  assert.equal(store.cachedNames, 0);
+});
+
+test("password lookup: forget() of one name does not keep another name's lookup from caching", async () => {
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  let calls = 0;
+  const store = new PasswordKeyStore({ deviceSalt: salt, crypto: nativeBackend, unknownDelayMs: 0, lookup: async () => (calls++, await gate, undefined) });
+  const y = store.lookup("y");
+  store.forget("x");
+  release();
+  await y;
+  assert.equal(await answersAtOnce(store.lookup("y")), true, "y was cached");
+  assert.equal(calls, 1);
 });
 
 test("dummy keys: one stable array per unknown name while cached, as a known user's key is; bounded", () => {

@@ -229,6 +229,9 @@ export class DummyKeys {
 /** The application's password lookup, as the reference effectively had. */
 export type PasswordLookup = (username: string) => string | undefined | Promise<string | undefined>;
 
+/** Default time PasswordKeyStore waits for the application's lookup. */
+export const DEFAULT_PASSWORD_LOOKUP_TIMEOUT_MS = 5_000;
+
 /** Default maximum age of what PasswordKeyStore caches about a name, known or unknown alike. */
 export const DEFAULT_PASSWORD_CACHE_MAX_AGE_MS = 10 * 60_000;
 
@@ -246,6 +249,11 @@ export interface PasswordKeyStoreOptions {
    * so that expiry does not tell them apart. Default 10 minutes; `forget()` drops a name at once.
    */
   maxAgeMs?: number;
+  /**
+   * How long the application's lookup may take before the handshake is refused busy (ERR_TIMEOUT; its
+   * answer is then not cached). Default 5 s: a lookup that never answers must not stay pending.
+   */
+  lookupTimeoutMs?: number;
   /**
    * How long a first-seen unknown user is kept waiting before the handshake goes on with its dummy
    * key: by default the running median of real derivations (starting at 100 ms), so that whether a
@@ -292,10 +300,9 @@ export class PasswordKeyStore implements KeyStore {
   private readonly names: Lru<CachedName>;
   private readonly maxAgeMs: number;
   /** Lookups not yet answered, known names' derivations and unknown names' delays alike. */
-  private readonly inflight = new Map<string, Promise<Uint8Array | undefined>>();
+  private readonly inflight = new Map<string, Promise<NameAnswer>>();
   private readonly maxPending: number;
-  /** Bumped by forget(): a lookup that started before does not cache its (possibly stale) answer. */
-  private generation = 0;
+  private readonly lookupTimeoutMs: number;
   /** Recent derivation times (ms), for the delay an unknown first-seen user is given. */
   private readonly recentDerivations: number[] = [];
   derivations = 0;
@@ -305,6 +312,7 @@ export class PasswordKeyStore implements KeyStore {
     this.names = new Lru(opts.maxCached ?? DEFAULT_MAX_CACHED_KEYS);
     this.maxAgeMs = opts.maxAgeMs ?? DEFAULT_PASSWORD_CACHE_MAX_AGE_MS;
     this.maxPending = opts.maxPending ?? defaultMaxPending(opts.pool);
+    this.lookupTimeoutMs = opts.lookupTimeoutMs ?? DEFAULT_PASSWORD_LOOKUP_TIMEOUT_MS;
   }
 
   /**
@@ -315,8 +323,23 @@ export class PasswordKeyStore implements KeyStore {
    * the class comment), and its late answer is dropped by the handshake.
    */
   lookup(username: string, _signal?: AbortSignal): Uint8Array | Promise<Uint8Array | undefined> | undefined {
+    const a = this.answer(username);
+    return a instanceof Promise ? a.then((e) => e.psk) : a.psk;
+  }
+
+  /**
+   * The PSK and, for v3, the verifier derived with it, from the same answer (and cached beside it): no
+   * derivation per handshake.
+   */
+  lookupCredential(username: string, _signal?: AbortSignal): Credential | Promise<Credential | undefined> | undefined {
+    const a = this.answer(username);
+    return a instanceof Promise ? a.then(credentialOf) : credentialOf(a);
+  }
+
+  /** What is known of `username`: cached, pending, or a lookup started now (or ERR_BUSY, at once). */
+  private answer(username: string): NameAnswer | Promise<NameAnswer> {
     const hit = this.cached(username);
-    if (hit) return hit.psk;
+    if (hit) return hit;
     const pending = this.inflight.get(username);
     if (pending) return pending;
     // Refuse synchronously, before the server has sent anything, when the pool cannot take more, or
@@ -324,13 +347,6 @@ export class PasswordKeyStore implements KeyStore {
     // bounded here as known names' derivations are there, before either is told apart).
     if (this.opts.pool?.saturated || this.inflight.size >= this.maxPending) throw new NstpError("ERR_BUSY", "key derivation queue is full");
     return this.start(username);
-  }
-
-  /** The PSK and, for v3, the verifier derived with it (and cached beside it): no derivation per handshake. */
-  lookupCredential(username: string, _signal?: AbortSignal): Credential | Promise<Credential | undefined> | undefined {
-    const r = this.lookup(username);
-    if (r === undefined || r instanceof Uint8Array) return this.credential(username, r);
-    return r.then((psk) => this.credential(username, psk));
   }
 
   /**
@@ -341,8 +357,8 @@ export class PasswordKeyStore implements KeyStore {
    */
   forget(username: string): void {
     this.names.delete(username);
+    // The lookup under way, if any, no longer caches its answer (start(): it is not inflight's).
     this.inflight.delete(username);
-    this.generation++;
   }
 
   /** Lookups pending: derivations and unknown names' delays not yet over. */
@@ -361,10 +377,6 @@ export class PasswordKeyStore implements KeyStore {
     if (!this.recentDerivations.length) return 100;
     const sorted = [...this.recentDerivations].sort((a, b) => a - b);
     return sorted[Math.floor(sorted.length / 2)]!;
-  }
-
-  private credential(username: string, psk: Uint8Array | undefined): Credential | undefined {
-    return psk && { psk, verifier: this.cached(username)?.verifier };
   }
 
   /** The cache's entry for `username` while younger than maxAgeMs; an older one is dropped. */
@@ -394,23 +406,43 @@ export class PasswordKeyStore implements KeyStore {
     if (ms > 0) await new Promise<void>((resolve) => setTimeout(resolve, ms));
   }
 
-  private start(username: string): Promise<Uint8Array | undefined> {
-    const generation = this.generation;
+  private start(username: string): Promise<NameAnswer> {
     // Begun in a microtask, so that it is in `inflight` before any of it runs (a lookup that throws at
-    // once still ends here, and its entry goes).
-    const promise: Promise<Uint8Array | undefined> = Promise.resolve()
-      .then(() => this.resolve(username, generation))
+    // once still ends here, and its entry goes). It caches its answer only while it is still the
+    // name's lookup: forget() (or a later lookup) took its place, and the answer may predate the
+    // change forget() announced.
+    const current = () => this.inflight.get(username) === promise;
+    const promise: Promise<NameAnswer> = Promise.resolve()
+      .then(() => this.resolve(username, current))
       .finally(() => {
-        if (this.inflight.get(username) === promise) this.inflight.delete(username);
+        if (current()) this.inflight.delete(username);
       });
     this.inflight.set(username, promise);
     return promise;
   }
 
+  /** The application's answer, within lookupTimeoutMs (ERR_TIMEOUT: a hung lookup must not stay pending). */
+  private async askApplication(username: string): Promise<string | undefined> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new NstpError("ERR_TIMEOUT", "password lookup timed out")), this.lookupTimeoutMs);
+    });
+    try {
+      return await Promise.race([this.opts.lookup(username), timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   /** Asks the application, then derives (or waits as long, for an unknown name), then caches. */
-  private async resolve(username: string, generation: number): Promise<Uint8Array | undefined> {
-    let entry: Omit<CachedName, "at"> = { psk: undefined, verifier: undefined };
-    const password = await this.opts.lookup(username);
+  private async resolve(username: string, current: () => boolean): Promise<NameAnswer> {
+    const password = await this.askApplication(username);
+    // Checked again for every name, known or not, right before the derivation is handed to the pool
+    // (synchronously, so the pool cannot fill in between): had the pool filled during the application's
+    // lookup, only a known name would be refused (ERR_BUSY, the busy signal) and an unknown one go on
+    // to its silent close, which tells the two apart on a first probe (the review of session 5).
+    if (this.opts.pool?.saturated) throw new NstpError("ERR_BUSY", "key derivation queue is full");
+    let answer: NameAnswer = { psk: undefined, verifier: undefined };
     if (password === undefined) {
       await this.unknownDelay();
     } else {
@@ -422,12 +454,18 @@ export class PasswordKeyStore implements KeyStore {
         ? await this.opts.pool.pbkdf2(pw, salt, PBKDF2_ITERATIONS, PSK_SIZE)
         : await this.opts.crypto.pbkdf2Sha256(pw, salt, PBKDF2_ITERATIONS, PSK_SIZE);
       this.recordDerivation(Date.now() - started);
-      entry = { psk, verifier: v3.verifierFromPsk(this.opts.crypto, psk, this.opts.deviceSalt, utf8(username)) };
+      answer = { psk, verifier: v3.verifierFromPsk(this.opts.crypto, psk, this.opts.deviceSalt, utf8(username)) };
     }
-    // Not cached when forget() ran meanwhile: the answer may predate the change it announced.
-    if (generation === this.generation) this.names.set(username, { ...entry, at: performance.now() });
-    return entry.psk;
+    if (current()) this.names.set(username, { ...answer, at: performance.now() });
+    return answer;
   }
+}
+
+/** A name's PSK and the v3 verifier derived with it (both absent: unknown). */
+type NameAnswer = Omit<CachedName, "at">;
+
+function credentialOf(a: NameAnswer): Credential | undefined {
+  return a.psk && { psk: a.psk, verifier: a.verifier };
 }
 
 /**

@@ -59,8 +59,6 @@ export class ServerHandshake {
    * the lookup and the curve step (waitBegins).
    */
   private serverWaits = 0;
-  /** Of those, the waits on the server's load (lookup, curve step), for which admission's clock stops. */
-  private loadWaits = 0;
   private serverWaitedMs = 0;
   private serverSince = 0;
   /** Established or ended: nothing more is reported or judged. */
@@ -106,15 +104,15 @@ export class ServerHandshake {
    * pin a slot per wrong guess for the whole delay (the review of session 5).
    */
   private waitBegins(load: boolean): void {
-    if (load && this.loadWaits++ === 0) this.ctx.admission.serverWaiting(this.host, true);
     if (this.serverWaits++ > 0) return;
     this.serverSince = performance.now();
+    this.ctx.admission.serverWaiting(this.host, true, load);
   }
 
-  private waitEnds(load: boolean): void {
-    if (load && this.loadWaits > 0 && --this.loadWaits === 0) this.ctx.admission.serverWaiting(this.host, false);
+  private waitEnds(): void {
     if (this.serverWaits === 0 || --this.serverWaits > 0) return;
     this.serverWaitedMs += performance.now() - this.serverSince;
+    this.ctx.admission.serverWaiting(this.host, false);
   }
 
   /** A guess has been reserved: something that depends on the password may have been sent. */
@@ -140,11 +138,11 @@ export class ServerHandshake {
       this.waitBegins(true);
       lookup.then(
         (answer) => {
-          this.waitEnds(true);
+          this.waitEnds();
           this.keyResolved(username, answer);
         },
         (e: unknown) => {
-          this.waitEnds(true);
+          this.waitEnds();
           this.lookupFailed(toNstpError(e, "ERR_AUTH", "key lookup failed"));
         },
       );
@@ -196,7 +194,7 @@ export class ServerHandshake {
     else {
       this.waitBegins(false);
       this.judgeDelay.once(verdict.delayMs, () => {
-        this.waitEnds(false);
+        this.waitEnds();
         this.host.received(() => (this.judge(), []));
       });
     }
@@ -212,7 +210,7 @@ export class ServerHandshake {
   curve(job: v3.VerifierCurveInput): void {
     this.waitBegins(true);
     void runCurveJob(job, this.ctx.curvePool, { signal: this.abort?.signal }).then((result) => {
-      this.waitEnds(true);
+      this.waitEnds();
       if (this.host.done) return;
       if (result instanceof CurveRefusal) {
         if (this.ticket) this.ctx.budget.cancel(this.ticket);

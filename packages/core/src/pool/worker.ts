@@ -29,7 +29,7 @@ export type PoolTask =
  * per 128 steps of 4-9 ms (niced, loaded machine): 2-3 % of the thread's curve work; v3 handshakes/s
  * unchanged within the noise. Counted in steps because the garbage is made per step. (On Node the
  * thread grew by 44 MB with or without these collections; 18 MB of it was V8's young generation,
- * which index.ts caps.)
+ * which index.ts caps; a Node pool thread takes no collection at all: collection.ts says why.)
  */
 export const CURVE_STEPS_PER_COLLECTION = 128;
 export const curveCollections = new CountedCollection(CURVE_STEPS_PER_COLLECTION, runtimeCollection("major"));

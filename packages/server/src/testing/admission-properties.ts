@@ -67,9 +67,11 @@ function admissionMatchesModel(max: number, ops: Op[]): void {
   const judgeable = () => [...live.keys()].some(ripe);
   const due = () =>
     [...live.keys()].filter((c) => ripe(c) && stalledLong(c)).reduce<Contender | undefined>((a, b) => (!a || before(rank(b), rank(a)) ? b : a), undefined);
+  // Handshakes the server keeps waiting (clock stopped or not): evicted, they do not mark their source.
+  const onServer = new Set<Contender>();
   const evicted = (c: Contender) => {
     live.delete(c);
-    stall(c.remoteAddress);
+    if (!onServer.has(c)) stall(c.remoteAddress);
   };
   const fail = (msg: string) => {
     throw new Error(`${msg} (max ${max}, t=${now})`);
@@ -123,7 +125,9 @@ function admissionMatchesModel(max: number, ops: Op[]): void {
       const c = conns[op.pick % conns.length]!;
       // At most a quarter of the cap (admission.ts maxServerWaiting's default) have their clock stopped.
       const stopped = [...waitingSince.keys()].filter((x) => live.has(x)).length;
-      if (op.on && !waitingSince.has(c) && stopped < Math.max(1, Math.floor(max / 4))) waitingSince.set(c, now);
+      if (op.on && !onServer.has(c) && stopped < Math.max(1, Math.floor(max / 4))) waitingSince.set(c, now);
+      if (op.on) onServer.add(c);
+      else onServer.delete(c);
       if (!op.on && waitingSince.has(c)) {
         excused.set(c, (excused.get(c) ?? 0) + now - waitingSince.get(c)!);
         waitingSince.delete(c);
