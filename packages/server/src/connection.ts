@@ -115,9 +115,14 @@ export class ServerConnection implements WireEvents, HandshakeHost {
    */
   refuse(err: NstpError): void {
     if (this.done) return;
+    this.sendBusy();
+    this.fail(err);
+  }
+
+  /** The version's busy signal, while it still offers one (before its answer has left; never after establishment). */
+  private sendBusy(): void {
     const busy = this.session ? undefined : this.machine.busySignal();
     if (busy) this.write(busy);
-    this.fail(err);
   }
 
   /**
@@ -234,9 +239,8 @@ export class ServerConnection implements WireEvents, HandshakeHost {
       // Only an established session gets its replies and a close chunk: before key confirmation the
       // server sends nothing after message 2 (docs/PROTOCOL.md §v2 "Key confirmation").
       // A version without a close chunk seals nothing for it.
-      const busy = this.session ? undefined : this.machine.busySignal();
       if (this.session) this.flush({ close: true });
-      else if (busy) this.write(busy);
+      else this.sendBusy();
     } catch {
       // The session is ending either way.
     }
