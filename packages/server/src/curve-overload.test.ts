@@ -1,6 +1,6 @@
 // An overloaded server sheds v3 handshakes instead of stalling its event loop (pool/curve.ts,
-// crypto/placement.ts curvePlace): with the pool's queue full and the loop's budget for curve work
-// spent, the curve step is not run, the client gets the busy signal (00 00) in place of message 2 and
+// crypto/placement.ts curvePlace): with the pool's queue full the curve step is not run (not inline
+// either), the client gets the busy signal (00 00) in place of message 2 and
 // a close, and its guess is refunded: refusals never use up the guessing budget.
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -18,11 +18,10 @@ test("v3: a curve step refused in overload is the busy signal, and its guess is 
     failureLimit: { burst: BURST, refillPerSecond: 0.001 },
     userBudget: { burst: BURST, refillPerSecond: 0.001 },
   });
-  // The loop's overload share counts as spent: every step is refused while the queue is full.
-  const quiet = curvePlacement.overloadQuietUntilMs;
-  curvePlacement.overloadQuietUntilMs = Number.POSITIVE_INFINITY;
+  // Every step is refused while the queue is full, on an idle loop too.
   try {
     const refusedBefore = curvePlacement.ran.refused;
+    const inlineBefore = curvePlacement.ran.inline;
     for (let i = 0; i < BURST * 3; i++) {
       const socket = await dial(server.port);
       const reader = new Reader(socket);
@@ -32,16 +31,15 @@ test("v3: a curve step refused in overload is the busy signal, and its guess is 
       socket.destroy();
     }
     assert.equal(curvePlacement.ran.refused - refusedBefore, BURST * 3);
+    assert.equal(curvePlacement.ran.inline - inlineBefore, 0, "nothing ran on the loop");
 
     // The queue drains: the same user from the same address still has all of its guesses.
     pool.saturated = false;
-    curvePlacement.overloadQuietUntilMs = quiet;
     const s = await v3Handshake(server.port, ALICE);
     s.send([Buffer.from("ping")]);
     assert.deepEqual(await s.receive(), Buffer.from("ping"));
     s.destroy();
   } finally {
-    curvePlacement.overloadQuietUntilMs = quiet;
     await server.close({ graceMs: 0 });
   }
 });

@@ -51,30 +51,32 @@ export function aeadInPool(backend: BackendName, batchBytes: number): boolean {
  * hold the loop more than that share). The job's cost is measured as it runs, so the rule adapts to
  * the runtime (four to five times dearer on Node) without a table per runtime. Whatever the rule,
  * at most CURVE_INLINE_PER_TURN steps run inline in one event-loop turn, and a full pool queue is
- * overload (below).
+ * overload (below), where nothing runs inline.
  */
 export const CURVE_INLINE_SHARE = 0.1;
 
 /**
- * Overload: the pool's queue is full (CryptoPool.maxQueue). Running every further step inline, as
- * this rule once did, stalled the loop: in the v3 soak (1,000 sessions, `--workers 2`, Node server,
- * 2026-11-27) server 0 ran 437 steps of 9-17 ms on its loop and 75 in its pool, both loops went up
- * to 7.8 s without a turn, and 900 echo replies of established sessions were lost. So the loop lends
- * itself to curve work within a budget, and beyond it the handshake is refused with the busy signal
- * (shed, don't stall: the client retries, ERR_BUSY, and nothing about its password was judged):
- *
- * - at most CURVE_INLINE_PER_TURN steps per event-loop turn: one, so a turn is delayed by one step
- *   (≤ 17 ms on Node, ≤ 6 ms on Bun) and not by a burst of them;
- * - at most CURVE_OVERLOAD_SHARE of the loop's recent time: after an inline step of c ms the next
- *   may run inline no sooner than c·(1/share − 1) ms later (half: c ms), so the sessions already
- *   established get at least as much of the loop as the curve work does.
- *
+ * Overload: the pool's queue is full (CryptoPool.maxQueue). The step is not run: the handshake is
+ * refused with the busy signal (shed, don't stall: the client retries, ERR_BUSY, and nothing about
+ * its password was judged). History, both measured:
+ * - Running every further step inline, as this rule once did, stalled the loop: in the v3 soak
+ *   (1,000 sessions, `--workers 2`, Node server, 2026-11-27) server 0 ran 437 steps of 9-17 ms on its
+ *   loop and 75 in its pool, both loops went up to 7.8 s without a turn, and 900 echo replies of
+ *   established sessions were lost.
+ * - Then the loop lent itself within a budget (one step per turn, half of its recent time). That
+ *   held the loop, but each inline step leaves tens of thousands of BigInts in the main heap, in the
+ *   same size classes as a session's small objects, while sessions are being established: the
+ *   sessions' objects end up scattered over blocks that JavaScriptCore keeps (it does not compact).
+ *   At 10,000 idle v3 sessions opened in a burst on Bun (`bun bench/src/density.ts --census`,
+ *   2026-11-27, 3,800-4,500 of 10,050 steps inline) the main heap's capacity was 5.0-5.5 KiB per
+ *   session for 3.0 live; with overload refused (15-22 inline), 4.3-4.4 KiB. The loop's share of
+ *   curve work bought no throughput where it matters: the server's pool has as many threads as the
+ *   process's share of the cores (cli.ts), so an inline step only competes with them.
  * The pool's queue is not made deeper for curve work: it is already worth 64 steps per thread (about
  * 1.1 s on Node), and a deeper one only makes the client wait longer for an answer it gets sooner by
  * retrying after the busy signal.
  */
 export const CURVE_INLINE_PER_TURN = 1;
-export const CURVE_OVERLOAD_SHARE = 0.5;
 
 export interface CurvePlacementState {
   /** A pool exists to run the job. */
@@ -85,10 +87,9 @@ export interface CurvePlacementState {
   poolOutstanding: number;
   /** Curve steps run inline in this event-loop turn. */
   inlineThisTurn: number;
-  /** Now, and the times before which the loop's share of inline curve work is spent, at CURVE_INLINE_SHARE and at CURVE_OVERLOAD_SHARE (ms, one clock). */
+  /** Now, and the time before which the loop's share (CURVE_INLINE_SHARE) of inline curve work is spent (ms, one clock). */
   nowMs: number;
   inlineQuietUntilMs: number;
-  overloadQuietUntilMs: number;
 }
 
 /** Where a curve step goes: run it here, hand it to the pool, or refuse the handshake (busy). */
@@ -97,8 +98,8 @@ export type CurvePlace = "inline" | "pool" | "refuse";
 export function curvePlace(s: CurvePlacementState): CurvePlace {
   // Without a pool the step has nowhere else to go (a server without one computes it in the machine).
   if (!s.pool) return "inline";
+  if (s.poolSaturated) return "refuse";
   const turnLeft = s.inlineThisTurn < CURVE_INLINE_PER_TURN;
-  if (s.poolSaturated) return turnLeft && s.nowMs >= s.overloadQuietUntilMs ? "inline" : "refuse";
   return turnLeft && s.poolOutstanding === 0 && s.nowMs >= s.inlineQuietUntilMs ? "inline" : "pool";
 }
 

@@ -71,16 +71,15 @@ test("a whole v3 handshake with the server's curve step run by runCurveJob in th
 });
 
 test("placement: inline when idle; the pool while curve jobs are out there or the loop's share of curve time is spent", async () => {
-  const base = { pool: true, poolSaturated: false, poolOutstanding: 0, inlineThisTurn: 0, nowMs: 100, inlineQuietUntilMs: 0, overloadQuietUntilMs: 0 };
+  const base = { pool: true, poolSaturated: false, poolOutstanding: 0, inlineThisTurn: 0, nowMs: 100, inlineQuietUntilMs: 0 };
   assert.equal(curvePlace(base), "inline", "idle");
   assert.equal(curvePlace({ ...base, poolOutstanding: 1 }), "pool", "a burst under way");
   assert.equal(curvePlace({ ...base, inlineQuietUntilMs: 101 }), "pool", "the loop's share spent");
   assert.equal(curvePlace({ ...base, inlineThisTurn: CURVE_INLINE_PER_TURN }), "pool", "this turn's budget spent");
   assert.equal(curvePlace({ ...base, pool: false, poolOutstanding: 3, inlineThisTurn: 9, inlineQuietUntilMs: 1e9 }), "inline", "no pool");
   const full = { ...base, poolSaturated: true, poolOutstanding: 3, inlineQuietUntilMs: 1e9 };
-  assert.equal(curvePlace(full), "inline", "a full queue: here, within the overload budget");
-  assert.equal(curvePlace({ ...full, inlineThisTurn: CURVE_INLINE_PER_TURN }), "refuse", "a full queue and this turn's step taken");
-  assert.equal(curvePlace({ ...full, overloadQuietUntilMs: 101 }), "refuse", "a full queue and the loop's overload share spent");
+  assert.equal(curvePlace(full), "refuse", "a full queue: refused, nothing inline");
+  assert.equal(curvePlace({ ...full, poolOutstanding: 0, inlineQuietUntilMs: 0 }), "refuse", "a full queue: refused on an idle loop too");
   assert.equal(curveQuietUntil(10, 15), 15 + 45, "a 5 ms job: the next inline one no sooner than 45 ms later (10% share)");
   assert.equal(curveQuietUntil(10, 15, 0.5), 15 + 5, "in overload (50% share): 5 ms later");
 
@@ -102,22 +101,19 @@ test("placement: inline when idle; the pool while curve jobs are out there or th
     await pool.destroy();
   }
   // A pool that fails (its queue filled since the check, a thread lost) is no fault of the peer's:
-  // the job runs here.
+  // refused busy (the client retries), as on a full queue, and nothing runs on the loop.
   const failing = { saturated: false, verifierShares: () => Promise.reject(new NstpError("ERR_BUSY", "crypto pool refused the task")) } as unknown as CryptoPool;
   const busy = new CurvePlacement();
   busy.inlineQuietUntilMs = Number.POSITIVE_INFINITY;
   const job = { ...record, shareP, y: 7n };
-  assert.deepEqual(await runCurveJob(job, failing, { placement: busy }), verifierShares(job));
-  assert.deepEqual(busy.ran, { inline: 1, pool: 1, refused: 0 });
-  // ... but only within this turn's budget: the next one in the same turn is refused (busy).
   assert.ok((await runCurveJob(job, failing, { placement: busy })) instanceof CurveRefusal);
-  assert.deepEqual(busy.ran, { inline: 1, pool: 2, refused: 1 });
+  assert.deepEqual(busy.ran, { inline: 0, pool: 1, refused: 1 });
   assert.ok((await runCurveJob({ ...job, shareP: new Uint8Array(65) })) instanceof InvalidPointError, "inline errors come back too");
 });
 
 const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
-test("a burst with the pool's queue full: at most the budget runs inline per event-loop turn, the rest is queued or refused (busy)", async () => {
+test("a burst with the pool's queue full: the first step of an idle loop inline, then the pool's queue, the rest refused (busy), and nothing inline while the queue is full", async () => {
   const pool = new CryptoPool({ threads: 1, maxQueue: 4 });
   const placement = new CurvePlacement();
   try {
@@ -133,22 +129,18 @@ test("a burst with the pool's queue full: at most the budget runs inline per eve
     assert.equal(results.filter((r) => r instanceof CurveRefusal).length, 40 - 5 - CURVE_INLINE_PER_TURN);
     assert.ok(results.filter((r) => !(r instanceof CurveRefusal)).every((r) => !(r instanceof Error)), "the ones run are shares");
 
-    // Turn after turn with the queue full, each turn runs at most the budget inline (here with the
-    // overload share left, as after a long pause), and refuses the rest.
+    // Turn after turn with the queue full, even with the loop's share of curve time left (as after a
+    // long pause), nothing runs inline: every step is refused.
     const full = { saturated: true } as unknown as CryptoPool;
     for (let turn = 0; turn < 3; turn++) {
       await nextTurn();
-      placement.overloadQuietUntilMs = 0;
+      placement.inlineQuietUntilMs = 0;
       const before = { ...placement.ran };
       const rs = await Promise.all(Array.from({ length: 10 }, () => runCurveJob(job(), full, { placement })));
-      assert.equal(placement.ran.inline - before.inline, CURVE_INLINE_PER_TURN, `turn ${turn}: inline`);
-      assert.equal(placement.ran.refused - before.refused, 10 - CURVE_INLINE_PER_TURN, `turn ${turn}: refused`);
-      assert.equal(rs.filter((r) => r instanceof CurveRefusal).length, 10 - CURVE_INLINE_PER_TURN);
+      assert.equal(placement.ran.inline - before.inline, 0, `turn ${turn}: inline`);
+      assert.equal(placement.ran.refused - before.refused, 10, `turn ${turn}: refused`);
+      assert.equal(rs.filter((r) => r instanceof CurveRefusal).length, 10);
     }
-    // The overload share: right after an inline step, a new turn is not enough.
-    await nextTurn();
-    placement.overloadQuietUntilMs = Number.POSITIVE_INFINITY;
-    assert.ok((await runCurveJob(job(), full, { placement })) instanceof CurveRefusal);
   } finally {
     await pool.destroy();
   }

@@ -2,13 +2,14 @@
  * Running v3's server curve step for a driver: on "need-curve", `runCurveJob(job, pool)` and hand
  * what it resolves with to `V3Server.provideCurve`, unless it is a CurveRefusal: then refuse the
  * handshake with the busy signal. Inline, in the pool or refused as crypto/placement.ts decides
- * (curvePlace: inline within a budget per event-loop turn and share of its time, so a burst cannot
- * stall the loop). Run, the same function (v3 verifierShares) runs either way, and it never
+ * (curvePlace: inline on an idle loop within a budget per turn and share of its time, the pool on a
+ * busy one, refused when the pool's queue is full, so a burst can neither stall the loop nor leave
+ * its garbage among the sessions' objects in the main heap). Run, the same function (v3 verifierShares) runs either way, and it never
  * rejects: an invalid point, a library exception or a connection gone comes back as an Error, which
  * the machine turns into the ordinary silent authentication failure.
  */
 import { fromHex } from "../bytes.ts";
-import { CURVE_INLINE_SHARE, CURVE_OVERLOAD_SHARE, type CurvePlace, curvePlace, curveQuietUntil } from "../crypto/placement.ts";
+import { CURVE_INLINE_SHARE, type CurvePlace, curvePlace, curveQuietUntil } from "../crypto/placement.ts";
 import { NstpError } from "../errors.ts";
 import { type VerifierCurveInput, type VerifierCurveResult, SCALAR_SIZE, verifierShares } from "../v3/spake2plus.ts";
 import type { CryptoPool } from "./index.ts";
@@ -25,7 +26,6 @@ export class CurvePlacement {
   /** Curve jobs in the pool and not yet back. */
   outstanding = 0;
   inlineQuietUntilMs = 0;
-  overloadQuietUntilMs = 0;
   /** Steps run inline in this event-loop turn; set back to 0 at the next turn (setImmediate). */
   inlineThisTurn = 0;
   /** Jobs run each way, and refused, for tests and metrics. */
@@ -40,7 +40,6 @@ export class CurvePlacement {
       inlineThisTurn: this.inlineThisTurn,
       nowMs: performance.now(),
       inlineQuietUntilMs: this.inlineQuietUntilMs,
-      overloadQuietUntilMs: this.overloadQuietUntilMs,
     });
   }
 
@@ -63,7 +62,6 @@ function runInline(job: VerifierCurveInput, placement: CurvePlacement): Verifier
     const end = performance.now();
     placement.ran.inline++;
     placement.inlineQuietUntilMs = curveQuietUntil(start, end);
-    placement.overloadQuietUntilMs = curveQuietUntil(start, end, CURVE_OVERLOAD_SHARE);
   }
 }
 
@@ -83,10 +81,10 @@ export async function runCurveJob(job: VerifierCurveInput, pool?: CryptoPool, op
     return await pool.verifierShares(job, opts.signal);
   } catch (e) {
     // The pool's own failure (its queue filled since we looked, a thread lost) is no fault of the
-    // peer's: the job runs here, as on a full queue, within the loop's budget (else refused, busy).
-    // A connection gone (ERR_CLOSED) needs no answer at all.
+    // peer's: refused busy, as on a full queue (placement.ts: overload runs nothing inline), and the
+    // client retries. A connection gone (ERR_CLOSED) needs no answer at all.
     if (opts.signal?.aborted) return e as Error;
-    return placement.place(pool, true) === "inline" ? runInline(job, placement) : refuse(placement);
+    return refuse(placement);
   } finally {
     placement.outstanding--;
   }
