@@ -8,6 +8,7 @@ import type { Output } from "../events.ts";
 import { CipherState } from "../noise/cipher-state.ts";
 import { ServerDispatch } from "../dispatch.ts";
 import { parseProtocolList } from "../registry.ts";
+import { Channel } from "./channel.ts";
 import { FrameReader } from "./reader.ts";
 import { FrameWriter, TRANSIENT_OUT_MAX } from "./writer.ts";
 import { V2Client } from "./client.ts";
@@ -55,6 +56,14 @@ for (const crypto of Object.values(BACKENDS)) {
 
 describe("v2 handshake", () => {
   const crypto = BACKENDS.native;
+
+  test("a channel keeps its own compact copy of the handshake hash, not a view of the digest's buffer", () => {
+    const digest = crypto.sha256(utf8("transcript"));
+    const channel = new Channel({ send: new CipherState(crypto, new Uint8Array(32)), receive: new CipherState(crypto, new Uint8Array(32)), handshakeHash: digest }, { maxMessageSize: 1024 });
+    assert.deepEqual(channel.handshakeHash, digest);
+    assert.notEqual(channel.handshakeHash.buffer, digest.buffer);
+    assert.equal(channel.handshakeHash.buffer.byteLength, 32);
+  });
 
   test("from message 2 on the server holds the session only: no options, inbox or key", () => {
     const psk = crypto.sha256(utf8("psk"));
