@@ -65,9 +65,10 @@ describe("v2 handshake", () => {
     assert.equal(channel.handshakeHash.buffer.byteLength, 32);
   });
 
-  test("from message 2 on the server holds the session only: no options, inbox or key", () => {
+  test("from message 2 on the server, and once established the client, holds the session only: no options, inbox or key", () => {
     const psk = crypto.sha256(utf8("psk"));
-    const client = new V2Client({ crypto, username: "alice", psk });
+    const clientOpts = { crypto, username: "alice", psk };
+    const client = new V2Client(clientOpts);
     const opts: V2ServerOptions = { crypto, fakes: { psk: () => crypto.randomBytes(32), verifier: () => ({ w0: new Uint8Array(32), L: new Uint8Array(65) }) } };
     const server = new V2Server(opts);
     server.receive(sends(client.start()));
@@ -75,6 +76,9 @@ describe("v2 handshake", () => {
     assert.equal(handshaking.kind, "preambleConsumed");
     const message2 = sends(server.provideKey(psk));
     client.receive(message2);
+    assert.deepEqual(Object.keys(Reflect.get(client, "state") as object).sort(), ["channel", "kind"]);
+    const clientHeld = reachable(client);
+    for (const [name, o] of Object.entries({ clientOpts, psk })) assert.equal(clientHeld.has(o), false, `the client still retains ${name}`);
     const retained = (what: string) => {
       const held = reachable(server);
       for (const [name, o] of Object.entries({ opts, fakes: opts.fakes!, inbox: handshaking.inbox, psk })) assert.equal(held.has(o), false, `${what}: ${name} is still retained`);

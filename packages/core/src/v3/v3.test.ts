@@ -75,9 +75,10 @@ for (const crypto of Object.values(BACKENDS)) {
 describe("v3 handshake", () => {
   const crypto = BACKENDS.native;
 
-  test("once established the server holds the session only: no options, device salt, inbox or confirmation MACs", () => {
+  test("once established each role holds the session only: no options, device salt, password keys, inbox or confirmation MACs", () => {
     const { keys, verifier } = credentials(crypto);
-    const client = new V3Client({ crypto, username: "alice", deviceSalt: DEVICE_SALT, keys });
+    const clientOpts = { crypto, username: "alice", deviceSalt: DEVICE_SALT, keys };
+    const client = new V3Client(clientOpts);
     // A salt of its own, so that reaching it can only be through these options.
     const opts: V3ServerOptions = { crypto, deviceSalt: DEVICE_SALT.slice(), fakes: { psk: () => crypto.randomBytes(32), verifier: () => verifier } };
     const server = new V3Server(opts);
@@ -92,6 +93,11 @@ describe("v3 handshake", () => {
       assert.equal(held.has(o), false, `${what} is still retained`);
     }
     assert.ok(pending.secrets.confirmP.every((b) => b === 0) && pending.secrets.confirmV.every((b) => b === 0), "the confirmation MACs are wiped");
+    assert.deepEqual(Object.keys(Reflect.get(client, "state") as object).sort(), ["channel", "kind"]);
+    const clientHeld = reachable(client);
+    for (const [what, o] of Object.entries({ clientOpts, keys, w0: keys.w0, w1: keys.w1, deviceSalt: DEVICE_SALT })) {
+      assert.equal(clientHeld.has(o), false, `the client still retains ${what}`);
+    }
     // The session still works, channel binding included.
     assert.deepEqual(server.handshakeHash, client.handshakeHash);
     assert.deepEqual(messages(server.receive(client.seal([utf8("after")]))), [utf8("after")]);
