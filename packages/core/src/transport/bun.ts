@@ -23,9 +23,12 @@ class BunWire implements Wire, Slot {
   /** What the socket has not taken yet; made on the first partial write, dropped once empty. */
   private queue: Uint8Array[] | undefined;
   private queued = 0;
-  private ending = false;
   /** end()'s flush deadline: Bun's socket.end() waits for ever for a peer that stops reading. */
   private flushDeadline: ReturnType<typeof setTimeout> | undefined;
+  /** end() was called (its deadline is set then, and never unset): no field of its own, see Slot. */
+  private get ending(): boolean {
+    return this.flushDeadline !== undefined;
+  }
   private readonly flushTimeoutMs: number;
   closed = false;
   readonly remoteAddress: string;
@@ -95,7 +98,6 @@ class BunWire implements Wire, Slot {
 
   end(): void {
     if (this.closed || this.ending) return;
-    this.ending = true;
     // Unref'd: it bounds the socket's life, and must not be what keeps a process running.
     this.flushDeadline = setTimeout(() => this.destroy(), this.flushTimeoutMs);
     this.flushDeadline.unref?.();
