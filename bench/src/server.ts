@@ -200,7 +200,7 @@ function snapshotPath(path: string): string {
   return `${path}.${++snapshots}`;
 }
 
-/** Objects by type (Bun: bun:jsc heapStats) or V8 heap statistics (Node), after a full collection; a heap snapshot with NSTP_HEAP_SNAPSHOT=path. */
+/** Objects by type (Bun: bun:jsc heapStats) or V8 heap statistics (Node), after a full collection; with NSTP_HEAP_SNAPSHOT=path, a heap snapshot per call, to path.1, path.2, ... */
 async function heapCensus(): Promise<Record<string, unknown>> {
   const g = globalThis as { Bun?: { gc(force: boolean): void; generateHeapSnapshot?(): unknown }; gc?: () => void };
   const out: Record<string, unknown> = {};
