@@ -194,7 +194,13 @@ rl.on("close", async () => {
   process.exit(0);
 });
 
-/** Objects by type (Bun: bun:jsc heapStats) or V8 heap statistics (Node), after a full collection; a heap snapshot with NSTP_HEAP_SNAPSHOT=path. */
+let snapshots = 0;
+/** The Nth snapshot's file, path.N (from 1): density takes one before the sessions, one with them open, one after. */
+function snapshotPath(path: string): string {
+  return `${path}.${++snapshots}`;
+}
+
+/** Objects by type (Bun: bun:jsc heapStats) or V8 heap statistics (Node), after a full collection; with NSTP_HEAP_SNAPSHOT=path, a heap snapshot per call, to path.1, path.2, ... */
 async function heapCensus(): Promise<Record<string, unknown>> {
   const g = globalThis as { Bun?: { gc(force: boolean): void; generateHeapSnapshot?(): unknown }; gc?: () => void };
   const out: Record<string, unknown> = {};
@@ -210,15 +216,15 @@ async function heapCensus(): Promise<Record<string, unknown>> {
     out.types = Object.fromEntries(Object.entries(h.objectTypeCounts).sort((a, b) => b[1] - a[1]).slice(0, 40));
     if (process.env.NSTP_HEAP_SNAPSHOT && g.Bun.generateHeapSnapshot) {
       const { writeFileSync } = await import("node:fs");
-      writeFileSync(process.env.NSTP_HEAP_SNAPSHOT, JSON.stringify(g.Bun.generateHeapSnapshot()));
-      out.snapshot = process.env.NSTP_HEAP_SNAPSHOT;
+      out.snapshot = snapshotPath(process.env.NSTP_HEAP_SNAPSHOT);
+      writeFileSync(out.snapshot as string, JSON.stringify(g.Bun.generateHeapSnapshot()));
     }
   } else {
     g.gc?.();
     const v8 = await import("node:v8");
     out.heap = v8.getHeapStatistics();
     out.spaces = Object.fromEntries(v8.getHeapSpaceStatistics().map((x) => [x.space_name, { size: x.space_size, used: x.space_used_size }]));
-    if (process.env.NSTP_HEAP_SNAPSHOT) out.snapshot = v8.writeHeapSnapshot(process.env.NSTP_HEAP_SNAPSHOT);
+    if (process.env.NSTP_HEAP_SNAPSHOT) out.snapshot = v8.writeHeapSnapshot(snapshotPath(process.env.NSTP_HEAP_SNAPSHOT));
   }
   out.memory = process.memoryUsage();
   return out;

@@ -58,7 +58,9 @@ export class ClientSession {
   private readonly incoming: Uint8Array[] = [];
   private readonly readers: { resolve(r: IteratorResult<Uint8Array>): void; reject(e: NstpError): void }[] = [];
   /** Messages given to send() and requests let into the window, sealed together at the end of the turn. */
-  private readonly outbox = new Outbox(() => this.flushTurn());
+  // An owner of its own, not the session: flushOutbox() would otherwise be public API of ClientSession
+  // (the server's connections, many per process, implement OutboxOwner themselves instead).
+  private readonly outbox = new Outbox({ flushOutbox: () => this.flushTurn() });
   /** The first turn's flush after establishment checks that the server has our key confirmation. */
   private confirmDue = false;
   /** close() waiting for the last reply. */

@@ -3,7 +3,7 @@
  * lookups, writes), runs the application's handler, and owns the connection's timers. It sees the
  * socket only as a Wire, so the Bun and Node builds run exactly this code.
  */
-import { AeadPlacement, Flow, type Output, Outbox, PartialInputDeadline, type ProtocolName, REFUSAL_SIGNAL, type ServerMachine, type Wire, type WireEvents, NstpError, toNstpError, utf8 } from "@nstp/core";
+import { AeadPlacement, Flow, type Output, Outbox, type OutboxOwner, PartialInputDeadline, type PartialInputOwner, type ProtocolName, REFUSAL_SIGNAL, type ServerMachine, type Wire, type WireEvents, NstpError, toNstpError, utf8 } from "@nstp/core";
 import { OrderedAead } from "@nstp/core/pool";
 import type { ConnectionContext, SessionInfo } from "./connection-context.ts";
 import { type HandshakeHost, ServerHandshake } from "./handshake.ts";
@@ -33,7 +33,7 @@ class Session implements SessionInfo {
   }
 }
 
-export class ServerConnection implements WireEvents, HandshakeHost {
+export class ServerConnection implements WireEvents, HandshakeHost, OutboxOwner, PartialInputOwner {
   private readonly machine: ServerMachine;
   private readonly wire: Wire;
   private readonly ctx: ConnectionContext;
@@ -49,7 +49,7 @@ export class ServerConnection implements WireEvents, HandshakeHost {
   /** Messages received and not yet answered. */
   private pending = 0;
   /** Plaintext replies and pushes gathered in this turn, sealed together by flush(). */
-  private readonly outbox = new Outbox(() => this.flush());
+  private readonly outbox = new Outbox(this);
   /** Reading paused while congested; pushes wait here for the socket to drain. */
   private readonly flow: Flow;
   /** Closed, failed or ended: nothing more is done (done). */
@@ -67,7 +67,7 @@ export class ServerConnection implements WireEvents, HandshakeHost {
     this.ctx = ctx;
     const machine = (this.machine = ctx.newMachine());
     this.aead = new AeadPlacement(machine, ctx.aeadPool ? new OrderedAead(ctx.aeadPool, ctx.crypto) : undefined);
-    this.partialInput = new PartialInputDeadline(machine, ctx.limits.recordTimeoutMs, () => this.fail(new NstpError("ERR_TIMEOUT", "record incomplete or forged at the deadline")));
+    this.partialInput = new PartialInputDeadline(machine, ctx.limits.recordTimeoutMs, this);
     // Arms the handshake deadline; dropped once established (onEstablished).
     this.handshake = new ServerHandshake(machine, ctx, this);
     ctx.stats.connectionOpened();
@@ -140,6 +140,16 @@ export class ServerConnection implements WireEvents, HandshakeHost {
       this.ctx.admission.stalled(this.wire.remoteAddress);
       this.fail(err);
     }
+  }
+
+  /** The outbox's turn has ended: what it gathered is sealed and written (OutboxOwner). */
+  flushOutbox(): void {
+    this.flush();
+  }
+
+  /** A partly received record or frame did not complete in time (PartialInputOwner). */
+  partialInputExpired(): void {
+    this.fail(new NstpError("ERR_TIMEOUT", "record incomplete or forged at the deadline"));
   }
 
   /** Records or frames completed so far (the session clock's idle timeout watches it). */

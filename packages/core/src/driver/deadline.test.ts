@@ -39,7 +39,9 @@ test("deadline: the check re-arms for the time it returns, and stops on undefine
 test("partial-input deadline: progress keeps it alive, a stall expires it, complete input stops it", async () => {
   const m = { hasPartialInput: true, inputProgress: 0 };
   let expired = 0;
-  const p = new PartialInputDeadline(m, 10, () => expired++);
+  const owner = { partialInputExpired: () => void expired++ };
+  const p = new PartialInputDeadline(m, 10, owner);
+  assert.deepEqual(Object.values(p).filter((v) => typeof v === "function"), [], "it holds its owner, not a closure of its own");
   p.watch();
   for (let i = 0; i < 4; i++) {
     await sleep(8);

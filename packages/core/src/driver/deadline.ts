@@ -47,6 +47,11 @@ export class Deadline {
   }
 }
 
+/** Told once a partly received record or frame has passed its deadline (PartialInputDeadline). */
+export interface PartialInputOwner {
+  partialInputExpired(): void;
+}
+
 /**
  * A partly received record or frame must complete within `ms`, however slowly it dribbles. When the
  * timer fires, input that is still partial and has not completed a single record or frame since the
@@ -56,14 +61,15 @@ export class Deadline {
 export class PartialInputDeadline extends Deadline {
   private readonly machine: Pick<Machine, "hasPartialInput" | "inputProgress">;
   private readonly ms: number;
-  private readonly expire: () => void;
+  private readonly owner: PartialInputOwner;
 
-  // One object per session, not two: a fleet holds tens of thousands of them (the fleet bench).
-  constructor(machine: Pick<Machine, "hasPartialInput" | "inputProgress">, ms: number, expire: () => void) {
+  // One object per session, not three: the owner is told through an interface, not a closure with
+  // its scope; a fleet holds tens of thousands of them (the fleet bench, issue 13).
+  constructor(machine: Pick<Machine, "hasPartialInput" | "inputProgress">, ms: number, owner: PartialInputOwner) {
     super();
     this.machine = machine;
     this.ms = ms;
-    this.expire = expire;
+    this.owner = owner;
   }
 
   /** After a read: starts watching if input is left partial and nothing watches it yet. */
@@ -73,7 +79,7 @@ export class PartialInputDeadline extends Deadline {
     this.arm(this.ms, () => {
       if (!this.machine.hasPartialInput) return undefined;
       if (this.machine.inputProgress === progress) {
-        this.expire();
+        this.owner.partialInputExpired();
         return undefined;
       }
       progress = this.machine.inputProgress;

@@ -8,7 +8,7 @@ const bytes = (...xs: number[]) => new Uint8Array(xs);
 
 test("outbox: messages of one turn, from sync code and microtasks, leave in one flush, in order", async () => {
   const flushed: Uint8Array[][] = [];
-  const box: Outbox = new Outbox(() => flushed.push(box.take()));
+  const box: Outbox = new Outbox({ flushOutbox: () => void flushed.push(box.take()) });
   box.push(bytes(1));
   box.schedule();
   await Promise.resolve();
@@ -28,7 +28,7 @@ test("outbox: messages of one turn, from sync code and microtasks, leave in one 
 
 test("outbox: schedule() inside hold() does nothing (the holder flushes); clear() drops the batch", async () => {
   let flushes = 0;
-  const box = new Outbox(() => flushes++);
+  const box = new Outbox({ flushOutbox: () => void flushes++ });
   const r = box.hold(() => {
     box.push(bytes(1));
     box.schedule();
@@ -46,4 +46,11 @@ test("outbox: schedule() inside hold() does nothing (the holder flushes); clear(
   box.clear();
   assert.ok(box.empty);
   assert.deepEqual(box.take(), []);
+});
+
+test("outbox: it holds its owner, not a function of its own (a closure and its scope per idle session)", () => {
+  const owner = { flushOutbox: () => {} };
+  const box = new Outbox(owner);
+  assert.deepEqual(Object.values(box).filter((v) => typeof v === "function"), []);
+  assert.ok(Object.values(box).includes(owner));
 });

@@ -8,17 +8,27 @@
  * so the replies an async handler resolves one after another in a chain, and the requests an
  * application makes after each `await` in the same turn, leave together.
  */
+
+/**
+ * Who seals the batch: an interface the driver implements, not a closure, so that each session's
+ * outbox holds a reference to its driver and no function and scope of its own (issue 13: an idle
+ * session's objects).
+ */
+export interface OutboxOwner {
+  /** Takes the batch (take()) and seals it; runs at the end of the turn once scheduled. */
+  flushOutbox(): void;
+}
+
 export class Outbox {
   /** Made when the first message is queued and dropped by take(): an idle session holds none. */
   private batch: Uint8Array[] | undefined;
   private size = 0;
   private scheduled = false;
   private held = false;
-  private readonly flush: () => void;
+  private readonly owner: OutboxOwner;
 
-  /** `flush` takes the batch (take()) and seals it; it runs at the end of the turn once scheduled. */
-  constructor(flush: () => void) {
-    this.flush = flush;
+  constructor(owner: OutboxOwner) {
+    this.owner = owner;
   }
 
   /** Bytes of the messages gathered. */
@@ -49,7 +59,7 @@ export class Outbox {
     this.scheduled = true;
     setImmediate(() => {
       this.scheduled = false;
-      this.flush();
+      this.owner.flushOutbox();
     });
   }
 

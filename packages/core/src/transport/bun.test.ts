@@ -43,3 +43,23 @@ test("bun wire: bytes left queued by a partial write are a copy; overwriting the
     await listener.close();
   }
 });
+
+test("bun wire: an accepted socket's data is its wire, no separate slot object per connection", { skip: !onBun && "Bun.listen only" }, async () => {
+  const { bunTransport } = await import("./bun.ts");
+  let serverWire: Wire | undefined;
+  const events = { data() {}, drain() {}, close() {} };
+  const listener = await bunTransport.listen({ host: "127.0.0.1", port: 0, maxConnections: 1 }, (wire) => {
+    serverWire = wire;
+    return events;
+  });
+  const client = await bunTransport.dial({ host: "127.0.0.1", port: listener.port, timeoutMs: 5000 }, () => ({ data() {}, drain() {}, close() {} }));
+  try {
+    for (let i = 0; i < 100 && !serverWire; i++) await new Promise((r) => setTimeout(r, 10));
+    const socket = Reflect.get(serverWire!, "socket") as { data: unknown };
+    assert.equal(socket.data, serverWire);
+    assert.equal(Reflect.get(serverWire!, "events"), events);
+  } finally {
+    client.destroy();
+    await listener.close();
+  }
+});

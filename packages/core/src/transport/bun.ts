@@ -7,18 +7,28 @@ import type { Socket } from "bun";
 import { NstpError } from "../errors.ts";
 import { DEFAULT_FLUSH_TIMEOUT_MS, DEFAULT_TCP_KEEPALIVE_MS, type DialOptions, type ListenOptions, type Listener, type Transport, type Wire, type WireEvents } from "./wire.ts";
 
+/** A socket's data: its wire and the driver's events (undefined once closed). */
 interface Slot {
-  wire?: BunWire;
+  readonly wire?: BunWire;
   events?: WireEvents;
 }
 
-class BunWire implements Wire {
+/**
+ * An accepted socket's wire is its own slot (socket.data), so a connection holds no separate slot
+ * object for its whole life (issue 13: an idle session's objects). A dialled socket needs its slot
+ * before the wire exists (Bun.connect takes it), so it has a plain one.
+ */
+class BunWire implements Wire, Slot {
+  events: WireEvents | undefined;
   /** What the socket has not taken yet; made on the first partial write, dropped once empty. */
   private queue: Uint8Array[] | undefined;
   private queued = 0;
-  private ending = false;
   /** end()'s flush deadline: Bun's socket.end() waits for ever for a peer that stops reading. */
   private flushDeadline: ReturnType<typeof setTimeout> | undefined;
+  /** end() was called (its deadline is set then, and never unset): no field of its own, see Slot. */
+  private get ending(): boolean {
+    return this.flushDeadline !== undefined;
+  }
   private readonly flushTimeoutMs: number;
   closed = false;
   readonly remoteAddress: string;
@@ -27,6 +37,11 @@ class BunWire implements Wire {
     this.socket = socket;
     this.remoteAddress = socket.remoteAddress;
     this.flushTimeoutMs = flushTimeoutMs;
+  }
+
+  /** Slot: the wire itself. */
+  get wire(): BunWire {
+    return this;
   }
 
   /** The transport saw the socket close. */
@@ -83,7 +98,6 @@ class BunWire implements Wire {
 
   end(): void {
     if (this.closed || this.ending) return;
-    this.ending = true;
     // Unref'd: it bounds the socket's life, and must not be what keeps a process running.
     this.flushDeadline = setTimeout(() => this.destroy(), this.flushTimeoutMs);
     this.flushDeadline.unref?.();
@@ -151,9 +165,9 @@ export const bunTransport: Transport = {
       open++;
       keepAlive(socket, opts.tcpKeepAliveMs);
       const wire = new BunWire(socket, opts.flushTimeoutMs);
-      // A fresh slot per connection: Bun would otherwise share one initial data object.
-      socket.data = { wire };
-      socket.data.events = accept(wire);
+      // A slot per connection (the wire itself): Bun would otherwise share one initial data object.
+      socket.data = wire;
+      wire.events = accept(wire);
     });
     const base = h.close;
     const listener = Bun.listen<Slot>({
@@ -183,7 +197,7 @@ export const bunTransport: Transport = {
   },
 
   async dial(opts: DialOptions, attach): Promise<Wire> {
-    const slot: Slot = {};
+    const slot: { wire?: BunWire; events?: WireEvents } = {};
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new NstpError("ERR_CONNECT", `connect to ${opts.host}:${opts.port} timed out`)), opts.timeoutMs);

@@ -35,9 +35,13 @@ export interface V2ClientOptions {
   rekeyInterval?: number;
 }
 
+/**
+ * The PSK (in the options) and the preamble are held by the handshake states only: an established
+ * client keeps the channel, not the password's key.
+ */
 type ClientState =
-  | { kind: "start" }
-  | { kind: "initiationSent"; handshake: HandshakeState; inbox: ByteQueue }
+  | { kind: "start"; opts: V2ClientOptions; preamble: Uint8Array }
+  | { kind: "initiationSent"; opts: V2ClientOptions; handshake: HandshakeState; inbox: ByteQueue }
   | { kind: "established"; channel: Channel }
   | { kind: "failed" };
 
@@ -46,31 +50,30 @@ const EMPTY = new Uint8Array(0);
 export class V2Client extends V2Endpoint<ClientState> implements ClientMachine {
   readonly protocol = "v2" as const;
   readonly username: string;
-  protected state: ClientState = { kind: "start" };
-  private readonly opts: V2ClientOptions;
-  private readonly preamble: Uint8Array;
+  protected state: ClientState;
 
   constructor(opts: V2ClientOptions) {
     super();
     if (opts.psk.length !== PSK_SIZE) throw new RangeError(`PSK must be ${PSK_SIZE} bytes`);
-    this.opts = opts;
     this.username = opts.username;
-    this.preamble = encodePreamble(utf8(opts.username));
+    this.state = { kind: "start", opts, preamble: encodePreamble(utf8(opts.username)) };
   }
 
   start(): Output[] {
-    if (this.state.kind !== "start") throw new ProtocolError(`start in state ${this.state.kind}`);
+    const s = this.state;
+    if (s.kind !== "start") throw new ProtocolError(`start in state ${s.kind}`);
+    const { opts, preamble } = s;
     const handshake = new HandshakeState({
-      crypto: this.opts.crypto,
+      crypto: opts.crypto,
       protocolName: PROTOCOL_NAME,
       initiator: true,
-      prologue: this.preamble,
-      psks: [this.opts.psk],
-      e: this.opts.ephemeral,
+      prologue: preamble,
+      psks: [opts.psk],
+      e: opts.ephemeral,
     });
     const message1 = handshake.writeMessage(EMPTY);
-    this.state = { kind: "initiationSent", handshake, inbox: new ByteQueue(LENGTH_SIZE + HANDSHAKE_MESSAGE_SIZE) };
-    return [{ type: "send", data: concat(this.preamble, encodeFramed(message1)) }];
+    this.state = { kind: "initiationSent", opts, handshake, inbox: new ByteQueue(LENGTH_SIZE + HANDSHAKE_MESSAGE_SIZE) };
+    return [{ type: "send", data: concat(preamble, encodeFramed(message1)) }];
   }
 
   /** True until a frame has been sealed: the server is still waiting for our key confirmation. */
@@ -109,7 +112,7 @@ export class V2Client extends V2Endpoint<ClientState> implements ClientMachine {
       if (e instanceof DecryptError) throw new AuthError("the server did not prove knowledge of the password", { cause: e });
       throw e;
     }
-    const channel = new Channel(s.handshake.split(), { maxMessageSize: this.opts.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE, rekeyInterval: this.opts.rekeyInterval });
+    const channel = new Channel(s.handshake.split(), { maxMessageSize: s.opts.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE, rekeyInterval: s.opts.rekeyInterval });
     this.state = { kind: "established", channel };
     out.push({ type: "established", username: this.username });
     return take;

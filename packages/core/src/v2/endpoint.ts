@@ -35,14 +35,13 @@ export abstract class V2Endpoint<S extends { kind: string }> implements Deferred
     return s.kind === "established" ? s.channel : undefined;
   }
 
-  /** Any error: the machine is failed from now on, and holds nothing more. */
+  /**
+   * Any error: the machine is failed from now on, and holds nothing more (each role keeps its
+   * handshake's input and options in its handshake states, so they go with the state).
+   */
   protected markFailed(): void {
     this.state = { kind: "failed" } as EndpointEnd as unknown as S;
-    this.releaseInput();
   }
-
-  /** What a role holds of its handshake's input, dropped when it fails (the servers' inbox). */
-  protected releaseInput(): void {}
 
   get hasPartialInput(): boolean {
     return this.channel()?.reader.hasPartialInput ?? false;

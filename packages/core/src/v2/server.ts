@@ -41,9 +41,14 @@ export interface V2ServerOptions {
   rekeyInterval?: number;
 }
 
+/**
+ * Only the states before message 2 hold the options (the fakes, the backend) and the inbox: from
+ * "responseSent" on the machine keeps just the channel and the username, so an idle session
+ * retains no per-connection options object or handshake buffer (issue 13).
+ */
 type ServerState =
-  | { kind: "start" }
-  | { kind: "preambleConsumed"; preamble: Preamble; key?: Uint8Array; message1?: Uint8Array }
+  | { kind: "start"; opts: V2ServerOptions; inbox: ByteQueue }
+  | { kind: "preambleConsumed"; opts: V2ServerOptions; inbox: ByteQueue; preamble: Preamble; key?: Uint8Array; message1?: Uint8Array }
   /** Message 2 sent; waiting for the client's first frame to prove it holds the session keys. */
   | { kind: "responseSent"; username: string; channel: Channel }
   | { kind: "established"; username: string; channel: Channel }
@@ -51,21 +56,16 @@ type ServerState =
 
 const EMPTY = new Uint8Array(0);
 const MESSAGE1_SIZE = LENGTH_SIZE + HANDSHAKE_MESSAGE_SIZE;
+/** The preamble and message 1 only: the client cannot send more before message 2. */
+const INBOX_CAPACITY = PREAMBLE_MAGIC.length + 1 + MAX_USERNAME_SIZE + MESSAGE1_SIZE;
 
 export class V2Server extends V2Endpoint<ServerState> implements ServerMachine {
   readonly protocol = "v2" as const;
-  protected state: ServerState = { kind: "start" };
-  private readonly opts: V2ServerOptions;
-  /** Holds the preamble and message 1 only: the client cannot send more before message 2. */
-  private readonly inbox = new ByteQueue(PREAMBLE_MAGIC.length + 1 + MAX_USERNAME_SIZE + MESSAGE1_SIZE, 64);
+  protected state: ServerState;
 
   constructor(opts: V2ServerOptions) {
     super();
-    this.opts = opts;
-  }
-
-  protected override releaseInput(): void {
-    this.inbox.clear();
+    this.state = { kind: "start", opts, inbox: new ByteQueue(INBOX_CAPACITY, 64) };
   }
 
   get username(): string | undefined {
@@ -111,10 +111,11 @@ export class V2Server extends V2Endpoint<ServerState> implements ServerMachine {
 
   receive(chunk: Uint8Array): Output[] {
     return this.collect((out) => {
-      if (this.state.kind === "established" || this.state.kind === "responseSent") this.state.channel.receive(chunk, out);
-      else if (this.state.kind === "failed") throw new ProtocolError("data after failure");
+      const s = this.state;
+      if (s.kind === "established" || s.kind === "responseSent") s.channel.receive(chunk, out);
+      else if (s.kind === "failed") throw new ProtocolError("data after failure");
       else {
-        if (!this.inbox.push(chunk)) throw new ProtocolError("data before the handshake completed");
+        if (!s.inbox.push(chunk)) throw new ProtocolError("data before the handshake completed");
         this.process(out);
       }
     });
@@ -123,7 +124,9 @@ export class V2Server extends V2Endpoint<ServerState> implements ServerMachine {
   /** The driver's answer to "need-key": the user's PSK, or a dummy key for an unknown user. */
   /** The user's PSK, or a fake one for an unknown or verifier-only user: the same path either way. */
   provideCredential(credential: Credential | undefined): Output[] {
-    return this.provideKey(pskOrFake(credential, this.opts.fakes, this.username));
+    const s = this.state;
+    if (s.kind !== "preambleConsumed") throw new ProtocolError(`credential provided in state ${s.kind}`);
+    return this.provideKey(pskOrFake(credential, s.opts.fakes, s.preamble.username));
   }
 
   provideKey(psk: Uint8Array): Output[] {
@@ -136,37 +139,37 @@ export class V2Server extends V2Endpoint<ServerState> implements ServerMachine {
   private process(out: Output[]): void {
     const s = this.state;
     if (s.kind === "start") {
-      const preamble = this.takePreamble(this.inbox, parsePreamble, out);
+      const preamble = this.takePreamble(s.inbox, parsePreamble, out);
       if (!preamble) return;
-      this.state = { kind: "preambleConsumed", preamble };
+      this.state = { kind: "preambleConsumed", opts: s.opts, inbox: s.inbox, preamble };
       this.process(out);
       return;
     }
     if (s.kind !== "preambleConsumed") return;
     if (!s.message1) {
-      const buf = this.inbox.view();
+      const buf = s.inbox.view();
       const len = framedLength(buf);
       if (len === undefined) return;
       if (len !== HANDSHAKE_MESSAGE_SIZE) throw new ProtocolError(`handshake message of ${len} bytes`);
       if (buf.length > MESSAGE1_SIZE) throw new ProtocolError("data before the handshake completed");
       if (buf.length < MESSAGE1_SIZE) return;
-      s.message1 = this.inbox.take(MESSAGE1_SIZE).subarray(LENGTH_SIZE);
+      s.message1 = s.inbox.take(MESSAGE1_SIZE).subarray(LENGTH_SIZE);
       // The inbox has done its work: nothing more may arrive before message 2 (memory: bytes.ts).
-      this.inbox.release();
-    } else if (this.inbox.length > 0) {
+      s.inbox.release();
+    } else if (s.inbox.length > 0) {
       throw new ProtocolError("data before the handshake completed");
     }
-    if (s.key) this.respond(s.preamble, s.key, s.message1, out);
+    if (s.key) this.respond(s.opts, s.preamble, s.key, s.message1, out);
   }
 
-  private respond(preamble: Preamble, key: Uint8Array, message1: Uint8Array, out: Output[]): void {
+  private respond(opts: V2ServerOptions, preamble: Preamble, key: Uint8Array, message1: Uint8Array, out: Output[]): void {
     const handshake = new HandshakeState({
-      crypto: this.opts.crypto,
+      crypto: opts.crypto,
       protocolName: PROTOCOL_NAME,
       initiator: false,
       prologue: preamble.bytes,
       psks: [key],
-      e: this.opts.ephemeral,
+      e: opts.ephemeral,
     });
     try {
       handshake.readMessage(message1);
@@ -178,8 +181,8 @@ export class V2Server extends V2Endpoint<ServerState> implements ServerMachine {
     const message2 = handshake.writeMessage(EMPTY);
     const username = preamble.username;
     const channel: Channel = new Channel(handshake.split(), {
-      maxMessageSize: this.opts.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE,
-      rekeyInterval: this.opts.rekeyInterval,
+      maxMessageSize: opts.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE,
+      rekeyInterval: opts.rekeyInterval,
       onFirstFrame: (confirmed) => this.confirm(channel, confirmed),
     });
     this.state = { kind: "responseSent", username, channel };

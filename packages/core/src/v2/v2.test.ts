@@ -8,10 +8,12 @@ import type { Output } from "../events.ts";
 import { CipherState } from "../noise/cipher-state.ts";
 import { ServerDispatch } from "../dispatch.ts";
 import { parseProtocolList } from "../registry.ts";
+import { Channel } from "./channel.ts";
 import { FrameReader } from "./reader.ts";
 import { FrameWriter, TRANSIENT_OUT_MAX } from "./writer.ts";
 import { V2Client } from "./client.ts";
-import { V2Server } from "./server.ts";
+import { V2Server, type V2ServerOptions } from "./server.ts";
+import { reachable } from "../testing/reachable.ts";
 import { BUSY_SIGNAL, CHUNK_HEADER_SIZE, LENGTH_SIZE, MAX_CHUNK_BODY, MAX_FRAME_PLAINTEXT, TAG_SIZE } from "./wire.ts";
 
 const messages = (outs: Output[]) => outs.flatMap((o) => (o.type === "message" ? [o.data] : []));
@@ -54,6 +56,39 @@ for (const crypto of Object.values(BACKENDS)) {
 
 describe("v2 handshake", () => {
   const crypto = BACKENDS.native;
+
+  test("a channel keeps its own compact copy of the handshake hash, not a view of the digest's buffer", () => {
+    const digest = crypto.sha256(utf8("transcript"));
+    const channel = new Channel({ send: new CipherState(crypto, new Uint8Array(32)), receive: new CipherState(crypto, new Uint8Array(32)), handshakeHash: digest }, { maxMessageSize: 1024 });
+    assert.deepEqual(channel.handshakeHash, digest);
+    assert.notEqual(channel.handshakeHash.buffer, digest.buffer);
+    assert.equal(channel.handshakeHash.buffer.byteLength, 32);
+  });
+
+  test("from message 2 on the server, and once established the client, holds the session only: no options, inbox or key", () => {
+    const psk = crypto.sha256(utf8("psk"));
+    const clientOpts = { crypto, username: "alice", psk };
+    const client = new V2Client(clientOpts);
+    const opts: V2ServerOptions = { crypto, fakes: { psk: () => crypto.randomBytes(32), verifier: () => ({ w0: new Uint8Array(32), L: new Uint8Array(65) }) } };
+    const server = new V2Server(opts);
+    server.receive(sends(client.start()));
+    const handshaking = Reflect.get(server, "state") as { kind: string; inbox: object };
+    assert.equal(handshaking.kind, "preambleConsumed");
+    const message2 = sends(server.provideKey(psk));
+    client.receive(message2);
+    assert.deepEqual(Object.keys(Reflect.get(client, "state") as object).sort(), ["channel", "kind"]);
+    const clientHeld = reachable(client);
+    for (const [name, o] of Object.entries({ clientOpts, psk })) assert.equal(clientHeld.has(o), false, `the client still retains ${name}`);
+    const retained = (what: string) => {
+      const held = reachable(server);
+      for (const [name, o] of Object.entries({ opts, fakes: opts.fakes!, inbox: handshaking.inbox, psk })) assert.equal(held.has(o), false, `${what}: ${name} is still retained`);
+    };
+    assert.deepEqual(Object.keys(Reflect.get(server, "state") as object).sort(), ["channel", "kind", "username"]);
+    retained("message 2 sent");
+    assert.deepEqual(server.receive(client.ping()), [{ type: "established", username: "alice" }]);
+    assert.deepEqual(Object.keys(Reflect.get(server, "state") as object).sort(), ["channel", "kind", "username"]);
+    retained("established");
+  });
 
   test("the preamble is 00 'NSTP' 02, the username length and the username, then message 1 of 48 bytes", () => {
     const { hello } = handshake(crypto);

@@ -34,34 +34,37 @@ export interface V3ClientOptions {
   rekeyInterval?: number;
 }
 
+/**
+ * w0 and w1 (in the options), the preamble and x are held by the handshake states only: an
+ * established client keeps the channel, not the password's keys.
+ */
 type ClientState =
-  | { kind: "start" }
-  | { kind: "shareSent"; x: bigint; sent: Uint8Array; shareP: Uint8Array; inbox: ByteQueue }
+  | { kind: "start"; opts: V3ClientOptions; preamble: Uint8Array }
+  | { kind: "shareSent"; opts: V3ClientOptions; preamble: Uint8Array; x: bigint; sent: Uint8Array; shareP: Uint8Array; inbox: ByteQueue }
   | { kind: "established"; channel: Channel }
   | { kind: "failed" };
 
 export class V3Client extends V2Endpoint<ClientState> implements ClientMachine {
   readonly protocol = "v3" as const;
   readonly username: string;
-  protected state: ClientState = { kind: "start" };
-  private readonly opts: V3ClientOptions;
-  private readonly preamble: Uint8Array;
+  protected state: ClientState;
 
   constructor(opts: V3ClientOptions) {
     super();
     if (opts.keys.w0.length !== SCALAR_SIZE || opts.keys.w1.length !== SCALAR_SIZE) throw new RangeError(`w0 and w1 must be ${SCALAR_SIZE} bytes`);
-    this.opts = opts;
     this.username = opts.username;
-    this.preamble = encodeV3Preamble(utf8(opts.username));
+    this.state = { kind: "start", opts, preamble: encodeV3Preamble(utf8(opts.username)) };
   }
 
   /** The preamble and message 1, in one write. */
   start(): Output[] {
-    if (this.state.kind !== "start") throw new ProtocolError(`start in state ${this.state.kind}`);
-    const x = this.opts.x ?? randomScalar(this.opts.crypto);
-    const shareP = proverShare(scalarFromBytes(this.opts.keys.w0), x);
-    const sent = concat(this.preamble, encodeMessage1(shareP));
-    this.state = { kind: "shareSent", x, sent, shareP, inbox: new ByteQueue(MESSAGE2_SIZE) };
+    const s = this.state;
+    if (s.kind !== "start") throw new ProtocolError(`start in state ${s.kind}`);
+    const { opts, preamble } = s;
+    const x = opts.x ?? randomScalar(opts.crypto);
+    const shareP = proverShare(scalarFromBytes(opts.keys.w0), x);
+    const sent = concat(preamble, encodeMessage1(shareP));
+    this.state = { kind: "shareSent", opts, preamble, x, sent, shareP, inbox: new ByteQueue(MESSAGE2_SIZE) };
     return [{ type: "send", data: sent }];
   }
 
@@ -87,20 +90,23 @@ export class V3Client extends V2Endpoint<ClientState> implements ClientMachine {
     if (!expectMessage(s.inbox.view(), MESSAGE2_BODY, "message 2")) return take;
     const message2 = s.inbox.take(MESSAGE2_SIZE);
     const { shareV, confirmV } = parseMessage2(message2);
-    const { crypto, deviceSalt, keys } = this.opts;
+    const { crypto, deviceSalt, keys, maxMessageSize = DEFAULT_MAX_MESSAGE_SIZE, rekeyInterval } = s.opts;
     let curve: CurveResult;
     try {
       curve = proverFinish(scalarFromBytes(keys.w0), scalarFromBytes(keys.w1), s.x, shareV);
     } catch (e) {
       throw new AuthError("the server did not prove knowledge of the password", { cause: e });
     }
-    const secrets = handshakeSecrets(crypto, { preamble: this.preamble, deviceSalt, shareP: s.shareP, shareV, Z: curve.Z, V: curve.V, w0: keys.w0 });
+    const secrets = handshakeSecrets(crypto, { preamble: s.preamble, deviceSalt, shareP: s.shareP, shareV, Z: curve.Z, V: curve.V, w0: keys.w0 });
     curve.Z.fill(0);
     curve.V.fill(0);
     if (!crypto.timingSafeEqual(confirmV, secrets.confirmV)) throw new AuthError("the server did not prove knowledge of the password");
     const message3 = encodeMessage3(secrets.confirmP);
     const transport = v3TransportKeys(crypto, secrets, "client", [s.sent, message2, message3]);
-    const channel = new Channel(transport, { maxMessageSize: this.opts.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE, rekeyInterval: this.opts.rekeyInterval });
+    const channel = new Channel(transport, { maxMessageSize, rekeyInterval });
+    // The MACs have done their work (message 3 is a copy); the transport keys live in the channel.
+    secrets.confirmP.fill(0);
+    secrets.confirmV.fill(0);
     this.state = { kind: "established", channel };
     out.push({ type: "send", data: message3 }, { type: "established", username: this.username });
     return take;

@@ -58,29 +58,30 @@ export interface V3ServerOptions {
   rekeyInterval?: number;
 }
 
+/**
+ * Only the handshake states hold the options (the device salt, the fakes, the backend) and the inbox:
+ * "established" keeps just what the session uses, so an idle session retains no per-connection
+ * options object or handshake buffer (issue 13), and "failed" holds nothing.
+ */
 type ServerState =
-  | { kind: "start" }
-  | { kind: "preambleReceived"; preamble: Preamble; record?: Verifier; shareP?: Uint8Array }
-  | { kind: "curvePending"; preamble: Preamble; job: VerifierCurveInput }
+  | { kind: "start"; opts: V3ServerOptions; inbox: ByteQueue }
+  | { kind: "preambleReceived"; opts: V3ServerOptions; inbox: ByteQueue; preamble: Preamble; record?: Verifier; shareP?: Uint8Array }
+  | { kind: "curvePending"; opts: V3ServerOptions; inbox: ByteQueue; preamble: Preamble; job: VerifierCurveInput }
   /** Message 2 sent; `wire` holds the handshake bytes so far, for the channel-binding hash. */
-  | { kind: "responseSent"; username: string; secrets: HandshakeSecrets; wire: Uint8Array[] }
+  | { kind: "responseSent"; opts: V3ServerOptions; inbox: ByteQueue; username: string; secrets: HandshakeSecrets; wire: Uint8Array[] }
   | { kind: "established"; username: string; channel: Channel }
   | { kind: "failed" };
 
+/** The preamble and message 1, then message 3: nothing else may arrive before the session. */
+const INBOX_CAPACITY = MAX_PREAMBLE_SIZE + MESSAGE1_SIZE;
+
 export class V3Server extends V2Endpoint<ServerState> implements ServerMachine {
   readonly protocol = "v3" as const;
-  protected state: ServerState = { kind: "start" };
-  private readonly opts: V3ServerOptions;
-  /** The preamble and message 1, then message 3: nothing else may arrive before the session. */
-  private readonly inbox = new ByteQueue(MAX_PREAMBLE_SIZE + MESSAGE1_SIZE, 64);
+  protected state: ServerState;
 
   constructor(opts: V3ServerOptions) {
     super();
-    this.opts = opts;
-  }
-
-  protected override releaseInput(): void {
-    this.inbox.clear();
+    this.state = { kind: "start", opts, inbox: new ByteQueue(INBOX_CAPACITY, 64) };
   }
 
   get username(): string | undefined {
@@ -128,7 +129,7 @@ export class V3Server extends V2Endpoint<ServerState> implements ServerMachine {
     if (s.kind === "responseSent") return this.receiveAfterHandshake(chunk, (c, out) => this.receiveConfirmation(s, c, out));
     if (s.kind !== "start" && s.kind !== "preambleReceived") return this.receiveAfterHandshake(chunk, undefined);
     return this.collect((out) => {
-      if (!this.inbox.push(chunk)) throw new ProtocolError("data before the handshake completed");
+      if (!s.inbox.push(chunk)) throw new ProtocolError("data before the handshake completed");
       this.process(out);
     });
   }
@@ -152,15 +153,15 @@ export class V3Server extends V2Endpoint<ServerState> implements ServerMachine {
     if (credential?.verifier) return this.provideVerifier(credential.verifier);
     if (credential?.psk) return this.provideKey(credential.psk);
     const s = this.state;
-    if (s.kind !== "preambleReceived" || !this.opts.fakes) throw new ProtocolError(`credential provided in state ${s.kind}`);
-    return this.provideVerifier(this.opts.fakes.verifier(preambleUsername(s.preamble.bytes)));
+    if (s.kind !== "preambleReceived" || !s.opts.fakes) throw new ProtocolError(`credential provided in state ${s.kind}`);
+    return this.provideVerifier(s.opts.fakes.verifier(preambleUsername(s.preamble.bytes)));
   }
 
   /** The driver's answer to "need-key" from a PSK store: w0 and L are derived from the PSK. */
   provideKey(psk: Uint8Array): Output[] {
     const s = this.state;
     if (s.kind !== "preambleReceived" || s.record) throw new ProtocolError(`key provided in state ${s.kind}`);
-    return this.provideVerifier(cachedVerifierFromPsk(this.opts.crypto, psk, this.opts.deviceSalt, preambleUsername(s.preamble.bytes)));
+    return this.provideVerifier(cachedVerifierFromPsk(s.opts.crypto, psk, s.opts.deviceSalt, preambleUsername(s.preamble.bytes)));
   }
 
   /** The driver's answer to "need-curve": verifierShares(job), or the error it threw. */
@@ -169,32 +170,34 @@ export class V3Server extends V2Endpoint<ServerState> implements ServerMachine {
     if (s.kind !== "curvePending") throw new ProtocolError(`curve result in state ${s.kind}`);
     return this.collect((out) => {
       if (result instanceof Error) throw new AuthError("message 1 did not verify", { cause: result });
-      this.respond(s.preamble, s.job, result, out);
+      this.respond(s, s.job, result, out);
     });
   }
 
   private process(out: Output[]): void {
     const s = this.state;
     if (s.kind === "start") {
-      const preamble = this.takePreamble(this.inbox, parseV3Preamble, out);
+      const preamble = this.takePreamble(s.inbox, parseV3Preamble, out);
       if (!preamble) return;
-      this.state = { kind: "preambleReceived", preamble };
+      this.state = { kind: "preambleReceived", opts: s.opts, inbox: s.inbox, preamble };
       this.process(out);
       return;
     }
     if (s.kind !== "preambleReceived") return;
     if (!s.shareP) {
-      const buf = this.inbox.view();
+      const buf = s.inbox.view();
       if (!expectMessage(buf, MESSAGE1_BODY, "message 1")) return;
       if (buf.length > MESSAGE1_SIZE) throw new ProtocolError("data before message 2");
-      s.shareP = this.inbox.take(MESSAGE1_SIZE).subarray(LENGTH_SIZE);
-    } else if (this.inbox.length > 0) {
+      s.shareP = s.inbox.take(MESSAGE1_SIZE).subarray(LENGTH_SIZE);
+      // Empty now, and nothing may arrive until message 3 (a few bytes): hold no buffer meanwhile.
+      s.inbox.release();
+    } else if (s.inbox.length > 0) {
       throw new ProtocolError("data before message 2");
     }
     if (!s.record) return;
-    const job: VerifierCurveInput = { w0: s.record.w0, L: s.record.L, shareP: s.shareP, y: this.opts.y ?? randomScalar(this.opts.crypto) };
-    if (this.opts.deferCurve) {
-      this.state = { kind: "curvePending", preamble: s.preamble, job };
+    const job: VerifierCurveInput = { w0: s.record.w0, L: s.record.L, shareP: s.shareP, y: s.opts.y ?? randomScalar(s.opts.crypto) };
+    if (s.opts.deferCurve) {
+      this.state = { kind: "curvePending", opts: s.opts, inbox: s.inbox, preamble: s.preamble, job };
       out.push({ type: "need-curve", job });
       return;
     }
@@ -206,31 +209,36 @@ export class V3Server extends V2Endpoint<ServerState> implements ServerMachine {
       // exception: all the ordinary silent failure, like a wrong password.
       throw new AuthError("message 1 did not verify", { cause: e });
     }
-    this.respond(s.preamble, job, result, out);
+    this.respond(s, job, result, out);
   }
 
-  private respond(preamble: Preamble, job: VerifierCurveInput, curve: VerifierCurveResult, out: Output[]): void {
-    const { crypto, deviceSalt } = this.opts;
+  private respond(s: { opts: V3ServerOptions; inbox: ByteQueue; preamble: Preamble }, job: VerifierCurveInput, curve: VerifierCurveResult, out: Output[]): void {
+    const { opts, inbox, preamble } = s;
+    const { crypto, deviceSalt } = opts;
     const secrets = handshakeSecrets(crypto, { preamble: preamble.bytes, deviceSalt, shareP: job.shareP, shareV: curve.shareV, Z: curve.Z, V: curve.V, w0: job.w0 });
     curve.Z.fill(0);
     curve.V.fill(0);
     const message2 = encodeMessage2(curve.shareV, secrets.confirmV);
-    this.state = { kind: "responseSent", username: preamble.username, secrets, wire: [preamble.bytes, encodeMessage1(job.shareP), message2] };
+    this.state = { kind: "responseSent", opts, inbox, username: preamble.username, secrets, wire: [preamble.bytes, encodeMessage1(job.shareP), message2] };
     out.push({ type: "send", data: message2 });
   }
 
   /** Takes message 3 from the front of `chunk`; returns how many bytes it used (the rest are frames). */
   private receiveConfirmation(s: Extract<ServerState, { kind: "responseSent" }>, chunk: Uint8Array, out: Output[]): number {
-    const take = Math.min(MESSAGE3_SIZE - this.inbox.length, chunk.length);
-    this.inbox.push(chunk.subarray(0, take));
-    if (!expectMessage(this.inbox.view(), MESSAGE3_BODY, "message 3")) return take;
-    const message3 = this.inbox.take(MESSAGE3_SIZE);
-    const { crypto, maxMessageSize = DEFAULT_MAX_MESSAGE_SIZE, rekeyInterval } = this.opts;
+    const take = Math.min(MESSAGE3_SIZE - s.inbox.length, chunk.length);
+    s.inbox.push(chunk.subarray(0, take));
+    if (!expectMessage(s.inbox.view(), MESSAGE3_BODY, "message 3")) return take;
+    const message3 = s.inbox.take(MESSAGE3_SIZE);
+    const { crypto, maxMessageSize = DEFAULT_MAX_MESSAGE_SIZE, rekeyInterval } = s.opts;
     if (!crypto.timingSafeEqual(message3.subarray(LENGTH_SIZE), s.secrets.confirmP)) {
       // Wrong password, unknown user (fake record) and a forged confirmation fail here alike.
       throw new AuthError("confirmP did not verify");
     }
     const channel = new Channel(v3TransportKeys(crypto, s.secrets, "server", [...s.wire, message3]), { maxMessageSize, rekeyInterval });
+    // The confirmation MACs have done their work (the transport keys now live in the channel's
+    // CipherStates); the new state holds neither them, the options nor the inbox.
+    s.secrets.confirmP.fill(0);
+    s.secrets.confirmV.fill(0);
     this.state = { kind: "established", username: s.username, channel };
     out.push({ type: "established", username: s.username });
     return take;

@@ -7,7 +7,8 @@ import { BACKENDS, type CryptoBackend } from "../crypto/index.ts";
 import { concat, readU16BE, utf8 } from "../bytes.ts";
 import type { Output } from "../events.ts";
 import { V3Client } from "./client.ts";
-import { V3Server } from "./server.ts";
+import { V3Server, type V3ServerOptions } from "./server.ts";
+import { reachable } from "../testing/reachable.ts";
 import { handshakeSecrets } from "./handshake.ts";
 import { FakeVerifiers, type ProverKeys, type Verifier, proverKeysFromPsk, verifierFromProverKeys } from "./keys.ts";
 import { proverFinish, scalarFromBytes, verifierShares } from "./spake2plus.ts";
@@ -73,6 +74,34 @@ for (const crypto of Object.values(BACKENDS)) {
 
 describe("v3 handshake", () => {
   const crypto = BACKENDS.native;
+
+  test("once established each role holds the session only: no options, device salt, password keys, inbox or confirmation MACs", () => {
+    const { keys, verifier } = credentials(crypto);
+    const clientOpts = { crypto, username: "alice", deviceSalt: DEVICE_SALT, keys };
+    const client = new V3Client(clientOpts);
+    // A salt of its own, so that reaching it can only be through these options.
+    const opts: V3ServerOptions = { crypto, deviceSalt: DEVICE_SALT.slice(), fakes: { psk: () => crypto.randomBytes(32), verifier: () => verifier } };
+    const server = new V3Server(opts);
+    server.receive(sends(client.start()));
+    const message3 = sends(client.receive(sends(server.provideVerifier(verifier))));
+    const pending = Reflect.get(server, "state") as { kind: string; secrets: { confirmP: Uint8Array; confirmV: Uint8Array }; inbox: object };
+    assert.equal(pending.kind, "responseSent");
+    assert.deepEqual(server.receive(message3), [{ type: "established", username: "alice" }]);
+    assert.deepEqual(Object.keys(Reflect.get(server, "state") as object).sort(), ["channel", "kind", "username"]);
+    const held = reachable(server);
+    for (const [what, o] of Object.entries({ opts, deviceSalt: opts.deviceSalt, fakes: opts.fakes!, secrets: pending.secrets, inbox: pending.inbox, w0: verifier.w0 })) {
+      assert.equal(held.has(o), false, `${what} is still retained`);
+    }
+    assert.ok(pending.secrets.confirmP.every((b) => b === 0) && pending.secrets.confirmV.every((b) => b === 0), "the confirmation MACs are wiped");
+    assert.deepEqual(Object.keys(Reflect.get(client, "state") as object).sort(), ["channel", "kind"]);
+    const clientHeld = reachable(client);
+    for (const [what, o] of Object.entries({ clientOpts, keys, w0: keys.w0, w1: keys.w1, deviceSalt: DEVICE_SALT })) {
+      assert.equal(clientHeld.has(o), false, `the client still retains ${what}`);
+    }
+    // The session still works, channel binding included.
+    assert.deepEqual(server.handshakeHash, client.handshakeHash);
+    assert.deepEqual(messages(server.receive(client.seal([utf8("after")]))), [utf8("after")]);
+  });
 
   test("wire: preamble 00 'NSTP' 03, message 1 of 65, message 2 of 97, message 3 of 32", () => {
     const { hello, message2, message3 } = handshake(crypto);
