@@ -6,6 +6,7 @@ import type { CryptoBackend, Logger, ProtocolName, ServerMachine } from "@nstp/c
 import type { CryptoPool } from "@nstp/core/pool";
 import type { HandshakeAdmission } from "./admission.ts";
 import type { ClockWheel } from "./clock-wheel.ts";
+import type { CurveStepCap } from "./curve-cap.ts";
 import type { GuessBudget } from "./budget.ts";
 import type { ServerConnection } from "./connection.ts";
 import type { KeyStore } from "./credentials.ts";
@@ -57,6 +58,8 @@ export interface ConnectionContext {
   aeadPool?: CryptoPool;
   /** Where v3's curve step runs when the loop is busy (crypto/placement.ts, pool/curve.ts). */
   curvePool?: CryptoPool;
+  /** Each source's curve steps in flight, capped (curve-cap.ts); absent without a pool. */
+  curveCap?: CurveStepCap;
   keys: KeyStore;
   handler: MessageHandler;
   limits: ConnectionLimits;

@@ -12,7 +12,7 @@ import { ALICE, startPoolServer } from "./testing/v3-pool-server.ts";
 const BURST = 2;
 
 test("v3: a curve step refused in overload is the busy signal, and its guess is refunded", async () => {
-  const pool = { threads: 1, saturated: true, verifierShares: (job: v3.VerifierCurveInput) => Promise.resolve(v3.verifierShares(job)) };
+  const pool = { threads: 1, maxQueue: 64, saturated: true, verifierShares: (job: v3.VerifierCurveInput) => Promise.resolve(v3.verifierShares(job)) };
   const server = await startPoolServer(pool, {
     // Tiny budgets that do not refill within the test: charged refusals would use them up.
     failureLimit: { burst: BURST, refillPerSecond: 0.001 },

@@ -4,10 +4,13 @@
  */
 import type { HandshakeAdmission } from "./admission.ts";
 import type { GuessBudget } from "./budget.ts";
+import type { CurveStepCap } from "./curve-cap.ts";
 
 export interface DefenceSources {
   admission: HandshakeAdmission;
   budget: GuessBudget;
+  /** With a pool only (curve-cap.ts). */
+  curveCap?: CurveStepCap;
 }
 
 export interface Series {
@@ -17,8 +20,11 @@ export interface Series {
   samples: [number, Record<string, string>?][];
 }
 
-export function defenceSeries({ admission: a, budget: b }: DefenceSources): Series[] {
+export function defenceSeries({ admission: a, budget: b, curveCap }: DefenceSources): Series[] {
   const c = b.counts;
+  const capped: Series[] = curveCap
+    ? [{ name: "nstp_curve_steps_over_source_cap_total", type: "counter", help: "v3 curve steps refused busy: their source had its share of the pool's queue in flight.", samples: [[curveCap.refused]] }]
+    : [];
   return [
     { name: "nstp_handshake_evictions_total", type: "counter", help: "Handshakes closed to admit a newcomer at the cap (stalled longest).", samples: [[a.evictions]] },
     { name: "nstp_handshake_stalls_total", type: "counter", help: "Handshakes that stalled: timed out or evicted.", samples: [[a.stallsRecorded]] },
@@ -28,5 +34,6 @@ export function defenceSeries({ admission: a, budget: b }: DefenceSources): Seri
     { name: "nstp_guesses_delayed_total", type: "counter", help: "Judgements delayed by the per-user backoff.", samples: [[c.waited]] },
     { name: "nstp_guesses_over_budget_total", type: "counter", help: "Judgements refused (failed like a wrong password), by budget.", samples: [[c.overAddress, { scope: "address" }], [c.overUser, { scope: "user" }]] },
     { name: "nstp_guess_budget_entries", type: "gauge", help: "Entries in the guessing-budget tables, by scope.", samples: [[b.trackedSources, { scope: "address" }], [b.trackedUsers, { scope: "user" }]] },
+    ...capped,
   ];
 }

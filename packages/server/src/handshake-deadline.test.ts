@@ -4,31 +4,14 @@
 // excluded is capped at the deadline, so a step held without end closes the handshake at twice it.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { v3 } from "@nstp/core";
 import { curvePlacement } from "@nstp/core/pool";
 import { dial, Reader, V3PeerHandshake, v3Handshake, within } from "@nstp/testkit";
-import { ALICE, startPoolServer } from "./testing/v3-pool-server.ts";
+import { ALICE, heldPool, startPoolServer } from "./testing/v3-pool-server.ts";
 
 // Long enough that a loaded host's timer overshoot does not eat the margin between the excused wait
 // and its cap (at 400 ms, with the step held 600 ms, a loaded run cut the session at the cap: 1 in 6).
 const DEADLINE_MS = 1000;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** A pool whose curve steps wait until the test releases them (while `hold`); the rest never runs here. */
-function heldPool() {
-  const held: (() => void)[] = [];
-  const pool = {
-    hold: false,
-    held,
-    threads: 1,
-    saturated: false,
-    verifierShares(job: v3.VerifierCurveInput) {
-      if (!pool.hold) return Promise.resolve(v3.verifierShares(job));
-      return new Promise((resolve) => held.push(() => resolve(v3.verifierShares(job))));
-    },
-  };
-  return pool;
-}
 
 test("v3: time waiting for our curve step is not the peer's; the peer's own silence is", async () => {
   const pool = heldPool();

@@ -45,6 +45,8 @@ export class ServerHandshake {
   /** The user's credential, held until the guess is here and the guessing budget lets it be judged. */
   private key: { username: string; credential: Credential | undefined } | undefined;
   private ticket: Ticket | undefined;
+  /** The source whose place (curve-cap.ts) this connection's curve step holds while it is in flight. */
+  private curveSource: string | undefined;
   /** Waits out the user's backoff before judging (budget.ts); armed only while it does. */
   private readonly judgeDelay = new Deadline();
   /**
@@ -75,7 +77,7 @@ export class ServerHandshake {
    * The handshake deadline bounds the peer's time, not ours: the time the server kept the peer waiting
    * on its own work (the key lookup, the guessing budget's judge delay, v3's curve step) does not
    * count. The curve step's wait is the pool's queue (bounded: CryptoPool.maxQueue, beyond which the
-   * step runs inline), and under load it was most of the deadline: in the v3 soak against the Node
+   * step is refused busy), and under load it was most of the deadline: in the v3 soak against the Node
    * server at load 10-16 (2026-11-27), the 100th message 2 left 9.9 s after accept, and clients that
    * answered within milliseconds of reading it were closed at 10 s, some after they had sent message 3
    * and counted themselves established. A store's lookup under a reconnect storm is the same kind of
@@ -202,15 +204,27 @@ export class ServerHandshake {
 
   /**
    * v3's curve step, inline on an idle loop or in the pool on a busy one (runCurveJob decides, as
-   * crypto/placement.ts measured); message 2 follows. Its guess was charged before (judge()). On an
-   * overloaded server (the pool's queue full, the loop's budget for curve work spent) the step is
-   * not run and the handshake is refused with the busy signal; its guess is refunded, since no
-   * curve work was done for it and nothing that depends on the password was sent.
+   * crypto/placement.ts measured); message 2 follows. Its guess was charged before (judge()). When
+   * the pool's queue is full, or this connection's source already has its share of curve steps in
+   * flight (curve-cap.ts), the step is not run and the handshake is refused with the busy signal;
+   * its guess is refunded, since no curve work was done for it and nothing that depends on the
+   * password was sent. Both refusals take the same path, so neither tells the peer anything the
+   * other does not. The source's place is given back when the step comes back, or when the
+   * connection ends first (ended(): the pool unlinks a waiting job whose caller went away, so it
+   * no longer holds the queue; a running one ends on its thread, which the cap does not guard).
    */
   curve(job: v3.VerifierCurveInput): void {
+    const cap = this.ctx.curveCap;
+    const source = cap?.take(this.host.remoteAddress);
+    this.curveSource = source;
     this.waitBegins(true);
-    void runCurveJob(job, this.ctx.curvePool, { signal: this.abort?.signal }).then((result) => {
+    const step =
+      cap && source === undefined
+        ? Promise.resolve(new CurveRefusal("this source's curve steps in flight at their cap"))
+        : runCurveJob(job, this.ctx.curvePool, { signal: this.abort?.signal });
+    void step.then((result) => {
       this.waitEnds();
+      this.releaseCurve();
       if (this.host.done) return;
       if (result instanceof CurveRefusal) {
         if (this.ticket) this.ctx.budget.cancel(this.ticket);
@@ -220,6 +234,13 @@ export class ServerHandshake {
         this.host.received(() => this.machine.provideCurve!(result));
       }
     });
+  }
+
+  /** Gives the source's place for the curve step back, once (curve-cap.ts). */
+  private releaseCurve(): void {
+    if (this.curveSource === undefined) return;
+    this.ctx.curveCap?.release(this.curveSource);
+    this.curveSource = undefined;
   }
 
   /** Provides the key: the machine judges the proof now. */
@@ -250,6 +271,7 @@ export class ServerHandshake {
   ended(established: boolean): void {
     this.over = true;
     this.abort?.abort();
+    this.releaseCurve();
     if (!established) {
       this.ctx.admission.left(this.host);
       // Closed while waiting for its judgement: nothing was judged, nothing is charged. Judged and

@@ -13,6 +13,7 @@ import { proxyAcceptor } from "./proxy-acceptor.ts";
 import { TrustedProxies } from "./trusted-proxies.ts";
 import { defaultMaxConnections } from "./capacity.ts";
 import { ClockWheel } from "./clock-wheel.ts";
+import { CurveStepCap, defaultCurveStepsPerSource } from "./curve-cap.ts";
 import { clockGranularityMs } from "./lifetime.ts";
 import { CollectionNudge } from "@nstp/core/node";
 
@@ -47,6 +48,12 @@ export interface ServerOptions {
   userBudget?: Partial<BucketOptions & { maxUsers: number; maxWaitMs: number }>;
   /** A per-user budget shared with other hosts (PostgresCredentialStore.openGuessBudget), checked beside this one. */
   sharedUserBudget?: SharedUserBudget;
+  /**
+   * v3 curve steps in flight per source address (an IPv6 source per /64, as for the guessing budget)
+   * when there is a `pool`; beyond it the handshake is refused busy, as by a full pool queue. Default
+   * an eighth of the pool's queue, at least 1 (curve-cap.ts). Without a pool, no cap: nothing queues.
+   */
+  maxCurveStepsPerSource?: number;
   limits?: Partial<ConnectionLimits>;
   /**
    * A worker pool: v2 AES-GCM runs in it where the measured placement says so (the noble backend on
@@ -132,7 +139,9 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     user: { ...DEFAULT_USER_BUDGET, maxWaitMs: limits.handshakeTimeoutMs / 2, ...opts.userBudget },
     shared: opts.sharedUserBudget,
   });
-  stats.defence = { admission, budget };
+  // With a pool, one source may hold only its share of the pool's queue with curve steps (curve-cap.ts).
+  const curveCap = opts.pool ? new CurveStepCap(opts.maxCurveStepsPerSource ?? defaultCurveStepsPerSource(opts.pool.maxQueue)) : undefined;
+  stats.defence = { admission, budget, curveCap };
   // Admission counts event-loop turns while it has fresh connections or runs over its cap (admission.ts).
   let turning = false;
   const countTurns = () => {
@@ -169,6 +178,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     newMachine: () => new ServerDispatch(dispatchOptions),
     aeadPool: opts.pool,
     curvePool: opts.pool,
+    curveCap,
     log,
     stats,
     onClosed: (c: ServerConnection) => live.delete(c),

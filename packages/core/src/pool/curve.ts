@@ -14,10 +14,13 @@ import { NstpError } from "../errors.ts";
 import { type VerifierCurveInput, type VerifierCurveResult, SCALAR_SIZE, verifierShares } from "../v3/spake2plus.ts";
 import type { CryptoPool } from "./index.ts";
 
-/** The step was not run: the pool's queue is full and the loop's budget for curve work is spent. */
+/**
+ * The step was not run: the pool's queue is full (or, from a server, the connection's source has its
+ * share of the queue in flight: server curve-cap.ts). The peer sees only the busy signal either way.
+ */
 export class CurveRefusal extends NstpError {
-  constructor() {
-    super("ERR_BUSY", "server overloaded: curve step refused (pool queue full, inline budget spent)");
+  constructor(reason = "pool queue full") {
+    super("ERR_BUSY", `server overloaded: curve step refused (${reason})`);
   }
 }
 
@@ -65,9 +68,9 @@ function runInline(job: VerifierCurveInput, placement: CurvePlacement): Verifier
   }
 }
 
-function refuse(placement: CurvePlacement): CurveRefusal {
+function refuse(placement: CurvePlacement, reason?: string): CurveRefusal {
   placement.ran.refused++;
-  return new CurveRefusal();
+  return new CurveRefusal(reason);
 }
 
 export async function runCurveJob(job: VerifierCurveInput, pool?: CryptoPool, opts: { signal?: AbortSignal; placement?: CurvePlacement } = {}): Promise<VerifierCurveResult | Error> {
@@ -84,7 +87,7 @@ export async function runCurveJob(job: VerifierCurveInput, pool?: CryptoPool, op
     // peer's: refused busy, as on a full queue (placement.ts: overload runs nothing inline), and the
     // client retries. A connection gone (ERR_CLOSED) needs no answer at all.
     if (opts.signal?.aborted) return e as Error;
-    return refuse(placement);
+    return refuse(placement, e instanceof Error ? e.message : "the pool failed the task");
   } finally {
     placement.outstanding--;
   }
