@@ -47,6 +47,8 @@ At --max-handshaking (512) a newcomer is admitted if a handshake is stalled, sil
 waiting not counted (the one stalled earliest is closed); else it is refused busy.
 Each password judged takes a guess from its address (20, refilled at 1/s; then it fails like a
 wrong password) and from its username (20, 1/s; then it waits, up to half the handshake timeout).
+A v3 curve step waits in the worker pool's queue (64 a thread; full: busy), of which one address
+may hold an eighth (then busy too).
 --users FILE.json (SIGHUP reloads it), users.db or sqlite:PATH (SQLite), or postgres://USER@HOST/DB
 (PostgreSQL): database changes reach every server within a second.
 --trusted-proxies: load balancers whose connections begin with a PROXY protocol header (v1 or v2),
@@ -168,9 +170,10 @@ async function main(): Promise<void> {
   const sharedUserBudget = store?.openGuessBudget ? await store.openGuessBudget(userBudget) : undefined;
   // The noble backend's AES-GCM runs in a pool (crypto/placement.ts; native needs none: it is faster
   // inline), and so does v3's curve step when the event loop is busy, inline when it is idle
-  // (packages/core/src/pool/curve.ts, by the measured rule there; with the pool's queue full, inline
-  // within a budget per event-loop turn, and beyond it the handshake is refused busy). Workers share
-  // the cores: threads = cores / workers.
+  // (packages/core/src/pool/curve.ts, by the measured rule there; with the pool's queue full, or the
+  // source's share of it in flight, server curve-cap.ts, the handshake is refused busy). No flag for
+  // that share: like the queue it is a fraction of, it follows the pool's size. Workers share the
+  // cores: threads = cores / workers.
   const siblings = Number(process.env.NSTP_WORKERS ?? "1") || 1;
   const pool = crypto.name === "noble" || protocols.includes("v3")
     ? new CryptoPool({ backend: crypto, threads: Math.max(1, Math.floor(availableParallelism() / siblings)) })

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { curvePlacement } from "@nstp/core/pool";
 import { dial, Reader, V3PeerHandshake, within } from "@nstp/testkit";
 import { CurveStepCap, defaultCurveStepsPerSource } from "./curve-cap.ts";
+import { defenceSeries } from "./defence-metrics.ts";
 import { ALICE, heldPool, startPoolServer } from "./testing/v3-pool-server.ts";
 
 const CAP = 2;
@@ -100,6 +101,8 @@ test("v3: a source at its cap of curve steps in flight is refused busy, another'
     await reachPool(A, "A after its waiting clients left (1)");
     await reachPool(A, "A after its waiting clients left (2)");
     await refusedBusy(await hello(server.port, A), "A at its cap once more");
+    const series = defenceSeries(server.stats.defence!).find((d) => d.name === "nstp_curve_steps_over_source_cap_total");
+    assert.deepEqual(series?.samples, [[3]], "the cap's three refusals, in the metrics (the queue's not among them)");
   } finally {
     curvePlacement.inlineQuietUntilMs = quiet;
     pool.hold = false;
