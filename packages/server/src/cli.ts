@@ -168,9 +168,8 @@ async function main(): Promise<void> {
   const sharedUserBudget = store?.openGuessBudget ? await store.openGuessBudget(userBudget) : undefined;
   // The noble backend's AES-GCM runs in a pool (crypto/placement.ts; native needs none: it is faster
   // inline), and so does v3's curve step when the event loop is busy, inline when it is idle
-  // (packages/core/src/pool/curve.ts, by the measured rule there; with the pool's queue full, inline
-  // within a budget per event-loop turn, and beyond it the handshake is refused busy). Workers share
-  // the cores: threads = cores / workers.
+  // (packages/core/src/pool/curve.ts, by the measured rule there; with the pool's queue full the
+  // handshake is refused busy, nothing runs inline). Workers share the cores: threads = cores / workers.
   const siblings = Number(process.env.NSTP_WORKERS ?? "1") || 1;
   const pool = crypto.name === "noble" || protocols.includes("v3")
     ? new CryptoPool({ backend: crypto, threads: Math.max(1, Math.floor(availableParallelism() / siblings)) })

@@ -103,7 +103,7 @@ export function curvePlace(s: CurvePlacementState): CurvePlace {
   return turnLeft && s.poolOutstanding === 0 && s.nowMs >= s.inlineQuietUntilMs ? "inline" : "pool";
 }
 
-/** When the loop may next run a curve job inline at `share` of its time, after one that ran from startMs to endMs. */
-export function curveQuietUntil(startMs: number, endMs: number, share = CURVE_INLINE_SHARE): number {
-  return endMs + (endMs - startMs) * (1 / share - 1);
+/** When the loop may next run a curve job inline at CURVE_INLINE_SHARE of its time, after one that ran from startMs to endMs. */
+export function curveQuietUntil(startMs: number, endMs: number): number {
+  return endMs + (endMs - startMs) * (1 / CURVE_INLINE_SHARE - 1);
 }

@@ -14,10 +14,10 @@ import { NstpError } from "../errors.ts";
 import { type VerifierCurveInput, type VerifierCurveResult, SCALAR_SIZE, verifierShares } from "../v3/spake2plus.ts";
 import type { CryptoPool } from "./index.ts";
 
-/** The step was not run: the pool's queue is full and the loop's budget for curve work is spent. */
+/** The step was not run: the pool's queue is full, or the pool failed to take or run it (a thread lost). */
 export class CurveRefusal extends NstpError {
-  constructor() {
-    super("ERR_BUSY", "server overloaded: curve step refused (pool queue full, inline budget spent)");
+  constructor(cause?: unknown) {
+    super("ERR_BUSY", cause === undefined ? "server overloaded: curve step refused (pool queue full)" : "curve step refused: the pool failed it", cause === undefined ? undefined : { cause });
   }
 }
 
@@ -65,9 +65,9 @@ function runInline(job: VerifierCurveInput, placement: CurvePlacement): Verifier
   }
 }
 
-function refuse(placement: CurvePlacement): CurveRefusal {
+function refuse(placement: CurvePlacement, cause?: unknown): CurveRefusal {
   placement.ran.refused++;
-  return new CurveRefusal();
+  return new CurveRefusal(cause);
 }
 
 export async function runCurveJob(job: VerifierCurveInput, pool?: CryptoPool, opts: { signal?: AbortSignal; placement?: CurvePlacement } = {}): Promise<VerifierCurveResult | Error> {
@@ -84,7 +84,7 @@ export async function runCurveJob(job: VerifierCurveInput, pool?: CryptoPool, op
     // peer's: refused busy, as on a full queue (placement.ts: overload runs nothing inline), and the
     // client retries. A connection gone (ERR_CLOSED) needs no answer at all.
     if (opts.signal?.aborted) return e as Error;
-    return refuse(placement);
+    return refuse(placement, e);
   } finally {
     placement.outstanding--;
   }
