@@ -30,6 +30,15 @@ export function aeadInPool(backend: BackendName, batchBytes: number): boolean {
 }
 
 /**
+ * Whether any batch of this backend's AEAD can go to the pool: a connection of a backend that never
+ * does (native) needs no OrderedAead, though its server has a pool for v3's curve steps (an object
+ * per idle session fewer: issue 13).
+ */
+export function aeadMayUsePool(backend: BackendName): boolean {
+  return Number.isFinite(AEAD_POOL_MIN_BATCH[backend]);
+}
+
+/**
  * Where v3's server curve step (verifierShares: five P-256 scalar multiplications, RFC 9383 §3.3)
  * runs: inline on the event loop when it is idle, in the worker pool when it is busy. Measured with
  * `bun bench/src/v3-curve.ts --ms 600` and `node bench/src/v3-curve.ts --ms 600` (its "placement"
