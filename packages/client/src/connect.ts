@@ -1,5 +1,5 @@
 /** connect(): derive (or reuse) the key, dial, run the handshake, hand back a session. */
-import { type ClientMachine, type CryptoBackend, DEFAULT_PROTOCOL, type Transport, type Wire, type WireEvents, NstpError, legacy, protocolNamed } from "@nstp/core";
+import { type ClientMachine, type CryptoBackend, DEFAULT_PROTOCOL, type Transport, type Wire, type WireEvents, NstpError, legacy, protocolNamed, aeadMayUsePool } from "@nstp/core";
 import { defaultTransport } from "@nstp/core/node";
 import { type CryptoPool, OrderedAead, pooledBackend } from "@nstp/core/pool";
 import { nativeBackend } from "@nstp/core/crypto/native";
@@ -87,7 +87,8 @@ async function newSession(opts: ConnectOptions): Promise<ClientSession> {
     throw new NstpError("ERR_INVALID_ARG", (e as Error).message, { cause: e });
   }
   const window = entry.defaults.window;
-  // Used only where the machine offers deferred AEAD once established (machine.ts).
-  const aead = opts.pool ? new OrderedAead(opts.pool, crypto) : undefined;
+  // Used only where the machine offers deferred AEAD once established (machine.ts), and only for a
+  // backend whose AEAD may run in the pool (native never does).
+  const aead = opts.pool && aeadMayUsePool(crypto.name) ? new OrderedAead(opts.pool, crypto) : undefined;
   return new ClientSession(machine, { ...DEFAULT_SESSION_LIMITS, window, ...opts.limits }, aead);
 }

@@ -9,7 +9,7 @@ export * from "./bytes.ts";
 export * from "./events.ts";
 export * from "./crypto/backend.ts";
 export { hkdfSha256 } from "./crypto/hkdf.ts";
-export { AEAD_POOL_MIN_BATCH, aeadInPool } from "./crypto/placement.ts";
+export { AEAD_POOL_MIN_BATCH, aeadInPool, aeadMayUsePool } from "./crypto/placement.ts";
 export * as legacy from "./legacy/index.ts";
 export * as v2 from "./v2/index.ts";
 export * as v3 from "./v3/index.ts";

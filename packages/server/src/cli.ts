@@ -171,9 +171,9 @@ async function main(): Promise<void> {
   // The noble backend's AES-GCM runs in a pool (crypto/placement.ts; native needs none: it is faster
   // inline), and so does v3's curve step when the event loop is busy, inline when it is idle
   // (packages/core/src/pool/curve.ts, by the measured rule there; with the pool's queue full, or the
-  // source's share of it in flight, server curve-cap.ts, the handshake is refused busy). No flag for
-  // that share: like the queue it is a fraction of, it follows the pool's size. Workers share the
-  // cores: threads = cores / workers.
+  // source's share of it in flight, server curve-cap.ts, the handshake is refused busy, nothing runs
+  // inline). No flag for that share: like the queue it is a fraction of, it follows the pool's size.
+  // Workers share the cores: threads = cores / workers.
   const siblings = Number(process.env.NSTP_WORKERS ?? "1") || 1;
   const pool = crypto.name === "noble" || protocols.includes("v3")
     ? new CryptoPool({ backend: crypto, threads: Math.max(1, Math.floor(availableParallelism() / siblings)) })

@@ -220,7 +220,7 @@ export class ServerHandshake {
     this.waitBegins(true);
     const step =
       cap && source === undefined
-        ? Promise.resolve(new CurveRefusal("this source's curve steps in flight at their cap"))
+        ? Promise.resolve(new CurveRefusal(undefined, "this source's curve steps in flight at their cap"))
         : runCurveJob(job, this.ctx.curvePool, { signal: this.abort?.signal });
     void step.then((result) => {
       this.waitEnds();

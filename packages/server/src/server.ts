@@ -1,5 +1,5 @@
 /** The server as a library: credentials and a message handler in, a listening server out. */
-import { type CryptoBackend, type Logger, type Transport, DEFAULT_FLUSH_TIMEOUT_MS, PROTOCOLS, REFUSAL_SIGNAL, ServerDispatch, type ServerDispatchOptions, parseProtocolList, type Wire, type WireEvents, concat, legacy, v2, v3, type CredentialFakes } from "@nstp/core";
+import { type CryptoBackend, type Logger, type Transport, DEFAULT_FLUSH_TIMEOUT_MS, PROTOCOLS, REFUSAL_SIGNAL, ServerDispatch, type ServerDispatchOptions, parseProtocolList, type Wire, type WireEvents, concat, legacy, v2, v3, type CredentialFakes, aeadMayUsePool } from "@nstp/core";
 import { defaultTransport, silentLogger } from "@nstp/core/node";
 import { type CryptoPool, warmCurve } from "@nstp/core/pool";
 import { nativeBackend } from "@nstp/core/crypto/native";
@@ -176,7 +176,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     handler: opts.handler ?? referenceHandler,
     limits,
     newMachine: () => new ServerDispatch(dispatchOptions),
-    aeadPool: opts.pool,
+    // A backend whose AEAD never runs in the pool (native) gets no per-connection OrderedAead.
+    aeadPool: opts.pool && aeadMayUsePool(crypto.name) ? opts.pool : undefined,
     curvePool: opts.pool,
     curveCap,
     log,

@@ -30,6 +30,15 @@ export function aeadInPool(backend: BackendName, batchBytes: number): boolean {
 }
 
 /**
+ * Whether any batch of this backend's AEAD can go to the pool: a connection of a backend that never
+ * does (native) needs no OrderedAead, though its server has a pool for v3's curve steps (an object
+ * per idle session fewer: issue 13).
+ */
+export function aeadMayUsePool(backend: BackendName): boolean {
+  return Number.isFinite(AEAD_POOL_MIN_BATCH[backend]);
+}
+
+/**
  * Where v3's server curve step (verifierShares: five P-256 scalar multiplications, RFC 9383 §3.3)
  * runs: inline on the event loop when it is idle, in the worker pool when it is busy. Measured with
  * `bun bench/src/v3-curve.ts --ms 600` and `node bench/src/v3-curve.ts --ms 600` (its "placement"
@@ -103,7 +112,7 @@ export function curvePlace(s: CurvePlacementState): CurvePlace {
   return turnLeft && s.poolOutstanding === 0 && s.nowMs >= s.inlineQuietUntilMs ? "inline" : "pool";
 }
 
-/** When the loop may next run a curve job inline at `share` of its time, after one that ran from startMs to endMs. */
-export function curveQuietUntil(startMs: number, endMs: number, share = CURVE_INLINE_SHARE): number {
-  return endMs + (endMs - startMs) * (1 / share - 1);
+/** When the loop may next run a curve job inline at CURVE_INLINE_SHARE of its time, after one that ran from startMs to endMs. */
+export function curveQuietUntil(startMs: number, endMs: number): number {
+  return endMs + (endMs - startMs) * (1 / CURVE_INLINE_SHARE - 1);
 }

@@ -8,6 +8,7 @@ import type { DeferredAead, SealOptions } from "../machine.ts";
 import { PROTOCOLS } from "../registry.ts";
 import { establishedPair } from "../testing/pair.ts";
 import { AeadPlacement, type PooledAead } from "./aead-placement.ts";
+import { AEAD_POOL_MIN_BATCH, aeadInPool, aeadMayUsePool } from "../crypto/placement.ts";
 
 const never = (e: unknown) => assert.fail(`unexpected failure: ${String(e)}`);
 
@@ -73,4 +74,12 @@ test("aead placement: before establishment, and without a pool, everything is in
   const alone = new AeadPlacement(establishedPair(entry, crypto).client, undefined);
   assert.equal(alone.pendingOut, 0);
   assert.equal(alone.pendingInBytes, 0);
+});
+
+test("only a backend whose AEAD may run in the pool gets a per-connection OrderedAead (native never does)", () => {
+  assert.equal(aeadMayUsePool("native"), false);
+  assert.equal(aeadMayUsePool("noble"), true);
+  // The rule agrees with the placement of every batch size.
+  for (const bytes of [0, 64, 1024, 65536, 2 ** 30]) assert.equal(aeadInPool("native", bytes), false);
+  assert.equal(aeadInPool("noble", AEAD_POOL_MIN_BATCH.noble), true);
 });

@@ -15,12 +15,14 @@ import { type VerifierCurveInput, type VerifierCurveResult, SCALAR_SIZE, verifie
 import type { CryptoPool } from "./index.ts";
 
 /**
- * The step was not run: the pool's queue is full (or, from a server, the connection's source has its
- * share of the queue in flight: server curve-cap.ts). The peer sees only the busy signal either way.
+ * The step was not run: the pool's queue is full, the pool failed to take or run it (a thread lost:
+ * `cause`), or, from a server, the connection's source has its share of the queue in flight (server
+ * curve-cap.ts: `reason`). The peer sees only the busy signal whichever it was.
  */
 export class CurveRefusal extends NstpError {
-  constructor(reason = "pool queue full") {
-    super("ERR_BUSY", `server overloaded: curve step refused (${reason})`);
+  constructor(cause?: unknown, reason?: string) {
+    const message = reason ?? (cause === undefined ? "pool queue full" : "the pool failed it");
+    super("ERR_BUSY", `server overloaded: curve step refused (${message})`, cause === undefined ? undefined : { cause });
   }
 }
 
@@ -68,9 +70,9 @@ function runInline(job: VerifierCurveInput, placement: CurvePlacement): Verifier
   }
 }
 
-function refuse(placement: CurvePlacement, reason?: string): CurveRefusal {
+function refuse(placement: CurvePlacement, cause?: unknown): CurveRefusal {
   placement.ran.refused++;
-  return new CurveRefusal(reason);
+  return new CurveRefusal(cause);
 }
 
 export async function runCurveJob(job: VerifierCurveInput, pool?: CryptoPool, opts: { signal?: AbortSignal; placement?: CurvePlacement } = {}): Promise<VerifierCurveResult | Error> {
@@ -87,7 +89,7 @@ export async function runCurveJob(job: VerifierCurveInput, pool?: CryptoPool, op
     // peer's: refused busy, as on a full queue (placement.ts: overload runs nothing inline), and the
     // client retries. A connection gone (ERR_CLOSED) needs no answer at all.
     if (opts.signal?.aborted) return e as Error;
-    return refuse(placement, e instanceof Error ? e.message : "the pool failed the task");
+    return refuse(placement, e);
   } finally {
     placement.outstanding--;
   }

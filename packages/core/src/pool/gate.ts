@@ -64,13 +64,21 @@ export class ThreadGate<T> {
 
   /** True when a new task would be refused. */
   get saturated(): boolean {
-    return this.waitingCount >= this.maxQueue;
+    return this.full(this.maxQueue);
   }
 
-  /** Starts the task on a free thread, or queues it behind the others (ERR_BUSY when the queue is full). */
-  run(task: T, signal?: AbortSignal): Promise<unknown> {
+  /** True when a task allowed `limit` of the queue's places would be refused: no thread free and that many waiting. */
+  full(limit: number): boolean {
+    return this.running >= this.threads && this.waitingCount >= limit;
+  }
+
+  /**
+   * Starts the task on a free thread, or queues it behind the others (ERR_BUSY when the queue is full,
+   * or holds `limit` waiting tasks: a kind of work kept out of the queue's last places).
+   */
+  run(task: T, signal?: AbortSignal, limit = this.maxQueue): Promise<unknown> {
     if (this.closed) return Promise.reject(new NstpError("ERR_BUSY", "crypto pool shut down"));
-    if (this.saturated) return Promise.reject(new NstpError("ERR_BUSY", "crypto pool queue is full"));
+    if (this.full(Math.min(limit, this.maxQueue))) return Promise.reject(new NstpError("ERR_BUSY", "crypto pool queue is full"));
     if (signal?.aborted) return Promise.reject(cancelled(signal.reason));
     return new Promise((resolve, reject) => {
       const job: Job<T> = { task, state: "waiting", resolve, reject };

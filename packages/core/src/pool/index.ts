@@ -50,11 +50,21 @@ export class CryptoPool {
   readonly backendName: string;
   readonly threads: number;
   readonly maxQueue: number;
+  /**
+   * The queue's last places, which AEAD batches may not take: kept for handshake work (v3 curve steps,
+   * PBKDF2). A backend whose AEAD runs here (noble: OrderedAead hands it every batch of 1 KiB or more
+   * while the pool takes it) refills each freed place within the same turn on a busy server, and a
+   * curve step finding the queue full is refused busy (crypto/placement.ts): without the reserve,
+   * bulk traffic on established sessions refused every new v3 handshake (the attacker's review of
+   * session 6). A quarter of the queue, at least one place.
+   */
+  readonly handshakeReserve: number;
 
   constructor(opts: CryptoPoolOptions = {}) {
     this.backendName = opts.backend?.name ?? "native";
     this.threads = Math.max(1, opts.threads ?? availableParallelism());
     this.maxQueue = opts.maxQueue ?? 64 * this.threads;
+    this.handshakeReserve = Math.max(1, Math.floor(this.maxQueue / 4));
     this.piscina = new Piscina({
       filename: WORKER_URL,
       minThreads: this.threads,
@@ -88,18 +98,27 @@ export class CryptoPool {
     return this.gate.saturated;
   }
 
+  /** True when a new AEAD batch would be refused (the queue is full but for the handshake reserve). */
+  get bulkSaturated(): boolean {
+    return this.gate.full(this.bulkLimit);
+  }
+
+  private get bulkLimit(): number {
+    return this.maxQueue - this.handshakeReserve;
+  }
+
   pbkdf2(password: Uint8Array, salt: Uint8Array, iterations: number, length: number, signal?: AbortSignal): Promise<Uint8Array> {
     return this.run({ op: "pbkdf2", backend: this.backendName, password, salt, iterations, length }, signal) as Promise<Uint8Array>;
   }
 
-  /** Seals a batch of records under one key in one hand-over. */
+  /** Seals a batch of records under one key in one hand-over (ERR_BUSY once only the handshake reserve is left). */
   seal(key: Uint8Array, items: AeadItem[], signal?: AbortSignal): Promise<Uint8Array[]> {
-    return this.run({ op: "seal", backend: this.backendName, key, items }, signal) as Promise<Uint8Array[]>;
+    return this.run({ op: "seal", backend: this.backendName, key, items }, signal, this.bulkLimit) as Promise<Uint8Array[]>;
   }
 
   /** Opens a batch of records; null where a tag fails. */
   open(key: Uint8Array, items: AeadItem[], signal?: AbortSignal): Promise<(Uint8Array | null)[]> {
-    return this.run({ op: "open", backend: this.backendName, key, items }, signal) as Promise<(Uint8Array | null)[]>;
+    return this.run({ op: "open", backend: this.backendName, key, items }, signal, this.bulkLimit) as Promise<(Uint8Array | null)[]>;
   }
 
   /**
@@ -118,8 +137,8 @@ export class CryptoPool {
     await this.piscina.destroy();
   }
 
-  private run(task: PoolTask, signal?: AbortSignal): Promise<unknown> {
-    return this.gate.run(task, signal);
+  private run(task: PoolTask, signal?: AbortSignal, limit?: number): Promise<unknown> {
+    return this.gate.run(task, signal, limit);
   }
 }
 

@@ -127,7 +127,7 @@ export class OrderedAead {
   private async runGroup(group: AeadJob[], op: "seal" | "open"): Promise<(Uint8Array | null)[]> {
     const key = group[0]!.key;
     const items = group.map((j) => ({ nonce: j.nonce, data: j.data }));
-    if (aeadInPool(this.crypto.name, group.reduce((n, j) => n + j.data.length, 0)) && !this.pool.saturated) {
+    if (aeadInPool(this.crypto.name, group.reduce((n, j) => n + j.data.length, 0)) && !this.pool.bulkSaturated) {
       try {
         return op === "seal" ? await this.pool.seal(key, items) : await this.pool.open(key, items);
       } catch (e) {

@@ -49,6 +49,28 @@ test("a full queue refuses at once with ERR_BUSY; cancelled work is dropped", as
   }
 });
 
+test("AEAD batches leave the queue's last places to handshake work: bulk traffic cannot refuse every curve step or derivation", async () => {
+  const pool = new CryptoPool({ threads: 1, maxQueue: 4 });
+  try {
+    assert.equal(pool.handshakeReserve, 1);
+    await pool.pbkdf2(enc.encode("warm"), new Uint8Array(8), 1, 32); // the thread is up
+    const running = pool.pbkdf2(enc.encode("pw"), new Uint8Array(8), 200_000, 32);
+    await new Promise((r) => setTimeout(r, 20)); // let it reach the thread
+    const key = nativeBackend.randomBytes(32);
+    const batch = () => pool.seal(key, [{ nonce: nativeBackend.randomBytes(12), data: nativeBackend.randomBytes(1024) }]);
+    const bulk = [batch(), batch(), batch()];
+    assert.equal(pool.bulkSaturated, true, "three of four places taken by AEAD: no more AEAD");
+    assert.equal(pool.saturated, false, "the last place is still there for handshake work");
+    await assert.rejects(batch(), (e: unknown) => e instanceof NstpError && e.code === "ERR_BUSY");
+    const derivation = pool.pbkdf2(enc.encode("pw"), new Uint8Array(8), 10, 32);
+    assert.equal(pool.saturated, true);
+    await Promise.all([running, ...bulk, derivation]);
+    assert.equal(pool.bulkSaturated, false);
+  } finally {
+    await pool.destroy();
+  }
+});
+
 test("tasks start in the order they were submitted, with or without a cancellation signal", async () => {
   // piscina 5 re-queues a task it shifted but could not place at the tail of its queue (and puts
   // tasks with an AbortSignal in a second queue; with stricterFIFO, at its head: newest first), so

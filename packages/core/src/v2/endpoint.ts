@@ -40,8 +40,12 @@ export abstract class V2Endpoint<S extends { kind: string }> implements Deferred
    * handshake's input and options in its handshake states, so they go with the state).
    */
   protected markFailed(): void {
+    this.discard(this.state);
     this.state = { kind: "failed" } as EndpointEnd as unknown as S;
   }
+
+  /** Wipes what a role's failed state held of its handshake's secrets (key hygiene); nothing by default. */
+  protected discard(_state: S): void {}
 
   get hasPartialInput(): boolean {
     return this.channel()?.reader.hasPartialInput ?? false;

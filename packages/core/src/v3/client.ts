@@ -16,7 +16,7 @@ import type { Output } from "../events.ts";
 import { Channel } from "../v2/channel.ts";
 import { V2Endpoint } from "../v2/endpoint.ts";
 import { DEFAULT_MAX_MESSAGE_SIZE, framedLength } from "../v2/wire.ts";
-import { v3TransportKeys, handshakeSecrets } from "./handshake.ts";
+import { handshakeSecrets, v3TransportKeys, wipeSecrets } from "./handshake.ts";
 import type { ProverKeys } from "./keys.ts";
 import { SCALAR_SIZE, proverFinish, proverShare, randomScalar, scalarFromBytes, type CurveResult } from "./spake2plus.ts";
 import { MESSAGE2_BODY, MESSAGE2_SIZE, encodeMessage1, encodeMessage3, encodeV3Preamble, expectMessage, parseMessage2 } from "./wire.ts";
@@ -100,7 +100,10 @@ export class V3Client extends V2Endpoint<ClientState> implements ClientMachine {
     const secrets = handshakeSecrets(crypto, { preamble: s.preamble, deviceSalt, shareP: s.shareP, shareV, Z: curve.Z, V: curve.V, w0: keys.w0 });
     curve.Z.fill(0);
     curve.V.fill(0);
-    if (!crypto.timingSafeEqual(confirmV, secrets.confirmV)) throw new AuthError("the server did not prove knowledge of the password");
+    if (!crypto.timingSafeEqual(confirmV, secrets.confirmV)) {
+      wipeSecrets(secrets);
+      throw new AuthError("the server did not prove knowledge of the password");
+    }
     const message3 = encodeMessage3(secrets.confirmP);
     const transport = v3TransportKeys(crypto, secrets, "client", [s.sent, message2, message3]);
     const channel = new Channel(transport, { maxMessageSize, rekeyInterval });

@@ -35,6 +35,17 @@ export interface HandshakeSecrets {
   serverToClient: Uint8Array;
 }
 
+/**
+ * Zeroes every secret of a handshake that did not finish: a wrong confirmation, any failure before
+ * the channel took the transport keys. Nothing of it is used again.
+ */
+export function wipeSecrets(s: HandshakeSecrets): void {
+  s.confirmP.fill(0);
+  s.confirmV.fill(0);
+  s.clientToServer.fill(0);
+  s.serverToClient.fill(0);
+}
+
 /** RFC 9383 §3.4 with Context = suite || preamble, idProver = username bytes, idVerifier = deviceSalt. */
 export function handshakeSecrets(crypto: CryptoBackend, h: HandshakeInput): HandshakeSecrets {
   const tt = transcript({

@@ -22,7 +22,7 @@ import type { Credential, CredentialFakes, ServerMachine } from "../machine.ts";
 import { Channel } from "../v2/channel.ts";
 import { V2Endpoint } from "../v2/endpoint.ts";
 import { DEFAULT_MAX_MESSAGE_SIZE } from "../v2/wire.ts";
-import { type HandshakeSecrets, handshakeSecrets, v3TransportKeys } from "./handshake.ts";
+import { type HandshakeSecrets, handshakeSecrets, v3TransportKeys, wipeSecrets } from "./handshake.ts";
 import { type Verifier, cachedVerifierFromPsk, checkVerifier } from "./keys.ts";
 import { type VerifierCurveInput, type VerifierCurveResult, randomScalar, verifierShares } from "./spake2plus.ts";
 import {
@@ -224,6 +224,11 @@ export class V3Server extends V2Endpoint<ServerState> implements ServerMachine {
   }
 
   /** Takes message 3 from the front of `chunk`; returns how many bytes it used (the rest are frames). */
+  /** A failure after message 2 (a wrong confirmP, a malformed message 3): its secrets are wiped. */
+  protected override discard(state: ServerState): void {
+    if (state.kind === "responseSent") wipeSecrets(state.secrets);
+  }
+
   private receiveConfirmation(s: Extract<ServerState, { kind: "responseSent" }>, chunk: Uint8Array, out: Output[]): number {
     const take = Math.min(MESSAGE3_SIZE - s.inbox.length, chunk.length);
     s.inbox.push(chunk.subarray(0, take));

@@ -267,6 +267,33 @@ describe("v3 authentication failures", () => {
     }
   });
 
+  test("a failed confirmation wipes that handshake's secrets on either side (MACs and transport keys)", () => {
+    // The arrays each side compares are the ones it holds: captured from timingSafeEqual's arguments.
+    const compared: Uint8Array[][] = [];
+    const spy: CryptoBackend = { ...crypto, timingSafeEqual: (a, b) => (compared.push([a, b]), crypto.timingSafeEqual(a, b)) };
+    const { keys, verifier } = credentials(crypto);
+    const wiped = (a: Uint8Array) => a.length > 0 && a.every((b) => b === 0);
+    // Server: a forged confirmP.
+    const server = new V3Server({ crypto: spy, deviceSalt: DEVICE_SALT });
+    const client = new V3Client({ crypto, username: "alice", deviceSalt: DEVICE_SALT, keys });
+    server.receive(sends(client.start()));
+    client.receive(sends(server.provideVerifier(verifier)));
+    const held = (server as unknown as { state: { secrets: { clientToServer: Uint8Array; serverToClient: Uint8Array } } }).state.secrets;
+    const forged = Uint8Array.of(0, 32, ...new Uint8Array(32).fill(7));
+    assert.throws(() => server.receive(forged), { code: "ERR_AUTH" });
+    assert.ok(wiped(compared.at(-1)![1]!), "the server's confirmP is zeroed");
+    assert.ok(wiped(held.clientToServer) && wiped(held.serverToClient), "and its transport keys");
+    // Client: a flipped confirmV.
+    compared.length = 0;
+    const c2 = new V3Client({ crypto: spy, username: "alice", deviceSalt: DEVICE_SALT, keys });
+    const s2 = new V3Server({ crypto, deviceSalt: DEVICE_SALT });
+    s2.receive(sends(c2.start()));
+    const message2 = sends(s2.provideVerifier(verifier)).slice();
+    message2[98]! ^= 1;
+    assert.throws(() => c2.receive(message2), { code: "ERR_AUTH" });
+    assert.ok(wiped(compared.at(-1)![1]!), "the client's expected confirmV is zeroed");
+  });
+
   test("the client rejects a bad confirmV with ERR_AUTH, and a bad shareV", () => {
     const { keys, verifier } = credentials(crypto);
     const cases: [string, (m: Uint8Array) => void][] = [
