@@ -26,7 +26,7 @@ const USAGE = `usage: server [--port N] [--host H] [--device-salt HEX] [--users 
               [--protocols legacy,v2,v3] [--legacy on|off] [--max-message-size BYTES] [--max-message-size-v2 BYTES]
               [--handshake-timeout SECONDS] [--record-timeout SECONDS] [--log-level L] [--log-format json|pretty]
               [--metrics HOST:PORT] [--summary-interval SECONDS] [--shutdown-grace SECONDS]
-              [--max-handshaking N] [--handshake-stall-ms MS] [--handshake-silent-ms MS]
+              [--max-handshaking N] [--handshake-stall-ms MS] [--handshake-silent-ms MS] [--curve-steps-per-source N]
               [--address-guesses BURST] [--address-guess-rate PER_SECOND]
               [--user-guesses BURST] [--user-guess-rate PER_SECOND]
               [--idle-timeout SECONDS] [--legacy-idle-timeout SECONDS] [--max-session-lifetime SECONDS]
@@ -47,8 +47,9 @@ At --max-handshaking (512) a newcomer is admitted if a handshake is stalled, sil
 waiting not counted (the one stalled earliest is closed); else it is refused busy.
 Each password judged takes a guess from its address (20, refilled at 1/s; then it fails like a
 wrong password) and from its username (20, 1/s; then it waits, up to half the handshake timeout).
-A v3 curve step waits in the worker pool's queue (64 a thread; full: busy), of which one address
-may hold an eighth (then busy too).
+A v3 curve step waits in the worker pool's queue (64 a thread; full: busy), of which one source (an
+address, an IPv6 /64) may hold --curve-steps-per-source (default an eighth of the queue; then busy too).
+Devices behind one NAT, or a proxy not in --trusted-proxies, share that: raise it for them.
 --users FILE.json (SIGHUP reloads it), users.db or sqlite:PATH (SQLite), or postgres://USER@HOST/DB
 (PostgreSQL): database changes reach every server within a second.
 --trusted-proxies: load balancers whose connections begin with a PROXY protocol header (v1 or v2),
@@ -83,6 +84,7 @@ async function main(): Promise<void> {
       "max-handshaking": { type: "string", default: "512" },
       "handshake-stall-ms": { type: "string", default: String(DEFAULT_ADMISSION.stallMs) },
       "handshake-silent-ms": { type: "string", default: String(DEFAULT_ADMISSION.silentMs) },
+      "curve-steps-per-source": { type: "string" },
       "address-guesses": { type: "string", default: "20" },
       "address-guess-rate": { type: "string", default: "1" },
       "user-guesses": { type: "string", default: "20" },
@@ -172,7 +174,7 @@ async function main(): Promise<void> {
   // inline), and so does v3's curve step when the event loop is busy, inline when it is idle
   // (packages/core/src/pool/curve.ts, by the measured rule there; with the pool's queue full, or the
   // source's share of it in flight, server curve-cap.ts, the handshake is refused busy, nothing runs
-  // inline). No flag for that share: like the queue it is a fraction of, it follows the pool's size.
+  // inline). --curve-steps-per-source sets that share (default: a fraction of the queue, curve-cap.ts).
   // Workers share the cores: threads = cores / workers.
   const siblings = Number(process.env.NSTP_WORKERS ?? "1") || 1;
   const pool = crypto.name === "noble" || protocols.includes("v3")
@@ -193,6 +195,7 @@ async function main(): Promise<void> {
     },
     maxConnections,
     pool,
+    maxCurveStepsPerSource: values["curve-steps-per-source"] !== undefined ? parseIntArg("--curve-steps-per-source", values["curve-steps-per-source"], 1, 1 << 20) : undefined,
     // Workers share the port (supervisor.ts); a single process may too, harmlessly.
     reusePort: process.env.NSTP_WORKER !== undefined,
     failureLimit: {

@@ -7,9 +7,18 @@
  * full from one address, opening v3 handshakes back to back at about 2 of the server's 5 scalar
  * multiplications each, and every other v3 client would be refused busy meanwhile. So each source
  * (budget.ts budgetSource: an IPv4 address, an IPv6 /64, the same key as the guessing budget's) may
- * hold at most `max` curve steps in flight; beyond it the handshake is refused exactly as a full
- * queue refuses it (handshake.ts curve()), so busy or close still tells nothing about user or
- * password.
+ * hold at most `max` curve steps in flight (waiting in the queue or running, for connections still
+ * open: a step whose connection went gives its place back at once, though a thread may still be
+ * running it; each such abandoned step cost its source a guess); beyond it the handshake is refused
+ * exactly as a full queue refuses it (handshake.ts curve()), so busy or close still tells nothing
+ * about user or password.
+ *
+ * What it does not bound (the second review of session 6): the key is the source, and a client with
+ * a valid password gets every guess back, so one that controls many sources (eight IPv6 /64s of a
+ * /56) can still fill the queue at no cost; with the noble backend, whose AEAD batches may take three
+ * quarters of the queue (CryptoPool.handshakeReserve), two sources fill the rest. A cap per claimed
+ * user would close that, but a fleet that shares one password under one name (this library's first
+ * use) would then share one cap for all its devices. Left as it is; the README says so.
  *
  * Without a pool the step runs inline in the machine: there is no queue to fill and no cap.
  */
@@ -18,7 +27,7 @@ import { budgetSource } from "./budget.ts";
 /**
  * The default cap is this fraction of the pool's queue (CryptoPool.maxQueue: 64 steps per thread),
  * at least 1: one source may then take an eighth of the queue, so filling it takes at least eight
- * sources (addresses or /64s, each also held to its own guessing budget), while one address behind
+ * sources (addresses or /64s; above: with a valid password those cost nothing more), while one address behind
  * which several honest devices reconnect at once still has 8 steps per pool thread in flight (a
  * step is 4-17 ms of CPU: crypto/placement.ts), and past that is refused busy and retries.
  */

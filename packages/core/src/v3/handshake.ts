@@ -36,8 +36,10 @@ export interface HandshakeSecrets {
 }
 
 /**
- * Zeroes every secret of a handshake that did not finish: a wrong confirmation, any failure before
- * the channel took the transport keys. Nothing of it is used again.
+ * Zeroes every secret of a handshake that failed before the channel took its transport keys (a wrong
+ * or malformed confirmation): nothing of it is used again. A handshake abandoned after message 2
+ * (its client silent until the deadline, evicted, refused at shutdown) is dropped unwiped and its
+ * secrets wait for the collector, as every JavaScript secret does in the end.
  */
 export function wipeSecrets(s: HandshakeSecrets): void {
   s.confirmP.fill(0);

@@ -223,12 +223,12 @@ export class V3Server extends V2Endpoint<ServerState> implements ServerMachine {
     out.push({ type: "send", data: message2 });
   }
 
-  /** Takes message 3 from the front of `chunk`; returns how many bytes it used (the rest are frames). */
   /** A failure after message 2 (a wrong confirmP, a malformed message 3): its secrets are wiped. */
   protected override discard(state: ServerState): void {
     if (state.kind === "responseSent") wipeSecrets(state.secrets);
   }
 
+  /** Takes message 3 from the front of `chunk`; returns how many bytes it used (the rest are frames). */
   private receiveConfirmation(s: Extract<ServerState, { kind: "responseSent" }>, chunk: Uint8Array, out: Output[]): number {
     const take = Math.min(MESSAGE3_SIZE - s.inbox.length, chunk.length);
     s.inbox.push(chunk.subarray(0, take));
