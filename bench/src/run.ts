@@ -47,8 +47,8 @@ const { values } = parseArgs({
 
 const QUICK = values.quick!;
 const P = QUICK
-  ? { duration: 0.2, warmup: 0.1, reps: 1, latencySamples: 10, coldSamples: 2, coldUsers: 8, sizes: [64, 1024, 16384, 61440], rttSizes: [64], floodSeconds: 1, floodConns: 2000, nobleSizes: [1024], stalledSeconds: 4, stalledConns: 600, joinSamples: 3, storeUsers: 100, fleetSessions: 300, fleetCapacity: 400, fleetProcs: 2 }
-  : { duration: 2, warmup: 0.5, reps: 3, latencySamples: 60, coldSamples: 8, coldUsers: 64, sizes: [64, 1024, 16384, 61440], rttSizes: [64, 1024, 16384, 61440], floodSeconds: 5, floodConns: 2000, nobleSizes: [64, 1024, 16384, 61440], stalledSeconds: 12, stalledConns: 2000, joinSamples: 20, storeUsers: 5000, fleetSessions: 10_000, fleetCapacity: 15_000, fleetProcs: 4 };
+  ? { duration: 0.2, warmup: 0.1, reps: 1, echoReps: 1, echoDuration: 0.2, latencySamples: 10, coldSamples: 2, coldUsers: 8, sizes: [64, 1024, 16384, 61440], rttSizes: [64], floodSeconds: 1, floodConns: 2000, nobleSizes: [1024], stalledSeconds: 4, stalledConns: 600, joinSamples: 3, storeUsers: 100, fleetSessions: 300, fleetCapacity: 400, fleetProcs: 2 }
+  : { duration: 2, warmup: 0.5, reps: 3, echoReps: 5, echoDuration: 1.5, latencySamples: 60, coldSamples: 8, coldUsers: 64, sizes: [64, 1024, 16384, 61440], rttSizes: [64, 1024, 16384, 61440], floodSeconds: 5, floodConns: 2000, nobleSizes: [64, 1024, 16384, 61440], stalledSeconds: 12, stalledConns: 2000, joinSamples: 20, storeUsers: 5000, fleetSessions: 10_000, fleetCapacity: 15_000, fleetProcs: 4 };
 const LOAD_TIMEOUT = 120_000;
 const runtimes = values.runtimes!.split(",") as Runtime[];
 const only = values.only?.split(",");
@@ -177,23 +177,42 @@ async function throughputScenarios(runtime: Runtime, ports: Record<Protocol, num
             : []),
         ]
       : [{ protocol: "v2", window: windowFor(size), scenario: aead === "inline" ? "echo-pipelined-noble-inline" : "echo-pipelined-noble" }];
-    for (const run of runs) {
-      // Profiled runs get a server of their own, so that its profile holds this run alone.
-      const profiled = profiling() && crypto === "native" && run.scenario === "echo-pipelined" && PROFILE_SIZES.includes(size) && ["v2", "v3", "legacy"].includes(run.protocol);
-      const name = `${runtime}-${run.protocol}-${size}`;
-      const measure = (port: number) =>
-        load(runtime, ["--scenario", "throughput", "--protocol", run.protocol, "--port", port, "--size", size, "--window", run.window, "--crypto", crypto, "--aead", aead, ...common()], profiled ? `client-${name}` : undefined);
-      const r = profiled ? await withServer(runtime, ["--kdf", "pool"], (s) => measure(s.port), `server-${name}`) : await measure(ports[run.protocol]);
-      const msgs = r.samples as number[];
+    // Repetitions interleaved: rep 1 of every run, then rep 2 of every run, and so on, each its own
+    // load process (warmed up) against the same server. The host is shared, and a burst of someone
+    // else's work used to land on one protocol's whole block of repetitions and skew its ratio to the
+    // others (session 7's full run: 16-216 % spread at Node's 1 KiB, v3 0.62-1.95x v2 on the same
+    // transport); now it costs each protocol at most one repetition, and the median drops it.
+    const got = runs.map(() => ({ msgs: [] as number[], p50: [] as number[], p99: [] as number[] }));
+    for (let rep = 0; rep < P.echoReps; rep++) {
+      for (const [i, run] of runs.entries()) {
+        // Profiled runs get a server of their own, so that its profile holds this run alone.
+        const profiled = profiling() && crypto === "native" && run.scenario === "echo-pipelined" && PROFILE_SIZES.includes(size) && ["v2", "v3", "legacy"].includes(run.protocol);
+        const name = `${runtime}-${run.protocol}-${size}${P.echoReps > 1 ? `-rep${rep + 1}` : ""}`;
+        const measure = (port: number) =>
+          load(runtime, ["--scenario", "throughput", "--protocol", run.protocol, "--port", port, "--size", size, "--window", run.window, "--crypto", crypto, "--aead", aead, "--duration", P.echoDuration, "--warmup", P.warmup, "--reps", 1], profiled ? `client-${name}` : undefined);
+        const r = profiled ? await withServer(runtime, ["--kdf", "pool"], (s) => measure(s.port), `server-${name}`) : await measure(ports[run.protocol]);
+        got[i]!.msgs.push(...(r.samples as number[]));
+        const rtt = r.rtts as { p50: number; p99: number; n: number } | undefined;
+        if (rtt) {
+          got[i]!.p50.push(rtt.p50);
+          got[i]!.p99.push(rtt.p99);
+        }
+        if (r.cipher) tlsCipher[runtime] = String(r.cipher);
+        if (rep === P.echoReps - 1) {
+          const msgs = got[i]!.msgs;
+          progress(`${runtime} ${run.scenario} ${run.protocol} w${run.window} ${size} B: ${((median(msgs) * size) / 1e6).toFixed(1)} MB/s, ${median(msgs).toFixed(0)} msg/s (median of ${msgs.length})${profiled ? " (profiled)" : ""}`);
+        }
+      }
+    }
+    for (const [i, run] of runs.entries()) {
+      const { msgs, p50, p99 } = got[i]!;
       add({ scenario: run.scenario, runtime, protocol: run.protocol, size, metric: "throughput", unit: "msg/s", samples: msgs });
       add({ scenario: run.scenario, runtime, protocol: run.protocol, size, metric: "throughput", unit: "MB/s", samples: msgs.map((m) => (m * size) / 1e6) });
-      const rtt = r.rtts as { p50: number; p99: number; n: number } | undefined;
-      if (rtt) {
-        add({ scenario: run.scenario, runtime, protocol: run.protocol, size, metric: "rtt p50", unit: "ms", value: rtt.p50, samples: [rtt.p50] });
-        add({ scenario: run.scenario, runtime, protocol: run.protocol, size, metric: "rtt p99", unit: "ms", value: rtt.p99, samples: [rtt.p99] });
+      // Each repetition's p50 and p99 of its own round trips; the row's value is their median.
+      if (p50.length) {
+        add({ scenario: run.scenario, runtime, protocol: run.protocol, size, metric: "rtt p50", unit: "ms", samples: p50 });
+        add({ scenario: run.scenario, runtime, protocol: run.protocol, size, metric: "rtt p99", unit: "ms", samples: p99 });
       }
-      if (r.cipher) tlsCipher[runtime] = String(r.cipher);
-      progress(`${runtime} ${run.scenario} ${run.protocol} w${run.window} ${size} B: ${((median(msgs) * size) / 1e6).toFixed(1)} MB/s, ${median(msgs).toFixed(0)} msg/s${profiled ? " (profiled)" : ""}`);
     }
     const a = oneCore?.get(size);
     const raw = results.find((x) => x.runtime === runtime && x.scenario === "echo-pipelined" && x.protocol === "tcp" && x.size === size && x.unit === "MB/s")?.value;
