@@ -31,6 +31,7 @@ function fakePool(wants: boolean) {
       write(prepared.assemble(prepared.items.map((j) => crypto.aesGcmSeal(j.key, j.nonce, j.data))));
     },
     writesDone: () => Promise.resolve(),
+    settled: () => undefined,
   };
   return { pool, used };
 }
