@@ -1,6 +1,7 @@
 // The client session disposes its machine exactly once on every end (machine.ts dispose): a server
 // that reads the first flight and goes silent until the handshake deadline, one that closes after
-// it, and an established session closed by the application. A spy on the version's machine.
+// it, an established session closed by the application, and a dial that fails. A spy on the
+// version's machine.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as net from "node:net";
@@ -15,13 +16,13 @@ interface Made {
   secrets: Uint8Array[];
 }
 
-const get = (o: unknown, ...path: string[]): unknown => path.reduce((v, k) => Reflect.get(v as object, k), o);
+const get = (o: unknown, ...path: string[]): unknown => path.reduce((v, k) => (v === null || typeof v !== "object" ? undefined : Reflect.get(v, k)), o);
 
 /** What each version's client owns in the states a connection ends in here (machine.ts: ownership). */
 function clientSecrets(machine: ClientMachine): Uint8Array[] {
   const state = get(machine, "state") as { kind: string };
   const found =
-    state.kind === "shareSent" ? [get(state, "opts", "keys", "w0"), get(state, "opts", "keys", "w1")]
+    state.kind === "shareSent" || (state.kind === "start" && get(state, "opts", "keys")) ? [get(state, "opts", "keys", "w0"), get(state, "opts", "keys", "w1")]
     : state.kind === "initiationSent" ? [get(state, "handshake", "ss", "ck"), get(state, "handshake", "ss", "cipher", "k"), get(state, "handshake", "e", "privateKey")]
     : state.kind === "established" ? [get(state, "key")]
     : [];
@@ -112,5 +113,23 @@ test("client, legacy: an established session closed by the application disposes 
   } finally {
     spy.restore();
     ref.close();
+  }
+});
+
+test("client, v3: a dial that fails disposes the machine it made, its own keys zeroed", async () => {
+  const spy = spyOnClients("v3");
+  // A port nothing listens on: one that was just given up.
+  const closed = net.createServer();
+  const port = await new Promise<number>((resolve) => closed.listen(0, "127.0.0.1", () => resolve((closed.address() as net.AddressInfo).port)));
+  await new Promise((r) => closed.close(r));
+  try {
+    assert.notEqual(await codeOf(connect({ protocol: "v3", port, username: "alice", psk: new Uint8Array(32).fill(1), deviceSalt })), "ok");
+    assert.equal(spy.made.length, 1);
+    assert.equal(spy.made[0]!.disposals, 1);
+    assert.equal(spy.made[0]!.secrets.length, 2, "w0 and w1, found in the start state");
+    assert.ok(spy.made[0]!.secrets.every(isZero), "zeroed");
+    assert.equal((get(spy.made[0]!.machine, "state") as { kind: string }).kind, "failed");
+  } finally {
+    spy.restore();
   }
 });
