@@ -73,7 +73,7 @@ function midHandshake(entry: ProtocolEntry, crypto = BACKENDS.native): Flight {
   const s1 = server.receive(sends(client.start()));
   assert.ok(s1.some((o) => o.type === "need-key"));
   let toClient = concat(sends(s1), sends(server.provideCredential(credential)));
-  let toServer = new Uint8Array(0);
+  let toServer: Uint8Array = new Uint8Array(0);
   if (entry.name === "legacy") {
     toServer = sends(client.receive(toClient));
     toClient = new Uint8Array(0);
