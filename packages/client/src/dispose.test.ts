@@ -5,16 +5,9 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as net from "node:net";
-import { type ClientFactoryOptions, type ClientMachine, PROTOCOLS, legacy } from "@nstp/core";
-import { codeOf, referencePsk, referenceServer } from "@nstp/testkit";
+import { type ClientMachine, PROTOCOLS, legacy } from "@nstp/core";
+import { codeOf, referencePsk, referenceServer, spyOnDispose } from "@nstp/testkit";
 import { connect } from "./index.ts";
-
-interface Made {
-  machine: ClientMachine;
-  disposals: number;
-  /** The machine's owned secrets as dispose() found them. */
-  secrets: Uint8Array[];
-}
 
 const get = (o: unknown, ...path: string[]): unknown => path.reduce((v, k) => (v === null || typeof v !== "object" ? undefined : Reflect.get(v, k)), o);
 
@@ -30,24 +23,8 @@ function clientSecrets(machine: ClientMachine): Uint8Array[] {
   return found as Uint8Array[];
 }
 
-/** Wraps a version's client factory so every machine it makes records its dispose() calls. */
-function spyOnClients(name: string): { made: Made[]; restore(): void } {
-  const entry = PROTOCOLS.find((e) => e.name === name) as unknown as { client: (o: ClientFactoryOptions) => ClientMachine };
-  const original = entry.client;
-  const made: Made[] = [];
-  entry.client = (o) => {
-    const machine = original(o);
-    const record: Made = { machine, disposals: 0, secrets: [] };
-    const dispose = machine.dispose.bind(machine);
-    machine.dispose = () => {
-      if (record.disposals++ === 0) record.secrets = clientSecrets(machine);
-      dispose();
-    };
-    made.push(record);
-    return machine;
-  };
-  return { made, restore: () => void (entry.client = original) };
-}
+/** A version's client factory, spied on: every machine it makes records its dispose() calls. */
+const spyOnClients = (name: string) => spyOnDispose<ClientMachine>(PROTOCOLS.find((e) => e.name === name)!, "client", clientSecrets);
 
 /** A server that reads the client's first flight, then stays silent or closes. */
 function firstFlightServer(then: "silent" | "close"): Promise<{ port: number; close(): void }> {

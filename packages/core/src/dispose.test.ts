@@ -124,25 +124,14 @@ function assertDisposes(version: string, m: Machine, shared: Uint8Array[]): void
 
 for (const entry of PROTOCOLS) {
   describe(`dispose, ${entry.name}`, () => {
-    test("client mid-handshake: its own secrets zeroed, its PSK left", () => {
-      const f = midHandshake(entry);
-      assertDisposes(entry.name, f.client, f.shared);
-    });
-
-    test("server mid-handshake: its own secrets zeroed, the PSK or verifier it was given left", () => {
-      const f = midHandshake(entry);
-      assertDisposes(entry.name, f.server, f.shared);
-    });
-
-    test("client established: the session's keys zeroed", () => {
-      const f = established(entry);
-      assertDisposes(entry.name, f.client, f.shared);
-    });
-
-    test("server established: the session's keys zeroed", () => {
-      const f = established(entry);
-      assertDisposes(entry.name, f.server, f.shared);
-    });
+    for (const [phase, flight] of [["mid-handshake", midHandshake], ["established", established]] as const) {
+      for (const role of ["client", "server"] as const) {
+        test(`${role} ${phase}: its own secrets zeroed, the PSK or verifier it was given left, nothing sealed or opened after`, () => {
+          const f = flight(entry);
+          assertDisposes(entry.name, f[role], f.shared);
+        });
+      }
+    }
 
     test("a machine that failed and is then disposed holds no live key; disposal before start is harmless", () => {
       const f = established(entry);

@@ -3,17 +3,10 @@
 // that goes away mid-handshake; an established session the client ends. A spy on the version's machine.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { PROTOCOLS, type ServerFactoryOptions, type ServerMachine } from "@nstp/core";
-import { dial, Reader, V3PeerHandshake, v3Handshake, within } from "@nstp/testkit";
+import { PROTOCOLS, type ServerMachine } from "@nstp/core";
+import { dial, Reader, V3PeerHandshake, spyOnDispose, v3Handshake, within } from "@nstp/testkit";
 import { StaticKeyStore, startServer } from "./index.ts";
 import { ALICE, DEVICE_SALT, PSK } from "./testing/v3-pool-server.ts";
-
-interface Made {
-  machine: ServerMachine;
-  disposals: number;
-  /** The machine's owned secrets as dispose() found them (v3: message 2's, or the channel's keys). */
-  secrets: Uint8Array[];
-}
 
 const keyOf = (channel: unknown, side: "writer" | "reader") =>
   Reflect.get(Reflect.get(Reflect.get(Reflect.get(channel as object, side), "cipher"), "state"), "k") as Uint8Array;
@@ -26,24 +19,8 @@ function v3Secrets(machine: ServerMachine): Uint8Array[] {
   return [];
 }
 
-/** Wraps the v3 server factory so every machine it makes records its dispose() calls; restore() undoes it. */
-function spyOnV3Servers(): { made: Made[]; restore(): void } {
-  const entry = PROTOCOLS.find((e) => e.name === "v3") as unknown as { server: (o: ServerFactoryOptions) => ServerMachine };
-  const original = entry.server;
-  const made: Made[] = [];
-  entry.server = (o) => {
-    const machine = original(o);
-    const record: Made = { machine, disposals: 0, secrets: [] };
-    const dispose = machine.dispose.bind(machine);
-    machine.dispose = () => {
-      if (record.disposals++ === 0) record.secrets = v3Secrets(machine);
-      dispose();
-    };
-    made.push(record);
-    return machine;
-  };
-  return { made, restore: () => void (entry.server = original) };
-}
+/** The v3 server factory, spied on: every machine it makes records its dispose() calls. */
+const spyOnV3Servers = () => spyOnDispose<ServerMachine>(PROTOCOLS.find((e) => e.name === "v3")!, "server", v3Secrets);
 
 const isZero = (b: Uint8Array) => b.every((x) => x === 0);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
