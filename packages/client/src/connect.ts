@@ -56,7 +56,15 @@ export interface Session {
  */
 export async function connectWire(open: (events: WireEvents) => Wire | Promise<Wire>, opts: ConnectOptions): Promise<Session> {
   const session = await newSession(opts);
-  session.attach(await open(session.events()));
+  let wire: Wire;
+  try {
+    wire = await open(session.events());
+  } catch (e) {
+    // Never attached (the dial failed): the session ends here, and its machine with it (dispose).
+    void session.close();
+    throw e;
+  }
+  session.attach(wire);
   await session.ready;
   return session;
 }

@@ -327,7 +327,10 @@ export class ClientSession {
     try {
       // Written before seal returns (inline), so a wire that copies writes lets the version reuse its
       // output buffer (SealOptions.transient).
-      this.aead.seal(batch, batch.reduce((n, b) => n + b.length, 0), { close: opts.close, transient: this.wire?.copiesWrites }, (bytes) => this.wire?.write(bytes), (e) => this.fail(e));
+      // A batch sealed in the pool that comes back after the session failed is dropped.
+      this.aead.seal(batch, batch.reduce((n, b) => n + b.length, 0), { close: opts.close, transient: this.wire?.copiesWrites }, (bytes) => {
+        if (!this.failure) this.wire?.write(bytes);
+      }, (e) => this.fail(e));
     } catch (e) {
       this.fail(e);
     }
@@ -377,5 +380,8 @@ export class ClientSession {
     }
     if (abort) this.wire?.destroy();
     else this.wire?.end();
+    // Every end comes here once: the machine wipes what it owns (machine.ts dispose), after any
+    // batch still in the worker pool is back (a graceful close() has written its close chunk).
+    this.aead.afterPending(() => this.machine.dispose());
   }
 }

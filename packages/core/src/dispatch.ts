@@ -39,6 +39,8 @@ const NO_HEAD = new Uint8Array(0);
 export class ServerDispatch implements ServerMachine {
   private machine: ServerMachine | undefined;
   private head = NO_HEAD;
+  /** dispose() came: no version may claim the connection after it. */
+  private disposed = false;
   private readonly candidates: readonly ProtocolEntry[];
   private readonly opts: ServerDispatchOptions;
 
@@ -91,6 +93,7 @@ export class ServerDispatch implements ServerMachine {
 
   receive(chunk: Uint8Array): Output[] {
     if (this.machine) return this.machine.receive(chunk);
+    if (this.disposed) throw new ProtocolError("data after the connection ended");
     // Bounded: at most CLAIM_BYTES are held before a version claims them or none can.
     const head = this.head.length ? concat(this.head, chunk) : chunk;
     const entry = this.claim(head.subarray(0, CLAIM_BYTES));
@@ -138,6 +141,16 @@ export class ServerDispatch implements ServerMachine {
    */
   busySignal(): Uint8Array | undefined {
     return this.machine ? this.machine.busySignal() : REFUSAL_SIGNAL;
+  }
+
+  /**
+   * The connection is over (machine.ts dispose): the chosen version's machine wipes what it owns;
+   * before a version is chosen only public bytes are held (at most CLAIM_BYTES), and are let go.
+   */
+  dispose(): void {
+    this.disposed = true;
+    this.head = NO_HEAD;
+    this.machine?.dispose();
   }
 
   /** The entry that claims `head`; undefined while one still might; throws when none can. */

@@ -116,6 +116,8 @@ export const PROTOCOLS = [
         deviceSalt: o.deviceSalt,
         // w0 and w1 from the PSK (RFC 9383 §3.2 via v3/keys.ts): HKDF, no second PBKDF2.
         keys: proverKeysFromPsk(o.crypto, o.psk, o.deviceSalt, utf8(o.username)),
+        // Derived for this connection only: the machine zeroes them when its handshake is over.
+        ownsKeys: true,
         maxMessageSize: o.maxMessageSize,
       }),
   },

@@ -467,6 +467,10 @@ export class ServerConnection implements WireEvents, HandshakeHost, OutboxOwner,
     this.clock?.stop();
     this.outbox.clear();
     this.flow.release();
+    // Every end passes here once (finished): the machine wipes what it owns (machine.ts dispose),
+    // after its last seal (a graceful end flushed before finishing) and once every batch handed to
+    // the worker pool is back (AeadPlacement.afterPending).
+    this.aead.afterPending(() => this.machine.dispose());
     this.ctx.stats.connectionClosed();
     this.ctx.log.debug(msg, { user: this.session?.username, remote: this.wire.remoteAddress, ...fields });
     this.ctx.onClosed(this);

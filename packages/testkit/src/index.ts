@@ -10,3 +10,4 @@ export * from "./postgres.ts";
 export * from "./fuzz.ts";
 export * from "./wait.ts";
 export * from "./loop-stalls.ts";
+export * from "./dispose-spy.ts";

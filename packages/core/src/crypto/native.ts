@@ -35,7 +35,10 @@ const oneShotHash = (nodeCrypto as { hash?: (alg: string, data: Uint8Array, enc:
 /**
  * node:crypto turns a raw key into a KeyObject on every createCipheriv call (a measurable share of
  * small-frame sealing); a session's keys are long-lived Uint8Arrays, so the KeyObject is kept beside
- * each one. Keys are never mutated in place (a rekey makes a new array), so the cache cannot go stale.
+ * each one. Keys are never mutated in place while in use (a rekey makes a new array), so the cache
+ * cannot go stale. A machine's dispose() zeroes a key array it will never use again; the KeyObject
+ * here keeps its own copy of the key in native memory until the array is collected, which nothing in
+ * JavaScript can wipe (machine.ts dispose).
  */
 const keyObjects = new WeakMap<Uint8Array, nodeCrypto.KeyObject>();
 function secretKey(key: Uint8Array): nodeCrypto.KeyObject {

@@ -9,6 +9,9 @@ import { PROTOCOLS } from "../registry.ts";
 import { establishedPair } from "../testing/pair.ts";
 import { AeadPlacement, type PooledAead } from "./aead-placement.ts";
 import { AEAD_POOL_MIN_BATCH, aeadInPool, aeadMayUsePool } from "../crypto/placement.ts";
+import { BACKENDS } from "../crypto/index.ts";
+import type { CryptoPool } from "../pool/index.ts";
+import { OrderedAead } from "../pool/ordered-aead.ts";
 
 const never = (e: unknown) => assert.fail(`unexpected failure: ${String(e)}`);
 
@@ -31,6 +34,7 @@ function fakePool(wants: boolean) {
       write(prepared.assemble(prepared.items.map((j) => crypto.aesGcmSeal(j.key, j.nonce, j.data))));
     },
     writesDone: () => Promise.resolve(),
+    settled: () => undefined,
   };
   return { pool, used };
 }
@@ -82,4 +86,48 @@ test("only a backend whose AEAD may run in the pool gets a per-connection Ordere
   // The rule agrees with the placement of every batch size.
   for (const bytes of [0, 64, 1024, 65536, 2 ** 30]) assert.equal(aeadInPool("native", bytes), false);
   assert.equal(aeadInPool("noble", AEAD_POOL_MIN_BATCH.noble), true);
+});
+
+test("aead placement: the machine is disposed only once every batch handed to the pool is back, after its write", async () => {
+  // The noble backend's AEAD runs in the pool for a batch this large (crypto/placement.ts).
+  const noble = BACKENDS.noble;
+  const { client } = establishedPair(PROTOCOLS.at(-1)!, noble);
+  const held: { key: Uint8Array; liveAtRelease?: boolean; release(): void }[] = [];
+  const fakeCryptoPool = {
+    bulkSaturated: false,
+    seal: (key: Uint8Array, items: { nonce: Uint8Array; data: Uint8Array }[]) =>
+      new Promise<Uint8Array[]>((resolve) => {
+        const job = {
+          key,
+          release: () => {
+            job.liveAtRelease = key.some((b) => b !== 0);
+            resolve(items.map((i) => noble.aesGcmSeal(key, i.nonce, i.data)));
+          },
+        } as (typeof held)[number];
+        held.push(job);
+      }),
+  } as unknown as CryptoPool;
+  const placement = new AeadPlacement(client, new OrderedAead(fakeCryptoPool, noble));
+  const big = new Uint8Array(AEAD_POOL_MIN_BATCH.noble + 1024).fill(1);
+  const written: Uint8Array[] = [];
+  placement.seal([big], big.length, { close: true }, (b) => written.push(b), never);
+  assert.equal(held.length, 1, "the batch went to the pool");
+  let disposed = false;
+  placement.afterPending(() => {
+    client.dispose();
+    disposed = true;
+  });
+  await new Promise((r) => setTimeout(r, 10));
+  assert.equal(disposed, false, "not while a batch is out");
+  held[0]!.release();
+  for (let i = 0; i < 100 && !disposed; i++) await new Promise((r) => setTimeout(r, 1));
+  assert.equal(disposed, true);
+  assert.equal(held[0]!.liveAtRelease, true, "the batch was sealed under the live key");
+  assert.equal(written.length, 1, "and written before the machine was disposed");
+  assert.ok(held[0]!.key.every((b) => b === 0), "then the key was zeroed");
+  // Nothing out: at once.
+  let now = 0;
+  new AeadPlacement(client, undefined).afterPending(() => now++);
+  new AeadPlacement(client, new OrderedAead(fakeCryptoPool, noble)).afterPending(() => now++);
+  assert.equal(now, 2);
 });

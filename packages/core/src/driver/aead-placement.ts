@@ -10,7 +10,7 @@ import type { Machine, SealOptions } from "../machine.ts";
 import type { OrderedAead } from "../pool/ordered-aead.ts";
 
 /** What the placement needs of the pool's ordered AEAD (pool/ordered-aead.ts). */
-export type PooledAead = Pick<OrderedAead, "wantsIn" | "wantsOut" | "receive" | "send" | "writesDone" | "pendingOut" | "pendingInBytes">;
+export type PooledAead = Pick<OrderedAead, "wantsIn" | "wantsOut" | "receive" | "send" | "writesDone" | "settled" | "pendingOut" | "pendingInBytes">;
 
 export class AeadPlacement {
   private readonly machine: Machine;
@@ -59,6 +59,19 @@ export class AeadPlacement {
   /** Bytes handed to the pool to open and not yet delivered, for flow control. */
   get pendingInBytes(): number {
     return this.pool?.pendingInBytes ?? 0;
+  }
+
+  /**
+   * Runs `dispose` (the machine's, when the connection has ended) now, or, while batches handed to
+   * the pool are still out, once they are all back: a pooled job seals or opens under the machine's
+   * own key array, which dispose zeroes. Their results reach a driver that has ended, which drops
+   * them (it writes and delivers nothing after its end; a graceful close has sealed its last batch
+   * before it ends, and that batch is written, under the live key).
+   */
+  afterPending(dispose: () => void): void {
+    const settled = this.pool?.settled();
+    if (settled) void settled.then(dispose);
+    else dispose();
   }
 
   /** Resolves once every pooled write has been handed to `write`. */

@@ -165,7 +165,18 @@ export class LegacyClient implements ClientMachine {
     return overwritten(out, pos);
   }
 
+  /**
+   * The connection is over (machine.ts dispose): the session key is zeroed and the machine fails.
+   * The PSK is the caller's (its own, or the client's key cache) and is left alone. Idempotent.
+   */
+  dispose(): void {
+    this.fail();
+  }
+
+  /** Any error, or dispose(): failed from now on, with the session key (ours: sessionKey) zeroed. */
   private fail(): void {
+    const s = this.state;
+    if (s.kind === "proofSent" || s.kind === "established") s.key.fill(0);
     this.state = { kind: "failed" };
     this.inbox.clear();
   }

@@ -217,7 +217,18 @@ export class LegacyServer implements ServerMachine {
     return overwritten(out, pos);
   }
 
+  /**
+   * The connection is over (machine.ts dispose): the session key is zeroed and the machine fails.
+   * The PSK given to provideKey is the key store's: it was never kept. Idempotent.
+   */
+  dispose(): void {
+    this.fail();
+  }
+
+  /** Any error, or dispose(): failed from now on, with the session key (ours: sessionKey) zeroed. */
   private fail(): void {
+    const s = this.state;
+    if ((s.kind === "helloConsumed" || s.kind === "established") && s.key) s.key.fill(0);
     this.state = { kind: "failed" };
     this.inbox.clear();
   }

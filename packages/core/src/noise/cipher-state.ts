@@ -33,7 +33,8 @@ export class CipherState {
   private k: Uint8Array | null;
   private counter = 0;
   readonly crypto: CryptoBackend;
-  private readonly limit: number;
+  /** The counter's bound; -1 once wiped, so that every later use throws (wipe). */
+  private limit: number;
 
   constructor(crypto: CryptoBackend, key: Uint8Array | null = null, limit = NONCE_LIMIT) {
     this.crypto = crypto;
@@ -56,8 +57,10 @@ export class CipherState {
   }
 
   encryptWithAd(ad: Uint8Array, plaintext: Uint8Array): Uint8Array {
-    if (!this.k) return plaintext;
+    // The limit first: a wiped state (no key) must throw, not pass plaintext through as §5.1 does
+    // before a key is set.
     this.checkLimit();
+    if (!this.k) return plaintext;
     const out = this.crypto.aesGcmSeal(this.k, aesGcmNonce(this.counter, NONCE_SCRATCH), plaintext, ad);
     this.counter++;
     return out;
@@ -69,16 +72,16 @@ export class CipherState {
    * frame that then fails its tag ends the session anyway.
    */
   next(nonce: Uint8Array): Uint8Array {
-    if (!this.k) throw new NstpError("ERR_PROTOCOL", "transport encryption without a key");
     this.checkLimit();
+    if (!this.k) throw new NstpError("ERR_PROTOCOL", "transport encryption without a key");
     aesGcmNonce(this.counter++, nonce);
     return this.k;
   }
 
   /** Throws DecryptError on a failed tag; n advances only on success (§5.1). */
   decryptWithAd(ad: Uint8Array, ciphertext: Uint8Array): Uint8Array {
-    if (!this.k) return ciphertext;
     this.checkLimit();
+    if (!this.k) return ciphertext;
     const out = this.crypto.aesGcmOpen(this.k, aesGcmNonce(this.counter, NONCE_SCRATCH), ciphertext, ad);
     if (!out) throw new DecryptError();
     this.counter++;
@@ -96,7 +99,23 @@ export class CipherState {
     return c;
   }
 
+  /**
+   * Zeroes the key in place and ends this state (machine.ts dispose): every later encrypt, decrypt
+   * or next throws ERR_CLOSED, a rekey ERR_PROTOCOL. The array may be shared with a clone
+   * (SymmetricState.clone) or an AEAD job handed to the worker pool (v2/cipher.ts reserve): the
+   * owner wipes only once neither can use it again. Keys an earlier rekey replaced are not reachable
+   * from here (a pooled job may still hold one), and go with the collector.
+   */
+  wipe(): void {
+    this.k?.fill(0);
+    this.k = null;
+    this.limit = -1;
+  }
+
   private checkLimit(): void {
-    if (this.counter >= this.limit) throw new NstpError("ERR_EXHAUSTED", "nonce counter exhausted: the session must be re-established");
+    if (this.counter >= this.limit) {
+      if (this.limit < 0) throw new NstpError("ERR_CLOSED", "cipher state wiped: the session is over");
+      throw new NstpError("ERR_EXHAUSTED", "nonce counter exhausted: the session must be re-established");
+    }
   }
 }

@@ -166,6 +166,20 @@ export class HandshakeState {
       : { send: c2, receive: c1, handshakeHash: this.ss.h };
   }
 
+  /**
+   * Zeroes what this handshake derived or generated: the chaining key, the handshake cipher's key
+   * and the ephemeral private key (unless a test injected it: then it is the caller's). The PSKs are
+   * the caller's (a key store, the client's key cache) and are left alone. Call it once the
+   * handshake is over (after split(), or abandoned): nothing works after it. The chaining keys that
+   * MixKey replaced during the handshake were dropped unwiped (a message is read on a clone that may
+   * fail, and the original still holds what the clone shares), and go with the collector.
+   */
+  wipe(): void {
+    this.ss.wipe();
+    if (this.e && this.e.privateKey !== this.injectedE) this.e.privateKey.fill(0);
+    this.e = undefined;
+  }
+
   /** Runs a psk or DH token on `ss`; returns the number of PSKs used so far. */
   private mix(t: Token, ss: SymmetricState, re: Uint8Array | undefined, rs: Uint8Array | undefined, psksUsed: number): number {
     if (t === "psk") {
@@ -188,6 +202,8 @@ export class HandshakeState {
       throw new DecryptError("invalid public key", { cause: e });
     }
     ss.mixKey(shared);
+    // Mixed in: the DH output is of no further use.
+    shared.fill(0);
     return psksUsed;
   }
 

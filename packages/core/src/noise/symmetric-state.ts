@@ -68,10 +68,22 @@ export class SymmetricState {
     return [k1!, k2!];
   }
 
+  /**
+   * Zeroes the chaining key and the handshake cipher's key (HandshakeState.wipe). h is the public
+   * transcript hash (channel binding), not a secret: until the first MixKey ck is the same array as
+   * h, and is then left alone.
+   */
+  wipe(): void {
+    if (this.ck !== this.h) this.ck.fill(0);
+    this.cipher.wipe();
+  }
+
   private hkdf(ikm: Uint8Array, outputs: 2 | 3): Uint8Array[] {
     const okm = hkdfSha256(this.crypto, this.ck, ikm, EMPTY, outputs * SHA256_SIZE);
     const parts: Uint8Array[] = [];
     for (let i = 0; i < outputs; i++) parts.push(okm.slice(i * SHA256_SIZE, (i + 1) * SHA256_SIZE));
+    // The outputs are copies: the joint output is of no further use.
+    okm.fill(0);
     return parts;
   }
 }

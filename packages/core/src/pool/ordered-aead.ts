@@ -112,6 +112,16 @@ export class OrderedAead {
     return this.outChain ?? SETTLED;
   }
 
+  /**
+   * Resolves once every batch queued so far, either way, is back from the pool and released (or
+   * failed); undefined when none is queued. Until then a job may still seal or open under a key the
+   * machine holds (AeadJob.key is that very array), so its owner must not wipe it before.
+   */
+  settled(): Promise<unknown> | undefined {
+    if (!this.inChain && !this.outChain) return undefined;
+    return Promise.all([this.inChain, this.outChain]);
+  }
+
   /** Runs jobs grouped by key (a rekey changes it mid-batch), all groups at once, results in order. */
   private async run(jobs: AeadJob[], op: "seal" | "open"): Promise<(Uint8Array | null)[]> {
     const groups: AeadJob[][] = [];

@@ -31,4 +31,14 @@ export class Channel {
   receive(chunk: Uint8Array, out: Output[]): void {
     this.reader.receive(chunk, out);
   }
+
+  /**
+   * Zeroes both transport keys in place (machine.ts dispose). The keys are this session's own (Split,
+   * or v3's HKDF of K_shared), and no AEAD job may still hold them: the driver disposes only once the
+   * worker pool has returned every batch it was given.
+   */
+  wipe(): void {
+    this.writer.wipe();
+    this.reader.wipe();
+  }
 }

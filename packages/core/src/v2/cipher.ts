@@ -62,6 +62,11 @@ export class TransportCipher {
     return plaintext;
   }
 
+  /** Zeroes this direction's key (Channel.wipe); every later frame throws. */
+  wipe(): void {
+    this.state.wipe();
+  }
+
   /**
    * The next frame's key, its nonce written into `nonce`; then, after every rekeyInterval-th frame,
    * Noise Rekey() (§4.2, §11.3) so the following frame uses the new key.

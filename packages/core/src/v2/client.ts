@@ -13,7 +13,7 @@ import { type ClientMachine, endOf } from "../machine.ts";
 import type { Output } from "../events.ts";
 import { HandshakeState, PSK_SIZE } from "../noise/handshake-state.ts";
 import { Channel } from "./channel.ts";
-import { V2Endpoint } from "./endpoint.ts";
+import { type EndpointFailed, V2Endpoint } from "./endpoint.ts";
 import {
   DEFAULT_MAX_MESSAGE_SIZE,
   HANDSHAKE_MESSAGE_SIZE,
@@ -43,7 +43,7 @@ type ClientState =
   | { kind: "start"; opts: V2ClientOptions; preamble: Uint8Array }
   | { kind: "initiationSent"; opts: V2ClientOptions; handshake: HandshakeState; inbox: ByteQueue }
   | { kind: "established"; channel: Channel }
-  | { kind: "failed" };
+  | EndpointFailed;
 
 const EMPTY = new Uint8Array(0);
 
@@ -94,6 +94,14 @@ export class V2Client extends V2Endpoint<ClientState> implements ClientMachine {
     return this.receiveAfterHandshake(chunk, s.kind === "initiationSent" ? (c, out) => this.consumeResponse(s, c, out) : undefined);
   }
 
+  /**
+   * A handshake abandoned or failed after message 1: its chaining key, cipher key and ephemeral
+   * private key are zeroed. The PSK in the options is the caller's (machine.ts dispose).
+   */
+  protected override discard(state: ClientState): void {
+    if (state.kind === "initiationSent") state.handshake.wipe();
+  }
+
   /** Takes message 2 from the front of `chunk`; returns how many bytes it used. */
   private consumeResponse(s: Extract<ClientState, { kind: "initiationSent" }>, chunk: Uint8Array, out: Output[]): number {
     const want = LENGTH_SIZE + HANDSHAKE_MESSAGE_SIZE;
@@ -113,6 +121,8 @@ export class V2Client extends V2Endpoint<ClientState> implements ClientMachine {
       throw e;
     }
     const channel = new Channel(s.handshake.split(), { maxMessageSize: s.opts.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE, rekeyInterval: s.opts.rekeyInterval });
+    // Split has given the transport keys: the chaining key and the ephemeral key are done.
+    s.handshake.wipe();
     this.state = { kind: "established", channel };
     out.push({ type: "established", username: this.username });
     return take;

@@ -14,10 +14,20 @@ import type { PreparedFrames } from "./writer.ts";
 export const STREAM_CAPABILITIES: Capabilities = { mayPush: true, oneReplyPerMessage: false, peerPings: true };
 
 /**
+ * Failed: nothing can be sealed or opened. A channel that was established when the failure came is
+ * kept only until dispose() wipes it: an AEAD batch handed to the worker pool holds its key, and the
+ * driver disposes once every batch is back (machine.ts dispose).
+ */
+export type EndpointFailed = { kind: "failed"; channel?: Channel };
+
+/**
  * The states every endpoint on this transport ends in: its role's own handshake states come first
  * (each machine names its own), then these two.
  */
-export type EndpointEnd = { kind: "established"; channel: Channel } | { kind: "failed" };
+export type EndpointEnd = { kind: "established"; channel: Channel } | EndpointFailed;
+
+/** Failed, holding nothing: shared by every endpoint. */
+const FAILED: EndpointFailed = { kind: "failed" };
 
 export abstract class V2Endpoint<S extends { kind: string }> implements DeferredAead {
   /** The role's state: its handshake states, then EndpointEnd's. */
@@ -36,16 +46,38 @@ export abstract class V2Endpoint<S extends { kind: string }> implements Deferred
   }
 
   /**
-   * Any error: the machine is failed from now on, and holds nothing more (each role keeps its
-   * handshake's input and options in its handshake states, so they go with the state).
+   * Any error: the machine is failed from now on. Its handshake's secrets are wiped at once (discard);
+   * each role keeps its handshake's input and options in its handshake states, so they go with the
+   * state. An established channel stays referenced, unusable, until dispose() wipes it.
    */
   protected markFailed(): void {
+    const channel = this.heldChannel();
     this.discard(this.state);
-    this.state = { kind: "failed" } as EndpointEnd as unknown as S;
+    this.state = (channel ? { kind: "failed", channel } : FAILED) as EndpointEnd as unknown as S;
   }
 
-  /** Wipes what a role's failed state held of its handshake's secrets (key hygiene); nothing by default. */
+  /**
+   * The connection is over (machine.ts dispose): the handshake's secrets and the channel's transport
+   * keys are zeroed, and the machine is failed, holding nothing. Idempotent.
+   */
+  dispose(): void {
+    const channel = this.heldChannel();
+    if (this.state.kind !== "failed") this.discard(this.state);
+    channel?.wipe();
+    this.state = FAILED as EndpointEnd as unknown as S;
+  }
+
+  /**
+   * Wipes what a role's handshake state owns of its secrets (key hygiene), when the machine fails or
+   * is disposed in it; nothing by default. Never what the role was handed (machine.ts dispose).
+   */
   protected discard(_state: S): void {}
+
+  /** The channel established, or kept by a failure until dispose(). */
+  private heldChannel(): Channel | undefined {
+    const s = this.state as unknown as { kind: string; channel?: Channel };
+    return s.kind === "established" || s.kind === "failed" ? s.channel : undefined;
+  }
 
   get hasPartialInput(): boolean {
     return this.channel()?.reader.hasPartialInput ?? false;

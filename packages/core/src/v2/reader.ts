@@ -94,6 +94,11 @@ export class FrameReader {
     }
   }
 
+  /** Zeroes the receiving key (Channel.wipe): every later frame throws. */
+  wipe(): void {
+    this.cipher.wipe();
+  }
+
   private forEachFrame(chunk: Uint8Array, onFrame: (ciphertext: Uint8Array) => void): void {
     let off = 0;
     while (off < chunk.length) {

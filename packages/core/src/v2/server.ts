@@ -14,9 +14,9 @@ import { ByteQueue } from "../bytes.ts";
 import { AuthError, DecryptError, ProtocolError } from "../errors.ts";
 import type { Output } from "../events.ts";
 import { type Credential, type CredentialFakes, type ServerMachine, pskOrFake } from "../machine.ts";
-import { HandshakeState } from "../noise/handshake-state.ts";
+import { HandshakeState, type TransportKeys } from "../noise/handshake-state.ts";
 import { Channel } from "./channel.ts";
-import { V2Endpoint } from "./endpoint.ts";
+import { type EndpointFailed, V2Endpoint } from "./endpoint.ts";
 import {
   BUSY_SIGNAL,
   DEFAULT_MAX_MESSAGE_SIZE,
@@ -52,7 +52,7 @@ type ServerState =
   /** Message 2 sent; waiting for the client's first frame to prove it holds the session keys. */
   | { kind: "responseSent"; username: string; channel: Channel }
   | { kind: "established"; username: string; channel: Channel }
-  | { kind: "failed" };
+  | EndpointFailed;
 
 const EMPTY = new Uint8Array(0);
 const MESSAGE1_SIZE = LENGTH_SIZE + HANDSHAKE_MESSAGE_SIZE;
@@ -171,22 +171,40 @@ export class V2Server extends V2Endpoint<ServerState> implements ServerMachine {
       psks: [key],
       e: opts.ephemeral,
     });
+    let transport: TransportKeys;
+    let message2: Uint8Array;
     try {
-      handshake.readMessage(message1);
-    } catch (e) {
-      // A wrong password and an unknown user (dummy key) fail here alike.
-      if (e instanceof DecryptError) throw new AuthError("message 1 did not authenticate", { cause: e });
-      throw e;
+      try {
+        handshake.readMessage(message1);
+      } catch (e) {
+        // A wrong password and an unknown user (dummy key) fail here alike.
+        if (e instanceof DecryptError) throw new AuthError("message 1 did not authenticate", { cause: e });
+        throw e;
+      }
+      message2 = handshake.writeMessage(EMPTY);
+      transport = handshake.split();
+    } finally {
+      // The handshake ends here either way: its chaining key and ephemeral key are done (the PSK,
+      // `key`, is the key store's and is left alone).
+      handshake.wipe();
     }
-    const message2 = handshake.writeMessage(EMPTY);
     const username = preamble.username;
-    const channel: Channel = new Channel(handshake.split(), {
+    const channel: Channel = new Channel(transport, {
       maxMessageSize: opts.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE,
       rekeyInterval: opts.rekeyInterval,
       onFirstFrame: (confirmed) => this.confirm(channel, confirmed),
     });
     this.state = { kind: "responseSent", username, channel };
     out.push({ type: "send", data: encodeFramed(message2) });
+  }
+
+  /**
+   * Message 2 sent and the client silent, gone, or failed before its first frame: the channel's keys
+   * are zeroed at once (nothing is sealed or opened in the pool before key confirmation). Earlier
+   * states hold only what the driver handed in (the PSK) and public bytes.
+   */
+  protected override discard(state: ServerState): void {
+    if (state.kind === "responseSent") state.channel.wipe();
   }
 
   /** The client's first frame authenticated: it holds the session keys, so it is live, not a replay. */

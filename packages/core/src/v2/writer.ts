@@ -173,6 +173,11 @@ export class FrameWriter {
     return { items, bytes, assemble };
   }
 
+  /** Zeroes the sending key (Channel.wipe): every later seal, ping or prepare throws. */
+  wipe(): void {
+    this.cipher.wipe();
+  }
+
   /** Refuses after a close; a seal that carries the close is the last one. */
   private checkOpen(closing: boolean): void {
     if (this.closed) throw new NstpError("ERR_CLOSED", "session closed");

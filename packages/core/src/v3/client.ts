@@ -14,7 +14,7 @@ import { AuthError, NstpError, ProtocolError } from "../errors.ts";
 import { type ClientMachine, endOf } from "../machine.ts";
 import type { Output } from "../events.ts";
 import { Channel } from "../v2/channel.ts";
-import { V2Endpoint } from "../v2/endpoint.ts";
+import { type EndpointFailed, V2Endpoint } from "../v2/endpoint.ts";
 import { DEFAULT_MAX_MESSAGE_SIZE, framedLength } from "../v2/wire.ts";
 import { handshakeSecrets, v3TransportKeys, wipeSecrets } from "./handshake.ts";
 import type { ProverKeys } from "./keys.ts";
@@ -28,6 +28,12 @@ export interface V3ClientOptions {
   deviceSalt: Uint8Array;
   /** w0 and w1 (deriveProverKeys, or the key cache). */
   keys: ProverKeys;
+  /**
+   * `keys` were derived for this machine alone (the registry's factory derives them from the PSK per
+   * connection): the machine zeroes them once its handshake is over, established or not. Otherwise
+   * they are the caller's (a cache of its own) and are left alone (machine.ts dispose).
+   */
+  ownsKeys?: boolean;
   maxMessageSize?: number;
   /** Only tests inject these. */
   x?: bigint;
@@ -42,7 +48,7 @@ type ClientState =
   | { kind: "start"; opts: V3ClientOptions; preamble: Uint8Array }
   | { kind: "shareSent"; opts: V3ClientOptions; preamble: Uint8Array; x: bigint; sent: Uint8Array; shareP: Uint8Array; inbox: ByteQueue }
   | { kind: "established"; channel: Channel }
-  | { kind: "failed" };
+  | EndpointFailed;
 
 export class V3Client extends V2Endpoint<ClientState> implements ClientMachine {
   readonly protocol = "v3" as const;
@@ -82,6 +88,15 @@ export class V3Client extends V2Endpoint<ClientState> implements ClientMachine {
     return this.receiveAfterHandshake(chunk, s.kind === "shareSent" ? (c, out) => this.consumeResponse(s, c, out) : undefined);
   }
 
+  /**
+   * A handshake abandoned or failed: w0 and w1 are zeroed if they are this machine's own (ownsKeys);
+   * x is a BigInt, which cannot be zeroed: it goes with the state. The device salt and options are
+   * the caller's (machine.ts dispose).
+   */
+  protected override discard(state: ClientState): void {
+    if (state.kind === "start" || state.kind === "shareSent") wipeOwnKeys(state.opts);
+  }
+
   /** Takes message 2 from the front of `chunk`; returns how many bytes it used. */
   private consumeResponse(s: Extract<ClientState, { kind: "shareSent" }>, chunk: Uint8Array, out: Output[]): number {
     const take = Math.min(MESSAGE2_SIZE - s.inbox.length, chunk.length);
@@ -110,8 +125,16 @@ export class V3Client extends V2Endpoint<ClientState> implements ClientMachine {
     // The MACs have done their work (message 3 is a copy); the transport keys live in the channel.
     secrets.confirmP.fill(0);
     secrets.confirmV.fill(0);
+    wipeOwnKeys(s.opts);
     this.state = { kind: "established", channel };
     out.push({ type: "send", data: message3 }, { type: "established", username: this.username });
     return take;
   }
+}
+
+/** Zeroes w0 and w1 where the machine derived them for itself (V3ClientOptions.ownsKeys). */
+function wipeOwnKeys(opts: V3ClientOptions): void {
+  if (!opts.ownsKeys) return;
+  opts.keys.w0.fill(0);
+  opts.keys.w1.fill(0);
 }

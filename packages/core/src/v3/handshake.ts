@@ -36,10 +36,12 @@ export interface HandshakeSecrets {
 }
 
 /**
- * Zeroes every secret of a handshake that failed before the channel took its transport keys (a wrong
- * or malformed confirmation): nothing of it is used again. A handshake abandoned after message 2
- * (its client silent until the deadline, evicted, refused at shutdown) is dropped unwiped and its
- * secrets wait for the collector, as every JavaScript secret does in the end.
+ * Zeroes every secret of a handshake that ended before the channel took its transport keys: a wrong
+ * or malformed confirmation (the machine fails), or a handshake abandoned after message 2 (its
+ * client silent until the deadline, evicted, refused at shutdown, reset: the driver's dispose()).
+ * Nothing of it is used again. Once the channel has the transport keys, the channel wipes them
+ * (v2/channel.ts wipe). What the collector still holds: the node:crypto KeyObjects the native
+ * backend keeps beside keys it used (machine.ts dispose).
  */
 export function wipeSecrets(s: HandshakeSecrets): void {
   s.confirmP.fill(0);

@@ -20,7 +20,7 @@ import { AuthError, ProtocolError } from "../errors.ts";
 import type { Output } from "../events.ts";
 import type { Credential, CredentialFakes, ServerMachine } from "../machine.ts";
 import { Channel } from "../v2/channel.ts";
-import { V2Endpoint } from "../v2/endpoint.ts";
+import { type EndpointFailed, V2Endpoint } from "../v2/endpoint.ts";
 import { DEFAULT_MAX_MESSAGE_SIZE } from "../v2/wire.ts";
 import { type HandshakeSecrets, handshakeSecrets, v3TransportKeys, wipeSecrets } from "./handshake.ts";
 import { type Verifier, cachedVerifierFromPsk, checkVerifier } from "./keys.ts";
@@ -61,7 +61,8 @@ export interface V3ServerOptions {
 /**
  * Only the handshake states hold the options (the device salt, the fakes, the backend) and the inbox:
  * "established" keeps just what the session uses, so an idle session retains no per-connection
- * options object or handshake buffer (issue 13), and "failed" holds nothing.
+ * options object or handshake buffer (issue 13), and "failed" holds nothing (but a channel that
+ * failed established, until dispose() wipes it: v2/endpoint.ts).
  */
 type ServerState =
   | { kind: "start"; opts: V3ServerOptions; inbox: ByteQueue }
@@ -70,7 +71,7 @@ type ServerState =
   /** Message 2 sent; `wire` holds the handshake bytes so far, for the channel-binding hash. */
   | { kind: "responseSent"; opts: V3ServerOptions; inbox: ByteQueue; username: string; secrets: HandshakeSecrets; wire: Uint8Array[] }
   | { kind: "established"; username: string; channel: Channel }
-  | { kind: "failed" };
+  | EndpointFailed;
 
 /** The preamble and message 1, then message 3: nothing else may arrive before the session. */
 const INBOX_CAPACITY = MAX_PREAMBLE_SIZE + MESSAGE1_SIZE;
@@ -223,7 +224,13 @@ export class V3Server extends V2Endpoint<ServerState> implements ServerMachine {
     out.push({ type: "send", data: message2 });
   }
 
-  /** A failure after message 2 (a wrong confirmP, a malformed message 3): its secrets are wiped. */
+  /**
+   * A failure after message 2 (a wrong confirmP, a malformed message 3), or a handshake abandoned
+   * there (the client silent until the deadline, evicted, refused at shutdown, reset): its secrets
+   * are wiped. Earlier states hold only what was handed in (the record's w0 and L: the key store's
+   * or the credential cache's, never zeroed here) and public shares; y is a BigInt, which cannot be
+   * zeroed, and goes with the state (machine.ts dispose).
+   */
   protected override discard(state: ServerState): void {
     if (state.kind === "responseSent") wipeSecrets(state.secrets);
   }
