@@ -460,6 +460,8 @@ export class ServerConnection implements WireEvents, HandshakeHost, OutboxOwner,
   }
 
   private finish(msg: string, fields: Record<string, string>): void {
+    // Once: a clean close whose last seal fails has finished through fail() already.
+    if (this.finished) return;
     this.finished = true;
     if (!this.session) this.ctx.stats.handshaking--;
     this.handshake?.ended(this.session !== undefined);

@@ -131,3 +131,12 @@ test("aead placement: the machine is disposed only once every batch handed to th
   new AeadPlacement(client, new OrderedAead(fakeCryptoPool, noble)).afterPending(() => now++);
   assert.equal(now, 2);
 });
+
+test("aead placement: a pool chain that rejects still disposes the machine (session 7's review)", async () => {
+  const { client } = establishedPair(PROTOCOLS.find((p) => p.name === "v2")!, crypto);
+  const failing = { settled: () => Promise.reject(new Error("a driver's fail() threw in the chain")) } as unknown as PooledAead;
+  let disposed = 0;
+  new AeadPlacement(client, failing).afterPending(() => disposed++);
+  for (let i = 0; i < 100 && disposed === 0; i++) await new Promise((r) => setTimeout(r, 1));
+  assert.equal(disposed, 1);
+});

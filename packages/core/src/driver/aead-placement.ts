@@ -70,7 +70,9 @@ export class AeadPlacement {
    */
   afterPending(dispose: () => void): void {
     const settled = this.pool?.settled();
-    if (settled) void settled.then(dispose);
+    // Either way: a batch that failed must not leave the machine's keys unwiped (the review of
+    // session 7: a driver's fail() that throws inside the pool's chain rejects it).
+    if (settled) void settled.then(dispose, dispose);
     else dispose();
   }
 

@@ -130,6 +130,8 @@ export class OrderedAead {
       if (last && last[0]!.key === j.key) last.push(j);
       else groups.push([j]);
     }
+    // runGroup never rejects today (a pool failure is ERR_BUSY, and the group then runs inline), so
+    // no sibling group can still be queued under a key that dispose() zeroes once this settles.
     const results = await Promise.all(groups.map((g) => this.runGroup(g, op)));
     return results.flat();
   }

@@ -89,3 +89,25 @@ test("tasks start in the order they were submitted, with or without a cancellati
     await pool.destroy();
   }
 });
+
+test("a pool thread zeroes its own copy of a key, a password and w0 once the job is done (session 7's review)", async () => {
+  // The worker's task function, called on this thread: the task's arrays are what a thread receives
+  // (its own structured-clone copies), so they must be zero after, and the results still right.
+  const { default: run } = await import("./worker.ts");
+  const key = new Uint8Array(32).fill(7);
+  const nonce = new Uint8Array(12);
+  const sealKey = key.slice();
+  const sealed = (await run({ op: "seal", backend: "native", key: sealKey, items: [{ nonce, data: enc.encode("hello") }] })) as Uint8Array[];
+  assert.ok(sealKey.every((b) => b === 0), "seal: key copy zeroed");
+  assert.deepEqual(sealed[0], nativeBackend.aesGcmSeal(key, nonce, enc.encode("hello")));
+  const openKey = key.slice();
+  const opened = (await run({ op: "open", backend: "native", key: openKey, items: [{ nonce, data: sealed[0]! }] })) as Uint8Array[];
+  assert.ok(openKey.every((b) => b === 0), "open: key copy zeroed");
+  assert.deepEqual(opened[0], enc.encode("hello"));
+  const password = enc.encode("correct horse");
+  await run({ op: "pbkdf2", backend: "native", password, salt: new Uint8Array(16), iterations: 1, length: 32 });
+  assert.ok(password.every((b) => b === 0), "pbkdf2: password copy zeroed");
+  const w0 = new Uint8Array(32).fill(1);
+  await run({ op: "verifierShares", backend: "native", job: { w0, L: new Uint8Array(65), shareP: new Uint8Array(65), y: 1n } });
+  assert.ok(w0.every((b) => b === 0), "curve: w0 copy zeroed");
+});

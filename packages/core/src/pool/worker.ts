@@ -37,12 +37,26 @@ export const curveCollections = new CountedCollection(CURVE_STEPS_PER_COLLECTION
 export default async function run(task: PoolTask): Promise<Uint8Array | (Uint8Array | null)[] | VerifierCurveResult | CurveFailure> {
   const backend = getBackend(task.backend);
   switch (task.op) {
+    // The password and key arrive as this thread's own copies (structured clone): zeroed once used, so
+    // that a thread keeps no copy of a session's key or a user's password (machine.ts dispose).
     case "pbkdf2":
-      return backend.pbkdf2Sha256(task.password, task.salt, task.iterations, task.length);
+      try {
+        return await backend.pbkdf2Sha256(task.password, task.salt, task.iterations, task.length);
+      } finally {
+        task.password.fill(0);
+      }
     case "seal":
-      return task.items.map((i) => backend.aesGcmSeal(task.key, i.nonce, i.data, i.aad));
+      try {
+        return task.items.map((i) => backend.aesGcmSeal(task.key, i.nonce, i.data, i.aad));
+      } finally {
+        task.key.fill(0);
+      }
     case "open":
-      return task.items.map((i) => backend.aesGcmOpen(task.key, i.nonce, i.data, i.aad));
+      try {
+        return task.items.map((i) => backend.aesGcmOpen(task.key, i.nonce, i.data, i.aad));
+      } finally {
+        task.key.fill(0);
+      }
     case "verifierShares":
       // The same function V3Server runs inline (docs/PROTOCOL.md §v3 "Validation"): an invalid or
       // identity point, or any library exception, comes back as a failure the machine turns into the
@@ -52,6 +66,9 @@ export default async function run(task: PoolTask): Promise<Uint8Array | (Uint8Ar
         return verifierShares(task.job);
       } catch (e) {
         return { failed: e instanceof Error ? e.message : String(e) };
+      } finally {
+        // This thread's copy of the record's w0 (the scalar y is a BigInt: not wipeable).
+        task.job.w0.fill(0);
       }
   }
 }

@@ -27,7 +27,7 @@ export type EndpointFailed = { kind: "failed"; channel?: Channel };
 export type EndpointEnd = { kind: "established"; channel: Channel } | EndpointFailed;
 
 /** Failed, holding nothing: shared by every endpoint. */
-const FAILED: EndpointFailed = { kind: "failed" };
+const FAILED: EndpointFailed = Object.freeze({ kind: "failed" });
 
 export abstract class V2Endpoint<S extends { kind: string }> implements DeferredAead {
   /** The role's state: its handshake states, then EndpointEnd's. */

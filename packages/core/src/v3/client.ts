@@ -31,7 +31,9 @@ export interface V3ClientOptions {
   /**
    * `keys` were derived for this machine alone (the registry's factory derives them from the PSK per
    * connection): the machine zeroes them once its handshake is over, established or not. Otherwise
-   * they are the caller's (a cache of its own) and are left alone (machine.ts dispose).
+   * they are the caller's (a cache of its own) and are left alone (machine.ts dispose). Set only by
+   * the registry's factory: a caller that sets it with keys it keeps has them zeroed under it.
+   * @internal
    */
   ownsKeys?: boolean;
   maxMessageSize?: number;
