@@ -90,21 +90,20 @@ export interface Machine {
    * after every AEAD batch it handed to the worker pool has come back (AeadPlacement.afterPending):
    * a pooled job holds the key itself and must not run on a zeroed one.
    *
-   * Ownership: a machine wipes what it derived or generated for this connection (Noise chaining key,
-   * handshake cipher key and ephemeral private key, the HKDF outputs it still holds, v3's confirmation MACs and the keys
-   * it derives from the PSK for itself, the transport keys in its channel's CipherStates, legacy's
-   * session key). What it was handed is shared and never zeroed: the client's PSK (the caller's, or
-   * the client's key cache), the server's PSK or v3 verifier { w0, L } (the key store, the credential
-   * cache, cachedVerifierFromPsk, the fakes), the device salt, options objects and anything a test
-   * injects; the machine only drops its references. BigInt scalars (v3's x, y, w0/w1 as numbers)
-   * cannot be zeroed in JavaScript: their references are dropped. Keys that were replaced before the
-   * end are not reachable from here and are not zeroed: the Noise chaining and handshake keys a
-   * later MixKey replaced during the handshake, and transport keys a Rekey() replaced (docs/PROTOCOL.md
-   * "Key hygiene"). A pool thread zeroes its own copy of a key once its job is done (pool/worker.ts).
-   * The native backend keeps a
-   * node:crypto KeyObject beside a key array it has used (crypto/native.ts `secretKey`,
-   * `x25519PrivateKey`): that copy lives in native memory until the array is collected, and zeroing
-   * the array does not reach it.
+   * Ownership: a machine wipes what it derived or generated for this connection (Noise chaining
+   * key, handshake cipher key and ephemeral private key, the HKDF outputs it still holds, v3's
+   * confirmation MACs and the keys it derives from the PSK for itself, the transport keys in its
+   * channel's CipherStates, legacy's session key). What it was handed is shared and never zeroed: the
+   * client's PSK (the caller's, or the client's key cache), the server's PSK or v3 verifier { w0, L }
+   * (the key store, the credential cache, cachedVerifierFromPsk, the fakes), the device salt, options
+   * objects and anything a test injects; the machine only drops its references. BigInt scalars (v3's
+   * x, y, w0/w1 as numbers) cannot be zeroed in JavaScript: their references are dropped. Keys that
+   * were replaced before the end are not reachable from here and are not zeroed: the Noise chaining
+   * and handshake keys a later MixKey replaced during the handshake, and transport keys a Rekey()
+   * replaced (docs/PROTOCOL.md "Key hygiene"). A pool thread zeroes its own copy of a key once its
+   * job is done (pool/worker.ts). The native backend keeps a node:crypto KeyObject beside a key array
+   * it has used (crypto/native.ts `secretKey`, `x25519PrivateKey`): that copy lives in native memory
+   * until the array is collected, and zeroing the array does not reach it.
    */
   dispose(): void;
 }

@@ -174,15 +174,14 @@ export class V2Server extends V2Endpoint<ServerState> implements ServerMachine {
     let transport: TransportKeys;
     let message2: Uint8Array;
     try {
-      try {
-        handshake.readMessage(message1);
-      } catch (e) {
-        // A wrong password and an unknown user (dummy key) fail here alike.
-        if (e instanceof DecryptError) throw new AuthError("message 1 did not authenticate", { cause: e });
-        throw e;
-      }
+      handshake.readMessage(message1);
       message2 = handshake.writeMessage(EMPTY);
       transport = handshake.split();
+    } catch (e) {
+      // A wrong password and an unknown user (dummy key) fail in readMessage alike; writing and
+      // splitting only encrypt and derive, and never throw DecryptError.
+      if (e instanceof DecryptError) throw new AuthError("message 1 did not authenticate", { cause: e });
+      throw e;
     } finally {
       // The handshake ends here either way: its chaining key and ephemeral key are done (the PSK,
       // `key`, is the key store's and is left alone).
