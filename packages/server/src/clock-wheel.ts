@@ -91,7 +91,16 @@ export class ClockWheel {
     if (this.timer && first.tick >= this.timerTick) return;
     clearTimeout(this.timer);
     this.timerTick = first.tick;
-    this.timer = setTimeout(() => this.fire(), Math.max(0, first.tick * this.granularityMs - this.now()));
+    const timer = setTimeout(() => {
+      // Judged after this turn's reads, as Deadline.arm is (core driver/deadline.ts): the event loop
+      // runs expired timers before it polls the sockets, so after a stall longer than an idle timeout
+      // less the ping interval, the pings that arrived meanwhile were still unread and live sessions
+      // were ended as idle. setImmediate runs after the poll phase, once their input is noted.
+      setImmediate(() => {
+        if (this.timer === timer) this.fire();
+      });
+    }, Math.max(0, first.tick * this.granularityMs - this.now()));
+    this.timer = timer;
     // The sessions' sockets keep the process alive, not their deadlines.
     this.timer.unref?.();
   }

@@ -33,9 +33,11 @@ test("a full queue refuses at once with ERR_BUSY; cancelled work is dropped", as
   const pool = new CryptoPool({ threads: 1, maxQueue: 2 });
   try {
     await pool.pbkdf2(enc.encode("warm"), new Uint8Array(8), 1, 32); // the thread is up
+    await new Promise((r) => setImmediate(r)); // and free: the gate counts a task done a few microtasks after its result
     const slow = () => pool.pbkdf2(enc.encode("pw"), new Uint8Array(8), 200_000, 32);
     const running = slow();
-    await new Promise((r) => setTimeout(r, 20)); // let the first task reach the thread
+    // No sleep: the gate counts it running at submission (gate.ts start()); a sleep near PBKDF2-200k's own
+    // time let it finish first, and the queue was no longer full.
     const controller = new AbortController();
     const queued = [pool.pbkdf2(enc.encode("pw"), new Uint8Array(8), 200_000, 32, controller.signal), slow()];
     assert.equal(pool.saturated, true);
@@ -54,8 +56,9 @@ test("AEAD batches leave the queue's last places to handshake work: bulk traffic
   try {
     assert.equal(pool.handshakeReserve, 1);
     await pool.pbkdf2(enc.encode("warm"), new Uint8Array(8), 1, 32); // the thread is up
+    await new Promise((r) => setImmediate(r)); // and free: the gate counts a task done a few microtasks after its result
     const running = pool.pbkdf2(enc.encode("pw"), new Uint8Array(8), 200_000, 32);
-    await new Promise((r) => setTimeout(r, 20)); // let it reach the thread
+    // Running from submission on (gate.ts start()): no sleep, which could outlast it.
     const key = nativeBackend.randomBytes(32);
     const batch = () => pool.seal(key, [{ nonce: nativeBackend.randomBytes(12), data: nativeBackend.randomBytes(1024) }]);
     const bulk = [batch(), batch(), batch()];
@@ -79,6 +82,7 @@ test("tasks start in the order they were submitted, with or without a cancellati
   const pool = new CryptoPool({ threads: 1 });
   try {
     await pool.pbkdf2(enc.encode("warm"), new Uint8Array(8), 1, 32); // the thread is up
+    await new Promise((r) => setImmediate(r)); // and free: the gate counts a task done a few microtasks after its result
     const done: number[] = [];
     const tasks = Array.from({ length: 12 }, (_, i) =>
       pool.pbkdf2(enc.encode("pw"), new Uint8Array(8), 2000, 32, i % 2 ? new AbortController().signal : undefined).then(() => done.push(i)),

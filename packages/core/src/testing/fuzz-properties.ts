@@ -187,7 +187,10 @@ export const FUZZ_PROPERTIES: FuzzProperty[] = [
       for (const o of forgedServer.receive(flight)) if (o.type === "need-key") forgedServer.provideKey(PSK);
       for (const s of segments(bad, sizes)) for (const o of forgedServer.receive(s)) forgedSeen.push(o.type);
     });
-    if (forgedSeen.includes("established") && !equal(bad, first.subarray(0, bad.length))) throw new Error("a forged first frame established");
+    // Mutations can leave the frame itself intact (an insert of a copy of its last byte after it, a flip
+    // undone by a second flip): the frame then rightly establishes, and what follows it is another frame.
+    const frameIntact = bad.length >= first.length && equal(bad.subarray(0, first.length), first);
+    if (forgedSeen.includes("established") && !frameIntact) throw new Error("a forged first frame established");
     for (const s of segments(frames, sizes)) record(server.receive(s));
     const at = seen.indexOf("established");
     if (at < 0 || seen.slice(0, at).includes("message")) throw new Error("messages released before key confirmation");
