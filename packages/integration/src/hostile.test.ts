@@ -430,12 +430,14 @@ for (const runtime of ["bun", "node"] as const) {
       const pinger = await connect({ port: srv.port, username: "alice", psk: new Uint8Array(psk), limits: { keepaliveMs: KEEPALIVE_MS, deadPeerMs: DEAD_PEER_MS } });
       await pinger.request("then only pings");
       const v2Peer = await v2Handshake(srv.port, { username: "alice", psk });
+      const ref = await referenceHandshake(srv.port, { username: "alice", psk });
+      // Taken before the last input: the server's idle clocks start after it, so "not before the idle
+      // timeout" cannot be shortened by the replies' time and this process's wakeups.
+      const t = Date.now();
       v2Peer.send([Buffer.from("then silence")]);
       await v2Peer.receive();
-      const ref = await referenceHandshake(srv.port, { username: "alice", psk });
       ref.socket.write(ref.record(0, Buffer.from("then silence")));
       await ref.readReply();
-      const t = Date.now();
       const [a, b] = await Promise.all([v2Peer.reader.closedWithin(IDLE_MS + SLACK_MS), ref.reader.closedWithin(IDLE_MS + SLACK_MS)]);
       assert.ok(a.closed && b.closed, `closed by the idle timeout: v2 ${a.closed}, legacy ${b.closed}`);
       assert.ok(Date.now() - t >= IDLE_MS - 300, `not before the idle timeout (${Date.now() - t} ms)`);
