@@ -15,6 +15,7 @@ import { DEFAULT_ADMISSION } from "./admission.ts";
 import { type KeyStore, demoKeyStore, loadUsersFile, readUsersFile } from "./credentials.ts";
 import { readFileSync } from "node:fs";
 import { startServer } from "./server.ts";
+import { warnIfOpenToOthers } from "./users-file.ts";
 import { startMetrics, summaryFields } from "./metrics.ts";
 import type { CredentialStore } from "./stores/records.ts";
 import { describeStore, openCredentialStore } from "./stores/open.ts";
@@ -144,6 +145,7 @@ async function main(): Promise<void> {
     const file = values.users;
     const store = loadUsersFile(file, deviceSalt, crypto);
     log.info("users loaded", { file, users: store.size });
+    warnIfOpenToOthers([file], log);
     keys = store;
     // Reload on SIGHUP: new handshakes see the new table; the store tells the server (onUserRemoved)
     // of every user removed or re-keyed, whose open sessions then end.

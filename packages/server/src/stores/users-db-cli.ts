@@ -11,8 +11,9 @@ import { type RecordOptions, migrateRecord, recordFromPsk } from "../users-recor
 import { storeKind } from "./schema.ts";
 import { SqliteUsersDb } from "./sqlite-store.ts";
 import { type UsersDb, recordsFromUsersFile, recordsToUsersFile } from "./users-db.ts";
+import { writeFileAtomic } from "../users-file.ts";
 
-export const DB_COMMANDS = "add NAME | remove NAME | disable NAME | enable NAME | list | migrate | import FILE.json | export";
+export const DB_COMMANDS = "add NAME | remove NAME | disable NAME | enable NAME | list | migrate | import FILE.json | export [FILE.json]";
 
 /** PBKDF2 in a worker thread (the prompt's process stays responsive), as the server's pool runs it. */
 export async function deriveUserPsk(name: string, deviceSalt: Uint8Array): Promise<Uint8Array> {
@@ -81,9 +82,20 @@ export async function runDbCommand(spec: string, command: string, arg: string | 
         console.error(`imported ${records.length} users into ${spec}`);
         break;
       }
-      case "export":
-        console.log(JSON.stringify(recordsToUsersFile(await db.list(), db.deviceSalt), null, 2));
+      case "export": {
+        // The PSKs in it are password-equivalent: to a file, mode 0600 whatever the umask, replaced
+        // atomically (users-file.ts); on stdout, a shell redirect would create the file 0644.
+        const records = await db.list();
+        const json = JSON.stringify(recordsToUsersFile(records, db.deviceSalt), null, 2);
+        if (arg !== undefined) {
+          writeFileAtomic(arg, json + "\n");
+          console.error(`exported ${records.length} users to ${arg} (mode 0600)`);
+          break;
+        }
+        if (!process.stdout.isTTY) console.error("warning: the export holds password-equivalent keys; whatever stdout goes to may be readable by others: prefer export FILE.json (written 0600)");
+        console.log(json);
         break;
+      }
     }
   } finally {
     await db.close();
