@@ -20,10 +20,10 @@ import { startMetrics, summaryFields } from "./metrics.ts";
 import type { CredentialStore } from "./stores/records.ts";
 import { describeStore, openCredentialStore } from "./stores/open.ts";
 import { storeKind } from "./stores/schema.ts";
-import { demoSaltWarning } from "./salt-advice.ts";
+import { demoSaltWarning, demoUserRefusal } from "./salt-advice.ts";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 
-const USAGE = `usage: server [--port N] [--host H] [--device-salt HEX] [--users FILE] [--crypto native|noble]
+const USAGE = `usage: server [--port N] [--host H] [--device-salt HEX] [--users FILE | --demo] [--crypto native|noble]
               [--protocols legacy,v2,v3] [--legacy on|off] [--max-message-size BYTES] [--max-message-size-v2 BYTES]
               [--handshake-timeout SECONDS] [--record-timeout SECONDS] [--log-level L] [--log-format json|pretty]
               [--metrics HOST:PORT] [--summary-interval SECONDS] [--shutdown-grace SECONDS]
@@ -35,7 +35,8 @@ const USAGE = `usage: server [--port N] [--host H] [--device-salt HEX] [--users 
               [--max-connections N] [--workers N|auto]
 Serves the --protocols listed (default every version: legacy,v2,v3) on the same port; --legacy off
 (an alias) drops the Dart reference protocol from them. --max-message-size-v2 bounds v2 and v3.
-Listens on 127.0.0.1:8080 by default. Without --users, serves the reference demo user (alice).
+Listens on 127.0.0.1:8080 by default. Without --users, serves the reference demo user (alice), on a
+loopback --host only: elsewhere it refuses to start (exit 2) unless --demo is given.
 A v2 session ends after --idle-timeout (default 300; 0 never) without a frame from its client (our
 client pings); a reference session after --legacy-idle-timeout (default 0: never, Dart clients cannot
 ping); any session after --max-session-lifetime (default 0: never). A close waits at most
@@ -70,6 +71,7 @@ async function main(): Promise<void> {
       host: { type: "string", default: "127.0.0.1" },
       "device-salt": { type: "string", default: toHex(legacy.DEMO_DEVICE_SALT) },
       users: { type: "string" },
+      demo: { type: "boolean", default: false },
       crypto: { type: "string", default: "native" },
       legacy: { type: "string" },
       protocols: { type: "string", default: PROTOCOL_NAMES.join(",") },
@@ -104,6 +106,12 @@ async function main(): Promise<void> {
   if (values.help) {
     console.log(USAGE);
     return;
+  }
+  // Before anything starts (workers included: they run this CLI with the same arguments).
+  const refusal = demoUserRefusal(values.host!, { usersStore: values.users !== undefined, demo: values.demo! });
+  if (refusal) {
+    console.error(`server: ${refusal}`);
+    process.exit(2);
   }
   const log = createLogger({ level: values["log-level"] as LogLevel, format: values["log-format"] as LogFormat });
   const crypto = getBackend(values.crypto!);
