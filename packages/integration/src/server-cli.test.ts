@@ -1,5 +1,5 @@
-// The server CLI's start-up refusals, as a user meets them, on both builds: the demo user on a host
-// others can reach. Runs under Bun only (it spawns both runtimes itself). Nothing here listens beyond
+// The server CLI's start-up checks, as a user meets them, on both builds: the demo user on a host
+// others can reach is refused; a PostgreSQL password in the --users URL is warned about. Runs under Bun only (it spawns both runtimes itself). Nothing here listens beyond
 // loopback: 192.0.2.1 (TEST-NET-1, RFC 5737) is assigned to no interface, so a start that gets past
 // the check fails to bind instead.
 import { test } from "node:test";
@@ -40,3 +40,11 @@ for (const runtime of ["bun", "node"] as const) {
     assert.match(r.stderr, /^server: .*(listen|EADDRNOTAVAIL|cannot assign)/im);
   });
 }
+
+test("a PostgreSQL URL with a password draws a warning that names PGPASSWORD and not the password", { skip: !onBun && "spawned from the Bun run" }, async () => {
+  // Port 1 on loopback: the connection is refused at once, after the warning.
+  const r = await runServer("bun", ["--users", "postgres://nstp:s3cret@127.0.0.1:1/nstp"]);
+  assert.equal(r.code, 1, r.stderr);
+  assert.match(r.stderr, /WARN +the PostgreSQL URL carries a password.*PGPASSWORD/);
+  assert.doesNotMatch(r.stderr, /s3cret/);
+});

@@ -18,7 +18,7 @@ import { startServer } from "./server.ts";
 import { warnIfOpenToOthers } from "./users-file.ts";
 import { startMetrics, summaryFields } from "./metrics.ts";
 import type { CredentialStore } from "./stores/records.ts";
-import { describeStore, openCredentialStore } from "./stores/open.ts";
+import { describeStore, openCredentialStore, urlPasswordWarning } from "./stores/open.ts";
 import { storeKind } from "./stores/schema.ts";
 import { demoSaltWarning, demoUserRefusal } from "./salt-advice.ts";
 import { monitorEventLoopDelay } from "node:perf_hooks";
@@ -53,7 +53,8 @@ A v3 curve step waits in the worker pool's queue (64 a thread; full: busy), of w
 address, an IPv6 /64) may hold --curve-steps-per-source (default an eighth of the queue; then busy too).
 Devices behind one NAT, or a proxy not in --trusted-proxies, share that: raise it for them.
 --users FILE.json (SIGHUP reloads it), users.db or sqlite:PATH (SQLite), or postgres://USER@HOST/DB
-(PostgreSQL): database changes reach every server within a second.
+(PostgreSQL; its password from PGPASSWORD, not the URL, which ps shows): database changes reach every
+server within a second.
 --trusted-proxies: load balancers whose connections begin with a PROXY protocol header (v1 or v2),
 required from them and refused from anyone else; the client address in it is the one budgets, logs
 and metrics see.
@@ -114,6 +115,9 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   const log = createLogger({ level: values["log-level"] as LogLevel, format: values["log-format"] as LogFormat });
+  // Said once, by the supervisor or the single process (workers inherit PGPASSWORD with the environment).
+  const urlWarning = values.users !== undefined && process.env.NSTP_WORKER === undefined ? urlPasswordWarning(values.users) : undefined;
+  if (urlWarning) log.warn(urlWarning);
   const crypto = getBackend(values.crypto!);
   const deviceSalt = fromHex(values["device-salt"]!);
   const port = parseIntArg("--port", values.port!, 0, 65535);

@@ -9,6 +9,7 @@ import { readPassword } from "@nstp/core/node";
 import { CryptoPool } from "@nstp/core/pool";
 import { type RecordOptions, migrateRecord, recordFromPsk } from "../users-records.ts";
 import { storeKind } from "./schema.ts";
+import { urlPasswordWarning } from "./open.ts";
 import { SqliteUsersDb } from "./sqlite-store.ts";
 import { type UsersDb, recordsFromUsersFile, recordsToUsersFile } from "./users-db.ts";
 import { writeFileAtomic } from "../users-file.ts";
@@ -37,6 +38,8 @@ export function announceNewStore(where: string, deviceSalt: Uint8Array): void {
 /** Opens (creating if need be) a store; without `deviceSalt` a new one gets 16 random bytes. */
 export async function openUsersDb(spec: string, deviceSalt?: Uint8Array): Promise<UsersDb> {
   const { kind, location } = storeKind(spec);
+  const urlWarning = urlPasswordWarning(spec);
+  if (urlWarning) console.error(`warning: ${urlWarning}`);
   if (kind === "sqlite") return SqliteUsersDb.open(location, deviceSalt);
   if (kind === "postgres") return (await import("./postgres-store.ts")).PostgresUsersDb.open(location, deviceSalt);
   throw new Error(`${spec} is not a database`);
