@@ -80,9 +80,11 @@ export async function runDbCommand(spec: string, command: string, arg: string | 
         break;
       }
       case "import": {
-        const records = recordsFromUsersFile(readFileSync(arg!, "utf8"), db.deviceSalt);
+        // Each PSK record gains its v3 verifier as migrate gives it (with --v3-only, loses the PSK):
+        // a PSK-only row would have the server derive the verifier on every v3 handshake.
+        const records = recordsFromUsersFile(readFileSync(arg!, "utf8"), db.deviceSalt).map((r) => migrateRecord(r, db.deviceSalt, opts));
         await db.putMany(records);
-        console.error(`imported ${records.length} users into ${spec}`);
+        console.error(`imported ${records.length} users into ${spec}${opts.v3Only ? " (v3 only: PSKs left out)" : " (v3 verifiers computed)"}`);
         break;
       }
       case "export": {
