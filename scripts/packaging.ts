@@ -94,7 +94,7 @@ async function serverAndClient(name: string, server: string[], client: string[],
   try {
     const s = await startServerCommand(server[0]!, [...server.slice(1), "--port", "0"], cwd, env);
     child = s.child;
-    const r = sh(client[0]!, [...client.slice(1), "--port", String(s.port), "--password", "userpassword", MESSAGE], { cwd, env, timeoutMs: 30_000 });
+    const r = sh(client[0]!, [...client.slice(1), "--port", String(s.port), MESSAGE], { cwd, env: { ...env, NSTP_PASSWORD: "userpassword" }, timeoutMs: 30_000 });
     check(name, r.ok && r.out.includes(`Server received: ${MESSAGE}`), r.ok ? "" : r.out.slice(-400));
   } catch (e) {
     check(name, false, (e as Error).message.slice(-400));

@@ -3,6 +3,9 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { legacy } from "@nstp/core";
 import { detectRuntime } from "@nstp/core/node";
 import { BIN, byteByByte, CLIENT_CLI, referenceHandshake, referencePsk, referenceServer, type Runtime, startServerProcess as spawnServer, v2Handshake, v3Handshake } from "@nstp/testkit";
@@ -10,9 +13,9 @@ import { BIN, byteByByte, CLIENT_CLI, referenceHandshake, referencePsk, referenc
 const FIVE = Array.from({ length: 5 }, (_, i) => `Server received: Hello server! Message #${i}`);
 const onBun = detectRuntime() === "bun";
 
-function run(runtime: Runtime, args: string[], timeoutMs = 20_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function run(runtime: Runtime, args: string[], timeoutMs = 20_000, env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((res) => {
-    const child = spawn(BIN[runtime], [CLIENT_CLI[runtime], ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(BIN[runtime], [CLIENT_CLI[runtime], ...args], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } });
     let stdout = "", stderr = "";
     child.stdout.on("data", (d) => (stdout += d));
     child.stderr.on("data", (d) => (stderr += d));
@@ -91,6 +94,33 @@ for (const serverRuntime of ["bun", "node"] as const) {
       const r = await run("bun", ["--port", String(srv.port), "--user", "alice", "--password", "wrong"]);
       assert.equal(r.code, 3);
       assert.match(r.stderr.trim().split("\n").at(-1)!, /^client: ERR_AUTH: /);
+    });
+
+    test("client CLI password sources: --password-file (first line), NSTP_PASSWORD, and --password with a warning", async () => {
+      const dir = mkdtempSync(join(tmpdir(), "nstp-pw-"));
+      try {
+        const file = join(dir, "password");
+        writeFileSync(file, `${legacy.DEMO_PASSWORD}\nsecond line ignored\n`, { mode: 0o600 });
+        const warning = /--password is visible to other local users/;
+        for (const clientRuntime of ["bun", "node"] as const) {
+          const viaFile = await run(clientRuntime, ["--port", String(srv.port), "--user", "alice", "--password-file", file]);
+          assert.equal(viaFile.code, 0, viaFile.stderr);
+          assert.deepEqual(viaFile.stdout.trim().split("\n"), FIVE);
+          assert.doesNotMatch(viaFile.stderr, warning);
+          const viaEnv = await run(clientRuntime, ["--port", String(srv.port), "--user", "alice"], 20_000, { NSTP_PASSWORD: legacy.DEMO_PASSWORD });
+          assert.equal(viaEnv.code, 0, viaEnv.stderr);
+          assert.doesNotMatch(viaEnv.stderr, warning);
+          const viaFlag = await run(clientRuntime, ["--port", String(srv.port), "--user", "alice", "--password", legacy.DEMO_PASSWORD]);
+          assert.equal(viaFlag.code, 0, viaFlag.stderr);
+          assert.equal(viaFlag.stderr.split("\n").filter((l) => warning.test(l)).length, 1, viaFlag.stderr);
+        }
+        writeFileSync(file, "\n");
+        const empty = await run("bun", ["--port", String(srv.port), "--user", "alice", "--password-file", file]);
+        assert.equal(empty.code, 1);
+        assert.match(empty.stderr.trim().split("\n").at(-1)!, /^client: ERR_INVALID_ARG: --password-file .*empty/);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
     });
 
     for (const mode of ["spaced", "one write", "byte by byte"] as const) {

@@ -15,14 +15,15 @@ import { DEFAULT_ADMISSION } from "./admission.ts";
 import { type KeyStore, demoKeyStore, loadUsersFile, readUsersFile } from "./credentials.ts";
 import { readFileSync } from "node:fs";
 import { startServer } from "./server.ts";
+import { warnIfOpenToOthers } from "./users-file.ts";
 import { startMetrics, summaryFields } from "./metrics.ts";
 import type { CredentialStore } from "./stores/records.ts";
-import { describeStore, openCredentialStore } from "./stores/open.ts";
+import { describeStore, openCredentialStore, urlPasswordWarning } from "./stores/open.ts";
 import { storeKind } from "./stores/schema.ts";
-import { demoSaltWarning } from "./salt-advice.ts";
+import { demoSaltWarning, demoUserRefusal } from "./salt-advice.ts";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 
-const USAGE = `usage: server [--port N] [--host H] [--device-salt HEX] [--users FILE] [--crypto native|noble]
+const USAGE = `usage: server [--port N] [--host H] [--device-salt HEX] [--users FILE | --demo] [--crypto native|noble]
               [--protocols legacy,v2,v3] [--legacy on|off] [--max-message-size BYTES] [--max-message-size-v2 BYTES]
               [--handshake-timeout SECONDS] [--record-timeout SECONDS] [--log-level L] [--log-format json|pretty]
               [--metrics HOST:PORT] [--summary-interval SECONDS] [--shutdown-grace SECONDS]
@@ -34,7 +35,8 @@ const USAGE = `usage: server [--port N] [--host H] [--device-salt HEX] [--users 
               [--max-connections N] [--workers N|auto]
 Serves the --protocols listed (default every version: legacy,v2,v3) on the same port; --legacy off
 (an alias) drops the Dart reference protocol from them. --max-message-size-v2 bounds v2 and v3.
-Listens on 127.0.0.1:8080 by default. Without --users, serves the reference demo user (alice).
+Listens on 127.0.0.1:8080 by default. Without --users, serves the reference demo user (alice), on a
+loopback --host only: elsewhere it refuses to start (exit 2) unless --demo is given.
 A v2 session ends after --idle-timeout (default 300; 0 never) without a frame from its client (our
 client pings); a reference session after --legacy-idle-timeout (default 0: never, Dart clients cannot
 ping); any session after --max-session-lifetime (default 0: never). A close waits at most
@@ -51,7 +53,8 @@ A v3 curve step waits in the worker pool's queue (64 a thread; full: busy), of w
 address, an IPv6 /64) may hold --curve-steps-per-source (default an eighth of the queue; then busy too).
 Devices behind one NAT, or a proxy not in --trusted-proxies, share that: raise it for them.
 --users FILE.json (SIGHUP reloads it), users.db or sqlite:PATH (SQLite), or postgres://USER@HOST/DB
-(PostgreSQL): database changes reach every server within a second.
+(PostgreSQL; its password from PGPASSWORD, not the URL, which ps shows): database changes reach every
+server within a second.
 --trusted-proxies: load balancers whose connections begin with a PROXY protocol header (v1 or v2),
 required from them and refused from anyone else; the client address in it is the one budgets, logs
 and metrics see.
@@ -69,6 +72,7 @@ async function main(): Promise<void> {
       host: { type: "string", default: "127.0.0.1" },
       "device-salt": { type: "string", default: toHex(legacy.DEMO_DEVICE_SALT) },
       users: { type: "string" },
+      demo: { type: "boolean", default: false },
       crypto: { type: "string", default: "native" },
       legacy: { type: "string" },
       protocols: { type: "string", default: PROTOCOL_NAMES.join(",") },
@@ -104,7 +108,16 @@ async function main(): Promise<void> {
     console.log(USAGE);
     return;
   }
+  // Before anything starts (workers included: they run this CLI with the same arguments).
+  const refusal = demoUserRefusal(values.host!, { usersStore: values.users !== undefined, demo: values.demo! });
+  if (refusal) {
+    console.error(`server: ${refusal}`);
+    process.exit(2);
+  }
   const log = createLogger({ level: values["log-level"] as LogLevel, format: values["log-format"] as LogFormat });
+  // Said once, by the supervisor or the single process (workers inherit PGPASSWORD with the environment).
+  const urlWarning = values.users !== undefined && process.env.NSTP_WORKER === undefined ? urlPasswordWarning(values.users) : undefined;
+  if (urlWarning) log.warn(urlWarning);
   const crypto = getBackend(values.crypto!);
   const deviceSalt = fromHex(values["device-salt"]!);
   const port = parseIntArg("--port", values.port!, 0, 65535);
@@ -144,6 +157,7 @@ async function main(): Promise<void> {
     const file = values.users;
     const store = loadUsersFile(file, deviceSalt, crypto);
     log.info("users loaded", { file, users: store.size });
+    warnIfOpenToOthers([file], log);
     keys = store;
     // Reload on SIGHUP: new handshakes see the new table; the store tells the server (onUserRemoved)
     // of every user removed or re-keyed, whose open sessions then end.

@@ -1,8 +1,29 @@
 /**
- * The server's warning about the reference's demo device salt (0102030405060708), which every copy
- * of the reference and of this project's defaults shares.
+ * The server's advice about the reference's demo credentials: the demo device salt (0102030405060708),
+ * which every copy of the reference and of this project's defaults shares, and the demo user
+ * (alice/userpassword), which it refuses to serve beyond this host unless told to.
  */
 import { legacy, toHex } from "@nstp/core";
+import { TrustedProxies } from "./trusted-proxies.ts";
+
+/** 127.0.0.0/8 and ::1 (an IPv4-mapped ::ffff:127.x matches as its IPv4 address). */
+const LOOPBACK = new TrustedProxies(["127.0.0.0/8", "::1"]);
+
+/** True for a --host only this machine can reach: a loopback address, or "localhost". */
+export function isLoopbackHost(host: string): boolean {
+  return host.toLowerCase() === "localhost" || LOOPBACK.has(host);
+}
+
+/**
+ * Why the server must not start, or undefined: without a users store it serves the demo user, whose
+ * password anyone who read the reference knows, so on a host others can reach (0.0.0.0, a LAN
+ * address, a name that may resolve to one) it refuses unless --demo says that is meant.
+ */
+export function demoUserRefusal(host: string, ctx: { usersStore: boolean; demo: boolean }): string | undefined {
+  if (ctx.usersStore || ctx.demo || isLoopbackHost(host)) return undefined;
+  return `refusing to serve the reference demo user (alice/userpassword) on ${host}, which is not a loopback address: ` +
+    "pass --users FILE (see bun run users), or --demo if a demo reachable from other hosts is really meant";
+}
 
 export interface SaltAdviceContext {
   /** A users store (file or database) is served, rather than the built-in demo user. */

@@ -5,7 +5,7 @@
  * bun run users -- remove NAME --file FILE
  * bun run users -- list --file FILE
  * With --file users.db (or sqlite:PATH) or --file postgres://...: add, remove, disable, enable, list,
- * migrate, import FILE.json and export, one transaction each (stores/users-db-cli.ts).
+ * migrate, import FILE.json and export [FILE.json] (written 0600), one transaction each (stores/users-db-cli.ts).
  *
  * A record holds the v3 verifier (w0, L) and, unless --v3-only, the PSK legacy and v2 need
  * (users-records.ts); never a password. `migrate` adds verifiers to PSK records, and with --v3-only

@@ -7,7 +7,8 @@
  * whatever the umask; it is fsynced, renamed over the file (whose old mode, say 0644, goes with the old
  * inode), and the directory is fsynced so the rename itself survives a crash.
  */
-import { closeSync, fchmodSync, fsyncSync, openSync, renameSync, unlinkSync, writeSync } from "node:fs";
+import { closeSync, fchmodSync, fsyncSync, openSync, renameSync, statSync, unlinkSync, writeSync } from "node:fs";
+import type { Logger } from "@nstp/core";
 import { setTimeout as sleep } from "node:timers/promises";
 import { randomBytes } from "node:crypto";
 import { basename, dirname, join } from "node:path";
@@ -73,4 +74,46 @@ export function writeFileAtomic(path: string, contents: string): void {
   } finally {
     closeSync(dirFd);
   }
+}
+
+/**
+ * Creates `path` empty with mode 0600 if nothing is there, so that a database the caller then opens
+ * is never readable by other users whatever the umask (SQLite creates a missing file 0644 under umask
+ * 022, and gives its -wal and -shm files the main file's mode: both runtimes' builds were checked).
+ * An existing file (or symlink) at `path` is left as it is: O_EXCL, so nothing is followed.
+ */
+export function createPrivateFile(path: string): void {
+  let fd: number;
+  try {
+    fd = openSync(path, "wx", USERS_FILE_MODE);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "EEXIST") return;
+    throw e;
+  }
+  try {
+    fchmodSync(fd, USERS_FILE_MODE);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Logs one warning if any of `paths` (a store's files; missing ones are skipped) can be read or
+ * written by group or others: its records are password-equivalent (docs/PROTOCOL.md, "Users file").
+ * Only the paths and modes are logged. True if it warned.
+ */
+export function warnIfOpenToOthers(paths: readonly string[], log: Logger | undefined): boolean {
+  const open: string[] = [];
+  for (const p of paths) {
+    let mode: number;
+    try {
+      mode = statSync(p).mode & 0o777;
+    } catch {
+      continue;
+    }
+    if (mode & 0o077) open.push(`${p} (${mode.toString(8).padStart(4, "0")})`);
+  }
+  if (open.length === 0) return false;
+  log?.warn("credential store is open to other local users: its records are password-equivalent; chmod 600 it", { files: open.join(", ") });
+  return true;
 }

@@ -8,6 +8,11 @@
  * replaces the local value; a host whose failure empties a bucket NOTIFYs the others, which fetch that
  * row. While the database is down each host still enforces its own view (never more than one host's
  * budget per host), and the shared rows catch up as failures are recorded again.
+ *
+ * A row exists per username ever guessed wrong; once its bucket has refilled (burst / refill seconds
+ * after its last failure, whatever tokens it had) it says no more than a missing row does, so hosts
+ * delete such rows as they record failures, a bounded batch at a time (prune), and the table holds
+ * about the usernames guessed within that window.
  */
 import type postgres from "postgres";
 import { type Logger, fromHex, toHex, utf8 } from "@nstp/core";
@@ -15,6 +20,13 @@ import { silentLogger } from "@nstp/core/node";
 import { LeakyBuckets } from "../limiter.ts";
 
 export const GUESS_CHANNEL = "nstp_guesses";
+/** Failures recorded between two prunes. */
+export const PRUNE_EVERY = 64;
+/**
+ * Rows one prune deletes at most: four times the rows the failures since the last could have added,
+ * so the table shrinks back while each statement stays short (the at_ms index finds them).
+ */
+export const PRUNE_MAX_ROWS = 4 * PRUNE_EVERY;
 
 export interface GuessBudgetOptions {
   burst: number;
@@ -25,9 +37,19 @@ export interface GuessBudgetOptions {
   log?: Logger;
 }
 
+/** The database's clock in ms since the epoch (SQL fragment). */
+function nowMs(sql: postgres.Sql): postgres.Fragment {
+  return sql`(extract(epoch FROM clock_timestamp()) * 1000)::bigint`;
+}
+
+/** A row last touched before this (SQL fragment, ms) has refilled to the burst: tokens ≥ 0 before it. */
+function refilledBefore(sql: postgres.Sql, opts: GuessBudgetOptions): postgres.Fragment {
+  return sql`${nowMs(sql)} - ${Math.ceil((opts.burst / opts.refillPerSecond) * 1000)}::bigint`;
+}
+
 /** A row's tokens refilled to now on the database's clock (SQL fragment). */
 function refilled(sql: postgres.Sql, opts: GuessBudgetOptions): postgres.Fragment {
-  return sql`LEAST(${opts.burst}::float8, tokens + ((extract(epoch FROM clock_timestamp()) * 1000)::bigint - at_ms) / 1000.0 * ${opts.refillPerSecond}::float8)`;
+  return sql`LEAST(${opts.burst}::float8, tokens + (${nowMs(sql)} - at_ms) / 1000.0 * ${opts.refillPerSecond}::float8)`;
 }
 
 export class PostgresGuessBudget {
@@ -41,6 +63,8 @@ export class PostgresGuessBudget {
   private unlisten: (() => Promise<void>) | undefined;
   /** Writes to the database not yet answered (bounded: beyond maxUsers they are dropped, the local view still counts). */
   private pending = 0;
+  private sincePrune = 0;
+  private pruning = false;
 
   private constructor(sql: postgres.Sql, opts: GuessBudgetOptions) {
     this.sql = sql;
@@ -53,9 +77,11 @@ export class PostgresGuessBudget {
     const b = new PostgresGuessBudget(sql, opts);
     const sub = await sql.listen(GUESS_CHANNEL, (hex) => void b.refresh(new TextDecoder().decode(fromHex(hex))));
     b.unlisten = sub.unlisten;
-    // A host that starts now learns the buckets still short of full (the most recent first, bounded).
+    // A host that starts now learns the buckets still short of full (the most recent first, bounded;
+    // the at_ms index finds them without reading the refilled rest).
     const rows = await sql`
-      SELECT username, ${refilled(sql, opts)} AS tokens FROM nstp_guesses ORDER BY at_ms DESC LIMIT ${opts.maxUsers ?? 65_536}`;
+      SELECT username, ${refilled(sql, opts)} AS tokens FROM nstp_guesses WHERE at_ms >= ${refilledBefore(sql, opts)}
+      ORDER BY at_ms DESC LIMIT ${opts.maxUsers ?? 65_536}`;
     for (const r of rows.reverse()) if (Number(r.tokens) < opts.burst) b.set(new TextDecoder().decode(r.username as Uint8Array), Number(r.tokens));
     return b;
   }
@@ -71,6 +97,28 @@ export class PostgresGuessBudget {
     if (this.pending >= (this.opts.maxUsers ?? 65_536)) return;
     this.pending++;
     void this.record(username).finally(() => this.pending--);
+    if (++this.sincePrune >= PRUNE_EVERY && !this.pruning) {
+      this.sincePrune = 0;
+      this.pruning = true;
+      void this.prune().finally(() => (this.pruning = false));
+    }
+  }
+
+  /**
+   * Deletes at most PRUNE_MAX_ROWS rows whose buckets have refilled, the oldest first; resolves with
+   * how many (0 when the database is unreachable: the next prune tries again). The outer condition
+   * is checked again on each row as it is deleted, so a row another host touched meanwhile stays.
+   */
+  async prune(): Promise<number> {
+    try {
+      const done = await this.sql`
+        DELETE FROM nstp_guesses WHERE at_ms < ${refilledBefore(this.sql, this.opts)} AND username IN (
+          SELECT username FROM nstp_guesses WHERE at_ms < ${refilledBefore(this.sql, this.opts)} ORDER BY at_ms LIMIT ${PRUNE_MAX_ROWS})`;
+      return done.count;
+    } catch (e) {
+      (this.opts.log ?? silentLogger).warn("refilled guessing-budget rows not pruned", { reason: (e as Error).message });
+      return 0;
+    }
   }
 
   /** A token bucket step in one statement: refill since at_ms on the database's clock, take one, notify if empty. */

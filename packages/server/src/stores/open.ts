@@ -17,6 +17,24 @@ export function describeStore(spec: string): string {
   return `postgres://${u.hostname}:${u.port || 5432}${u.pathname}`;
 }
 
+/**
+ * A warning when a PostgreSQL URL carries a password, else undefined: the URL is a command-line
+ * argument, which every local user can read in the process list (and the supervisor copies it into
+ * every worker's). The postgres driver takes the password from PGPASSWORD when the URL has none.
+ */
+export function urlPasswordWarning(spec: string): string | undefined {
+  const { kind, location } = storeKind(spec);
+  if (kind !== "postgres") return undefined;
+  let password: string;
+  try {
+    password = new URL(location).password;
+  } catch {
+    return undefined; // not a URL the driver could use either: it reports that itself
+  }
+  if (password === "") return undefined;
+  return "the PostgreSQL URL carries a password, which other local users can read in the process list: leave it out and set PGPASSWORD instead";
+}
+
 export async function openCredentialStore(spec: string, opts: OpenStoreOptions): Promise<CredentialStore> {
   const { kind, location } = storeKind(spec);
   if (kind === "sqlite") return SqliteCredentialStore.open({ path: location, deviceSalt: opts.deviceSalt, log: opts.log });

@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import postgres from "postgres";
 import { legacy } from "@nstp/core";
 import { PostgresCredentialStore, PostgresUsersDb } from "./postgres-store.ts";
+import { PRUNE_EVERY, PRUNE_MAX_ROWS } from "./guess-budget.ts";
 import { type RunningPostgres, codeOf, postgresBinDir, startPostgres, within } from "@nstp/testkit";
 
 const PG = postgresBinDir();
@@ -151,6 +152,46 @@ describe("PostgreSQL store", { skip }, () => {
     } finally {
       await Promise.all(budgets.map((b) => b.close()));
       await Promise.all(hosts.map((h) => h.close()));
+    }
+  });
+
+  test("the guessing-budget table stays bounded: an at_ms index (added to an existing database), refilled rows pruned in bounded batches", async () => {
+    const sql = postgres(pg.url, { max: 1, onnotice: () => {} });
+    const indexed = async () => (await sql`SELECT 1 FROM pg_indexes WHERE tablename = 'nstp_guesses' AND indexname = 'nstp_guesses_at_ms'`).length === 1;
+    const host = await PostgresCredentialStore.open({ url: pg.url, deviceSalt });
+    try {
+      await (await PostgresUsersDb.open(pg.url, deviceSalt)).close();
+      assert.equal(await indexed(), true, "a store bun run users opens has the index");
+      await sql`DROP INDEX nstp_guesses_at_ms`;
+      await (await PostgresUsersDb.open(pg.url, deviceSalt)).close();
+      assert.equal(await indexed(), true, "an existing database gets it at its next bun run users");
+
+      // burst 4 at 0.5/s: a bucket last touched more than 8 s ago has refilled (tokens 0 refill to 1 in 2 s).
+      const opts = { burst: 4, refillPerSecond: 0.5 };
+      const stale = 2 * PRUNE_MAX_ROWS + 10;
+      await sql`DELETE FROM nstp_guesses WHERE username LIKE 'prune-%'`;
+      await sql`INSERT INTO nstp_guesses (username, tokens, at_ms)
+        SELECT convert_to('prune-old-' || i, 'UTF8'), 0, (extract(epoch FROM clock_timestamp()) * 1000)::bigint - 3600000 - i FROM generate_series(1, ${stale}) AS i`;
+      await sql`INSERT INTO nstp_guesses (username, tokens, at_ms) VALUES
+        (convert_to('prune-recent', 'UTF8'), 0, (extract(epoch FROM clock_timestamp()) * 1000)::bigint)`;
+      const count = async (like: string) => Number((await sql`SELECT count(*) AS n FROM nstp_guesses WHERE convert_from(username, 'UTF8') LIKE ${like}`)[0]!.n);
+      const budget = await host.openGuessBudget(opts);
+      try {
+        assert.equal(budget.allows("prune-recent"), false, "start-up still reads the bucket not yet refilled");
+        assert.equal(budget.allows("prune-old-1"), true);
+        assert.equal(await budget.prune(), PRUNE_MAX_ROWS, "one prune deletes a bounded batch");
+        assert.equal(await count("prune-old-%"), stale - PRUNE_MAX_ROWS);
+        assert.equal(await count("prune-recent"), 1, "a bucket not yet refilled is kept");
+        // Recording failures prunes as it goes: one batch per PRUNE_EVERY failures.
+        for (let i = 0; i < PRUNE_EVERY; i++) budget.failed(`prune-guess-${i % 4}`);
+        assert.ok(await within(5000, async () => (await count("prune-old-%")) === stale - 2 * PRUNE_MAX_ROWS), "the failures' prune ran");
+        assert.equal(await count("prune-recent"), 1);
+      } finally {
+        await budget.close();
+      }
+    } finally {
+      await host.close();
+      await sql.end({ timeout: 1 });
     }
   });
 

@@ -14,7 +14,11 @@
  * started with another --device-salt refuses the store instead of failing every handshake.
  *
  * PostgreSQL only: nstp_guesses(username, tokens, at_ms) is the per-user guessing budget every host
- * shares (guess-budget.ts), the one table servers write; it holds no credential.
+ * shares (guess-budget.ts), the one table servers write; it holds no credential. Its index on at_ms
+ * serves the pruning of refilled buckets and the start-up read of the recent ones.
+ *
+ * Every statement is IF NOT EXISTS and `bun run users` runs them all on each open (under the writer
+ * lock): an index or table added here reaches an existing database at its next command.
  */
 export const SCHEMA_VERSION = 1;
 
@@ -43,6 +47,7 @@ export const POSTGRES_SCHEMA =
   tables({ blob: "BYTEA", int: "BIGINT", flag: "SMALLINT", length: "octet_length", meta: " BYTEA", suffix: "" }) +
   `CREATE SEQUENCE IF NOT EXISTS nstp_version;
 CREATE TABLE IF NOT EXISTS nstp_guesses (username BYTEA PRIMARY KEY, tokens DOUBLE PRECISION NOT NULL, at_ms BIGINT NOT NULL);
+CREATE INDEX IF NOT EXISTS nstp_guesses_at_ms ON nstp_guesses (at_ms);
 `;
 
 /** How a --users value names a store: a JSON users file, a SQLite database, or PostgreSQL. */

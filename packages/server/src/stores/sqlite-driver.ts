@@ -3,6 +3,7 @@
  * under Node 24. Both are synchronous and return BLOBs as Uint8Array; only the names differ.
  */
 import { detectRuntime } from "@nstp/core/node";
+import { createPrivateFile } from "../users-file.ts";
 
 export type SqlValue = string | number | bigint | Uint8Array | null;
 export type Row = Record<string, SqlValue>;
@@ -24,8 +25,12 @@ interface Statement {
   run(...params: SqlValue[]): { changes: number | bigint };
 }
 
-/** Opens (creating if `create`) a database file; statements are prepared once and kept. */
+/**
+ * Opens (creating if `create`, mode 0600: createPrivateFile) a database file; statements are
+ * prepared once and kept.
+ */
 export async function openSqlite(path: string, opts: { create: boolean; busyTimeoutMs?: number }): Promise<SqliteDb> {
+  if (opts.create) createPrivateFile(path);
   let prepare: (sql: string) => Statement;
   let exec: (sql: string) => void;
   let close: () => void;

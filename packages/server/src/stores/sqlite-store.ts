@@ -11,6 +11,7 @@ import { silentLogger } from "@nstp/core/node";
 import { type CredentialRecord, type CredentialStore, RecordCache, type RecordInput, RemovalListeners, type StoreHealth, checkRecord, credentialOf, endsSessions, pskOf } from "./records.ts";
 import { SCHEMA_VERSION, SQLITE_SCHEMA } from "./schema.ts";
 import { type SqliteDb, openSqlite } from "./sqlite-driver.ts";
+import { warnIfOpenToOthers } from "../users-file.ts";
 import { type UsersDb, checkDeviceSalt, chooseDeviceSalt, rowToRecord } from "./users-db.ts";
 
 export interface SqliteStoreOptions {
@@ -56,6 +57,8 @@ export class SqliteCredentialStore implements CredentialStore {
       db.exec("PRAGMA query_only = ON");
       const isStore = db.get("SELECT 1 AS yes FROM sqlite_master WHERE type = 'table' AND name = 'nstp_meta'");
       checkDeviceSalt(isStore ? db.get("SELECT value FROM nstp_meta WHERE key = 'device_salt'")?.value : undefined, opts.deviceSalt, opts.path);
+      // The WAL holds the newest rows until a checkpoint: its mode matters as much as the file's.
+      warnIfOpenToOthers([opts.path, `${opts.path}-wal`, `${opts.path}-shm`], opts.log);
       return new SqliteCredentialStore(db, opts);
     } catch (e) {
       db.close();

@@ -9,10 +9,12 @@ import { readPassword } from "@nstp/core/node";
 import { CryptoPool } from "@nstp/core/pool";
 import { type RecordOptions, migrateRecord, recordFromPsk } from "../users-records.ts";
 import { storeKind } from "./schema.ts";
+import { urlPasswordWarning } from "./open.ts";
 import { SqliteUsersDb } from "./sqlite-store.ts";
 import { type UsersDb, recordsFromUsersFile, recordsToUsersFile } from "./users-db.ts";
+import { writeFileAtomic } from "../users-file.ts";
 
-export const DB_COMMANDS = "add NAME | remove NAME | disable NAME | enable NAME | list | migrate | import FILE.json | export";
+export const DB_COMMANDS = "add NAME | remove NAME | disable NAME | enable NAME | list | migrate | import FILE.json | export [FILE.json]";
 
 /** PBKDF2 in a worker thread (the prompt's process stays responsive), as the server's pool runs it. */
 export async function deriveUserPsk(name: string, deviceSalt: Uint8Array): Promise<Uint8Array> {
@@ -36,6 +38,8 @@ export function announceNewStore(where: string, deviceSalt: Uint8Array): void {
 /** Opens (creating if need be) a store; without `deviceSalt` a new one gets 16 random bytes. */
 export async function openUsersDb(spec: string, deviceSalt?: Uint8Array): Promise<UsersDb> {
   const { kind, location } = storeKind(spec);
+  const urlWarning = urlPasswordWarning(spec);
+  if (urlWarning) console.error(`warning: ${urlWarning}`);
   if (kind === "sqlite") return SqliteUsersDb.open(location, deviceSalt);
   if (kind === "postgres") return (await import("./postgres-store.ts")).PostgresUsersDb.open(location, deviceSalt);
   throw new Error(`${spec} is not a database`);
@@ -76,14 +80,27 @@ export async function runDbCommand(spec: string, command: string, arg: string | 
         break;
       }
       case "import": {
-        const records = recordsFromUsersFile(readFileSync(arg!, "utf8"), db.deviceSalt);
+        // Each PSK record gains its v3 verifier as migrate gives it (with --v3-only, loses the PSK):
+        // a PSK-only row would have the server derive the verifier on every v3 handshake.
+        const records = recordsFromUsersFile(readFileSync(arg!, "utf8"), db.deviceSalt).map((r) => migrateRecord(r, db.deviceSalt, opts));
         await db.putMany(records);
-        console.error(`imported ${records.length} users into ${spec}`);
+        console.error(`imported ${records.length} users into ${spec}${opts.v3Only ? " (v3 only: PSKs left out)" : " (v3 verifiers computed)"}`);
         break;
       }
-      case "export":
-        console.log(JSON.stringify(recordsToUsersFile(await db.list(), db.deviceSalt), null, 2));
+      case "export": {
+        // The PSKs in it are password-equivalent: to a file, mode 0600 whatever the umask, replaced
+        // atomically (users-file.ts); on stdout, a shell redirect would create the file 0644.
+        const records = await db.list();
+        const json = JSON.stringify(recordsToUsersFile(records, db.deviceSalt), null, 2);
+        if (arg !== undefined) {
+          writeFileAtomic(arg, json + "\n");
+          console.error(`exported ${records.length} users to ${arg} (mode 0600)`);
+          break;
+        }
+        if (!process.stdout.isTTY) console.error("warning: the export holds password-equivalent keys; whatever stdout goes to may be readable by others: prefer export FILE.json (written 0600)");
+        console.log(json);
         break;
+      }
     }
   } finally {
     await db.close();
