@@ -56,6 +56,11 @@ export interface KeyStore {
    */
   confirmed?(username: string): void;
   /**
+   * Lookups beyond its cache the store lets be under way at once (it refuses more, ERR_BUSY): the
+   * server gives each source a share of them (lookup-gate.ts).
+   */
+  readonly maxPending?: number;
+  /**
    * Stores that can tell when a user is removed or disabled implement this; the server subscribes
    * and ends that user's open sessions. Returns the unsubscribe.
    */
@@ -330,7 +335,7 @@ export class PasswordKeyStore implements KeyStore {
   private readonly maxAgeMs: number;
   /** Lookups not yet answered, known names' derivations and unknown names' delays alike. */
   private readonly inflight = new Map<string, Promise<NameAnswer>>();
-  private readonly maxPending: number;
+  readonly maxPending: number;
   private readonly lookupTimeoutMs: number;
   /** Recent derivation times (ms), for the delay an unknown first-seen user is given. */
   private readonly recentDerivations: number[] = [];

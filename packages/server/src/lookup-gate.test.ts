@@ -8,7 +8,7 @@ import { derivePsk } from "@nstp/core";
 import { nativeBackend } from "@nstp/core/crypto/native";
 import { Reader, dial, v2Handshake, within } from "@nstp/testkit";
 import { PasswordKeyStore } from "./credentials.ts";
-import { LookupGate } from "./lookup-gate.ts";
+import { DEFAULT_UNCACHED_LOOKUPS_PER_SOURCE, LookupGate, defaultUncachedLookupsPerSource } from "./lookup-gate.ts";
 import { startServer } from "./server.ts";
 
 const A = "127.0.0.1";
@@ -47,6 +47,13 @@ test("lookup gate: a source where a session was established is exempt for trustM
   gate.confirmed("10.0.0.4"); // 10.0.0.2 forgotten: the oldest
   assert.ok(take("10.0.0.2") && take("10.0.0.2") === undefined, "forgotten: capped again");
   assert.ok(take("10.0.0.4") && take("10.0.0.4"));
+});
+
+test("lookup gate: the default is an eighth of the store's pending bound, at least 1", () => {
+  assert.equal(defaultUncachedLookupsPerSource(130), 16); // PasswordKeyStore with a 2-thread pool
+  assert.equal(defaultUncachedLookupsPerSource(256), 32); // PostgreSQL
+  assert.equal(defaultUncachedLookupsPerSource(7), 1);
+  assert.equal(defaultUncachedLookupsPerSource(undefined), DEFAULT_UNCACHED_LOOKUPS_PER_SOURCE);
 });
 
 /** A v2 preamble naming `username` (docs/PROTOCOL.md §v2), and nothing after it. */

@@ -24,12 +24,22 @@ import type { LookupAdmit } from "./credentials.ts";
 import { budgetSource } from "./budget.ts";
 
 /**
- * The default cap: 8 lookups under way per source. The smallest default pending set the password
- * store has (PasswordKeyStore maxPending on one thread: 65) then takes at least 9 sources to fill,
- * the pool's curve queue 8 (curve-cap.ts, an eighth of it per source); and honest devices behind one
- * address not yet proven still start 8 derivations at a time (a few hundred ms each) and retry on busy.
+ * The default cap is this share of the store's own bound on lookups under way (KeyStore.maxPending),
+ * at least 1, as a source's share of the pool's curve queue is (curve-cap.ts): filling the store's
+ * pending set then takes at least eight sources, while honest devices behind one address not yet
+ * proven still start that many lookups at a time (PasswordKeyStore on 2 cores: 16 of its 130; the
+ * PostgreSQL store: 32 of 256), and past that are refused busy and retry.
  */
+export const LOOKUP_SHARE_PER_SOURCE = 1 / 8;
+
+/** For a store that does not say its bound (maxPending): an eighth of the password store's default on one thread (65). */
 export const DEFAULT_UNCACHED_LOOKUPS_PER_SOURCE = 8;
+
+/** The default `maxUncachedLookupsPerSource` for a store that lets `maxPending` lookups be under way. */
+export function defaultUncachedLookupsPerSource(maxPending: number | undefined): number {
+  if (maxPending === undefined) return DEFAULT_UNCACHED_LOOKUPS_PER_SOURCE;
+  return Math.max(1, Math.floor(maxPending * LOOKUP_SHARE_PER_SOURCE));
+}
 
 export interface LookupGateOptions {
   maxPerSource: number;

@@ -14,7 +14,7 @@ import { TrustedProxies } from "./trusted-proxies.ts";
 import { defaultMaxConnections } from "./capacity.ts";
 import { ClockWheel } from "./clock-wheel.ts";
 import { CurveStepCap, defaultCurveStepsPerSource } from "./curve-cap.ts";
-import { DEFAULT_UNCACHED_LOOKUPS_PER_SOURCE, LookupGate } from "./lookup-gate.ts";
+import { LookupGate, defaultUncachedLookupsPerSource } from "./lookup-gate.ts";
 import { clockGranularityMs } from "./lifetime.ts";
 import { CollectionNudge } from "@nstp/core/node";
 
@@ -58,7 +58,8 @@ export interface ServerOptions {
   /**
    * Key lookups that miss the store's cache (a query, a derivation, an unknown name's delay) under way
    * at once per source address (an IPv6 source per /64); beyond it the handshake is refused busy. A
-   * source where a session was established in the last 24 hours is exempt. Default 8 (lookup-gate.ts).
+   * source where a session was established in the last 24 hours is exempt. Default an eighth of the
+   * store's `maxPending`, at least 1; 8 for a store that does not say (lookup-gate.ts).
    */
   maxUncachedLookupsPerSource?: number;
   limits?: Partial<ConnectionLimits>;
@@ -150,7 +151,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const curveCap = opts.pool ? new CurveStepCap(opts.maxCurveStepsPerSource ?? defaultCurveStepsPerSource(opts.pool.maxQueue)) : undefined;
   // One source may have only a few lookups beyond the store's cache under way (lookup-gate.ts).
   const lookupGate = new LookupGate({
-    maxPerSource: opts.maxUncachedLookupsPerSource ?? DEFAULT_UNCACHED_LOOKUPS_PER_SOURCE,
+    maxPerSource: opts.maxUncachedLookupsPerSource ?? defaultUncachedLookupsPerSource(opts.keys.maxPending),
     trustMs: DEFAULT_USER_BUDGET.trustSeconds * 1000,
     maxProvenSources: opts.failureLimit?.maxSources ?? DEFAULT_ADDRESS_BUDGET.maxSources,
   });

@@ -90,7 +90,7 @@ export class PostgresCredentialStore implements CredentialStore {
   private readonly cache: RecordCache;
   private readonly removals = new RemovalListeners();
   private readonly inflight = new Map<string, Promise<CredentialRecord | undefined>>();
-  private readonly maxPending: number;
+  readonly maxPending: number;
   private readonly timer: ReturnType<typeof setInterval>;
   private seen: number;
   /** Moves on every applied change: a lookup that straddles one does not cache what it read. */
