@@ -57,8 +57,22 @@ export function haproxyConfig(port: number, backends: number[], proxyHeader: "se
   ].join("\n");
 }
 
-/** Starts HAProxy in the foreground in front of `backends`; resolves once its port accepts connections. */
+/**
+ * Starts HAProxy in the foreground in front of `backends`; resolves once its port accepts connections.
+ * The port is found free and bound by HAProxy a moment later: another process may take it in between,
+ * so a HAProxy that exits at start (its bind failed) is tried again on a fresh port, twice at most.
+ */
 export async function startHaproxy(bin: string, backends: number[], proxyHeader?: "send-proxy" | "send-proxy-v2"): Promise<RunningHaproxy> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startHaproxyOnce(bin, backends, proxyHeader);
+    } catch (e) {
+      if (attempt >= 3) throw e;
+    }
+  }
+}
+
+async function startHaproxyOnce(bin: string, backends: number[], proxyHeader?: "send-proxy" | "send-proxy-v2"): Promise<RunningHaproxy> {
   const dir = mkdtempSync(join(tmpdir(), "nstp-haproxy-"));
   const cfg = join(dir, "haproxy.cfg");
   const port = await freePort();

@@ -43,12 +43,23 @@ export async function startPostgres(binDir: string): Promise<RunningPostgres> {
     owner = { uid: id("-u"), gid: id("-g") };
     chownSync(dir, owner.uid, owner.gid);
   }
-  const port = await freePort();
   asOwner(owner, join(binDir, "initdb"), ["-D", data, "-U", "nstp", "-A", "trust", "-E", "UTF8", "--no-sync"], 120_000);
-  const opts = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=50`;
-  const start = () => asOwner(owner, join(binDir, "pg_ctl"), ["start", "-D", data, "-l", join(dir, "log"), "-o", opts, "-w", "-t", "60"], 90_000);
   const stop = () => asOwner(owner, join(binDir, "pg_ctl"), ["stop", "-D", data, "-m", "fast", "-w", "-t", "60"], 90_000);
-  start();
+  // The port is found free, then bound by the postmaster a moment later: another process may take it
+  // in between (about 1 bind(0) in 14,000 picks the same port), so a failed start tries a fresh one.
+  let port = 0;
+  let start = () => {};
+  for (let attempt = 1; ; attempt++) {
+    port = await freePort();
+    const opts = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=50`;
+    start = () => asOwner(owner, join(binDir, "pg_ctl"), ["start", "-D", data, "-l", join(dir, "log"), "-o", opts, "-w", "-t", "60"], 90_000);
+    try {
+      start();
+      break;
+    } catch (e) {
+      if (attempt >= 3) throw e;
+    }
+  }
   let running = true;
   return {
     url: `postgres://nstp@127.0.0.1:${port}/postgres`,

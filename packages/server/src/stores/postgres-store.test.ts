@@ -99,15 +99,21 @@ describe("PostgreSQL store", { skip }, () => {
       assert.deepEqual(await store.lookup("carol"), key(4));
       pg.stop();
       assert.deepEqual(store.lookup("carol"), key(4), "cached: answered at once");
-      let ticks = 0;
-      const tick = setInterval(() => ticks++, 10);
+      // The loop's longest gap, not a count of ticks: a loaded host delays each tick, but a lookup that
+      // blocked the loop would hold it for its whole 500 ms timeout.
+      let last = Date.now(), longest = 0;
+      const tick = setInterval(() => {
+        const now = Date.now();
+        longest = Math.max(longest, now - last);
+        last = now;
+      }, 10);
       const t = Date.now();
       const code = await codeOf(Promise.resolve(store.lookup("nobody")));
       const elapsed = Date.now() - t;
       clearInterval(tick);
       assert.ok(code === "ERR_TIMEOUT" || code === "ERR_BUSY", code);
-      assert.ok(elapsed < 1500, `failed after ${elapsed} ms`);
-      assert.ok(ticks >= Math.floor(elapsed / 10 / 4), `the event loop ran (${ticks} ticks in ${elapsed} ms)`);
+      assert.ok(elapsed < 5000, `failed after ${elapsed} ms`);
+      assert.ok(longest < 400, `the event loop went ${longest} ms without a turn`);
       assert.ok(await within(3000, () => !store.health().ok), "health reports the outage");
       assert.deepEqual(store.lookup("carol"), key(4), "still served from the cache");
       pg.start();
