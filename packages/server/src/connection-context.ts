@@ -11,6 +11,7 @@ import type { GuessBudget } from "./budget.ts";
 import type { ServerConnection } from "./connection.ts";
 import type { KeyStore } from "./credentials.ts";
 import type { LifetimeLimits } from "./lifetime.ts";
+import type { LookupGate } from "./lookup-gate.ts";
 import type { ServerStats } from "./stats.ts";
 
 export interface SessionInfo {
@@ -61,6 +62,8 @@ export interface ConnectionContext {
   /** Each source's curve steps in flight, capped (curve-cap.ts); absent without a pool. */
   curveCap?: CurveStepCap;
   keys: KeyStore;
+  /** Each source's key lookups that miss the store's cache, capped (lookup-gate.ts). */
+  lookupGate?: LookupGate;
   handler: MessageHandler;
   limits: ConnectionLimits;
   /** A machine for a new connection: dispatch over the enabled versions (core's registry). */

@@ -183,19 +183,53 @@ function countingStore(opts: { maxCached?: number; maxAgeMs?: number } = {}) {
   return { store, calls };
 }
 
-test("password lookup: known keys and unknown marks share one LRU, so a flood of random names makes both first probes again", async () => {
-  const { store, calls } = countingStore({ maxCached: 4 });
+test("password lookup: known keys and unknown marks share probation, so a flood of random names makes both first probes again", async () => {
+  const { store, calls } = countingStore({ maxCached: 8 }); // 2 on probation
   await store.lookup("alice");
   await store.lookup("ghost");
   assert.equal(await answersAtOnce(store.lookup("alice")), true);
   assert.equal(await answersAtOnce(store.lookup("ghost")), true);
-  for (let i = 0; i < 4; i++) await store.lookup(`random-${i}`);
+  for (let i = 0; i < 2; i++) await store.lookup(`random-${i}`);
   const before = calls.n;
   // Neither answers from the cache any more: both ask the application again (a separate table of
   // unknown marks was flushed alone, so "ghost" asked and "alice" did not: existence told apart).
   await Promise.all([store.lookup("alice"), store.lookup("ghost")]);
   assert.equal(calls.n - before, 2);
   assert.equal(store.derivations, 2, "alice derived again, as on her first probe");
+});
+
+test("password lookup: a key proven by a login stays through a flood of random names; an unknown mark is never proven", async () => {
+  const { store, calls } = countingStore({ maxCached: 8 }); // 2 on probation, 6 proven
+  await store.lookup("alice");
+  store.confirmed("alice"); // the server: a peer proved alice's key
+  await store.lookup("ghost");
+  store.confirmed("ghost"); // cannot happen through the server; and does nothing here
+  for (let i = 0; i < 100; i++) await store.lookup(`random-${i}`);
+  const before = calls.n;
+  assert.equal(await answersAtOnce(store.lookup("alice")), true, "alice's key is still cached");
+  await store.lookup("ghost");
+  assert.equal(calls.n - before, 1, "ghost was asked again: it went with the flood");
+  assert.equal(store.derivations, 1, "alice derived once");
+});
+
+test("password lookup: admit is asked before a lookup starts (not for a cached or pending name), refuses it busy at once, and gets its place back when the lookup is over, not before", async () => {
+  const store = new PasswordKeyStore({ deviceSalt: salt, crypto: nativeBackend, lookup: () => undefined, unknownDelayMs: 100 });
+  let places = 1;
+  let asked = 0;
+  const admit = () => (asked++, places > 0 ? (places--, () => void places++) : undefined);
+  const first = store.lookup("ghost", undefined, admit);
+  assert.equal(places, 0, "the lookup took the source's place");
+  void store.lookup("ghost", undefined, admit);
+  assert.equal(asked, 1, "joining a pending lookup asks nothing");
+  assert.throws(() => store.lookup("other", undefined, admit), (e: unknown) => e instanceof NstpError && e.code === "ERR_BUSY", "no place: busy at once");
+  assert.equal(store.pending, 1, "and nothing started for it");
+  await new Promise((r) => setTimeout(r, 30));
+  assert.equal(places, 0, "the unknown name's delay still holds the place (its connection may be gone: it runs on)");
+  assert.equal(await first, undefined);
+  await settled(store);
+  assert.equal(places, 1, "given back once the lookup is over");
+  assert.equal(await answersAtOnce(store.lookup("ghost", undefined, admit)), true);
+  assert.equal(asked, 2, "a cached name asks nothing");
 });
 
 test("password lookup: a known key and an unknown mark expire together after maxAgeMs", async () => {

@@ -8,7 +8,7 @@ import { timingSafeEqual } from "node:crypto";
 import { type Credential, type CryptoBackend, NstpError, v3, PBKDF2_ITERATIONS, PSK_SIZE, concat, derivePsk, fromHex, legacy, pskSalt, toHex, utf8 } from "@nstp/core";
 import { type CryptoPool } from "@nstp/core/pool";
 import { nativeBackend } from "@nstp/core/crypto/native";
-import { Lru } from "./lru.ts";
+import { Lru, ProvenLru } from "./lru.ts";
 
 /** Keys kept per store (least recently used evicted), real and dummy alike. */
 export const DEFAULT_MAX_CACHED_KEYS = 10_000;
@@ -21,18 +21,45 @@ export function asCredential(answer: KeyAnswer): Credential | undefined {
   return answer instanceof Uint8Array ? { psk: answer } : answer;
 }
 
+/**
+ * The server's say over work a lookup would start that its cache cannot answer (a query, a
+ * derivation, an unknown name's delay): a store calls it, synchronously, right before starting such
+ * work, and not when it answers from its cache or joins a lookup already under way. It returns the
+ * function to call once that work is over (however it ends, and not before: work that outlives its
+ * connection keeps its place), or undefined to refuse: the store then throws ERR_BUSY at once. The
+ * server bounds each source's such work with it (lookup-gate.ts).
+ */
+export type LookupAdmit = () => (() => void) | undefined;
+
+/** What a store throws when `admit` refuses, and the handshake when a source is at its cap already. */
+export function sourceAtLookupCap(): NstpError {
+  return new NstpError("ERR_BUSY", "this source's key lookups under way at their cap");
+}
+
 export interface KeyStore {
   /**
    * The user's credential record ({ psk?, verifier? }; a bare Uint8Array is a PSK), or undefined for
    * an unknown user. May throw ERR_BUSY synchronously to refuse the handshake before anything is sent.
-   * `signal` aborts when the connection that asked has gone.
+   * `signal` aborts when the connection that asked has gone. A store that starts work beyond its
+   * cache asks `admit` first (LookupAdmit); a store that never does (a table in memory) ignores it.
    */
-  lookup(username: string, signal?: AbortSignal): Promise<KeyAnswer> | KeyAnswer;
+  lookup(username: string, signal?: AbortSignal, admit?: LookupAdmit): Promise<KeyAnswer> | KeyAnswer;
   /**
    * Stores whose records hold more than a PSK (the v3 verifier) answer here with the whole record;
    * the server asks this in preference to lookup().
    */
-  lookupCredential?(username: string, signal?: AbortSignal): Promise<Credential | undefined> | Credential | undefined;
+  lookupCredential?(username: string, signal?: AbortSignal, admit?: LookupAdmit): Promise<Credential | undefined> | Credential | undefined;
+  /**
+   * A peer proved its key for `username` (its session is established). A store with a cache keeps
+   * that name's entry apart from the names anyone may ask for, so that a flood of random names does
+   * not evict it (lru.ts ProvenLru).
+   */
+  confirmed?(username: string): void;
+  /**
+   * Lookups beyond its cache the store lets be under way at once (it refuses more, ERR_BUSY): the
+   * server gives each source a share of them (lookup-gate.ts).
+   */
+  readonly maxPending?: number;
   /**
    * Stores that can tell when a user is removed or disabled implement this; the server subscribes
    * and ends that user's open sessions. Returns the unsubscribe.
@@ -241,7 +268,11 @@ export interface PasswordKeyStoreOptions {
   crypto: CryptoBackend;
   /** Where derivations run; without one they run on the backend directly (native PBKDF2 is async). */
   pool?: CryptoPool;
-  /** Names cached, derived keys and unknown names in one LRU (least recently used evicted). Default 10,000. */
+  /**
+   * Names cached, derived keys and unknown names (least recently used evicted), default 10,000: a
+   * quarter on probation, where every name enters, and the rest for names a peer has logged in with
+   * (lru.ts ProvenLru), so that a flood of random names does not evict those.
+   */
   maxCached?: number;
   /**
    * How long what is cached about a name (its key, or that it is unknown) is trusted: after that the
@@ -264,7 +295,8 @@ export interface PasswordKeyStoreOptions {
   /**
    * Lookups pending at once (derivations and unknown names' delays, each outliving the connection
    * that asked: see PasswordKeyStore) before new ones are refused with ERR_BUSY. Default: what the
-   * pool holds (its maxQueue plus its threads).
+   * pool holds (its maxQueue plus its threads). The server also bounds each source's share of them
+   * (lookup-gate.ts, through LookupAdmit), so that one stranger cannot fill them.
    */
   maxPending?: number;
 }
@@ -291,17 +323,19 @@ interface CachedName {
  * the first probe of a name may differ). Hanging up now costs the server what waiting would have, once
  * per name while cached; what is pending is bounded (maxPending).
  *
- * Known and unknown names share one LRU and one maximum age, so that nothing an attacker can do to
- * the cache (flood it with random names, wait) makes a name probed before answer differently for
- * known and unknown names: both become first probes again together.
+ * Known and unknown names enter one LRU, on probation, and share one maximum age, so that nothing an
+ * attacker can do to the cache (flood it with random names, wait) makes a name probed before answer
+ * differently for known and unknown names: both become first probes again together. A known name
+ * leaves probation only once a peer has proven its key (confirmed(), from the server), which a
+ * stranger cannot do: a flood then evicts no name a device logs in with (lru.ts ProvenLru).
  */
 export class PasswordKeyStore implements KeyStore {
   private readonly opts: PasswordKeyStoreOptions;
-  private readonly names: Lru<CachedName>;
+  private readonly names: ProvenLru<CachedName>;
   private readonly maxAgeMs: number;
   /** Lookups not yet answered, known names' derivations and unknown names' delays alike. */
   private readonly inflight = new Map<string, Promise<NameAnswer>>();
-  private readonly maxPending: number;
+  readonly maxPending: number;
   private readonly lookupTimeoutMs: number;
   /** Recent derivation times (ms), for the delay an unknown first-seen user is given. */
   private readonly recentDerivations: number[] = [];
@@ -309,7 +343,7 @@ export class PasswordKeyStore implements KeyStore {
 
   constructor(opts: PasswordKeyStoreOptions) {
     this.opts = opts;
-    this.names = new Lru(opts.maxCached ?? DEFAULT_MAX_CACHED_KEYS);
+    this.names = new ProvenLru(opts.maxCached ?? DEFAULT_MAX_CACHED_KEYS);
     this.maxAgeMs = opts.maxAgeMs ?? DEFAULT_PASSWORD_CACHE_MAX_AGE_MS;
     this.maxPending = opts.maxPending ?? defaultMaxPending(opts.pool);
     this.lookupTimeoutMs = opts.lookupTimeoutMs ?? DEFAULT_PASSWORD_LOOKUP_TIMEOUT_MS;
@@ -320,10 +354,11 @@ export class PasswordKeyStore implements KeyStore {
    * (as a cached key answers at once, without asking the application's lookup again: a database
    * query's time would otherwise tell a repeat probe of an unknown name from one of a known name).
    * The connection's `signal` is not listened to: what a connection started finishes without it (see
-   * the class comment), and its late answer is dropped by the handshake.
+   * the class comment), and its late answer is dropped by the handshake. `admit` is asked before a
+   * lookup is started (not for a cached or pending name), and its place given back when it is over.
    */
-  lookup(username: string, _signal?: AbortSignal): Uint8Array | Promise<Uint8Array | undefined> | undefined {
-    const a = this.answer(username);
+  lookup(username: string, _signal?: AbortSignal, admit?: LookupAdmit): Uint8Array | Promise<Uint8Array | undefined> | undefined {
+    const a = this.answer(username, admit);
     return a instanceof Promise ? a.then((e) => e.psk) : a.psk;
   }
 
@@ -331,22 +366,30 @@ export class PasswordKeyStore implements KeyStore {
    * The PSK and, for v3, the verifier derived with it, from the same answer (and cached beside it): no
    * derivation per handshake.
    */
-  lookupCredential(username: string, _signal?: AbortSignal): Credential | Promise<Credential | undefined> | undefined {
-    const a = this.answer(username);
+  lookupCredential(username: string, _signal?: AbortSignal, admit?: LookupAdmit): Credential | Promise<Credential | undefined> | undefined {
+    const a = this.answer(username, admit);
     return a instanceof Promise ? a.then(credentialOf) : credentialOf(a);
   }
 
   /** What is known of `username`: cached, pending, or a lookup started now (or ERR_BUSY, at once). */
-  private answer(username: string): NameAnswer | Promise<NameAnswer> {
+  private answer(username: string, admit: LookupAdmit | undefined): NameAnswer | Promise<NameAnswer> {
     const hit = this.cached(username);
     if (hit) return hit;
     const pending = this.inflight.get(username);
     if (pending) return pending;
     // Refuse synchronously, before the server has sent anything, when the pool cannot take more, or
     // when as many lookups are pending as it could hold (unknown names' delays take no thread, and are
-    // bounded here as known names' derivations are there, before either is told apart).
+    // bounded here as known names' derivations are there, before either is told apart), or when the
+    // server says the asking source has its share pending.
     if (this.opts.pool?.saturated || this.inflight.size >= this.maxPending) throw new NstpError("ERR_BUSY", "key derivation queue is full");
-    return this.start(username);
+    const done = admit?.();
+    if (admit && !done) throw sourceAtLookupCap();
+    return this.start(username, done);
+  }
+
+  /** A peer proved its key for `username`: its key leaves probation, out of a flood's reach. */
+  confirmed(username: string): void {
+    this.names.promote(username, (e) => e.psk !== undefined);
   }
 
   /**
@@ -406,7 +449,7 @@ export class PasswordKeyStore implements KeyStore {
     if (ms > 0) await new Promise<void>((resolve) => setTimeout(resolve, ms));
   }
 
-  private start(username: string): Promise<NameAnswer> {
+  private start(username: string, done: (() => void) | undefined): Promise<NameAnswer> {
     // Begun in a microtask, so that it is in `inflight` before any of it runs (a lookup that throws at
     // once still ends here, and its entry goes). It caches its answer only while it is still the
     // name's lookup: forget() (or a later lookup) took its place, and the answer may predate the
@@ -416,6 +459,7 @@ export class PasswordKeyStore implements KeyStore {
       .then(() => this.resolve(username, current))
       .finally(() => {
         if (current()) this.inflight.delete(username);
+        done?.();
       });
     this.inflight.set(username, promise);
     return promise;

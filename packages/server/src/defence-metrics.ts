@@ -5,12 +5,14 @@
 import type { HandshakeAdmission } from "./admission.ts";
 import type { GuessBudget } from "./budget.ts";
 import type { CurveStepCap } from "./curve-cap.ts";
+import type { LookupGate } from "./lookup-gate.ts";
 
 export interface DefenceSources {
   admission: HandshakeAdmission;
   budget: GuessBudget;
   /** With a pool only (curve-cap.ts). */
   curveCap?: CurveStepCap;
+  lookupGate?: LookupGate;
 }
 
 export interface Series {
@@ -20,10 +22,13 @@ export interface Series {
   samples: [number, Record<string, string>?][];
 }
 
-export function defenceSeries({ admission: a, budget: b, curveCap }: DefenceSources): Series[] {
+export function defenceSeries({ admission: a, budget: b, curveCap, lookupGate }: DefenceSources): Series[] {
   const c = b.counts;
   const capped: Series[] = curveCap
     ? [{ name: "nstp_curve_steps_over_source_cap_total", type: "counter", help: "v3 curve steps refused busy: their source had its share of the pool's queue in flight.", samples: [[curveCap.refused]] }]
+    : [];
+  const gated: Series[] = lookupGate
+    ? [{ name: "nstp_key_lookups_over_source_cap_total", type: "counter", help: "Handshakes refused busy: their source had its share of key lookups beyond the store's cache under way.", samples: [[lookupGate.refused]] }]
     : [];
   return [
     { name: "nstp_handshake_evictions_total", type: "counter", help: "Handshakes closed to admit a newcomer at the cap (stalled longest).", samples: [[a.evictions]] },
@@ -35,5 +40,6 @@ export function defenceSeries({ admission: a, budget: b, curveCap }: DefenceSour
     { name: "nstp_guesses_over_budget_total", type: "counter", help: "Judgements refused (failed like a wrong password), by budget.", samples: [[c.overAddress, { scope: "address" }], [c.overUser, { scope: "user" }]] },
     { name: "nstp_guess_budget_entries", type: "gauge", help: "Entries in the guessing-budget tables, by scope.", samples: [[b.trackedSources, { scope: "address" }], [b.trackedUsers, { scope: "user" }]] },
     ...capped,
+    ...gated,
   ];
 }

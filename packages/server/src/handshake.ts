@@ -10,7 +10,7 @@ import { CurveRefusal, runCurveJob } from "@nstp/core/pool";
 import type { Contender } from "./admission.ts";
 import type { Ticket } from "./budget.ts";
 import type { ConnectionContext } from "./connection-context.ts";
-import { type KeyAnswer, type KeyStore, asCredential } from "./credentials.ts";
+import { type KeyAnswer, type KeyStore, asCredential, sourceAtLookupCap } from "./credentials.ts";
 import { isThenable } from "./thenable.ts";
 
 /** What the handshake needs of its connection. */
@@ -122,7 +122,12 @@ export class ServerHandshake {
     return this.ticket !== undefined;
   }
 
-  /** The machine's "need-key": looks the user up (synchronously or not), then moves on. */
+  /**
+   * The machine's "need-key": looks the user up (synchronously or not), then moves on. The store asks
+   * the lookup gate before it starts work its cache cannot answer (lookup-gate.ts); a source already
+   * at its cap is refused before the store is asked at all, whichever name it claims, so that whether
+   * it is refused tells it nothing about the name (cached or not).
+   */
   lookup(username: string): void {
     this.claimedUser = username;
     let lookup: ReturnType<KeyStore["lookup"]>;
@@ -130,8 +135,11 @@ export class ServerHandshake {
       // A synchronous ERR_BUSY lands here before anything was sent: the reference client sees a close
       // before the session nonce, a v2 client the busy signal in place of message 2.
       const keys = this.ctx.keys;
+      const gate = this.ctx.lookupGate;
+      const admit = gate?.admitFor(this.host.remoteAddress);
+      if (gate && !admit) throw sourceAtLookupCap();
       this.abort = new AbortController();
-      lookup = keys.lookupCredential ? keys.lookupCredential(username, this.abort.signal) : keys.lookup(username, this.abort.signal);
+      lookup = keys.lookupCredential ? keys.lookupCredential(username, this.abort.signal, admit) : keys.lookup(username, this.abort.signal, admit);
     } catch (e) {
       this.lookupFailed(toNstpError(e, "ERR_AUTH", "key lookup failed"));
       return;
@@ -264,6 +272,9 @@ export class ServerHandshake {
     this.abort = undefined;
     if (this.ticket) this.ctx.budget.settle(this.ticket, true);
     this.ctx.budget.confirmed(username, this.host.remoteAddress);
+    // The name's cached record, and the source's lookups, out of a stranger's flood's reach (lookup-gate.ts).
+    this.ctx.keys.confirmed?.(username);
+    this.ctx.lookupGate?.confirmed(this.host.remoteAddress);
     this.ctx.admission.left(this.host);
   }
 

@@ -14,6 +14,7 @@ import { TrustedProxies } from "./trusted-proxies.ts";
 import { defaultMaxConnections } from "./capacity.ts";
 import { ClockWheel } from "./clock-wheel.ts";
 import { CurveStepCap, defaultCurveStepsPerSource } from "./curve-cap.ts";
+import { LookupGate, defaultUncachedLookupsPerSource } from "./lookup-gate.ts";
 import { clockGranularityMs } from "./lifetime.ts";
 import { CollectionNudge } from "@nstp/core/node";
 
@@ -54,6 +55,13 @@ export interface ServerOptions {
    * an eighth of the pool's queue, at least 1 (curve-cap.ts). Without a pool, no cap: nothing queues.
    */
   maxCurveStepsPerSource?: number;
+  /**
+   * Key lookups that miss the store's cache (a query, a derivation, an unknown name's delay) under way
+   * at once per source address (an IPv6 source per /64); beyond it the handshake is refused busy. A
+   * source where a session was established in the last 24 hours is exempt. Default an eighth of the
+   * store's `maxPending`, at least 1; 8 for a store that does not say (lookup-gate.ts).
+   */
+  maxUncachedLookupsPerSource?: number;
   limits?: Partial<ConnectionLimits>;
   /**
    * A worker pool: v2 AES-GCM runs in it where the measured placement says so (the noble backend on
@@ -141,7 +149,13 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   });
   // With a pool, one source may hold only its share of the pool's queue with curve steps (curve-cap.ts).
   const curveCap = opts.pool ? new CurveStepCap(opts.maxCurveStepsPerSource ?? defaultCurveStepsPerSource(opts.pool.maxQueue)) : undefined;
-  stats.defence = { admission, budget, curveCap };
+  // One source may have only a few lookups beyond the store's cache under way (lookup-gate.ts).
+  const lookupGate = new LookupGate({
+    maxPerSource: opts.maxUncachedLookupsPerSource ?? defaultUncachedLookupsPerSource(opts.keys.maxPending),
+    trustMs: DEFAULT_USER_BUDGET.trustSeconds * 1000,
+    maxProvenSources: opts.failureLimit?.maxSources ?? DEFAULT_ADDRESS_BUDGET.maxSources,
+  });
+  stats.defence = { admission, budget, curveCap, lookupGate };
   // Admission counts event-loop turns while it has fresh connections or runs over its cap (admission.ts).
   let turning = false;
   const countTurns = () => {
@@ -173,6 +187,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const ctx = {
     crypto,
     keys: opts.keys,
+    lookupGate,
     handler: opts.handler ?? referenceHandler,
     limits,
     newMachine: () => new ServerDispatch(dispatchOptions),

@@ -195,4 +195,58 @@ describe("PostgreSQL store", { skip }, () => {
     }
   });
 
+
+  test("lookups under way are bounded (busy beyond, and beyond a source's share); a gone connection's waiter is released at once, and the query's places come back when it ends", async () => {
+    const w = await PostgresUsersDb.open(pg.url, deviceSalt);
+    await w.put({ username: "frank", psk: key(8) });
+    await w.close();
+    const store = await PostgresCredentialStore.open({ url: pg.url, deviceSalt, pollMs: 60_000, lookupTimeoutMs: 30_000, maxPending: 2 });
+    // Every lookup's query waits behind this lock until the test lets it go.
+    const raw = postgres(pg.url, { max: 1, onnotice: () => {} });
+    let unlock!: () => void;
+    const held = new Promise<void>((r) => (unlock = r));
+    let locked!: () => void;
+    const isLocked = new Promise<void>((r) => (locked = r));
+    const locking = raw.begin(async (tx) => {
+      await tx`LOCK TABLE nstp_users IN ACCESS EXCLUSIVE MODE`;
+      locked();
+      await held;
+    });
+    const code = (c: string) => (e: unknown) => (e as { code?: string }).code === c;
+    const busy = code("ERR_BUSY");
+    try {
+      await isLocked;
+      // One source's share, as the server's lookup gate (lookup-gate.ts) gives it: here one place.
+      let places = 1;
+      const admit = () => (places > 0 ? (places--, () => void places++) : undefined);
+      const gone = new AbortController();
+      const first = store.lookup("frank", gone.signal, admit);
+      assert.ok(first instanceof Promise, "a miss goes to the database");
+      assert.equal(places, 0, "and takes the source's place");
+      assert.throws(() => store.lookup("ghost-1", undefined, admit), busy, "the source's share is taken: busy at once");
+      const joined = store.lookup("frank", undefined, admit) as Promise<Uint8Array | undefined>;
+      const other = store.lookup("ghost-2") as Promise<Uint8Array | undefined>;
+      assert.equal(store.pending, 2, "one query per name however many wait, and ghost-1 started none");
+      assert.throws(() => store.lookup("ghost-3"), busy, "beyond maxPending: busy at once, nothing queued");
+
+      const started = performance.now();
+      gone.abort();
+      await assert.rejects(first, code("ERR_CLOSED"), "the gone connection's waiter is released");
+      assert.ok(performance.now() - started < 5000, "at once, not at its 30 s timeout");
+      assert.throws(() => store.lookup("ghost-4", gone.signal), code("ERR_CLOSED"), "gone before asking: nothing started");
+      assert.equal(store.pending, 2, "the queries already sent run on");
+      assert.equal(places, 0, "and keep the source's place while they do");
+
+      unlock();
+      assert.deepEqual(await joined, key(8), "the query ended for the waiter still there");
+      assert.equal(await other, undefined);
+      assert.ok(await within(5000, () => store.pending === 0 && places === 1), "places come back when the queries end");
+      assert.deepEqual(store.lookup("frank"), key(8), "and what they read is cached");
+    } finally {
+      unlock();
+      await locking.catch(() => {});
+      await raw.end({ timeout: 1 });
+      await store.close();
+    }
+  });
 });

@@ -14,6 +14,7 @@
  */
 import postgres from "postgres";
 import { type Credential, type Logger, NstpError, utf8 } from "@nstp/core";
+import { type LookupAdmit, sourceAtLookupCap } from "../credentials.ts";
 import { silentLogger } from "@nstp/core/node";
 import { type CredentialRecord, type CredentialStore, RecordCache, type RecordInput, RemovalListeners, type StoreHealth, checkRecord, credentialOf, endsSessions, pskOf } from "./records.ts";
 import { POSTGRES_SCHEMA, SCHEMA_VERSION } from "./schema.ts";
@@ -37,13 +38,32 @@ function connectPg(url: string, max: number): Sql {
   });
 }
 
-function timeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+/**
+ * `p`, or ERR_TIMEOUT after `ms`, or ERR_CLOSED once `signal` aborts: the waiter is released either
+ * way, whatever becomes of `p` (a query already sent runs to its end).
+ */
+function timeout<T>(p: Promise<T>, ms: number, what: string, signal?: AbortSignal): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
+  let onAbort: (() => void) | undefined;
   const t = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new NstpError("ERR_TIMEOUT", `credential store: ${what} took more than ${ms} ms`)), ms);
+    onAbort = () => reject(new NstpError("ERR_CLOSED", `credential store: ${what} was abandoned by its connection`));
+    signal?.addEventListener("abort", onAbort, { once: true });
   });
-  return Promise.race([p, t]).finally(() => clearTimeout(timer));
+  return Promise.race([p, t]).finally(() => {
+    clearTimeout(timer);
+    signal?.removeEventListener("abort", onAbort!);
+  });
 }
+
+/** Connections in the server's pool to the database. */
+const POOL_CONNECTIONS = 4;
+/**
+ * Lookups under way that missed the cache, at most, per pool connection: as many as the crypto pool
+ * queues per thread (CryptoPoolOptions.maxQueue). Beyond them a lookup is refused busy at once:
+ * queued in the driver behind more, it would only wait out its lookupTimeoutMs.
+ */
+const PENDING_PER_CONNECTION = 64;
 
 export interface PostgresStoreOptions {
   url: string;
@@ -52,8 +72,14 @@ export interface PostgresStoreOptions {
   lookupTimeoutMs?: number;
   /** Catch-up and health check besides notifications (default 2,000 ms). */
   pollMs?: number;
-  /** Records kept in memory (default 100,000). */
+  /** Records kept in memory (default 100,000: a quarter on probation, records.ts RecordCache). */
   maxCached?: number;
+  /**
+   * Lookups that missed the cache under way at once (one query each, for however many connections
+   * wait on it), beyond which a lookup is refused busy (ERR_BUSY) before anything is sent. Default
+   * 256: 64 per pool connection.
+   */
+  maxPending?: number;
   log?: Logger;
 }
 
@@ -64,6 +90,7 @@ export class PostgresCredentialStore implements CredentialStore {
   private readonly cache: RecordCache;
   private readonly removals = new RemovalListeners();
   private readonly inflight = new Map<string, Promise<CredentialRecord | undefined>>();
+  readonly maxPending: number;
   private readonly timer: ReturnType<typeof setInterval>;
   private seen: number;
   /** Moves on every applied change: a lookup that straddles one does not cache what it read. */
@@ -78,6 +105,7 @@ export class PostgresCredentialStore implements CredentialStore {
     this.opts = opts;
     this.log = opts.log ?? silentLogger;
     this.cache = new RecordCache(opts.maxCached ?? 100_000);
+    this.maxPending = opts.maxPending ?? PENDING_PER_CONNECTION * POOL_CONNECTIONS;
     this.seen = seen;
     this.state.lastOkAt = Date.now();
     this.timer = setInterval(() => void this.catchUp(), opts.pollMs ?? 2000);
@@ -85,7 +113,7 @@ export class PostgresCredentialStore implements CredentialStore {
   }
 
   static async open(opts: PostgresStoreOptions): Promise<PostgresCredentialStore> {
-    const sql = connectPg(opts.url, 4);
+    const sql = connectPg(opts.url, POOL_CONNECTIONS);
     try {
       // The highest version committed, not the sequence's last value: a writer may have taken a
       // version and not yet committed it, and its change must still be caught up on (else a record
@@ -111,25 +139,49 @@ export class PostgresCredentialStore implements CredentialStore {
     }
   }
 
-  lookup(username: string, signal?: AbortSignal): Uint8Array | undefined | Promise<Uint8Array | undefined> {
-    const r = this.lookupRecord(username, signal);
+  lookup(username: string, signal?: AbortSignal, admit?: LookupAdmit): Uint8Array | undefined | Promise<Uint8Array | undefined> {
+    const r = this.lookupRecord(username, signal, admit);
     return r instanceof Promise ? r.then(pskOf) : pskOf(r);
   }
 
-  lookupCredential(username: string, signal?: AbortSignal): Credential | undefined | Promise<Credential | undefined> {
-    const r = this.lookupRecord(username, signal);
+  lookupCredential(username: string, signal?: AbortSignal, admit?: LookupAdmit): Credential | undefined | Promise<Credential | undefined> {
+    const r = this.lookupRecord(username, signal, admit);
     return r instanceof Promise ? r.then(credentialOf) : credentialOf(r);
   }
 
-  lookupRecord(username: string, _signal?: AbortSignal): CredentialRecord | undefined | Promise<CredentialRecord | undefined> {
+  /**
+   * From the cache, or one query per name however many wait on it. The queries under way are
+   * bounded (maxPending), and so is each source's share of them (the server's `admit`, lookup-gate.ts),
+   * both refused ERR_BUSY at once, before anything is sent; a query counts until it is over, as it
+   * holds its place in the driver's queue or on a connection until then. `signal` releases its waiter:
+   * a connection that has gone waits no more, and one gone before asking starts nothing.
+   */
+  lookupRecord(username: string, signal?: AbortSignal, admit?: LookupAdmit): CredentialRecord | undefined | Promise<CredentialRecord | undefined> {
     const hit = this.cache.get(username);
     if (hit !== undefined) return hit ?? undefined;
+    if (signal?.aborted) throw new NstpError("ERR_CLOSED", "credential store: a lookup abandoned by its connection");
     let p = this.inflight.get(username);
     if (!p) {
-      p = this.fetch(username).finally(() => this.inflight.delete(username));
+      if (this.inflight.size >= this.maxPending) throw new NstpError("ERR_BUSY", "credential store: lookups under way at their cap");
+      const done = admit?.();
+      if (admit && !done) throw sourceAtLookupCap();
+      p = this.fetch(username).finally(() => {
+        this.inflight.delete(username);
+        done?.();
+      });
       this.inflight.set(username, p);
     }
-    return timeout(p, this.opts.lookupTimeoutMs ?? 2000, "a lookup");
+    return timeout(p, this.opts.lookupTimeoutMs ?? 2000, "a lookup", signal);
+  }
+
+  /** A peer proved its key for `username`: its record leaves probation (records.ts RecordCache). */
+  confirmed(username: string): void {
+    this.cache.proven(username);
+  }
+
+  /** Lookups under way that missed the cache (one query each). */
+  get pending(): number {
+    return this.inflight.size;
   }
 
   private async fetch(username: string): Promise<CredentialRecord | undefined> {

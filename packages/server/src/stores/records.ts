@@ -6,7 +6,7 @@
 import { type Credential, NstpError, PSK_SIZE, legacy, utf8 } from "@nstp/core";
 import type { SharedUserBudget } from "../budget.ts";
 import type { KeyStore } from "../credentials.ts";
-import { Lru } from "../lru.ts";
+import { ProvenLru } from "../lru.ts";
 
 /** RFC 9383 §3.2 with P-256: w0 is a scalar (32 bytes), L = w1*P an uncompressed SEC1 point (65 bytes). */
 export const W0_SIZE = 32;
@@ -118,17 +118,20 @@ export class RemovalListeners {
 }
 
 /**
- * One bounded LRU of records and of names the store does not have, by username. Remembering misses
- * makes a probe for an unknown name answer as fast as one for a cached user (no store round trip to
- * time). Records and misses share the one bound, so a flood of random names evicts both alike: with
- * a separate table for misses, such a flood evicted only the misses, and a name probed before the
- * flood then answered from the cache if it existed and went to the store if it did not, which told
- * the two apart (the review of session 5). Every change to a name drops it.
+ * The records and the names the store does not have, by username, in a segmented LRU (lru.ts
+ * ProvenLru). Remembering misses makes a probe for an unknown name answer as fast as one for a cached
+ * user (no store round trip to time). Every name a lookup caches, record or miss, goes on probation;
+ * a record moves to the proven segment once a peer has proven its key (proven(), from the server's
+ * KeyStore.confirmed), and misses never do. So a stranger's flood of random names evicts only names
+ * on probation, records and misses alike (a name it probed before the flood is a first probe again
+ * whether it exists or not: the review of session 5), and never the records of devices that log in
+ * (the review of session 8: in one LRU, it evicted them all within seconds, and with them the
+ * records that serve while the database is down). Every change to a name drops it.
  */
 export class RecordCache {
-  private readonly entries: Lru<CredentialRecord | null>;
+  private readonly entries: ProvenLru<CredentialRecord | null>;
   constructor(max: number) {
-    this.entries = new Lru(max);
+    this.entries = new ProvenLru(max);
   }
   /** The record; null when the store is known not to have the name; undefined when not known here. */
   get(username: string): CredentialRecord | null | undefined {
@@ -139,6 +142,10 @@ export class RecordCache {
   }
   setMissing(username: string): void {
     this.entries.set(username, null);
+  }
+  /** A peer proved its key for `username`: its record, if cached, leaves probation (a miss never does). */
+  proven(username: string): void {
+    this.entries.promote(username, (r) => r !== null && !r.disabled);
   }
   delete(username: string): void {
     this.entries.delete(username);

@@ -19,7 +19,7 @@ export interface SqliteStoreOptions {
   deviceSalt: Uint8Array;
   /** How often to look for changes (default 250 ms: seen everywhere well within a second). */
   pollMs?: number;
-  /** Records kept in memory (default 100,000). */
+  /** Records kept in memory (default 100,000: a quarter on probation, records.ts RecordCache). */
   maxCached?: number;
   log?: Logger;
 }
@@ -85,6 +85,11 @@ export class SqliteCredentialStore implements CredentialStore {
     const rec = rowToRecord(row);
     this.cache.set(rec);
     return rec;
+  }
+
+  /** A peer proved its key for `username`: its record leaves probation (records.ts RecordCache). */
+  confirmed(username: string): void {
+    this.cache.proven(username);
   }
 
   onUserRemoved(listener: (username: string) => void): () => void {
