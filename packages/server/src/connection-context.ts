@@ -44,6 +44,12 @@ export interface ConnectionLimits extends LifetimeLimits {
   handshakeTimeoutMs: number;
   /** Time a partly received record may wait for its remaining bytes. */
   recordTimeoutMs: number;
+  /**
+   * Time a message sent in several frames (v2, v3) may take from its first chunk to its last,
+   * pings and other frames notwithstanding; 0 never. Default: the v2 message maximum at 64 KiB/s,
+   * at least a minute (defaultMessageTimeoutMs).
+   */
+  messageTimeoutMs: number;
   /** Messages received but not yet answered before reading pauses. */
   maxPendingMessages: number;
   /** Reply bytes queued for a slow reader before reading pauses. */

@@ -14,7 +14,7 @@ import { TrustedProxies } from "./trusted-proxies.ts";
 import { defaultMaxConnections } from "./capacity.ts";
 import { ClockWheel } from "./clock-wheel.ts";
 import { CurveStepCap, defaultCurveStepsPerSource } from "./curve-cap.ts";
-import { clockGranularityMs } from "./lifetime.ts";
+import { DEFAULT_WRITE_STALL_TIMEOUT_MS, clockGranularityMs } from "./lifetime.ts";
 import { CollectionNudge } from "@nstp/core/node";
 
 export const DEFAULT_HOST = "127.0.0.1";
@@ -88,6 +88,22 @@ export interface ServerOptions {
   trustedProxies?: readonly string[];
 }
 
+/**
+ * The floor rate a message sent in several frames must keep on average: 64 KiB/s (half a megabit),
+ * as slow as a device on a poor cellular link uploads. The record deadline (10 s for each 64 KiB
+ * frame) allows a slower drip frame by frame, but at that pace one message could hold the message
+ * maximum (16 MiB) for 43 minutes.
+ */
+const MESSAGE_FLOOR_BYTES_PER_SECOND = 64 * 1024;
+
+/**
+ * The default message deadline for a message maximum: that many bytes at the floor rate (16 MiB: 256 s),
+ * and never under a minute, however small the maximum.
+ */
+export function defaultMessageTimeoutMs(maxMessageSizeV2: number): number {
+  return Math.max(60_000, Math.ceil(maxMessageSizeV2 / MESSAGE_FLOOR_BYTES_PER_SECOND) * 1000);
+}
+
 export const DEFAULT_LIMITS: ConnectionLimits = {
   maxMessageSize: legacy.DEFAULT_MAX_MESSAGE_SIZE,
   maxMessageSizeV2: v2.DEFAULT_MAX_MESSAGE_SIZE,
@@ -98,6 +114,8 @@ export const DEFAULT_LIMITS: ConnectionLimits = {
   idleTimeoutMs: 300_000,
   legacyIdleTimeoutMs: 0,
   maxSessionLifetimeMs: 0,
+  writeStallTimeoutMs: DEFAULT_WRITE_STALL_TIMEOUT_MS,
+  messageTimeoutMs: defaultMessageTimeoutMs(v2.DEFAULT_MAX_MESSAGE_SIZE),
   flushTimeoutMs: DEFAULT_FLUSH_TIMEOUT_MS,
 };
 
@@ -131,6 +149,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const stats = new ServerStats();
   const live = new Set<ServerConnection>();
   const limits = { ...DEFAULT_LIMITS, ...opts.limits };
+  // A raised (or lowered) message maximum moves the default message deadline with it.
+  if (opts.limits?.messageTimeoutMs === undefined) limits.messageTimeoutMs = defaultMessageTimeoutMs(limits.maxMessageSizeV2);
   const maxHandshaking = opts.maxHandshaking ?? 512;
   const maxConnections = opts.maxConnections ?? defaultMaxConnections(maxHandshaking);
   const admission = new HandshakeAdmission({ ...DEFAULT_ADMISSION, ...opts.admission, maxHandshaking });
