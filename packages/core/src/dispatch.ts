@@ -73,6 +73,10 @@ export class ServerDispatch implements ServerMachine {
     return this.machine?.messagesStarted ?? 0;
   }
 
+  get partialMessageBytes(): number {
+    return this.machine?.partialMessageBytes ?? 0;
+  }
+
   get handshakeStep(): number {
     return this.machine?.handshakeStep ?? 0;
   }

@@ -132,6 +132,11 @@ export interface ServerMachine extends Machine {
   readonly hasPartialMessage: boolean;
   /** Messages begun in more than one piece so far: tells one unfinished message from the next. */
   readonly messagesStarted: number;
+  /**
+   * Bytes of memory the unfinished message keeps alive (what v2's reader counts against its maximum:
+   * assembly.ts); 0 when none. The server bounds their sum over its sessions.
+   */
+  readonly partialMessageBytes: number;
   /** Handshake steps taken so far (0 before the version's first message parses). */
   readonly handshakeStep: number;
   /** The client's guess is here and only the key is missing (a guess is charged before judging). */

@@ -12,6 +12,7 @@ import type { ServerConnection } from "./connection.ts";
 import type { KeyStore } from "./credentials.ts";
 import type { LifetimeLimits } from "./lifetime.ts";
 import type { ServerStats } from "./stats.ts";
+import type { UnfinishedBudget } from "./unfinished-budget.ts";
 
 export interface SessionInfo {
   readonly username: string;
@@ -80,4 +81,6 @@ export interface ConnectionContext {
   budget: GuessBudget;
   /** The sessions' idle and lifetime deadlines, one timer for all (clock-wheel.ts). */
   clocks: ClockWheel;
+  /** The memory unfinished messages hold, summed over the sessions and bounded (unfinished-budget.ts). */
+  unfinished: UnfinishedBudget;
 }

@@ -9,6 +9,7 @@ import type { ConnectionContext, SessionInfo } from "./connection-context.ts";
 import { type HandshakeHost, ServerHandshake } from "./handshake.ts";
 import { isThenable } from "./thenable.ts";
 import { SessionClock, type SessionEndReason } from "./lifetime.ts";
+import type { UnfinishedHolder } from "./unfinished-budget.ts";
 
 type Reply = Uint8Array | string | undefined;
 
@@ -33,7 +34,7 @@ class Session implements SessionInfo {
   }
 }
 
-export class ServerConnection implements WireEvents, HandshakeHost, OutboxOwner, PartialInputOwner {
+export class ServerConnection implements WireEvents, HandshakeHost, OutboxOwner, PartialInputOwner, UnfinishedHolder {
   private readonly machine: ServerMachine;
   private readonly wire: Wire;
   private readonly ctx: ConnectionContext;
@@ -60,6 +61,8 @@ export class ServerConnection implements WireEvents, HandshakeHost, OutboxOwner,
   private readonly aead: AeadPlacement;
   /** v2 ping chunks from the client seen so far (each batch of them is answered: answerPings). */
   private pingsSeen = 0;
+  /** What our unfinished message retains, as last told to the server's budget (ctx.unfinished). */
+  private unfinishedReported = 0;
 
   constructor(wire: Wire, ctx: ConnectionContext) {
     this.wire = wire;
@@ -158,6 +161,11 @@ export class ServerConnection implements WireEvents, HandshakeHost, OutboxOwner,
    */
   partialMessageExpired(): void {
     this.end("message_timeout");
+  }
+
+  /** Our unfinished message is among the largest when the server's sum of them ran over (UnfinishedHolder). */
+  overBudget(): void {
+    this.end("message_budget");
   }
 
   /** Records or frames completed so far (the session clock's idle timeout watches it). */
@@ -481,7 +489,15 @@ export class ServerConnection implements WireEvents, HandshakeHost, OutboxOwner,
    * several frames within messageTimeoutMs (PartialInputDeadline).
    */
   private watchPartialInput(): void {
-    if (!this.done && this.established) this.partialInput.watch();
+    if (this.done || !this.established) return;
+    const held = this.machine.partialMessageBytes;
+    if (held !== this.unfinishedReported) {
+      this.unfinishedReported = held;
+      // May end this session (or another) to keep the sum under its limit.
+      this.ctx.unfinished.set(this, held);
+      if (this.done) return;
+    }
+    this.partialInput.watch();
   }
 
   fail(e: unknown): void {
@@ -502,6 +518,10 @@ export class ServerConnection implements WireEvents, HandshakeHost, OutboxOwner,
     if (!this.session) this.ctx.stats.handshaking--;
     this.handshake?.ended(this.session !== undefined);
     this.partialInput.cancel();
+    if (this.unfinishedReported) {
+      this.unfinishedReported = 0;
+      this.ctx.unfinished.set(this, 0);
+    }
     this.clock?.stop();
     // Bytes sealed in the pool may still be written after this: they must not wake the clock again.
     this.clock = undefined;

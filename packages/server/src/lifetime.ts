@@ -6,7 +6,7 @@
 import type { ClockWheel, WheelEntry } from "./clock-wheel.ts";
 
 /** Why the server ended a session that had not failed (nstp_sessions_ended_total's reason label). */
-export type SessionEndReason = "idle_timeout" | "max_lifetime" | "user_removed" | "write_stalled" | "message_timeout";
+export type SessionEndReason = "idle_timeout" | "max_lifetime" | "user_removed" | "write_stalled" | "message_timeout" | "message_budget";
 
 export interface LifetimeLimits {
   /**

@@ -15,6 +15,7 @@ import { defaultMaxConnections } from "./capacity.ts";
 import { ClockWheel } from "./clock-wheel.ts";
 import { CurveStepCap, defaultCurveStepsPerSource } from "./curve-cap.ts";
 import { DEFAULT_WRITE_STALL_TIMEOUT_MS, clockGranularityMs } from "./lifetime.ts";
+import { UnfinishedBudget, defaultMaxUnfinishedBytes } from "./unfinished-budget.ts";
 import { CollectionNudge } from "@nstp/core/node";
 
 export const DEFAULT_HOST = "127.0.0.1";
@@ -55,6 +56,13 @@ export interface ServerOptions {
    */
   maxCurveStepsPerSource?: number;
   limits?: Partial<ConnectionLimits>;
+  /**
+   * Bytes that unfinished v2 and v3 messages (begun in "more to follow" chunks) may hold, summed over
+   * every session; beyond it the sessions holding the most are ended (message_budget). Default a
+   * quarter of the host's memory, at most 1 GiB, at least one message of the maximum
+   * (unfinished-budget.ts).
+   */
+  maxUnfinishedBytes?: number;
   /**
    * A worker pool: v2 AES-GCM runs in it where the measured placement says so (the noble backend on
    * batches of 1 KiB and more; never for native, which is faster inline). Give the same pool as the
@@ -161,7 +169,9 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   });
   // With a pool, one source may hold only its share of the pool's queue with curve steps (curve-cap.ts).
   const curveCap = opts.pool ? new CurveStepCap(opts.maxCurveStepsPerSource ?? defaultCurveStepsPerSource(opts.pool.maxQueue)) : undefined;
-  stats.defence = { admission, budget, curveCap };
+  // Every message in progress, over the sessions, holds at most this (unfinished-budget.ts).
+  const unfinished = new UnfinishedBudget(opts.maxUnfinishedBytes ?? defaultMaxUnfinishedBytes(v2.retainedLimit(limits.maxMessageSizeV2)));
+  stats.defence = { admission, budget, curveCap, unfinished };
   // Admission counts event-loop turns while it has fresh connections or runs over its cap (admission.ts).
   let turning = false;
   const countTurns = () => {
@@ -206,6 +216,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     admission,
     budget,
     clocks: new ClockWheel(clockGranularityMs(limits)),
+    unfinished,
   };
   const nudge = new CollectionNudge(opts.collectionIntervalMs ?? 50);
   const admit = (wire: Wire, headerMs = 0): WireEvents => {

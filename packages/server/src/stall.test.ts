@@ -3,14 +3,15 @@
 //   the kernel has taken none of its bytes for the limit (every version, the reference included,
 //   which has no idle timeout), while a slow reader that keeps taking bytes is not;
 // - the message deadline: a v2 message begun in "more to follow" chunks must be whole within its
-//   limit, however many pings keep its frames coming.
+//   limit, however many pings keep its frames coming;
+// - the server-wide budget of what such unfinished messages hold: over it, the largest holder ends.
 // Real loopback sockets on port 0, short limits, bounded waits; every transport of the runtime.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import type * as net from "node:net";
 import { type Transport, legacy } from "@nstp/core";
 import { detectRuntime, nodeTransport, transportByName } from "@nstp/core/node";
-import { referenceHandshake, v2Handshake, within } from "@nstp/testkit";
+import { type V2PeerSession, referenceHandshake, v2Handshake, within } from "@nstp/testkit";
 import { StaticKeyStore, startServer } from "./index.ts";
 
 const PSK = Buffer.alloc(32, 0x5a);
@@ -133,6 +134,35 @@ for (const transport of transports) {
       } finally {
         clearInterval(pinging);
       }
+    } finally {
+      await server.close({ graceMs: 0 });
+    }
+  });
+
+  test(`${transport.name}: over the unfinished-message budget, the session holding the most ends and the others go on`, async () => {
+    const LIMIT = 400 * 1024;
+    const server = await startServer({ keys: keys(), port: 0, transport, handler: (m) => `${m.length}`, maxUnfinishedBytes: LIMIT });
+    const more = (s: V2PeerSession, n: number) => s.frame(Buffer.concat([Buffer.from([1, n >> 8, n & 0xff]), Buffer.alloc(n, 1)]));
+    const held = () => server.stats.defence!.unfinished!.bytes;
+    try {
+      const pinning = await v2Handshake(server.port, { username: "alice", psk: PSK });
+      const honest = await v2Handshake(server.port, { username: "alice", psk: PSK });
+      pinning.reader.socket.on("error", () => {});
+      // Five chunks of 60,000 bytes, never the last: about 300 KB held, under the limit.
+      for (let i = 0; i < 5; i++) pinning.reader.socket.write(more(pinning, 60_000));
+      assert.ok(await within(5000, () => held() >= 5 * 60_000), `the first message's bytes are counted (${held()})`);
+      assert.equal(server.stats.sessionsEnded.message_budget ?? 0, 0);
+      // The honest upload, a frame a read: its third chunk takes the sum over the limit.
+      for (let i = 0; i < 3; i++) {
+        honest.reader.socket.write(more(honest, 50_000));
+        await sleep(30);
+      }
+      assert.ok(await within(5000, () => server.stats.sessionsEnded.message_budget === 1), "the largest holder was ended");
+      assert.ok(await within(5000, () => pinning.reader.ended), "its connection closed");
+      honest.send([Buffer.from("end")]);
+      assert.equal((await honest.receive()).toString(), String(3 * 50_000 + 3), "the honest message completed");
+      assert.equal(held(), 0, "nothing held once both are done");
+      honest.destroy();
     } finally {
       await server.close({ graceMs: 0 });
     }

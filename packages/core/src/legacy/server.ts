@@ -160,6 +160,10 @@ export class LegacyServer implements ServerMachine {
     return 0;
   }
 
+  get partialMessageBytes(): number {
+    return 0;
+  }
+
   /** Feeds bytes from the peer. Throws an NstpError when the connection must close. */
   receive(chunk: Uint8Array): Output[] {
     const out: Output[] = [];

@@ -58,6 +58,11 @@ export class FrameReader {
     return this.message.started;
   }
 
+  /** Bytes of memory the unfinished message keeps alive (MessageAssembly.retainedBytes). */
+  get partialMessageBytes(): number {
+    return this.message.retainedBytes;
+  }
+
   /** Messages begun in more than one chunk so far (MessageAssembly.startedCount). */
   get messagesStarted(): number {
     return this.message.startedCount;
