@@ -65,6 +65,18 @@ export class ServerDispatch implements ServerMachine {
     return this.machine?.deferred;
   }
 
+  get hasPartialMessage(): boolean {
+    return this.machine?.hasPartialMessage ?? false;
+  }
+
+  get messagesStarted(): number {
+    return this.machine?.messagesStarted ?? 0;
+  }
+
+  get partialMessageBytes(): number {
+    return this.machine?.partialMessageBytes ?? 0;
+  }
+
   get handshakeStep(): number {
     return this.machine?.handshakeStep ?? 0;
   }

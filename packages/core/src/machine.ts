@@ -123,6 +123,20 @@ export interface ServerMachine extends Machine {
    * version has none).
    */
   busySignal(): Uint8Array | undefined;
+  /**
+   * A message is partly received across records or frames (v2's and v3's "more to follow" chunks,
+   * docs/PROTOCOL.md §v2 "Limits"): its first piece arrived, its last has not. Never for a version
+   * whose message is one record (the reference: hasPartialInput covers it). The driver's message
+   * deadline runs while it holds (driver/deadline.ts MessageDeadline).
+   */
+  readonly hasPartialMessage: boolean;
+  /** Messages begun in more than one piece so far: tells one unfinished message from the next. */
+  readonly messagesStarted: number;
+  /**
+   * Bytes of memory the unfinished message keeps alive (what v2's reader counts against its maximum:
+   * assembly.ts); 0 when none. The server bounds their sum over its sessions.
+   */
+  readonly partialMessageBytes: number;
   /** Handshake steps taken so far (0 before the version's first message parses). */
   readonly handshakeStep: number;
   /** The client's guess is here and only the key is missing (a guess is charged before judging). */

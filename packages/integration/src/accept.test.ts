@@ -18,9 +18,11 @@ class MemoryWire implements Wire {
   peer: WireEvents | undefined;
   ended = false;
   readonly bufferedAmount = 0;
+  bytesSent = 0;
   readonly remoteAddress = "memory";
   write(data: Uint8Array): void {
     if (this.ended) return;
+    this.bytesSent += data.length;
     const copy = data.slice();
     setImmediate(() => this.peer?.data(copy));
   }

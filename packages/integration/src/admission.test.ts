@@ -235,6 +235,9 @@ async function silentTransport(): Promise<Transport> {
         get bufferedAmount() {
           return wire.bufferedAmount;
         },
+        get bytesSent() {
+          return wire.bytesSent;
+        },
         remoteAddress: wire.remoteAddress,
       };
       return held;

@@ -31,7 +31,9 @@ const USAGE = `usage: server [--port N] [--host H] [--device-salt HEX] [--users 
               [--address-guesses BURST] [--address-guess-rate PER_SECOND]
               [--user-guesses BURST] [--user-guess-rate PER_SECOND]
               [--idle-timeout SECONDS] [--legacy-idle-timeout SECONDS] [--max-session-lifetime SECONDS]
-              [--flush-timeout SECONDS] [--trusted-proxies ADDR|CIDR,...]
+              [--flush-timeout SECONDS] [--write-stall-timeout SECONDS] [--message-timeout SECONDS]
+              [--max-unfinished-bytes BYTES]
+              [--trusted-proxies ADDR|CIDR,...]
               [--max-connections N] [--workers N|auto]
 Serves the --protocols listed (default every version: legacy,v2,v3) on the same port; --legacy off
 (an alias) drops the Dart reference protocol from them. --max-message-size-v2 bounds v2 and v3.
@@ -40,7 +42,12 @@ loopback --host only: elsewhere it refuses to start (exit 2) unless --demo is gi
 A v2 session ends after --idle-timeout (default 300; 0 never) without a frame from its client (our
 client pings); a reference session after --legacy-idle-timeout (default 0: never, Dart clients cannot
 ping); any session after --max-session-lifetime (default 0: never). A close waits at most
---flush-timeout (default 5) for a peer to take the last bytes.
+--flush-timeout (default 5) for a peer to take the last bytes. A session with replies waiting, of
+which its client has taken no byte for --write-stall-timeout (default 60; 0 never), is closed at once.
+A message sent in several frames must arrive whole within --message-timeout of its first (default:
+--max-message-size-v2 at 64 KiB/s, at least 60; 0 never). Such messages in progress may hold
+--max-unfinished-bytes over every session (default a quarter of memory, at most 1 GiB); beyond it the
+sessions holding the most are ended.
 SIGHUP reloads --users FILE; the sessions of users it removes or re-keys end. SIGTERM and SIGINT stop accepting, let
 sessions finish the replies due (v2 ends each with a close chunk) and exit within --shutdown-grace.
 --metrics serves Prometheus text at http://HOST:PORT/metrics (off unless given).
@@ -97,6 +104,9 @@ async function main(): Promise<void> {
       "legacy-idle-timeout": { type: "string", default: "0" },
       "max-session-lifetime": { type: "string", default: "0" },
       "flush-timeout": { type: "string", default: "5" },
+      "write-stall-timeout": { type: "string", default: "60" },
+      "message-timeout": { type: "string" },
+      "max-unfinished-bytes": { type: "string" },
       "trusted-proxies": { type: "string" },
       "max-connections": { type: "string" },
       workers: { type: "string", default: "1" },
@@ -219,6 +229,7 @@ async function main(): Promise<void> {
     userBudget,
     sharedUserBudget,
     trustedProxies: values["trusted-proxies"]?.split(",").map((s) => s.trim()).filter((s) => s !== ""),
+    ...(values["max-unfinished-bytes"] !== undefined ? { maxUnfinishedBytes: parseIntArg("--max-unfinished-bytes", values["max-unfinished-bytes"], 1, Number.MAX_SAFE_INTEGER) } : {}),
     limits: {
       // The reference's records carry no length: its maximum also bounds trial decryption work.
       maxMessageSize: parseIntArg("--max-message-size", values["max-message-size"]!, 0, 16 << 20),
@@ -231,6 +242,9 @@ async function main(): Promise<void> {
       legacyIdleTimeoutMs: parseIntArg("--legacy-idle-timeout", values["legacy-idle-timeout"]!, 0, MAX_TIMER_SECONDS) * 1000,
       maxSessionLifetimeMs: parseIntArg("--max-session-lifetime", values["max-session-lifetime"]!, 0, MAX_TIMER_SECONDS) * 1000,
       flushTimeoutMs: parseIntArg("--flush-timeout", values["flush-timeout"]!, 1, 3600) * 1000,
+      writeStallTimeoutMs: parseIntArg("--write-stall-timeout", values["write-stall-timeout"]!, 0, MAX_TIMER_SECONDS) * 1000,
+      // Absent: derived from the v2 message maximum (defaultMessageTimeoutMs).
+      ...(values["message-timeout"] !== undefined ? { messageTimeoutMs: parseIntArg("--message-timeout", values["message-timeout"], 0, MAX_TIMER_SECONDS) * 1000 } : {}),
     },
   });
   log.info("listening", {

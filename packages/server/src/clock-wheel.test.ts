@@ -85,11 +85,15 @@ test("an entry whose callback throws does not strand the others of its bucket, a
   assert.equal(wheel.size, 0);
 });
 
-test("the granule is a sixteenth of the shortest deadline in use, between 10 ms and a second", () => {
-  assert.equal(clockGranularityMs({ idleTimeoutMs: 300_000, legacyIdleTimeoutMs: 0, maxSessionLifetimeMs: 0 }), 1000);
-  assert.equal(clockGranularityMs({ idleTimeoutMs: 800, legacyIdleTimeoutMs: 0, maxSessionLifetimeMs: 0 }), 50);
-  assert.equal(clockGranularityMs({ idleTimeoutMs: 300_000, legacyIdleTimeoutMs: 0, maxSessionLifetimeMs: 100 }), 10);
-  assert.equal(clockGranularityMs({ idleTimeoutMs: 0, legacyIdleTimeoutMs: 0, maxSessionLifetimeMs: 0 }), 1000);
+test("the granule is a sixteenth of the shortest deadline (or write-stall look) in use, between 10 ms and a second", () => {
+  assert.equal(clockGranularityMs({ idleTimeoutMs: 300_000, legacyIdleTimeoutMs: 0, maxSessionLifetimeMs: 0, writeStallTimeoutMs: 0 }), 1000);
+  // The defaults: the write stall's look every 15 s is the shortest.
+  assert.equal(clockGranularityMs({ idleTimeoutMs: 300_000, legacyIdleTimeoutMs: 0, maxSessionLifetimeMs: 0, writeStallTimeoutMs: 60_000 }), 937);
+  assert.equal(clockGranularityMs({ idleTimeoutMs: 800, legacyIdleTimeoutMs: 0, maxSessionLifetimeMs: 0, writeStallTimeoutMs: 0 }), 50);
+  assert.equal(clockGranularityMs({ idleTimeoutMs: 300_000, legacyIdleTimeoutMs: 0, maxSessionLifetimeMs: 100, writeStallTimeoutMs: 60_000 }), 10);
+  assert.equal(clockGranularityMs({ idleTimeoutMs: 0, legacyIdleTimeoutMs: 0, maxSessionLifetimeMs: 0, writeStallTimeoutMs: 0 }), 1000);
+  // The write stall is looked at every quarter of its limit: 3.2 s / 4 / 16.
+  assert.equal(clockGranularityMs({ idleTimeoutMs: 300_000, legacyIdleTimeoutMs: 0, maxSessionLifetimeMs: 0, writeStallTimeoutMs: 3200 }), 50);
 });
 
 test("after a stall longer than a deadline, input that arrived meanwhile is read before the entry is judged", async () => {

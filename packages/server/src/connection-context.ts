@@ -13,6 +13,7 @@ import type { KeyStore } from "./credentials.ts";
 import type { LifetimeLimits } from "./lifetime.ts";
 import type { LookupGate } from "./lookup-gate.ts";
 import type { ServerStats } from "./stats.ts";
+import type { UnfinishedBudget } from "./unfinished-budget.ts";
 
 export interface SessionInfo {
   readonly username: string;
@@ -45,6 +46,12 @@ export interface ConnectionLimits extends LifetimeLimits {
   handshakeTimeoutMs: number;
   /** Time a partly received record may wait for its remaining bytes. */
   recordTimeoutMs: number;
+  /**
+   * Time a message sent in several frames (v2, v3) may take from its first chunk to its last,
+   * pings and other frames notwithstanding; 0 never. Default: the v2 message maximum at 64 KiB/s,
+   * at least a minute (defaultMessageTimeoutMs).
+   */
+  messageTimeoutMs: number;
   /** Messages received but not yet answered before reading pauses. */
   maxPendingMessages: number;
   /** Reply bytes queued for a slow reader before reading pauses. */
@@ -77,4 +84,6 @@ export interface ConnectionContext {
   budget: GuessBudget;
   /** The sessions' idle and lifetime deadlines, one timer for all (clock-wheel.ts). */
   clocks: ClockWheel;
+  /** The memory unfinished messages hold, summed over the sessions and bounded (unfinished-budget.ts). */
+  unfinished: UnfinishedBudget;
 }

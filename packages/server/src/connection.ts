@@ -9,6 +9,7 @@ import type { ConnectionContext, SessionInfo } from "./connection-context.ts";
 import { type HandshakeHost, ServerHandshake } from "./handshake.ts";
 import { isThenable } from "./thenable.ts";
 import { SessionClock, type SessionEndReason } from "./lifetime.ts";
+import type { UnfinishedHolder } from "./unfinished-budget.ts";
 
 type Reply = Uint8Array | string | undefined;
 
@@ -33,12 +34,12 @@ class Session implements SessionInfo {
   }
 }
 
-export class ServerConnection implements WireEvents, HandshakeHost, OutboxOwner, PartialInputOwner {
+export class ServerConnection implements WireEvents, HandshakeHost, OutboxOwner, PartialInputOwner, UnfinishedHolder {
   private readonly machine: ServerMachine;
   private readonly wire: Wire;
   private readonly ctx: ConnectionContext;
   private readonly partialInput: PartialInputDeadline;
-  /** The idle timeout and maximum lifetime, from establishment on. */
+  /** The idle timeout, maximum lifetime and write-stall deadline, from establishment on. */
   private clock: SessionClock | undefined;
   /** The handshake's lookup, budget and admission state; dropped once established. */
   private handshake: ServerHandshake | undefined;
@@ -60,6 +61,8 @@ export class ServerConnection implements WireEvents, HandshakeHost, OutboxOwner,
   private readonly aead: AeadPlacement;
   /** v2 ping chunks from the client seen so far (each batch of them is answered: answerPings). */
   private pingsSeen = 0;
+  /** What our unfinished message retains, as last told to the server's budget (ctx.unfinished). */
+  private unfinishedReported = 0;
 
   constructor(wire: Wire, ctx: ConnectionContext) {
     this.wire = wire;
@@ -67,7 +70,7 @@ export class ServerConnection implements WireEvents, HandshakeHost, OutboxOwner,
     this.ctx = ctx;
     const machine = (this.machine = ctx.newMachine());
     this.aead = new AeadPlacement(machine, ctx.aeadPool ? new OrderedAead(ctx.aeadPool, ctx.crypto) : undefined);
-    this.partialInput = new PartialInputDeadline(machine, ctx.limits.recordTimeoutMs, this);
+    this.partialInput = new PartialInputDeadline(machine, ctx.limits.recordTimeoutMs, this, ctx.limits.messageTimeoutMs);
     // Arms the handshake deadline; dropped once established (onEstablished).
     this.handshake = new ServerHandshake(machine, ctx, this);
     ctx.stats.connectionOpened();
@@ -152,9 +155,32 @@ export class ServerConnection implements WireEvents, HandshakeHost, OutboxOwner,
     this.fail(new NstpError("ERR_TIMEOUT", "record incomplete or forged at the deadline"));
   }
 
+  /**
+   * A message begun in several frames did not complete within messageTimeoutMs (PartialInputOwner):
+   * the session ends as the server's other limits end it, its replies and close chunk sent.
+   */
+  partialMessageExpired(): void {
+    this.end("message_timeout");
+  }
+
+  /** Our unfinished message is among the largest when the server's sum of them ran over (UnfinishedHolder). */
+  overBudget(): void {
+    this.end("message_budget");
+  }
+
   /** Records or frames completed so far (the session clock's idle timeout watches it). */
   get inputProgress(): number {
     return this.machine.inputProgress;
+  }
+
+  /** Bytes written and not yet taken by the kernel (the session clock's write-stall deadline). */
+  get unsentBytes(): number {
+    return this.wire.bufferedAmount;
+  }
+
+  /** Bytes the kernel has taken so far (the session clock's write-stall deadline). */
+  get bytesSent(): number {
+    return this.wire.bytesSent;
   }
 
   /** The user this connection is (or is trying to become), for closing a removed user's sessions. */
@@ -180,7 +206,10 @@ export class ServerConnection implements WireEvents, HandshakeHost, OutboxOwner,
 
   /** Frames opened in the worker pool, delivered in order. */
   private receivedLater(outputs: Output[]): void {
-    if (!this.done && this.received(() => outputs)) this.updateFlow();
+    if (this.done || !this.received(() => outputs)) return;
+    // A message begun in these frames is timed from now (the read only split them).
+    this.watchPartialInput();
+    this.updateFlow();
   }
 
   /**
@@ -259,13 +288,23 @@ export class ServerConnection implements WireEvents, HandshakeHost, OutboxOwner,
   }
 
   /**
-   * The server ends the session (idle, too old, or its user removed) as at shutdown: the replies
-   * already computed leave, v2 ends with a close chunk, and the close is bounded by the flush deadline.
+   * The server ends the session (idle, too old, its user removed, or a message unfinished at its
+   * deadline) as at shutdown: the replies already computed leave, v2 ends with a close chunk, and the
+   * close is bounded by the flush deadline. A session whose client has taken none of our bytes for
+   * the write-stall limit is closed at once instead: what waits for it is dropped, since waiting the
+   * flush deadline for a peer that stopped reading would only hold it longer.
    */
   end(reason: SessionEndReason): void {
     if (this.done) return;
     this.ctx.stats.sessionEnded(reason);
-    this.shutdown(`session ended: ${reason.replace("_", " ")}`);
+    const msg = `session ended: ${reason.replace("_", " ")}`;
+    if (reason !== "write_stalled") {
+      this.shutdown(msg);
+      return;
+    }
+    this.dead = true;
+    this.finish(msg, {});
+    this.wire.destroy();
   }
 
   /**
@@ -431,6 +470,8 @@ export class ServerConnection implements WireEvents, HandshakeHost, OutboxOwner,
     if (!data.length) return;
     this.ctx.stats.bytesOut(data.length);
     this.wire.write(data);
+    // What the kernel did not take is watched until it does (the write-stall deadline).
+    this.clock?.noteOutput();
   }
 
   /**
@@ -443,9 +484,20 @@ export class ServerConnection implements WireEvents, HandshakeHost, OutboxOwner,
     this.flow.set(this.pending >= maxPendingMessages || this.flow.writeCongested() || this.aead.pendingInBytes >= writeHighWaterMark);
   }
 
-  /** A partly received record or frame must complete within recordTimeoutMs (PartialInputDeadline). */
+  /**
+   * A partly received record or frame must complete within recordTimeoutMs, and a message begun in
+   * several frames within messageTimeoutMs (PartialInputDeadline).
+   */
   private watchPartialInput(): void {
-    if (!this.done && this.established) this.partialInput.watch();
+    if (this.done || !this.established) return;
+    const held = this.machine.partialMessageBytes;
+    if (held !== this.unfinishedReported) {
+      this.unfinishedReported = held;
+      // May end this session (or another) to keep the sum under its limit.
+      this.ctx.unfinished.set(this, held);
+      if (this.done) return;
+    }
+    this.partialInput.watch();
   }
 
   fail(e: unknown): void {
@@ -466,7 +518,13 @@ export class ServerConnection implements WireEvents, HandshakeHost, OutboxOwner,
     if (!this.session) this.ctx.stats.handshaking--;
     this.handshake?.ended(this.session !== undefined);
     this.partialInput.cancel();
+    if (this.unfinishedReported) {
+      this.unfinishedReported = 0;
+      this.ctx.unfinished.set(this, 0);
+    }
     this.clock?.stop();
+    // Bytes sealed in the pool may still be written after this: they must not wake the clock again.
+    this.clock = undefined;
     this.outbox.clear();
     this.flow.release();
     // Every end passes here once (finished): the machine wipes what it owns (machine.ts dispose),

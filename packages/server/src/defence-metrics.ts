@@ -6,6 +6,7 @@ import type { HandshakeAdmission } from "./admission.ts";
 import type { GuessBudget } from "./budget.ts";
 import type { CurveStepCap } from "./curve-cap.ts";
 import type { LookupGate } from "./lookup-gate.ts";
+import type { UnfinishedBudget } from "./unfinished-budget.ts";
 
 export interface DefenceSources {
   admission: HandshakeAdmission;
@@ -13,6 +14,8 @@ export interface DefenceSources {
   /** With a pool only (curve-cap.ts). */
   curveCap?: CurveStepCap;
   lookupGate?: LookupGate;
+  /** The memory unfinished messages hold (unfinished-budget.ts). */
+  unfinished?: UnfinishedBudget;
 }
 
 export interface Series {
@@ -22,7 +25,7 @@ export interface Series {
   samples: [number, Record<string, string>?][];
 }
 
-export function defenceSeries({ admission: a, budget: b, curveCap, lookupGate }: DefenceSources): Series[] {
+export function defenceSeries({ admission: a, budget: b, curveCap, lookupGate, unfinished }: DefenceSources): Series[] {
   const c = b.counts;
   const capped: Series[] = curveCap
     ? [{ name: "nstp_curve_steps_over_source_cap_total", type: "counter", help: "v3 curve steps refused busy: their source had its share of the pool's queue in flight.", samples: [[curveCap.refused]] }]
@@ -41,5 +44,8 @@ export function defenceSeries({ admission: a, budget: b, curveCap, lookupGate }:
     { name: "nstp_guess_budget_entries", type: "gauge", help: "Entries in the guessing-budget tables, by scope.", samples: [[b.trackedSources, { scope: "address" }], [b.trackedUsers, { scope: "user" }]] },
     ...capped,
     ...gated,
+    ...(unfinished
+      ? [{ name: "nstp_unfinished_message_bytes", type: "gauge", help: "Bytes held by v2 and v3 messages in progress, over every session (ended beyond --max-unfinished-bytes).", samples: [[unfinished.bytes]] } satisfies Series]
+      : []),
   ];
 }

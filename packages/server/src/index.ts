@@ -1,4 +1,4 @@
-export { startServer, referenceHandler, DEFAULT_HOST, DEFAULT_LIMITS, type ServerOptions, type RunningServer } from "./server.ts";
+export { startServer, referenceHandler, defaultMessageTimeoutMs, DEFAULT_HOST, DEFAULT_LIMITS, type ServerOptions, type RunningServer } from "./server.ts";
 export type { MessageHandler, SessionInfo, ConnectionLimits } from "./connection-context.ts";
 export * from "./credentials.ts";
 export { ServerStats } from "./stats.ts";

@@ -41,6 +41,9 @@ function relayedWire(raw: Wire, remoteAddress: string): Wire {
     get bufferedAmount() {
       return raw.bufferedAmount;
     },
+    get bytesSent() {
+      return raw.bytesSent;
+    },
     get copiesWrites() {
       return raw.copiesWrites;
     },

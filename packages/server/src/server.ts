@@ -15,7 +15,8 @@ import { defaultMaxConnections } from "./capacity.ts";
 import { ClockWheel } from "./clock-wheel.ts";
 import { CurveStepCap, defaultCurveStepsPerSource } from "./curve-cap.ts";
 import { LookupGate, defaultUncachedLookupsPerSource } from "./lookup-gate.ts";
-import { clockGranularityMs } from "./lifetime.ts";
+import { DEFAULT_WRITE_STALL_TIMEOUT_MS, clockGranularityMs } from "./lifetime.ts";
+import { UnfinishedBudget, defaultMaxUnfinishedBytes } from "./unfinished-budget.ts";
 import { CollectionNudge } from "@nstp/core/node";
 
 export const DEFAULT_HOST = "127.0.0.1";
@@ -64,6 +65,13 @@ export interface ServerOptions {
   maxUncachedLookupsPerSource?: number;
   limits?: Partial<ConnectionLimits>;
   /**
+   * Bytes that unfinished v2 and v3 messages (begun in "more to follow" chunks) may hold, summed over
+   * every session; beyond it the sessions holding the most are ended (message_budget). Default a
+   * quarter of the host's memory, at most 1 GiB, at least one message of the maximum
+   * (unfinished-budget.ts).
+   */
+  maxUnfinishedBytes?: number;
+  /**
    * A worker pool: v2 AES-GCM runs in it where the measured placement says so (the noble backend on
    * batches of 1 KiB and more; never for native, which is faster inline). Give the same pool as the
    * key store's.
@@ -96,6 +104,22 @@ export interface ServerOptions {
   trustedProxies?: readonly string[];
 }
 
+/**
+ * The floor rate a message sent in several frames must keep on average: 64 KiB/s (half a megabit),
+ * as slow as a device on a poor cellular link uploads. The record deadline (10 s for each 64 KiB
+ * frame) allows a slower drip frame by frame, but at that pace one message could hold the message
+ * maximum (16 MiB) for 43 minutes.
+ */
+const MESSAGE_FLOOR_BYTES_PER_SECOND = 64 * 1024;
+
+/**
+ * The default message deadline for a message maximum: that many bytes at the floor rate (16 MiB: 256 s),
+ * and never under a minute, however small the maximum.
+ */
+export function defaultMessageTimeoutMs(maxMessageSizeV2: number): number {
+  return Math.max(60_000, Math.ceil(maxMessageSizeV2 / MESSAGE_FLOOR_BYTES_PER_SECOND) * 1000);
+}
+
 export const DEFAULT_LIMITS: ConnectionLimits = {
   maxMessageSize: legacy.DEFAULT_MAX_MESSAGE_SIZE,
   maxMessageSizeV2: v2.DEFAULT_MAX_MESSAGE_SIZE,
@@ -106,6 +130,8 @@ export const DEFAULT_LIMITS: ConnectionLimits = {
   idleTimeoutMs: 300_000,
   legacyIdleTimeoutMs: 0,
   maxSessionLifetimeMs: 0,
+  writeStallTimeoutMs: DEFAULT_WRITE_STALL_TIMEOUT_MS,
+  messageTimeoutMs: defaultMessageTimeoutMs(v2.DEFAULT_MAX_MESSAGE_SIZE),
   flushTimeoutMs: DEFAULT_FLUSH_TIMEOUT_MS,
 };
 
@@ -139,6 +165,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const stats = new ServerStats();
   const live = new Set<ServerConnection>();
   const limits = { ...DEFAULT_LIMITS, ...opts.limits };
+  // A raised (or lowered) message maximum moves the default message deadline with it.
+  if (opts.limits?.messageTimeoutMs === undefined) limits.messageTimeoutMs = defaultMessageTimeoutMs(limits.maxMessageSizeV2);
   const maxHandshaking = opts.maxHandshaking ?? 512;
   const maxConnections = opts.maxConnections ?? defaultMaxConnections(maxHandshaking);
   const admission = new HandshakeAdmission({ ...DEFAULT_ADMISSION, ...opts.admission, maxHandshaking });
@@ -155,7 +183,9 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     trustMs: DEFAULT_USER_BUDGET.trustSeconds * 1000,
     maxProvenSources: opts.failureLimit?.maxSources ?? DEFAULT_ADDRESS_BUDGET.maxSources,
   });
-  stats.defence = { admission, budget, curveCap, lookupGate };
+  // Every message in progress, over the sessions, holds at most this (unfinished-budget.ts).
+  const unfinished = new UnfinishedBudget(opts.maxUnfinishedBytes ?? defaultMaxUnfinishedBytes(v2.retainedLimit(limits.maxMessageSizeV2)));
+  stats.defence = { admission, budget, curveCap, lookupGate, unfinished };
   // Admission counts event-loop turns while it has fresh connections or runs over its cap (admission.ts).
   let turning = false;
   const countTurns = () => {
@@ -201,6 +231,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     admission,
     budget,
     clocks: new ClockWheel(clockGranularityMs(limits)),
+    unfinished,
   };
   const nudge = new CollectionNudge(opts.collectionIntervalMs ?? 50);
   const admit = (wire: Wire, headerMs = 0): WireEvents => {

@@ -39,7 +39,7 @@ test("deadline: the check re-arms for the time it returns, and stops on undefine
 test("partial-input deadline: progress keeps it alive, a stall expires it, complete input stops it", async () => {
   const m = { hasPartialInput: true, inputProgress: 0 };
   let expired = 0;
-  const owner = { partialInputExpired: () => void expired++ };
+  const owner = { partialInputExpired: () => void expired++, partialMessageExpired: () => assert.fail("no message is partial") };
   // A deadline far above the steps between frames: a loaded host's late timer (tens of ms) must not
   // look like a stall, nor a bare sleep stand for "it has expired by now" (session 8's flake audit).
   const p = new PartialInputDeadline(m, 300, owner);
@@ -91,4 +91,60 @@ test("deadline: after a stall longer than the deadline, bytes that arrived meanw
     client.destroy();
     await new Promise((r) => server.close(r));
   }
+});
+
+test("partial-input deadline: a message begun in pieces must complete within its own limit, frames notwithstanding; the next is timed afresh", async () => {
+  const m = { hasPartialInput: true, inputProgress: 0, hasPartialMessage: true, messagesStarted: 1 };
+  let inputExpired = 0;
+  let messageExpired = 0;
+  const owner = { partialInputExpired: () => void inputExpired++, partialMessageExpired: () => void messageExpired++ };
+  // Record deadline 300 ms, message deadline 600 ms: a frame every 50 ms keeps the record deadline
+  // satisfied, so only the message deadline can end it.
+  const p = new PartialInputDeadline(m, 300, owner, 600);
+  const begun = performance.now();
+  p.watch();
+  for (let i = 0; i < 200 && messageExpired === 0; i++) {
+    await sleep(50);
+    m.inputProgress++;
+    p.watch();
+  }
+  assert.equal(messageExpired, 1, "the message did not complete in time");
+  assert.ok(performance.now() - begun >= 600, "not before its limit");
+  assert.equal(inputExpired, 0, "frames kept completing");
+
+  // A message that completes in time, then another: the second gets its whole limit from its own start.
+  const q = new PartialInputDeadline(m, 300, owner, 600);
+  messageExpired = 0;
+  m.messagesStarted = 2;
+  q.watch();
+  for (let i = 0; i < 8; i++) {
+    await sleep(50);
+    m.inputProgress++;
+    q.watch();
+  }
+  m.messagesStarted = 3; // the first completed and a new one began, 400 ms into the first's 600
+  const second = performance.now();
+  for (let i = 0; i < 200 && messageExpired === 0; i++) {
+    await sleep(50);
+    m.inputProgress++;
+    q.watch();
+  }
+  assert.equal(messageExpired, 1);
+  assert.ok(performance.now() - second >= 600, "the second message was timed from its own start");
+  q.cancel();
+});
+
+test("partial-input deadline: with no message limit, a partial message is bounded by the record deadline only", async () => {
+  const m = { hasPartialInput: true, inputProgress: 0, hasPartialMessage: true, messagesStarted: 1 };
+  let expired = 0;
+  const p = new PartialInputDeadline(m, 200, { partialInputExpired: () => void expired++, partialMessageExpired: () => assert.fail("no message limit") });
+  p.watch();
+  for (let i = 0; i < 20; i++) {
+    await sleep(30);
+    m.inputProgress++;
+    p.watch();
+  }
+  assert.equal(expired, 0);
+  for (let i = 0; i < 200 && expired === 0; i++) await sleep(5);
+  assert.equal(expired, 1, "no frame in a record deadline");
 });

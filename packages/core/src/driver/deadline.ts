@@ -4,7 +4,7 @@
  * messages. When the timer fires, the driver's check looks at what has happened since and either
  * declares the deadline passed or asks to look again later.
  */
-import type { Machine } from "../machine.ts";
+import type { Machine, ServerMachine } from "../machine.ts";
 
 export class Deadline {
   private timer: ReturnType<typeof setTimeout> | undefined;
@@ -47,43 +47,97 @@ export class Deadline {
   }
 }
 
-/** Told once a partly received record or frame has passed its deadline (PartialInputDeadline). */
+/** Told once partial input has passed its deadline (PartialInputDeadline). */
 export interface PartialInputOwner {
+  /** A partly received record or frame completed nothing within the record deadline. */
   partialInputExpired(): void;
+  /** A message begun in several pieces did not complete within the message deadline. */
+  partialMessageExpired(): void;
 }
 
+/** What the deadline reads of the machine: the message facts only where the version has them (ServerMachine). */
+type WatchedMachine = Pick<Machine, "hasPartialInput" | "inputProgress"> & Partial<Pick<ServerMachine, "hasPartialMessage" | "messagesStarted">>;
+
 /**
- * A partly received record or frame must complete within `ms`, however slowly it dribbles. When the
- * timer fires, input that is still partial and has not completed a single record or frame since the
- * timer was armed has passed its deadline; otherwise it re-arms. A sender streaming large frames
- * back to back (every read ending mid-frame) keeps completing frames, so it is never cut off.
+ * Two bounds on partial input, on one timer.
+ *
+ * A partly received record or frame must complete within `ms`, however slowly it dribbles: when the
+ * timer fires, input that is still partial and has not completed a single record or frame in `ms`
+ * has passed its deadline; otherwise it looks again. A sender streaming large frames back to back
+ * (every read ending mid-frame) keeps completing frames, so it is never cut off.
+ *
+ * A message spread over several frames (v2's "more to follow" chunks) must also complete within
+ * `messageMs` of its first chunk (0: no bound), pings and other frames notwithstanding: each frame
+ * advances inputProgress, so without it a peer could hold one unfinished message, and up to the
+ * message maximum of memory, for ever at one ping per record deadline (attacker review, session 8).
+ * Its start is the first watch() (after a read) that sees it: the machine says only that a message
+ * is partial and how many have begun (no clock in the machine).
  */
 export class PartialInputDeadline extends Deadline {
-  private readonly machine: Pick<Machine, "hasPartialInput" | "inputProgress">;
+  private readonly machine: WatchedMachine;
   private readonly ms: number;
+  private readonly messageMs: number;
   private readonly owner: PartialInputOwner;
+  /** inputProgress at the look that first saw it, and when that was. */
+  private progress = 0;
+  private progressSeenAt = 0;
+  /** The unfinished message timed (its messagesStarted count; -1 none yet) and when it was first seen. */
+  private message = -1;
+  private messageSeenAt = 0;
 
   // One object per session, not three: the owner is told through an interface, not a closure with
   // its scope; a fleet holds tens of thousands of them (the fleet bench, issue 13).
-  constructor(machine: Pick<Machine, "hasPartialInput" | "inputProgress">, ms: number, owner: PartialInputOwner) {
+  constructor(machine: WatchedMachine, ms: number, owner: PartialInputOwner, messageMs = 0) {
     super();
     this.machine = machine;
     this.ms = ms;
     this.owner = owner;
+    this.messageMs = messageMs;
   }
 
-  /** After a read: starts watching if input is left partial and nothing watches it yet. */
+  /** After a read: notes a message that has begun, and starts watching if input is left partial. */
   watch(): void {
+    this.noteMessage();
     if (this.armed || !this.machine.hasPartialInput) return;
-    let progress = this.machine.inputProgress;
-    this.arm(this.ms, () => {
-      if (!this.machine.hasPartialInput) return undefined;
-      if (this.machine.inputProgress === progress) {
-        this.owner.partialInputExpired();
-        return undefined;
-      }
-      progress = this.machine.inputProgress;
-      return this.ms;
-    });
+    this.progress = this.machine.inputProgress;
+    this.progressSeenAt = performance.now();
+    this.arm(this.untilNextLook(this.progressSeenAt), () => this.look());
+  }
+
+  /** The timer's check: ms until the next look, or undefined (expired, or nothing partial). */
+  private look(): number | undefined {
+    if (!this.machine.hasPartialInput) return undefined;
+    const now = performance.now();
+    this.noteMessage(now);
+    if (this.messageOpen && now - this.messageSeenAt >= this.messageMs) {
+      this.owner.partialMessageExpired();
+      return undefined;
+    }
+    if (this.machine.inputProgress !== this.progress) {
+      this.progress = this.machine.inputProgress;
+      this.progressSeenAt = now;
+    } else if (now - this.progressSeenAt >= this.ms) {
+      this.owner.partialInputExpired();
+      return undefined;
+    }
+    return this.untilNextLook(now);
+  }
+
+  /** Starts timing a message begun since the last one timed. */
+  private noteMessage(now?: number): void {
+    if (this.messageMs > 0 && this.machine.hasPartialMessage && this.machine.messagesStarted !== this.message) {
+      this.message = this.machine.messagesStarted!;
+      this.messageSeenAt = now ?? performance.now();
+    }
+  }
+
+  /** A message is partial and timed (noted by watch()). */
+  private get messageOpen(): boolean {
+    return this.messageMs > 0 && this.machine.hasPartialMessage === true && this.machine.messagesStarted === this.message;
+  }
+
+  private untilNextLook(now: number): number {
+    const at = this.messageOpen ? Math.min(this.progressSeenAt + this.ms, this.messageSeenAt + this.messageMs) : this.progressSeenAt + this.ms;
+    return Math.max(1, at - now);
   }
 }

@@ -151,6 +151,19 @@ export class LegacyServer implements ServerMachine {
     return this.inbox.length > 0;
   }
 
+  /** A reference message is one record: a partial one is partial input (its record deadline). */
+  get hasPartialMessage(): boolean {
+    return false;
+  }
+
+  get messagesStarted(): number {
+    return 0;
+  }
+
+  get partialMessageBytes(): number {
+    return 0;
+  }
+
   /** Feeds bytes from the peer. Throws an NstpError when the connection must close. */
   receive(chunk: Uint8Array): Output[] {
     const out: Output[] = [];

@@ -23,6 +23,8 @@ class BunWire implements Wire, Slot {
   /** What the socket has not taken yet; made on the first partial write, dropped once empty. */
   private queue: Uint8Array[] | undefined;
   private queued = 0;
+  /** Bytes the socket has taken (Wire.bytesSent). */
+  private sent = 0;
   /** end()'s flush deadline: Bun's socket.end() waits for ever for a peer that stops reading. */
   private flushDeadline: ReturnType<typeof setTimeout> | undefined;
   /** end() was called (its deadline is set then, and never unset): no field of its own, see Slot. */
@@ -54,6 +56,10 @@ class BunWire implements Wire, Slot {
     return this.queued;
   }
 
+  get bytesSent(): number {
+    return this.sent;
+  }
+
   /**
    * Bun's socket.write takes what the kernel accepts at once and keeps nothing; what is left is
    * copied into the queue, so the caller may reuse its buffer as soon as write() returns.
@@ -71,6 +77,7 @@ class BunWire implements Wire, Slot {
     }
     const n = this.socket.write(data);
     if (n < 0) return;
+    this.sent += n;
     if (n < data.length) {
       const rest = data.slice(n);
       (this.queue ??= []).push(rest);
@@ -84,7 +91,8 @@ class BunWire implements Wire, Slot {
       const head = this.queue[0]!;
       const n = this.socket.write(head);
       if (n < 0) return false;
-      this.queued -= Math.max(0, n);
+      this.queued -= n;
+      this.sent += n;
       if (n < head.length) {
         this.queue[0] = head.subarray(n);
         return false;

@@ -32,8 +32,28 @@ function wrap(socket: net.Socket, flushTimeoutMs = DEFAULT_FLUSH_TIMEOUT_MS): Wi
     get bufferedAmount() {
       return socket.writableLength;
     },
+    get bytesSent() {
+      return bytesSent(socket);
+    },
     remoteAddress: socket.remoteAddress ?? "unknown",
   };
+}
+
+/**
+ * Wire.bytesSent on node:net: what was dispatched to libuv (bytesWritten counts the chunks still in
+ * the stream's buffer too) less what libuv still holds (its write queue: a write in flight shrinks
+ * there as the kernel takes part of it). writableLength alone moves only when a whole write completes,
+ * and a writev of a megabyte to a slow reader can take minutes, every one of them a live peer's
+ * progress. The handle's writeQueueSize (libuv's uv_stream_get_write_queue_size) is not a documented
+ * API; where it is missing (another runtime's node:net), completed writes are what counts.
+ */
+function bytesSent(socket: net.Socket): number {
+  const internals = socket as unknown as { writableBuffer?: { chunk: Uint8Array }[]; _handle?: { writeQueueSize?: number } };
+  const inLibuv = internals._handle?.writeQueueSize;
+  if (inLibuv === undefined || !internals.writableBuffer) return socket.bytesWritten - socket.writableLength;
+  let stillBuffered = 0;
+  for (const entry of internals.writableBuffer) stillBuffered += entry.chunk.length;
+  return socket.bytesWritten - stillBuffered - inLibuv;
 }
 
 function keepAlive(socket: net.Socket, ms = DEFAULT_TCP_KEEPALIVE_MS): void {

@@ -18,6 +18,12 @@ export interface Wire {
   /** Bytes accepted by write() but not yet handed to the kernel. */
   readonly bufferedAmount: number;
   /**
+   * Bytes handed to the kernel so far (it took them into the socket's send buffer), counted as
+   * partial writes happen: it advances whenever the peer makes room by reading, and stands still
+   * while the peer reads nothing. The server's write-stall deadline watches it (lifetime.ts).
+   */
+  readonly bytesSent: number;
+  /**
    * True when write() has handed every byte to the kernel or copied what it keeps before it returns,
    * so the caller may reuse the buffer it wrote from (the v2 writer's per-thread output: SealOptions
    * `transient`). Absent or false where the transport keeps a reference to the bytes until they have

@@ -47,6 +47,8 @@ export class MessageAssembly {
   /** Bytes of memory the pieces and the run keep alive. */
   private retained = 0;
   private begun = false;
+  /** Messages begun so far (their first "more to follow" chunk arrived). */
+  private begunCount = 0;
 
   constructor(maxMessageSize: number) {
     this.maxMessageSize = maxMessageSize;
@@ -56,6 +58,14 @@ export class MessageAssembly {
   /** True while a message is partly assembled (one "more to follow" chunk has arrived). */
   get started(): boolean {
     return this.begun;
+  }
+
+  /**
+   * Messages whose first "more to follow" chunk has arrived so far: with `started`, it tells the
+   * driver's message deadline one unfinished message from the next (driver/deadline.ts).
+   */
+  get startedCount(): number {
+    return this.begunCount;
   }
 
   /** Bytes of memory the message so far keeps alive. */
@@ -71,7 +81,10 @@ export class MessageAssembly {
   /** Adds the "more to follow" body at `frame[start, start + length)`. */
   add(frame: Uint8Array, start: number, length: number): void {
     this.check(length);
-    this.begun = true;
+    if (!this.begun) {
+      this.begun = true;
+      this.begunCount++;
+    }
     if (length === 0) return;
     const backing = frame.buffer.byteLength;
     if (length >= KEEP_IN_PLACE_MIN && 2 * length >= backing) {

@@ -83,6 +83,18 @@ export abstract class V2Endpoint<S extends { kind: string }> implements Deferred
     return this.channel()?.reader.hasPartialInput ?? false;
   }
 
+  get hasPartialMessage(): boolean {
+    return this.channel()?.reader.hasPartialMessage ?? false;
+  }
+
+  get messagesStarted(): number {
+    return this.channel()?.reader.messagesStarted ?? 0;
+  }
+
+  get partialMessageBytes(): number {
+    return this.channel()?.reader.partialMessageBytes ?? 0;
+  }
+
   /** Records or frames completed so far (the driver's partial-input deadline watches it). */
   get inputProgress(): number {
     return this.channel()?.reader.frames ?? 0;

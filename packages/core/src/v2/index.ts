@@ -6,3 +6,4 @@ export * from "./channel.ts";
 export * from "./endpoint.ts";
 export * from "./client.ts";
 export * from "./server.ts";
+export { retainedLimit } from "./assembly.ts";

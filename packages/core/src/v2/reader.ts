@@ -53,6 +53,21 @@ export class FrameReader {
     return this.partial.length > 0 || this.message.started;
   }
 
+  /** A message is partly assembled: its first "more to follow" chunk arrived, its last has not. */
+  get hasPartialMessage(): boolean {
+    return this.message.started;
+  }
+
+  /** Bytes of memory the unfinished message keeps alive (MessageAssembly.retainedBytes). */
+  get partialMessageBytes(): number {
+    return this.message.retainedBytes;
+  }
+
+  /** Messages begun in more than one chunk so far (MessageAssembly.startedCount). */
+  get messagesStarted(): number {
+    return this.message.startedCount;
+  }
+
   get closed(): boolean {
     return this.closedByPeer;
   }
