@@ -91,8 +91,10 @@ async function main(): Promise<{ host: string; port: number; close(): Promise<vo
     // message 3, so with the default budget of 20 at most 20 handshakes of one user are in flight.)
     failureLimit: { burst: 1e9, refillPerSecond: 1e9 },
     userBudget: { burst: 1e9, refillPerSecond: 1e9 },
-    // Likewise one source may fill the pool's queue with v3 curve steps (curve-cap.ts), as before that cap.
+    // Likewise one source, and the sources not yet proven, may fill the pool's queue with v3 curve
+    // steps (curve-cap.ts), as before those caps.
     maxCurveStepsPerSource: pool?.maxQueue,
+    maxCurveStepsUnproven: pool?.maxQueue,
     limits: { maxPendingMessages: 1 << 16, writeHighWaterMark: 4 << 20 },
     trustedProxies: values["trusted-proxies"]?.split(","),
     // NSTP_BENCH_LOG=FILE appends the server's debug log there, to see why sessions end (never keys or

@@ -28,6 +28,7 @@ const USAGE = `usage: server [--port N] [--host H] [--device-salt HEX] [--users 
               [--handshake-timeout SECONDS] [--record-timeout SECONDS] [--log-level L] [--log-format json|pretty]
               [--metrics HOST:PORT] [--summary-interval SECONDS] [--shutdown-grace SECONDS]
               [--max-handshaking N] [--handshake-stall-ms MS] [--handshake-silent-ms MS] [--curve-steps-per-source N]
+              [--curve-steps-unproven N]
               [--address-guesses BURST] [--address-guess-rate PER_SECOND]
               [--user-guesses BURST] [--user-guess-rate PER_SECOND]
               [--idle-timeout SECONDS] [--legacy-idle-timeout SECONDS] [--max-session-lifetime SECONDS]
@@ -57,7 +58,9 @@ waiting not counted (the one stalled earliest is closed); else it is refused bus
 Each password judged takes a guess from its address (20, refilled at 1/s; then it fails like a
 wrong password) and from its username (20, 1/s; then it waits, up to half the handshake timeout).
 A v3 curve step waits in the worker pool's queue (64 a thread; full: busy), of which one source (an
-address, an IPv6 /64) may hold --curve-steps-per-source (default an eighth of the queue; then busy too).
+address, an IPv6 /64) may hold --curve-steps-per-source (default an eighth of the queue; then busy too),
+and every source no session was established from in the last 24 hours, together, --curve-steps-unproven
+(default half the queue): strangers from many addresses leave known devices the other half.
 Devices behind one NAT, or a proxy not in --trusted-proxies, share that: raise it for them.
 --users FILE.json (SIGHUP reloads it), users.db or sqlite:PATH (SQLite), or postgres://USER@HOST/DB
 (PostgreSQL; its password from PGPASSWORD, not the URL, which ps shows): database changes reach every
@@ -96,6 +99,7 @@ async function main(): Promise<void> {
       "handshake-stall-ms": { type: "string", default: String(DEFAULT_ADMISSION.stallMs) },
       "handshake-silent-ms": { type: "string", default: String(DEFAULT_ADMISSION.silentMs) },
       "curve-steps-per-source": { type: "string" },
+      "curve-steps-unproven": { type: "string" },
       "address-guesses": { type: "string", default: "20" },
       "address-guess-rate": { type: "string", default: "1" },
       "user-guesses": { type: "string", default: "20" },
@@ -220,6 +224,7 @@ async function main(): Promise<void> {
     maxConnections,
     pool,
     maxCurveStepsPerSource: values["curve-steps-per-source"] !== undefined ? parseIntArg("--curve-steps-per-source", values["curve-steps-per-source"], 1, 1 << 20) : undefined,
+    maxCurveStepsUnproven: values["curve-steps-unproven"] !== undefined ? parseIntArg("--curve-steps-unproven", values["curve-steps-unproven"], 1, 1 << 20) : undefined,
     // Workers share the port (supervisor.ts); a single process may too, harmlessly.
     reusePort: process.env.NSTP_WORKER !== undefined,
     failureLimit: {

@@ -5,8 +5,9 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { curvePlacement } from "@nstp/core/pool";
-import { dial, Reader, V3PeerHandshake, within } from "@nstp/testkit";
-import { CurveStepCap, defaultCurveStepsPerSource } from "./curve-cap.ts";
+import { dial, Reader, V3PeerHandshake, v3Handshake, within } from "@nstp/testkit";
+import { CurveStepCap, defaultCurveStepsPerSource, defaultCurveStepsUnproven } from "./curve-cap.ts";
+import { ProvenSources } from "./proven-sources.ts";
 import { defenceSeries } from "./defence-metrics.ts";
 import { ALICE, heldPool, startPoolServer } from "./testing/v3-pool-server.ts";
 
@@ -103,6 +104,77 @@ test("v3: a source at its cap of curve steps in flight is refused busy, another'
     await refusedBusy(await hello(server.port, A), "A at its cap once more");
     const series = defenceSeries(server.stats.defence!).find((d) => d.name === "nstp_curve_steps_over_source_cap_total");
     assert.deepEqual(series?.samples, [[3]], "the cap's three refusals, in the metrics (the queue's not among them)");
+  } finally {
+    curvePlacement.inlineQuietUntilMs = quiet;
+    pool.hold = false;
+    while (pool.held.length > 0) pool.held.shift()!();
+    for (const r of open) r.socket.destroy();
+    await server.close({ graceMs: 0 });
+  }
+});
+
+test("curve cap: sources not proven share one cap however many there are; a proven source is outside it; places come back to the cap they were taken from", () => {
+  let now = 0;
+  const proven = new ProvenSources({ trustMs: 1000, max: 8, now: () => now });
+  const cap = new CurveStepCap(2, { proven, maxUnproven: 3 });
+  proven.confirmed("10.0.0.9");
+  const strangers = ["10.0.0.1", "10.0.0.2", "2001:db8:0:1::1"].map((a) => cap.take(a)!);
+  assert.ok(strangers.every((p) => p?.unproven), "three strangers, each from a source of its own");
+  assert.equal(cap.take("2001:db8:0:2::1"), undefined, "a fourth source is refused: the strangers' cap, not its own");
+  assert.equal(cap.refusedUnproven, 1);
+  assert.equal(cap.refused, 0);
+  const known = cap.take("10.0.0.9");
+  assert.equal(known?.unproven, false, "a proven source is not counted with them");
+  assert.ok(cap.take("10.0.0.9") !== undefined);
+  assert.equal(cap.take("10.0.0.9"), undefined, "but still has its own cap");
+  assert.equal(cap.refused, 1);
+  // A stranger's source proven while its step is out: its place still goes back to the strangers' cap.
+  proven.confirmed("10.0.0.1");
+  cap.release(strangers[0]!);
+  assert.equal(cap.unprovenSteps, 2);
+  assert.ok(cap.take("10.0.0.1")?.unproven === false, "proven now");
+  assert.ok(cap.take("10.0.0.3")?.unproven, "the strangers' place came back");
+  assert.equal(cap.take("10.0.0.4"), undefined);
+  // Proof lapses after trustMs.
+  now = 2000;
+  assert.equal(cap.take("10.0.0.9"), undefined, "10.0.0.9 is a stranger again, and the strangers are at their cap");
+  assert.throws(() => new CurveStepCap(2, { proven, maxUnproven: 0 }), RangeError);
+  assert.equal(defaultCurveStepsUnproven(64), 32);
+  assert.equal(defaultCurveStepsUnproven(1), 1);
+});
+
+test("v3: strangers from many sources fill only their share of the queue; a device from a source where a session was established still gets its curve step run", async () => {
+  const pool = heldPool();
+  const server = await startPoolServer(pool, { maxCurveStepsPerSource: 2, maxCurveStepsUnproven: 3 });
+  const quiet = curvePlacement.inlineQuietUntilMs;
+  const open: Reader[] = [];
+  try {
+    // A device logs in from A (127.0.0.1): A is proven from then on.
+    const device = await v3Handshake(server.port, ALICE);
+    device.send([Buffer.from("hello")]);
+    assert.deepEqual(await device.receive(), Buffer.from("hello"), "established");
+    device.destroy();
+    pool.hold = true;
+    curvePlacement.inlineQuietUntilMs = Number.POSITIVE_INFINITY;
+    const reachPool = async (from: string, what: string) => {
+      const n = pool.held.length;
+      const r = await hello(server.port, from);
+      open.push(r);
+      assert.ok(await within(5000, () => pool.held.length === n + 1), `${what}: its curve step reached the pool`);
+      return r;
+    };
+    // Strangers, one step from each of three sources: their shared cap.
+    const first = await reachPool("127.0.0.2", "stranger 2");
+    await reachPool("127.0.0.3", "stranger 3");
+    await reachPool("127.0.0.4", "stranger 4");
+    await refusedBusy(await hello(server.port, "127.0.0.5"), "a fourth stranger's source, under its own cap");
+    await reachPool(A, "the device's source, while strangers are at their cap");
+    // A stranger's step done: its place is the strangers' again.
+    pool.held.shift()!();
+    assert.equal((await first.read(99)).readUInt16BE(0), 97, "the first stranger's message 2");
+    await reachPool("127.0.0.5", "a stranger, once a place came back");
+    const series = defenceSeries(server.stats.defence!).find((d) => d.name === "nstp_curve_steps_over_unproven_cap_total");
+    assert.deepEqual(series?.samples, [[1]]);
   } finally {
     curvePlacement.inlineQuietUntilMs = quiet;
     pool.hold = false;

@@ -13,16 +13,24 @@
  * exactly as a full queue refuses it (handshake.ts curve()), so busy or close still tells nothing
  * about user or password.
  *
- * What it does not bound (the second review of session 6): the key is the source, and a client with
- * a valid password gets every guess back, so one that controls many sources (eight IPv6 /64s of a
- * /56) can still fill the queue at no cost; with the noble backend, whose AEAD batches may take three
- * quarters of the queue (CryptoPool.handshakeReserve), two sources fill the rest. A cap per claimed
- * user would close that, but a fleet that shares one password under one name (this library's first
- * use) would then share one cap for all its devices. Left as it is; the README says so.
+ * What the per-source cap does not bound (the second review of session 6, and the red team of session
+ * 8): many sources together. A stranger needs no password to cost a curve step (any valid point will
+ * do as its share; the guess it is charged buys it nothing else), and one IPv6 customer holds 256 /64s
+ * (a /56), so with the per-source cap alone strangers could keep the queue full and every v3 device
+ * would be refused busy for as long as they liked. So the sources no peer has proven its key from
+ * lately (proven-sources.ts; the guessing budget's trustSeconds) share one cap among them all,
+ * `maxUnproven` steps in flight (default half the pool's queue): however many sources a stranger
+ * holds, devices that have logged in from their addresses before keep the other half. What is left:
+ * a device that has never logged in from its address (a new one; and every device just after the
+ * server restarted, since proven sources are remembered in memory) competes with the strangers for
+ * their half; a client holding a valid password proves its source and is not a stranger. A cap per
+ * claimed user would bound that last one, but a fleet that shares one password under one name (this
+ * library's first use) would then share one cap for all its devices. The README says so.
  *
  * Without a pool the step runs inline in the machine: there is no queue to fill and no cap.
  */
 import { budgetSource } from "./budget.ts";
+import type { ProvenSources } from "./proven-sources.ts";
 
 /**
  * The default cap is this fraction of the pool's queue (CryptoPool.maxQueue: 64 steps per thread),
@@ -38,47 +46,98 @@ export function defaultCurveStepsPerSource(maxQueue: number): number {
   return Math.max(1, Math.floor(maxQueue * CURVE_QUEUE_SHARE_PER_SOURCE));
 }
 
+/**
+ * What every source not proven lately may hold together: half the pool's queue. The other half is
+ * left to devices that have logged in from their addresses before; half is still 32 steps per pool
+ * thread, far more than the thread runs while a handshake waits (a step is 4-17 ms: a queue of 32 is
+ * 0.1-0.5 s of work), so a burst of new devices is slowed by it no more than by the queue itself.
+ */
+export const CURVE_QUEUE_SHARE_UNPROVEN = 1 / 2;
+
+/** The default `maxCurveStepsUnproven` for a pool whose queue holds `maxQueue` tasks. */
+export function defaultCurveStepsUnproven(maxQueue: number): number {
+  return Math.max(1, Math.floor(maxQueue * CURVE_QUEUE_SHARE_UNPROVEN));
+}
+
+/** A place for one curve step, to give back to release() once. */
+export interface CurvePlace {
+  readonly source: string;
+  /** Counted in the strangers' shared cap (its source was not proven when it was taken). */
+  readonly unproven: boolean;
+}
+
+export interface CurveStepCapOptions {
+  /** Sources a peer proved its key from lately (the server's, shared with lookup-gate.ts). */
+  proven: ProvenSources;
+  /** Steps in flight from every source not proven, together. */
+  maxUnproven: number;
+}
+
 export class CurveStepCap {
   readonly max: number;
+  readonly maxUnproven: number;
+  private readonly proven: ProvenSources | undefined;
   /**
    * Source -> its curve steps in flight. Only sources with a step in flight are held (an entry goes
    * at zero), so its size is bounded by the handshakes in progress (the handshake cap).
    */
   private readonly inFlight = new Map<string, number>();
+  /** Steps in flight that were taken by sources not proven (the strangers' shared cap). */
+  private unprovenInFlight = 0;
   /** Steps refused for their source being at the cap (for tests and metrics). */
   refused = 0;
+  /** Steps refused for the sources not proven being at their shared cap (for tests and metrics). */
+  refusedUnproven = 0;
 
-  constructor(max: number) {
+  /** Without `shared`, only the per-source cap applies. */
+  constructor(max: number, shared?: CurveStepCapOptions) {
     if (!Number.isInteger(max) || max < 1) throw new RangeError(`maxCurveStepsPerSource must be an integer >= 1, got ${max}`);
+    const maxUnproven = shared?.maxUnproven ?? Number.POSITIVE_INFINITY;
+    if (shared && (!Number.isInteger(maxUnproven) || maxUnproven < 1)) throw new RangeError(`maxCurveStepsUnproven must be an integer >= 1, got ${maxUnproven}`);
     this.max = max;
+    this.maxUnproven = maxUnproven;
+    this.proven = shared?.proven;
   }
 
   /**
-   * Takes a place for a curve step from `address`: the source key to give back to release(), or
-   * undefined if its source is at the cap (the step must not run).
+   * Takes a place for a curve step from `address`: the place to give back to release(), or undefined
+   * if its source is at its cap, or it is not proven and the unproven sources are at theirs (the step
+   * must not run).
    */
-  take(address: string): string | undefined {
+  take(address: string): CurvePlace | undefined {
     const source = budgetSource(address);
     const n = this.inFlight.get(source) ?? 0;
     if (n >= this.max) {
       this.refused++;
       return undefined;
     }
+    const unproven = this.proven !== undefined && !this.proven.has(source);
+    if (unproven && this.unprovenInFlight >= this.maxUnproven) {
+      this.refusedUnproven++;
+      return undefined;
+    }
     this.inFlight.set(source, n + 1);
-    return source;
+    if (unproven) this.unprovenInFlight++;
+    return { source, unproven };
   }
 
   /** Gives back a place that take() returned; the caller gives each back exactly once. */
-  release(source: string): void {
-    const n = this.inFlight.get(source);
+  release(place: CurvePlace): void {
+    const n = this.inFlight.get(place.source);
     if (n === undefined) return;
-    if (n <= 1) this.inFlight.delete(source);
-    else this.inFlight.set(source, n - 1);
+    if (n <= 1) this.inFlight.delete(place.source);
+    else this.inFlight.set(place.source, n - 1);
+    if (place.unproven) this.unprovenInFlight--;
   }
 
   /** Steps in flight from `address`'s source. */
   inFlightFrom(address: string): number {
     return this.inFlight.get(budgetSource(address)) ?? 0;
+  }
+
+  /** Steps in flight from sources not proven, together. */
+  get unprovenSteps(): number {
+    return this.unprovenInFlight;
   }
 
   /** Sources with a step in flight (the map's size). */

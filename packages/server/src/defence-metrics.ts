@@ -28,10 +28,16 @@ export interface Series {
 export function defenceSeries({ admission: a, budget: b, curveCap, lookupGate, unfinished }: DefenceSources): Series[] {
   const c = b.counts;
   const capped: Series[] = curveCap
-    ? [{ name: "nstp_curve_steps_over_source_cap_total", type: "counter", help: "v3 curve steps refused busy: their source had its share of the pool's queue in flight.", samples: [[curveCap.refused]] }]
+    ? [
+        { name: "nstp_curve_steps_over_source_cap_total", type: "counter", help: "v3 curve steps refused busy: their source had its share of the pool's queue in flight.", samples: [[curveCap.refused]] },
+        { name: "nstp_curve_steps_over_unproven_cap_total", type: "counter", help: "v3 curve steps refused busy: the sources no peer proved its key from lately had their half of the pool's queue in flight.", samples: [[curveCap.refusedUnproven]] },
+      ]
     : [];
   const gated: Series[] = lookupGate
-    ? [{ name: "nstp_key_lookups_over_source_cap_total", type: "counter", help: "Handshakes refused busy: their source had its share of key lookups beyond the store's cache under way.", samples: [[lookupGate.refused]] }]
+    ? [
+        { name: "nstp_key_lookups_over_source_cap_total", type: "counter", help: "Handshakes refused busy: their source had its share of key lookups beyond the store's cache under way.", samples: [[lookupGate.refused]] },
+        { name: "nstp_key_lookups_over_unproven_cap_total", type: "counter", help: "Handshakes refused busy: the sources no peer proved its key from lately had their half of the store's lookups under way.", samples: [[lookupGate.refusedUnproven]] },
+      ]
     : [];
   return [
     { name: "nstp_handshake_evictions_total", type: "counter", help: "Handshakes closed to admit a newcomer at the cap (stalled longest).", samples: [[a.evictions]] },

@@ -10,6 +10,7 @@ import { CurveRefusal, runCurveJob } from "@nstp/core/pool";
 import type { Contender } from "./admission.ts";
 import type { Ticket } from "./budget.ts";
 import type { ConnectionContext } from "./connection-context.ts";
+import type { CurvePlace } from "./curve-cap.ts";
 import { type KeyAnswer, type KeyStore, asCredential, sourceAtLookupCap } from "./credentials.ts";
 import { isThenable } from "./thenable.ts";
 
@@ -46,7 +47,7 @@ export class ServerHandshake {
   private key: { username: string; credential: Credential | undefined } | undefined;
   private ticket: Ticket | undefined;
   /** The source whose place (curve-cap.ts) this connection's curve step holds while it is in flight. */
-  private curveSource: string | undefined;
+  private curveSource: CurvePlace | undefined;
   /** Waits out the user's backoff before judging (budget.ts); armed only while it does. */
   private readonly judgeDelay = new Deadline();
   /**
@@ -228,7 +229,7 @@ export class ServerHandshake {
     this.waitBegins(true);
     const step =
       cap && source === undefined
-        ? Promise.resolve(new CurveRefusal(undefined, "this source's curve steps in flight at their cap"))
+        ? Promise.resolve(new CurveRefusal(undefined, "this source's (or the unproven sources') curve steps in flight at their cap"))
         : runCurveJob(job, this.ctx.curvePool, { signal: this.abort?.signal });
     void step.then((result) => {
       this.waitEnds();

@@ -8,7 +8,7 @@ import { derivePsk } from "@nstp/core";
 import { nativeBackend } from "@nstp/core/crypto/native";
 import { Reader, dial, v2Handshake, within } from "@nstp/testkit";
 import { PasswordKeyStore } from "./credentials.ts";
-import { DEFAULT_UNCACHED_LOOKUPS_PER_SOURCE, LookupGate, defaultUncachedLookupsPerSource } from "./lookup-gate.ts";
+import { DEFAULT_UNCACHED_LOOKUPS_PER_SOURCE, LookupGate, defaultUncachedLookupsPerSource, defaultUncachedLookupsUnproven } from "./lookup-gate.ts";
 import { startServer } from "./server.ts";
 
 const A = "127.0.0.1";
@@ -56,6 +56,28 @@ test("lookup gate: the default is an eighth of the store's pending bound, at lea
   assert.equal(defaultUncachedLookupsPerSource(undefined), DEFAULT_UNCACHED_LOOKUPS_PER_SOURCE);
 });
 
+test("lookup gate: sources not proven share one cap however many there are, refused before the store is asked; places go back to it once", () => {
+  let now = 0;
+  const gate = new LookupGate({ maxPerSource: 2, maxUnproven: 3, trustMs: 1000, maxProvenSources: 8, now: () => now });
+  gate.confirmed("10.0.0.9");
+  const places = ["10.0.0.1", "10.0.0.2", "2001:db8:0:1::1"].map((a) => gate.admitFor(a)!()!);
+  assert.equal(gate.unprovenLookups, 3);
+  assert.equal(gate.admitFor("2001:db8:0:2::1"), undefined, "a fourth source is refused before the store is asked: the shared cap");
+  assert.equal(gate.admitFor("10.0.0.1"), undefined, "and so is a source under its own cap");
+  assert.equal(gate.refusedUnproven, 2);
+  assert.equal(gate.refused, 0);
+  for (let i = 0; i < 10; i++) assert.ok(gate.admitFor("10.0.0.9")!(), "a proven source is outside it");
+  places[0]!();
+  places[0]!(); // once only
+  assert.equal(gate.unprovenLookups, 2);
+  assert.ok(gate.admitFor("10.0.0.5")!(), "a place came back");
+  now = 2000;
+  assert.equal(gate.admitFor("10.0.0.9"), undefined, "proof lapsed: a stranger again, and the strangers are at their cap");
+  assert.equal(defaultUncachedLookupsUnproven(130), 65);
+  assert.equal(defaultUncachedLookupsUnproven(undefined), Number.POSITIVE_INFINITY);
+  assert.throws(() => new LookupGate({ maxPerSource: 1, maxUnproven: 0, trustMs: 1, maxProvenSources: 1 }), RangeError);
+});
+
 /** A v2 preamble naming `username` (docs/PROTOCOL.md §v2), and nothing after it. */
 const preamble = (username: string) => {
   const user = Buffer.from(username, "utf8");
@@ -93,6 +115,41 @@ test("a flood of preambles with random names from one source does not get a know
     socket.write(Buffer.concat([preamble("alice"), Buffer.from([0, 48]), Buffer.alloc(48, 1)]));
     assert.deepEqual(await r.read(2), Buffer.from([0, 0]), "the busy signal in place of message 2");
     assert.deepEqual(await r.closedWithin(5000), { closed: true, extra: 0 });
+  } finally {
+    for (const r of open) r.socket.destroy();
+    await server.close({ graceMs: 0 });
+  }
+});
+
+test("strangers flooding preambles from many sources fill only their half of the store's lookups: a device from a source where a session was established still gets an uncached key", async () => {
+  const deviceSalt = new Uint8Array(16);
+  const passwords = new Map([["alice", "a"], ["bob", "b"]]);
+  // maxPending 12: strangers together may have 6 under way (half), each source 4.
+  const keys = new PasswordKeyStore({ deviceSalt, crypto: nativeBackend, lookup: (name) => passwords.get(name), unknownDelayMs: 5000, maxPending: 12 });
+  const server = await startServer({ keys, port: 0, deviceSalt, maxUncachedLookupsPerSource: 4, handler: (m) => m });
+  const open: Reader[] = [];
+  const login = async (username: string) => {
+    const psk = Buffer.from(await derivePsk(nativeBackend, { username, password: passwords.get(username)!, deviceSalt }));
+    const session = await v2Handshake(server.port, { username, psk, localAddress: A });
+    session.send([Buffer.from(username)]);
+    assert.deepEqual(await session.receive(10_000), Buffer.from(username), `${username} logged in`);
+    session.destroy();
+  };
+  try {
+    await login("alice"); // A is proven from now on
+    for (const from of ["127.0.0.2", "127.0.0.3", "127.0.0.4"]) {
+      for (let i = 0; i < 4; i++) {
+        const socket = await dial(server.port, "127.0.0.1", from);
+        socket.on("error", () => {});
+        socket.write(preamble(`random-${from}-${i}-${Math.random().toString(36).slice(2)}`));
+        socket.end();
+        open.push(new Reader(socket));
+      }
+    }
+    const gate = server.stats.defence!.lookupGate!;
+    assert.ok(await within(5000, () => gate.refusedUnproven >= 6), "past their six together, strangers were refused");
+    assert.equal(keys.pending, 6, "three sources hold the strangers' half of the pending lookups, no more");
+    await login("bob"); // uncached: a derivation, from a proven source, while strangers hold their half
   } finally {
     for (const r of open) r.socket.destroy();
     await server.close({ graceMs: 0 });

@@ -13,8 +13,9 @@ import { proxyAcceptor } from "./proxy-acceptor.ts";
 import { TrustedProxies } from "./trusted-proxies.ts";
 import { defaultMaxConnections } from "./capacity.ts";
 import { ClockWheel } from "./clock-wheel.ts";
-import { CurveStepCap, defaultCurveStepsPerSource } from "./curve-cap.ts";
-import { LookupGate, defaultUncachedLookupsPerSource } from "./lookup-gate.ts";
+import { CurveStepCap, defaultCurveStepsPerSource, defaultCurveStepsUnproven } from "./curve-cap.ts";
+import { ProvenSources } from "./proven-sources.ts";
+import { LookupGate, defaultUncachedLookupsPerSource, defaultUncachedLookupsUnproven } from "./lookup-gate.ts";
 import { DEFAULT_WRITE_STALL_TIMEOUT_MS, clockGranularityMs } from "./lifetime.ts";
 import { UnfinishedBudget, defaultMaxUnfinishedBytes } from "./unfinished-budget.ts";
 import { CollectionNudge } from "@nstp/core/node";
@@ -57,12 +58,26 @@ export interface ServerOptions {
    */
   maxCurveStepsPerSource?: number;
   /**
+   * With a pool: v3 curve steps in flight from every source no peer has proven its key from lately
+   * (a session established in the last 24 hours), together; beyond it their handshakes are refused
+   * busy, so strangers holding many sources leave devices known by their address the rest of the
+   * queue. Default half the pool's queue, at least 1 (curve-cap.ts).
+   */
+  maxCurveStepsUnproven?: number;
+  /**
    * Key lookups that miss the store's cache (a query, a derivation, an unknown name's delay) under way
    * at once per source address (an IPv6 source per /64); beyond it the handshake is refused busy. A
    * source where a session was established in the last 24 hours is exempt. Default an eighth of the
    * store's `maxPending`, at least 1; 8 for a store that does not say (lookup-gate.ts).
    */
   maxUncachedLookupsPerSource?: number;
+  /**
+   * Such lookups under way from every source no session was established from in the last 24 hours,
+   * together; beyond it their handshakes are refused busy, so strangers holding many addresses leave
+   * devices known by their address the rest of the store's bound. Default half the store's
+   * `maxPending`; no cap for a store that does not say (lookup-gate.ts).
+   */
+  maxUncachedLookupsUnproven?: number;
   limits?: Partial<ConnectionLimits>;
   /**
    * Bytes that unfinished v2 and v3 messages (begun in "more to follow" chunks) may hold, summed over
@@ -175,14 +190,24 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     user: { ...DEFAULT_USER_BUDGET, maxWaitMs: limits.handshakeTimeoutMs / 2, ...opts.userBudget },
     shared: opts.sharedUserBudget,
   });
-  // With a pool, one source may hold only its share of the pool's queue with curve steps (curve-cap.ts).
-  const curveCap = opts.pool ? new CurveStepCap(opts.maxCurveStepsPerSource ?? defaultCurveStepsPerSource(opts.pool.maxQueue)) : undefined;
+  // Sources a peer proved its key from lately: strangers' floods leave them their share (proven-sources.ts).
+  const proven = new ProvenSources({ trustMs: DEFAULT_USER_BUDGET.trustSeconds * 1000, max: opts.failureLimit?.maxSources ?? DEFAULT_ADDRESS_BUDGET.maxSources });
   // One source may have only a few lookups beyond the store's cache under way (lookup-gate.ts).
   const lookupGate = new LookupGate({
     maxPerSource: opts.maxUncachedLookupsPerSource ?? defaultUncachedLookupsPerSource(opts.keys.maxPending),
+    maxUnproven: opts.maxUncachedLookupsUnproven ?? defaultUncachedLookupsUnproven(opts.keys.maxPending),
     trustMs: DEFAULT_USER_BUDGET.trustSeconds * 1000,
     maxProvenSources: opts.failureLimit?.maxSources ?? DEFAULT_ADDRESS_BUDGET.maxSources,
+    proven,
   });
+  // With a pool, one source may hold only its share of the pool's queue with curve steps, and the
+  // sources not proven only half of it together (curve-cap.ts).
+  const curveCap = opts.pool
+    ? new CurveStepCap(opts.maxCurveStepsPerSource ?? defaultCurveStepsPerSource(opts.pool.maxQueue), {
+        proven,
+        maxUnproven: opts.maxCurveStepsUnproven ?? defaultCurveStepsUnproven(opts.pool.maxQueue),
+      })
+    : undefined;
   // Every message in progress, over the sessions, holds at most this (unfinished-budget.ts).
   const unfinished = new UnfinishedBudget(opts.maxUnfinishedBytes ?? defaultMaxUnfinishedBytes(v2.retainedLimit(limits.maxMessageSizeV2)));
   stats.defence = { admission, budget, curveCap, lookupGate, unfinished };
