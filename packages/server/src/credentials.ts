@@ -22,12 +22,15 @@ export function asCredential(answer: KeyAnswer): Credential | undefined {
 }
 
 /**
- * The server's say over work a lookup would start that its cache cannot answer (a query, a
+ * The caller's say over work a lookup would start that its cache cannot answer (a query, a
  * derivation, an unknown name's delay): a store calls it, synchronously, right before starting such
  * work, and not when it answers from its cache or joins a lookup already under way. It returns the
  * function to call once that work is over (however it ends, and not before: work that outlives its
- * connection keeps its place), or undefined to refuse: the store then throws ERR_BUSY at once. The
- * server bounds each source's such work with it (lookup-gate.ts).
+ * connection keeps its place), or undefined to refuse: the store then throws ERR_BUSY at once. A
+ * library user calling a store directly may bound such work with it. The server does not count by
+ * it (that would tell a stranger which names are cached): it takes a place for every lookup from a
+ * source not proven before asking the store, and hands the store an admit that never refuses and
+ * only tells it when the work is over (lookup-gate.ts LookupPlace).
  */
 export type LookupAdmit = () => (() => void) | undefined;
 
@@ -35,6 +38,14 @@ export type LookupAdmit = () => (() => void) | undefined;
 export function sourceAtLookupCap(): NstpError {
   return new NstpError("ERR_BUSY", "this source's key lookups under way at their cap");
 }
+
+/**
+ * How long the server holds a lookup's place at least (lookup-gate.ts), for a store that does not say
+ * (KeyStore.lookupHoldMs): about one query to a database on the local network, with a wide margin
+ * (an indexed primary-key SELECT takes about a millisecond), so that a store whose cache hits answer
+ * at once and whose misses take a query counts both alike at the gate.
+ */
+export const DEFAULT_LOOKUP_HOLD_MS = 50;
 
 export interface KeyStore {
   /**
@@ -60,6 +71,13 @@ export interface KeyStore {
    * server gives each source a share of them (lookup-gate.ts).
    */
   readonly maxPending?: number;
+  /**
+   * The store's typical uncached lookup time (ms): the server holds the place of every lookup from a
+   * source not proven at least this long, cached hit or miss alike, so that whether a source is
+   * refused busy does not tell it which names are cached (lookup-gate.ts). 0 for a store that answers
+   * every name in the same turn (nothing of it is ever under way); DEFAULT_LOOKUP_HOLD_MS if absent.
+   */
+  readonly lookupHoldMs?: number;
   /**
    * Stores that can tell when a user is removed or disabled implement this; the server subscribes
    * and ends that user's open sessions. Returns the unsubscribe.
@@ -97,6 +115,8 @@ export class StaticKeyStore implements KeyStore {
   /** v3 verifiers, derived once at load (readUsersFile); a user without one has its verifier derived per handshake. */
   private verifiers: ReadonlyMap<string, v3.Verifier>;
   private readonly removedListeners = new Set<(username: string) => void>();
+  /** Every name is answered from the table in the same turn: nothing is ever under way, nothing to hold. */
+  readonly lookupHoldMs = 0;
   constructor(keys: Map<string, Uint8Array>, verifiers: ReadonlyMap<string, v3.Verifier> = new Map()) {
     this.keys = keys;
     this.verifiers = verifiers;
@@ -295,8 +315,8 @@ export interface PasswordKeyStoreOptions {
   /**
    * Lookups pending at once (derivations and unknown names' delays, each outliving the connection
    * that asked: see PasswordKeyStore) before new ones are refused with ERR_BUSY. Default: what the
-   * pool holds (its maxQueue plus its threads). The server also bounds each source's share of them
-   * (lookup-gate.ts, through LookupAdmit), so that one stranger cannot fill them.
+   * pool holds (its maxQueue plus its threads). The server also bounds each source's lookups under way
+   * (lookup-gate.ts, cached or not), so that one stranger cannot fill them.
    */
   maxPending?: number;
 }
@@ -412,6 +432,14 @@ export class PasswordKeyStore implements KeyStore {
   /** Names cached, known and unknown. */
   get cachedNames(): number {
     return this.names.size;
+  }
+
+  /**
+   * A lookup's least hold at the server's gate (KeyStore.lookupHoldMs): what an uncached lookup takes,
+   * an unknown name's delay, which is a derivation's median time (a known name's miss).
+   */
+  get lookupHoldMs(): number {
+    return this.unknownDelayMs;
   }
 
   /** What a first-seen unknown user waits: the configured delay, or the median recent derivation. */

@@ -11,6 +11,7 @@ import type { Contender } from "./admission.ts";
 import type { Ticket } from "./budget.ts";
 import type { ConnectionContext } from "./connection-context.ts";
 import type { CurvePlace } from "./curve-cap.ts";
+import type { LookupPlace } from "./lookup-gate.ts";
 import { type KeyAnswer, type KeyStore, asCredential, sourceAtLookupCap } from "./credentials.ts";
 import { isThenable } from "./thenable.ts";
 
@@ -124,24 +125,29 @@ export class ServerHandshake {
   }
 
   /**
-   * The machine's "need-key": looks the user up (synchronously or not), then moves on. The store asks
-   * the lookup gate before it starts work its cache cannot answer (lookup-gate.ts); a source already
-   * at its cap is refused before the store is asked at all, whichever name it claims, so that whether
-   * it is refused tells it nothing about the name (cached or not).
+   * The machine's "need-key": looks the user up (synchronously or not), then moves on. A source not
+   * proven takes a place at the lookup gate first, for every name, cached or not, and is refused busy
+   * at its cap before the store is asked (lookup-gate.ts): what the gate counts, and so whether a
+   * source is refused, does not depend on the store's cache. The place is settled once on every path
+   * (an answer, a failure, a synchronous throw) and outlives the connection: it goes back when the
+   * store's work for it is over and the store's hold has passed (LookupPlace).
    */
   lookup(username: string): void {
     this.claimedUser = username;
     let lookup: ReturnType<KeyStore["lookup"]>;
+    let place: LookupPlace | undefined;
     try {
       // A synchronous ERR_BUSY lands here before anything was sent: the reference client sees a close
       // before the session nonce, a v2 client the busy signal in place of message 2.
       const keys = this.ctx.keys;
       const gate = this.ctx.lookupGate;
-      const admit = gate?.admitFor(this.host.remoteAddress);
-      if (gate && !admit) throw sourceAtLookupCap();
+      place = gate?.enter(this.host.remoteAddress, keys.lookupHoldMs);
+      if (gate && !place) throw sourceAtLookupCap();
       this.abort = new AbortController();
+      const admit = place?.admit;
       lookup = keys.lookupCredential ? keys.lookupCredential(username, this.abort.signal, admit) : keys.lookup(username, this.abort.signal, admit);
     } catch (e) {
+      place?.settled();
       this.lookupFailed(toNstpError(e, "ERR_AUTH", "key lookup failed"));
       return;
     }
@@ -149,15 +155,18 @@ export class ServerHandshake {
       this.waitBegins(true);
       lookup.then(
         (answer) => {
+          place?.settled();
           this.waitEnds();
           this.keyResolved(username, answer);
         },
         (e: unknown) => {
+          place?.settled();
           this.waitEnds();
           this.lookupFailed(toNstpError(e, "ERR_AUTH", "key lookup failed"));
         },
       );
     } else {
+      place?.settled();
       this.keyResolved(username, lookup);
     }
   }

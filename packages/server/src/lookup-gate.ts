@@ -26,7 +26,7 @@
  * address (a new one, or every device just after a restart: proven sources are kept in memory)
  * competes with the strangers for their half.
  */
-import type { LookupAdmit } from "./credentials.ts";
+import { DEFAULT_LOOKUP_HOLD_MS, type LookupAdmit } from "./credentials.ts";
 import { budgetSource } from "./budget.ts";
 import { ProvenSources } from "./proven-sources.ts";
 
@@ -67,41 +67,64 @@ export interface LookupGateOptions {
   proven?: ProvenSources;
 }
 
+/**
+ * One lookup's place from a source not proven, taken before the store is asked (LookupGate.enter)
+ * and given back once, when both (a) the lookup is over, and (b) `holdMs` has passed since it began.
+ * (a) is the later of its answer arriving (settled(): a cached hit, a joined lookup, a refusal, a
+ * failure, an abort) and the end of every piece of uncached work the store started for it through
+ * `admit` (which takes no second place: the place is already held). The connection going away
+ * changes neither: work it started, and the hold, go on without it. (b) makes a cached hit hold its
+ * place as long as the store's typical miss (KeyStore.lookupHoldMs), so that what the gate counts
+ * does not depend on the cache.
+ */
+export interface LookupPlace {
+  /** What the handshake hands the store: never refuses (the place is held); its result tells the place the work is over. */
+  readonly admit: LookupAdmit;
+  /** The lookup's answer (or its failure) has arrived; called once, on every path. */
+  settled(): void;
+}
+
 export class LookupGate {
   readonly maxPerSource: number;
   /** Sources exempt from the cap: a peer proved its key from them within trustMs. */
   readonly proven: ProvenSources;
   /**
-   * Source -> its lookups under way. Only sources with one under way are held (an entry goes at
-   * zero), so its size is bounded by the stores' own bounds on pending lookups.
+   * Source -> its places held. Only sources holding one are kept (an entry goes at zero), so its
+   * size is bounded by the caps (maxUnproven, else the store's own bound times the hold).
    */
   private readonly underWay = new Map<string, number>();
-  /** Lookups under way from sources not proven when they started, together. */
+  /** Places held by sources not proven when they took them, together. */
   private unprovenUnderWay = 0;
   readonly maxUnproven: number;
   /** Lookups refused for their source being at the cap (metrics). */
   refused = 0;
   /** Lookups refused for the sources not proven being at their shared cap (metrics). */
   refusedUnproven = 0;
+  private readonly now: () => number;
 
   constructor(opts: LookupGateOptions) {
     if (!Number.isInteger(opts.maxPerSource) || opts.maxPerSource < 1) throw new RangeError(`maxUncachedLookupsPerSource must be an integer >= 1, got ${opts.maxPerSource}`);
     this.maxPerSource = opts.maxPerSource;
     this.maxUnproven = opts.maxUnproven ?? Number.POSITIVE_INFINITY;
     if (!(this.maxUnproven >= 1)) throw new RangeError(`maxUncachedLookupsUnproven must be >= 1, got ${opts.maxUnproven}`);
+    this.now = opts.now ?? (() => performance.now());
     this.proven = opts.proven ?? new ProvenSources({ trustMs: opts.trustMs, max: opts.maxProvenSources, now: opts.now });
   }
 
   /**
-   * For a connection from `address`: undefined if its source is at its cap, or it is not proven and
-   * the sources not proven are at theirs (refuse the handshake busy, whatever name it claims), else
-   * the LookupAdmit to hand the store.
+   * For a lookup by a connection from `address`, before the store is asked: undefined if its source
+   * is at its cap, or it is not proven and the sources not proven are at theirs (refuse the
+   * handshake busy, whatever name it claims); else its place (held until given back, see
+   * LookupPlace), whose `admit` goes to the store. A proven source takes no place: nothing counted.
+   * `holdMs` is the store's KeyStore.lookupHoldMs (DEFAULT_LOOKUP_HOLD_MS if it does not say).
    */
-  admitFor(address: string): LookupAdmit | undefined {
+  enter(address: string, holdMs: number = DEFAULT_LOOKUP_HOLD_MS): LookupPlace | undefined {
     const source = budgetSource(address);
-    if (this.isProven(source)) return exempt;
+    if (this.isProven(source)) return EXEMPT;
     if (this.refuses(source)) return undefined;
-    return () => this.take(source);
+    this.underWay.set(source, (this.underWay.get(source) ?? 0) + 1);
+    this.unprovenUnderWay++;
+    return new HeldPlace(() => this.giveBack(source), this.now, holdMs);
   }
 
   /** A peer proved its key from `address`: its source is exempt for trustMs from now. */
@@ -109,23 +132,24 @@ export class LookupGate {
     this.proven.confirmed(address);
   }
 
-  /** Lookups under way from `address`'s source (for tests). */
+  /** Places held by `address`'s source (for tests). */
   underWayFrom(address: string): number {
     return this.underWay.get(budgetSource(address)) ?? 0;
   }
 
-  /** Sources with a lookup under way. */
+  /** Sources holding a place. */
   get sources(): number {
     return this.underWay.size;
   }
 
-  private atCap(source: string): boolean {
-    return (this.underWay.get(source) ?? 0) >= this.maxPerSource;
+  /** Places held by sources not proven, together. */
+  get unprovenLookups(): number {
+    return this.unprovenUnderWay;
   }
 
-  /** True (and counted) if a source not proven may not start a lookup now. */
+  /** True (and counted) if a source not proven may not take a place now. */
   private refuses(source: string): boolean {
-    if (this.atCap(source)) {
+    if ((this.underWay.get(source) ?? 0) >= this.maxPerSource) {
       this.refused++;
       return true;
     }
@@ -136,26 +160,11 @@ export class LookupGate {
     return false;
   }
 
-  /** A place for one lookup from `source` (checked again: the store asks later in the same turn), given back once. */
-  private take(source: string): (() => void) | undefined {
-    if (this.isProven(source)) return noop;
-    if (this.refuses(source)) return undefined;
-    this.underWay.set(source, (this.underWay.get(source) ?? 0) + 1);
-    this.unprovenUnderWay++;
-    let given = false;
-    return () => {
-      if (given) return;
-      given = true;
-      this.unprovenUnderWay--;
-      const n = this.underWay.get(source) ?? 0;
-      if (n <= 1) this.underWay.delete(source);
-      else this.underWay.set(source, n - 1);
-    };
-  }
-
-  /** Lookups under way from sources not proven, together. */
-  get unprovenLookups(): number {
-    return this.unprovenUnderWay;
+  private giveBack(source: string): void {
+    this.unprovenUnderWay--;
+    const n = this.underWay.get(source) ?? 0;
+    if (n <= 1) this.underWay.delete(source);
+    else this.underWay.set(source, n - 1);
   }
 
   private isProven(source: string): boolean {
@@ -163,6 +172,62 @@ export class LookupGate {
   }
 }
 
+/**
+ * A place held (LookupPlace). At most one timer, armed only once the lookup is over and its hold not
+ * yet passed, and unref'd (a place never keeps the process up); so timers number at most the places
+ * held, which the caps bound.
+ */
+class HeldPlace implements LookupPlace {
+  /** Pieces of uncached work the store started for this lookup (admit) and has not yet ended. */
+  private work = 0;
+  private answered = false;
+  private holdPassed = false;
+  private given = false;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private readonly giveBack: () => void;
+  private readonly now: () => number;
+  private readonly holdUntil: number;
+
+  constructor(giveBack: () => void, now: () => number, holdMs: number) {
+    this.giveBack = giveBack;
+    this.now = now;
+    this.holdUntil = now() + Math.max(0, holdMs);
+  }
+
+  readonly admit: LookupAdmit = () => {
+    this.work++;
+    let ended = false;
+    return () => {
+      if (ended) return;
+      ended = true;
+      this.work--;
+      this.maybeGiveBack();
+    };
+  };
+
+  settled(): void {
+    if (this.answered) return;
+    this.answered = true;
+    this.maybeGiveBack();
+  }
+
+  private maybeGiveBack(): void {
+    if (this.given || !this.answered || this.work > 0 || this.timer) return;
+    const left = this.holdUntil - this.now();
+    if (this.holdPassed || left <= 0) {
+      this.given = true;
+      this.giveBack();
+      return;
+    }
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.holdPassed = true;
+      this.maybeGiveBack();
+    }, Math.ceil(left));
+    this.timer.unref?.();
+  }
+}
+
 const noop = () => {};
-/** A proven source's admit: always a place, nothing counted. */
-const exempt: LookupAdmit = () => noop;
+/** A proven source's place: the store's admit always has a place, and nothing is counted or held. */
+const EXEMPT: LookupPlace = { admit: () => noop, settled: noop };

@@ -14,7 +14,7 @@
  */
 import postgres from "postgres";
 import { type Credential, type Logger, NstpError, utf8 } from "@nstp/core";
-import { type LookupAdmit, sourceAtLookupCap } from "../credentials.ts";
+import { DEFAULT_LOOKUP_HOLD_MS, type LookupAdmit, sourceAtLookupCap } from "../credentials.ts";
 import { silentLogger } from "@nstp/core/node";
 import { type CredentialRecord, type CredentialStore, RecordCache, type RecordInput, RemovalListeners, type StoreHealth, checkRecord, credentialOf, endsSessions, pskOf } from "./records.ts";
 import { POSTGRES_SCHEMA, SCHEMA_VERSION } from "./schema.ts";
@@ -91,6 +91,13 @@ export class PostgresCredentialStore implements CredentialStore {
   private readonly removals = new RemovalListeners();
   private readonly inflight = new Map<string, Promise<CredentialRecord | undefined>>();
   readonly maxPending: number;
+  /**
+   * The server's least hold of a lookup's place (KeyStore.lookupHoldMs), a cache hit's as a miss's:
+   * a miss is one indexed primary-key SELECT, about a millisecond on a local network, well within
+   * this; a database slower than that is the store's ill health (nstp_store_up), and then a miss
+   * holds its place longer than a hit (a timing the client must probe at the right moment to see).
+   */
+  readonly lookupHoldMs = DEFAULT_LOOKUP_HOLD_MS;
   private readonly timer: ReturnType<typeof setInterval>;
   private seen: number;
   /** Moves on every applied change: a lookup that straddles one does not cache what it read. */

@@ -40,6 +40,11 @@ export class SqliteCredentialStore implements CredentialStore {
   private state: StoreHealth = { ok: true, cached: 0 };
   private readonly db: SqliteDb;
   private readonly opts: SqliteStoreOptions;
+  /**
+   * The server's least hold of a lookup's place (KeyStore.lookupHoldMs): none, as every lookup, hit or
+   * miss, is answered in the same turn (a synchronous query), so nothing is ever under way.
+   */
+  readonly lookupHoldMs = 0;
 
   private constructor(db: SqliteDb, opts: SqliteStoreOptions) {
     this.db = db;
