@@ -95,6 +95,10 @@ async function main(): Promise<{ host: string; port: number; close(): Promise<vo
     // steps (curve-cap.ts), as before those caps.
     maxCurveStepsPerSource: pool?.maxQueue,
     maxCurveStepsUnproven: pool?.maxQueue,
+    // And key lookups (lookup-gate.ts), which every handshake from a source not yet proven now holds a
+    // place for, cached or not, for the store's hold: the store's own maxPending still bounds them.
+    maxUncachedLookupsPerSource: Number.MAX_SAFE_INTEGER,
+    maxUncachedLookupsUnproven: Number.MAX_SAFE_INTEGER,
     limits: { maxPendingMessages: 1 << 16, writeHighWaterMark: 4 << 20 },
     trustedProxies: values["trusted-proxies"]?.split(","),
     // NSTP_BENCH_LOG=FILE appends the server's debug log there, to see why sessions end (never keys or

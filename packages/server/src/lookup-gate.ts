@@ -1,5 +1,5 @@
 /**
- * Key lookups that miss the store's cache, per source (the attacker's review of session 8). The
+ * Key lookups under way, per source (the attacker's review of session 8). The
  * handshake asks the store for the claimed user's key as soon as the preamble (v2, v3) or hello
  * (legacy) names them, before any guess is charged: the guessing budget counts judgements, and a
  * stranger who sends only preambles with random names, and hangs up, is never judged. Each such name
@@ -9,17 +9,31 @@
  * 1,000 connections a second kept it full and every device whose key was not cached was refused busy.
  *
  * So each source (budget.ts budgetSource: an IPv4 address, an IPv6 /64, the guessing budget's key)
- * may have at most `maxPerSource` such lookups under way at once, counted from the moment the store
- * starts one until it is over (not until the connection goes: the work goes on without it); beyond
- * that, the store refuses it (ERR_BUSY), and the handshake sends the busy signal. A source at its cap
- * is refused every lookup, cached names' too (handshake.ts lookup()), so that busy or not tells it
- * nothing about which names are cached. A source from which a peer has proven its key (a session
- * established) within `trustMs` is exempt: devices behind one NAT keep logging in at the store's
- * pace however many reconnect at once, and a stranger behind the same address shares their luck.
+ * may have at most `maxPerSource` lookups under way at once; beyond that, the handshake is refused
+ * (ERR_BUSY) before the store is asked, whatever name it claims, and sends the busy signal.
+ *
+ * Every lookup counts, not only those that miss the cache (the attacker's review of session 8, round
+ * 2): when only misses took a place, a stranger learned from one address, without a guess, whether
+ * a name was cached, that is an active user's (fill all places but one with random unknown names,
+ * each holding its place for the unknown-name delay; name X; then one more random name: refused busy
+ * at once if X missed and took the last place, not if X was cached). So the handshake takes the place
+ * before asking the store (enter()), and it is held until the later of (a) the end of the lookup:
+ * the store's uncached work for it (the store calls the admit it is handed, which takes no second
+ * place but says when that work ends), else its answer (a cache hit, a lookup joined to one under
+ * way, a refusal); and (b) the store's typical uncached lookup time since it began
+ * (KeyStore.lookupHoldMs, DEFAULT_LOOKUP_HOLD_MS if it does not say), the same for a hit as for a
+ * miss. The connection going away changes neither: the work goes on without it. What is counted then
+ * does not depend on the cache; what remains is timing: a miss whose work outlasts the hold (a slow
+ * application lookup, a slow database) holds its place longer than a hit, which a stranger sees only
+ * by probing at that moment, as the first probe of a name may differ anyway (docs/PROTOCOL.md,
+ * "Uniform failure"). A source from which a peer has proven its key (a session established) within
+ * `trustMs` takes no place and is counted nowhere: devices behind one NAT keep logging in at the
+ * store's pace however many reconnect at once, and a stranger behind the same address shares their
+ * luck.
  *
  * Many sources together: every source not proven shares one cap, `maxUnproven` lookups under way
- * (default half the store's bound), and at it every such source is refused, cached names' too (so
- * that busy or not tells nothing about which names are cached, from any source): however many
+ * (default half the store's bound), counted the same way, and at it every such source is refused,
+ * whatever name it claims (so from many sources, too, busy or not depends on no cache): however many
  * addresses a stranger holds, devices from proven sources keep the other half of the store's pending
  * set, as they keep half the pool's curve queue (curve-cap.ts). What it does not bound: a client
  * holding a valid password proves its source; and a device that has never logged in from its

@@ -65,8 +65,9 @@ export interface ServerOptions {
    */
   maxCurveStepsUnproven?: number;
   /**
-   * Key lookups that miss the store's cache (a query, a derivation, an unknown name's delay) under way
-   * at once per source address (an IPv6 source per /64); beyond it the handshake is refused busy. A
+   * Key lookups under way at once per source address (an IPv6 source per /64), cached names' too,
+   * each counted until the store's work for it is over and at least `KeyStore.lookupHoldMs`, so that
+   * being refused does not tell which names are cached; beyond it the handshake is refused busy. A
    * source where a session was established in the last 24 hours is exempt. Default an eighth of the
    * store's `maxPending`, at least 1; 8 for a store that does not say (lookup-gate.ts).
    */
