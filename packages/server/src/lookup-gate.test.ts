@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { NstpError, derivePsk } from "@nstp/core";
 import { nativeBackend } from "@nstp/core/crypto/native";
 import { Reader, dial, v2Handshake, within } from "@nstp/testkit";
-import { DEFAULT_LOOKUP_HOLD_MS, type KeyStore, PasswordKeyStore } from "./credentials.ts";
+import { DEFAULT_LOOKUP_HOLD_MS, type KeyStore, PasswordKeyStore, StaticKeyStore } from "./credentials.ts";
 import { DEFAULT_UNCACHED_LOOKUPS_PER_SOURCE, LookupGate, defaultUncachedLookupsPerSource, defaultUncachedLookupsUnproven } from "./lookup-gate.ts";
 import { startServer } from "./server.ts";
 
@@ -87,6 +87,12 @@ test("lookup gate: a cached hit holds its place for the store's hold, as long as
   assert.ok(await within(5000, () => gate.underWayFrom(B) === 0));
   assert.ok(performance.now() - started >= DEFAULT_LOOKUP_HOLD_MS - 1);
   assert.ok(hit(gate, B, 0) && gate.underWayFrom(B) === 0, "a store that answers in the same turn (hold 0) gives it back at once");
+  // What the stores say: a users file answers every name in the same turn; a password lookup holds a
+  // place as long as an unknown name's delay (a derivation's median).
+  assert.equal(new StaticKeyStore(new Map()).lookupHoldMs, 0);
+  const password = (unknownDelayMs?: number) => new PasswordKeyStore({ deviceSalt: new Uint8Array(16), crypto: nativeBackend, lookup: () => undefined, unknownDelayMs });
+  assert.equal(password(70).lookupHoldMs, 70);
+  assert.equal(password().lookupHoldMs, password().unknownDelayMs);
 });
 
 test("lookup gate: a source where a session was established takes no place for trustMs; proven sources are bounded", () => {
