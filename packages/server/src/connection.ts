@@ -163,7 +163,7 @@ export class ServerConnection implements WireEvents, HandshakeHost, OutboxOwner,
     this.end("message_timeout");
   }
 
-  /** Our unfinished message is among the largest when the server's sum of them ran over (UnfinishedHolder). */
+  /** Our unfinished message grew slowest when the server's sum of them ran over (UnfinishedHolder). */
   overBudget(): void {
     this.end("message_budget");
   }

@@ -4,7 +4,7 @@
 //   which has no idle timeout), while a slow reader that keeps taking bytes is not;
 // - the message deadline: a v2 message begun in "more to follow" chunks must be whole within its
 //   limit, however many pings keep its frames coming;
-// - the server-wide budget of what such unfinished messages hold: over it, the largest holder ends.
+// - the server-wide budget of what such unfinished messages hold: over it, the slowest holder ends.
 // Real loopback sockets on port 0, short limits, bounded waits; every transport of the runtime.
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -139,7 +139,7 @@ for (const transport of transports) {
     }
   });
 
-  test(`${transport.name}: over the unfinished-message budget, the session holding the most ends and the others go on`, async () => {
+  test(`${transport.name}: over the unfinished-message budget, the slowest holder ends and a larger, faster upload goes on`, async () => {
     const LIMIT = 400 * 1024;
     const server = await startServer({ keys: keys(), port: 0, transport, handler: (m) => `${m.length}`, maxUnfinishedBytes: LIMIT });
     const more = (s: V2PeerSession, n: number) => s.frame(Buffer.concat([Buffer.from([1, n >> 8, n & 0xff]), Buffer.alloc(n, 1)]));
@@ -148,19 +148,22 @@ for (const transport of transports) {
       const pinning = await v2Handshake(server.port, { username: "alice", psk: PSK });
       const honest = await v2Handshake(server.port, { username: "alice", psk: PSK });
       pinning.reader.socket.on("error", () => {});
-      // Five chunks of 60,000 bytes, never the last: about 300 KB held, under the limit.
-      for (let i = 0; i < 5; i++) pinning.reader.socket.write(more(pinning, 60_000));
-      assert.ok(await within(5000, () => held() >= 5 * 60_000), `the first message's bytes are counted (${held()})`);
+      // Three chunks of 60,000 bytes, never the last: 180 KB held, under the limit, and then held still.
+      for (let i = 0; i < 3; i++) pinning.reader.socket.write(more(pinning, 60_000));
+      assert.ok(await within(5000, () => held() >= 3 * 60_000), `the first message's bytes are counted (${held()})`);
+      await sleep(1500);
       assert.equal(server.stats.sessionsEnded.message_budget ?? 0, 0);
-      // The honest upload, a frame a read: its third chunk takes the sum over the limit.
-      for (let i = 0; i < 3; i++) {
+      // The honest upload, a frame a read: its fifth chunk takes the sum over the limit, and it is then
+      // the largest holder (250 KB against 180 KB), but it grew in tens of ms where the other took 1.5 s.
+      for (let i = 0; i < 5; i++) {
         honest.reader.socket.write(more(honest, 50_000));
-        await sleep(30);
+        await sleep(10);
       }
-      assert.ok(await within(5000, () => server.stats.sessionsEnded.message_budget === 1), "the largest holder was ended");
+      assert.ok(await within(5000, () => server.stats.sessionsEnded.message_budget === 1), "the slowest holder was ended");
       assert.ok(await within(5000, () => pinning.reader.ended), "its connection closed");
       honest.send([Buffer.from("end")]);
-      assert.equal((await honest.receive()).toString(), String(3 * 50_000 + 3), "the honest message completed");
+      assert.equal((await honest.receive()).toString(), String(5 * 50_000 + 3), "the honest message completed");
+      assert.equal(server.stats.sessionsEnded.message_budget, 1, "only the slow holder was ended");
       assert.equal(held(), 0, "nothing held once both are done");
       honest.destroy();
     } finally {
