@@ -1,7 +1,7 @@
 // How long an authenticated client can pin the server's memory (attacker review, session 8):
-// - the write-stall deadline: a client that stops reading while replies wait for it is closed once
-//   the kernel has taken none of its bytes for the limit (every version, the reference included,
-//   which has no idle timeout), while a slow reader that keeps taking bytes is not;
+// - the write-stall deadline: a client that stops reading while replies wait for it, or reads
+//   below the drain floor, is closed once a window of the limit drained less than it asks (every
+//   version, the reference included, which has no idle timeout), while a reader above it is not;
 // - the message deadline: a v2 message begun in "more to follow" chunks must be whole within its
 //   limit, however many pings keep its frames coming;
 // - the server-wide budget of what such unfinished messages hold: over it, the slowest holder ends.
@@ -109,6 +109,62 @@ for (const transport of transports) {
       await server.close({ graceMs: 0 });
     }
   });
+
+  // The drain floor on real loopback sockets, scaled up to fit a test: 8 MiB/s over a 800 ms window
+  // (a high-water mark of 16 MiB, so what waits is more than a window asks). What this shows: the
+  // floor reaches the session's clock through the server's limits; a reader at 3 MiB/s, whom the
+  // kernel still gives some progress every window (the zero-progress rule alone let it read all 25 MiB),
+  // is closed as write_stalled; one at twice the floor is not. What it does not: the boundary at the
+  // default 1 KiB/s, nor how a real network's send buffer steps, since the kernel takes our bytes in
+  // steps of about a third of its send buffer (MiBs on loopback), which node:net cannot shrink;
+  // lifetime.test.ts checks the rule itself on steps the test chooses.
+  const FLOOR = 8 << 20;
+  for (const [rate, cut] of [
+    [3 << 20, true],
+    [16 << 20, false],
+  ] as const) {
+    test(`${transport.name}: a reader draining ${rate >> 10} KiB/s against a floor of ${FLOOR >> 10} KiB/s is ${cut ? "" : "not "}closed as write_stalled`, { skip: !partialProgressSeen && "Bun's node:net counts whole writes only" }, async () => {
+      const server = await startServer({ keys: keys(), port: 0, transport, handler: () => BIG_REPLY, limits: { writeStallTimeoutMs: STALL_MS, writeStallMinBytesPerSecond: FLOOR, writeHighWaterMark: 16 << 20 } });
+      try {
+        const s = await referenceHandshake(server.port, { username: "alice", psk: PSK });
+        s.socket.on("error", () => {});
+        const gone = closed(s.socket);
+        for (let i = 0; i < REQUESTS; i++) s.socket.write(s.record(i, Buffer.from(`request ${i}`)));
+        const total = REQUESTS * (BIG_REPLY.length + 30);
+        // Reads at `rate` on average: paused whenever ahead of it, resumed every 20 ms when behind.
+        let read = 0;
+        const started = Date.now();
+        const ahead = () => read >= (rate * (Date.now() - started)) / 1000;
+        const pace = (b: Buffer) => {
+          read += b.length;
+          if (ahead()) s.socket.pause();
+        };
+        // The test's reader only counts: the session's Reader would copy all it buffered at every chunk.
+        s.socket.removeAllListeners("data");
+        s.socket.on("data", pace);
+        const pacing = setInterval(() => !ahead() && s.socket.resume(), 20);
+        try {
+          const end = Date.now() + 30_000;
+          while (Date.now() < end && !s.socket.destroyed && read < total - 1024 && !(server.stats.sessionsEnded.write_stalled ?? 0)) await sleep(50);
+        } finally {
+          clearInterval(pacing);
+          s.socket.off("data", pace);
+        }
+        if (cut) {
+          assert.equal(server.stats.sessionsEnded.write_stalled, 1, `closed as write_stalled (read ${read} bytes in ${Date.now() - started} ms)`);
+          s.socket.resume();
+          await Promise.race([gone, sleep(5000)]);
+          assert.ok(s.socket.destroyed || s.reader.ended, "the client's socket was closed");
+        } else {
+          assert.equal(server.stats.sessionsEnded.write_stalled ?? 0, 0, `not closed (read ${read} of ${total} bytes)`);
+          assert.ok(read >= total - 1024, `every reply arrived (${read} of ${total})`);
+          s.socket.destroy();
+        }
+      } finally {
+        await server.close({ graceMs: 0 });
+      }
+    });
+  }
 
   test(`${transport.name}: a v2 message begun in chunks must be whole within the message limit, pings notwithstanding`, async () => {
     const MESSAGE_MS = 1000;
