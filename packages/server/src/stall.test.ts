@@ -166,6 +166,42 @@ for (const transport of transports) {
     });
   }
 
+  // The server's own pause is not the client's delay: while the server has stopped reading (here a
+  // slow handler with maxPendingMessages 1), the rest of an upload waits unread in the socket, so the
+  // record and message deadlines must not run against the client meanwhile.
+  for (const [name, recordTimeoutMs, messageTimeoutMs] of [
+    ["record", 400, 0],
+    ["message", 10_000, 600],
+  ] as const) {
+    test(`${transport.name}: the ${name} deadline does not run while the server has paused reading`, async () => {
+      const HANDLER_MS = 1500;
+      const server = await startServer({
+        keys: keys(),
+        port: 0,
+        transport,
+        handler: async (m) => (m.length === 1 ? await sleep(HANDLER_MS).then(() => "slow") : `${m.length}`),
+        limits: { recordTimeoutMs, messageTimeoutMs, maxPendingMessages: 1 },
+      });
+      try {
+        const s = await v2Handshake(server.port, { username: "alice", psk: PSK });
+        s.reader.socket.on("error", () => {});
+        const chunk = (more: boolean, n: number) => s.frame(Buffer.concat([Buffer.from([more ? 1 : 0, n >> 8, n & 0xff]), Buffer.alloc(n, 2)]));
+        // A one-byte message whose reply takes HANDLER_MS (reading pauses: one pending is the limit),
+        // then, pipelined in the same write, the first chunk of a two-chunk message.
+        s.reader.socket.write(Buffer.concat([s.encode([Buffer.from("x")]), chunk(true, 1000)]));
+        await sleep(100);
+        s.reader.socket.write(chunk(false, 1000));
+        assert.equal((await s.receive(HANDLER_MS + 5000)).toString(), "slow");
+        assert.equal((await s.receive(5000)).toString(), "2000", "the two-chunk message completed");
+        assert.equal(server.stats.sessionsFailed.ERR_TIMEOUT ?? 0, 0, "not cut by the record deadline");
+        assert.equal(server.stats.sessionsEnded.message_timeout ?? 0, 0, "not cut by the message deadline");
+        s.destroy();
+      } finally {
+        await server.close({ graceMs: 0 });
+      }
+    });
+  }
+
   test(`${transport.name}: a v2 message begun in chunks must be whole within the message limit, pings notwithstanding`, async () => {
     const MESSAGE_MS = 1000;
     const server = await startServer({ keys: keys(), port: 0, transport, handler: (m) => m, limits: { recordTimeoutMs: 400, messageTimeoutMs: MESSAGE_MS } });
