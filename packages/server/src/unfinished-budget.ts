@@ -17,9 +17,10 @@
  * its share against a fresh upload an attacker must keep re-sending at the honest rate, which is what
  * an honest upload costs. Per-source or per-user shares were not chosen: every device of a fleet may
  * be one user behind one NAT address, and an attacker with one account controls neither.
- * The rate counts the time the server did not read (reading paused): an honest upload that waited on
- * the server's own slow handler may look slower than it was; it still outranks a drip-feeder unless
- * the pause lasted most of a message deadline.
+ * Not done: the rate counts time the server itself paused reading (a slow handler), which the
+ * message deadline leaves out (core driver/deadline.ts). A 1 MB/s upload paused 100 s after its first
+ * MiB still counts 10 KiB/s, above a 4 KiB/s drip-feeder, but a longer pause on a slower link could
+ * put it first.
  */
 import { totalmem } from "node:os";
 
