@@ -163,7 +163,7 @@ export class ServerConnection implements WireEvents, HandshakeHost, OutboxOwner,
     this.end("message_timeout");
   }
 
-  /** Our unfinished message is among the largest when the server's sum of them ran over (UnfinishedHolder). */
+  /** Our unfinished message grew slowest when the server's sum of them ran over (UnfinishedHolder). */
   overBudget(): void {
     this.end("message_budget");
   }
@@ -481,7 +481,10 @@ export class ServerConnection implements WireEvents, HandshakeHost, OutboxOwner,
   private updateFlow(): void {
     if (this.done) return;
     const { maxPendingMessages, writeHighWaterMark } = this.ctx.limits;
+    const wasPaused = this.flow.paused;
     this.flow.set(this.pending >= maxPendingMessages || this.flow.writeCongested() || this.aead.pendingInBytes >= writeHighWaterMark);
+    // Our own pause is not the peer's delay: the record and message deadlines leave it out.
+    if (this.flow.paused !== wasPaused) this.partialInput.readingPaused(this.flow.paused);
   }
 
   /**
@@ -489,7 +492,8 @@ export class ServerConnection implements WireEvents, HandshakeHost, OutboxOwner,
    * several frames within messageTimeoutMs (PartialInputDeadline).
    */
   private watchPartialInput(): void {
-    if (this.done || !this.established) return;
+    // Nothing partial and nothing reported: the common read of whole messages reads one getter more.
+    if (this.done || !this.established || (this.unfinishedReported === 0 && !this.machine.hasPartialInput)) return;
     const held = this.machine.partialMessageBytes;
     if (held !== this.unfinishedReported) {
       this.unfinishedReported = held;

@@ -19,11 +19,18 @@ export interface LifetimeLimits {
   /** A session ends this long after it was established, whatever it does; 0 (the default) never. */
   maxSessionLifetimeMs: number;
   /**
-   * Every version: a session whose output waits to be sent, and of which the kernel has taken no byte
-   * for this long (the client reads nothing), is closed at once, what waits dropped; 0 never.
+   * Every version: a session whose output waits to be sent, and of which the kernel has taken less
+   * than min(what waited, writeStallMinBytesPerSecond x this limit) over a window of this long (the
+   * client reads nothing, or trickles), is closed at once, what waits dropped; 0 never.
    * Default 60 s (DEFAULT_WRITE_STALL_TIMEOUT_MS).
    */
   writeStallTimeoutMs: number;
+  /**
+   * The drain rate a client must keep on average while output waits for it (above); 0 keeps only
+   * the rule that the kernel takes some byte in each window. Default 1 KiB/s
+   * (DEFAULT_WRITE_STALL_MIN_BYTES_PER_SECOND).
+   */
+  writeStallMinBytesPerSecond: number;
 }
 
 /**
@@ -36,6 +43,17 @@ export interface LifetimeLimits {
  * reference's sessions have no idle timeout) or 300 s (attacker review, session 8).
  */
 export const DEFAULT_WRITE_STALL_TIMEOUT_MS = 60_000;
+
+/**
+ * 1 KiB/s (8 kbit/s): a live device on the slowest link we serve (GPRS, NB-IoT downlink: tens of
+ * kbit/s) reads faster, and a Dart reference client reads every reply before it sends again, so its
+ * output never waits a whole window. Without a floor, "the kernel took some byte" was met by a peer
+ * reading a few hundred bytes a second, which kept up to the high-water mark (1 MiB) of replies per
+ * session queued for ever on the reference protocol (attacker review, round 2); with it, holding that
+ * costs the peer 1 KiB/s of reading per session, and a slower one is closed within the window (and
+ * a quarter) after it fell behind.
+ */
+export const DEFAULT_WRITE_STALL_MIN_BYTES_PER_SECOND = 1024;
 
 /** The session a clock runs for: what it has read and sent so far, and how to end it. */
 export interface ClockedSession {
@@ -54,11 +72,20 @@ export interface ClockedSession {
  * comes up), its maximum lifetime and, while output waits, its next look at the output. No deadline
  * is moved per frame.
  *
- * The write stall: once a write leaves bytes unsent, the clock looks every quarter of the limit; a
- * look that finds bytesSent moved marks progress, one that finds nothing unsent stops watching, and
- * one that finds it still where a look first saw it at least the limit ago ends the session. So a
- * session is never ended before the kernel has taken nothing for the whole limit, and at most a
- * quarter of it (and a granule) after.
+ * The write stall: once a write leaves bytes unsent, the clock marks bytesSent and what waits, and
+ * looks every quarter of the limit. A look that finds nothing unsent stops watching; one that finds
+ * the kernel has taken, since the mark, at least what the window asks (min(what waited at the mark,
+ * the floor rate x the limit), and at least a byte) marks again; one that finds less, the mark at
+ * least the limit old, ends the session. So a session is never ended before a whole window (the
+ * limit) in which the kernel took less than that, and at most a quarter of it (and a granule) after.
+ *
+ * What bytesSent sees: the kernel takes our bytes in steps, when it wakes the writer (Linux: once
+ * about a third of the socket's send buffer is free), so a reader at rate R shows progress in steps
+ * of that size S every S/R. A reader is therefore never cut while R x limit is at least the window's
+ * ask plus one step (at the defaults, 60 KiB plus S in 60 s: 2.5 KiB/s for a send buffer of 87 KiB,
+ * about what Linux gives a slow peer, more for a larger one), and is certainly cut below the floor;
+ * between the two it depends on the steps. The zero-progress rule (floor 0) has the same blind spot
+ * for a reader slower than S per window.
  */
 export class SessionClock implements WheelEntry {
   wheelTick: number | undefined;
@@ -69,9 +96,12 @@ export class SessionClock implements WheelEntry {
   private seenProgress: number;
   private lastInputAt: number;
   private readonly stallLimitMs: number;
-  /** Output waits and is watched: bytesSent at the look that first saw it, and when that was. */
+  /** What a window must drain at most (the floor rate over the limit; at least a byte). */
+  private readonly stallAskBytes: number;
+  /** Output waits and is watched: bytesSent at the mark, what waited then, and when that was. */
   private outputWatched = false;
   private sentMark = 0;
+  private waitingAtMark = 0;
   private sentMarkAt = 0;
 
   /** `peerPings`: the version's clients can ping (core's Capabilities), so the idle timeout is fair. */
@@ -83,6 +113,7 @@ export class SessionClock implements WheelEntry {
     this.seenProgress = session.inputProgress;
     this.lastInputAt = now;
     this.stallLimitMs = limits.writeStallTimeoutMs;
+    this.stallAskBytes = Math.max(1, Math.floor((limits.writeStallMinBytesPerSecond * this.stallLimitMs) / 1000));
     this.scheduleNext(now);
   }
 
@@ -100,9 +131,15 @@ export class SessionClock implements WheelEntry {
   noteOutput(): void {
     if (this.outputWatched || this.stallLimitMs === 0 || this.session.unsentBytes === 0) return;
     this.outputWatched = true;
-    this.sentMark = this.session.bytesSent;
-    this.sentMarkAt = this.wheel.now();
+    this.mark(this.wheel.now());
     this.scheduleNext(this.sentMarkAt);
+  }
+
+  /** Starts a window: what the kernel has taken so far and what waits for it now. */
+  private mark(now: number): void {
+    this.sentMark = this.session.bytesSent;
+    this.waitingAtMark = this.session.unsentBytes;
+    this.sentMarkAt = now;
   }
 
   stop(): void {
@@ -117,16 +154,15 @@ export class SessionClock implements WheelEntry {
     else this.scheduleNext(now);
   }
 
-  /** A look at the output: true once the kernel has taken nothing for the whole limit. */
+  /** A look at the output: true once a whole window drained less than it asks. */
   private writeStalled(now: number): boolean {
     if (this.session.unsentBytes === 0) {
       this.outputWatched = false;
       return false;
     }
-    const sent = this.session.bytesSent;
-    if (sent !== this.sentMark) {
-      this.sentMark = sent;
-      this.sentMarkAt = now;
+    const taken = this.session.bytesSent - this.sentMark;
+    if (taken >= Math.max(1, Math.min(this.waitingAtMark, this.stallAskBytes))) {
+      this.mark(now);
       return false;
     }
     return now - this.sentMarkAt >= this.stallLimitMs;
@@ -149,7 +185,7 @@ export class SessionClock implements WheelEntry {
  * The wheel's granule for these limits: a sixteenth of the shortest deadline in use (so a deadline
  * fires at most about 6 % late), at most a second, at least 10 ms.
  */
-export function clockGranularityMs(limits: LifetimeLimits): number {
+export function clockGranularityMs(limits: Pick<LifetimeLimits, "idleTimeoutMs" | "legacyIdleTimeoutMs" | "maxSessionLifetimeMs" | "writeStallTimeoutMs">): number {
   // The write stall is looked at every quarter of its limit.
   const used = [limits.idleTimeoutMs, limits.legacyIdleTimeoutMs, limits.maxSessionLifetimeMs, limits.writeStallTimeoutMs / 4].filter((ms) => ms > 0);
   if (!used.length) return 1000;

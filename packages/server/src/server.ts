@@ -16,7 +16,7 @@ import { ClockWheel } from "./clock-wheel.ts";
 import { CurveStepCap, defaultCurveStepsPerSource, defaultCurveStepsUnproven } from "./curve-cap.ts";
 import { ProvenSources } from "./proven-sources.ts";
 import { LookupGate, defaultUncachedLookupsPerSource, defaultUncachedLookupsUnproven } from "./lookup-gate.ts";
-import { DEFAULT_WRITE_STALL_TIMEOUT_MS, clockGranularityMs } from "./lifetime.ts";
+import { DEFAULT_WRITE_STALL_MIN_BYTES_PER_SECOND, DEFAULT_WRITE_STALL_TIMEOUT_MS, clockGranularityMs } from "./lifetime.ts";
 import { UnfinishedBudget, defaultMaxUnfinishedBytes } from "./unfinished-budget.ts";
 import { CollectionNudge } from "@nstp/core/node";
 
@@ -147,6 +147,7 @@ export const DEFAULT_LIMITS: ConnectionLimits = {
   legacyIdleTimeoutMs: 0,
   maxSessionLifetimeMs: 0,
   writeStallTimeoutMs: DEFAULT_WRITE_STALL_TIMEOUT_MS,
+  writeStallMinBytesPerSecond: DEFAULT_WRITE_STALL_MIN_BYTES_PER_SECOND,
   messageTimeoutMs: defaultMessageTimeoutMs(v2.DEFAULT_MAX_MESSAGE_SIZE),
   flushTimeoutMs: DEFAULT_FLUSH_TIMEOUT_MS,
 };

@@ -1,10 +1,10 @@
 // How long an authenticated client can pin the server's memory (attacker review, session 8):
-// - the write-stall deadline: a client that stops reading while replies wait for it is closed once
-//   the kernel has taken none of its bytes for the limit (every version, the reference included,
-//   which has no idle timeout), while a slow reader that keeps taking bytes is not;
+// - the write-stall deadline: a client that stops reading while replies wait for it, or reads
+//   below the drain floor, is closed once a window of the limit drained less than it asks (every
+//   version, the reference included, which has no idle timeout), while a reader above it is not;
 // - the message deadline: a v2 message begun in "more to follow" chunks must be whole within its
 //   limit, however many pings keep its frames coming;
-// - the server-wide budget of what such unfinished messages hold: over it, the largest holder ends.
+// - the server-wide budget of what such unfinished messages hold: over it, the slowest holder ends.
 // Real loopback sockets on port 0, short limits, bounded waits; every transport of the runtime.
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -110,6 +110,98 @@ for (const transport of transports) {
     }
   });
 
+  // The drain floor on real loopback sockets, scaled up to fit a test: 8 MiB/s over a 800 ms window
+  // (a high-water mark of 16 MiB, so what waits is more than a window asks). What this shows: the
+  // floor reaches the session's clock through the server's limits; a reader at 3 MiB/s, whom the
+  // kernel still gives some progress every window (the zero-progress rule alone let it read all 25 MiB),
+  // is closed as write_stalled; one at twice the floor is not. What it does not: the boundary at the
+  // default 1 KiB/s, nor how a real network's send buffer steps, since the kernel takes our bytes in
+  // steps of about a third of its send buffer (MiBs on loopback), which node:net cannot shrink;
+  // lifetime.test.ts checks the rule itself on steps the test chooses.
+  const FLOOR = 8 << 20;
+  for (const [rate, cut] of [
+    [3 << 20, true],
+    [16 << 20, false],
+  ] as const) {
+    test(`${transport.name}: a reader draining ${rate >> 10} KiB/s against a floor of ${FLOOR >> 10} KiB/s is ${cut ? "" : "not "}closed as write_stalled`, { skip: !partialProgressSeen && "Bun's node:net counts whole writes only" }, async () => {
+      const server = await startServer({ keys: keys(), port: 0, transport, handler: () => BIG_REPLY, limits: { writeStallTimeoutMs: STALL_MS, writeStallMinBytesPerSecond: FLOOR, writeHighWaterMark: 16 << 20 } });
+      try {
+        const s = await referenceHandshake(server.port, { username: "alice", psk: PSK });
+        s.socket.on("error", () => {});
+        const gone = closed(s.socket);
+        for (let i = 0; i < REQUESTS; i++) s.socket.write(s.record(i, Buffer.from(`request ${i}`)));
+        const total = REQUESTS * (BIG_REPLY.length + 30);
+        // Reads at `rate` on average: paused whenever ahead of it, resumed every 20 ms when behind.
+        let read = 0;
+        const started = Date.now();
+        const ahead = () => read >= (rate * (Date.now() - started)) / 1000;
+        const pace = (b: Buffer) => {
+          read += b.length;
+          if (ahead()) s.socket.pause();
+        };
+        // The test's reader only counts: the session's Reader would copy all it buffered at every chunk.
+        s.socket.removeAllListeners("data");
+        s.socket.on("data", pace);
+        const pacing = setInterval(() => !ahead() && s.socket.resume(), 20);
+        try {
+          const end = Date.now() + 30_000;
+          while (Date.now() < end && !s.socket.destroyed && read < total - 1024 && !(server.stats.sessionsEnded.write_stalled ?? 0)) await sleep(50);
+        } finally {
+          clearInterval(pacing);
+          s.socket.off("data", pace);
+        }
+        if (cut) {
+          assert.equal(server.stats.sessionsEnded.write_stalled, 1, `closed as write_stalled (read ${read} bytes in ${Date.now() - started} ms)`);
+          s.socket.resume();
+          await Promise.race([gone, sleep(5000)]);
+          assert.ok(s.socket.destroyed || s.reader.ended, "the client's socket was closed");
+        } else {
+          assert.equal(server.stats.sessionsEnded.write_stalled ?? 0, 0, `not closed (read ${read} of ${total} bytes)`);
+          assert.ok(read >= total - 1024, `every reply arrived (${read} of ${total})`);
+          s.socket.destroy();
+        }
+      } finally {
+        await server.close({ graceMs: 0 });
+      }
+    });
+  }
+
+  // The server's own pause is not the client's delay: while the server has stopped reading (here a
+  // slow handler with maxPendingMessages 1), the rest of an upload waits unread in the socket, so the
+  // record and message deadlines must not run against the client meanwhile.
+  for (const [name, recordTimeoutMs, messageTimeoutMs] of [
+    ["record", 400, 0],
+    ["message", 10_000, 600],
+  ] as const) {
+    test(`${transport.name}: the ${name} deadline does not run while the server has paused reading`, async () => {
+      const HANDLER_MS = 1500;
+      const server = await startServer({
+        keys: keys(),
+        port: 0,
+        transport,
+        handler: async (m) => (m.length === 1 ? await sleep(HANDLER_MS).then(() => "slow") : `${m.length}`),
+        limits: { recordTimeoutMs, messageTimeoutMs, maxPendingMessages: 1 },
+      });
+      try {
+        const s = await v2Handshake(server.port, { username: "alice", psk: PSK });
+        s.reader.socket.on("error", () => {});
+        const chunk = (more: boolean, n: number) => s.frame(Buffer.concat([Buffer.from([more ? 1 : 0, n >> 8, n & 0xff]), Buffer.alloc(n, 2)]));
+        // A one-byte message whose reply takes HANDLER_MS (reading pauses: one pending is the limit),
+        // then, pipelined in the same write, the first chunk of a two-chunk message.
+        s.reader.socket.write(Buffer.concat([s.encode([Buffer.from("x")]), chunk(true, 1000)]));
+        await sleep(100);
+        s.reader.socket.write(chunk(false, 1000));
+        assert.equal((await s.receive(HANDLER_MS + 5000)).toString(), "slow");
+        assert.equal((await s.receive(5000)).toString(), "2000", "the two-chunk message completed");
+        assert.equal(server.stats.sessionsFailed.ERR_TIMEOUT ?? 0, 0, "not cut by the record deadline");
+        assert.equal(server.stats.sessionsEnded.message_timeout ?? 0, 0, "not cut by the message deadline");
+        s.destroy();
+      } finally {
+        await server.close({ graceMs: 0 });
+      }
+    });
+  }
+
   test(`${transport.name}: a v2 message begun in chunks must be whole within the message limit, pings notwithstanding`, async () => {
     const MESSAGE_MS = 1000;
     const server = await startServer({ keys: keys(), port: 0, transport, handler: (m) => m, limits: { recordTimeoutMs: 400, messageTimeoutMs: MESSAGE_MS } });
@@ -139,7 +231,7 @@ for (const transport of transports) {
     }
   });
 
-  test(`${transport.name}: over the unfinished-message budget, the session holding the most ends and the others go on`, async () => {
+  test(`${transport.name}: over the unfinished-message budget, the slowest holder ends and a larger, faster upload goes on`, async () => {
     const LIMIT = 400 * 1024;
     const server = await startServer({ keys: keys(), port: 0, transport, handler: (m) => `${m.length}`, maxUnfinishedBytes: LIMIT });
     const more = (s: V2PeerSession, n: number) => s.frame(Buffer.concat([Buffer.from([1, n >> 8, n & 0xff]), Buffer.alloc(n, 1)]));
@@ -148,19 +240,22 @@ for (const transport of transports) {
       const pinning = await v2Handshake(server.port, { username: "alice", psk: PSK });
       const honest = await v2Handshake(server.port, { username: "alice", psk: PSK });
       pinning.reader.socket.on("error", () => {});
-      // Five chunks of 60,000 bytes, never the last: about 300 KB held, under the limit.
-      for (let i = 0; i < 5; i++) pinning.reader.socket.write(more(pinning, 60_000));
-      assert.ok(await within(5000, () => held() >= 5 * 60_000), `the first message's bytes are counted (${held()})`);
+      // Three chunks of 60,000 bytes, never the last: 180 KB held, under the limit, and then held still.
+      for (let i = 0; i < 3; i++) pinning.reader.socket.write(more(pinning, 60_000));
+      assert.ok(await within(5000, () => held() >= 3 * 60_000), `the first message's bytes are counted (${held()})`);
+      await sleep(1500);
       assert.equal(server.stats.sessionsEnded.message_budget ?? 0, 0);
-      // The honest upload, a frame a read: its third chunk takes the sum over the limit.
-      for (let i = 0; i < 3; i++) {
+      // The honest upload, a frame a read: its fifth chunk takes the sum over the limit, and it is then
+      // the largest holder (250 KB against 180 KB), but it grew in tens of ms where the other took 1.5 s.
+      for (let i = 0; i < 5; i++) {
         honest.reader.socket.write(more(honest, 50_000));
-        await sleep(30);
+        await sleep(10);
       }
-      assert.ok(await within(5000, () => server.stats.sessionsEnded.message_budget === 1), "the largest holder was ended");
+      assert.ok(await within(5000, () => server.stats.sessionsEnded.message_budget === 1), "the slowest holder was ended");
       assert.ok(await within(5000, () => pinning.reader.ended), "its connection closed");
       honest.send([Buffer.from("end")]);
-      assert.equal((await honest.receive()).toString(), String(3 * 50_000 + 3), "the honest message completed");
+      assert.equal((await honest.receive()).toString(), String(5 * 50_000 + 3), "the honest message completed");
+      assert.equal(server.stats.sessionsEnded.message_budget, 1, "only the slow holder was ended");
       assert.equal(held(), 0, "nothing held once both are done");
       honest.destroy();
     } finally {

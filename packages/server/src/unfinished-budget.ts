@@ -4,9 +4,23 @@
  * more as retained: core v2/assembly.ts retainedLimit), so a thousand authenticated connections that
  * each begin one and never finish it held 16 GB until their message deadline, and again after they
  * reconnected. Sessions report what their unfinished message retains after every read; when the sum
- * goes over the limit, the sessions holding the most are ended, largest first, until it is under:
- * a peer that pins memory this way holds the largest messages, and an honest upload of a few frames
- * is not the one to go.
+ * goes over the limit, sessions are ended until it is under.
+ *
+ * Which ones: the slowest holders first, by the rate at which each message has grown (bytes retained
+ * ÷ time since the budget first saw it). Ending the largest (as at first) let an attacker choose the
+ * victim: K sessions each holding a message just under honest sizes (1,024 x 1 MiB fills 1 GiB), each
+ * finished just before --message-timeout and begun again (about 4 KiB/s a session), made every honest
+ * upload larger than theirs the largest holder, ended as soon as it pushed the sum over (attacker
+ * review, round 2). Holding memory means holding it for long, and holding long for few bytes is a low
+ * rate: a drip-feeder's 1 MiB over 250 s is 4 KiB/s, an honest upload arrives as fast as its link
+ * (the message deadline's floor is 64 KiB/s, server.ts), so it goes last however large it is. To hold
+ * its share against a fresh upload an attacker must keep re-sending at the honest rate, which is what
+ * an honest upload costs. Per-source or per-user shares were not chosen: every device of a fleet may
+ * be one user behind one NAT address, and an attacker with one account controls neither.
+ * Not done: the rate counts time the server itself paused reading (a slow handler), which the
+ * message deadline leaves out (core driver/deadline.ts). A 1 MB/s upload paused 100 s after its first
+ * MiB still counts 10 KiB/s, above a 4 KiB/s drip-feeder, but a longer pause on a slower link could
+ * put it first.
  */
 import { totalmem } from "node:os";
 
@@ -24,16 +38,25 @@ export function defaultMaxUnfinishedBytes(oneMessage: number, hostMemory = total
   return Math.max(oneMessage, Math.min(1 << 30, Math.floor(hostMemory / 4)));
 }
 
+/** What one holder's unfinished message retains, and when the budget first saw it (ms, `now`). */
+interface Holding {
+  bytes: number;
+  since: number;
+}
+
 export class UnfinishedBudget {
   readonly limit: number;
   private total = 0;
-  /** Sessions holding an unfinished message, with the bytes it retains. */
-  private readonly holders = new Map<UnfinishedHolder, number>();
+  /** Sessions holding an unfinished message: one record each, updated in place after each read. */
+  private readonly holders = new Map<UnfinishedHolder, Holding>();
+  private readonly now: () => number;
   /** Sessions ended to keep under the limit (a metric). */
   evictions = 0;
 
-  constructor(limit: number) {
+  /** `now`: a monotonic clock in ms (tests give their own). */
+  constructor(limit: number, now: () => number = () => performance.now()) {
     this.limit = limit;
+    this.now = now;
   }
 
   /** Bytes retained by unfinished messages, over every session. */
@@ -43,32 +66,44 @@ export class UnfinishedBudget {
 
   /**
    * `holder`'s unfinished message now retains `bytes` (0: it completed, or the session ended). Over the
-   * limit, the largest holders are ended (overBudget) until the sum is under it again.
+   * limit, the slowest holders are ended (overBudget) until the sum is under it again.
    */
   set(holder: UnfinishedHolder, bytes: number): void {
-    const before = this.holders.get(holder) ?? 0;
+    const held = this.holders.get(holder);
+    const before = held?.bytes ?? 0;
     if (bytes === before) return;
     this.total += bytes - before;
     if (bytes === 0) this.holders.delete(holder);
-    else this.holders.set(holder, bytes);
+    else if (held) held.bytes = bytes;
+    // A new message: its rate is timed from this first report (a session holds one at a time, and
+    // reports 0 when it completes, so the next one starts a new record).
+    else this.holders.set(holder, { bytes, since: this.now() });
     while (this.total > this.limit) {
-      const victim = this.largest();
+      const victim = this.slowest();
       if (!victim) break;
       // Out of the account before it is told: its end reports 0, which then changes nothing.
-      this.total -= this.holders.get(victim)!;
+      this.total -= this.holders.get(victim)!.bytes;
       this.holders.delete(victim);
       this.evictions++;
       victim.overBudget();
     }
   }
 
-  /** A scan, only when over the limit: holders are few (each retains at least 8 KiB). */
-  private largest(): UnfinishedHolder | undefined {
+  /**
+   * The holder whose message has grown slowest (bytes ÷ ms since first seen; a message seen this very
+   * millisecond counts as 1 ms old). A scan, only when over the limit: holders are few (each retains
+   * at least 8 KiB), and ties go to the larger (the earlier seen when equal).
+   */
+  private slowest(): UnfinishedHolder | undefined {
+    const now = this.now();
     let best: UnfinishedHolder | undefined;
-    let most = 0;
-    for (const [h, n] of this.holders) {
-      if (n > most) {
-        most = n;
+    let lowest = Infinity;
+    let bestBytes = 0;
+    for (const [h, { bytes, since }] of this.holders) {
+      const rate = bytes / Math.max(1, now - since);
+      if (rate < lowest || (rate === lowest && bytes > bestBytes)) {
+        lowest = rate;
+        bestBytes = bytes;
         best = h;
       }
     }

@@ -148,3 +148,53 @@ test("partial-input deadline: with no message limit, a partial message is bounde
   for (let i = 0; i < 200 && expired === 0; i++) await sleep(5);
   assert.equal(expired, 1, "no frame in a record deadline");
 });
+
+test("partial-input deadline: a read that leaves nothing partial reads hasPartialInput only", () => {
+  const reads: string[] = [];
+  const m = {
+    get hasPartialInput() {
+      return reads.push("hasPartialInput"), false;
+    },
+    get inputProgress() {
+      return reads.push("inputProgress"), 0;
+    },
+    get hasPartialMessage() {
+      return reads.push("hasPartialMessage"), false;
+    },
+    get messagesStarted() {
+      return reads.push("messagesStarted"), 0;
+    },
+  };
+  const owner = { partialInputExpired: () => assert.fail("nothing partial"), partialMessageExpired: () => assert.fail("nothing partial") };
+  const p = new PartialInputDeadline(m, 300, owner, 1000);
+  for (let i = 0; i < 3; i++) p.watch();
+  assert.deepEqual(reads, ["hasPartialInput", "hasPartialInput", "hasPartialInput"]);
+  assert.ok(!p.armed);
+});
+
+test("partial-input deadline: time the driver paused reading is not the peer's, for the record and the message deadline", async () => {
+  const m = { hasPartialInput: true, inputProgress: 0, hasPartialMessage: true, messagesStarted: 1 };
+  const expired: string[] = [];
+  const owner = { partialInputExpired: () => void expired.push("record"), partialMessageExpired: () => void expired.push("message") };
+  // Limits far above the host's timer lateness; the pause is several times each.
+  for (const [recordMs, messageMs, which] of [
+    [150, 0, "record"],
+    [2000, 150, "message"],
+  ] as const) {
+    expired.length = 0;
+    const p = new PartialInputDeadline(m, recordMs, owner, messageMs);
+    p.watch();
+    const started = performance.now();
+    await sleep(50);
+    p.readingPaused(true);
+    await sleep(500);
+    assert.deepEqual(expired, [], `${which}: nothing fires while reading is paused`);
+    p.readingPaused(false);
+    const resumed = performance.now();
+    for (let i = 0; i < 200 && expired.length === 0; i++) await sleep(5);
+    assert.deepEqual(expired, [which], `${which}: it fires once reading resumed and the rest of its time passed`);
+    const left = (messageMs || recordMs) - 50;
+    assert.ok(performance.now() - resumed >= left - 5, `${which}: the time before the pause counted, the pause did not (${performance.now() - started} ms in all)`);
+    p.cancel();
+  }
+});

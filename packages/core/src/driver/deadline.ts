@@ -72,6 +72,15 @@ type WatchedMachine = Pick<Machine, "hasPartialInput" | "inputProgress"> & Parti
  * message maximum of memory, for ever at one ping per record deadline (attacker review, session 8).
  * Its start is the first watch() (after a read) that sees it: the machine says only that a message
  * is partial and how many have begun (no clock in the machine).
+ *
+ * Neither runs while the driver itself has paused reading (readingPaused: too many messages await
+ * replies, replies wait to be sent, or frames wait in the worker pool): the rest of the peer's input
+ * then sits unread in the socket, and cutting an honest upload for the server's own slowness was
+ * wrong (attacker review, session 8 round 2). The paused time is left out of both: on resume each
+ * mark moves forward by the time paused since it was set. A look that comes while paused does not
+ * fire and looks again once the time left at the pause has passed (at least an eighth of the
+ * record deadline), so after a resume a deadline fires at most that late. Only pause transitions
+ * cost anything (a clock read each), never a read or a message.
  */
 export class PartialInputDeadline extends Deadline {
   private readonly machine: WatchedMachine;
@@ -84,6 +93,8 @@ export class PartialInputDeadline extends Deadline {
   /** The unfinished message timed (its messagesStarted count; -1 none yet) and when it was first seen. */
   private message = -1;
   private messageSeenAt = 0;
+  /** When the driver paused reading (-1: reading). */
+  private pausedAt = -1;
 
   // One object per session, not three: the owner is told through an interface, not a closure with
   // its scope; a fleet holds tens of thousands of them (the fleet bench, issue 13).
@@ -95,13 +106,34 @@ export class PartialInputDeadline extends Deadline {
     this.messageMs = messageMs;
   }
 
-  /** After a read: notes a message that has begun, and starts watching if input is left partial. */
+  /**
+   * After a read: notes a message that has begun, and starts watching if input is left partial. A
+   * read that leaves nothing partial (a session exchanging whole messages) costs one getter: a
+   * partial message is partial input, and a watch already armed stops at its next look.
+   */
   watch(): void {
+    if (!this.machine.hasPartialInput) return;
     this.noteMessage();
-    if (this.armed || !this.machine.hasPartialInput) return;
+    if (this.armed) return;
     this.progress = this.machine.inputProgress;
     this.progressSeenAt = performance.now();
     this.arm(this.untilNextLook(this.progressSeenAt), () => this.look());
+  }
+
+  /**
+   * The driver paused (true) or resumed (false) reading; told on transitions only. Resuming moves the
+   * marks forward by the time paused since each was set, so that time is not the peer's.
+   */
+  readingPaused(paused: boolean): void {
+    if (paused === this.pausedAt >= 0) return;
+    const now = performance.now();
+    if (paused) {
+      this.pausedAt = now;
+      return;
+    }
+    this.progressSeenAt += now - Math.max(this.pausedAt, this.progressSeenAt);
+    this.messageSeenAt += now - Math.max(this.pausedAt, this.messageSeenAt);
+    this.pausedAt = -1;
   }
 
   /** The timer's check: ms until the next look, or undefined (expired, or nothing partial). */
@@ -109,6 +141,10 @@ export class PartialInputDeadline extends Deadline {
     if (!this.machine.hasPartialInput) return undefined;
     const now = performance.now();
     this.noteMessage(now);
+    // Paused by the driver: nothing fires; the next look comes when the time the peer had left at the
+    // pause has passed (a resume before then moves the deadline at least that far), not sooner than
+    // an eighth of the record deadline (a long pause is looked at a few times, not spun on).
+    if (this.pausedAt >= 0) return Math.max(this.untilNextLook(this.pausedAt), this.ms / 8);
     if (this.messageOpen && now - this.messageSeenAt >= this.messageMs) {
       this.owner.partialMessageExpired();
       return undefined;
