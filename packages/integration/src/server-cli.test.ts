@@ -32,6 +32,14 @@ for (const runtime of ["bun", "node"] as const) {
     }
   });
 
+  test(`${runtime} server: the demo user behind --trusted-proxies is refused with exit 2 even on a loopback host`, { skip: !onBun && "spawned from the Bun run" }, async () => {
+    // A public load balancer forwarding to 127.0.0.1 would serve alice/userpassword to anyone.
+    const r = await runServer(runtime, ["--host", "127.0.0.1", "--trusted-proxies", "127.0.0.1"]);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /^server: refusing to serve the reference demo user \(alice\/userpassword\) behind --trusted-proxies.*--demo/m);
+    assert.doesNotMatch(r.stdout, /listening/);
+  });
+
   test(`${runtime} server: --demo lets the demo user start on a non-loopback host (here it then fails to bind)`, { skip: !onBun && "spawned from the Bun run" }, async () => {
     const r = await runServer(runtime, ["--host", "192.0.2.1", "--demo"]);
     assert.equal(r.code, 1, r.stderr);

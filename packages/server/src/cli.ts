@@ -39,7 +39,8 @@ const USAGE = `usage: server [--port N] [--host H] [--device-salt HEX] [--users 
 Serves the --protocols listed (default every version: legacy,v2,v3) on the same port; --legacy off
 (an alias) drops the Dart reference protocol from them. --max-message-size-v2 bounds v2 and v3.
 Listens on 127.0.0.1:8080 by default. Without --users, serves the reference demo user (alice), on a
-loopback --host only: elsewhere it refuses to start (exit 2) unless --demo is given.
+loopback --host without --trusted-proxies only: elsewhere, or behind a proxy, it refuses to start
+(exit 2) unless --demo is given.
 A v2 session ends after --idle-timeout (default 300; 0 never) without a frame from its client (our
 client pings); a reference session after --legacy-idle-timeout (default 0: never, Dart clients cannot
 ping); any session after --max-session-lifetime (default 0: never). A close waits at most
@@ -123,7 +124,8 @@ async function main(): Promise<void> {
     return;
   }
   // Before anything starts (workers included: they run this CLI with the same arguments).
-  const refusal = demoUserRefusal(values.host!, { usersStore: values.users !== undefined, demo: values.demo! });
+  const trustedProxies = values["trusted-proxies"]?.split(",").map((s) => s.trim()).filter((s) => s !== "");
+  const refusal = demoUserRefusal(values.host!, { usersStore: values.users !== undefined, demo: values.demo!, trustedProxies: (trustedProxies?.length ?? 0) > 0 });
   if (refusal) {
     console.error(`server: ${refusal}`);
     process.exit(2);
@@ -233,7 +235,7 @@ async function main(): Promise<void> {
     },
     userBudget,
     sharedUserBudget,
-    trustedProxies: values["trusted-proxies"]?.split(",").map((s) => s.trim()).filter((s) => s !== ""),
+    trustedProxies,
     ...(values["max-unfinished-bytes"] !== undefined ? { maxUnfinishedBytes: parseIntArg("--max-unfinished-bytes", values["max-unfinished-bytes"], 1, Number.MAX_SAFE_INTEGER) } : {}),
     limits: {
       // The reference's records carry no length: its maximum also bounds trial decryption work.
