@@ -48,8 +48,8 @@ ping); any session after --max-session-lifetime (default 0: never). A close wait
 which its client has taken no byte for --write-stall-timeout (default 60; 0 never), is closed at once.
 A message sent in several frames must arrive whole within --message-timeout of its first (default:
 --max-message-size-v2 at 64 KiB/s, at least 60; 0 never). Such messages in progress may hold
---max-unfinished-bytes over every session (default a quarter of memory, at most 1 GiB); beyond it the
-sessions holding the most are ended.
+--max-unfinished-bytes over every session (default a quarter of memory, a container's limit if
+lower, at most 1 GiB); beyond it the sessions holding the most are ended.
 SIGHUP reloads --users FILE; the sessions of users it removes or re-keys end. SIGTERM and SIGINT stop accepting, let
 sessions finish the replies due (v2 ends each with a close chunk) and exit within --shutdown-grace.
 --metrics serves Prometheus text at http://HOST:PORT/metrics (off unless given).
