@@ -31,6 +31,11 @@ function metaVersion(db: SqliteDb): number {
   return Number(db.get(SELECT_VERSION)?.value ?? 0);
 }
 
+/** A SQLite store's files: the WAL holds the newest rows until a checkpoint, so its mode matters as much as the file's. */
+export function sqliteFiles(path: string): string[] {
+  return [path, `${path}-wal`, `${path}-shm`];
+}
+
 export class SqliteCredentialStore implements CredentialStore {
   private readonly cache: RecordCache;
   private readonly removals = new RemovalListeners();
@@ -57,8 +62,7 @@ export class SqliteCredentialStore implements CredentialStore {
       db.exec("PRAGMA query_only = ON");
       const isStore = db.get("SELECT 1 AS yes FROM sqlite_master WHERE type = 'table' AND name = 'nstp_meta'");
       checkDeviceSalt(isStore ? db.get("SELECT value FROM nstp_meta WHERE key = 'device_salt'")?.value : undefined, opts.deviceSalt, opts.path);
-      // The WAL holds the newest rows until a checkpoint: its mode matters as much as the file's.
-      warnIfOpenToOthers([opts.path, `${opts.path}-wal`, `${opts.path}-shm`], opts.log);
+      warnIfOpenToOthers(sqliteFiles(opts.path), opts.log);
       return new SqliteCredentialStore(db, opts);
     } catch (e) {
       db.close();
