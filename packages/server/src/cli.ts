@@ -18,7 +18,7 @@ import { startServer } from "./server.ts";
 import { warnIfOpenToOthers } from "./users-file.ts";
 import { startMetrics, summaryFields } from "./metrics.ts";
 import type { CredentialStore } from "./stores/records.ts";
-import { describeStore, openCredentialStore, urlPasswordWarning } from "./stores/open.ts";
+import { describeStore, openCredentialStore, storeFiles, urlPasswordWarning } from "./stores/open.ts";
 import { storeKind } from "./stores/schema.ts";
 import { demoSaltWarning, demoUserRefusal } from "./salt-advice.ts";
 import { monitorEventLoopDelay } from "node:perf_hooks";
@@ -131,9 +131,13 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   const log = createLogger({ level: values["log-level"] as LogLevel, format: values["log-format"] as LogFormat });
-  // Said once, by the supervisor or the single process (workers inherit PGPASSWORD with the environment).
-  const urlWarning = values.users !== undefined && process.env.NSTP_WORKER === undefined ? urlPasswordWarning(values.users) : undefined;
-  if (urlWarning) log.warn(urlWarning);
+  // Said once, by the supervisor or the single process, not by each worker too (workers inherit
+  // PGPASSWORD with the environment, and open the same store).
+  if (values.users !== undefined && process.env.NSTP_WORKER === undefined) {
+    const urlWarning = urlPasswordWarning(values.users);
+    if (urlWarning) log.warn(urlWarning);
+    warnIfOpenToOthers(storeFiles(values.users), log);
+  }
   const crypto = getBackend(values.crypto!);
   const deviceSalt = fromHex(values["device-salt"]!);
   const port = parseIntArg("--port", values.port!, 0, 65535);
@@ -166,14 +170,13 @@ async function main(): Promise<void> {
   let store: CredentialStore | undefined;
   if (values.users && storeKind(values.users).kind !== "json") {
     // A database: changes are seen within a second by every process, without SIGHUP.
-    store = await openCredentialStore(values.users, { deviceSalt, log });
+    store = await openCredentialStore(values.users, { deviceSalt, log, warnOpenToOthers: false });
     keys = store;
     log.info("credential store opened", { store: describeStore(values.users) });
   } else if (values.users) {
     const file = values.users;
     const store = loadUsersFile(file, deviceSalt, crypto);
     log.info("users loaded", { file, users: store.size });
-    warnIfOpenToOthers([file], log);
     keys = store;
     // Reload on SIGHUP: new handshakes see the new table; the store tells the server (onUserRemoved)
     // of every user removed or re-keyed, whose open sessions then end.
