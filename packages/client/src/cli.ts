@@ -5,18 +5,18 @@
  * --password-file, NSTP_PASSWORD, a prompt without echo, or --password (which other local users can
  * read in the process list: it warns). Exits non-zero with a one-line reason on failure.
  */
-import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { DEFAULT_PROTOCOL, NstpError, fromHex, protocolNamed, legacy, toHex } from "@nstp/core";
 import { getBackend, readPassword } from "@nstp/core/node";
 import { connect } from "./connect.ts";
+import { givenPassword } from "./password-source.ts";
 
 const USAGE = `usage: client [--port N] [--host H] [--user U] [--password-file F] [--device-salt HEX] [--protocol v3|v2|legacy] [--legacy]
               [--crypto native|noble] [--keepalive SECONDS] [message ...]
 Speaks protocol v3 (SPAKE2+) unless --protocol asks for v2 (Noise NNpsk0) or legacy (the Dart
 reference protocol; --legacy is an alias for --protocol legacy).
 Without --user, uses the reference demo user alice. The password comes from --password-file F (its
-first line), NSTP_PASSWORD, or a prompt; --password P still works, but every local user can read it in
+first line, without a BOM or line ending), NSTP_PASSWORD, or a prompt; --password P still works, but every local user can read it in
 the process list. Without messages, sends "Hello server! Message #0" .. "#4".
 --keepalive (v2, v3; default 30, 0 off): a ping after that long without sending, and ERR_TIMEOUT after
 twice that long without hearing the server.`;
@@ -73,21 +73,6 @@ async function main(): Promise<number> {
   }
   await session.close();
   return 0;
-}
-
-/** The password from --password-file (its first line), --password (with a warning) or NSTP_PASSWORD. */
-function givenPassword(flag: string | undefined, file: string | undefined): string | undefined {
-  if (flag !== undefined && file !== undefined) throw new NstpError("ERR_INVALID_ARG", "give --password or --password-file, not both");
-  if (file !== undefined) {
-    const line = readFileSync(file, "utf8").split(/\r?\n/, 1)[0]!;
-    if (line === "") throw new NstpError("ERR_INVALID_ARG", `--password-file ${file}: the first line is empty`);
-    return line;
-  }
-  if (flag !== undefined) {
-    console.error("warning: --password is visible to other local users (ps, /proc); use --password-file FILE or NSTP_PASSWORD");
-    return flag;
-  }
-  return process.env.NSTP_PASSWORD;
 }
 
 main().then(

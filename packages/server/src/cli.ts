@@ -18,7 +18,7 @@ import { startServer } from "./server.ts";
 import { warnIfOpenToOthers } from "./users-file.ts";
 import { startMetrics, summaryFields } from "./metrics.ts";
 import type { CredentialStore } from "./stores/records.ts";
-import { describeStore, openCredentialStore, urlPasswordWarning } from "./stores/open.ts";
+import { describeStore, openCredentialStore, storeFiles, urlPasswordWarning } from "./stores/open.ts";
 import { storeKind } from "./stores/schema.ts";
 import { demoSaltWarning, demoUserRefusal } from "./salt-advice.ts";
 import { monitorEventLoopDelay } from "node:perf_hooks";
@@ -39,7 +39,8 @@ const USAGE = `usage: server [--port N] [--host H] [--device-salt HEX] [--users 
 Serves the --protocols listed (default every version: legacy,v2,v3) on the same port; --legacy off
 (an alias) drops the Dart reference protocol from them. --max-message-size-v2 bounds v2 and v3.
 Listens on 127.0.0.1:8080 by default. Without --users, serves the reference demo user (alice), on a
-loopback --host only: elsewhere it refuses to start (exit 2) unless --demo is given.
+loopback --host without --trusted-proxies only: elsewhere, or behind a proxy, it refuses to start
+(exit 2) unless --demo is given.
 A v2 session ends after --idle-timeout (default 300; 0 never) without a frame from its client (our
 client pings); a reference session after --legacy-idle-timeout (default 0: never, Dart clients cannot
 ping); any session after --max-session-lifetime (default 0: never). A close waits at most
@@ -47,8 +48,8 @@ ping); any session after --max-session-lifetime (default 0: never). A close wait
 which its client has taken no byte for --write-stall-timeout (default 60; 0 never), is closed at once.
 A message sent in several frames must arrive whole within --message-timeout of its first (default:
 --max-message-size-v2 at 64 KiB/s, at least 60; 0 never). Such messages in progress may hold
---max-unfinished-bytes over every session (default a quarter of memory, at most 1 GiB); beyond it the
-sessions holding the most are ended.
+--max-unfinished-bytes over every session (default a quarter of memory, a container's limit if
+lower, at most 1 GiB); beyond it the sessions whose messages grew slowest are ended.
 SIGHUP reloads --users FILE; the sessions of users it removes or re-keys end. SIGTERM and SIGINT stop accepting, let
 sessions finish the replies due (v2 ends each with a close chunk) and exit within --shutdown-grace.
 --metrics serves Prometheus text at http://HOST:PORT/metrics (off unless given).
@@ -123,15 +124,20 @@ async function main(): Promise<void> {
     return;
   }
   // Before anything starts (workers included: they run this CLI with the same arguments).
-  const refusal = demoUserRefusal(values.host!, { usersStore: values.users !== undefined, demo: values.demo! });
+  const trustedProxies = values["trusted-proxies"]?.split(",").map((s) => s.trim()).filter((s) => s !== "");
+  const refusal = demoUserRefusal(values.host!, { usersStore: values.users !== undefined, demo: values.demo!, trustedProxies: (trustedProxies?.length ?? 0) > 0 });
   if (refusal) {
     console.error(`server: ${refusal}`);
     process.exit(2);
   }
   const log = createLogger({ level: values["log-level"] as LogLevel, format: values["log-format"] as LogFormat });
-  // Said once, by the supervisor or the single process (workers inherit PGPASSWORD with the environment).
-  const urlWarning = values.users !== undefined && process.env.NSTP_WORKER === undefined ? urlPasswordWarning(values.users) : undefined;
-  if (urlWarning) log.warn(urlWarning);
+  // Said once, by the supervisor or the single process, not by each worker too (workers inherit
+  // PGPASSWORD with the environment, and open the same store).
+  if (values.users !== undefined && process.env.NSTP_WORKER === undefined) {
+    const urlWarning = urlPasswordWarning(values.users);
+    if (urlWarning) log.warn(urlWarning);
+    warnIfOpenToOthers(storeFiles(values.users), log);
+  }
   const crypto = getBackend(values.crypto!);
   const deviceSalt = fromHex(values["device-salt"]!);
   const port = parseIntArg("--port", values.port!, 0, 65535);
@@ -164,14 +170,13 @@ async function main(): Promise<void> {
   let store: CredentialStore | undefined;
   if (values.users && storeKind(values.users).kind !== "json") {
     // A database: changes are seen within a second by every process, without SIGHUP.
-    store = await openCredentialStore(values.users, { deviceSalt, log });
+    store = await openCredentialStore(values.users, { deviceSalt, log, warnOpenToOthers: false });
     keys = store;
     log.info("credential store opened", { store: describeStore(values.users) });
   } else if (values.users) {
     const file = values.users;
     const store = loadUsersFile(file, deviceSalt, crypto);
     log.info("users loaded", { file, users: store.size });
-    warnIfOpenToOthers([file], log);
     keys = store;
     // Reload on SIGHUP: new handshakes see the new table; the store tells the server (onUserRemoved)
     // of every user removed or re-keyed, whose open sessions then end.
@@ -233,7 +238,7 @@ async function main(): Promise<void> {
     },
     userBudget,
     sharedUserBudget,
-    trustedProxies: values["trusted-proxies"]?.split(",").map((s) => s.trim()).filter((s) => s !== ""),
+    trustedProxies,
     ...(values["max-unfinished-bytes"] !== undefined ? { maxUnfinishedBytes: parseIntArg("--max-unfinished-bytes", values["max-unfinished-bytes"], 1, Number.MAX_SAFE_INTEGER) } : {}),
     limits: {
       // The reference's records carry no length: its maximum also bounds trial decryption work.

@@ -10,7 +10,8 @@ const HAPROXY = haproxyBinary();
 const psk = referencePsk(legacy.DEMO_PASSWORD, Buffer.from(legacy.DEMO_DEVICE_SALT), legacy.DEMO_USERNAME);
 const wrong = Buffer.alloc(32, 9);
 
-const backendArgs = ["--port", "0", "--trusted-proxies", "127.0.0.1", "--metrics", "127.0.0.1:0", "--log-level", "debug", "--log-format", "json", "--summary-interval", "0", "--shutdown-grace", "1"];
+// --demo: behind --trusted-proxies the demo user is served only when asked for (salt-advice.ts).
+const backendArgs = ["--port", "0", "--demo", "--trusted-proxies", "127.0.0.1", "--metrics", "127.0.0.1:0", "--log-level", "debug", "--log-format", "json", "--summary-interval", "0", "--shutdown-grace", "1"];
 
 async function echo(port: number, localAddress: string, text: string): Promise<void> {
   const s = await v2Handshake(port, { username: legacy.DEMO_USERNAME, psk, localAddress });

@@ -17,10 +17,17 @@ export function isLoopbackHost(host: string): boolean {
 /**
  * Why the server must not start, or undefined: without a users store it serves the demo user, whose
  * password anyone who read the reference knows, so on a host others can reach (0.0.0.0, a LAN
- * address, a name that may resolve to one) it refuses unless --demo says that is meant.
+ * address, a name that may resolve to one) it refuses unless --demo says that is meant. Behind a
+ * load balancer (--trusted-proxies) a loopback --host is no protection: the proxy, itself reachable
+ * from anywhere, forwards to it, so any trusted proxy counts as reachable from outside.
  */
-export function demoUserRefusal(host: string, ctx: { usersStore: boolean; demo: boolean }): string | undefined {
-  if (ctx.usersStore || ctx.demo || isLoopbackHost(host)) return undefined;
+export function demoUserRefusal(host: string, ctx: { usersStore: boolean; demo: boolean; trustedProxies: boolean }): string | undefined {
+  if (ctx.usersStore || ctx.demo) return undefined;
+  if (ctx.trustedProxies) {
+    return "refusing to serve the reference demo user (alice/userpassword) behind --trusted-proxies, which forward " +
+      "connections from other hosts: pass --users FILE (see bun run users), or --demo if a demo reachable from other hosts is really meant";
+  }
+  if (isLoopbackHost(host)) return undefined;
   return `refusing to serve the reference demo user (alice/userpassword) on ${host}, which is not a loopback address: ` +
     "pass --users FILE (see bun run users), or --demo if a demo reachable from other hosts is really meant";
 }

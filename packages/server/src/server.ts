@@ -82,9 +82,9 @@ export interface ServerOptions {
   limits?: Partial<ConnectionLimits>;
   /**
    * Bytes that unfinished v2 and v3 messages (begun in "more to follow" chunks) may hold, summed over
-   * every session; beyond it the sessions holding the most are ended (message_budget). Default a
-   * quarter of the host's memory, at most 1 GiB, at least one message of the maximum
-   * (unfinished-budget.ts).
+   * every session; beyond it the sessions whose messages grew slowest (bytes held ÷ time since
+   * begun) are ended (message_budget). Default a quarter of the host's memory (or of a container's
+   * lower limit), at most 1 GiB, at least one message of the maximum (unfinished-budget.ts).
    */
   maxUnfinishedBytes?: number;
   /**

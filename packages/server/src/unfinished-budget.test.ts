@@ -3,7 +3,8 @@
 // sum is under the limit.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { UnfinishedBudget, defaultMaxUnfinishedBytes } from "./unfinished-budget.ts";
+import { totalmem } from "node:os";
+import { UnfinishedBudget, defaultMaxUnfinishedBytes, usableMemory } from "./unfinished-budget.ts";
 
 function holder(budget: UnfinishedBudget, name: string, ended: string[]) {
   // As a session does: told to end, it reports 0 from its end.
@@ -74,6 +75,18 @@ test("among equally slow holders, a drip-feeder that started earlier goes before
   const fresh = holder(budget, "fresh", ended);
   budget.set(fresh, 501); // the largest, but 501 in 1 ms against 500 in 10 s
   assert.deepEqual(ended, ["old"]);
+});
+
+test("the memory a process may use: a container's limit below the host's memory, else the host's", () => {
+  const host = 64 * 2 ** 30;
+  assert.equal(usableMemory(host, 2 * 2 ** 30), 2 * 2 ** 30, "a cgroup limit");
+  // Unconstrained, as each runtime says it: Node 24 2^64 - 1, Bun the host's memory, older 0 or absent.
+  for (const none of [2 ** 64 - 1, host, 0, undefined, Number.NaN, -1]) assert.equal(usableMemory(host, none), host, String(none));
+  // A container with 2 GiB on a 64 GiB host: the default is a quarter of the container's.
+  assert.equal(defaultMaxUnfinishedBytes(17 << 20, usableMemory(host, 2 * 2 ** 30)), 512 << 20);
+  // What this runtime says here: never more than the host's memory, never 0.
+  const here = usableMemory(totalmem(), process.constrainedMemory?.());
+  assert.ok(here > 0 && here <= totalmem(), String(here));
 });
 
 test("the default: a quarter of the host's memory, at most 1 GiB, at least one message", () => {

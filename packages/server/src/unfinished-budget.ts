@@ -30,12 +30,23 @@ export interface UnfinishedHolder {
 }
 
 /**
- * The default limit: a quarter of the host's memory, at most 1 GiB, and always room for one message
- * of the maximum. 1 GiB is 60 messages of 16 MiB in progress at once, beyond what the honest uploads
- * of one process come to; a quarter of a small host's memory leaves the rest of the server room.
+ * The memory this process may use: the host's, or less when a cgroup (a container) bounds it. When
+ * nothing bounds it, process.constrainedMemory() is not a limit: Node 24 returns 2^64 - 1, Bun 1.4.5
+ * the host's memory, and other versions 0 or no function at all, so only a positive number below the
+ * host's memory counts.
  */
-export function defaultMaxUnfinishedBytes(oneMessage: number, hostMemory = totalmem()): number {
-  return Math.max(oneMessage, Math.min(1 << 30, Math.floor(hostMemory / 4)));
+export function usableMemory(hostMemory: number, constrained: number | undefined): number {
+  return typeof constrained === "number" && constrained > 0 && constrained < hostMemory ? constrained : hostMemory;
+}
+
+/**
+ * The default limit: a quarter of the memory this process may use (usableMemory: a container's limit
+ * rather than the host's), at most 1 GiB, and always room for one message of the maximum. 1 GiB is 60
+ * messages of 16 MiB in progress at once, beyond what the honest uploads of one process come to; a
+ * quarter of a small host's or container's memory leaves the rest of the server room.
+ */
+export function defaultMaxUnfinishedBytes(oneMessage: number, memory = usableMemory(totalmem(), process.constrainedMemory?.())): number {
+  return Math.max(oneMessage, Math.min(1 << 30, Math.floor(memory / 4)));
 }
 
 /** What one holder's unfinished message retains, and when the budget first saw it (ms, `now`). */

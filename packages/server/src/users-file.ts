@@ -7,7 +7,7 @@
  * whatever the umask; it is fsynced, renamed over the file (whose old mode, say 0644, goes with the old
  * inode), and the directory is fsynced so the rename itself survives a crash.
  */
-import { closeSync, fchmodSync, fsyncSync, openSync, renameSync, statSync, unlinkSync, writeSync } from "node:fs";
+import { closeSync, fchmodSync, fsyncSync, lstatSync, openSync, renameSync, statSync, unlinkSync, writeSync } from "node:fs";
 import type { Logger } from "@nstp/core";
 import { setTimeout as sleep } from "node:timers/promises";
 import { randomBytes } from "node:crypto";
@@ -80,15 +80,20 @@ export function writeFileAtomic(path: string, contents: string): void {
  * Creates `path` empty with mode 0600 if nothing is there, so that a database the caller then opens
  * is never readable by other users whatever the umask (SQLite creates a missing file 0644 under umask
  * 022, and gives its -wal and -shm files the main file's mode: both runtimes' builds were checked).
- * An existing file (or symlink) at `path` is left as it is: O_EXCL, so nothing is followed.
+ * An existing file at `path` is left as it is (O_EXCL: nothing is followed). A symbolic link there is
+ * refused: SQLite would follow it and create a missing target at the umask's mode, or write the
+ * records into whatever file it names; the store is created and written at a real path only.
  */
 export function createPrivateFile(path: string): void {
   let fd: number;
   try {
     fd = openSync(path, "wx", USERS_FILE_MODE);
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === "EEXIST") return;
-    throw e;
+    if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+    if (lstatSync(path).isSymbolicLink()) {
+      throw new Error(`${path} is a symbolic link: the credential store is written only at a real path (give the link's target instead)`, { cause: e });
+    }
+    return;
   }
   try {
     fchmodSync(fd, USERS_FILE_MODE);
@@ -98,11 +103,10 @@ export function createPrivateFile(path: string): void {
 }
 
 /**
- * Logs one warning if any of `paths` (a store's files; missing ones are skipped) can be read or
- * written by group or others: its records are password-equivalent (docs/PROTOCOL.md, "Users file").
- * Only the paths and modes are logged. True if it warned.
+ * Those of `paths` (a store's files; missing ones are skipped) group or others can read or write,
+ * each as "PATH (MODE)": their records are password-equivalent (docs/PROTOCOL.md, "Users file").
  */
-export function warnIfOpenToOthers(paths: readonly string[], log: Logger | undefined): boolean {
+export function openToOthers(paths: readonly string[]): string[] {
   const open: string[] = [];
   for (const p of paths) {
     let mode: number;
@@ -113,7 +117,15 @@ export function warnIfOpenToOthers(paths: readonly string[], log: Logger | undef
     }
     if (mode & 0o077) open.push(`${p} (${mode.toString(8).padStart(4, "0")})`);
   }
+  return open;
+}
+
+export const OPEN_TO_OTHERS_WARNING = "credential store is open to other local users: its records are password-equivalent; chmod 600 it";
+
+/** Logs one warning if any of `paths` is open to others (openToOthers); only paths and modes. True if it warned. */
+export function warnIfOpenToOthers(paths: readonly string[], log: Logger | undefined): boolean {
+  const open = openToOthers(paths);
   if (open.length === 0) return false;
-  log?.warn("credential store is open to other local users: its records are password-equivalent; chmod 600 it", { files: open.join(", ") });
+  log?.warn(OPEN_TO_OTHERS_WARNING, { files: open.join(", ") });
   return true;
 }

@@ -1,9 +1,10 @@
 // Credential stores at rest: their records are password-equivalent, so a SQLite store `bun run users`
-// creates (with its -wal and -shm) and an export to a file are 0600 whatever the umask, and a server
-// opening a store that group or others can read says so once, without a secret in the line.
+// creates (with its -wal and -shm) and an export to a file are 0600 whatever the umask, a symbolic
+// link at the store's path is refused, and a server or `bun run users` opening a store that group or
+// others can read says so once, without a secret in the line.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Logger, legacy, toHex } from "@nstp/core";
@@ -72,6 +73,50 @@ test("the server warns once when a SQLite store is readable by others, naming fi
         assert.doesNotMatch(warnings[0]!, new RegExp(toHex(psk), "i"));
       }
     }
+  } finally {
+    t.done();
+  }
+});
+
+test("bun run users on an existing SQLite store open to others says so (paths and modes only); a 0600 one says nothing", async () => {
+  const t = tempDir();
+  const said: string[] = [];
+  const error = console.error;
+  try {
+    const path = join(t.dir, "users.db");
+    const w = await SqliteUsersDb.open(path, deviceSalt);
+    await w.put({ username: "alice", psk });
+    await w.close();
+    console.error = (...args: unknown[]) => void said.push(args.join(" "));
+    await runDbCommand(path, "list", undefined, undefined);
+    assert.deepEqual(said.filter((l) => /open to other/.test(l)), [], "0600: no warning");
+    chmodSync(path, 0o644);
+    await runDbCommand(path, "list", undefined, undefined);
+    const warned = said.filter((l) => /open to other/.test(l));
+    assert.equal(warned.length, 1, said.join("\n"));
+    assert.match(warned[0]!, /^warning: .*users\.db \(0644\)/);
+    assert.doesNotMatch(warned[0]!, new RegExp(toHex(psk), "i"));
+  } finally {
+    console.error = error;
+    t.done();
+  }
+});
+
+test("a symbolic link at the store's path is refused, not followed: a dangling one's target is never created", async () => {
+  const t = tempDir();
+  try {
+    const path = join(t.dir, "users.db");
+    const target = join(t.dir, "elsewhere.db");
+    symlinkSync(target, path);
+    await underUmask022(async () => {
+      await assert.rejects(SqliteUsersDb.open(path, deviceSalt), /users\.db is a symbolic link/);
+      await assert.rejects(runDbCommand(path, "list", undefined, undefined), /symbolic link/);
+    });
+    assert.equal(existsSync(target), false, "SQLite never created the link's target (it would be 0644)");
+    // A link to an existing file is refused too: the records would go wherever it points.
+    writeFileSync(target, "");
+    await assert.rejects(SqliteUsersDb.open(path, deviceSalt), /symbolic link/);
+    assert.equal(statSync(target).size, 0);
   } finally {
     t.done();
   }

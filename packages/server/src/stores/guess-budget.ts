@@ -42,14 +42,43 @@ function nowMs(sql: postgres.Sql): postgres.Fragment {
   return sql`(extract(epoch FROM clock_timestamp()) * 1000)::bigint`;
 }
 
-/** A row last touched before this (SQL fragment, ms) has refilled to the burst: tokens ≥ 0 before it. */
-function refilledBefore(sql: postgres.Sql, opts: GuessBudgetOptions): postgres.Fragment {
-  return sql`${nowMs(sql)} - ${Math.ceil((opts.burst / opts.refillPerSecond) * 1000)}::bigint`;
-}
-
 /** A row's tokens refilled to now on the database's clock (SQL fragment). */
 function refilled(sql: postgres.Sql, opts: GuessBudgetOptions): postgres.Fragment {
   return sql`LEAST(${opts.burst}::float8, tokens + (${nowMs(sql)} - at_ms) / 1000.0 * ${opts.refillPerSecond}::float8)`;
+}
+
+/**
+ * A row last touched before this (SQL fragment, ms) has refilled to the burst: tokens ≥ 0 before it.
+ * On statement_timestamp(), which is stable within the statement: a comparison with the volatile
+ * clock_timestamp() is evaluated per row, so it can only filter an index scan's rows, never bound it
+ * (the at_ms index would be read from one end). The statement's start is at most its own duration
+ * earlier than the clock, which only makes the cut-off more cautious (a row is pruned a moment later).
+ */
+function refilledBefore(sql: postgres.Sql, opts: GuessBudgetOptions): postgres.Fragment {
+  return sql`(extract(epoch FROM statement_timestamp()) * 1000)::bigint - ${Math.ceil((opts.burst / opts.refillPerSecond) * 1000)}::bigint`;
+}
+
+/**
+ * The buckets still short of full, the most recently touched first, at most `maxUsers` (what a host
+ * that starts reads; exported so the tests can EXPLAIN it): the at_ms index bounds the scan.
+ */
+export function unrefilledRows(sql: postgres.Sql, opts: GuessBudgetOptions): postgres.PendingQuery<postgres.Row[]> {
+  return sql`
+    SELECT username, ${refilled(sql, opts)} AS tokens FROM nstp_guesses WHERE at_ms >= ${refilledBefore(sql, opts)}
+    ORDER BY at_ms DESC LIMIT ${opts.maxUsers ?? 65_536}`;
+}
+
+/**
+ * Deletes at most PRUNE_MAX_ROWS refilled rows, the oldest first (exported so the tests can EXPLAIN
+ * it). The rows are chosen FOR UPDATE SKIP LOCKED: hosts pruning at once take disjoint batches instead
+ * of waiting on (or deadlocking over) each other's row locks, and a row a failure is updating now is
+ * left for a later prune. The outer condition is checked again on each row as it is deleted.
+ */
+export function pruneRows(sql: postgres.Sql, opts: GuessBudgetOptions): postgres.PendingQuery<postgres.Row[]> {
+  return sql`
+    DELETE FROM nstp_guesses WHERE at_ms < ${refilledBefore(sql, opts)} AND username IN (
+      SELECT username FROM nstp_guesses WHERE at_ms < ${refilledBefore(sql, opts)} ORDER BY at_ms LIMIT ${PRUNE_MAX_ROWS}
+      FOR UPDATE SKIP LOCKED)`;
 }
 
 export class PostgresGuessBudget {
@@ -79,9 +108,7 @@ export class PostgresGuessBudget {
     b.unlisten = sub.unlisten;
     // A host that starts now learns the buckets still short of full (the most recent first, bounded;
     // the at_ms index finds them without reading the refilled rest).
-    const rows = await sql`
-      SELECT username, ${refilled(sql, opts)} AS tokens FROM nstp_guesses WHERE at_ms >= ${refilledBefore(sql, opts)}
-      ORDER BY at_ms DESC LIMIT ${opts.maxUsers ?? 65_536}`;
+    const rows = await unrefilledRows(sql, opts);
     for (const r of rows.reverse()) if (Number(r.tokens) < opts.burst) b.set(new TextDecoder().decode(r.username as Uint8Array), Number(r.tokens));
     return b;
   }
@@ -105,15 +132,12 @@ export class PostgresGuessBudget {
   }
 
   /**
-   * Deletes at most PRUNE_MAX_ROWS rows whose buckets have refilled, the oldest first; resolves with
-   * how many (0 when the database is unreachable: the next prune tries again). The outer condition
-   * is checked again on each row as it is deleted, so a row another host touched meanwhile stays.
+   * Deletes at most PRUNE_MAX_ROWS rows whose buckets have refilled, the oldest first (pruneRows);
+   * resolves with how many (0 when the database is unreachable: the next prune tries again).
    */
   async prune(): Promise<number> {
     try {
-      const done = await this.sql`
-        DELETE FROM nstp_guesses WHERE at_ms < ${refilledBefore(this.sql, this.opts)} AND username IN (
-          SELECT username FROM nstp_guesses WHERE at_ms < ${refilledBefore(this.sql, this.opts)} ORDER BY at_ms LIMIT ${PRUNE_MAX_ROWS})`;
+      const done = await pruneRows(this.sql, this.opts);
       return done.count;
     } catch (e) {
       (this.opts.log ?? silentLogger).warn("refilled guessing-budget rows not pruned", { reason: (e as Error).message });

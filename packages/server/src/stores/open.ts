@@ -2,11 +2,19 @@
 import type { Logger } from "@nstp/core";
 import type { CredentialStore } from "./records.ts";
 import { storeKind } from "./schema.ts";
-import { SqliteCredentialStore } from "./sqlite-store.ts";
+import { SqliteCredentialStore, sqliteFiles } from "./sqlite-store.ts";
 
 export interface OpenStoreOptions {
   deviceSalt: Uint8Array;
   log?: Logger;
+  /** Warn if a SQLite store's files are open to others (default true; see SqliteStoreOptions). */
+  warnOpenToOthers?: boolean;
+}
+
+/** The local files a --users value names, whose modes matter: none for PostgreSQL. */
+export function storeFiles(spec: string): string[] {
+  const { kind, location } = storeKind(spec);
+  return kind === "postgres" ? [] : kind === "sqlite" ? sqliteFiles(location) : [location];
 }
 
 /** For logs: the store's kind and where it is, with no password. */
@@ -37,7 +45,7 @@ export function urlPasswordWarning(spec: string): string | undefined {
 
 export async function openCredentialStore(spec: string, opts: OpenStoreOptions): Promise<CredentialStore> {
   const { kind, location } = storeKind(spec);
-  if (kind === "sqlite") return SqliteCredentialStore.open({ path: location, deviceSalt: opts.deviceSalt, log: opts.log });
+  if (kind === "sqlite") return SqliteCredentialStore.open({ path: location, deviceSalt: opts.deviceSalt, log: opts.log, warnOpenToOthers: opts.warnOpenToOthers });
   if (kind === "postgres") return (await import("./postgres-store.ts")).PostgresCredentialStore.open({ url: location, deviceSalt: opts.deviceSalt, log: opts.log });
   throw new Error(`${spec} is a users file, not a database`);
 }

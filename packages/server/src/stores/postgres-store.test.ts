@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import postgres from "postgres";
 import { legacy } from "@nstp/core";
 import { PostgresCredentialStore, PostgresUsersDb } from "./postgres-store.ts";
-import { PRUNE_EVERY, PRUNE_MAX_ROWS } from "./guess-budget.ts";
+import { PRUNE_EVERY, PRUNE_MAX_ROWS, pruneRows, unrefilledRows } from "./guess-budget.ts";
 import { type RunningPostgres, codeOf, postgresBinDir, startPostgres, within } from "@nstp/testkit";
 
 const PG = postgresBinDir();
@@ -191,6 +191,76 @@ describe("PostgreSQL store", { skip }, () => {
       }
     } finally {
       await host.close();
+      await sql.end({ timeout: 1 });
+    }
+  });
+
+
+  test("the start-up read and the prune are bounded by the at_ms index (an Index Cond, not a filter over the whole index)", async () => {
+    const sql = postgres(pg.url, { max: 1, onnotice: () => {} });
+    const opts = { burst: 4, refillPerSecond: 0.5 };
+    // Plans as PostgreSQL prefers them for a table of many refilled rows and a few recent ones; with
+    // sequential scans off so that a small table does not make the index not worth it. A cut-off the
+    // planner cannot treat as a constant (clock_timestamp(), volatile) shows as a Filter instead.
+    const plan = (q: (tx: postgres.Sql) => postgres.PendingQuery<postgres.Row[]>) =>
+      sql.begin(async (tx) => {
+        await tx`SET LOCAL enable_seqscan = off`;
+        const rows = await tx`EXPLAIN ${q(tx as unknown as postgres.Sql)}`;
+        return rows.map((r) => r["QUERY PLAN"] as string).join("\n");
+      });
+    try {
+      await (await PostgresUsersDb.open(pg.url, deviceSalt)).close();
+      await sql`DELETE FROM nstp_guesses WHERE username LIKE 'plan-%'`;
+      await sql`INSERT INTO nstp_guesses (username, tokens, at_ms)
+        SELECT convert_to('plan-old-' || i, 'UTF8'), 0, (extract(epoch FROM clock_timestamp()) * 1000)::bigint - 3600000 - i FROM generate_series(1, 20000) AS i`;
+      await sql`INSERT INTO nstp_guesses (username, tokens, at_ms)
+        SELECT convert_to('plan-new-' || i, 'UTF8'), 0, (extract(epoch FROM clock_timestamp()) * 1000)::bigint FROM generate_series(1, 10) AS i`;
+      await sql`ANALYZE nstp_guesses`;
+      const bounded = /nstp_guesses_at_ms.*\n\s*Index Cond: \(at_ms (>=|<) /;
+      const startup = await plan((tx) => unrefilledRows(tx, opts));
+      assert.match(startup, bounded, startup);
+      const prune = await plan((tx) => pruneRows(tx, opts));
+      assert.match(prune, bounded, prune);
+      assert.match(prune, /LockRows/, "the batch is locked as it is chosen (FOR UPDATE SKIP LOCKED)");
+    } finally {
+      await sql`DELETE FROM nstp_guesses WHERE username LIKE 'plan-%'`.catch(() => {});
+      await sql.end({ timeout: 1 });
+    }
+  });
+
+  test("hosts pruning at once take disjoint batches: a row locked by another is skipped, not waited for", async () => {
+    const sql = postgres(pg.url, { max: 2, onnotice: () => {} });
+    const opts = { burst: 4, refillPerSecond: 0.5 };
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    let locked!: () => void;
+    const isLocked = new Promise<void>((r) => (locked = r));
+    try {
+      await (await PostgresUsersDb.open(pg.url, deviceSalt)).close();
+      await sql`DELETE FROM nstp_guesses`;
+      await sql`INSERT INTO nstp_guesses (username, tokens, at_ms)
+        SELECT convert_to('skip-' || i, 'UTF8'), 0, (extract(epoch FROM clock_timestamp()) * 1000)::bigint - 3600000 - i FROM generate_series(1, 10) AS i`;
+      // Another host's prune (or failure) holds the oldest row's lock.
+      const holding = sql.begin(async (tx) => {
+        await tx`SELECT 1 FROM nstp_guesses WHERE username = convert_to('skip-10', 'UTF8') FOR UPDATE`;
+        locked();
+        await held;
+      });
+      await isLocked;
+      const pruner = postgres(pg.url, { max: 1, onnotice: () => {} });
+      try {
+        const done = await Promise.race([pruneRows(pruner, opts), new Promise<"waited">((r) => setTimeout(() => r("waited"), 5000))]);
+        assert.notEqual(done, "waited", "the prune did not wait for the locked row");
+        assert.equal((done as postgres.RowList<postgres.Row[]>).count, 9, "every row but the locked one");
+      } finally {
+        release();
+        await holding;
+        await pruner.end({ timeout: 1 });
+      }
+      assert.equal(Number((await sql`SELECT count(*) AS n FROM nstp_guesses`)[0]!.n), 1, "the locked row is left for a later prune");
+    } finally {
+      release();
+      await sql`DELETE FROM nstp_guesses`.catch(() => {});
       await sql.end({ timeout: 1 });
     }
   });

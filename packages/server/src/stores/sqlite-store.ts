@@ -22,6 +22,11 @@ export interface SqliteStoreOptions {
   /** Records kept in memory (default 100,000: a quarter on probation, records.ts RecordCache). */
   maxCached?: number;
   log?: Logger;
+  /**
+   * Warn if the store's files are open to other local users (default true). The server CLI warns
+   * once itself, from the supervisor when there are workers, and passes false.
+   */
+  warnOpenToOthers?: boolean;
 }
 
 const SELECT_USER = "SELECT username, psk, w0, l, disabled, version, updated_at FROM nstp_users WHERE username = ?";
@@ -29,6 +34,11 @@ const SELECT_VERSION = "SELECT value FROM nstp_meta WHERE key = 'version'";
 
 function metaVersion(db: SqliteDb): number {
   return Number(db.get(SELECT_VERSION)?.value ?? 0);
+}
+
+/** A SQLite store's files: the WAL holds the newest rows until a checkpoint, so its mode matters as much as the file's. */
+export function sqliteFiles(path: string): string[] {
+  return [path, `${path}-wal`, `${path}-shm`];
 }
 
 export class SqliteCredentialStore implements CredentialStore {
@@ -62,8 +72,7 @@ export class SqliteCredentialStore implements CredentialStore {
       db.exec("PRAGMA query_only = ON");
       const isStore = db.get("SELECT 1 AS yes FROM sqlite_master WHERE type = 'table' AND name = 'nstp_meta'");
       checkDeviceSalt(isStore ? db.get("SELECT value FROM nstp_meta WHERE key = 'device_salt'")?.value : undefined, opts.deviceSalt, opts.path);
-      // The WAL holds the newest rows until a checkpoint: its mode matters as much as the file's.
-      warnIfOpenToOthers([opts.path, `${opts.path}-wal`, `${opts.path}-shm`], opts.log);
+      if (opts.warnOpenToOthers !== false) warnIfOpenToOthers(sqliteFiles(opts.path), opts.log);
       return new SqliteCredentialStore(db, opts);
     } catch (e) {
       db.close();

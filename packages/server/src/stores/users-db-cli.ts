@@ -10,9 +10,9 @@ import { CryptoPool } from "@nstp/core/pool";
 import { type RecordOptions, migrateRecord, recordFromPsk } from "../users-records.ts";
 import { storeKind } from "./schema.ts";
 import { urlPasswordWarning } from "./open.ts";
-import { SqliteUsersDb } from "./sqlite-store.ts";
+import { SqliteUsersDb, sqliteFiles } from "./sqlite-store.ts";
 import { type UsersDb, recordsFromUsersFile, recordsToUsersFile } from "./users-db.ts";
-import { writeFileAtomic } from "../users-file.ts";
+import { OPEN_TO_OTHERS_WARNING, openToOthers, writeFileAtomic } from "../users-file.ts";
 
 export const DB_COMMANDS = "add NAME | remove NAME | disable NAME | enable NAME | list | migrate | import FILE.json | export [FILE.json]";
 
@@ -40,7 +40,14 @@ export async function openUsersDb(spec: string, deviceSalt?: Uint8Array): Promis
   const { kind, location } = storeKind(spec);
   const urlWarning = urlPasswordWarning(spec);
   if (urlWarning) console.error(`warning: ${urlWarning}`);
-  if (kind === "sqlite") return SqliteUsersDb.open(location, deviceSalt);
+  if (kind === "sqlite") {
+    const db = await SqliteUsersDb.open(location, deviceSalt);
+    // A store created here is 0600; one that already existed keeps its mode, which the server would
+    // warn about: say so here too, where the operator writes to it (the WAL holds the newest rows).
+    const open = openToOthers(sqliteFiles(location));
+    if (open.length > 0) console.error(`warning: ${OPEN_TO_OTHERS_WARNING}: ${open.join(", ")}`);
+    return db;
+  }
   if (kind === "postgres") return (await import("./postgres-store.ts")).PostgresUsersDb.open(location, deviceSalt);
   throw new Error(`${spec} is not a database`);
 }
