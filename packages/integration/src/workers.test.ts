@@ -93,3 +93,24 @@ test(`${runtime}: --max-connections refuses beyond the cap with the busy signal 
     p.child.kill("SIGKILL");
   }
 });
+
+test(`${runtime}: a SIGTERM as soon as the supervisor says it listens stops its workers too`, { timeout: 60_000 }, async () => {
+  // The supervisor printed "listening on" and its workers' pids, then awaited its metrics listener
+  // before it took SIGTERM: a signal in between ended it with the default action and left both
+  // workers running. It now holds its signals before any worker starts.
+  const { child, match } = await spawnUntil(
+    BIN[runtime],
+    [SERVER_CLI[runtime], "--port", "0", "--workers", "2", "--metrics", "127.0.0.1:0", "--log-level", "error", "--shutdown-grace", "1"],
+    /worker 0 pid (\d+)\nworker 1 pid (\d+)/,
+    30_000,
+  );
+  child.kill("SIGTERM");
+  const pids = [Number(match[1]), Number(match[2])];
+  try {
+    assert.equal(await exited(child, 15_000), 0, "the supervisor drained its workers and exited");
+    for (const end = Date.now() + 10_000; pids.some(alive) && Date.now() < end; ) await sleep(20);
+    assert.deepEqual(pids.filter(alive), [], "no worker left running");
+  } finally {
+    for (const pid of pids.filter(alive)) process.kill(pid, "SIGKILL");
+  }
+});

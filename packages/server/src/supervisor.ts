@@ -83,16 +83,10 @@ export async function runSupervisor(o: SupervisorOptions): Promise<void> {
     return listening;
   };
 
-  await Promise.all(workers.map(start));
-  for (const w of workers) if (!w.child) throw new Error(`worker ${w.index} exited at start`);
-  o.log.info("workers listening", { workers: o.workers, address: `${o.host}:${port}`, pids: workers.map((w) => w.child?.pid ?? 0).join(",") });
-  // The machine-readable lines the single-process CLI prints, then one per worker.
-  console.log(`listening on ${o.host}:${port}`);
-  for (const w of workers) console.log(`worker ${w.index} pid ${w.child?.pid}`);
-
-  const metricsServer = o.metrics ? await serveMergedMetrics(o.metrics, workers) : undefined;
-  if (metricsServer) console.log(`metrics on ${metricsServer.host}:${metricsServer.port}`);
-
+  // The signals are ours before any worker starts: a SIGTERM between the "listening" line and the
+  // handlers (an await apart) ended the supervisor with the default action and left its workers
+  // running, orphaned (seen by a CLI test that signals as soon as it reads the line).
+  let metricsServer: Awaited<ReturnType<typeof serveMergedMetrics>> | undefined;
   process.on("SIGHUP", () => {
     for (const w of workers) w.child?.kill("SIGHUP");
   });
@@ -113,6 +107,17 @@ export async function runSupervisor(o: SupervisorOptions): Promise<void> {
   };
   process.on("SIGTERM", () => stop("SIGTERM"));
   process.on("SIGINT", () => stop("SIGINT"));
+
+  await Promise.all(workers.map(start));
+  if (stopping) return; // stopped while the workers started: stop() exits once they have
+  for (const w of workers) if (!w.child) throw new Error(`worker ${w.index} exited at start`);
+  o.log.info("workers listening", { workers: o.workers, address: `${o.host}:${port}`, pids: workers.map((w) => w.child?.pid ?? 0).join(",") });
+  // The machine-readable lines the single-process CLI prints, then one per worker.
+  console.log(`listening on ${o.host}:${port}`);
+  for (const w of workers) console.log(`worker ${w.index} pid ${w.child?.pid}`);
+
+  metricsServer = o.metrics ? await serveMergedMetrics(o.metrics, workers) : undefined;
+  if (metricsServer) console.log(`metrics on ${metricsServer.host}:${metricsServer.port}`);
 }
 
 function freePort(host: string): Promise<number> {
