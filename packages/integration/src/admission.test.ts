@@ -301,15 +301,18 @@ test("CLI: --handshake-silent-ms sets how long a silent connection holds its slo
   }
 });
 
-test("CLI: --curve-steps-per-source is taken (a v3 server serves with it); an out-of-range value is refused", { skip: detectRuntime() !== "bun" && "spawned from the Bun run" }, async () => {
+test("CLI: --curve-steps-per-source, --curve-steps-unproven, --lookups-per-source and --lookups-unproven are taken (a v3 server serves with them at 1); an out-of-range value is refused", { skip: detectRuntime() !== "bun" && "spawned from the Bun run" }, async () => {
   for (const runtime of ["bun", "node"] as const) {
-    const { child, port } = await startServerProcess(runtime, ["--port", "0", "--protocols", "v2,v3", "--curve-steps-per-source", "1", "--log-level", "warn", "--summary-interval", "0"]);
+    const caps = ["--curve-steps-per-source", "1", "--curve-steps-unproven", "1", "--lookups-per-source", "1", "--lookups-unproven", "1"];
+    const { child, port } = await startServerProcess(runtime, ["--port", "0", "--protocols", "v2,v3", ...caps, "--log-level", "warn", "--summary-interval", "0"]);
     try {
       const s = await connect({ port, username: "alice", psk: alicePsk, protocol: "v3", deviceSalt });
       await s.close();
     } finally {
       child.kill("SIGTERM");
     }
-    await assert.rejects(startServerProcess(runtime, ["--port", "0", "--curve-steps-per-source", "0"]), /exited with 1/, `${runtime}: --curve-steps-per-source 0 refused`);
+    for (const flag of ["--curve-steps-per-source", "--curve-steps-unproven", "--lookups-per-source", "--lookups-unproven"]) {
+      await assert.rejects(startServerProcess(runtime, ["--port", "0", flag, "0"]), /exited with 1/, `${runtime}: ${flag} 0 refused`);
+    }
   }
 });

@@ -28,7 +28,7 @@ const USAGE = `usage: server [--port N] [--host H] [--device-salt HEX] [--users 
               [--handshake-timeout SECONDS] [--record-timeout SECONDS] [--log-level L] [--log-format json|pretty]
               [--metrics HOST:PORT] [--summary-interval SECONDS] [--shutdown-grace SECONDS]
               [--max-handshaking N] [--handshake-stall-ms MS] [--handshake-silent-ms MS] [--curve-steps-per-source N]
-              [--curve-steps-unproven N]
+              [--curve-steps-unproven N] [--lookups-per-source N] [--lookups-unproven N]
               [--address-guesses BURST] [--address-guess-rate PER_SECOND]
               [--user-guesses BURST] [--user-guess-rate PER_SECOND]
               [--idle-timeout SECONDS] [--legacy-idle-timeout SECONDS] [--max-session-lifetime SECONDS]
@@ -62,6 +62,8 @@ A v3 curve step waits in the worker pool's queue (64 a thread; full: busy), of w
 address, an IPv6 /64) may hold --curve-steps-per-source (default an eighth of the queue; then busy too),
 and every source no session was established from in the last 24 hours, together, --curve-steps-unproven
 (default half the queue): strangers from many addresses leave known devices the other half.
+Key lookups from a source not so proven are capped the same way, under way at once: per source
+--lookups-per-source (default an eighth of the store's bound), together --lookups-unproven (half).
 Devices behind one NAT, or a proxy not in --trusted-proxies, share that: raise it for them.
 --users FILE.json (SIGHUP reloads it), users.db or sqlite:PATH (SQLite), or postgres://USER@HOST/DB
 (PostgreSQL; its password from PGPASSWORD, not the URL, which ps shows): database changes reach every
@@ -101,6 +103,8 @@ async function main(): Promise<void> {
       "handshake-silent-ms": { type: "string", default: String(DEFAULT_ADMISSION.silentMs) },
       "curve-steps-per-source": { type: "string" },
       "curve-steps-unproven": { type: "string" },
+      "lookups-per-source": { type: "string" },
+      "lookups-unproven": { type: "string" },
       "address-guesses": { type: "string", default: "20" },
       "address-guess-rate": { type: "string", default: "1" },
       "user-guesses": { type: "string", default: "20" },
@@ -230,6 +234,8 @@ async function main(): Promise<void> {
     pool,
     maxCurveStepsPerSource: values["curve-steps-per-source"] !== undefined ? parseIntArg("--curve-steps-per-source", values["curve-steps-per-source"], 1, 1 << 20) : undefined,
     maxCurveStepsUnproven: values["curve-steps-unproven"] !== undefined ? parseIntArg("--curve-steps-unproven", values["curve-steps-unproven"], 1, 1 << 20) : undefined,
+    maxUncachedLookupsPerSource: values["lookups-per-source"] !== undefined ? parseIntArg("--lookups-per-source", values["lookups-per-source"], 1, 1 << 20) : undefined,
+    maxUncachedLookupsUnproven: values["lookups-unproven"] !== undefined ? parseIntArg("--lookups-unproven", values["lookups-unproven"], 1, 1 << 20) : undefined,
     // Workers share the port (supervisor.ts); a single process may too, harmlessly.
     reusePort: process.env.NSTP_WORKER !== undefined,
     failureLimit: {

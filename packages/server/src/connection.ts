@@ -520,6 +520,11 @@ export class ServerConnection implements WireEvents, HandshakeHost, OutboxOwner,
     if (this.finished) return;
     this.finished = true;
     if (!this.session) this.ctx.stats.handshaking--;
+    // Its source stays proven for a day from now (proven-sources.ts), and its user's trust likewise.
+    else {
+      this.ctx.lookupGate?.proven.sessionEnded(this.wire.remoteAddress);
+      this.ctx.budget.confirmed(this.session.username, this.wire.remoteAddress);
+    }
     this.handshake?.ended(this.session !== undefined);
     this.partialInput.cancel();
     if (this.unfinishedReported) {

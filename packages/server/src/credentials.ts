@@ -47,6 +47,9 @@ export function sourceAtLookupCap(): NstpError {
  */
 export const DEFAULT_LOOKUP_HOLD_MS = 50;
 
+/** The most a password lookup holds a place at the server's gate (PasswordKeyStore.lookupHoldMs): about two derivations on an idle host. */
+export const MAX_PASSWORD_LOOKUP_HOLD_MS = 250;
+
 export interface KeyStore {
   /**
    * The user's credential record ({ psk?, verifier? }; a bare Uint8Array is a PSK), or undefined for
@@ -436,10 +439,15 @@ export class PasswordKeyStore implements KeyStore {
 
   /**
    * A lookup's least hold at the server's gate (KeyStore.lookupHoldMs): what an uncached lookup takes,
-   * an unknown name's delay, which is a derivation's median time (a known name's miss).
+   * an unknown name's delay, which is a derivation's median time (a known name's miss), at most
+   * MAX_PASSWORD_LOOKUP_HOLD_MS. The median counts the pool's queue, so in a reconnect storm it climbs
+   * to seconds, and every cached login from a source not proven would hold a place that long: 65
+   * places on 2 cores would let a fleet back at a few dozen logins a second (attacker review, session
+   * 8 round 2). Past the cap a miss holds its place longer than a hit: the timing a loaded server
+   * shows on a first probe anyway.
    */
   get lookupHoldMs(): number {
-    return this.unknownDelayMs;
+    return Math.min(this.unknownDelayMs, MAX_PASSWORD_LOOKUP_HOLD_MS);
   }
 
   /** What a first-seen unknown user waits: the configured delay, or the median recent derivation. */

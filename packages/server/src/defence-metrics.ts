@@ -35,7 +35,7 @@ export function defenceSeries({ admission: a, budget: b, curveCap, lookupGate, u
     : [];
   const gated: Series[] = lookupGate
     ? [
-        { name: "nstp_key_lookups_over_source_cap_total", type: "counter", help: "Handshakes refused busy: their source had its share of key lookups beyond the store's cache under way.", samples: [[lookupGate.refused]] },
+        { name: "nstp_key_lookups_over_source_cap_total", type: "counter", help: "Handshakes refused busy: their source (not proven) had its share of key lookups under way.", samples: [[lookupGate.refused]] },
         { name: "nstp_key_lookups_over_unproven_cap_total", type: "counter", help: "Handshakes refused busy: the sources no peer proved its key from lately had their half of the store's lookups under way.", samples: [[lookupGate.refusedUnproven]] },
       ]
     : [];

@@ -284,7 +284,8 @@ export class ServerHandshake {
     this.ctx.budget.confirmed(username, this.host.remoteAddress);
     // The name's cached record, and the source's lookups, out of a stranger's flood's reach (lookup-gate.ts).
     this.ctx.keys.confirmed?.(username);
-    this.ctx.lookupGate?.confirmed(this.host.remoteAddress);
+    // Proven while the session lives, and for a day after (proven-sources.ts): connection.ts finish() tells its end.
+    this.ctx.lookupGate?.proven.sessionStarted(this.host.remoteAddress);
     this.ctx.admission.left(this.host);
   }
 

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { NstpError, derivePsk } from "@nstp/core";
 import { nativeBackend } from "@nstp/core/crypto/native";
 import { Reader, dial, v2Handshake, within } from "@nstp/testkit";
-import { DEFAULT_LOOKUP_HOLD_MS, type KeyStore, PasswordKeyStore, StaticKeyStore } from "./credentials.ts";
+import { DEFAULT_LOOKUP_HOLD_MS, type KeyStore, MAX_PASSWORD_LOOKUP_HOLD_MS, PasswordKeyStore, StaticKeyStore } from "./credentials.ts";
 import { DEFAULT_UNCACHED_LOOKUPS_PER_SOURCE, LookupGate, defaultUncachedLookupsPerSource, defaultUncachedLookupsUnproven } from "./lookup-gate.ts";
 import { startServer } from "./server.ts";
 
@@ -93,6 +93,8 @@ test("lookup gate: a cached hit holds its place for the store's hold, as long as
   const password = (unknownDelayMs?: number) => new PasswordKeyStore({ deviceSalt: new Uint8Array(16), crypto: nativeBackend, lookup: () => undefined, unknownDelayMs });
   assert.equal(password(70).lookupHoldMs, 70);
   assert.equal(password().lookupHoldMs, password().unknownDelayMs);
+  // At most MAX_PASSWORD_LOOKUP_HOLD_MS: a storm's queue-inflated median does not throttle cached logins with it.
+  assert.equal(password(5000).lookupHoldMs, MAX_PASSWORD_LOOKUP_HOLD_MS);
 });
 
 test("lookup gate: a source where a session was established takes no place for trustMs; proven sources are bounded", () => {

@@ -5,6 +5,11 @@
  * curve-cap.ts: v3 curve steps in the pool's queue), so a device that has logged in from its address
  * before keeps getting in while strangers from many addresses flood the server. Bounded: the oldest
  * confirmation is forgotten first.
+ *
+ * A source stays proven while a session established from it lives, and for trustMs after the last
+ * one ended (the attacker's review of session 8, round 2): a fleet's devices stay connected for days,
+ * so proven-at-establishment alone had them all unproven again by the time their network dropped and
+ * they reconnected at once, the very storm the strangers' share is meant to leave them room in.
  */
 import { budgetSource } from "./budget.ts";
 
@@ -21,6 +26,8 @@ export class ProvenSources {
   private readonly now: () => number;
   /** Source -> until when it is proven, oldest confirmation first. */
   private readonly until = new Map<string, number>();
+  /** Source -> its sessions alive (only sources with one: bounded by the connections). */
+  private readonly live = new Map<string, number>();
 
   constructor(opts: ProvenSourcesOptions) {
     this.opts = opts;
@@ -35,8 +42,26 @@ export class ProvenSources {
     if (this.until.size > this.opts.max) this.until.delete(this.until.keys().next().value!);
   }
 
+  /** A session was established from `address` (its peer proved its key): proven while it lives. */
+  sessionStarted(address: string): void {
+    const source = budgetSource(address);
+    this.live.set(source, (this.live.get(source) ?? 0) + 1);
+    this.confirmed(address);
+  }
+
+  /** A session that sessionStarted() counted has ended: its source stays proven for trustMs from now. */
+  sessionEnded(address: string): void {
+    const source = budgetSource(address);
+    const n = this.live.get(source);
+    if (n === undefined) return;
+    if (n <= 1) this.live.delete(source);
+    else this.live.set(source, n - 1);
+    this.confirmed(address);
+  }
+
   /** True if `source` (a budgetSource key, not an address) is proven now. */
   has(source: string): boolean {
+    if (this.live.has(source)) return true;
     const until = this.until.get(source);
     if (until === undefined) return false;
     if (until > this.now()) return true;

@@ -48,7 +48,7 @@ export interface ServerOptions {
   /** Guesses per source address: burst 20, 1 per second by default (budget.ts). */
   failureLimit?: Partial<BucketOptions & { maxSources: number }>;
   /** Guesses per username, from any address: burst 20, 1 per second; backoff up to half the handshake timeout. */
-  userBudget?: Partial<BucketOptions & { maxUsers: number; maxWaitMs: number }>;
+  userBudget?: Partial<BucketOptions & { maxUsers: number; maxWaitMs: number; trustSeconds: number }>;
   /** A per-user budget shared with other hosts (PostgresCredentialStore.openGuessBudget), checked beside this one. */
   sharedUserBudget?: SharedUserBudget;
   /**
@@ -193,12 +193,13 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     shared: opts.sharedUserBudget,
   });
   // Sources a peer proved its key from lately: strangers' floods leave them their share (proven-sources.ts).
-  const proven = new ProvenSources({ trustMs: DEFAULT_USER_BUDGET.trustSeconds * 1000, max: opts.failureLimit?.maxSources ?? DEFAULT_ADDRESS_BUDGET.maxSources });
+  const trustMs = (opts.userBudget?.trustSeconds ?? DEFAULT_USER_BUDGET.trustSeconds) * 1000;
+  const proven = new ProvenSources({ trustMs, max: opts.failureLimit?.maxSources ?? DEFAULT_ADDRESS_BUDGET.maxSources });
   // One source may have only a few lookups beyond the store's cache under way (lookup-gate.ts).
   const lookupGate = new LookupGate({
     maxPerSource: opts.maxUncachedLookupsPerSource ?? defaultUncachedLookupsPerSource(opts.keys.maxPending),
     maxUnproven: opts.maxUncachedLookupsUnproven ?? defaultUncachedLookupsUnproven(opts.keys.maxPending),
-    trustMs: DEFAULT_USER_BUDGET.trustSeconds * 1000,
+    trustMs,
     maxProvenSources: opts.failureLimit?.maxSources ?? DEFAULT_ADDRESS_BUDGET.maxSources,
     proven,
   });

@@ -319,4 +319,37 @@ describe("PostgreSQL store", { skip }, () => {
       await store.close();
     }
   });
+
+  test("a query that hangs gives the source's place back at the lookup timeout; it keeps only its place in the store's own bound", async () => {
+    await (await PostgresUsersDb.open(pg.url, deviceSalt)).close(); // the schema
+    const store = await PostgresCredentialStore.open({ url: pg.url, deviceSalt, pollMs: 60_000, lookupTimeoutMs: 300, maxPending: 4 });
+    const raw = postgres(pg.url, { max: 1, onnotice: () => {} });
+    let unlock!: () => void;
+    const held = new Promise<void>((r) => (unlock = r));
+    let locked!: () => void;
+    const isLocked = new Promise<void>((r) => (locked = r));
+    const locking = raw.begin(async (tx) => {
+      await tx`LOCK TABLE nstp_users IN ACCESS EXCLUSIVE MODE`;
+      locked();
+      await held;
+    });
+    try {
+      await isLocked;
+      let places = 1;
+      const admit = () => (places > 0 ? (places--, () => void places++) : undefined);
+      const hung = store.lookup("hung-user", undefined, admit) as Promise<unknown>;
+      hung.catch(() => {});
+      assert.equal(places, 0);
+      assert.ok(await within(5000, () => places === 1), "the place came back at the timeout, the query still hung");
+      assert.equal(store.pending, 1, "the query keeps its place in the store's bound until it ends");
+      unlock();
+      assert.ok(await within(5000, () => store.pending === 0), "then it ends");
+      assert.equal(places, 1, "given back once");
+    } finally {
+      unlock();
+      await locking.catch(() => {});
+      await raw.end({ timeout: 1 });
+      await store.close();
+    }
+  });
 });

@@ -170,15 +170,27 @@ export class PostgresCredentialStore implements CredentialStore {
     let p = this.inflight.get(username);
     if (!p) {
       if (this.inflight.size >= this.maxPending) throw new NstpError("ERR_BUSY", "credential store: lookups under way at their cap");
-      const done = admit?.();
-      if (admit && !done) throw sourceAtLookupCap();
+      const admitted = admit?.();
+      if (admit && !admitted) throw sourceAtLookupCap();
+      let done: (() => void) | undefined = admitted && (() => (done = undefined, admitted()));
+      // The source's place comes back when the query ends, or at the waiters' timeout if it has not:
+      // a query that hangs (a database gone silent) keeps its place in `inflight`, this store's own
+      // bound, but not the server's per-source and strangers' places, or a silent database would
+      // refuse every source not proven, cached names' too (attacker review, session 8 round 2).
+      const giveBack = done && setTimeout(() => done?.(), this.lookupTimeoutMs);
+      if (giveBack) giveBack.unref?.();
       p = this.fetch(username).finally(() => {
+        clearTimeout(giveBack);
         this.inflight.delete(username);
         done?.();
       });
       this.inflight.set(username, p);
     }
-    return timeout(p, this.opts.lookupTimeoutMs ?? 2000, "a lookup", signal);
+    return timeout(p, this.lookupTimeoutMs, "a lookup", signal);
+  }
+
+  private get lookupTimeoutMs(): number {
+    return this.opts.lookupTimeoutMs ?? 2000;
   }
 
   /** A peer proved its key for `username`: its record leaves probation (records.ts RecordCache). */
