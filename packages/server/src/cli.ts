@@ -60,7 +60,7 @@ Each password judged takes a guess from its address (20, refilled at 1/s; then i
 wrong password) and from its username (20, 1/s; then it waits, up to half the handshake timeout).
 A v3 curve step waits in the worker pool's queue (64 a thread; full: busy), of which one source (an
 address, an IPv6 /64) may hold --curve-steps-per-source (default an eighth of the queue; then busy too),
-and every source no session was established from in the last 24 hours, together, --curve-steps-unproven
+and every source with no session alive from it or ended within 24 hours, together, --curve-steps-unproven
 (default half the queue): strangers from many addresses leave known devices the other half.
 Key lookups from a source not so proven are capped the same way, under way at once: per source
 --lookups-per-source (default an eighth of the store's bound), together --lookups-unproven (half).

@@ -59,7 +59,7 @@ export interface ServerOptions {
   maxCurveStepsPerSource?: number;
   /**
    * With a pool: v3 curve steps in flight from every source no peer has proven its key from lately
-   * (a session established in the last 24 hours), together; beyond it their handshakes are refused
+   * (a session alive from it, or ended within 24 hours), together; beyond it their handshakes are refused
    * busy, so strangers holding many sources leave devices known by their address the rest of the
    * queue. Default half the pool's queue, at least 1 (curve-cap.ts).
    */
@@ -68,12 +68,12 @@ export interface ServerOptions {
    * Key lookups under way at once per source address (an IPv6 source per /64), cached names' too,
    * each counted until the store's work for it is over and at least `KeyStore.lookupHoldMs`, so that
    * being refused does not tell which names are cached; beyond it the handshake is refused busy. A
-   * source where a session was established in the last 24 hours is exempt. Default an eighth of the
+   * source with a session alive from it, or ended within 24 hours, is exempt. Default an eighth of the
    * store's `maxPending`, at least 1; 8 for a store that does not say (lookup-gate.ts).
    */
   maxUncachedLookupsPerSource?: number;
   /**
-   * Such lookups under way from every source no session was established from in the last 24 hours,
+   * Such lookups under way from every source with no session alive from it or ended within 24 hours,
    * together; beyond it their handshakes are refused busy, so strangers holding many addresses leave
    * devices known by their address the rest of the store's bound. Default half the store's
    * `maxPending`; no cap for a store that does not say (lookup-gate.ts).
