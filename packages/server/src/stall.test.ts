@@ -168,10 +168,11 @@ for (const transport of transports) {
 
   // The server's own pause is not the client's delay: while the server has stopped reading (here a
   // slow handler with maxPendingMessages 1), the rest of an upload waits unread in the socket, so the
-  // record and message deadlines must not run against the client meanwhile.
+  // record and message deadlines must not run against the client meanwhile (up to their own length
+  // again: the 1.5 s pause outlasts the 1 s limit, and half a second of it is charged).
   for (const [name, recordTimeoutMs, messageTimeoutMs] of [
-    ["record", 400, 0],
-    ["message", 10_000, 600],
+    ["record", 1000, 0],
+    ["message", 10_000, 1000],
   ] as const) {
     test(`${transport.name}: the ${name} deadline does not run while the server has paused reading`, async () => {
       const HANDLER_MS = 1500;
@@ -201,6 +202,45 @@ for (const transport of transports) {
       }
     });
   }
+
+  // Write congestion is the client's doing (it is the one not reading), so it is not left out: a
+  // client that keeps our output at its high-water mark while it holds an unfinished message is cut
+  // by the message deadline (attacker review, round 3). Before, reading paused for the congestion
+  // stopped the message deadline, and a client reading just above the write-stall floor held the
+  // message for ever. The write stall is off here and the record deadline long, so only the message
+  // deadline can end it.
+  test(`${transport.name}: a v2 client that keeps our output congested while it holds an unfinished message is cut by the message deadline`, async () => {
+    const MESSAGE_MS = 1000;
+    const BIG = new Uint8Array(4 << 20);
+    const server = await startServer({
+      keys: keys(),
+      port: 0,
+      transport,
+      handler: (m) => (m.length === 3 ? BIG : `${m.length}`),
+      limits: { recordTimeoutMs: 30_000, messageTimeoutMs: MESSAGE_MS, writeStallTimeoutMs: 0 },
+    });
+    try {
+      const s = await v2Handshake(server.port, { username: "alice", psk: PSK });
+      const socket = s.reader.socket;
+      socket.on("error", () => {});
+      socket.pause();
+      // In one small write, so one read: eight requests whose 4 MiB replies fill both kernels'
+      // buffers and the server's high-water mark (reading pauses), then the first chunk of a message.
+      // (Framed in order: each frame takes the next nonce.)
+      const requests = s.encode(Array.from({ length: 8 }, () => Buffer.from("big")));
+      const n = 100;
+      socket.write(Buffer.concat([requests, s.frame(Buffer.concat([Buffer.from([1, n >> 8, n & 0xff]), Buffer.alloc(n, 3)]))]));
+      const begun = Date.now();
+      // Excused as the server's own pause, it would run to twice the limit (the cap): 700 ms to spare for a late timer.
+      const ended = await within(2 * MESSAGE_MS - 300, () => server.stats.sessionsEnded.message_timeout === 1);
+      assert.ok(ended, `ended as message_timeout, before twice the limit (${Date.now() - begun} ms)`);
+      assert.ok(Date.now() - begun >= MESSAGE_MS - 100, `not before the limit (${Date.now() - begun} ms)`);
+      assert.equal(server.stats.sessionsFailed.ERR_TIMEOUT ?? 0, 0, "not by the record deadline");
+      socket.destroy();
+    } finally {
+      await server.close({ graceMs: 0 });
+    }
+  });
 
   test(`${transport.name}: a v2 message begun in chunks must be whole within the message limit, pings notwithstanding`, async () => {
     const MESSAGE_MS = 1000;
