@@ -126,7 +126,7 @@ export class SessionClock implements WheelEntry {
     this.lastInputAt = now;
     this.stallLimitMs = limits.writeStallTimeoutMs;
     this.stallAskBytes = Math.max(1, Math.floor((limits.writeStallMinBytesPerSecond * this.stallLimitMs) / 1000));
-    this.scheduleNext(now);
+    this.scheduleNext();
   }
 
   /** Input was read: if it completed a record or frame (authenticated), the session is not idle. */
@@ -145,7 +145,7 @@ export class SessionClock implements WheelEntry {
     this.outputWatched = true;
     this.creditMs = this.stallLimitMs;
     this.mark(this.wheel.now());
-    this.scheduleNext(this.lookedAt);
+    this.scheduleNext();
   }
 
   /** What the kernel has taken so far, what waits for it now, and when that was seen. */
@@ -164,7 +164,7 @@ export class SessionClock implements WheelEntry {
     if (now >= this.endOfLife) this.endNow("max_lifetime");
     else if (this.idleLimitMs > 0 && now - this.lastInputAt >= this.idleLimitMs) this.endNow("idle_timeout");
     else if (this.outputWatched && this.writeStalled(now)) this.endNow("write_stalled");
-    else this.scheduleNext(now);
+    else this.scheduleNext();
   }
 
   /** A look at the output: true once the credit is spent (the class comment). */
@@ -181,7 +181,7 @@ export class SessionClock implements WheelEntry {
     return this.creditMs <= 0;
   }
 
-  private scheduleNext(now: number): void {
+  private scheduleNext(): void {
     const idleAt = this.idleLimitMs > 0 ? this.lastInputAt + this.idleLimitMs : Infinity;
     // At the latest when the credit runs out if nothing is taken meanwhile.
     const outputAt = this.outputWatched ? this.lookedAt + Math.min(this.creditMs, this.stallLimitMs / 4) : Infinity;
