@@ -1,9 +1,10 @@
 // How long an authenticated client can pin the server's memory (attacker review, session 8):
 // - the write-stall deadline: a client that stops reading while replies wait for it, or reads
-//   below the drain floor, is closed once a window of the limit drained less than it asks (every
-//   version, the reference included, which has no idle timeout), while a reader above it is not;
+//   below the drain floor, is closed once it has fallen the limit's worth behind (every version, the
+//   reference included, which has no idle timeout), while a reader above it is not;
 // - the message deadline: a v2 message begun in "more to follow" chunks must be whole within its
-//   limit, however many pings keep its frames coming;
+//   limit, however many pings keep its frames coming and however long the client keeps our replies
+//   waiting (only the server's own pauses are left out);
 // - the server-wide budget of what such unfinished messages hold: over it, the slowest holder ends.
 // Real loopback sockets on port 0, short limits, bounded waits; every transport of the runtime.
 import { test } from "node:test";
