@@ -111,10 +111,10 @@ for (const transport of transports) {
     }
   });
 
-  // The drain floor on real loopback sockets, scaled up to fit a test: 8 MiB/s over a 800 ms window
-  // (a high-water mark of 16 MiB, so what waits is more than a window asks). What this shows: the
+  // The drain floor on real loopback sockets, scaled up to fit a test: 8 MiB/s with a limit of 800 ms
+  // (a high-water mark of 16 MiB, so what waits is more than the limit's worth). What this shows: the
   // floor reaches the session's clock through the server's limits; a reader at 3 MiB/s, whom the
-  // kernel still gives some progress every window (the zero-progress rule alone let it read all 25 MiB),
+  // kernel still gives some progress every limit (the zero-progress rule alone let it read all 25 MiB),
   // is closed as write_stalled; one at twice the floor is not. What it does not: the boundary at the
   // default 1 KiB/s, nor how a real network's send buffer steps, since the kernel takes our bytes in
   // steps of about a third of its send buffer (MiBs on loopback), which node:net cannot shrink;
