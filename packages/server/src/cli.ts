@@ -44,8 +44,9 @@ loopback --host without --trusted-proxies only: elsewhere, or behind a proxy, it
 A v2 session ends after --idle-timeout (default 300; 0 never) without a frame from its client (our
 client pings); a reference session after --legacy-idle-timeout (default 0: never, Dart clients cannot
 ping); any session after --max-session-lifetime (default 0: never). A close waits at most
---flush-timeout (default 5) for a peer to take the last bytes. A session with replies waiting, of
-which its client has taken no byte for --write-stall-timeout (default 60; 0 never), is closed at once.
+--flush-timeout (default 5) for a peer to take the last bytes. A session with replies waiting whose
+client has fallen --write-stall-timeout (default 60; 0 never) behind reading 1 KiB/s of them (all that
+waits, when less) is closed at once; one silence of up to that long is tolerated.
 A message sent in several frames must arrive whole within --message-timeout of its first (default:
 --max-message-size-v2 at 64 KiB/s, at least 60; 0 never). Such messages in progress may hold
 --max-unfinished-bytes over every session (default a quarter of memory, a container's limit if

@@ -481,10 +481,12 @@ export class ServerConnection implements WireEvents, HandshakeHost, OutboxOwner,
   private updateFlow(): void {
     if (this.done) return;
     const { maxPendingMessages, writeHighWaterMark } = this.ctx.limits;
-    const wasPaused = this.flow.paused;
-    this.flow.set(this.pending >= maxPendingMessages || this.flow.writeCongested() || this.aead.pendingInBytes >= writeHighWaterMark);
-    // Our own pause is not the peer's delay: the record and message deadlines leave it out.
-    if (this.flow.paused !== wasPaused) this.partialInput.readingPaused(this.flow.paused);
+    // Replies owed, or frames being opened in the pool: the server's own slowness.
+    const serverBusy = this.pending >= maxPendingMessages || this.aead.pendingInBytes >= writeHighWaterMark;
+    this.flow.set(serverBusy || this.flow.writeCongested());
+    // Only the server's pause is left out of the record and message deadlines (up to their length:
+    // core driver/deadline.ts); write congestion is the peer's own, since it is the one not reading.
+    this.partialInput.readingPaused(serverBusy);
   }
 
   /**

@@ -19,16 +19,16 @@ export interface LifetimeLimits {
   /** A session ends this long after it was established, whatever it does; 0 (the default) never. */
   maxSessionLifetimeMs: number;
   /**
-   * Every version: a session whose output waits to be sent, and of which the kernel has taken less
-   * than min(what waited, writeStallMinBytesPerSecond x this limit) over a window of this long (the
-   * client reads nothing, or trickles), is closed at once, what waits dropped; 0 never.
-   * Default 60 s (DEFAULT_WRITE_STALL_TIMEOUT_MS).
+   * Every version: a session whose output waits to be sent, and whose client has read less than the
+   * drain rate below asks (it reads nothing, or trickles) by more than this long's worth, or nothing
+   * at all for this long, is closed at once, what waits dropped (SessionClock); 0 never. Default 60 s
+   * (DEFAULT_WRITE_STALL_TIMEOUT_MS).
    */
   writeStallTimeoutMs: number;
   /**
-   * The drain rate a client must keep on average while output waits for it (above); 0 keeps only
-   * the rule that the kernel takes some byte in each window. Default 1 KiB/s
-   * (DEFAULT_WRITE_STALL_MIN_BYTES_PER_SECOND).
+   * The drain rate a client must keep on average while output waits for it (above), or less when
+   * less waits (what waits over the limit); 0 keeps only the rule that the kernel takes some byte
+   * within the limit. Default 1 KiB/s (DEFAULT_WRITE_STALL_MIN_BYTES_PER_SECOND).
    */
   writeStallMinBytesPerSecond: number;
 }
@@ -47,11 +47,11 @@ export const DEFAULT_WRITE_STALL_TIMEOUT_MS = 60_000;
 /**
  * 1 KiB/s (8 kbit/s): a live device on the slowest link we serve (GPRS, NB-IoT downlink: tens of
  * kbit/s) reads faster, and a Dart reference client reads every reply before it sends again, so its
- * output never waits a whole window. Without a floor, "the kernel took some byte" was met by a peer
+ * output never waits a whole limit. Without a floor, "the kernel took some byte" was met by a peer
  * reading a few hundred bytes a second, which kept up to the high-water mark (1 MiB) of replies per
  * session queued for ever on the reference protocol (attacker review, round 2); with it, holding that
- * costs the peer 1 KiB/s of reading per session, and a slower one is closed within the window (and
- * a quarter) after it fell behind.
+ * costs the peer 1 KiB/s of reading per session, and a slower one is closed once it has fallen a
+ * limit's worth behind.
  */
 export const DEFAULT_WRITE_STALL_MIN_BYTES_PER_SECOND = 1024;
 
@@ -72,20 +72,31 @@ export interface ClockedSession {
  * comes up), its maximum lifetime and, while output waits, its next look at the output. No deadline
  * is moved per frame.
  *
- * The write stall: once a write leaves bytes unsent, the clock marks bytesSent and what waits, and
- * looks every quarter of the limit. A look that finds nothing unsent stops watching; one that finds
- * the kernel has taken, since the mark, at least what the window asks (min(what waited at the mark,
- * the floor rate x the limit), and at least a byte) marks again; one that finds less, the mark at
- * least the limit old, ends the session. So a session is never ended before a whole window (the
- * limit) in which the kernel took less than that, and at most a quarter of it (and a granule) after.
+ * The write stall, as credit in time. Once a write leaves bytes unsent, the clock gives the session
+ * a full limit of credit and looks at least every quarter of the limit, and when the credit would
+ * run out. Each look charges the time since the last and credits what the kernel took meanwhile at
+ * the rate asked, min(the floor rate, what waited at the last look ÷ the limit) and at least a byte
+ * a limit, capped at the limit. A look that finds nothing unsent stops watching (the next wait
+ * starts afresh); one that finds the credit spent ends the session. So:
+ * - a client that takes nothing is ended a limit after its output began to wait, or after its last
+ *   byte (and at most a quarter of the limit more, the look that credited it);
+ * - one that reads at the rate asked or faster is never ended while the kernel's steps (below) come
+ *   less than the limit apart, however long it reads;
+ * - a silence of up to the limit is tolerated anywhere once the credit has refilled (a reader at
+ *   twice the floor earns back a second a second), a second one only as far as it has;
+ * - one below the rate is ended once it has fallen a limit's worth behind, however its reads are
+ *   spread (300 B/s against 1 KiB/s: in about 85 s).
+ * Windows fixed in time (session 8 round 2) cut a live reader at 2-2.5 KiB/s whose link dropped for
+ * 30-40 s inside one window, which then drained less than the floor x the window, where the
+ * zero-progress rule before them did not (attacker review, round 3); uncapped credit would let a
+ * client that once read fast trickle for ever after. The state is a few numbers, changed at looks
+ * only: nothing is done per write.
  *
- * What bytesSent sees: the kernel takes our bytes in steps, when it wakes the writer (Linux: once
- * about a third of the socket's send buffer is free), so a reader at rate R shows progress in steps
- * of that size S every S/R. A reader is therefore never cut while R x limit is at least the window's
- * ask plus one step (at the defaults, 60 KiB plus S in 60 s: 2.5 KiB/s for a send buffer of 87 KiB,
- * about what Linux gives a slow peer, more for a larger one), and is certainly cut below the floor;
- * between the two it depends on the steps. The zero-progress rule (floor 0) has the same blind spot
- * for a reader slower than S per window.
+ * What bytesSent sees: the kernel takes our bytes in steps, waking the writer once a third of the
+ * socket's send buffer is free (Linux), so a reader at rate R shows steps of S, a third of the send
+ * buffer, every S/R. For the 87 KiB buffer Linux gives a slow peer S is 29 KiB, 29 s apart at the
+ * 1 KiB/s floor, well within the default limit; a reader at the floor needs S under 60 KiB (a send
+ * buffer under 180 KiB), and with a larger buffer it needs S ÷ the limit.
  */
 export class SessionClock implements WheelEntry {
   wheelTick: number | undefined;
@@ -96,13 +107,14 @@ export class SessionClock implements WheelEntry {
   private seenProgress: number;
   private lastInputAt: number;
   private readonly stallLimitMs: number;
-  /** What a window must drain at most (the floor rate over the limit; at least a byte). */
+  /** What the limit's worth of draining is at most (the floor rate over the limit; at least a byte). */
   private readonly stallAskBytes: number;
-  /** Output waits and is watched: bytesSent at the mark, what waited then, and when that was. */
+  /** Output waits and is watched: bytesSent and what waited at the last look, when that was, and the credit (ms) then. */
   private outputWatched = false;
-  private sentMark = 0;
-  private waitingAtMark = 0;
-  private sentMarkAt = 0;
+  private sentAtLook = 0;
+  private waitingAtLook = 0;
+  private lookedAt = 0;
+  private creditMs = 0;
 
   /** `peerPings`: the version's clients can ping (core's Capabilities), so the idle timeout is fair. */
   constructor(limits: LifetimeLimits, peerPings: boolean, session: ClockedSession, wheel: ClockWheel, now = wheel.now()) {
@@ -114,7 +126,7 @@ export class SessionClock implements WheelEntry {
     this.lastInputAt = now;
     this.stallLimitMs = limits.writeStallTimeoutMs;
     this.stallAskBytes = Math.max(1, Math.floor((limits.writeStallMinBytesPerSecond * this.stallLimitMs) / 1000));
-    this.scheduleNext(now);
+    this.scheduleNext();
   }
 
   /** Input was read: if it completed a record or frame (authenticated), the session is not idle. */
@@ -131,15 +143,16 @@ export class SessionClock implements WheelEntry {
   noteOutput(): void {
     if (this.outputWatched || this.stallLimitMs === 0 || this.session.unsentBytes === 0) return;
     this.outputWatched = true;
+    this.creditMs = this.stallLimitMs;
     this.mark(this.wheel.now());
-    this.scheduleNext(this.sentMarkAt);
+    this.scheduleNext();
   }
 
-  /** Starts a window: what the kernel has taken so far and what waits for it now. */
+  /** What the kernel has taken so far, what waits for it now, and when that was seen. */
   private mark(now: number): void {
-    this.sentMark = this.session.bytesSent;
-    this.waitingAtMark = this.session.unsentBytes;
-    this.sentMarkAt = now;
+    this.sentAtLook = this.session.bytesSent;
+    this.waitingAtLook = this.session.unsentBytes;
+    this.lookedAt = now;
   }
 
   stop(): void {
@@ -151,26 +164,27 @@ export class SessionClock implements WheelEntry {
     if (now >= this.endOfLife) this.endNow("max_lifetime");
     else if (this.idleLimitMs > 0 && now - this.lastInputAt >= this.idleLimitMs) this.endNow("idle_timeout");
     else if (this.outputWatched && this.writeStalled(now)) this.endNow("write_stalled");
-    else this.scheduleNext(now);
+    else this.scheduleNext();
   }
 
-  /** A look at the output: true once a whole window drained less than it asks. */
+  /** A look at the output: true once the credit is spent (the class comment). */
   private writeStalled(now: number): boolean {
     if (this.session.unsentBytes === 0) {
       this.outputWatched = false;
       return false;
     }
-    const taken = this.session.bytesSent - this.sentMark;
-    if (taken >= Math.max(1, Math.min(this.waitingAtMark, this.stallAskBytes))) {
-      this.mark(now);
-      return false;
-    }
-    return now - this.sentMarkAt >= this.stallLimitMs;
+    // Bytes taken since the last look, as time at the rate asked over that interval.
+    const askBytes = Math.max(1, Math.min(this.waitingAtLook, this.stallAskBytes));
+    const earnedMs = ((this.session.bytesSent - this.sentAtLook) * this.stallLimitMs) / askBytes;
+    this.creditMs = Math.min(this.stallLimitMs, this.creditMs + earnedMs - (now - this.lookedAt));
+    this.mark(now);
+    return this.creditMs <= 0;
   }
 
-  private scheduleNext(now: number): void {
+  private scheduleNext(): void {
     const idleAt = this.idleLimitMs > 0 ? this.lastInputAt + this.idleLimitMs : Infinity;
-    const outputAt = this.outputWatched ? Math.min(this.sentMarkAt + this.stallLimitMs, now + this.stallLimitMs / 4) : Infinity;
+    // At the latest when the credit runs out if nothing is taken meanwhile.
+    const outputAt = this.outputWatched ? this.lookedAt + Math.min(this.creditMs, this.stallLimitMs / 4) : Infinity;
     const at = Math.min(idleAt, this.endOfLife, outputAt);
     if (at !== Infinity) this.wheel.schedule(this, at);
   }

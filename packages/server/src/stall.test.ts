@@ -1,9 +1,10 @@
 // How long an authenticated client can pin the server's memory (attacker review, session 8):
 // - the write-stall deadline: a client that stops reading while replies wait for it, or reads
-//   below the drain floor, is closed once a window of the limit drained less than it asks (every
-//   version, the reference included, which has no idle timeout), while a reader above it is not;
+//   below the drain floor, is closed once it has fallen the limit's worth behind (every version, the
+//   reference included, which has no idle timeout), while a reader above it is not;
 // - the message deadline: a v2 message begun in "more to follow" chunks must be whole within its
-//   limit, however many pings keep its frames coming;
+//   limit, however many pings keep its frames coming and however long the client keeps our replies
+//   waiting (only the server's own pauses are left out);
 // - the server-wide budget of what such unfinished messages hold: over it, the slowest holder ends.
 // Real loopback sockets on port 0, short limits, bounded waits; every transport of the runtime.
 import { test } from "node:test";
@@ -110,10 +111,10 @@ for (const transport of transports) {
     }
   });
 
-  // The drain floor on real loopback sockets, scaled up to fit a test: 8 MiB/s over a 800 ms window
-  // (a high-water mark of 16 MiB, so what waits is more than a window asks). What this shows: the
+  // The drain floor on real loopback sockets, scaled up to fit a test: 8 MiB/s with a limit of 800 ms
+  // (a high-water mark of 16 MiB, so what waits is more than the limit's worth). What this shows: the
   // floor reaches the session's clock through the server's limits; a reader at 3 MiB/s, whom the
-  // kernel still gives some progress every window (the zero-progress rule alone let it read all 25 MiB),
+  // kernel still gives some progress every limit (the zero-progress rule alone let it read all 25 MiB),
   // is closed as write_stalled; one at twice the floor is not. What it does not: the boundary at the
   // default 1 KiB/s, nor how a real network's send buffer steps, since the kernel takes our bytes in
   // steps of about a third of its send buffer (MiBs on loopback), which node:net cannot shrink;
@@ -168,10 +169,11 @@ for (const transport of transports) {
 
   // The server's own pause is not the client's delay: while the server has stopped reading (here a
   // slow handler with maxPendingMessages 1), the rest of an upload waits unread in the socket, so the
-  // record and message deadlines must not run against the client meanwhile.
+  // record and message deadlines must not run against the client meanwhile (up to their own length
+  // again: the 1.5 s pause outlasts the 1 s limit, and half a second of it is charged).
   for (const [name, recordTimeoutMs, messageTimeoutMs] of [
-    ["record", 400, 0],
-    ["message", 10_000, 600],
+    ["record", 1000, 0],
+    ["message", 10_000, 1000],
   ] as const) {
     test(`${transport.name}: the ${name} deadline does not run while the server has paused reading`, async () => {
       const HANDLER_MS = 1500;
@@ -201,6 +203,45 @@ for (const transport of transports) {
       }
     });
   }
+
+  // Write congestion is the client's doing (it is the one not reading), so it is not left out: a
+  // client that keeps our output at its high-water mark while it holds an unfinished message is cut
+  // by the message deadline (attacker review, round 3). Before, reading paused for the congestion
+  // stopped the message deadline, and a client reading just above the write-stall floor held the
+  // message for ever. The write stall is off here and the record deadline long, so only the message
+  // deadline can end it.
+  test(`${transport.name}: a v2 client that keeps our output congested while it holds an unfinished message is cut by the message deadline`, async () => {
+    const MESSAGE_MS = 1000;
+    const BIG = new Uint8Array(4 << 20);
+    const server = await startServer({
+      keys: keys(),
+      port: 0,
+      transport,
+      handler: (m) => (m.length === 3 ? BIG : `${m.length}`),
+      limits: { recordTimeoutMs: 30_000, messageTimeoutMs: MESSAGE_MS, writeStallTimeoutMs: 0 },
+    });
+    try {
+      const s = await v2Handshake(server.port, { username: "alice", psk: PSK });
+      const socket = s.reader.socket;
+      socket.on("error", () => {});
+      socket.pause();
+      // In one small write, so one read: eight requests whose 4 MiB replies fill both kernels'
+      // buffers and the server's high-water mark (reading pauses), then the first chunk of a message.
+      // (Framed in order: each frame takes the next nonce.)
+      const requests = s.encode(Array.from({ length: 8 }, () => Buffer.from("big")));
+      const n = 100;
+      socket.write(Buffer.concat([requests, s.frame(Buffer.concat([Buffer.from([1, n >> 8, n & 0xff]), Buffer.alloc(n, 3)]))]));
+      const begun = Date.now();
+      // Excused as the server's own pause, it would run to twice the limit (the cap): 700 ms to spare for a late timer.
+      const ended = await within(2 * MESSAGE_MS - 300, () => server.stats.sessionsEnded.message_timeout === 1);
+      assert.ok(ended, `ended as message_timeout, before twice the limit (${Date.now() - begun} ms)`);
+      assert.ok(Date.now() - begun >= MESSAGE_MS - 100, `not before the limit (${Date.now() - begun} ms)`);
+      assert.equal(server.stats.sessionsFailed.ERR_TIMEOUT ?? 0, 0, "not by the record deadline");
+      socket.destroy();
+    } finally {
+      await server.close({ graceMs: 0 });
+    }
+  });
 
   test(`${transport.name}: a v2 message begun in chunks must be whole within the message limit, pings notwithstanding`, async () => {
     const MESSAGE_MS = 1000;

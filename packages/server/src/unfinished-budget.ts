@@ -21,6 +21,19 @@
  * message deadline leaves out (core driver/deadline.ts). A 1 MB/s upload paused 100 s after its first
  * MiB still counts 10 KiB/s, above a 4 KiB/s drip-feeder, but a longer pause on a slower link could
  * put it first.
+ *
+ * Who pays instead (attacker review, round 3): slowest first protects fast uploads, not slow ones. A
+ * password holder that restarts its messages keeps each one's rate at about its size ÷ the restart
+ * period or more: the default 1 GiB filled by 1,024 sessions of 1 MiB begun again every 100 s counts
+ * at least 10 KiB/s each, so whenever the sum goes over, any honest upload slower than that (a
+ * device on a 64 kbit/s uplink, NB-IoT) is the one ended, and again on each retry. That costs the
+ * attacker 10 KiB/s a session (10 MiB/s in all) and an account; the honest upload's defence is to
+ * be faster than it. Treating every holder above the message deadline's implied floor (64 KiB/s) as
+ * equal and ending the largest among them was considered and not done: it changes nothing for an
+ * upload slower than the attacker (both are below the floor), and among fast holders it would let
+ * ones just above the floor make a larger, faster honest upload the victim again (round 2's attack,
+ * at a higher price). Per-user or per-source shares would protect the slow upload, but not a fleet
+ * behind one user and one address (above).
  */
 import { totalmem } from "node:os";
 

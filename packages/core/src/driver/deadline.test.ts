@@ -172,14 +172,15 @@ test("partial-input deadline: a read that leaves nothing partial reads hasPartia
   assert.ok(!p.armed);
 });
 
-test("partial-input deadline: time the driver paused reading is not the peer's, for the record and the message deadline", async () => {
+test("partial-input deadline: time the server paused reading is not the peer's, for the record and the message deadline", async () => {
   const m = { hasPartialInput: true, inputProgress: 0, hasPartialMessage: true, messagesStarted: 1 };
   const expired: string[] = [];
   const owner = { partialInputExpired: () => void expired.push("record"), partialMessageExpired: () => void expired.push("message") };
-  // Limits far above the host's timer lateness; the pause is several times each.
+  // Limits far above the host's timer lateness; the pause is half of each, so the cap (the limit
+  // again) is not reached unless a sleep runs 700 ms late.
   for (const [recordMs, messageMs, which] of [
-    [150, 0, "record"],
-    [2000, 150, "message"],
+    [400, 0, "record"],
+    [4000, 400, "message"],
   ] as const) {
     expired.length = 0;
     const p = new PartialInputDeadline(m, recordMs, owner, messageMs);
@@ -187,14 +188,55 @@ test("partial-input deadline: time the driver paused reading is not the peer's, 
     const started = performance.now();
     await sleep(50);
     p.readingPaused(true);
-    await sleep(500);
+    p.readingPaused(true); // told again (every flow update): changes nothing
+    await sleep(200);
     assert.deepEqual(expired, [], `${which}: nothing fires while reading is paused`);
     p.readingPaused(false);
     const resumed = performance.now();
-    for (let i = 0; i < 200 && expired.length === 0; i++) await sleep(5);
+    const paused = resumed - started - 50;
+    for (let i = 0; i < 400 && expired.length === 0; i++) await sleep(5);
     assert.deepEqual(expired, [which], `${which}: it fires once reading resumed and the rest of its time passed`);
     const left = (messageMs || recordMs) - 50;
-    assert.ok(performance.now() - resumed >= left - 5, `${which}: the time before the pause counted, the pause did not (${performance.now() - started} ms in all)`);
+    assert.ok(performance.now() - resumed >= left - 5, `${which}: the time before the pause counted, the pause (${paused} ms) did not`);
     p.cancel();
   }
+});
+
+test("partial-input deadline: the paused time excused is at most the deadline's length, so a pause stretches it to twice its length at most", async () => {
+  const m = { hasPartialInput: true, inputProgress: 0, hasPartialMessage: true, messagesStarted: 1 };
+  const expired: string[] = [];
+  const owner = { partialInputExpired: () => void expired.push("record"), partialMessageExpired: () => void expired.push("message") };
+  for (const [recordMs, messageMs, which] of [
+    [150, 0, "record"],
+    [10_000, 150, "message"],
+  ] as const) {
+    expired.length = 0;
+    const limit = messageMs || recordMs;
+    const p = new PartialInputDeadline(m, recordMs, owner, messageMs);
+    p.watch();
+    const started = performance.now();
+    p.readingPaused(true);
+    // Paused for good: without the cap nothing ever fires (each look only looks again).
+    for (let i = 0; i < 600 && expired.length === 0; i++) await sleep(5);
+    assert.deepEqual(expired, [which], `${which}: it fired while reading was still paused`);
+    const at = performance.now() - started;
+    assert.ok(at >= 2 * limit - 5, `${which}: not before twice its length (${at} ms)`);
+    p.cancel();
+  }
+  // Pauses that add up past the cap, with reading between them: excused together up to the limit,
+  // so it fires during the second pause (at about 400 ms), long before the 600 ms of pauses end;
+  // excused in full it could not fire before 800 ms.
+  expired.length = 0;
+  const p = new PartialInputDeadline(m, 200, owner);
+  p.watch();
+  const started = performance.now();
+  for (let i = 0; i < 3; i++) {
+    p.readingPaused(true);
+    await sleep(200);
+    p.readingPaused(false);
+  }
+  assert.deepEqual(expired, ["record"], "it fired before the pauses were over");
+  const paused = performance.now() - started;
+  assert.ok(paused >= 600, `${paused} ms`);
+  p.cancel();
 });

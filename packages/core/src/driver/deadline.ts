@@ -73,13 +73,18 @@ type WatchedMachine = Pick<Machine, "hasPartialInput" | "inputProgress"> & Parti
  * Its start is the first watch() (after a read) that sees it: the machine says only that a message
  * is partial and how many have begun (no clock in the machine).
  *
- * Neither runs while the driver itself has paused reading (readingPaused: too many messages await
- * replies, replies wait to be sent, or frames wait in the worker pool): the rest of the peer's input
- * then sits unread in the socket, and cutting an honest upload for the server's own slowness was
- * wrong (attacker review, session 8 round 2). The paused time is left out of both: on resume each
- * mark moves forward by the time paused since it was set. A look that comes while paused does not
- * fire and looks again once the time left at the pause has passed (at least an eighth of the
- * record deadline), so after a resume a deadline fires at most that late. Only pause transitions
+ * Neither counts time the server itself has paused reading for (readingPaused: too many messages
+ * await replies, or frames wait in the worker pool): the rest of the peer's input then sits unread
+ * in the socket, and cutting an honest upload for the server's own slowness was wrong (attacker
+ * review, session 8 round 2). The driver tells only those pauses, not the one for write congestion
+ * (replies waiting for the peer to read them): the peer causes that, and excusing it let a client
+ * that kept our output at its high-water mark, reading just above the write-stall floor, hold an
+ * unfinished message for ever (attacker review, round 3). The time excused is also capped at the
+ * deadline's own length, as the handshake's stall clock caps the server's excused waits (server
+ * admission.ts serverWaiting): no pause, however it came about, stretches a deadline past twice its
+ * length. Each mark keeps when it was set and the time excused since (added on resume; a pause
+ * under way is counted at each look), so a look computes when the deadline passes if the pause
+ * goes on, and the deadline fires at most a timer's lateness after that. Only pause transitions
  * cost anything (a clock read each), never a read or a message.
  */
 export class PartialInputDeadline extends Deadline {
@@ -87,13 +92,18 @@ export class PartialInputDeadline extends Deadline {
   private readonly ms: number;
   private readonly messageMs: number;
   private readonly owner: PartialInputOwner;
-  /** inputProgress at the look that first saw it, and when that was. */
+  /** inputProgress at the look that first saw it, when that was, and the paused time excused since (at most ms). */
   private progress = 0;
   private progressSeenAt = 0;
-  /** The unfinished message timed (its messagesStarted count; -1 none yet) and when it was first seen. */
+  private progressExcused = 0;
+  /**
+   * The unfinished message timed (its messagesStarted count; -1 none yet), when it was first seen,
+   * and the paused time excused since (at most messageMs).
+   */
   private message = -1;
   private messageSeenAt = 0;
-  /** When the driver paused reading (-1: reading). */
+  private messageExcused = 0;
+  /** When the server paused reading (-1: reading, or paused for the peer's sake only). */
   private pausedAt = -1;
 
   // One object per session, not three: the owner is told through an interface, not a closure with
@@ -117,12 +127,14 @@ export class PartialInputDeadline extends Deadline {
     if (this.armed) return;
     this.progress = this.machine.inputProgress;
     this.progressSeenAt = performance.now();
+    this.progressExcused = 0;
     this.arm(this.untilNextLook(this.progressSeenAt), () => this.look());
   }
 
   /**
-   * The driver paused (true) or resumed (false) reading; told on transitions only. Resuming moves the
-   * marks forward by the time paused since each was set, so that time is not the peer's.
+   * The server paused (true) or resumed (false) reading for its own sake; a repeat of the current
+   * state is ignored, so the driver may tell it on every flow update. Resuming adds the time paused
+   * since each mark was set to what that mark has excused, up to its limit.
    */
   readingPaused(paused: boolean): void {
     if (paused === this.pausedAt >= 0) return;
@@ -131,8 +143,8 @@ export class PartialInputDeadline extends Deadline {
       this.pausedAt = now;
       return;
     }
-    this.progressSeenAt += now - Math.max(this.pausedAt, this.progressSeenAt);
-    this.messageSeenAt += now - Math.max(this.pausedAt, this.messageSeenAt);
+    this.progressExcused = this.excused(this.progressSeenAt, this.progressExcused, this.ms, now);
+    this.messageExcused = this.excused(this.messageSeenAt, this.messageExcused, this.messageMs, now);
     this.pausedAt = -1;
   }
 
@@ -141,22 +153,38 @@ export class PartialInputDeadline extends Deadline {
     if (!this.machine.hasPartialInput) return undefined;
     const now = performance.now();
     this.noteMessage(now);
-    // Paused by the driver: nothing fires; the next look comes when the time the peer had left at the
-    // pause has passed (a resume before then moves the deadline at least that far), not sooner than
-    // an eighth of the record deadline (a long pause is looked at a few times, not spun on).
-    if (this.pausedAt >= 0) return Math.max(this.untilNextLook(this.pausedAt), this.ms / 8);
-    if (this.messageOpen && now - this.messageSeenAt >= this.messageMs) {
+    if (this.messageOpen && this.charged(this.messageSeenAt, this.messageExcused, this.messageMs, now) >= this.messageMs) {
       this.owner.partialMessageExpired();
       return undefined;
     }
     if (this.machine.inputProgress !== this.progress) {
       this.progress = this.machine.inputProgress;
       this.progressSeenAt = now;
-    } else if (now - this.progressSeenAt >= this.ms) {
+      this.progressExcused = 0;
+    } else if (this.charged(this.progressSeenAt, this.progressExcused, this.ms, now) >= this.ms) {
       this.owner.partialInputExpired();
       return undefined;
     }
     return this.untilNextLook(now);
+  }
+
+  /** The time excused from a mark by `now`: what it had, plus the pause under way since the mark, at most `limit`. */
+  private excused(mark: number, excused: number, limit: number, now: number): number {
+    return this.pausedAt < 0 ? excused : Math.min(limit, excused + Math.max(0, now - Math.max(this.pausedAt, mark)));
+  }
+
+  /** The time since a mark that counts against the peer. */
+  private charged(mark: number, excused: number, limit: number, now: number): number {
+    return now - mark - this.excused(mark, excused, limit, now);
+  }
+
+  /**
+   * When a mark's deadline passes if nothing changes: the time the peer has left, plus, while paused,
+   * the excuse still unused (the pause under way is excused up to the cap).
+   */
+  private untilDeadline(mark: number, excused: number, limit: number, now: number): number {
+    const used = this.excused(mark, excused, limit, now);
+    return limit - (now - mark - used) + (this.pausedAt >= 0 ? limit - used : 0);
   }
 
   /** Starts timing a message begun since the last one timed. */
@@ -164,6 +192,7 @@ export class PartialInputDeadline extends Deadline {
     if (this.messageMs > 0 && this.machine.hasPartialMessage && this.machine.messagesStarted !== this.message) {
       this.message = this.machine.messagesStarted!;
       this.messageSeenAt = now ?? performance.now();
+      this.messageExcused = 0;
     }
   }
 
@@ -173,7 +202,8 @@ export class PartialInputDeadline extends Deadline {
   }
 
   private untilNextLook(now: number): number {
-    const at = this.messageOpen ? Math.min(this.progressSeenAt + this.ms, this.messageSeenAt + this.messageMs) : this.progressSeenAt + this.ms;
-    return Math.max(1, at - now);
+    const record = this.untilDeadline(this.progressSeenAt, this.progressExcused, this.ms, now);
+    const left = this.messageOpen ? Math.min(record, this.untilDeadline(this.messageSeenAt, this.messageExcused, this.messageMs, now)) : record;
+    return Math.max(1, left);
   }
 }
