@@ -80,6 +80,23 @@ test("an address where the user's session was established skips the user's backo
   assert.equal(b.reserve("192.168.1.7", "alice").kind, "over", "the exemption expires");
 });
 
+test("a session's address stays exempt while the session lives, past trustSeconds, and for trustSeconds after it ends", () => {
+  const clock = { t: 0 };
+  const b = budget(clock, 5000);
+  b.sessionStarted("alice", "192.168.1.7");
+  clock.t += 3 * 86_400_000; // a fleet's session three days old, still alive
+  for (let i = 0; i < 40; i++) b.reserve(`10.0.${i}.1`, "alice");
+  const device = b.reserve("192.168.1.7", "alice");
+  assert.ok(device.kind === "judge" && device.delayMs === 0, "its address is judged at once: the session lives");
+  b.sessionEnded("alice", "192.168.1.7");
+  clock.t += 1800_000; // trustSeconds here is an hour
+  for (let i = 0; i < 40; i++) b.reserve(`10.1.${i}.1`, "alice");
+  assert.equal(b.reserve("192.168.1.7", "alice").kind, "judge", "trusted for trustSeconds after it ended");
+  clock.t += 3600_000;
+  for (let i = 0; i < 40; i++) b.reserve(`10.2.${i}.1`, "alice");
+  assert.equal(b.reserve("192.168.1.7", "alice").kind, "over", "then no longer");
+});
+
 test("IPv6 sources share one address budget per /64 (one subscriber's prefix), IPv4 per address", () => {
   const b = budget({ t: 0 });
   // One attacker rotating the interface identifier within its own /64.

@@ -87,6 +87,8 @@ export class GuessBudget {
   private readonly users: LeakyBuckets;
   /** "user\0address" -> until when the address may skip the user's backoff (bounded like `users`). */
   private readonly trusted = new Map<string, number>();
+  /** username\0source -> its sessions alive (only pairs with one: bounded by the connections). */
+  private readonly live = new Map<string, number>();
   private readonly opts: GuessBudgetOptions;
   private readonly now: () => number;
   /** Counters for metrics. */
@@ -176,7 +178,29 @@ export class GuessBudget {
     return this.users.size;
   }
 
+  /**
+   * A session of `username` was established from `source` (confirmed() from now, and trusted while it
+   * lives: a device's session may last longer than trustSeconds, and it reconnects from the same
+   * address before the server has seen the old session end; attacker review, session 8 round 3).
+   */
+  sessionStarted(username: string, source: string): void {
+    const key = `${username}\0${source}`;
+    this.live.set(key, (this.live.get(key) ?? 0) + 1);
+    this.confirmed(username, source);
+  }
+
+  /** A session sessionStarted() counted has ended: trusted for trustSeconds from now. */
+  sessionEnded(username: string, source: string): void {
+    const key = `${username}\0${source}`;
+    const n = this.live.get(key);
+    if (n === undefined) return;
+    if (n <= 1) this.live.delete(key);
+    else this.live.set(key, n - 1);
+    this.confirmed(username, source);
+  }
+
   private isTrusted(username: string, source: string): boolean {
+    if (this.live.size > 0 && this.live.has(`${username}\0${source}`)) return true;
     const until = this.trusted.get(`${username}\0${source}`);
     return until !== undefined && until > this.now();
   }

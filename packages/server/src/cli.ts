@@ -46,7 +46,7 @@ client pings); a reference session after --legacy-idle-timeout (default 0: never
 ping); any session after --max-session-lifetime (default 0: never). A close waits at most
 --flush-timeout (default 5) for a peer to take the last bytes. A session with replies waiting whose
 client has fallen --write-stall-timeout (default 60; 0 never) behind reading 1 KiB/s of them (all that
-waits, when less) is closed at once; one silence of up to that long is tolerated.
+waits, when less) is closed at once; one silence shorter than that is tolerated.
 A message sent in several frames must arrive whole within --message-timeout of its first (default:
 --max-message-size-v2 at 64 KiB/s, at least 60; 0 never). Such messages in progress may hold
 --max-unfinished-bytes over every session (default a quarter of memory, a container's limit if

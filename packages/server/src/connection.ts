@@ -413,6 +413,9 @@ export class ServerConnection implements WireEvents, HandshakeHost, OutboxOwner,
         this.asyncReplies--;
         this.answered(reply);
         this.outbox.schedule();
+        // A reply of nothing (v2 allows it) writes nothing, and nothing else would resume a read
+        // paused for replies owed: the session stalled until its idle timeout (attacker review, round 3).
+        if (reply === undefined) this.updateFlow();
       } catch (e) {
         this.fail(toNstpError(e, "ERR_PROTOCOL", "message handler failed"));
       }
@@ -481,12 +484,10 @@ export class ServerConnection implements WireEvents, HandshakeHost, OutboxOwner,
   private updateFlow(): void {
     if (this.done) return;
     const { maxPendingMessages, writeHighWaterMark } = this.ctx.limits;
-    // Replies owed, or frames being opened in the pool: the server's own slowness.
-    const serverBusy = this.pending >= maxPendingMessages || this.aead.pendingInBytes >= writeHighWaterMark;
-    this.flow.set(serverBusy || this.flow.writeCongested());
-    // Only the server's pause is left out of the record and message deadlines (up to their length:
-    // core driver/deadline.ts); write congestion is the peer's own, since it is the one not reading.
-    this.partialInput.readingPaused(serverBusy);
+    this.flow.set(this.pending >= maxPendingMessages || this.flow.writeCongested() || this.aead.pendingInBytes >= writeHighWaterMark);
+    // Time not reading is left out of the record deadline, and of the message deadline up to its
+    // length (core driver/deadline.ts); a peer that does not read is the write-stall deadline's.
+    this.partialInput.readingPaused(this.flow.paused);
   }
 
   /**
@@ -525,7 +526,7 @@ export class ServerConnection implements WireEvents, HandshakeHost, OutboxOwner,
     // Its source stays proven for a day from now (proven-sources.ts), and its user's trust likewise.
     else {
       this.ctx.lookupGate?.proven.sessionEnded(this.wire.remoteAddress);
-      this.ctx.budget.confirmed(this.session.username, this.wire.remoteAddress);
+      this.ctx.budget.sessionEnded(this.session.username, this.wire.remoteAddress);
     }
     this.handshake?.ended(this.session !== undefined);
     this.partialInput.cancel();

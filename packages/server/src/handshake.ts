@@ -281,7 +281,7 @@ export class ServerHandshake {
     this.deadline.cancel();
     this.abort = undefined;
     if (this.ticket) this.ctx.budget.settle(this.ticket, true);
-    this.ctx.budget.confirmed(username, this.host.remoteAddress);
+    this.ctx.budget.sessionStarted(username, this.host.remoteAddress);
     // The name's cached record, and the source's lookups, out of a stranger's flood's reach (lookup-gate.ts).
     this.ctx.keys.confirmed?.(username);
     // Proven while the session lives, and for a day after (proven-sources.ts): connection.ts finish() tells its end.

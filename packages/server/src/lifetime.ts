@@ -82,7 +82,7 @@ export interface ClockedSession {
  *   byte (and at most a quarter of the limit more, the look that credited it);
  * - one that reads at the rate asked or faster is never ended while the kernel's steps (below) come
  *   less than the limit apart, however long it reads;
- * - a silence of up to the limit is tolerated anywhere once the credit has refilled (a reader at
+ * - a silence shorter than the limit is tolerated anywhere once the credit has refilled (a reader at
  *   twice the floor earns back a second a second), a second one only as far as it has;
  * - one below the rate is ended once it has fallen a limit's worth behind, however its reads are
  *   spread (300 B/s against 1 KiB/s: in about 85 s).

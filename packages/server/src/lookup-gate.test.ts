@@ -93,8 +93,16 @@ test("lookup gate: a cached hit holds its place for the store's hold, as long as
   const password = (unknownDelayMs?: number) => new PasswordKeyStore({ deviceSalt: new Uint8Array(16), crypto: nativeBackend, lookup: () => undefined, unknownDelayMs });
   assert.equal(password(70).lookupHoldMs, 70);
   assert.equal(password().lookupHoldMs, password().unknownDelayMs);
-  // At most MAX_PASSWORD_LOOKUP_HOLD_MS: a storm's queue-inflated median does not throttle cached logins with it.
-  assert.equal(password(5000).lookupHoldMs, MAX_PASSWORD_LOOKUP_HOLD_MS);
+  // A configured delay as it is; a measured median capped (a storm's queue-inflated median does not
+  // throttle cached logins with it) at twice the fastest recent derivation, or the fixed cap if more.
+  assert.equal(password(5000).lookupHoldMs, 5000);
+  const measured = password();
+  const recent = (measured as unknown as { recentDerivations: number[] }).recentDerivations;
+  recent.push(3000, 3000, 3000, 90);
+  assert.equal(measured.lookupHoldMs, MAX_PASSWORD_LOOKUP_HOLD_MS, "idle derivation 90 ms: the fixed cap");
+  recent.length = 0;
+  recent.push(3000, 3000, 3000, 400);
+  assert.equal(measured.lookupHoldMs, 800, "idle derivation 400 ms (a slower host): twice that");
 });
 
 test("lookup gate: a source where a session was established takes no place for trustMs; proven sources are bounded", () => {

@@ -26,8 +26,8 @@
  * does not depend on the cache; what remains is timing: a miss whose work outlasts the hold (a slow
  * application lookup, a slow database) holds its place longer than a hit, which a stranger sees only
  * by probing at that moment, as the first probe of a name may differ anyway (docs/PROTOCOL.md,
- * "Uniform failure"). A source from which a peer has proven its key (a session established) within
- * `trustMs` takes no place and is counted nowhere: devices behind one NAT keep logging in at the
+ * "Uniform failure"). A source from which a peer has proven its key (a session alive from it, or
+ * ended within `trustMs`: proven-sources.ts) takes no place and is counted nowhere: devices behind one NAT keep logging in at the
  * store's pace however many reconnect at once, and a stranger behind the same address shares their
  * luck.
  *

@@ -202,32 +202,43 @@ test("partial-input deadline: time the server paused reading is not the peer's, 
   }
 });
 
-test("partial-input deadline: the paused time excused is at most the deadline's length, so a pause stretches it to twice its length at most", async () => {
+test("partial-input deadline: the record deadline excuses every pause; the message deadline at most its own length, so a pause stretches it to twice that at most", async () => {
   const m = { hasPartialInput: true, inputProgress: 0, hasPartialMessage: true, messagesStarted: 1 };
   const expired: string[] = [];
   const owner = { partialInputExpired: () => void expired.push("record"), partialMessageExpired: () => void expired.push("message") };
-  for (const [recordMs, messageMs, which] of [
-    [150, 0, "record"],
-    [10_000, 150, "message"],
-  ] as const) {
-    expired.length = 0;
-    const limit = messageMs || recordMs;
-    const p = new PartialInputDeadline(m, recordMs, owner, messageMs);
+  // The message deadline, paused for good: it fires while still paused, at twice its length.
+  {
+    const p = new PartialInputDeadline(m, 10_000, owner, 150);
     p.watch();
     const started = performance.now();
     p.readingPaused(true);
-    // Paused for good: without the cap nothing ever fires (each look only looks again).
     for (let i = 0; i < 600 && expired.length === 0; i++) await sleep(5);
-    assert.deepEqual(expired, [which], `${which}: it fired while reading was still paused`);
+    assert.deepEqual(expired, ["message"], "it fired while reading was still paused");
     const at = performance.now() - started;
-    assert.ok(at >= 2 * limit - 5, `${which}: not before twice its length (${at} ms)`);
+    assert.ok(at >= 2 * 150 - 5, `not before twice its length (${at} ms)`);
     p.cancel();
   }
-  // Pauses that add up past the cap, with reading between them: excused together up to the limit,
-  // so it fires during the second pause (at about 400 ms), long before the 600 ms of pauses end;
-  // excused in full it could not fire before 800 ms.
+  // The record deadline, paused four times its length: nothing fires until reading resumes (a peer
+  // that does not read is the write-stall deadline's), then it has its whole length again.
+  {
+    expired.length = 0;
+    const p = new PartialInputDeadline(m, 150, owner);
+    p.watch();
+    p.readingPaused(true);
+    await sleep(600);
+    assert.deepEqual(expired, [], "not while reading is paused");
+    p.readingPaused(false);
+    const resumed = performance.now();
+    for (let i = 0; i < 600 && expired.length === 0; i++) await sleep(5);
+    assert.deepEqual(expired, ["record"], "after the resume");
+    assert.ok(performance.now() - resumed >= 150 - 5, "a whole record deadline after the resume");
+    p.cancel();
+  }
+  // Pauses that add up past the message deadline's cap, with reading between them: excused together
+  // up to its length, so it fires during the second pause (at about 400 ms), long before the 600 ms of
+  // pauses end; excused in full it could not fire before 800 ms.
   expired.length = 0;
-  const p = new PartialInputDeadline(m, 200, owner);
+  const p = new PartialInputDeadline(m, 10_000, owner, 200);
   p.watch();
   const started = performance.now();
   for (let i = 0; i < 3; i++) {
@@ -235,8 +246,9 @@ test("partial-input deadline: the paused time excused is at most the deadline's 
     await sleep(200);
     p.readingPaused(false);
   }
-  assert.deepEqual(expired, ["record"], "it fired before the pauses were over");
+  assert.deepEqual(expired, ["message"], "it fired before the pauses were over");
   const paused = performance.now() - started;
   assert.ok(paused >= 600, `${paused} ms`);
   p.cancel();
 });
+

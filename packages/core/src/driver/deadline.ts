@@ -73,26 +73,30 @@ type WatchedMachine = Pick<Machine, "hasPartialInput" | "inputProgress"> & Parti
  * Its start is the first watch() (after a read) that sees it: the machine says only that a message
  * is partial and how many have begun (no clock in the machine).
  *
- * Neither counts time the server itself has paused reading for (readingPaused: too many messages
- * await replies, or frames wait in the worker pool): the rest of the peer's input then sits unread
- * in the socket, and cutting an honest upload for the server's own slowness was wrong (attacker
- * review, session 8 round 2). The driver tells only those pauses, not the one for write congestion
- * (replies waiting for the peer to read them): the peer causes that, and excusing it let a client
- * that kept our output at its high-water mark, reading just above the write-stall floor, hold an
- * unfinished message for ever (attacker review, round 3). The time excused is also capped at the
- * deadline's own length, as the handshake's stall clock caps the server's excused waits (server
- * admission.ts serverWaiting): no pause, however it came about, stretches a deadline past twice its
- * length. Each mark keeps when it was set and the time excused since (added on resume; a pause
- * under way is counted at each look), so a look computes when the deadline passes if the pause
- * goes on, and the deadline fires at most a timer's lateness after that. Only pause transitions
- * cost anything (a clock read each), never a read or a message.
+ * Neither counts time the driver has paused reading (readingPaused: too many messages await
+ * replies, frames wait in the worker pool, or replies wait for the peer to read them): the rest of the
+ * peer's input then sits unread in the socket, and cutting an honest upload for it was wrong
+ * (attacker reviews, session 8: a slow handler; a device on a slow link uploading while it downloads
+ * a large reply at its link's speed). The record deadline excuses all of it: a pause for the
+ * server's own work is the server's, and one for write congestion is bounded by the write-stall
+ * deadline (server lifetime.ts), which ends a peer that does not read. The message deadline, which
+ * bounds how long a message's memory is held, excuses at most its own length: a client that kept
+ * our output at its high-water mark while reading just above the write-stall floor held an
+ * unfinished message for ever when every pause was excused (round 3), and now holds it at most
+ * twice the deadline. Each mark keeps when it was set and the time excused since (added on resume; a
+ * pause under way is counted at each look), so a look computes when the deadline passes if the pause
+ * goes on, and the deadline fires at most a timer's lateness after that. Only pause transitions cost
+ * anything (a clock read each), never a read or a message.
  */
+/** The record deadline excuses every pause, however long (see PartialInputDeadline). */
+const RECORD_EXCUSE_CAP = Number.POSITIVE_INFINITY;
+
 export class PartialInputDeadline extends Deadline {
   private readonly machine: WatchedMachine;
   private readonly ms: number;
   private readonly messageMs: number;
   private readonly owner: PartialInputOwner;
-  /** inputProgress at the look that first saw it, when that was, and the paused time excused since (at most ms). */
+  /** inputProgress at the look that first saw it, when that was, and the paused time excused since (all of it). */
   private progress = 0;
   private progressSeenAt = 0;
   private progressExcused = 0;
@@ -103,7 +107,7 @@ export class PartialInputDeadline extends Deadline {
   private message = -1;
   private messageSeenAt = 0;
   private messageExcused = 0;
-  /** When the server paused reading (-1: reading, or paused for the peer's sake only). */
+  /** When the driver paused reading (-1: reading). */
   private pausedAt = -1;
 
   // One object per session, not three: the owner is told through an interface, not a closure with
@@ -132,9 +136,9 @@ export class PartialInputDeadline extends Deadline {
   }
 
   /**
-   * The server paused (true) or resumed (false) reading for its own sake; a repeat of the current
-   * state is ignored, so the driver may tell it on every flow update. Resuming adds the time paused
-   * since each mark was set to what that mark has excused, up to its limit.
+   * The driver paused (true) or resumed (false) reading; a repeat of the current state is ignored, so
+   * the driver may tell it on every flow update. Resuming adds the time paused since each mark was set
+   * to what that mark has excused (the message's up to its limit).
    */
   readingPaused(paused: boolean): void {
     if (paused === this.pausedAt >= 0) return;
@@ -143,7 +147,7 @@ export class PartialInputDeadline extends Deadline {
       this.pausedAt = now;
       return;
     }
-    this.progressExcused = this.excused(this.progressSeenAt, this.progressExcused, this.ms, now);
+    this.progressExcused = this.excused(this.progressSeenAt, this.progressExcused, RECORD_EXCUSE_CAP, now);
     this.messageExcused = this.excused(this.messageSeenAt, this.messageExcused, this.messageMs, now);
     this.pausedAt = -1;
   }
@@ -161,7 +165,7 @@ export class PartialInputDeadline extends Deadline {
       this.progress = this.machine.inputProgress;
       this.progressSeenAt = now;
       this.progressExcused = 0;
-    } else if (this.charged(this.progressSeenAt, this.progressExcused, this.ms, now) >= this.ms) {
+    } else if (this.charged(this.progressSeenAt, this.progressExcused, RECORD_EXCUSE_CAP, now) >= this.ms) {
       this.owner.partialInputExpired();
       return undefined;
     }
@@ -180,11 +184,14 @@ export class PartialInputDeadline extends Deadline {
 
   /**
    * When a mark's deadline passes if nothing changes: the time the peer has left, plus, while paused,
-   * the excuse still unused (the pause under way is excused up to the cap).
+   * the excuse still unused (the pause under way is excused up to `cap`; with no cap, look again in
+   * a deadline's length: a paused look neither fires nor spins).
    */
-  private untilDeadline(mark: number, excused: number, limit: number, now: number): number {
-    const used = this.excused(mark, excused, limit, now);
-    return limit - (now - mark - used) + (this.pausedAt >= 0 ? limit - used : 0);
+  private untilDeadline(mark: number, excused: number, limit: number, cap: number, now: number): number {
+    const used = this.excused(mark, excused, cap, now);
+    const left = limit - (now - mark - used);
+    if (this.pausedAt < 0) return left;
+    return cap === RECORD_EXCUSE_CAP ? Math.max(left, limit) : left + (cap - used);
   }
 
   /** Starts timing a message begun since the last one timed. */
@@ -202,8 +209,8 @@ export class PartialInputDeadline extends Deadline {
   }
 
   private untilNextLook(now: number): number {
-    const record = this.untilDeadline(this.progressSeenAt, this.progressExcused, this.ms, now);
-    const left = this.messageOpen ? Math.min(record, this.untilDeadline(this.messageSeenAt, this.messageExcused, this.messageMs, now)) : record;
+    const record = this.untilDeadline(this.progressSeenAt, this.progressExcused, this.ms, RECORD_EXCUSE_CAP, now);
+    const left = this.messageOpen ? Math.min(record, this.untilDeadline(this.messageSeenAt, this.messageExcused, this.messageMs, this.messageMs, now)) : record;
     return Math.max(1, left);
   }
 }
