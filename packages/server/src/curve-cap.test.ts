@@ -51,6 +51,17 @@ async function hello(port: number, from: string): Promise<Reader> {
   return reader;
 }
 
+/** Opens a v3 hello from `from` (kept in `open`) and waits until its curve step reaches the held pool. */
+function reacher(pool: ReturnType<typeof heldPool>, port: number, open: Reader[]) {
+  return async (from: string, what: string) => {
+    const n = pool.held.length;
+    const r = await hello(port, from);
+    open.push(r);
+    assert.ok(await within(5000, () => pool.held.length === n + 1), `${what}: its curve step reached the pool`);
+    return r;
+  };
+}
+
 async function refusedBusy(r: Reader, what: string): Promise<void> {
   assert.deepEqual(await r.read(2), Buffer.from([0, 0]), `${what}: the busy signal in place of message 2`);
   assert.deepEqual(await r.closedWithin(5000), { closed: true, extra: 0 }, `${what}: then the close`);
@@ -65,13 +76,7 @@ test("v3: a source at its cap of curve steps in flight is refused busy, another'
   const quiet = curvePlacement.inlineQuietUntilMs;
   curvePlacement.inlineQuietUntilMs = Number.POSITIVE_INFINITY;
   const open: Reader[] = [];
-  const reachPool = async (from: string, what: string) => {
-    const n = pool.held.length;
-    const r = await hello(server.port, from);
-    open.push(r);
-    assert.ok(await within(5000, () => pool.held.length === n + 1), `${what}: its curve step reached the pool`);
-    return r;
-  };
+  const reachPool = reacher(pool, server.port, open);
   try {
     const a1 = await reachPool(A, "A's first");
     await reachPool(A, "A's second");
@@ -156,13 +161,7 @@ test("v3: strangers from many sources fill only their share of the queue; a devi
     device.destroy();
     pool.hold = true;
     curvePlacement.inlineQuietUntilMs = Number.POSITIVE_INFINITY;
-    const reachPool = async (from: string, what: string) => {
-      const n = pool.held.length;
-      const r = await hello(server.port, from);
-      open.push(r);
-      assert.ok(await within(5000, () => pool.held.length === n + 1), `${what}: its curve step reached the pool`);
-      return r;
-    };
+    const reachPool = reacher(pool, server.port, open);
     // Strangers, one step from each of three sources: their shared cap.
     const first = await reachPool("127.0.0.2", "stranger 2");
     await reachPool("127.0.0.3", "stranger 3");

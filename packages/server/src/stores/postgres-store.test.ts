@@ -16,6 +16,26 @@ const skip = !PG && "PostgreSQL is not installed (.ci/run installs Debian's post
 const deviceSalt = legacy.DEMO_DEVICE_SALT;
 const key = (n: number) => new Uint8Array(32).fill(n);
 
+/** Holds nstp_users locked (every lookup's query waits behind it) until unlock(); done() also ends the connection. */
+function lockUsersTable(url: string) {
+  const raw = postgres(url, { max: 1, onnotice: () => {} });
+  let unlock!: () => void;
+  const held = new Promise<void>((r) => (unlock = r));
+  let locked!: () => void;
+  const isLocked = new Promise<void>((r) => (locked = r));
+  const locking = raw.begin(async (tx) => {
+    await tx`LOCK TABLE nstp_users IN ACCESS EXCLUSIVE MODE`;
+    locked();
+    await held;
+  });
+  const done = async () => {
+    unlock();
+    await locking.catch(() => {});
+    await raw.end({ timeout: 1 });
+  };
+  return { isLocked, unlock, done };
+}
+
 describe("PostgreSQL store", { skip }, () => {
   let pg: RunningPostgres;
   before(async () => {
@@ -272,16 +292,7 @@ describe("PostgreSQL store", { skip }, () => {
     await w.close();
     const store = await PostgresCredentialStore.open({ url: pg.url, deviceSalt, pollMs: 60_000, lookupTimeoutMs: 30_000, maxPending: 2 });
     // Every lookup's query waits behind this lock until the test lets it go.
-    const raw = postgres(pg.url, { max: 1, onnotice: () => {} });
-    let unlock!: () => void;
-    const held = new Promise<void>((r) => (unlock = r));
-    let locked!: () => void;
-    const isLocked = new Promise<void>((r) => (locked = r));
-    const locking = raw.begin(async (tx) => {
-      await tx`LOCK TABLE nstp_users IN ACCESS EXCLUSIVE MODE`;
-      locked();
-      await held;
-    });
+    const { isLocked, unlock, done: unlockAndEnd } = lockUsersTable(pg.url);
     const code = (c: string) => (e: unknown) => (e as { code?: string }).code === c;
     const busy = code("ERR_BUSY");
     try {
@@ -313,9 +324,7 @@ describe("PostgreSQL store", { skip }, () => {
       assert.ok(await within(5000, () => store.pending === 0 && places === 1), "places come back when the queries end");
       assert.deepEqual(store.lookup("frank"), key(8), "and what they read is cached");
     } finally {
-      unlock();
-      await locking.catch(() => {});
-      await raw.end({ timeout: 1 });
+      await unlockAndEnd();
       await store.close();
     }
   });
@@ -323,16 +332,7 @@ describe("PostgreSQL store", { skip }, () => {
   test("a query that hangs gives the source's place back at the lookup timeout; it keeps only its place in the store's own bound", async () => {
     await (await PostgresUsersDb.open(pg.url, deviceSalt)).close(); // the schema
     const store = await PostgresCredentialStore.open({ url: pg.url, deviceSalt, pollMs: 60_000, lookupTimeoutMs: 300, maxPending: 4 });
-    const raw = postgres(pg.url, { max: 1, onnotice: () => {} });
-    let unlock!: () => void;
-    const held = new Promise<void>((r) => (unlock = r));
-    let locked!: () => void;
-    const isLocked = new Promise<void>((r) => (locked = r));
-    const locking = raw.begin(async (tx) => {
-      await tx`LOCK TABLE nstp_users IN ACCESS EXCLUSIVE MODE`;
-      locked();
-      await held;
-    });
+    const { isLocked, unlock, done: unlockAndEnd } = lockUsersTable(pg.url);
     try {
       await isLocked;
       let places = 1;
@@ -346,9 +346,7 @@ describe("PostgreSQL store", { skip }, () => {
       assert.ok(await within(5000, () => store.pending === 0), "then it ends");
       assert.equal(places, 1, "given back once");
     } finally {
-      unlock();
-      await locking.catch(() => {});
-      await raw.end({ timeout: 1 });
+      await unlockAndEnd();
       await store.close();
     }
   });
